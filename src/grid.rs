@@ -1,0 +1,181 @@
+//! Georeferenced pixel grids: affine transforms and tile grids.
+
+use crate::{Epsg, Error, Resolution, Result};
+use serde::{Deserialize, Serialize};
+
+/// A north-up affine pixel → CRS transform: `x = x0 + col·dx`, `y = y0 + row·dy`
+/// with `dy < 0`. Coordinates refer to pixel **corners**; the centre of pixel
+/// `(col, row)` is at `col + 0.5, row + 0.5`.
+///
+/// # Examples
+/// ```
+/// use tilestack::GeoTransform;
+/// let t = GeoTransform::north_up(557_700.0, 4_186_220.0, 10.0);
+/// assert_eq!(t.to_gdal(), [557_700.0, 10.0, 0.0, 4_186_220.0, 0.0, -10.0]);
+/// assert_eq!(t.pixel_center(0, 0), (557_705.0, 4_186_215.0));
+/// assert_eq!(t.to_pixel(557_715.0, 4_186_200.0), (1.5, 2.0));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GeoTransform {
+    /// x of the top-left corner of pixel (0, 0), CRS units.
+    pub x0: f64,
+    /// y of the top-left corner of pixel (0, 0), CRS units.
+    pub y0: f64,
+    /// Pixel width, CRS units (> 0).
+    pub dx: f64,
+    /// Pixel height, CRS units (< 0 for north-up).
+    pub dy: f64,
+}
+
+impl GeoTransform {
+    /// A square-pixel north-up transform with its top-left corner at `(x0, y0)`.
+    pub fn north_up(x0: f64, y0: f64, res: f64) -> Self {
+        GeoTransform {
+            x0,
+            y0,
+            dx: res,
+            dy: -res,
+        }
+    }
+
+    /// GDAL's 6-tuple `[x0, dx, 0, y0, 0, dy]`.
+    pub fn to_gdal(&self) -> [f64; 6] {
+        [self.x0, self.dx, 0.0, self.y0, 0.0, self.dy]
+    }
+
+    /// From a STAC `proj:transform` (rasterio/affine order `[a, b, c, d, e, f]`,
+    /// optionally followed by `0, 0, 1`).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for rotated/sheared or degenerate transforms.
+    pub fn from_stac(t: &[f64]) -> Result<Self> {
+        if t.len() != 6 && t.len() != 9 {
+            return Err(Error::invalid(
+                "proj:transform",
+                format!("has {} numbers, expected 6 or 9", t.len()),
+            ));
+        }
+        let (a, b, c, d, e, f) = (t[0], t[1], t[2], t[3], t[4], t[5]);
+        if b != 0.0 || d != 0.0 {
+            return Err(Error::invalid(
+                "proj:transform",
+                "rotated grids are not supported",
+            ));
+        }
+        if !(a > 0.0 && e < 0.0 && c.is_finite() && f.is_finite()) {
+            return Err(Error::invalid(
+                "proj:transform",
+                format!("{t:?} is not a north-up transform"),
+            ));
+        }
+        Ok(GeoTransform {
+            x0: c,
+            y0: f,
+            dx: a,
+            dy: e,
+        })
+    }
+
+    /// STAC `proj:transform` (6 numbers).
+    pub fn to_stac(&self) -> [f64; 6] {
+        [self.dx, 0.0, self.x0, 0.0, self.dy, self.y0]
+    }
+
+    /// CRS coordinates of the centre of pixel `(col, row)`.
+    pub fn pixel_center(&self, col: usize, row: usize) -> (f64, f64) {
+        (
+            self.x0 + (col as f64 + 0.5) * self.dx,
+            self.y0 + (row as f64 + 0.5) * self.dy,
+        )
+    }
+
+    /// Fractional pixel coordinates `(col, row)` of a CRS point (corner-based).
+    pub fn to_pixel(&self, x: f64, y: f64) -> (f64, f64) {
+        ((x - self.x0) / self.dx, (y - self.y0) / self.dy)
+    }
+}
+
+/// A raster grid: CRS, transform and size in pixels.
+///
+/// # Examples
+/// ```
+/// use tilestack::{Epsg, GridSpec, Resolution};
+/// let epsg = Epsg::new(32610).unwrap();
+/// let g = GridSpec::tile_around(epsg, 558_976.1, 4_184_946.3, 256, Resolution::new(10.0).unwrap()).unwrap();
+/// assert_eq!((g.transform.x0, g.transform.y0), (557_700.0, 4_186_220.0));
+/// assert_eq!((g.width, g.height), (256, 256));
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GridSpec {
+    /// The grid's CRS.
+    pub epsg: Epsg,
+    /// Pixel → CRS transform.
+    pub transform: GeoTransform,
+    /// Columns.
+    pub width: usize,
+    /// Rows.
+    pub height: usize,
+}
+
+impl GridSpec {
+    /// The `size`×`size` tile around a centroid `(cx, cy)` given in `epsg`
+    /// units, snapped to multiples of `res` as sat-tile-stack's crop does:
+    /// `left = ceil((cx − size·res/2)/res)·res`, `top = floor((cy + size·res/2)/res)·res`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a zero size or non-finite centroid.
+    pub fn tile_around(epsg: Epsg, cx: f64, cy: f64, size: usize, res: Resolution) -> Result<Self> {
+        if size == 0 {
+            return Err(Error::invalid("tile size", "must be > 0"));
+        }
+        if !cx.is_finite() || !cy.is_finite() {
+            return Err(Error::invalid(
+                "centroid",
+                format!("({cx}, {cy}) is not finite"),
+            ));
+        }
+        let r = res.metres();
+        let half = size as f64 * r / 2.0;
+        let left = ((cx - half) / r).ceil() * r;
+        let top = ((cy + half) / r).floor() * r;
+        Ok(GridSpec {
+            epsg,
+            transform: GeoTransform::north_up(left, top, r),
+            width: size,
+            height: size,
+        })
+    }
+
+    /// `(min_x, min_y, max_x, max_y)` of the grid in its CRS.
+    pub fn bounds(&self) -> (f64, f64, f64, f64) {
+        let t = &self.transform;
+        let x1 = t.x0 + self.width as f64 * t.dx;
+        let y1 = t.y0 + self.height as f64 * t.dy;
+        (t.x0.min(x1), t.y0.min(y1), t.x0.max(x1), t.y0.max(y1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stac_transform_round_trip() {
+        let t = GeoTransform::north_up(500_000.0, 4_200_000.0, 20.0);
+        assert_eq!(GeoTransform::from_stac(&t.to_stac()).unwrap(), t);
+        assert!(GeoTransform::from_stac(&[10.0, 0.1, 0.0, 0.0, -10.0, 0.0]).is_err());
+        assert!(GeoTransform::from_stac(&[10.0, 0.0, 0.0]).is_err());
+    }
+
+    #[test]
+    fn tile_on_grid_lines_is_exact() {
+        let e = Epsg::new(32610).unwrap();
+        let r = Resolution::new(10.0).unwrap();
+        // centroid exactly on a grid line: left edge lands on it, still 256 px
+        let g = GridSpec::tile_around(e, 1280.0, 1280.0, 256, r).unwrap();
+        assert_eq!(g.transform.x0, 0.0);
+        assert_eq!(g.transform.y0, 2560.0);
+        assert_eq!(g.bounds(), (0.0, 0.0, 2560.0, 2560.0));
+        assert!(GridSpec::tile_around(e, f64::NAN, 0.0, 256, r).is_err());
+    }
+}

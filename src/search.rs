@@ -1,0 +1,381 @@
+//! STAC API item search: POST `/search` (GET when the server does not
+//! conform to POST), following `next` links until exhausted or a cap.
+//!
+//! Users lose data silently with the Python tools when pages are cut off;
+//! here every page is followed, ids are de-duplicated, and a full page
+//! without a `next` link is reported as possibly truncated.
+
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A STAC item search request (the item-search spec's fields).
+///
+/// # Examples
+/// ```
+/// use tilestack::search::SearchRequest;
+/// let req = SearchRequest::new("sentinel-2-l2a")
+///     .bbox([-122.35, 37.79, -122.31, 37.83])
+///     .datetime("2019-08-01/2019-08-30")
+///     .unwrap();
+/// assert_eq!(req.datetime.as_deref(), Some("2019-08-01T00:00:00Z/2019-08-30T23:59:59Z"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SearchRequest {
+    /// Collection ids.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collections: Vec<String>,
+    /// `[west, south, east, north]`, degrees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bbox: Option<[f64; 4]>,
+    /// A GeoJSON geometry (exclusive with `bbox`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intersects: Option<Value>,
+    /// RFC 3339 interval `start/end` (`..` for open ends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datetime: Option<String>,
+    /// The `query` extension, e.g. `{"eo:cloud_cover": {"lt": 20}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<Value>,
+    /// Page size asked of the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    /// Sort fields, e.g. `[{"field": "properties.datetime", "direction": "asc"}]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sortby: Option<Value>,
+}
+
+impl SearchRequest {
+    /// A search of one collection.
+    pub fn new(collection: impl Into<String>) -> Self {
+        SearchRequest {
+            collections: vec![collection.into()],
+            limit: Some(100),
+            ..Default::default()
+        }
+    }
+
+    /// Sets the bounding box.
+    pub fn bbox(mut self, bbox: [f64; 4]) -> Self {
+        self.bbox = Some(bbox);
+        self
+    }
+
+    /// Sets the time range. Date-only ends are expanded to whole UTC days
+    /// (`2019-08-30` → `2019-08-30T23:59:59Z` as an end) because servers
+    /// such as pgstac reject anything but full RFC 3339.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for an unparseable range or one whose end precedes its start.
+    pub fn datetime(mut self, range: &str) -> Result<Self> {
+        self.datetime = Some(normalize_datetime(range)?);
+        Ok(self)
+    }
+
+    /// Sets the `query` extension filter.
+    pub fn query(mut self, q: Value) -> Self {
+        self.query = Some(q);
+        self
+    }
+}
+
+/// Normalizes `start/end` (dates or RFC 3339, `..` open) to full RFC 3339.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the range.
+pub fn normalize_datetime(range: &str) -> Result<String> {
+    let bad = |m: &str| Error::invalid("time range", format!("{range:?}: {m}"));
+    let parts: Vec<&str> = range.split('/').collect();
+    let one = |s: &str, end: bool| -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        let s = s.trim();
+        if s.is_empty() || s == ".." {
+            return Ok(None);
+        }
+        if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+            let t = if end {
+                d.and_hms_opt(23, 59, 59)
+            } else {
+                d.and_hms_opt(0, 0, 0)
+            };
+            return Ok(t.map(|t| t.and_utc()));
+        }
+        chrono::DateTime::parse_from_rfc3339(s)
+            .map(|t| Some(t.with_timezone(&chrono::Utc)))
+            .map_err(|e| bad(&format!("{s:?} is neither YYYY-MM-DD nor RFC 3339 ({e})")))
+    };
+    let fmt = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_else(|| "..".into())
+    };
+    match parts.as_slice() {
+        [single] => {
+            let (a, b) = (one(single, false)?, one(single, true)?);
+            if a.is_none() {
+                return Err(bad("empty"));
+            }
+            Ok(format!("{}/{}", fmt(a), fmt(b)))
+        }
+        [s, e] => {
+            let (a, b) = (one(s, false)?, one(e, true)?);
+            if let (Some(a), Some(b)) = (a, b)
+                && b < a
+            {
+                return Err(bad("end is before start"));
+            }
+            if a.is_none() && b.is_none() {
+                return Err(bad("both ends open"));
+            }
+            Ok(format!("{}/{}", fmt(a), fmt(b)))
+        }
+        _ => Err(bad("expected START/END")),
+    }
+}
+
+/// What a search returned.
+#[derive(Debug, Clone)]
+pub struct SearchResults {
+    /// Items, de-duplicated by id, in server order.
+    pub items: Vec<stac::Item>,
+    /// Pages fetched.
+    pub pages: usize,
+    /// Warnings (possible truncation, duplicate ids, cap reached).
+    pub warnings: Vec<String>,
+}
+
+/// A STAC API client.
+///
+/// # Examples
+/// ```no_run
+/// # tokio_test::block_on(async {
+/// use tilestack::search::{SearchRequest, StacClient};
+/// let client = StacClient::new("http://127.0.0.1:8090/").unwrap();
+/// let res = client.search(&SearchRequest::new("sentinel-2-l2a")).await.unwrap();
+/// println!("{} items", res.items.len());
+/// # });
+/// ```
+#[derive(Debug, Clone)]
+pub struct StacClient {
+    root: url::Url,
+    http: reqwest::Client,
+    /// Stop after this many items (default 10 000).
+    pub max_items: usize,
+}
+
+impl StacClient {
+    /// A client for the API whose landing page is `root`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a malformed URL.
+    pub fn new(root: &str) -> Result<Self> {
+        let mut s = root.to_string();
+        if !s.ends_with('/') {
+            s.push('/');
+        }
+        let root =
+            url::Url::parse(&s).map_err(|e| Error::invalid("STAC URL", format!("{root}: {e}")))?;
+        Ok(StacClient {
+            root,
+            http: reqwest::Client::new(),
+            max_items: 10_000,
+        })
+    }
+
+    /// The landing page URL.
+    pub fn root(&self) -> &url::Url {
+        &self.root
+    }
+
+    async fn send_json(&self, req: reqwest::RequestBuilder, url: &str) -> Result<Value> {
+        let http = |m: String| Error::Http {
+            url: url.to_string(),
+            message: m,
+        };
+        let resp = req.send().await.map_err(|e| http(e.to_string()))?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| http(e.to_string()))?;
+        if !status.is_success() {
+            let snippet: String = text.chars().take(200).collect();
+            return Err(http(format!("status {status}: {snippet}")));
+        }
+        serde_json::from_str(&text).map_err(|e| Error::Stac {
+            url: url.to_string(),
+            message: format!("response is not JSON: {e}"),
+        })
+    }
+
+    /// Runs a search and follows every `next` link (up to `max_items`).
+    ///
+    /// # Errors
+    /// [`Error::Http`] for transport/status errors, [`Error::Stac`] for a
+    /// response that is not a FeatureCollection, [`Error::Item`] for an
+    /// item that does not parse (naming its id).
+    pub async fn search(&self, req: &SearchRequest) -> Result<SearchResults> {
+        let search_url = self
+            .root
+            .join("search")
+            .map_err(|e| Error::invalid("STAC URL", e.to_string()))?;
+        let body = serde_json::to_value(req).unwrap_or_default();
+        let mut next: Option<Page> = Some(Page::Post {
+            url: search_url.to_string(),
+            body,
+        });
+        let mut out = SearchResults {
+            items: Vec::new(),
+            pages: 0,
+            warnings: Vec::new(),
+        };
+        let mut seen = std::collections::HashSet::new();
+        let mut last_body = Map::new();
+        while let Some(page) = next.take() {
+            let (url, value) = match &page {
+                Page::Post { url, body } => {
+                    if let Value::Object(m) = body {
+                        last_body = m.clone();
+                    }
+                    (
+                        url.clone(),
+                        self.send_json(self.http.post(url).json(body), url).await?,
+                    )
+                }
+                Page::Get { url } => (url.clone(), self.send_json(self.http.get(url), url).await?),
+            };
+            out.pages += 1;
+            let stac_err = |m: String| Error::Stac {
+                url: url.clone(),
+                message: m,
+            };
+            let features = value
+                .get("features")
+                .and_then(Value::as_array)
+                .ok_or_else(|| {
+                    stac_err("not a FeatureCollection (no \"features\" array)".into())
+                })?;
+            let n = features.len();
+            for f in features {
+                let id = f
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or("<no id>")
+                    .to_string();
+                let item: stac::Item =
+                    serde_json::from_value(f.clone()).map_err(|e| Error::Item {
+                        item: id.clone(),
+                        message: format!("not a STAC item: {e}"),
+                    })?;
+                if seen.insert(item.id.clone()) {
+                    out.items.push(item);
+                } else {
+                    out.warnings
+                        .push(format!("duplicate item {id} on page {}", out.pages));
+                }
+                if out.items.len() >= self.max_items {
+                    out.warnings
+                        .push(format!("stopped at max_items = {}", self.max_items));
+                    return Ok(out);
+                }
+            }
+            next = next_page(&value, &last_body, &url)?;
+            if n == 0 {
+                next = None;
+            }
+            if next.is_none()
+                && let Some(limit) = req.limit
+                && n as u64 >= limit
+                && n > 0
+            {
+                out.warnings.push(format!(
+                    "page {} returned a full page of {n} items but no next link: results may be truncated",
+                    out.pages
+                ));
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Debug)]
+enum Page {
+    Post { url: String, body: Value },
+    Get { url: String },
+}
+
+/// The `rel=next` link of a page: GET href, or POST with `body` (merged over
+/// the previous body when `merge` is true).
+fn next_page(page: &Value, prev_body: &Map<String, Value>, url: &str) -> Result<Option<Page>> {
+    let Some(links) = page.get("links").and_then(Value::as_array) else {
+        return Ok(None);
+    };
+    let Some(link) = links
+        .iter()
+        .find(|l| l.get("rel").and_then(Value::as_str) == Some("next"))
+    else {
+        return Ok(None);
+    };
+    let href = link
+        .get("href")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::Stac {
+            url: url.to_string(),
+            message: "next link without href".into(),
+        })?
+        .to_string();
+    let method = link.get("method").and_then(Value::as_str).unwrap_or("GET");
+    if method.eq_ignore_ascii_case("POST") {
+        let merge = link.get("merge").and_then(Value::as_bool).unwrap_or(false);
+        let body = match link.get("body") {
+            Some(Value::Object(b)) if merge => {
+                let mut m = prev_body.clone();
+                for (k, v) in b {
+                    m.insert(k.clone(), v.clone());
+                }
+                Value::Object(m)
+            }
+            Some(b) => b.clone(),
+            None => Value::Object(prev_body.clone()),
+        };
+        Ok(Some(Page::Post { url: href, body }))
+    } else {
+        Ok(Some(Page::Get { url: href }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datetimes_normalize() {
+        assert_eq!(
+            normalize_datetime("2019-08-01/2019-08-30").unwrap(),
+            "2019-08-01T00:00:00Z/2019-08-30T23:59:59Z"
+        );
+        assert_eq!(
+            normalize_datetime("2019-08-01/..").unwrap(),
+            "2019-08-01T00:00:00Z/.."
+        );
+        assert_eq!(
+            normalize_datetime("2019-08-05").unwrap(),
+            "2019-08-05T00:00:00Z/2019-08-05T23:59:59Z"
+        );
+        assert!(normalize_datetime("2019-08-30/2019-08-01").is_err());
+        assert!(normalize_datetime("yesterday").is_err());
+        assert!(normalize_datetime("../..").is_err());
+    }
+
+    #[test]
+    fn merge_next_body() {
+        let prev: Map<String, Value> =
+            serde_json::from_str(r#"{"limit": 2, "collections": ["c"]}"#).unwrap();
+        let page: Value = serde_json::from_str(
+            r#"{"links": [{"rel": "next", "href": "http://x/search", "method": "POST", "body": {"skip": 2}, "merge": true}]}"#,
+        )
+        .unwrap();
+        match next_page(&page, &prev, "u").unwrap() {
+            Some(Page::Post { body, .. }) => {
+                assert_eq!(body["skip"], 2);
+                assert_eq!(body["limit"], 2);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! The TOML recipe a demo world is generated from.
+
+use crate::{Epsg, Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The embedded Oakland port recipe (`datasets/oakland-port/recipe.toml`).
+pub const OAKLAND_RECIPE: &str = include_str!("../../datasets/oakland-port/recipe.toml");
+
+/// A demo-world recipe. One TOML file = one world; see
+/// `datasets/oakland-port/recipe.toml` for a commented example.
+///
+/// # Examples
+/// ```
+/// use tilestack::world::Recipe;
+/// let r = Recipe::oakland();
+/// assert_eq!(r.name, "oakland-port");
+/// assert_eq!(r.scenes().len(), 18);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// World name, used in cache paths.
+    pub name: String,
+    /// Seed of every random choice (clouds, ships, noise).
+    pub seed: u64,
+    /// STAC collection id of the items.
+    pub collection: String,
+    /// `[lon, lat]` of the demo stack's centre, degrees.
+    pub centroid: [f64; 2],
+    /// CRS in which every world feature is defined.
+    pub epsg: Epsg,
+    /// Scene side in 10 m pixels (20 m bands have half as many).
+    pub scene_size: usize,
+    /// Internal COG tile size in pixels (multiple of 16).
+    pub cog_tile_size: usize,
+    /// Year of the acquisitions.
+    pub year: i32,
+    /// Month (1–12) of the acquisitions.
+    pub month: u32,
+    /// UTC time `HH:MM:SS` of a day's first acquisition.
+    pub time: String,
+    /// Port terminals.
+    pub terminals: Vec<Terminal>,
+    /// Granules by name.
+    pub granules: BTreeMap<String, Granule>,
+    /// Acquisition days.
+    pub acquisitions: Vec<Acquisition>,
+}
+
+/// A port terminal: a rotated rectangle whose water side holds berths.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Terminal {
+    /// Display name.
+    pub name: String,
+    /// Centre, metres east/north of the centroid in the world CRS.
+    pub offset: [f64; 2],
+    /// Half length along the quay, metres.
+    pub half_length: f64,
+    /// Half width across the quay, metres.
+    pub half_width: f64,
+    /// Rotation of the quay axis from north, degrees clockwise.
+    pub rotation_deg: f64,
+}
+
+/// A granule of the tiling grid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Granule {
+    /// The granule's CRS.
+    pub epsg: Epsg,
+    /// MGRS tile id used in item ids, e.g. `10SEG`.
+    pub mgrs: String,
+    /// Upper-left corner relative to the centroid, in scene extents.
+    pub ul_extent: [f64; 2],
+    /// Extra shift of the upper-left corner, metres.
+    #[serde(default)]
+    pub ul_metres: [f64; 2],
+}
+
+/// One acquisition day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Acquisition {
+    /// Day of month.
+    pub day: u32,
+    /// Scenes acquired that day (several overlapping granules allowed).
+    pub scenes: Vec<SceneSpec>,
+}
+
+/// One scene of an acquisition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SceneSpec {
+    /// Granule name (a key of `[granules]`).
+    pub granule: String,
+    /// Radiometric gain (1 = none).
+    #[serde(default = "one")]
+    pub gain: f64,
+    /// Number of random cloud blobs over the scene.
+    #[serde(default)]
+    pub n_clouds: u32,
+    /// Cloud blobs placed relative to the centroid: `[dx, dy, sigma_m, amplitude]`.
+    #[serde(default)]
+    pub clouds_at_tile: Vec<[f64; 4]>,
+    /// Swath edge `[dx, dy, nx, ny]`: valid where `(p − c − d)·n > 0`.
+    #[serde(default)]
+    pub edge: Option<[f64; 4]>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// A scene of the world, resolved from the recipe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SceneDef {
+    /// STAC item id.
+    pub id: String,
+    /// Day of month.
+    pub day: u32,
+    /// Acquisition time, UTC.
+    pub datetime: chrono::DateTime<chrono::Utc>,
+    /// Granule name.
+    pub granule: String,
+    /// Scene options.
+    pub spec: SceneSpec,
+    /// Seed of this scene's clouds and noise.
+    pub seed: u64,
+    /// Index within its day.
+    pub index_in_day: usize,
+}
+
+impl Recipe {
+    /// The embedded Oakland port recipe.
+    pub fn oakland() -> Recipe {
+        // The embedded recipe is checked by a unit test, so this cannot fail in a release.
+        match Recipe::from_toml_str(
+            OAKLAND_RECIPE,
+            Path::new("datasets/oakland-port/recipe.toml"),
+        ) {
+            Ok(r) => r,
+            Err(e) => panic!("embedded recipe is invalid: {e}"),
+        }
+    }
+
+    /// Reads and validates a recipe file.
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::Config`] naming the file and the problem.
+    pub fn from_file(path: &Path) -> Result<Recipe> {
+        let s = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Recipe::from_toml_str(&s, path)
+    }
+
+    /// Parses and validates recipe text; `path` is only used in messages.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming `path` and the problem.
+    pub fn from_toml_str(s: &str, path: &Path) -> Result<Recipe> {
+        let cfg = |message: String| Error::Config {
+            path: PathBuf::from(path),
+            message,
+        };
+        let r: Recipe = toml::from_str(s).map_err(|e| cfg(one_line(&e.to_string())))?;
+        r.validate().map_err(cfg)?;
+        Ok(r)
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        let [lon, lat] = self.centroid;
+        if !(-180.0..=180.0).contains(&lon) || !(-80.0..=84.0).contains(&lat) {
+            return Err(format!(
+                "centroid {:?} is outside UTM coverage",
+                self.centroid
+            ));
+        }
+        if self.epsg.as_utm().is_none() {
+            return Err(format!("epsg {} must be a UTM zone", self.epsg));
+        }
+        if !(64..=16384).contains(&self.scene_size) || !self.scene_size.is_multiple_of(2) {
+            return Err(format!(
+                "scene_size {} must be even, 64..=16384",
+                self.scene_size
+            ));
+        }
+        if self.cog_tile_size == 0 || !self.cog_tile_size.is_multiple_of(16) {
+            return Err(format!(
+                "cog_tile_size {} must be a positive multiple of 16",
+                self.cog_tile_size
+            ));
+        }
+        if !(1..=12).contains(&self.month) {
+            return Err(format!("month {} must be 1..=12", self.month));
+        }
+        chrono::NaiveTime::parse_from_str(&self.time, "%H:%M:%S")
+            .map_err(|e| format!("time {:?}: {e}", self.time))?;
+        for (name, g) in &self.granules {
+            if g.epsg.as_utm().is_none() {
+                return Err(format!(
+                    "granule {name}: epsg {} must be a UTM zone",
+                    g.epsg
+                ));
+            }
+        }
+        if self.acquisitions.is_empty() {
+            return Err("no [[acquisitions]]".into());
+        }
+        for a in &self.acquisitions {
+            if chrono::NaiveDate::from_ymd_opt(self.year, self.month, a.day).is_none() {
+                return Err(format!(
+                    "acquisition day {} is not in {}-{:02}",
+                    a.day, self.year, self.month
+                ));
+            }
+            for s in &a.scenes {
+                if !self.granules.contains_key(&s.granule) {
+                    return Err(format!(
+                        "day {}: granule {:?} is not defined (have: {})",
+                        a.day,
+                        s.granule,
+                        self.granules.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ));
+                }
+                if !(s.gain > 0.0 && s.gain.is_finite()) {
+                    return Err(format!("day {}: gain {} must be > 0", a.day, s.gain));
+                }
+                if let Some(e) = s.edge
+                    && e[2] == 0.0
+                    && e[3] == 0.0
+                {
+                    return Err(format!("day {}: edge normal is zero", a.day));
+                }
+            }
+        }
+        for t in &self.terminals {
+            if !(t.half_length > 0.0 && t.half_width > 0.0) {
+                return Err(format!("terminal {:?}: sizes must be > 0", t.name));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every scene of the world in time order, with ids as Planetary Computer
+    /// names Sentinel-2 L2A items.
+    pub fn scenes(&self) -> Vec<SceneDef> {
+        let mut out = Vec::new();
+        let base_time =
+            chrono::NaiveTime::parse_from_str(&self.time, "%H:%M:%S").unwrap_or_default();
+        let mut acqs = self.acquisitions.clone();
+        acqs.sort_by_key(|a| a.day);
+        for a in &acqs {
+            let Some(date) = chrono::NaiveDate::from_ymd_opt(self.year, self.month, a.day) else {
+                continue; // rejected by validate()
+            };
+            for (k, s) in a.scenes.iter().enumerate() {
+                let mgrs = self
+                    .granules
+                    .get(&s.granule)
+                    .map(|g| g.mgrs.as_str())
+                    .unwrap_or("");
+                let dt =
+                    date.and_time(base_time).and_utc() + chrono::Duration::seconds(3 * k as i64);
+                let sat = if a.day % 2 == 1 { "S2A" } else { "S2B" };
+                let id = format!(
+                    "{sat}_MSIL2A_{}_R013_T{mgrs}_{}T000000",
+                    dt.format("%Y%m%dT%H%M%S"),
+                    dt.format("%Y%m%d")
+                );
+                out.push(SceneDef {
+                    id,
+                    day: a.day,
+                    datetime: dt,
+                    granule: s.granule.clone(),
+                    spec: s.clone(),
+                    seed: self
+                        .seed
+                        .wrapping_mul(1_000_003)
+                        .wrapping_add(a.day as u64 * 10 + k as u64),
+                    index_in_day: k,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// A parser message on one line: position, the offending source line, and the reason.
+fn one_line(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    // toml errors read "TOML parse error at line 3, column 5 | 3 | key = value | ^^^ | message"
+    let source = lines
+        .iter()
+        .filter_map(|l| l.split_once(" | ").map(|(_, src)| src.trim()))
+        .find(|src| !src.is_empty() && !src.starts_with('^'));
+    match (lines.first(), lines.last()) {
+        (Some(first), Some(last)) if lines.len() > 1 => match source {
+            Some(src) => format!("{first}: `{src}`: {last}"),
+            None => format!("{first}: {last}"),
+        },
+        (Some(first), _) => first.to_string(),
+        _ => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_recipe_is_valid() {
+        let r = Recipe::oakland();
+        let scenes = r.scenes();
+        assert_eq!(scenes.len(), 18);
+        assert_eq!(
+            scenes[0].id,
+            "S2A_MSIL2A_20190801T185921_R013_T10SEG_20190801T000000"
+        );
+        assert!(
+            scenes
+                .iter()
+                .any(|s| r.granules[&s.granule].epsg.code() == 32611)
+        );
+        let ids: std::collections::HashSet<_> = scenes.iter().map(|s| &s.id).collect();
+        assert_eq!(ids.len(), scenes.len(), "ids are unique");
+    }
+
+    #[test]
+    fn malformed_recipes_name_the_problem() {
+        let p = Path::new("bad.toml");
+        let e = Recipe::from_toml_str("name = ", p).unwrap_err().to_string();
+        assert!(e.starts_with("bad.toml: "), "{e}");
+        assert!(!e.contains('\n'), "one line: {e}");
+        let bad_granule =
+            OAKLAND_RECIPE.replace("granule = \"Z\", n_clouds = 2", "granule = \"Q\"");
+        let e = Recipe::from_toml_str(&bad_granule, p)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("granule \"Q\" is not defined"), "{e}");
+        let bad_day = OAKLAND_RECIPE.replace("day = 31", "day = 32");
+        let e = Recipe::from_toml_str(&bad_day, p).unwrap_err().to_string();
+        assert!(e.contains("day 32"), "{e}");
+        let unknown = format!("{OAKLAND_RECIPE}\ncolour = 3\n");
+        let e = Recipe::from_toml_str(&unknown, p).unwrap_err().to_string();
+        assert!(e.contains("colour"), "{e}");
+    }
+}

@@ -1,0 +1,539 @@
+//! The world as a continuous function of coordinates in the recipe's CRS:
+//! coast, terminals, ships, clouds, swath edges. Pure and deterministic.
+
+use super::recipe::{Recipe, SceneDef};
+use crate::{Epsg, Result, Transformer};
+use rayon::prelude::*;
+
+/// Bands written per scene: name, resolution (m), seed of its texture.
+pub(crate) const BANDS: [(&str, f64, u64); 6] = [
+    ("B02", 10.0, 2),
+    ("B03", 10.0, 3),
+    ("B04", 10.0, 4),
+    ("B08", 10.0, 8),
+    ("B11", 20.0, 11),
+    ("SCL", 20.0, 99),
+];
+
+/// Surface reflectance × 10 000 per class (water, vegetation, urban, quay, ship)
+/// and of clouds, for B02 B03 B04 B08 B11.
+const REFL: [[f64; 5]; 6] = [
+    [620.0, 540.0, 330.0, 170.0, 90.0],
+    [420.0, 700.0, 480.0, 3300.0, 1700.0],
+    [1050.0, 1150.0, 1250.0, 2100.0, 2300.0],
+    [1550.0, 1650.0, 1750.0, 1950.0, 2500.0],
+    [2600.0, 2700.0, 2800.0, 3100.0, 2600.0],
+    [7800.0, 7600.0, 7500.0, 7700.0, 4200.0],
+];
+const CLOUD: usize = 5;
+
+/// Surface class of a pixel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Class {
+    Water = 0,
+    Veg = 1,
+    Urban = 2,
+    Quay = 3,
+    Ship = 4,
+}
+
+/// Everything the bands of one pixel are derived from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sample {
+    class: Class,
+    /// Cloud density after texture, 0..1.5.
+    dens: f32,
+    shadow: bool,
+    valid: bool,
+    i: i64,
+    j: i64,
+}
+
+/// A deterministic, version-independent random stream (splitmix64), so a
+/// world stays byte-identical across `rand` upgrades.
+#[derive(Debug, Clone)]
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x5DEE_CE66_D1CE_4E5B)
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    pub(crate) fn uniform(&mut self, a: f64, b: f64) -> f64 {
+        let u = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        a + (b - a) * u
+    }
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}
+
+/// Uniform [0, 1) from integer grid indices.
+fn hash01(i: i64, j: i64, seed: u64) -> f64 {
+    let mut h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (j as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+        ^ seed.wrapping_mul(0x1656_67B1_9E37_79F9);
+    h ^= h >> 31;
+    h = h.wrapping_mul(0x94D0_49BB_1331_11EB);
+    h ^= h >> 29;
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A rotated rectangle frame: centre and rotation of its `u` axis from north.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Frame {
+    cx: f64,
+    cy: f64,
+    sin: f64,
+    cos: f64,
+}
+
+impl Frame {
+    fn new(cx: f64, cy: f64, rotation_deg: f64) -> Self {
+        let t = rotation_deg.to_radians();
+        Frame {
+            cx,
+            cy,
+            sin: t.sin(),
+            cos: t.cos(),
+        }
+    }
+    /// World → local `(u along, v across)`; `v < 0` is the water side.
+    fn local(&self, x: f64, y: f64) -> (f64, f64) {
+        let (dx, dy) = (x - self.cx, y - self.cy);
+        (dx * self.sin + dy * self.cos, dx * self.cos - dy * self.sin)
+    }
+    /// Local → world.
+    pub(crate) fn world(&self, u: f64, v: f64) -> (f64, f64) {
+        (
+            self.cx + u * self.sin + v * self.cos,
+            self.cy + u * self.cos - v * self.sin,
+        )
+    }
+}
+
+/// A terminal: frame plus half sizes.
+#[derive(Debug, Clone)]
+pub(crate) struct TerminalGeom {
+    pub(crate) name: String,
+    pub(crate) frame: Frame,
+    pub(crate) hu: f64,
+    pub(crate) hv: f64,
+}
+
+/// A ship: a rectangle in a frame's local coordinates.
+#[derive(Debug, Clone)]
+pub(crate) struct Ship {
+    pub(crate) frame: Frame,
+    pub(crate) uc: f64,
+    pub(crate) vc: f64,
+    pub(crate) hl: f64,
+    pub(crate) hw: f64,
+    /// Terminal name, or `None` for the ship under way.
+    pub(crate) terminal: Option<String>,
+}
+
+impl Ship {
+    fn contains(&self, x: f64, y: f64) -> bool {
+        let (u, v) = self.frame.local(x, y);
+        (u - self.uc).abs() <= self.hl && (v - self.vc).abs() <= self.hw
+    }
+    /// The four corners in world coordinates.
+    pub(crate) fn corners(&self) -> [(f64, f64); 4] {
+        let (u, v, l, w) = (self.uc, self.vc, self.hl, self.hw);
+        [
+            self.frame.world(u - l, v - w),
+            self.frame.world(u + l, v - w),
+            self.frame.world(u + l, v + w),
+            self.frame.world(u - l, v + w),
+        ]
+    }
+}
+
+/// The static part of the world, in the recipe CRS.
+#[derive(Debug, Clone)]
+pub(crate) struct WorldModel {
+    pub(crate) epsg: Epsg,
+    pub(crate) xc: f64,
+    pub(crate) yc: f64,
+    pub(crate) seed: u64,
+    pub(crate) terminals: Vec<TerminalGeom>,
+}
+
+impl WorldModel {
+    pub(crate) fn new(recipe: &Recipe) -> Result<Self> {
+        let t = Transformer::new(Epsg::WGS84, recipe.epsg)?;
+        let (xc, yc) = t.transform(recipe.centroid[0], recipe.centroid[1])?;
+        let terminals = recipe
+            .terminals
+            .iter()
+            .map(|t| TerminalGeom {
+                name: t.name.clone(),
+                frame: Frame::new(xc + t.offset[0], yc + t.offset[1], t.rotation_deg),
+                hu: t.half_length,
+                hv: t.half_width,
+            })
+            .collect();
+        Ok(WorldModel {
+            epsg: recipe.epsg,
+            xc,
+            yc,
+            seed: recipe.seed,
+            terminals,
+        })
+    }
+
+    /// Ships of a day: 1–3 at the berths of each terminal, one under way.
+    pub(crate) fn ships_for_day(&self, day: u32) -> Vec<Ship> {
+        let mut rng = Rng::new(self.seed.wrapping_add(1000 + day as u64));
+        let mut ships = Vec::new();
+        for t in &self.terminals {
+            let n = 1 + rng.below(3);
+            for _ in 0..n {
+                let length = rng.uniform(150.0, (2.0 * t.hu).min(330.0));
+                let width = rng.uniform(30.0, 50.0);
+                let uc = rng.uniform(-t.hu + length / 2.0, t.hu - length / 2.0);
+                let vc = rng.uniform(-t.hv + 20.0 + width / 2.0, -70.0 - width / 2.0);
+                ships.push(Ship {
+                    frame: t.frame,
+                    uc,
+                    vc,
+                    hl: length / 2.0,
+                    hw: width / 2.0,
+                    terminal: Some(t.name.clone()),
+                });
+            }
+        }
+        let rot = self
+            .terminals
+            .first()
+            .map(|t| t.frame)
+            .unwrap_or(Frame::new(0.0, 0.0, 20.0));
+        let under_way = Frame {
+            cx: self.xc - 1500.0,
+            cy: self.yc - 2500.0 + 160.0 * day as f64,
+            ..rot
+        };
+        ships.push(Ship {
+            frame: under_way,
+            uc: 0.0,
+            vc: 0.0,
+            hl: 110.0,
+            hw: 18.0,
+            terminal: None,
+        });
+        ships
+    }
+}
+
+/// Per-scene dynamic state: ships, clouds, swath edge, gain.
+#[derive(Debug, Clone)]
+pub(crate) struct SceneState {
+    ships: Vec<Ship>,
+    /// `(x, y, sigma, amplitude)` in world coordinates.
+    clouds: Vec<(f64, f64, f64, f64)>,
+    edge: Option<(f64, f64, f64, f64)>,
+    seed: u64,
+    pub(crate) gain: f64,
+}
+
+impl SceneState {
+    pub(crate) fn new(
+        model: &WorldModel,
+        scene: &SceneDef,
+        center_world: (f64, f64),
+        extent: f64,
+    ) -> Self {
+        let mut rng = Rng::new(scene.seed);
+        let mut clouds = Vec::new();
+        for _ in 0..scene.spec.n_clouds {
+            clouds.push((
+                center_world.0 + rng.uniform(-0.45, 0.45) * extent,
+                center_world.1 + rng.uniform(-0.45, 0.45) * extent,
+                rng.uniform(300.0, 1500.0),
+                rng.uniform(0.6, 1.6),
+            ));
+        }
+        for c in &scene.spec.clouds_at_tile {
+            clouds.push((model.xc + c[0], model.yc + c[1], c[2], c[3]));
+        }
+        let edge = scene
+            .spec
+            .edge
+            .map(|e| (model.xc + e[0], model.yc + e[1], e[2], e[3]));
+        SceneState {
+            ships: model.ships_for_day(scene.day),
+            clouds,
+            edge,
+            seed: scene.seed,
+            gain: scene.spec.gain * (1.0 + 0.02 * (scene.day as f64).sin()),
+        }
+    }
+}
+
+/// Samples the world at a pixel centre `(x, y)` (world CRS) of a `res` grid.
+pub(crate) fn sample(model: &WorldModel, st: &SceneState, x: f64, y: f64, res: f64) -> Sample {
+    let i = (x / res).floor() as i64;
+    let j = (y / res).floor() as i64;
+    let (dx, dy) = (x - model.xc, y - model.yc);
+    let coast = dx + 250.0 + 300.0 * (dy / 1700.0).sin() + 120.0 * (dy / 410.0 + 1.3).sin();
+    let channel = (dy + 1800.0 - 100.0 * (x / 900.0).sin()).abs() < 180.0 && dx > -300.0;
+    let island = (dx + 5200.0).powi(2) / 1.2e6 + (dy - 3500.0).powi(2) / 0.5e6 < 1.0;
+    let mut land = (coast > 0.0 && !channel) || island;
+    let smooth = (x / 530.0).sin() * (y / 770.0).cos() + 0.5 * ((x + y) / 1900.0).sin();
+    let veg = land && smooth > 0.35;
+    let (mut quay, mut berth) = (false, false);
+    for t in &model.terminals {
+        let (u, v) = t.frame.local(x, y);
+        if u.abs() <= t.hu && v.abs() <= t.hv {
+            if v >= -50.0 {
+                quay = true;
+            } else {
+                berth = true;
+            }
+        }
+    }
+    land = (land || quay) && !berth;
+    let ship = (!land || berth) && st.ships.iter().any(|s| s.contains(x, y));
+    let class = if ship {
+        Class::Ship
+    } else if quay {
+        Class::Quay
+    } else if land && veg {
+        Class::Veg
+    } else if land {
+        Class::Urban
+    } else {
+        Class::Water
+    };
+    let (mut dens, mut shad) = (0.0f64, 0.0f64);
+    for &(bx, by, sig, amp) in &st.clouds {
+        let s2 = 2.0 * sig * sig;
+        let d = (x - bx).powi(2) + (y - by).powi(2);
+        if d < 25.0 * s2 {
+            dens += amp * (-d / s2).exp();
+        }
+        let d = (x - bx - 450.0).powi(2) + (y - by + 350.0).powi(2);
+        if d < 25.0 * s2 {
+            shad += amp * (-d / s2).exp();
+        }
+    }
+    if dens > 0.0 || shad > 0.0 {
+        let tex = 0.75 + 0.5 * hash01(i.div_euclid(7), j.div_euclid(7), st.seed.wrapping_add(17));
+        dens = (dens * tex).clamp(0.0, 1.5);
+        shad = (shad * tex).clamp(0.0, 1.5);
+    }
+    let valid = match st.edge {
+        Some((ex, ey, nx, ny)) => (x - ex) * nx + (y - ey) * ny > 0.0,
+        None => true,
+    };
+    Sample {
+        class,
+        dens: dens as f32,
+        shadow: shad > 0.5 && dens <= 0.3,
+        valid,
+        i,
+        j,
+    }
+}
+
+/// SCL code of a sample (0 no data, 3 shadow, 4 veg, 5 bare, 6 water, 8/9 cloud, 10 cirrus).
+pub(crate) fn scl(s: &Sample) -> u8 {
+    if !s.valid {
+        return 0;
+    }
+    let d = s.dens;
+    if d > 0.8 {
+        9
+    } else if d > 0.5 {
+        8
+    } else if d > 0.3 {
+        10
+    } else if s.shadow {
+        3
+    } else {
+        match s.class {
+            Class::Water => 6,
+            Class::Veg => 4,
+            Class::Urban | Class::Quay | Class::Ship => 5,
+        }
+    }
+}
+
+/// DN of reflectance band `b` (index into B02 B03 B04 B08 B11) of a sample; 0 = nodata.
+pub(crate) fn reflectance(s: &Sample, st: &SceneState, b: usize, band_seed: u64) -> u16 {
+    if !s.valid {
+        return 0;
+    }
+    let base = REFL[s.class as usize][b];
+    let stat = hash01(s.i, s.j, band_seed);
+    let mut v = match s.class {
+        Class::Ship => base,
+        Class::Water => base * (0.95 + 0.1 * stat),
+        _ => base * (0.8 + 0.4 * stat),
+    };
+    let noise = hash01(s.i, s.j, st.seed.wrapping_mul(131).wrapping_add(band_seed)) - 0.5;
+    v = v * st.gain + noise * if b == 4 { 60.0 } else { 40.0 };
+    if s.shadow {
+        v *= 0.45;
+    }
+    let d = s.dens as f64;
+    if d > 0.3 {
+        let alpha = 0.35 + 0.65 * ((d - 0.3) / 0.6).clamp(0.0, 1.0);
+        v = v * (1.0 - alpha) + REFL[CLOUD][b] * alpha;
+    }
+    v.round().clamp(1.0, 65535.0) as u16
+}
+
+/// Maps pixel centres of a scene grid to world coordinates. Scenes in
+/// another CRS use an exact transform every `STEP` pixels and bilinear
+/// interpolation between (sub-millimetre error at 10 m, as GDAL's
+/// approximate transformer does).
+#[derive(Debug)]
+pub(crate) struct CoordMap {
+    ulx: f64,
+    uly: f64,
+    res: f64,
+    n: usize,
+    /// Exact world coordinates at every STEP-th pixel centre (None = same CRS).
+    nodes: Option<(usize, Vec<(f64, f64)>)>,
+}
+
+const STEP: usize = 32;
+
+impl CoordMap {
+    pub(crate) fn new(
+        scene_epsg: Epsg,
+        world_epsg: Epsg,
+        ulx: f64,
+        uly: f64,
+        res: f64,
+        n: usize,
+    ) -> Result<Self> {
+        let nodes = if scene_epsg == world_epsg {
+            None
+        } else {
+            let t = Transformer::new(scene_epsg, world_epsg)?;
+            let m = n.div_ceil(STEP) + 1;
+            let mut v = Vec::with_capacity(m * m);
+            for r in 0..m {
+                for c in 0..m {
+                    let x = ulx + ((c * STEP) as f64 + 0.5) * res;
+                    let y = uly - ((r * STEP) as f64 + 0.5) * res;
+                    v.push(t.transform(x, y)?);
+                }
+            }
+            Some((m, v))
+        };
+        Ok(CoordMap {
+            ulx,
+            uly,
+            res,
+            n,
+            nodes,
+        })
+    }
+
+    pub(crate) fn world(&self, col: usize, row: usize) -> (f64, f64) {
+        match &self.nodes {
+            None => (
+                self.ulx + (col as f64 + 0.5) * self.res,
+                self.uly - (row as f64 + 0.5) * self.res,
+            ),
+            Some((m, v)) => {
+                let (c0, r0) = (col / STEP, row / STEP);
+                let (fx, fy) = (
+                    (col % STEP) as f64 / STEP as f64,
+                    (row % STEP) as f64 / STEP as f64,
+                );
+                let at = |c: usize, r: usize| v[r.min(m - 1) * m + c.min(m - 1)];
+                let (a, b, c, d) = (
+                    at(c0, r0),
+                    at(c0 + 1, r0),
+                    at(c0, r0 + 1),
+                    at(c0 + 1, r0 + 1),
+                );
+                let x =
+                    (a.0 * (1.0 - fx) + b.0 * fx) * (1.0 - fy) + (c.0 * (1.0 - fx) + d.0 * fx) * fy;
+                let y =
+                    (a.1 * (1.0 - fx) + b.1 * fx) * (1.0 - fy) + (c.1 * (1.0 - fx) + d.1 * fx) * fy;
+                (x, y)
+            }
+        }
+    }
+
+    /// Samples every pixel of the grid (rows in parallel).
+    pub(crate) fn sample_all(&self, model: &WorldModel, st: &SceneState) -> Vec<Sample> {
+        let n = self.n;
+        let mut out = vec![
+            Sample {
+                class: Class::Water,
+                dens: 0.0,
+                shadow: false,
+                valid: false,
+                i: 0,
+                j: 0,
+            };
+            n * n
+        ];
+        out.par_chunks_mut(n).enumerate().for_each(|(row, line)| {
+            for (col, px) in line.iter_mut().enumerate() {
+                let (x, y) = self.world(col, row);
+                *px = sample(model, st, x, y, self.res);
+            }
+        });
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_is_uniform_enough() {
+        let mean: f64 = (0..10_000).map(|k| hash01(k, 7 * k, 3)).sum::<f64>() / 10_000.0;
+        assert!((mean - 0.5).abs() < 0.02, "{mean}");
+    }
+
+    #[test]
+    fn ships_sit_in_berths_and_move() {
+        let m = WorldModel::new(&Recipe::oakland()).unwrap();
+        let d1 = m.ships_for_day(1);
+        let d3 = m.ships_for_day(3);
+        assert!(d1.len() >= 3 && d1.len() <= 7);
+        assert_ne!(d1[0].uc, d3[0].uc, "ships move between days");
+        for s in d1.iter().filter(|s| s.terminal.is_some()) {
+            assert!(s.vc + s.hw <= -50.0, "ship on the water side of the quay");
+        }
+    }
+
+    #[test]
+    fn water_land_and_ship_classes_appear() {
+        let r = Recipe::oakland();
+        let m = WorldModel::new(&r).unwrap();
+        let scene = &r.scenes()[0];
+        let st = SceneState::new(&m, scene, (m.xc, m.yc), 20_480.0);
+        // far west is water, far east is land
+        assert_eq!(
+            sample(&m, &st, m.xc - 3000.0, m.yc + 500.0, 10.0).class,
+            Class::Water
+        );
+        assert_ne!(
+            sample(&m, &st, m.xc + 3000.0, m.yc + 500.0, 10.0).class,
+            Class::Water
+        );
+        let ship = &st.ships[0];
+        let (x, y) = ship.frame.world(ship.uc, ship.vc);
+        let s = sample(&m, &st, x, y, 10.0);
+        assert_eq!(s.class, Class::Ship);
+        assert!(reflectance(&s, &st, 2, 4) > 2000, "ships are bright in B04");
+    }
+}

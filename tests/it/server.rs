@@ -1,0 +1,172 @@
+//! Loopback servers: Range semantics and the in-process STAC API.
+
+use crate::util::small_world;
+use reqwest::StatusCode;
+use tilestack::search::{SearchRequest, StacClient};
+use tilestack::server::WorldServer;
+
+fn first_cog() -> (String, Vec<u8>) {
+    let w = small_world();
+    let id = &w.manifest().scenes[0].id;
+    let rel = format!("data/{id}/B04.tif");
+    (rel.clone(), std::fs::read(w.dir().join(&rel)).unwrap())
+}
+
+#[tokio::test]
+async fn range_requests_return_exactly_the_bytes_asked() {
+    let server = WorldServer::start(small_world()).await.unwrap();
+    let (rel, file) = first_cog();
+    let url = format!("{}/{rel}", server.url());
+    let http = reqwest::Client::new();
+    let len = file.len();
+
+    let r = http
+        .get(&url)
+        .header("Range", "bytes=100-199")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes 100-199/{len}").as_str()
+    );
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &file[100..200]);
+
+    let r = http
+        .get(&url)
+        .header("Range", "bytes=-16")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &file[len - 16..]);
+
+    let r = http
+        .get(&url)
+        .header("Range", format!("bytes={}-", len + 10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().len(), len);
+
+    let r = http
+        .get(format!("{}/data/nope.tif", server.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    assert_eq!(server.stats().data_requests(), 5);
+    assert_eq!(server.stats().data_bytes(), (100 + 16 + len) as u64);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn stac_search_returns_the_worlds_items() {
+    let w = small_world();
+    let server = WorldServer::start(w).await.unwrap();
+    let client = StacClient::new(&server.stac_url()).unwrap();
+    let [lon, lat] = w.manifest().centroid;
+    let bbox = tilestack::bbox_around(lon, lat, 2816.0).unwrap();
+    let mut req = SearchRequest::new("sentinel-2-l2a")
+        .bbox(bbox)
+        .datetime("2019-08-01/2019-08-30")
+        .unwrap();
+    req.limit = Some(5);
+    let res = client.search(&req).await.unwrap();
+    assert!(res.pages >= 3, "paged over {} pages", res.pages);
+    assert!(res.warnings.is_empty(), "{:?}", res.warnings);
+
+    let on_disk: std::collections::HashMap<_, _> = w
+        .items()
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.id.clone(), i))
+        .collect();
+    // Every scene of the window except 08-31 (outside it) and the day-11
+    // granule B, whose swath edge lies 6 km east: its footprint misses the box.
+    let b11 = "S2A_MSIL2A_20190811T185924_R013_T10SFG_20190811T000000";
+    let ring = on_disk[b11].geometry.as_ref().unwrap();
+    let ring = serde_json::to_value(ring).unwrap();
+    let min_lon = ring["coordinates"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_f64().unwrap())
+        .fold(f64::INFINITY, f64::min);
+    assert!(
+        min_lon > bbox[2],
+        "day-11 B footprint starts east of the box"
+    );
+    let expected: Vec<_> = w
+        .manifest()
+        .scenes
+        .iter()
+        .filter(|s| &s.datetime[..10] <= "2019-08-30" && s.id != b11)
+        .map(|s| s.id.clone())
+        .collect();
+    assert_eq!(expected.len(), 16);
+    let mut got: Vec<_> = res.items.iter().map(|i| i.id.clone()).collect();
+    got.sort();
+    let mut want = expected.clone();
+    want.sort();
+    assert_eq!(got, want);
+    for it in &res.items {
+        let disk = &on_disk[&it.id];
+        assert_eq!(it.geometry, disk.geometry, "{} footprint", it.id);
+        assert_eq!(it.properties.datetime, disk.properties.datetime);
+        assert_eq!(
+            it.properties.additional_fields["eo:cloud_cover"],
+            disk.properties.additional_fields["eo:cloud_cover"]
+        );
+        let href = &it.assets["B04"].href;
+        assert!(href.starts_with(&server.url()), "absolute href {href}");
+    }
+
+    // A box far west of the day-23 swath edge excludes that scene by footprint.
+    let west = tilestack::bbox_around(lon - 0.12, lat, 500.0).unwrap();
+    let res = client
+        .search(
+            &SearchRequest::new("sentinel-2-l2a")
+                .bbox(west)
+                .datetime("2019-08-23")
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        res.items.is_empty(),
+        "{:?}",
+        res.items.iter().map(|i| &i.id).collect::<Vec<_>>()
+    );
+    let res = client
+        .search(
+            &SearchRequest::new("sentinel-2-l2a")
+                .bbox(bbox)
+                .datetime("2019-08-23")
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.items.len(), 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn non_stac_answers_name_the_url() {
+    let server = WorldServer::start(small_world()).await.unwrap();
+    // The data folder is not a STAC API: /data/search is a 404.
+    let client = StacClient::new(&format!("{}/data/", server.url())).unwrap();
+    let e = client
+        .search(&SearchRequest::new("x"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/data/search") && e.contains("405"), "{e}");
+    server.shutdown().await;
+}

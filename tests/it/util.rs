@@ -1,0 +1,48 @@
+//! Fixture helpers shared by the integration tests.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use tilestack::world::{Recipe, World};
+
+/// A smaller Oakland world (768 px scenes, 256 px COG tiles) so debug-mode
+/// tests generate it in seconds; cached under `target/` across test runs.
+pub(crate) fn small_recipe() -> Recipe {
+    let mut r = Recipe::oakland();
+    r.name = "oakland-small".into();
+    r.scene_size = 768;
+    r.cog_tile_size = 256;
+    r
+}
+
+pub(crate) fn target_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target")
+}
+
+/// The small world, generated once per machine (per recipe version).
+pub(crate) fn small_world() -> &'static World {
+    static W: OnceLock<World> = OnceLock::new();
+    W.get_or_init(|| {
+        World::cached_in(&small_recipe(), &target_dir().join("test-worlds"))
+            .expect("generating the small test world")
+    })
+}
+
+/// Python with rasterio + rio-cogeo, or None when the test may skip
+/// (only when `TILESTACK_NO_PYTHON=1` says so; otherwise missing Python fails).
+pub(crate) fn python() -> Option<&'static str> {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import rasterio, rio_cogeo"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if ok {
+        return Some("python3");
+    }
+    if std::env::var("TILESTACK_NO_PYTHON").as_deref() == Ok("1") {
+        eprintln!("skipping: rasterio/rio-cogeo not installed and TILESTACK_NO_PYTHON=1");
+        return None;
+    }
+    panic!(
+        "python3 with rasterio and rio-cogeo is required (pip install rasterio rio-cogeo), or set TILESTACK_NO_PYTHON=1"
+    );
+}

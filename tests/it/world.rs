@@ -1,0 +1,126 @@
+//! The demo world: valid COGs (checked by GDAL/rio-cogeo), determinism, labels.
+
+use crate::util::{python, small_world};
+use std::process::Command;
+use tilestack::world::{Recipe, World};
+
+#[test]
+fn cogs_are_valid_and_match_item_metadata() {
+    let w = small_world();
+    let Some(py) = python() else { return };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/check_world.py");
+    let out = Command::new(py).arg(script).arg(w.dir()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(report["checked"], 18 * 6, "{report}");
+}
+
+#[test]
+fn world_has_what_the_recipe_promises() {
+    let w = small_world();
+    let m = w.manifest();
+    assert_eq!(m.scenes.len(), 18);
+    // several days with two granules, one scene in the neighbouring zone, partial footprints
+    let mut per_day = std::collections::BTreeMap::new();
+    for s in &m.scenes {
+        *per_day.entry(&s.datetime[..10]).or_insert(0) += 1;
+    }
+    assert_eq!(per_day.values().filter(|&&n| n == 2).count(), 4);
+    assert!(m.scenes.iter().any(|s| s.epsg.code() == 32611));
+    assert!(m.scenes.iter().filter(|s| s.nodata_pct > 1.0).count() >= 2);
+    assert!(m.scenes.iter().any(|s| s.cloud_cover > 10.0));
+    assert!(m.scenes.iter().any(|s| s.cloud_cover == 0.0));
+    // items: proj:code and proj:epsg, cloud cover in percent, PC-like asset keys
+    for it in w.items().unwrap() {
+        let p = &it.properties.additional_fields;
+        let code = p["proj:code"].as_str().unwrap();
+        assert_eq!(code, format!("EPSG:{}", p["proj:epsg"]));
+        let cc = p["eo:cloud_cover"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&cc));
+        let keys: Vec<_> = it.assets.keys().cloned().collect();
+        assert_eq!(keys, ["B02", "B03", "B04", "B08", "B11", "SCL"]);
+        assert_eq!(it.assets["B11"].additional_fields["gsd"], 20.0);
+    }
+    // ship labels: features with a datetime on every acquisition day
+    let ships: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(w.ships_path()).unwrap()).unwrap();
+    let feats = ships["features"].as_array().unwrap();
+    let days: std::collections::BTreeSet<_> = feats
+        .iter()
+        .map(|f| f["properties"]["datetime"].as_str().unwrap()[..10].to_string())
+        .collect();
+    assert_eq!(days.len(), per_day.len());
+    assert!(feats.len() >= 3 * days.len());
+}
+
+#[test]
+fn generation_is_deterministic() {
+    let mut r = Recipe::oakland();
+    r.scene_size = 128;
+    r.cog_tile_size = 64;
+    r.acquisitions.truncate(2);
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let wa = World::generate(&r, a.path()).unwrap();
+    World::generate(&r, b.path()).unwrap();
+    let mut files = 0;
+    for s in &wa.manifest().scenes {
+        for band in ["B04", "SCL"] {
+            let rel = format!("data/{}/{band}.tif", s.id);
+            let x = std::fs::read(a.path().join(&rel)).unwrap();
+            let y = std::fs::read(b.path().join(&rel)).unwrap();
+            assert_eq!(x, y, "{rel} differs between two runs");
+            files += 1;
+        }
+    }
+    assert_eq!(files, 6);
+    assert_eq!(
+        std::fs::read(
+            a.path()
+                .join("items")
+                .join(format!("{}.json", wa.manifest().scenes[0].id))
+        )
+        .unwrap(),
+        std::fs::read(
+            b.path()
+                .join("items")
+                .join(format!("{}.json", wa.manifest().scenes[0].id))
+        )
+        .unwrap()
+    );
+}
+
+#[test]
+fn cache_reuses_a_complete_world_and_rejects_others() {
+    let mut r = Recipe::oakland();
+    r.name = "tiny".into();
+    r.scene_size = 128;
+    r.cog_tile_size = 64;
+    r.acquisitions.truncate(1);
+    let root = tempfile::tempdir().unwrap();
+    let w1 = World::cached_in(&r, root.path()).unwrap();
+    let stamp = std::fs::metadata(w1.dir().join("world.json"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let w2 = World::cached_in(&r, root.path()).unwrap();
+    assert_eq!(w1.dir(), w2.dir());
+    assert_eq!(
+        stamp,
+        std::fs::metadata(w2.dir().join("world.json"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        "second call reuses the cache"
+    );
+    let not = tempfile::tempdir().unwrap();
+    let e = World::open(not.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("is not a tilestack world") && e.contains("world.json"),
+        "{e}"
+    );
+}
