@@ -75,6 +75,14 @@ pub enum Error {
     /// Writing a COG failed.
     #[error(transparent)]
     CogWrite(#[from] crate::world::cog_writer::CogWriteError),
+    /// A COG is malformed, unsupported or a tile failed to decode.
+    #[error("COG {href}: {message}")]
+    Cog {
+        /// The file's URL.
+        href: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 impl Error {

@@ -293,6 +293,55 @@ impl StacClient {
     }
 }
 
+/// Saves items as a STAC ItemCollection (GeoJSON FeatureCollection) file: a
+/// catalog snapshot that later stacks can be built from with no STAC API.
+///
+/// # Errors
+/// [`Error::Io`] naming the file.
+///
+/// # Examples
+/// ```
+/// use tilestack::search::{load_snapshot, save_snapshot};
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("items.json");
+/// let item = stac::Item::new("a");
+/// save_snapshot(&[item], &path).unwrap();
+/// assert_eq!(load_snapshot(&path).unwrap()[0].id, "a");
+/// ```
+pub fn save_snapshot(items: &[stac::Item], path: &std::path::Path) -> Result<()> {
+    let doc = serde_json::json!({"type": "FeatureCollection", "features": items});
+    let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
+}
+
+/// Loads a snapshot written by [`save_snapshot`] (any STAC ItemCollection file).
+///
+/// # Errors
+/// [`Error::Io`] for an unreadable file, [`Error::Config`] when it is not a
+/// FeatureCollection, [`Error::Item`] naming the first item that does not parse.
+pub fn load_snapshot(path: &std::path::Path) -> Result<Vec<stac::Item>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let bad = |m: String| Error::Config {
+        path: path.to_path_buf(),
+        message: m,
+    };
+    let v: Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let feats = v
+        .get("features")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad("not an ItemCollection (no \"features\" array)".into()))?;
+    feats
+        .iter()
+        .map(|f| {
+            let id = f.get("id").and_then(Value::as_str).unwrap_or("<no id>");
+            serde_json::from_value(f.clone()).map_err(|e| Error::Item {
+                item: id.to_string(),
+                message: format!("in {}: {e}", path.display()),
+            })
+        })
+        .collect()
+}
+
 #[derive(Debug)]
 enum Page {
     Post { url: String, body: Value },

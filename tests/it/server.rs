@@ -170,3 +170,23 @@ async fn non_stac_answers_name_the_url() {
     assert!(e.contains("/data/search") && e.contains("405"), "{e}");
     server.shutdown().await;
 }
+
+#[test]
+fn snapshot_errors_name_the_file_or_item() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("snap.json");
+    std::fs::write(&p, "{\"type\": \"Feature\"}").unwrap();
+    let e = tilestack::search::load_snapshot(&p)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("snap.json") && e.contains("features"), "{e}");
+    std::fs::write(
+        &p,
+        r#"{"features": [{"id": "broken-1", "type": "Feature", "geometry": 7}]}"#,
+    )
+    .unwrap();
+    let e = tilestack::search::load_snapshot(&p)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("broken-1"), "{e}");
+}

@@ -71,6 +71,9 @@ enum Cmd {
         /// Stop after this many items.
         #[arg(long, default_value_t = 10_000)]
         max_items: usize,
+        /// Save the items as an ItemCollection snapshot (stacks can be built from it offline).
+        #[arg(long)]
+        save: Option<PathBuf>,
     },
 }
 
@@ -161,6 +164,7 @@ async fn run(cli: Cli) -> Result<()> {
             query,
             limit,
             max_items,
+            save,
         } => {
             let bbox = match (bbox, centroid) {
                 (Some(b), _) => parse_floats::<4>(&b, "bbox")?,
@@ -180,7 +184,12 @@ async fn run(cli: Cli) -> Result<()> {
             }
             let mut client = StacClient::new(&stac)?;
             client.max_items = max_items;
-            print_results(&client.search(&req).await?);
+            let res = client.search(&req).await?;
+            print_results(&res);
+            if let Some(p) = save {
+                tilestack::search::save_snapshot(&res.items, &p)?;
+                println!("saved {} items to {}", res.items.len(), p.display());
+            }
         }
         Cmd::Demo { out, recipe } => {
             let recipe = load_recipe(&recipe)?;
@@ -205,6 +214,9 @@ async fn run(cli: Cli) -> Result<()> {
             print_results(&res);
             println!("search: {:.2} s", t1.elapsed().as_secs_f64());
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let snap = out.join("items.json");
+            tilestack::search::save_snapshot(&res.items, &snap)?;
+            println!("wrote:  {} (catalog snapshot)", snap.display());
             server.shutdown().await;
         }
     }
