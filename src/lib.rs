@@ -1,10 +1,14 @@
 #![doc = include_str!("../README.md")]
 
+pub mod cog;
 mod crs;
 mod error;
+pub mod fetch;
 mod grid;
+pub mod scene;
 pub mod search;
 pub mod server;
+pub mod sign;
 mod units;
 pub mod world;
 

@@ -1,5 +1,5 @@
-//! STAC API item search: POST `/search` (GET when the server does not
-//! conform to POST), following `next` links until exhausted or a cap.
+//! STAC API item search: POST `/search` (GET when the server answers POST
+//! with 405), following `next` links until exhausted or a cap.
 //!
 //! Users lose data silently with the Python tools when pages are cut off;
 //! here every page is followed, ids are de-duplicated, and a full page
@@ -232,10 +232,19 @@ impl StacClient {
                     if let Value::Object(m) = body {
                         last_body = m.clone();
                     }
-                    (
-                        url.clone(),
-                        self.send_json(self.http.post(url).json(body), url).await?,
-                    )
+                    match self.send_json(self.http.post(url).json(body), url).await {
+                        Err(Error::Http { message, .. })
+                            if out.pages == 0 && message.starts_with("status 405") =>
+                        {
+                            // A GET-only server: send the same search as query parameters.
+                            let get = get_url(url, req)?;
+                            (
+                                get.clone(),
+                                self.send_json(self.http.get(&get), &get).await?,
+                            )
+                        }
+                        other => (url.clone(), other?),
+                    }
                 }
                 Page::Get { url } => (url.clone(), self.send_json(self.http.get(url), url).await?),
             };
@@ -340,6 +349,38 @@ pub fn load_snapshot(path: &std::path::Path) -> Result<Vec<stac::Item>> {
             })
         })
         .collect()
+}
+
+/// The GET form of a search: the same fields as query parameters, with
+/// `intersects`, `query` and `sortby` JSON-encoded.
+fn get_url(post_url: &str, req: &SearchRequest) -> Result<String> {
+    let mut url =
+        url::Url::parse(post_url).map_err(|e| Error::invalid("STAC URL", e.to_string()))?;
+    {
+        let mut q = url.query_pairs_mut();
+        if !req.collections.is_empty() {
+            q.append_pair("collections", &req.collections.join(","));
+        }
+        if let Some(b) = req.bbox {
+            q.append_pair("bbox", &format!("{},{},{},{}", b[0], b[1], b[2], b[3]));
+        }
+        if let Some(d) = &req.datetime {
+            q.append_pair("datetime", d);
+        }
+        if let Some(l) = req.limit {
+            q.append_pair("limit", &l.to_string());
+        }
+        for (k, v) in [
+            ("intersects", &req.intersects),
+            ("query", &req.query),
+            ("sortby", &req.sortby),
+        ] {
+            if let Some(v) = v {
+                q.append_pair(k, &v.to_string());
+            }
+        }
+    }
+    Ok(url.to_string())
 }
 
 #[derive(Debug)]

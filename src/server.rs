@@ -111,6 +111,57 @@ async fn count(State(stats): State<Arc<ServerStats>>, req: Request, next: Next) 
     resp
 }
 
+/// How a [`WorldServer`] behaves. The defaults are a well-behaved server; the
+/// other settings reproduce real servers' quirks so clients can be tested
+/// against them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// Loopback address to bind. Default `127.0.0.1:0` (an ephemeral port).
+    pub bind: String,
+    /// Answer `POST /search` (default true); when false it gets 405, as on
+    /// GET-only servers.
+    pub post_search: bool,
+    /// Strip `rel=next` links from `/search` pages (default false), as
+    /// Planetary Computer has been reported to do (planetary-computer-apis#274).
+    pub drop_next_links: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            bind: "127.0.0.1:0".into(),
+            post_search: true,
+            drop_next_links: false,
+        }
+    }
+}
+
+async fn misbehave(State(opts): State<Arc<ServerOptions>>, req: Request, next: Next) -> Response {
+    use axum::response::IntoResponse;
+    let is_search = req.uri().path() == "/search";
+    if is_search && !opts.post_search && req.method() == axum::http::Method::POST {
+        return axum::http::StatusCode::METHOD_NOT_ALLOWED.into_response();
+    }
+    let resp = next.run(req).await;
+    if !(is_search && opts.drop_next_links) {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 << 20).await else {
+        return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let mut v: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(_) => return Response::from_parts(parts, axum::body::Body::from(bytes)),
+    };
+    if let Some(links) = v.get_mut("links").and_then(|l| l.as_array_mut()) {
+        links.retain(|l| l.get("rel").and_then(|r| r.as_str()) != Some("next"));
+    }
+    let out = serde_json::to_vec(&v).unwrap_or_default();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(out))
+}
+
 /// A running loopback server for one world.
 ///
 /// # Examples
@@ -139,7 +190,7 @@ impl WorldServer {
     /// # Errors
     /// [`Error::NotAWorld`] for unreadable items, [`Error::Io`] when binding fails.
     pub async fn start(world: &World) -> Result<WorldServer> {
-        Self::start_on(world, "127.0.0.1:0").await
+        Self::start_with(world, ServerOptions::default()).await
     }
 
     /// As [`WorldServer::start`], on a given loopback address such as `127.0.0.1:8090`.
@@ -147,6 +198,22 @@ impl WorldServer {
     /// # Errors
     /// As [`WorldServer::start`]; [`Error::Invalid`] for a non-loopback address.
     pub async fn start_on(world: &World, bind: &str) -> Result<WorldServer> {
+        Self::start_with(
+            world,
+            ServerOptions {
+                bind: bind.to_string(),
+                ..ServerOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// Starts a server with [`ServerOptions`] (misbehaviours for tests).
+    ///
+    /// # Errors
+    /// As [`WorldServer::start`]; [`Error::Invalid`] for a non-loopback address.
+    pub async fn start_with(world: &World, opts: ServerOptions) -> Result<WorldServer> {
+        let bind = opts.bind.as_str();
         let want: SocketAddr = bind
             .parse()
             .map_err(|e| Error::invalid("bind address", format!("{bind}: {e}")))?;
@@ -192,6 +259,10 @@ impl WorldServer {
                 "/data",
                 tower_http::services::ServeDir::new(world.dir().join("data")),
             )
+            .layer(middleware::from_fn_with_state(
+                Arc::new(opts.clone()),
+                misbehave,
+            ))
             .layer(middleware::from_fn_with_state(stats.clone(), count));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {

@@ -1,6 +1,8 @@
 //! tilestack's integration tests: one binary (see STYLE.md), real servers on 127.0.0.1.
 
 mod cli;
+mod cog;
 mod server;
+mod sign;
 mod util;
 mod world;

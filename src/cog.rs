@@ -1,0 +1,697 @@
+//! Cloud-Optimized GeoTIFF window reads over HTTP `Range` requests.
+//!
+//! A [`CogReader`] parses each file's header once ([`CogHeader`], kept in an
+//! in-memory index keyed by href), then reads a pixel window by fetching only
+//! the internal tiles it intersects — through the shared [`TileCache`], with
+//! nearby tiles coalesced into one request — and decodes them on blocking
+//! threads. Callers should share **one** reader (or at least one
+//! [`TileCache`] and [`HttpRangeClient`]) across all tasks: that is what
+//! bounds memory and lets concurrent reads of a tile share one fetch.
+//!
+//! Limits of this first cut: one sample per pixel (GDAL-style single-band
+//! COGs), tiled TIFFs only, north-up georeferencing from
+//! ModelPixelScale + ModelTiepoint.
+
+use crate::fetch::{HttpRangeClient, Lookup, TileData, TileKey};
+use crate::{Epsg, Error, GeoTransform, Result};
+use async_tiff::decoder::DecoderRegistry;
+use async_tiff::error::{AsyncTiffError, AsyncTiffResult};
+use async_tiff::metadata::TiffMetadataReader;
+use async_tiff::metadata::cache::ReadaheadMetadataCache;
+use async_tiff::reader::AsyncFileReader;
+use async_tiff::tags::{PlanarConfiguration, SampleFormat};
+use async_tiff::{ImageFileDirectory, TypedArray};
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use ndarray::Array2;
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+pub use crate::fetch::TileCache;
+
+/// Largest image accepted, in pixels (2^34): beyond this a header is taken as corrupt.
+pub const MAX_IMAGE_PIXELS: u64 = 1 << 34;
+/// Largest compressed tile accepted, in bytes (64 MiB).
+pub const MAX_TILE_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest tile accepted, in pixels (4096 × 4096).
+pub const MAX_TILE_PIXELS: u64 = 4096 * 4096;
+/// Largest window one [`CogReader::read_window`] call returns, in pixels (2^28).
+pub const MAX_WINDOW_PIXELS: u64 = 1 << 28;
+/// First header read, in bytes; later reads double (async-tiff readahead).
+const HEADER_READAHEAD: u64 = 64 * 1024;
+
+/// The numeric type of a COG's samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SampleType {
+    /// Unsigned 8-bit.
+    U8,
+    /// Unsigned 16-bit.
+    U16,
+    /// Unsigned 32-bit.
+    U32,
+    /// Unsigned 64-bit.
+    U64,
+    /// Signed 8-bit.
+    I8,
+    /// Signed 16-bit.
+    I16,
+    /// Signed 32-bit.
+    I32,
+    /// Signed 64-bit.
+    I64,
+    /// 32-bit float.
+    F32,
+    /// 64-bit float.
+    F64,
+}
+
+impl SampleType {
+    fn from_tags(format: &[SampleFormat], bits: &[u16]) -> Option<Self> {
+        let f = format.first().copied().unwrap_or(SampleFormat::Uint);
+        Some(match (f, *bits.first()?) {
+            (SampleFormat::Uint, 8) => SampleType::U8,
+            (SampleFormat::Uint, 16) => SampleType::U16,
+            (SampleFormat::Uint, 32) => SampleType::U32,
+            (SampleFormat::Uint, 64) => SampleType::U64,
+            (SampleFormat::Int, 8) => SampleType::I8,
+            (SampleFormat::Int, 16) => SampleType::I16,
+            (SampleFormat::Int, 32) => SampleType::I32,
+            (SampleFormat::Int, 64) => SampleType::I64,
+            (SampleFormat::Float, 32) => SampleType::F32,
+            (SampleFormat::Float, 64) => SampleType::F64,
+            _ => return None,
+        })
+    }
+}
+
+/// One image of a COG: the full-resolution image (index 0) or an overview.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IfdInfo {
+    /// Image width, pixels.
+    pub width: usize,
+    /// Image height, pixels.
+    pub height: usize,
+    /// Tile width, pixels (0 when the image is not tiled).
+    pub tile_width: usize,
+    /// Tile height, pixels (0 when the image is not tiled).
+    pub tile_height: usize,
+    /// Tiles across.
+    pub tiles_across: usize,
+    /// Tiles down.
+    pub tiles_down: usize,
+    /// Byte offset of each tile, row-major (tile `(x, y)` at `y·tiles_across + x`).
+    pub tile_offsets: Vec<u64>,
+    /// Compressed size of each tile in bytes, same order (0 = sparse tile).
+    pub tile_byte_counts: Vec<u64>,
+    /// Samples per pixel.
+    pub samples_per_pixel: u16,
+    /// Sample type, `None` when unsupported.
+    pub sample_type: Option<SampleType>,
+    /// TIFF Compression tag value (1 none, 5 LZW, 8 DEFLATE, 7 JPEG, 50000 ZSTD…).
+    pub compression: u16,
+    /// TIFF Predictor tag value (1 none, 2 horizontal, 3 floating point).
+    pub predictor: u16,
+}
+
+impl IfdInfo {
+    /// Byte range of tile `(x, y)`, `None` outside the tile grid.
+    pub fn tile_range(&self, x: usize, y: usize) -> Option<Range<u64>> {
+        if x >= self.tiles_across || y >= self.tiles_down {
+            return None;
+        }
+        let i = y * self.tiles_across + x;
+        let (o, n) = (*self.tile_offsets.get(i)?, *self.tile_byte_counts.get(i)?);
+        Some(o..o.checked_add(n)?)
+    }
+}
+
+/// What a COG's header says, parsed once per href.
+///
+/// # Examples
+/// ```no_run
+/// # tokio_test::block_on(async {
+/// use tilestack::cog::{CogReader, TileCache};
+/// use tilestack::fetch::{HttpRangeClient, RetryConfig};
+/// let reader = CogReader::new(HttpRangeClient::new(RetryConfig::default())?, TileCache::new(1 << 30));
+/// let h = reader.header("http://127.0.0.1:8080/data/a/B04.tif").await?;
+/// println!("{}×{} px, {} overviews, nodata {:?}", h.width, h.height, h.ifds.len() - 1, h.nodata);
+/// # Ok::<(), tilestack::Error>(())
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct CogHeader {
+    /// The file's URL.
+    pub href: String,
+    /// Full-resolution width, pixels.
+    pub width: usize,
+    /// Full-resolution height, pixels.
+    pub height: usize,
+    /// Full-resolution tile width, pixels.
+    pub tile_width: usize,
+    /// Full-resolution tile height, pixels.
+    pub tile_height: usize,
+    /// Every IFD in file order: full resolution first, then overviews (and any masks).
+    pub ifds: Vec<IfdInfo>,
+    /// Pixel → CRS transform of the full-resolution image, if georeferenced.
+    pub transform: Option<GeoTransform>,
+    /// CRS from the GeoKeyDirectory, if any.
+    pub epsg: Option<Epsg>,
+    /// `GDAL_NODATA`, parsed.
+    pub nodata: Option<f64>,
+    /// Sample type of the full-resolution image.
+    pub sample_type: Option<SampleType>,
+    /// TIFF Compression tag of the full-resolution image.
+    pub compression: u16,
+    /// TIFF Predictor tag of the full-resolution image.
+    pub predictor: u16,
+    raw: Vec<ImageFileDirectory>,
+}
+
+impl CogHeader {
+    fn from_ifds(href: &str, raw: Vec<ImageFileDirectory>) -> Result<Self> {
+        let bad = |m: String| Error::Cog {
+            href: href.to_string(),
+            message: m,
+        };
+        let first = raw.first().ok_or_else(|| bad("no IFD".into()))?;
+        let mut ifds = Vec::with_capacity(raw.len());
+        for (i, d) in raw.iter().enumerate() {
+            let (w, h) = (d.image_width() as u64, d.image_height() as u64);
+            if w * h > MAX_IMAGE_PIXELS {
+                return Err(bad(format!(
+                    "IFD {i} declares {w}×{h} px, over the 2^34 limit"
+                )));
+            }
+            let (tw, th) = (
+                d.tile_width().unwrap_or(0) as u64,
+                d.tile_height().unwrap_or(0) as u64,
+            );
+            if tw * th > MAX_TILE_PIXELS {
+                return Err(bad(format!("IFD {i} declares {tw}×{th} px tiles")));
+            }
+            let counts = d.tile_byte_counts().unwrap_or(&[]).to_vec();
+            if let Some(c) = counts.iter().find(|&&c| c > MAX_TILE_BYTES) {
+                return Err(bad(format!(
+                    "IFD {i} declares a {c}-byte tile, over 64 MiB"
+                )));
+            }
+            let (across, down) = if tw > 0 && th > 0 {
+                (w.div_ceil(tw) as usize, h.div_ceil(th) as usize)
+            } else {
+                (0, 0)
+            };
+            let offsets = d.tile_offsets().unwrap_or(&[]).to_vec();
+            if tw > 0 && (offsets.len() < across * down || counts.len() < across * down) {
+                return Err(bad(format!(
+                    "IFD {i}: {} tile offsets / {} byte counts for {across}×{down} tiles",
+                    offsets.len(),
+                    counts.len()
+                )));
+            }
+            ifds.push(IfdInfo {
+                width: w as usize,
+                height: h as usize,
+                tile_width: tw as usize,
+                tile_height: th as usize,
+                tiles_across: across,
+                tiles_down: down,
+                tile_offsets: offsets,
+                tile_byte_counts: counts,
+                samples_per_pixel: d.samples_per_pixel(),
+                sample_type: SampleType::from_tags(d.sample_format(), d.bits_per_sample()),
+                compression: d.compression().to_u16(),
+                predictor: d.predictor().map(|p| p.to_u16()).unwrap_or(1),
+            });
+        }
+        let transform = match (first.model_pixel_scale(), first.model_tiepoint()) {
+            (Some(s), Some(t)) if s.len() >= 2 && t.len() >= 6 && s[0] > 0.0 && s[1] > 0.0 => {
+                Some(GeoTransform {
+                    x0: t[3] - t[0] * s[0],
+                    y0: t[4] + t[1] * s[1],
+                    dx: s[0],
+                    dy: -s[1],
+                })
+            }
+            _ => None,
+        };
+        let epsg = match first.geo_key_directory().and_then(|g| g.epsg_code()) {
+            Some(code) => Some(Epsg::new(code.into()).map_err(|e| bad(e.to_string()))?),
+            None => None,
+        };
+        let nodata = match first.gdal_nodata() {
+            Some(s) => {
+                let s = s.trim_matches(|c: char| c.is_whitespace() || c == '\0');
+                Some(match s.to_ascii_lowercase().as_str() {
+                    "nan" => f64::NAN,
+                    "inf" => f64::INFINITY,
+                    "-inf" => f64::NEG_INFINITY,
+                    v => v
+                        .parse::<f64>()
+                        .map_err(|_| bad(format!("GDAL_NODATA {s:?} is not a number")))?,
+                })
+            }
+            None => None,
+        };
+        let f = &ifds[0];
+        Ok(CogHeader {
+            href: href.to_string(),
+            width: f.width,
+            height: f.height,
+            tile_width: f.tile_width,
+            tile_height: f.tile_height,
+            transform,
+            epsg,
+            nodata,
+            sample_type: f.sample_type,
+            compression: f.compression,
+            predictor: f.predictor,
+            ifds,
+            raw,
+        })
+    }
+
+    /// The pixel → CRS transform of IFD `ifd` (overviews scale the
+    /// full-resolution one by the size ratio), if georeferenced.
+    pub fn ifd_transform(&self, ifd: usize) -> Option<GeoTransform> {
+        let t = self.transform?;
+        let i = self.ifds.get(ifd)?;
+        if i.width == 0 || i.height == 0 {
+            return None;
+        }
+        Some(GeoTransform {
+            dx: t.dx * self.width as f64 / i.width as f64,
+            dy: t.dy * self.height as f64 / i.height as f64,
+            ..t
+        })
+    }
+}
+
+/// `AsyncFileReader` over one URL of an [`HttpRangeClient`], for header reads
+/// (ranges running past EOF are cut short, as readahead needs).
+#[derive(Debug)]
+struct HttpFile {
+    client: HttpRangeClient,
+    url: String,
+}
+
+fn external(e: Error) -> AsyncTiffError {
+    AsyncTiffError::External(Box::new(e))
+}
+
+impl AsyncFileReader for HttpFile {
+    fn get_bytes<'a, 'b>(&'a self, range: Range<u64>) -> BoxFuture<'b, AsyncTiffResult<Bytes>>
+    where
+        'a: 'b,
+        Self: 'b,
+    {
+        Box::pin(async move {
+            self.client
+                .get_range_to_eof(&self.url, range)
+                .await
+                .map_err(external)
+        })
+    }
+
+    fn get_byte_ranges<'a, 'b>(
+        &'a self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'b, AsyncTiffResult<Vec<Bytes>>>
+    where
+        'a: 'b,
+        Self: 'b,
+    {
+        Box::pin(async move {
+            self.client
+                .get_ranges(&self.url, ranges)
+                .await
+                .map_err(external)
+        })
+    }
+}
+
+/// `AsyncFileReader` over bytes already fetched: hands async-tiff a tile's
+/// bytes so it can build the `Tile` to decode.
+#[derive(Debug)]
+struct Fetched {
+    range: Range<u64>,
+    bytes: Bytes,
+}
+
+impl AsyncFileReader for Fetched {
+    fn get_bytes<'a, 'b>(&'a self, range: Range<u64>) -> BoxFuture<'b, AsyncTiffResult<Bytes>>
+    where
+        'a: 'b,
+        Self: 'b,
+    {
+        Box::pin(async move {
+            if range == self.range {
+                Ok(self.bytes.clone())
+            } else {
+                Err(AsyncTiffError::General(format!(
+                    "bytes {range:?} requested, {:?} fetched",
+                    self.range
+                )))
+            }
+        })
+    }
+}
+
+type HeaderCell = Arc<tokio::sync::OnceCell<Arc<CogHeader>>>;
+
+/// Reads pixel windows of COGs over HTTP, fetching only the tiles a window
+/// needs. Cheap to clone; clones share the header index, cache and client.
+///
+/// # Examples
+/// ```no_run
+/// # tokio_test::block_on(async {
+/// use tilestack::cog::{CogReader, TileCache};
+/// use tilestack::fetch::{HttpRangeClient, RetryConfig};
+/// let client = HttpRangeClient::new(RetryConfig::default())?;
+/// let reader = CogReader::new(client, TileCache::new(512 << 20));
+/// let href = "http://127.0.0.1:8080/data/a/B04.tif";
+/// let px = reader.read_window(href, 0, 100, 200, 256, 256).await?;  // ifd 0 = full resolution
+/// assert_eq!(px.dim(), (256, 256));                                   // (rows, cols); NaN = nodata
+/// # Ok::<(), tilestack::Error>(())
+/// # });
+/// ```
+#[derive(Debug, Clone)]
+pub struct CogReader {
+    client: HttpRangeClient,
+    cache: TileCache,
+    headers: Arc<Mutex<HashMap<String, HeaderCell>>>,
+}
+
+impl CogReader {
+    /// A reader fetching through `client` and caching decoded tiles in `cache`.
+    pub fn new(client: HttpRangeClient, cache: TileCache) -> Self {
+        CogReader {
+            client,
+            cache,
+            headers: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The shared tile cache.
+    pub fn cache(&self) -> &TileCache {
+        &self.cache
+    }
+
+    /// The HTTP client.
+    pub fn client(&self) -> &HttpRangeClient {
+        &self.client
+    }
+
+    /// The header of `href`: from the index, or fetched and parsed once
+    /// (concurrent first calls share one parse).
+    ///
+    /// # Errors
+    /// [`Error::Http`] when the file cannot be fetched (the message names the
+    /// URL and byte range), [`Error::Cog`] when it is not a usable TIFF.
+    pub async fn header(&self, href: &str) -> Result<Arc<CogHeader>> {
+        let cell = {
+            let mut map = self.headers.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(href.to_string()).or_default().clone()
+        };
+        cell.get_or_try_init(|| self.load_header(href))
+            .await
+            .cloned()
+    }
+
+    async fn load_header(&self, href: &str) -> Result<Arc<CogHeader>> {
+        let file = HttpFile {
+            client: self.client.clone(),
+            url: href.to_string(),
+        };
+        let cache = ReadaheadMetadataCache::new(file).with_initial_size(HEADER_READAHEAD);
+        let tiff_err = |e: AsyncTiffError| match e {
+            AsyncTiffError::External(inner) => match inner.downcast::<Error>() {
+                Ok(e) => *e,
+                Err(other) => Error::Cog {
+                    href: href.to_string(),
+                    message: other.to_string(),
+                },
+            },
+            e => Error::Cog {
+                href: href.to_string(),
+                message: format!("reading the header: {e}"),
+            },
+        };
+        let mut meta = TiffMetadataReader::try_open(&cache)
+            .await
+            .map_err(tiff_err)?;
+        let ifds = meta.read_all_ifds(&cache).await.map_err(tiff_err)?;
+        Ok(Arc::new(CogHeader::from_ifds(href, ifds)?))
+    }
+
+    /// The `width × height` window at `(col_off, row_off)` of IFD `ifd`
+    /// (0 = full resolution) as `(rows, cols)` f32; pixels outside the image
+    /// and nodata pixels are NaN. Only the intersecting tiles are fetched
+    /// (through the cache); decoding runs on blocking threads.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a window over [`MAX_WINDOW_PIXELS`], an
+    /// [`Error::Cog`] naming the href for a missing IFD, an unsupported layout
+    /// or a tile that fails to decode, and [`Error::Http`] naming the URL and
+    /// byte range for a failed fetch.
+    pub async fn read_window(
+        &self,
+        href: &str,
+        ifd: usize,
+        col_off: usize,
+        row_off: usize,
+        width: usize,
+        height: usize,
+    ) -> Result<Array2<f32>> {
+        if (width as u64).saturating_mul(height as u64) > MAX_WINDOW_PIXELS {
+            return Err(Error::invalid(
+                "window",
+                format!("{width}×{height} px is over the 2^28 px limit"),
+            ));
+        }
+        let header = self.header(href).await?;
+        let bad = |m: String| Error::Cog {
+            href: href.to_string(),
+            message: m,
+        };
+        let info = header
+            .ifds
+            .get(ifd)
+            .ok_or_else(|| bad(format!("no IFD {ifd} (file has {})", header.ifds.len())))?;
+        let mut out = Array2::from_elem((height, width), f32::NAN);
+        // The window clipped to the image, in image pixels.
+        let c0 = col_off.min(info.width);
+        let c1 = col_off.saturating_add(width).min(info.width);
+        let r0 = row_off.min(info.height);
+        let r1 = row_off.saturating_add(height).min(info.height);
+        if c0 >= c1 || r0 >= r1 {
+            return Ok(out);
+        }
+        if info.tile_width == 0 || info.tile_height == 0 {
+            return Err(bad(format!("IFD {ifd} is not tiled")));
+        }
+        if info.samples_per_pixel != 1 {
+            return Err(bad(format!(
+                "IFD {ifd} has {} samples per pixel; only 1 is supported",
+                info.samples_per_pixel
+            )));
+        }
+        let (tw, th) = (info.tile_width, info.tile_height);
+        let tiles: Vec<(usize, usize)> = (r0 / th..=(r1 - 1) / th)
+            .flat_map(|y| (c0 / tw..=(c1 - 1) / tw).map(move |x| (x, y)))
+            .collect();
+        let data = self.tiles(&header, ifd, &tiles).await?;
+        for ((x, y), tile) in tiles.iter().zip(data) {
+            // Intersection of this tile with the clipped window, image pixels.
+            let (tx0, ty0) = (x * tw, y * th);
+            let (ix0, ix1) = (c0.max(tx0), c1.min(tx0 + tw));
+            let (iy0, iy1) = (r0.max(ty0), r1.min(ty0 + th));
+            for row in iy0..iy1 {
+                let src = &tile[(row - ty0) * tw + (ix0 - tx0)..(row - ty0) * tw + (ix1 - tx0)];
+                let mut dst = out.row_mut(row - row_off);
+                for (d, s) in dst.iter_mut().skip(ix0 - col_off).zip(src) {
+                    *d = *s;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Decoded tiles `xy` of IFD `ifd`, in order: hits from the cache, waits
+    /// for tiles others are fetching, and fetches the rest in one coalesced
+    /// batch.
+    async fn tiles(
+        &self,
+        header: &Arc<CogHeader>,
+        ifd: usize,
+        xy: &[(usize, usize)],
+    ) -> Result<Vec<TileData>> {
+        let mut waits = Vec::with_capacity(xy.len());
+        let mut claims = Vec::new();
+        for &(x, y) in xy {
+            let key = TileKey {
+                href: header.href.clone(),
+                ifd,
+                x,
+                y,
+            };
+            match self.cache.lookup(&key) {
+                Lookup::Hit(t) => waits.push(futures::future::ready(Ok(t)).boxed().shared()),
+                Lookup::Wait(f) => waits.push(f),
+                Lookup::Lead(f, claim) => {
+                    waits.push(f);
+                    claims.push((x, y, claim));
+                }
+            }
+        }
+        if !claims.is_empty() {
+            // Spawned so that the fetch completes (and wakes other waiters)
+            // even if this caller is cancelled.
+            let job = fetch_tiles(self.client.clone(), header.clone(), ifd, claims);
+            tokio::spawn(job);
+        }
+        let mut out = Vec::with_capacity(waits.len());
+        for w in waits {
+            out.push(w.await.map_err(unshare)?);
+        }
+        Ok(out)
+    }
+}
+
+/// A shared error, re-owned for one caller (the variants this module produces).
+fn unshare(e: Arc<Error>) -> Error {
+    match &*e {
+        Error::Http { url, message } => Error::Http {
+            url: url.clone(),
+            message: message.clone(),
+        },
+        Error::Cog { href, message } => Error::Cog {
+            href: href.clone(),
+            message: message.clone(),
+        },
+        other => Error::Cog {
+            href: String::new(),
+            message: other.to_string(),
+        },
+    }
+}
+
+/// Fetches the claimed tiles in one coalesced `get_ranges`, decodes each on a
+/// blocking thread and completes its claim.
+async fn fetch_tiles(
+    client: HttpRangeClient,
+    header: Arc<CogHeader>,
+    ifd: usize,
+    claims: Vec<(usize, usize, crate::fetch::Claim)>,
+) {
+    let href = header.href.clone();
+    let info = &header.ifds[ifd];
+    let ranges: Vec<Range<u64>> = claims
+        .iter()
+        .map(|(x, y, _)| info.tile_range(*x, *y).unwrap_or(0..0))
+        .collect();
+    let fetched = client
+        .get_ranges(
+            &href,
+            ranges.iter().filter(|r| r.end > r.start).cloned().collect(),
+        )
+        .await;
+    let mut fetched = match fetched {
+        Ok(b) => b.into_iter(),
+        Err(e) => {
+            let e = Arc::new(e);
+            for (_, _, claim) in claims {
+                claim.complete(Err(e.clone()));
+            }
+            return;
+        }
+    };
+    for ((x, y, claim), range) in claims.into_iter().zip(ranges) {
+        let bytes = if range.end > range.start {
+            fetched.next()
+        } else {
+            None // a sparse tile: all nodata
+        };
+        let result = decode_tile(header.clone(), ifd, x, y, range, bytes).await;
+        claim.complete(result.map_err(Arc::new));
+    }
+}
+
+async fn decode_tile(
+    header: Arc<CogHeader>,
+    ifd: usize,
+    x: usize,
+    y: usize,
+    range: Range<u64>,
+    bytes: Option<Bytes>,
+) -> Result<TileData> {
+    let info = &header.ifds[ifd];
+    let n = info.tile_width * info.tile_height;
+    let Some(bytes) = bytes else {
+        return Ok(Arc::new(vec![f32::NAN; n]));
+    };
+    let bad = |m: String| Error::Cog {
+        href: header.href.clone(),
+        message: format!("tile ({x}, {y}) of IFD {ifd} (bytes {range:?}): {m}"),
+    };
+    let raw = &header.raw[ifd];
+    if raw.planar_configuration() != PlanarConfiguration::Chunky && info.samples_per_pixel != 1 {
+        return Err(bad("planar multi-sample tiles are not supported".into()));
+    }
+    let tile = raw
+        .fetch_tile(
+            x,
+            y,
+            &Fetched {
+                range: range.clone(),
+                bytes,
+            },
+        )
+        .await
+        .map_err(|e| bad(e.to_string()))?;
+    let nodata = header.nodata;
+    let decoded = tokio::task::spawn_blocking(move || -> std::result::Result<Vec<f32>, String> {
+        let arr = tile
+            .decode(&DecoderRegistry::default())
+            .map_err(|e| e.to_string())?;
+        let (data, _, _) = arr.into_inner();
+        let mut v = to_f32(data)?;
+        if let Some(nd) = nodata {
+            let nd32 = nd as f32;
+            for p in &mut v {
+                if *p == nd32 || (nd.is_nan() && p.is_nan()) {
+                    *p = f32::NAN;
+                }
+            }
+        }
+        Ok(v)
+    })
+    .await
+    .map_err(|e| bad(format!("decoder task failed: {e}")))?
+    .map_err(bad)?;
+    if decoded.len() != n {
+        return Err(bad(format!(
+            "decoded {} values, expected {n}",
+            decoded.len()
+        )));
+    }
+    Ok(Arc::new(decoded))
+}
+
+fn to_f32(data: TypedArray) -> std::result::Result<Vec<f32>, String> {
+    Ok(match data {
+        TypedArray::UInt8(v) => v.into_iter().map(f32::from).collect(),
+        TypedArray::UInt16(v) => v.into_iter().map(f32::from).collect(),
+        TypedArray::Int8(v) => v.into_iter().map(f32::from).collect(),
+        TypedArray::Int16(v) => v.into_iter().map(f32::from).collect(),
+        TypedArray::UInt32(v) => v.into_iter().map(|x| x as f32).collect(),
+        TypedArray::Int32(v) => v.into_iter().map(|x| x as f32).collect(),
+        TypedArray::UInt64(v) => v.into_iter().map(|x| x as f32).collect(),
+        TypedArray::Int64(v) => v.into_iter().map(|x| x as f32).collect(),
+        TypedArray::Float32(v) => v,
+        TypedArray::Float64(v) => v.into_iter().map(|x| x as f32).collect(),
+        TypedArray::Bool(v) => v.into_iter().map(|b| if b { 1.0 } else { 0.0 }).collect(),
+    })
+}

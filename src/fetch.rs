@@ -1,0 +1,655 @@
+//! Moving bytes: HTTP `Range` reads with retries and coalescing
+//! ([`HttpRangeClient`]), request counters ([`FetchMetrics`]) and the one
+//! byte-bounded cache of decoded COG tiles shared by every reader
+//! ([`TileCache`]).
+//!
+//! Create **one** [`HttpRangeClient`] and **one** [`TileCache`] per process and
+//! clone them into every reader: both are cheap handles over shared state, and
+//! a cache per reader would neither bound memory nor de-duplicate fetches.
+//! Nothing here decodes; decoding lives in [`crate::cog`] and runs on blocking
+//! threads.
+
+use crate::{Error, Result};
+use bytes::Bytes;
+use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Ranges closer than this are fetched in one request (object_store's default).
+pub const DEFAULT_COALESCE_GAP: u64 = 1024 * 1024;
+/// Merged requests in flight at once per [`HttpRangeClient::get_ranges`] call.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+/// The longest `Retry-After` honoured; longer waits are capped to this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// How [`HttpRangeClient`] retries failed requests: exponential backoff with
+/// full jitter on connect errors, timeouts, 429, 5xx and truncated bodies.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use tilestack::fetch::RetryConfig;
+/// let cfg = RetryConfig { max_retries: 2, ..RetryConfig::default() };
+/// assert_eq!(cfg.initial_backoff, Duration::from_millis(100));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryConfig {
+    /// Retries after the first attempt (so at most `1 + max_retries` requests). Default: 4.
+    pub max_retries: u32,
+    /// Upper bound of the first backoff; doubles per retry. Default: 100 ms.
+    pub initial_backoff: Duration,
+    /// Cap on any one backoff. Default: 5 s.
+    pub max_backoff: Duration,
+    /// Timeout of one request, connect to last body byte. Default: 30 s.
+    pub request_timeout: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_retries: 4,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Request and cache counters, shared by every clone of a client or cache.
+///
+/// # Examples
+/// ```
+/// use tilestack::fetch::FetchMetrics;
+/// let m = FetchMetrics::default();
+/// assert_eq!((m.requests(), m.bytes(), m.cache_hits()), (0, 0, 0));
+/// ```
+#[derive(Debug, Default)]
+pub struct FetchMetrics {
+    requests: AtomicU64,
+    bytes: AtomicU64,
+    retries: AtomicU64,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+    evictions: AtomicU64,
+}
+
+impl FetchMetrics {
+    /// HTTP requests sent, retries included.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+    /// Body bytes received in successful responses.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+    /// Requests that were retried.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+    /// Tile lookups answered from the cache (or from a fetch already in flight).
+    pub fn cache_hits(&self) -> u64 {
+        self.cache_hits.load(Ordering::Relaxed)
+    }
+    /// Tile lookups that started a fetch.
+    pub fn cache_misses(&self) -> u64 {
+        self.cache_misses.load(Ordering::Relaxed)
+    }
+    /// Tiles dropped from the cache to stay within its byte budget.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
+    }
+}
+
+/// An HTTP client for byte ranges of remote files: retries, coalescing and
+/// bounded concurrency. Cloning shares the connection pool and metrics.
+///
+/// # Examples
+/// ```no_run
+/// # tokio_test::block_on(async {
+/// use tilestack::fetch::{HttpRangeClient, RetryConfig};
+/// let client = HttpRangeClient::new(RetryConfig::default())?;
+/// let head = client.get_range("http://127.0.0.1:8080/data/a/B04.tif", 0..16).await?;
+/// assert_eq!(head.len(), 16);
+/// # Ok::<(), tilestack::Error>(())
+/// # });
+/// ```
+#[derive(Debug, Clone)]
+pub struct HttpRangeClient {
+    client: reqwest::Client,
+    retry: RetryConfig,
+    metrics: Arc<FetchMetrics>,
+    coalesce_gap: u64,
+    concurrency: usize,
+}
+
+/// Whether a failed attempt is worth repeating.
+enum Attempt {
+    Retry {
+        message: String,
+        after: Option<Duration>,
+    },
+    Fatal(String),
+    /// The file ends at this byte, before the range does (only when reading to EOF).
+    Eof(u64),
+}
+
+impl HttpRangeClient {
+    /// A client with its own connection pool and fresh metrics.
+    ///
+    /// # Errors
+    /// [`Error::Http`] when the TLS backend cannot be initialised.
+    pub fn new(retry: RetryConfig) -> Result<Self> {
+        let client = reqwest::Client::builder()
+            .build()
+            .map_err(|e| Error::Http {
+                url: String::new(),
+                message: format!("building the HTTP client: {e}"),
+            })?;
+        Ok(Self::with_client(client, retry))
+    }
+
+    /// A client over an existing `reqwest::Client` (shares its pool).
+    pub fn with_client(client: reqwest::Client, retry: RetryConfig) -> Self {
+        HttpRangeClient {
+            client,
+            retry,
+            metrics: Arc::new(FetchMetrics::default()),
+            coalesce_gap: DEFAULT_COALESCE_GAP,
+            concurrency: DEFAULT_CONCURRENCY,
+        }
+    }
+
+    /// Count into `metrics` instead (e.g. the ones of a [`TileCache`]).
+    pub fn with_metrics(mut self, metrics: Arc<FetchMetrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Merge ranges whose gap is **smaller** than `bytes` (default 1 MiB;
+    /// 0 = never merge).
+    pub fn with_coalesce_gap(mut self, bytes: u64) -> Self {
+        self.coalesce_gap = bytes;
+        self
+    }
+
+    /// Merged requests in flight at once per `get_ranges` call (default 8, min 1).
+    pub fn with_concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// The counters this client adds to.
+    pub fn metrics(&self) -> &Arc<FetchMetrics> {
+        &self.metrics
+    }
+
+    /// The retry policy.
+    pub fn retry_config(&self) -> &RetryConfig {
+        &self.retry
+    }
+
+    /// Bytes `range` (end exclusive) of `url`, exactly `range.end - range.start` of them.
+    ///
+    /// Sends `Range: bytes=a-(b-1)` and accepts a 206, or a 200 whose body is
+    /// the whole file when the range covers it.
+    ///
+    /// # Errors
+    /// [`Error::Http`] naming the URL and byte range: a non-retryable status
+    /// (e.g. 404), a short file, or the last retry's failure.
+    pub async fn get_range(&self, url: &str, range: Range<u64>) -> Result<Bytes> {
+        self.fetch(url, range, false).await
+    }
+
+    /// As [`get_range`](Self::get_range), but a range running past the end of
+    /// the file yields the bytes that exist (possibly none) instead of an
+    /// error: what readahead of a file of unknown length needs.
+    ///
+    /// # Errors
+    /// As [`get_range`](Self::get_range).
+    pub async fn get_range_to_eof(&self, url: &str, range: Range<u64>) -> Result<Bytes> {
+        self.fetch(url, range, true).await
+    }
+
+    /// Several ranges of one file, in the order given. Ranges less than the
+    /// coalesce gap apart are merged into one request, and up to the
+    /// concurrency limit of merged requests run at once.
+    ///
+    /// # Errors
+    /// The first [`Error::Http`] of any merged request.
+    pub async fn get_ranges(&self, url: &str, ranges: Vec<Range<u64>>) -> Result<Vec<Bytes>> {
+        let merged = coalesce(&ranges, self.coalesce_gap);
+        let fetched: Vec<(Range<u64>, Bytes)> = stream::iter(merged)
+            .map(|r| async move {
+                let b = self.get_range(url, r.clone()).await?;
+                Ok::<_, Error>((r, b))
+            })
+            .buffer_unordered(self.concurrency)
+            .try_collect()
+            .await?;
+        ranges
+            .iter()
+            .map(|r| {
+                let (m, b) = fetched
+                    .iter()
+                    .find(|(m, _)| m.start <= r.start && r.end <= m.end)
+                    .ok_or_else(|| Error::Http {
+                        url: url.to_string(),
+                        message: format!("bytes {}..{}: lost while coalescing", r.start, r.end),
+                    })?;
+                let (s, e) = ((r.start - m.start) as usize, (r.end - m.start) as usize);
+                Ok(b.slice(s..e))
+            })
+            .collect()
+    }
+
+    async fn fetch(&self, url: &str, range: Range<u64>, to_eof: bool) -> Result<Bytes> {
+        let err = |message: String| Error::Http {
+            url: url.to_string(),
+            message: format!("bytes {}..{}: {message}", range.start, range.end),
+        };
+        if range.end <= range.start {
+            return Ok(Bytes::new());
+        }
+        let mut attempt = 0u32;
+        let mut cur = range.clone();
+        loop {
+            self.metrics.requests.fetch_add(1, Ordering::Relaxed);
+            let outcome = self.attempt(url, cur.clone(), to_eof).await;
+            let (message, after) = match outcome {
+                Ok(b) => {
+                    self.metrics
+                        .bytes
+                        .fetch_add(b.len() as u64, Ordering::Relaxed);
+                    return Ok(b);
+                }
+                Err(Attempt::Fatal(m)) => return Err(err(m)),
+                Err(Attempt::Eof(total)) => {
+                    if total >= cur.end {
+                        return Err(err(format!("HTTP 416 although the file has {total} bytes")));
+                    }
+                    if total <= cur.start {
+                        return Ok(Bytes::new());
+                    }
+                    cur = cur.start..total;
+                    continue;
+                }
+                Err(Attempt::Retry { message, after }) => (message, after),
+            };
+            if attempt >= self.retry.max_retries {
+                return Err(err(format!("{message} (after {attempt} retries)")));
+            }
+            let backoff = after.unwrap_or_else(|| self.backoff(attempt));
+            attempt += 1;
+            self.metrics.retries.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(backoff).await;
+        }
+    }
+
+    /// Full jitter: uniform in `[0, min(max, initial·2^attempt)]`.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let cap = self
+            .retry
+            .initial_backoff
+            .saturating_mul(1u32 << attempt.min(20))
+            .min(self.retry.max_backoff);
+        cap.mul_f64(jitter())
+    }
+
+    async fn attempt(
+        &self,
+        url: &str,
+        range: Range<u64>,
+        to_eof: bool,
+    ) -> std::result::Result<Bytes, Attempt> {
+        let want = range.end - range.start;
+        let resp = self
+            .client
+            .get(url)
+            .header(
+                reqwest::header::RANGE,
+                format!("bytes={}-{}", range.start, range.end - 1),
+            )
+            .timeout(self.retry.request_timeout)
+            .send()
+            .await
+            .map_err(|e| transport(&e))?;
+        let status = resp.status();
+        let total = content_range_total(resp.headers());
+        match status.as_u16() {
+            206 => {}
+            200 => {
+                // A server ignoring `Range` sends the whole file: fine if it covers the range.
+                let body = resp.bytes().await.map_err(|e| transport(&e))?;
+                let len = body.len() as u64;
+                if range.start == 0 && (len == want || (to_eof && len < want)) {
+                    return Ok(body);
+                }
+                if len >= range.end {
+                    return Ok(body.slice(range.start as usize..range.end as usize));
+                }
+                return Err(Attempt::Fatal(format!(
+                    "server ignored Range and sent {len} bytes"
+                )));
+            }
+            416 if to_eof => {
+                // Past the end: re-ask for what exists, if anything.
+                return match total {
+                    Some(t) => Err(Attempt::Eof(t)),
+                    None => Ok(Bytes::new()),
+                };
+            }
+            429 | 500..=599 => {
+                return Err(Attempt::Retry {
+                    message: format!("HTTP {status}"),
+                    after: retry_after(resp.headers()),
+                });
+            }
+            _ => return Err(Attempt::Fatal(format!("HTTP {status}"))),
+        }
+        // The span the server says it sends; shorter than asked only at EOF.
+        let expect = match total {
+            Some(t) if to_eof && t < range.end => t.saturating_sub(range.start),
+            _ => want,
+        };
+        let body = resp.bytes().await.map_err(|e| transport(&e))?;
+        if body.len() as u64 != expect {
+            return Err(Attempt::Retry {
+                message: format!("truncated body: {} of {expect} bytes", body.len()),
+                after: None,
+            });
+        }
+        Ok(body)
+    }
+}
+
+fn transport(e: &reqwest::Error) -> Attempt {
+    let message = format!("{e}");
+    if e.is_connect() || e.is_timeout() || e.is_body() || e.is_request() {
+        Attempt::Retry {
+            message,
+            after: None,
+        }
+    } else {
+        Attempt::Fatal(message)
+    }
+}
+
+/// The `N` of `Content-Range: bytes a-b/N` or `bytes */N`.
+fn content_range_total(h: &reqwest::header::HeaderMap) -> Option<u64> {
+    let v = h.get(reqwest::header::CONTENT_RANGE)?.to_str().ok()?;
+    v.rsplit('/').next()?.trim().parse().ok()
+}
+
+fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let secs: u64 = h
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+}
+
+/// A number in `[0, 1)`, different per call; good enough to spread retries.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Sorted, merged ranges covering `ranges`; ranges whose gap is `< gap` merge.
+pub(crate) fn coalesce(ranges: &[Range<u64>], gap: u64) -> Vec<Range<u64>> {
+    let mut sorted: Vec<Range<u64>> = ranges.iter().filter(|r| r.end > r.start).cloned().collect();
+    sorted.sort_by_key(|r| r.start);
+    let mut out: Vec<Range<u64>> = Vec::with_capacity(sorted.len());
+    for r in sorted {
+        match out.last_mut() {
+            Some(last) if r.start < last.end || r.start - last.end < gap => {
+                last.end = last.end.max(r.end);
+            }
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+/// Key of one decoded tile: `(href, IFD index, tile column, tile row)`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TileKey {
+    /// The COG's URL.
+    pub href: String,
+    /// IFD index (0 = full resolution, then overviews).
+    pub ifd: usize,
+    /// Tile column.
+    pub x: usize,
+    /// Tile row.
+    pub y: usize,
+}
+
+/// One decoded tile: `tile_height × tile_width` f32 values, row-major, with
+/// nodata already NaN. Edge tiles keep their full (padded) size.
+pub type TileData = Arc<Vec<f32>>;
+
+/// A tile fetch that several readers may await.
+pub(crate) type SharedTile = Shared<BoxFuture<'static, std::result::Result<TileData, Arc<Error>>>>;
+
+#[derive(Debug)]
+struct CacheState {
+    lru: lru::LruCache<TileKey, TileData>,
+    used: u64,
+    in_flight: HashMap<TileKey, SharedTile>,
+}
+
+/// The one cache of **decoded** tiles (`Arc<Vec<f32>>`, 4 bytes a pixel —
+/// decoded so a hit costs no CPU), bounded in bytes, shared by every thread
+/// and every reader. Clones share the same cache.
+///
+/// Concurrent requests for a tile that is being fetched wait for that fetch
+/// instead of starting their own. The lock is a `std::sync::Mutex` that is
+/// never held across an `.await`.
+///
+/// # Examples
+/// ```
+/// use tilestack::fetch::TileCache;
+/// let cache = TileCache::new(256 * 1024 * 1024);
+/// assert_eq!(cache.budget(), 256 * 1024 * 1024);
+/// assert_eq!(cache.bytes_used(), 0);
+/// ```
+#[derive(Debug, Clone)]
+pub struct TileCache {
+    state: Arc<Mutex<CacheState>>,
+    budget: u64,
+    metrics: Arc<FetchMetrics>,
+}
+
+/// What a lookup found.
+pub(crate) enum Lookup {
+    /// Cached.
+    Hit(TileData),
+    /// Someone is fetching it: await this.
+    Wait(SharedTile),
+    /// Nobody has it: the caller must fetch it and [`Claim::complete`] it;
+    /// others wait on the shared future.
+    Lead(SharedTile, Claim),
+}
+
+/// The obligation to fill one in-flight tile. Dropping it unfilled wakes the
+/// waiters with an error and frees the slot for a later retry.
+pub(crate) struct Claim {
+    cache: TileCache,
+    key: TileKey,
+    tx: Option<futures::channel::oneshot::Sender<std::result::Result<TileData, Arc<Error>>>>,
+}
+
+impl Claim {
+    /// Stores the result (on success) and wakes everyone waiting for it.
+    pub(crate) fn complete(mut self, result: std::result::Result<TileData, Arc<Error>>) {
+        self.cache.finish(&self.key, result.as_ref().ok());
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(result);
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.tx.is_some() {
+            self.cache.finish(&self.key, None);
+        }
+    }
+}
+
+impl TileCache {
+    /// An empty cache holding at most `budget_bytes` of decoded tiles.
+    pub fn new(budget_bytes: u64) -> Self {
+        TileCache {
+            state: Arc::new(Mutex::new(CacheState {
+                lru: lru::LruCache::unbounded(),
+                used: 0,
+                in_flight: HashMap::new(),
+            })),
+            budget: budget_bytes,
+            metrics: Arc::new(FetchMetrics::default()),
+        }
+    }
+
+    /// Count hits, misses and evictions into `metrics` (e.g. a client's).
+    pub fn with_metrics(mut self, metrics: Arc<FetchMetrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The byte budget.
+    pub fn budget(&self) -> u64 {
+        self.budget
+    }
+
+    /// Bytes of decoded tiles held now (always `<= budget()`).
+    pub fn bytes_used(&self) -> u64 {
+        self.state.lock().map(|s| s.used).unwrap_or(0)
+    }
+
+    /// Tiles held now.
+    pub fn len(&self) -> usize {
+        self.state.lock().map(|s| s.lru.len()).unwrap_or(0)
+    }
+
+    /// Whether no tile is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The counters this cache adds to.
+    pub fn metrics(&self) -> &Arc<FetchMetrics> {
+        &self.metrics
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
+        // A panic while holding the lock leaves consistent state (every
+        // mutation below is completed before anything can panic), so recover.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Finds `key`, or registers the caller as the one fetching it.
+    pub(crate) fn lookup(&self, key: &TileKey) -> Lookup {
+        let mut s = self.lock();
+        if let Some(t) = s.lru.get(key) {
+            self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Lookup::Hit(t.clone());
+        }
+        if let Some(f) = s.in_flight.get(key) {
+            self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Lookup::Wait(f.clone());
+        }
+        self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = futures::channel::oneshot::channel();
+        let fut: BoxFuture<'static, _> = rx
+            .map(|r| {
+                r.unwrap_or_else(|_| {
+                    Err(Arc::new(Error::Http {
+                        url: String::new(),
+                        message: "tile fetch was abandoned".into(),
+                    }))
+                })
+            })
+            .boxed();
+        let shared = fut.shared();
+        s.in_flight.insert(key.clone(), shared.clone());
+        Lookup::Lead(
+            shared,
+            Claim {
+                cache: self.clone(),
+                key: key.clone(),
+                tx: Some(tx),
+            },
+        )
+    }
+
+    fn finish(&self, key: &TileKey, value: Option<&TileData>) {
+        let mut s = self.lock();
+        s.in_flight.remove(key);
+        let Some(v) = value else { return };
+        let size = (v.len() * std::mem::size_of::<f32>()) as u64;
+        if let Some(old) = s.lru.put(key.clone(), v.clone()) {
+            s.used -= (old.len() * std::mem::size_of::<f32>()) as u64;
+        }
+        s.used += size;
+        while s.used > self.budget {
+            let Some((_, old)) = s.lru.pop_lru() else {
+                break;
+            };
+            s.used -= (old.len() * std::mem::size_of::<f32>()) as u64;
+            self.metrics.evictions.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coalesce_merges_small_gaps_only() {
+        let r = vec![10..20, 0..5, 5..8, 100..110];
+        assert_eq!(coalesce(&r, 0), vec![0..5, 5..8, 10..20, 100..110]);
+        assert_eq!(coalesce(&r, 2), vec![0..8, 10..20, 100..110]);
+        assert_eq!(coalesce(&r, 3), vec![0..20, 100..110]);
+        assert_eq!(coalesce(&r, 1000), vec![0..110]);
+        assert_eq!(coalesce(&[0..10, 2..4], 0), vec![0..10]);
+    }
+
+    #[test]
+    fn cache_stays_within_budget() {
+        let cache = TileCache::new(100);
+        for i in 0..10 {
+            let key = TileKey {
+                href: "a".into(),
+                ifd: 0,
+                x: i,
+                y: 0,
+            };
+            match cache.lookup(&key) {
+                Lookup::Lead(_, claim) => claim.complete(Ok(Arc::new(vec![0.0; 10]))),
+                _ => panic!("expected a miss"),
+            }
+            assert!(cache.bytes_used() <= 100);
+        }
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.metrics().evictions(), 8);
+    }
+
+    #[test]
+    fn jitter_in_unit_interval() {
+        for _ in 0..100 {
+            let j = jitter();
+            assert!((0.0..1.0).contains(&j));
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! COG window reads over HTTP Range: only the needed tiles, cached, de-duplicated,
+//! and equal to what GDAL reads.
+
+use crate::util::{python, small_world};
+use std::collections::BTreeSet;
+use tilestack::cog::{CogReader, TileCache};
+use tilestack::fetch::{HttpRangeClient, RetryConfig};
+use tilestack::server::WorldServer;
+
+const TILE_BYTES: u64 = 256 * 256 * 4;
+
+fn reader(client: HttpRangeClient, budget: u64) -> CogReader {
+    CogReader::new(client, TileCache::new(budget))
+}
+
+fn client() -> HttpRangeClient {
+    HttpRangeClient::new(RetryConfig::default()).unwrap()
+}
+
+fn band_rel(scene: usize, band: &str) -> String {
+    let id = &small_world().manifest().scenes[scene].id;
+    format!("data/{id}/{band}.tif")
+}
+
+fn band_url(server: &WorldServer, scene: usize, band: &str) -> String {
+    format!("{}/{}", server.url(), band_rel(scene, band))
+}
+
+/// `bytes=a-b` as the `Range` header reads for the half-open `r`.
+fn range_header(r: &std::ops::Range<u64>) -> String {
+    format!("bytes={}-{}", r.start, r.end - 1)
+}
+
+fn tile_ranges_requested(server: &WorldServer) -> BTreeSet<String> {
+    server
+        .stats()
+        .log()
+        .into_iter()
+        .filter(|l| l.path.starts_with("/data/"))
+        .filter_map(|l| l.range)
+        .collect()
+}
+
+#[tokio::test]
+async fn window_inside_one_tile_fetches_one_tile() {
+    let server = WorldServer::start(small_world()).await.unwrap();
+    let url = band_url(&server, 0, "B04");
+    let r = reader(client(), 1 << 30);
+    let h = r.header(&url).await.unwrap();
+    assert_eq!(
+        (h.width, h.height, h.tile_width, h.tile_height),
+        (768, 768, 256, 256)
+    );
+    assert_eq!(h.nodata, Some(0.0));
+    assert!(h.epsg.is_some() && h.transform.is_some());
+    assert!(h.ifds.len() > 1, "overviews expected");
+
+    server.stats().reset();
+    let px = r.read_window(&url, 0, 300, 20, 100, 100).await.unwrap();
+    assert_eq!(px.dim(), (100, 100));
+    assert_eq!(server.stats().data_requests(), 1);
+    let want = h.ifds[0].tile_range(1, 0).unwrap();
+    assert_eq!(
+        tile_ranges_requested(&server),
+        BTreeSet::from([range_header(&want)])
+    );
+    assert_eq!(server.stats().data_bytes(), want.end - want.start);
+}
+
+#[tokio::test]
+async fn window_over_four_tiles_fetches_exactly_those_tiles() {
+    let server = WorldServer::start(small_world()).await.unwrap();
+    let url = band_url(&server, 1, "B04");
+    let tiles = [(0, 1), (1, 1), (0, 2), (1, 2)];
+
+    // Without coalescing: one request per tile, exactly its bytes.
+    let r = reader(client().with_coalesce_gap(0), 1 << 30);
+    let h = r.header(&url).await.unwrap();
+    server.stats().reset();
+    r.read_window(&url, 0, 200, 500, 100, 100).await.unwrap();
+    let want: Vec<_> = tiles
+        .iter()
+        .map(|&(x, y)| h.ifds[0].tile_range(x, y).unwrap())
+        .collect();
+    assert_eq!(server.stats().data_requests(), 4);
+    assert_eq!(
+        tile_ranges_requested(&server),
+        want.iter().map(range_header).collect::<BTreeSet<_>>()
+    );
+    assert_eq!(
+        server.stats().data_bytes(),
+        want.iter().map(|r| r.end - r.start).sum::<u64>()
+    );
+
+    // Default coalescing (gap < 1 MiB): one request spanning the four tiles.
+    let r = reader(client(), 1 << 30);
+    r.header(&url).await.unwrap();
+    server.stats().reset();
+    r.read_window(&url, 0, 200, 500, 100, 100).await.unwrap();
+    let lo = want.iter().map(|r| r.start).min().unwrap();
+    let hi = want.iter().map(|r| r.end).max().unwrap();
+    assert_eq!(server.stats().data_requests(), 1);
+    assert_eq!(
+        tile_ranges_requested(&server),
+        BTreeSet::from([range_header(&(lo..hi))])
+    );
+}
+
+#[tokio::test]
+async fn warm_reads_make_no_requests() {
+    let server = WorldServer::start(small_world()).await.unwrap();
+    let url = band_url(&server, 2, "B04");
+    let r = reader(client(), 1 << 30);
+    let first = r.read_window(&url, 0, 100, 100, 300, 300).await.unwrap();
+    assert!(server.stats().data_requests() > 0);
+    server.stats().reset();
+    let again = r.read_window(&url, 0, 100, 100, 300, 300).await.unwrap();
+    assert_eq!(
+        server.stats().data_requests(),
+        0,
+        "{:?}",
+        server.stats().log()
+    );
+    assert!(
+        first
+            .iter()
+            .zip(again.iter())
+            .all(|(a, b)| a == b || (a.is_nan() && b.is_nan()))
+    );
+    assert!(r.cache().metrics().cache_hits() >= 4);
+}
+
+#[tokio::test]
+async fn concurrent_reads_of_one_tile_share_one_fetch() {
+    let server = WorldServer::start(small_world()).await.unwrap();
+    let url = band_url(&server, 3, "B04");
+    // How many requests a header costs, measured on a separate reader.
+    let h = reader(client(), 1 << 30).header(&url).await.unwrap();
+    let header_requests = server.stats().data_requests();
+    server.stats().reset();
+
+    let r = reader(client(), 1 << 30);
+    let reads = (0..8).map(|i| {
+        let r = r.clone();
+        let url = url.clone();
+        tokio::spawn(async move { r.read_window(&url, 0, 10 + i, 10, 50, 50).await })
+    });
+    for res in futures::future::join_all(reads).await {
+        assert_eq!(res.unwrap().unwrap().dim(), (50, 50));
+    }
+    let tile = range_header(&h.ifds[0].tile_range(0, 0).unwrap());
+    let log = server.stats().log();
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.range.as_ref() == Some(&tile))
+            .count(),
+        1,
+        "{log:?}"
+    );
+    // One header parse shared by all eight, plus the one tile.
+    assert_eq!(
+        server.stats().data_requests(),
+        header_requests + 1,
+        "{log:?}"
+    );
+}
+
+#[tokio::test]
+async fn tiny_cache_stays_within_budget() {
+    let server = WorldServer::start(small_world()).await.unwrap();
+    let url = band_url(&server, 4, "B04");
+    let r = reader(client(), TILE_BYTES);
+    for round in 0..2 {
+        for y in 0..3 {
+            for x in 0..3 {
+                let px = r
+                    .read_window(&url, 0, x * 256 + 5, y * 256 + 5, 20, 20)
+                    .await
+                    .unwrap();
+                assert_eq!(px.dim(), (20, 20));
+                assert!(
+                    r.cache().bytes_used() <= r.cache().budget(),
+                    "round {round}"
+                );
+            }
+        }
+    }
+    assert_eq!(r.cache().len(), 1);
+    assert_eq!(r.cache().metrics().evictions(), 17);
+    assert_eq!(r.cache().metrics().cache_misses(), 18);
+}
+
+#[tokio::test]
+async fn windows_match_gdal() {
+    let Some(py) = python() else { return };
+    let server = WorldServer::start(small_world()).await.unwrap();
+    let r = reader(client(), 1 << 30);
+    let n = small_world().manifest().scenes.len();
+    // (scene, band, ifd, col, row, width, height): tile-crossing, edge (past the
+    // image: NaN / GDAL fill 0), overviews, and the uint8 20 m SCL band.
+    let mut cases: Vec<(usize, &str, usize, usize, usize, usize, usize)> = (0..n)
+        .map(|s| (s, "B04", 0, 230 + s, 240, 60, 50))
+        .collect();
+    cases.extend([
+        (0, "B08", 0, 700, 700, 100, 100),
+        (1, "B02", 1, 100, 100, 200, 200),
+        (2, "B11", 0, 0, 0, 384, 384),
+        (3, "SCL", 0, 250, 250, 134, 40),
+        (5, "B03", 0, 0, 0, 768, 768),
+    ]);
+    let req: Vec<serde_json::Value> = cases
+        .iter()
+        .map(|&(s, b, i, c, row, w, h)| {
+            let path = small_world().dir().join(band_rel(s, b));
+            serde_json::json!([path, i, c, row, w, h])
+        })
+        .collect();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/read_window.py");
+    let out = std::process::Command::new(py)
+        .arg(script)
+        .arg(serde_json::to_string(&req).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let gdal: Vec<Vec<Vec<f64>>> = serde_json::from_slice(&out.stdout).unwrap();
+    let mut nodata_seen = 0;
+    for (&(s, b, i, c, row, w, h), want) in cases.iter().zip(&gdal) {
+        let url = band_url(&server, s, b);
+        let got = r.read_window(&url, i, c, row, w, h).await.unwrap();
+        assert_eq!(got.dim(), (want.len(), want[0].len()));
+        for (y, want_row) in want.iter().enumerate() {
+            for (x, &g) in want_row.iter().enumerate() {
+                let v = got[(y, x)];
+                if g == 0.0 {
+                    nodata_seen += 1;
+                    assert!(v.is_nan(), "{b} scene {s} ifd {i} ({x},{y}): {v} vs GDAL 0");
+                } else {
+                    assert_eq!(f64::from(v), g, "{b} scene {s} ifd {i} ({x},{y})");
+                }
+            }
+        }
+    }
+    assert!(nodata_seen > 0, "the edge window should include nodata");
+}
+
+#[tokio::test]
+async fn missing_file_error_names_the_url() {
+    let server = WorldServer::start(small_world()).await.unwrap();
+    let url = format!("{}/data/no-such-scene/B04.tif", server.url());
+    let r = reader(client(), 1 << 20);
+    let err = r.read_window(&url, 0, 0, 0, 10, 10).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains(&url), "{msg}");
+    assert!(msg.contains("404"), "{msg}");
+}
