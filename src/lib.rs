@@ -5,11 +5,15 @@ mod crs;
 mod error;
 pub mod fetch;
 mod grid;
+pub mod pipeline;
+pub mod rasterize;
 pub mod scene;
 pub mod search;
 pub mod server;
 pub mod sign;
+pub mod stack;
 mod units;
+pub mod warp;
 pub mod world;
 
 pub use crs::{Transformer, bbox_around};

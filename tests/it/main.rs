@@ -4,5 +4,6 @@ mod cli;
 mod cog;
 mod server;
 mod sign;
+mod stack;
 mod util;
 mod world;

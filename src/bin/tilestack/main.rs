@@ -45,6 +45,8 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         port: u16,
     },
+    /// Build a daily tile stack around a centroid: stack.safetensors + metadata.csv.
+    Stack(Box<StackArgs>),
     /// Search a STAC API and list the items.
     Search {
         /// STAC API landing page URL.
@@ -75,6 +77,135 @@ enum Cmd {
         #[arg(long)]
         save: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct StackArgs {
+    /// STAC API landing page URL.
+    #[arg(long, required_unless_present = "snapshot")]
+    stac: Option<String>,
+    /// Build from a saved ItemCollection snapshot instead of a STAC API.
+    #[arg(long, conflicts_with = "stac")]
+    snapshot: Option<PathBuf>,
+    /// Collection id.
+    #[arg(long, default_value = "sentinel-2-l2a")]
+    collection: String,
+    /// Tile centre LON,LAT (degrees).
+    #[arg(long, allow_hyphen_values = true)]
+    centroid: String,
+    /// Bands (asset keys), comma-separated, in output order.
+    #[arg(long)]
+    bands: String,
+    /// Time range START/END, inclusive days (YYYY-MM-DD/YYYY-MM-DD).
+    #[arg(long)]
+    time: String,
+    /// Pixel size in metres.
+    #[arg(long, default_value_t = 10.0)]
+    resolution: f64,
+    /// Tile side in pixels.
+    #[arg(long, default_value_t = 256)]
+    tile_size: usize,
+    /// Target EPSG (default: the centroid's UTM zone).
+    #[arg(long)]
+    epsg: Option<u32>,
+    /// GeoJSON polygons rasterized as the last band `mask` (features with `datetime` burn only their day).
+    #[arg(long)]
+    mask: Option<PathBuf>,
+    /// Same-step fusion: mean, first, least-cloudy, median.
+    #[arg(long, default_value = "mean")]
+    fuse: String,
+    /// Time steps: day, month or Nd (e.g. 5d), anchored at the start.
+    #[arg(long, default_value = "day")]
+    cadence: String,
+    /// Resampling: nearest or bilinear.
+    #[arg(long, default_value = "nearest")]
+    resampling: String,
+    /// Band read for the tile's own cloud fraction (e.g. SCL).
+    #[arg(long)]
+    cloud_band: Option<String>,
+    /// Min–max normalize each (day, band) over the tile (categorical bands untouched).
+    #[arg(long)]
+    normalize: bool,
+    /// Output folder.
+    #[arg(long, default_value = "stack-out")]
+    out: PathBuf,
+    /// Tile cache budget in MiB.
+    #[arg(long, default_value_t = 1024)]
+    cache_mib: u64,
+}
+
+fn parse_days(s: &str) -> Result<(chrono::NaiveDate, chrono::NaiveDate)> {
+    let parse = |d: &str| {
+        chrono::NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d")
+            .with_context(|| format!("--time {s:?}: {d:?} is not YYYY-MM-DD"))
+    };
+    match s.split_once('/') {
+        Some((a, b)) => {
+            let (a, b) = (parse(a)?, parse(b)?);
+            if b < a {
+                bail!("invalid time range: {s:?}: end is before start");
+            }
+            Ok((a, b))
+        }
+        None => bail!("--time {s:?}: expected START/END"),
+    }
+}
+
+/// The request a `StackArgs` describes.
+fn stack_request(a: &StackArgs) -> Result<tilestack::pipeline::StackRequest> {
+    let [lon, lat] = parse_floats::<2>(&a.centroid, "centroid")?;
+    let (start, end) = parse_days(&a.time)?;
+    let mut req = tilestack::pipeline::StackRequest::new(
+        [lon, lat],
+        tilestack::BandName::parse_list(&a.bands)?,
+        start,
+        end,
+    )?;
+    req.resolution = tilestack::Resolution::new(a.resolution)?;
+    req.tile_size = a.tile_size;
+    req.epsg = a.epsg.map(tilestack::Epsg::new).transpose()?;
+    req.fuse = a.fuse.parse()?;
+    req.cadence = a.cadence.parse()?;
+    req.resampling = a.resampling.parse()?;
+    req.cloud_band = a
+        .cloud_band
+        .as_deref()
+        .map(tilestack::BandName::new)
+        .transpose()?;
+    req.normalize = a.normalize;
+    req.validate()?;
+    Ok(req)
+}
+
+/// Builds a stack and writes `stack.safetensors` + `metadata.csv` into `out`.
+async fn run_stack(
+    catalog: &tilestack::pipeline::Catalog,
+    req: &tilestack::pipeline::StackRequest,
+    mask: Option<&tilestack::rasterize::Mask>,
+    out: &std::path::Path,
+    cache_bytes: u64,
+) -> Result<tilestack::pipeline::Built> {
+    let client = tilestack::fetch::HttpRangeClient::new(tilestack::fetch::RetryConfig::default())?;
+    let reader =
+        tilestack::cog::CogReader::new(client, tilestack::cog::TileCache::new(cache_bytes));
+    let built = tilestack::pipeline::build(catalog, req, &reader, mask).await?;
+    for w in &built.plan.warnings {
+        eprintln!("warning: {w}");
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    built
+        .stack
+        .write_safetensors(&out.join("stack.safetensors"))?;
+    built.stack.write_metadata_csv(&out.join("metadata.csv"))?;
+    let m = reader.client().metrics();
+    eprintln!(
+        "fetched {} requests, {:.1} MB ({} scenes, {} windows)",
+        m.requests(),
+        m.bytes() as f64 / 1e6,
+        built.plan.scenes.len(),
+        built.plan.reads.len()
+    );
+    Ok(built)
 }
 
 fn parse_floats<const N: usize>(s: &str, what: &str) -> Result<[f64; N]> {
@@ -190,6 +321,35 @@ async fn run(cli: Cli) -> Result<()> {
                 tilestack::search::save_snapshot(&res.items, &p)?;
                 println!("saved {} items to {}", res.items.len(), p.display());
             }
+        }
+        Cmd::Stack(a) => {
+            let t = Instant::now();
+            let req = stack_request(&a)?;
+            let mask = a
+                .mask
+                .as_deref()
+                .map(tilestack::rasterize::Mask::from_file)
+                .transpose()?;
+            let catalog = match (&a.stac, &a.snapshot) {
+                (_, Some(p)) => {
+                    tilestack::pipeline::Catalog::Items(tilestack::search::load_snapshot(p)?)
+                }
+                (Some(u), None) => tilestack::pipeline::Catalog::Stac {
+                    url: u.clone(),
+                    collection: a.collection.clone(),
+                },
+                (None, None) => bail!("give --stac URL or --snapshot FILE"),
+            };
+            let built = run_stack(&catalog, &req, mask.as_ref(), &a.out, a.cache_mib << 20).await?;
+            let shape = built.stack.data.shape().to_vec();
+            println!(
+                "stack {:?} (time, band, y, x) in {} from {} scenes -> {} in {:.2} s",
+                shape,
+                built.stack.grid.epsg,
+                built.plan.scenes.len(),
+                a.out.join("stack.safetensors").display(),
+                t.elapsed().as_secs_f64()
+            );
         }
         Cmd::Demo { out, recipe } => {
             let recipe = load_recipe(&recipe)?;

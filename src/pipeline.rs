@@ -1,0 +1,752 @@
+//! The one module that wires scenes → COG reads → warp → fusion → mask +
+//! metadata → [`TileStack`]. Planning is sync and fetches nothing; loading
+//! is async (reads run concurrently, decode/warp/fuse on blocking threads).
+
+use crate::cog::CogReader;
+use crate::rasterize::Mask;
+use crate::scene::Scene;
+use crate::stack::TileStack;
+use crate::warp::{Resampling, source_window, warp};
+use crate::{BandName, Epsg, Error, GeoTransform, GridSpec, Resolution, Result, Transformer};
+use chrono::{Datelike, NaiveDate};
+use futures::StreamExt;
+use geo::Intersects;
+use ndarray::{Array2, Array3, Array4, Axis, s};
+use serde::{Deserialize, Serialize};
+
+/// How the scenes of one time step are fused, per pixel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fusion {
+    /// NaN-skipping mean over the step's scenes (sat-tile-stack's default).
+    #[default]
+    Mean,
+    /// First valid value in time order.
+    First,
+    /// First valid value, least cloudy scene first.
+    LeastCloudy,
+    /// NaN-skipping median.
+    Median,
+}
+
+impl std::str::FromStr for Fusion {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "mean" => Ok(Fusion::Mean),
+            "first" => Ok(Fusion::First),
+            "least-cloudy" => Ok(Fusion::LeastCloudy),
+            "median" => Ok(Fusion::Median),
+            _ => Err(Error::invalid(
+                "fuse",
+                format!("{s:?} (use mean, first, least-cloudy or median)"),
+            )),
+        }
+    }
+}
+
+/// Time binning, anchored at the range start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cadence {
+    /// One step per UTC day.
+    #[default]
+    Daily,
+    /// One step per N days.
+    Days(u32),
+    /// One step per month (from the start day to the same day next month).
+    Month,
+}
+
+impl std::str::FromStr for Cadence {
+    type Err = Error;
+    /// `day`, `month`, or `Nd` (e.g. `5d`).
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "day" | "daily" | "1d" => Ok(Cadence::Daily),
+            "month" | "monthly" => Ok(Cadence::Month),
+            _ => s
+                .strip_suffix('d')
+                .and_then(|n| n.parse::<u32>().ok())
+                .filter(|&n| n > 0)
+                .map(Cadence::Days)
+                .ok_or_else(|| Error::invalid("cadence", format!("{s:?} (use day, month or Nd)"))),
+        }
+    }
+}
+
+/// What stack to build. One TOML/JSON document = one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StackRequest {
+    /// `[lon, lat]` of the tile centre, degrees.
+    pub centroid: [f64; 2],
+    /// Bands (asset keys), in output order.
+    pub bands: Vec<BandName>,
+    /// First day (UTC), inclusive.
+    pub start: NaiveDate,
+    /// Last day (UTC), inclusive.
+    pub end: NaiveDate,
+    /// Pixel size, CRS units. Default 10 m.
+    pub resolution: Resolution,
+    /// Tile side, pixels. Default 256.
+    pub tile_size: usize,
+    /// Target CRS; default the UTM zone of the centroid (deterministic, never "the first item's").
+    pub epsg: Option<Epsg>,
+    /// Fusion of same-step scenes. Default mean.
+    pub fuse: Fusion,
+    /// Resampling. Default nearest.
+    pub resampling: Resampling,
+    /// Time binning. Default daily.
+    pub cadence: Cadence,
+    /// Categorical bands: never averaged (first valid, least cloudy first), never normalized.
+    pub categorical: Vec<BandName>,
+    /// Band read for the tile's own cloud fraction (SCL), if any.
+    pub cloud_band: Option<BandName>,
+    /// Min–max normalize each (step, band) to 0–1 over the tile (non-categorical bands).
+    pub normalize: bool,
+}
+
+impl StackRequest {
+    /// A request with the defaults (10 m, 256 px, daily mean, nearest).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when `end < start` or no band is given.
+    pub fn new(
+        centroid: [f64; 2],
+        bands: Vec<BandName>,
+        start: NaiveDate,
+        end: NaiveDate,
+    ) -> Result<Self> {
+        let r = StackRequest {
+            centroid,
+            bands,
+            start,
+            end,
+            resolution: Resolution::new(10.0)?,
+            tile_size: 256,
+            epsg: None,
+            fuse: Fusion::Mean,
+            resampling: Resampling::Nearest,
+            cadence: Cadence::Daily,
+            categorical: vec![BandName::new("SCL")?],
+            cloud_band: None,
+            normalize: false,
+        };
+        r.validate()?;
+        Ok(r)
+    }
+
+    /// Checks the request.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the field.
+    pub fn validate(&self) -> Result<()> {
+        if self.end < self.start {
+            return Err(Error::invalid(
+                "time range",
+                format!("{}/{}: end is before start", self.start, self.end),
+            ));
+        }
+        if self.bands.is_empty() {
+            return Err(Error::invalid("bands", "no band requested"));
+        }
+        if self.tile_size == 0 || self.tile_size > 16384 {
+            return Err(Error::invalid(
+                "tile size",
+                format!("{} (1..=16384)", self.tile_size),
+            ));
+        }
+        let [lon, lat] = self.centroid;
+        if !(-180.0..=180.0).contains(&lon) || !(-90.0..=90.0).contains(&lat) {
+            return Err(Error::invalid(
+                "centroid",
+                format!("({lon}, {lat}) is not a lon/lat"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The target grid: `tile_size`² at `resolution` around the centroid.
+    ///
+    /// # Errors
+    /// [`Error::Crs`] when the CRS is unsupported.
+    pub fn grid(&self) -> Result<GridSpec> {
+        let [lon, lat] = self.centroid;
+        let epsg = self.epsg.unwrap_or_else(|| Epsg::utm_for(lon, lat));
+        let (x, y) = Transformer::new(Epsg::WGS84, epsg)?.transform(lon, lat)?;
+        GridSpec::tile_around(epsg, x, y, self.tile_size, self.resolution)
+    }
+
+    /// Time bins `[start, end)` anchored at `start`, the last clipped to `end + 1 day`.
+    pub fn bins(&self) -> Vec<(NaiveDate, NaiveDate)> {
+        let stop = self.end + chrono::Days::new(1);
+        let mut out = Vec::new();
+        let mut a = self.start;
+        while a < stop {
+            let b = match self.cadence {
+                Cadence::Daily => a + chrono::Days::new(1),
+                Cadence::Days(n) => a + chrono::Days::new(n.max(1) as u64),
+                Cadence::Month => add_month(a),
+            };
+            out.push((a, b.min(stop)));
+            a = b;
+        }
+        out
+    }
+
+    fn is_categorical(&self, b: &BandName) -> bool {
+        self.categorical.contains(b)
+    }
+}
+
+fn add_month(d: NaiveDate) -> NaiveDate {
+    d.checked_add_months(chrono::Months::new(1))
+        .unwrap_or(d + chrono::Days::new(31))
+}
+
+/// One COG window to read and warp.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadPlan {
+    /// Index into [`StackPlan::scenes`].
+    pub scene: usize,
+    /// Index into [`StackPlan::read_bands`].
+    pub band: usize,
+    /// Asset href.
+    pub href: String,
+    /// Source window `(col0, row0, width, height)` clipped to the image.
+    pub window: (usize, usize, usize, usize),
+    /// Transform of the window's top-left pixel.
+    pub window_transform: GeoTransform,
+    /// Source CRS.
+    pub epsg: Epsg,
+    /// Nodata of the asset (applied by the reader too, from the COG).
+    pub nodata: Option<f64>,
+    /// `raster:bands` scale/offset to apply, if declared.
+    pub scale_offset: Option<(f64, f64)>,
+}
+
+/// A stack description: built without fetching anything.
+#[derive(Debug, Clone)]
+pub struct StackPlan {
+    /// The request.
+    pub request: StackRequest,
+    /// Target grid.
+    pub grid: GridSpec,
+    /// Time bins and the indices of their scenes (time order).
+    pub bins: Vec<((NaiveDate, NaiveDate), Vec<usize>)>,
+    /// Scenes that intersect the tile in the time range (time order).
+    pub scenes: Vec<Scene>,
+    /// Bands read: the requested ones, then the cloud band if it is extra.
+    pub read_bands: Vec<BandName>,
+    /// Windows to read.
+    pub reads: Vec<ReadPlan>,
+    /// Non-fatal findings (e.g. no scene intersects the tile).
+    pub warnings: Vec<String>,
+}
+
+impl StackPlan {
+    /// Plans a stack over `scenes` (any order; see [`crate::scene::scenes_from_items`]).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad request, [`Error::Item`] when a scene lacks a band.
+    pub fn new(scenes: &[Scene], request: &StackRequest) -> Result<StackPlan> {
+        request.validate()?;
+        let grid = request.grid()?;
+        let mut read_bands = request.bands.clone();
+        if let Some(cb) = &request.cloud_band
+            && !read_bands.contains(cb)
+        {
+            read_bands.push(cb.clone());
+        }
+        // The tile footprint in lon/lat, for the scene footprint test.
+        let (minx, miny, maxx, maxy) = grid.bounds();
+        let to_ll = Transformer::new(grid.epsg, Epsg::WGS84)?;
+        let mut ring = Vec::new();
+        for (x, y) in [
+            (minx, miny),
+            (maxx, miny),
+            (maxx, maxy),
+            (minx, maxy),
+            (minx, miny),
+        ] {
+            ring.push(to_ll.transform(x, y)?);
+        }
+        let tile = geo::Polygon::new(geo::LineString::from(ring), vec![]);
+        let bins_t = request.bins();
+        let (t0, t1) = (
+            request.start.and_hms_opt(0, 0, 0).map(|t| t.and_utc()),
+            bins_t
+                .last()
+                .and_then(|b| b.1.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc()),
+        );
+        let mut picked: Vec<Scene> = scenes
+            .iter()
+            .filter(|s| t0.is_none_or(|t| s.datetime >= t) && t1.is_none_or(|t| s.datetime < t))
+            .filter(|s| s.footprint.intersects(&tile))
+            .cloned()
+            .collect();
+        picked.sort_by(|a, b| a.datetime.cmp(&b.datetime).then_with(|| a.id.cmp(&b.id)));
+        let mut warnings = Vec::new();
+        if picked.is_empty() {
+            warnings.push(format!(
+                "no scene intersects the tile around {:?} in {}/{}: the stack is all NaN",
+                request.centroid, request.start, request.end
+            ));
+        }
+        let mut reads = Vec::new();
+        for (si, scene) in picked.iter().enumerate() {
+            for (bi, band) in read_bands.iter().enumerate() {
+                let a = scene.assets.get(band).ok_or_else(|| Error::Item {
+                    item: scene.id.clone(),
+                    message: format!(
+                        "band {band} was not converted (ask scenes_from_items for it)"
+                    ),
+                })?;
+                let (c0, r0, c1, r1) =
+                    source_window(&a.transform, a.epsg, &grid, request.resampling)?;
+                let (rows, cols) = (a.shape.0 as i64, a.shape.1 as i64);
+                let (c0, r0, c1, r1) = (c0.max(0), r0.max(0), c1.min(cols), r1.min(rows));
+                if c0 >= c1 || r0 >= r1 {
+                    continue; // this asset's grid misses the tile
+                }
+                let t = &a.transform;
+                reads.push(ReadPlan {
+                    scene: si,
+                    band: bi,
+                    href: a.href.clone(),
+                    window: (
+                        c0 as usize,
+                        r0 as usize,
+                        (c1 - c0) as usize,
+                        (r1 - r0) as usize,
+                    ),
+                    window_transform: GeoTransform {
+                        x0: t.x0 + c0 as f64 * t.dx,
+                        y0: t.y0 + r0 as f64 * t.dy,
+                        dx: t.dx,
+                        dy: t.dy,
+                    },
+                    epsg: a.epsg,
+                    nodata: a.nodata,
+                    scale_offset: a.scale_offset,
+                });
+            }
+        }
+        let bins = bins_t
+            .into_iter()
+            .map(|(a, b)| {
+                let idx = picked
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| {
+                        let d = s.datetime.date_naive();
+                        d >= a && d < b
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                ((a, b), idx)
+            })
+            .collect();
+        Ok(StackPlan {
+            request: request.clone(),
+            grid,
+            bins,
+            scenes: picked,
+            read_bands,
+            reads,
+            warnings,
+        })
+    }
+
+    /// Source pixels the plan will read (an estimate of work before `load`).
+    pub fn source_pixels(&self) -> u64 {
+        self.reads
+            .iter()
+            .map(|r| (r.window.2 * r.window.3) as u64)
+            .sum()
+    }
+
+    /// Rough bytes to fetch: source pixels × 2 bytes (uint16) × 0.6, a typical
+    /// DEFLATE ratio of Sentinel-2 COGs, plus one 16 KiB header per asset.
+    pub fn estimated_bytes(&self) -> u64 {
+        let hrefs: std::collections::HashSet<&str> =
+            self.reads.iter().map(|r| r.href.as_str()).collect();
+        (self.source_pixels() as f64 * 2.0 * 0.6) as u64 + hrefs.len() as u64 * 16 * 1024
+    }
+
+    /// Reads, warps, fuses and assembles the stack; `mask` becomes the last band.
+    ///
+    /// # Errors
+    /// The first failed read (naming URL and byte range) or warp.
+    pub async fn load(&self, reader: &CogReader, mask: Option<&Mask>) -> Result<TileStack> {
+        let (h, w) = (self.grid.height, self.grid.width);
+        let nb = self.read_bands.len();
+        let grid = self.grid.clone();
+        let resampling = self.request.resampling;
+        // Every read, concurrently; warp on blocking threads as reads land.
+        let results: Vec<Result<(usize, usize, Array2<f32>)>> =
+            futures::stream::iter(self.reads.iter().cloned())
+                .map(|rp| {
+                    let grid = grid.clone();
+                    async move {
+                        let (c0, r0, cw, ch) = rp.window;
+                        let src = reader.read_window(&rp.href, 0, c0, r0, cw, ch).await?;
+                        let warped = tokio::task::spawn_blocking(move || -> Result<Array2<f32>> {
+                            let mut out =
+                                warp(src.view(), &rp.window_transform, rp.epsg, &grid, resampling)?;
+                            if let Some((scale, offset)) = rp.scale_offset {
+                                out.mapv_inplace(|v| (v as f64 * scale + offset) as f32);
+                            }
+                            Ok(out)
+                        })
+                        .await
+                        .map_err(|e| Error::invalid("warp task", e.to_string()))??;
+                        Ok((rp.scene, rp.band, warped))
+                    }
+                })
+                .buffer_unordered(32)
+                .collect()
+                .await;
+        let mut per_scene: Vec<Array3<f32>> =
+            vec![Array3::from_elem((nb, h, w), f32::NAN); self.scenes.len()];
+        for r in results {
+            let (si, bi, a) = r?;
+            per_scene[si].index_axis_mut(Axis(0), bi).assign(&a);
+        }
+        let plan = self.clone();
+        let mask = mask.cloned();
+        tokio::task::spawn_blocking(move || plan.assemble(per_scene, mask.as_ref()))
+            .await
+            .map_err(|e| Error::invalid("assemble task", e.to_string()))?
+    }
+
+    /// Fusion, metadata and mask: sync.
+    fn assemble(&self, mut per_scene: Vec<Array3<f32>>, mask: Option<&Mask>) -> Result<TileStack> {
+        let req = &self.request;
+        let (h, w) = (self.grid.height, self.grid.width);
+        let nreq = req.bands.len();
+        // sat-tile-stack's rule: a pixel where all requested bands are exactly 0 is nodata.
+        for a in per_scene.iter_mut() {
+            for r in 0..h {
+                for c in 0..w {
+                    if (0..nreq).all(|b| a[[b, r, c]] == 0.0) {
+                        for b in 0..nreq {
+                            a[[b, r, c]] = f32::NAN;
+                        }
+                    }
+                }
+            }
+        }
+        let nout = nreq + usize::from(mask.is_some());
+        let t = self.bins.len();
+        let mut data = Array4::from_elem((t, nout, h, w), f32::NAN);
+        let mut eo = Vec::with_capacity(t);
+        let mut pct = Vec::with_capacity(t);
+        let mut tcf = Vec::with_capacity(t);
+        let mut items = Vec::with_capacity(t);
+        let cloud_idx = req
+            .cloud_band
+            .as_ref()
+            .and_then(|cb| self.read_bands.iter().position(|b| b == cb));
+        for (ti, ((day, _), idx)) in self.bins.iter().enumerate() {
+            let scenes: Vec<&Scene> = idx.iter().map(|&i| &self.scenes[i]).collect();
+            let mut by_cloud: Vec<usize> = idx.clone();
+            by_cloud.sort_by(|&a, &b| {
+                let ca = self.scenes[a].cloud_cover.unwrap_or(f64::INFINITY);
+                let cb = self.scenes[b].cloud_cover.unwrap_or(f64::INFINITY);
+                ca.total_cmp(&cb)
+            });
+            for (bi, band) in self.read_bands.iter().enumerate() {
+                let fused = if req.is_categorical(band) || req.fuse == Fusion::LeastCloudy {
+                    first_valid(&per_scene, &by_cloud, bi, h, w)
+                } else {
+                    match req.fuse {
+                        Fusion::First => first_valid(&per_scene, idx, bi, h, w),
+                        Fusion::Median => reduce(&per_scene, idx, bi, h, w, median),
+                        _ => reduce(&per_scene, idx, bi, h, w, mean),
+                    }
+                };
+                if Some(bi) == cloud_idx {
+                    let valid = fused.iter().filter(|v| v.is_finite()).count();
+                    let cloudy = fused
+                        .iter()
+                        .filter(|v| matches!(**v as i64, 3 | 8 | 9 | 10) && v.is_finite())
+                        .count();
+                    tcf.push(if valid == 0 {
+                        f32::NAN
+                    } else {
+                        cloudy as f32 / valid as f32
+                    });
+                }
+                if bi < nreq {
+                    data.slice_mut(s![ti, bi, .., ..]).assign(&fused);
+                }
+            }
+            if cloud_idx.is_none() {
+                tcf.push(f32::NAN);
+            }
+            let nan = data
+                .slice(s![ti, 0..nreq, .., ..])
+                .iter()
+                .filter(|v| v.is_nan())
+                .count();
+            pct.push((100.0 * nan as f64 / (nreq * h * w) as f64) as f32);
+            eo.push(
+                scenes
+                    .iter()
+                    .filter_map(|s| s.cloud_cover)
+                    .fold(None, |m: Option<f64>, c| Some(m.map_or(c, |m| m.max(c))))
+                    .map_or(f32::NAN, |c| c as f32),
+            );
+            items.push(scenes.iter().map(|s| s.id.clone()).collect());
+            if req.normalize {
+                for (bi, band) in req.bands.iter().enumerate() {
+                    if !req.is_categorical(band) {
+                        normalize(data.slice_mut(s![ti, bi, .., ..]));
+                    }
+                }
+            }
+            if let Some(m) = mask {
+                let burned = m.rasterize(&self.grid, Some(*day))?;
+                data.slice_mut(s![ti, nreq, .., ..]).assign(&burned);
+            }
+        }
+        let mut bands: Vec<String> = req.bands.iter().map(|b| b.to_string()).collect();
+        if mask.is_some() {
+            bands.push("mask".into());
+        }
+        let _ = Datelike::year(&req.start);
+        Ok(TileStack {
+            data,
+            bands,
+            days: self.bins.iter().map(|((a, _), _)| *a).collect(),
+            eo_cloud_cover: eo,
+            pct_nans: pct,
+            tile_cloud_fraction: tcf,
+            items,
+            grid: self.grid.clone(),
+        })
+    }
+}
+
+fn first_valid(per: &[Array3<f32>], order: &[usize], b: usize, h: usize, w: usize) -> Array2<f32> {
+    let mut out = Array2::from_elem((h, w), f32::NAN);
+    for &si in order {
+        let src = per[si].index_axis(Axis(0), b);
+        ndarray::Zip::from(&mut out).and(&src).for_each(|o, &v| {
+            if o.is_nan() && !v.is_nan() {
+                *o = v;
+            }
+        });
+    }
+    out
+}
+
+fn mean(v: &mut [f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn reduce(
+    per: &[Array3<f32>],
+    order: &[usize],
+    b: usize,
+    h: usize,
+    w: usize,
+    f: fn(&mut [f64]) -> f64,
+) -> Array2<f32> {
+    let mut out = Array2::from_elem((h, w), f32::NAN);
+    let mut buf = Vec::with_capacity(order.len());
+    for r in 0..h {
+        for c in 0..w {
+            buf.clear();
+            buf.extend(
+                order
+                    .iter()
+                    .map(|&si| per[si][[b, r, c]])
+                    .filter(|v| !v.is_nan())
+                    .map(f64::from),
+            );
+            if !buf.is_empty() {
+                out[[r, c]] = f(&mut buf) as f32;
+            }
+        }
+    }
+    out
+}
+
+fn normalize(mut a: ndarray::ArrayViewMut2<'_, f32>) {
+    let (lo, hi) = a
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        });
+    if lo.is_finite() {
+        let span = hi - lo;
+        a.mapv_inplace(|v| if span > 0.0 { (v - lo) / span } else { 0.0 * v });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2019, 8, day).unwrap()
+    }
+
+    #[test]
+    fn bins_are_inclusive_and_anchored() {
+        let b = BandName::parse_list("B04").unwrap();
+        let mut r = StackRequest::new([-122.33, 37.81], b, d(1), d(30)).unwrap();
+        assert_eq!(r.bins().len(), 30);
+        r.cadence = Cadence::Days(7);
+        let bins = r.bins();
+        assert_eq!(bins.len(), 5);
+        assert_eq!(bins[4], (d(29), d(31)));
+        r.cadence = Cadence::Month;
+        r.start = NaiveDate::from_ymd_opt(2019, 5, 1).unwrap();
+        r.end = NaiveDate::from_ymd_opt(2019, 9, 30).unwrap();
+        assert_eq!(r.bins().len(), 5);
+        assert!(
+            StackRequest::new([0.0, 0.0], BandName::parse_list("B04").unwrap(), d(2), d(1))
+                .is_err()
+        );
+        assert_eq!("5d".parse::<Cadence>().unwrap(), Cadence::Days(5));
+        assert!("0d".parse::<Cadence>().is_err());
+    }
+
+    #[test]
+    fn fusion_rules() {
+        let a = Array3::from_shape_vec((1, 1, 3), vec![1.0, f32::NAN, 4.0]).unwrap();
+        let b = Array3::from_shape_vec((1, 1, 3), vec![3.0, 2.0, f32::NAN]).unwrap();
+        let c = Array3::from_shape_vec((1, 1, 3), vec![8.0, 6.0, f32::NAN]).unwrap();
+        let per = vec![a, b, c];
+        assert_eq!(
+            reduce(&per, &[0, 1], 0, 1, 3, mean).row(0).to_vec(),
+            vec![2.0, 2.0, 4.0]
+        );
+        assert_eq!(
+            reduce(&per, &[0, 1, 2], 0, 1, 3, median).row(0).to_vec(),
+            vec![3.0, 4.0, 4.0]
+        );
+        assert_eq!(
+            first_valid(&per, &[1, 0], 0, 1, 3).row(0).to_vec(),
+            vec![3.0, 2.0, 4.0]
+        );
+        let mut n = Array2::from_shape_vec((1, 3), vec![2.0, 4.0, f32::NAN]).unwrap();
+        normalize(n.view_mut());
+        assert_eq!(n[[0, 1]], 1.0);
+        assert!(n[[0, 2]].is_nan());
+    }
+}
+
+/// Where a stack's scenes come from.
+#[derive(Debug, Clone)]
+pub enum Catalog {
+    /// A live STAC API (landing page URL) and collection.
+    Stac {
+        /// Landing page URL.
+        url: String,
+        /// Collection id.
+        collection: String,
+    },
+    /// Items from a snapshot file or memory: no STAC API needed.
+    Items(Vec<stac::Item>),
+}
+
+/// A stack with the plan that made it.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The stack.
+    pub stack: TileStack,
+    /// The plan (scenes, reads, warnings).
+    pub plan: StackPlan,
+    /// The items the catalog returned (before footprint filtering).
+    pub items: Vec<stac::Item>,
+}
+
+/// Search (or take items), plan and load a stack: the whole job.
+///
+/// # Errors
+/// Search, item conversion, read or warp errors, each naming its culprit.
+///
+/// # Examples
+/// ```no_run
+/// # tokio_test::block_on(async {
+/// use tilestack::{BandName, cog::{CogReader, TileCache}, fetch::{HttpRangeClient, RetryConfig}};
+/// use tilestack::pipeline::{build, Catalog, StackRequest};
+/// let day = |d| chrono::NaiveDate::from_ymd_opt(2019, 8, d).unwrap();
+/// let req = StackRequest::new([-122.33, 37.81], BandName::parse_list("B04,B03,B02")?, day(1), day(30))?;
+/// let reader = CogReader::new(HttpRangeClient::new(RetryConfig::default())?, TileCache::new(1 << 30));
+/// let cat = Catalog::Stac { url: "http://127.0.0.1:8090/".into(), collection: "sentinel-2-l2a".into() };
+/// let built = build(&cat, &req, &reader, None).await?;
+/// println!("{:?}", built.stack.data.shape());
+/// # Ok::<(), tilestack::Error>(())
+/// # });
+/// ```
+pub async fn build(
+    catalog: &Catalog,
+    req: &StackRequest,
+    reader: &CogReader,
+    mask: Option<&Mask>,
+) -> Result<Built> {
+    req.validate()?;
+    let items = match catalog {
+        Catalog::Items(items) => items.clone(),
+        Catalog::Stac { url, collection } => {
+            let grid = req.grid()?;
+            let (minx, miny, maxx, maxy) = grid.bounds();
+            let to_ll = Transformer::new(grid.epsg, Epsg::WGS84)?;
+            let mut bbox = [
+                f64::INFINITY,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::NEG_INFINITY,
+            ];
+            for (x, y) in [(minx, miny), (maxx, miny), (maxx, maxy), (minx, maxy)] {
+                let (lon, lat) = to_ll.transform(x, y)?;
+                bbox = [
+                    bbox[0].min(lon),
+                    bbox[1].min(lat),
+                    bbox[2].max(lon),
+                    bbox[3].max(lat),
+                ];
+            }
+            let last = req
+                .bins()
+                .last()
+                .map(|b| b.1 - chrono::Days::new(1))
+                .unwrap_or(req.end);
+            let mut sreq = crate::search::SearchRequest::new(collection.clone())
+                .bbox(bbox)
+                .datetime(&format!("{}/{}", req.start, last))?;
+            sreq.limit = Some(250);
+            crate::search::StacClient::new(url)?
+                .search(&sreq)
+                .await?
+                .items
+        }
+    };
+    let mut read_bands = req.bands.clone();
+    if let Some(cb) = &req.cloud_band
+        && !read_bands.contains(cb)
+    {
+        read_bands.push(cb.clone());
+    }
+    let scenes = crate::scene::scenes_from_items(&items, &read_bands)?;
+    let plan = StackPlan::new(&scenes, req)?;
+    let stack = plan.load(reader, mask).await?;
+    Ok(Built { stack, plan, items })
+}

@@ -1,0 +1,268 @@
+//! [`TileStack`]: the daily tile stack, and its files (`stack.safetensors`,
+//! `metadata.csv`).
+
+use crate::{Epsg, Error, GeoTransform, GridSpec, Result};
+use chrono::NaiveDate;
+use ndarray::Array4;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// A stack of `T` time steps × `C` bands × `H` × `W` pixels on one grid.
+/// NaN is nodata. When a mask was given its band is last, named `mask`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TileStack {
+    /// `f32[T, C, H, W]`.
+    pub data: Array4<f32>,
+    /// Band names, in `C` order.
+    pub bands: Vec<String>,
+    /// First day of each time step (UTC).
+    pub days: Vec<NaiveDate>,
+    /// Max scene-level `eo:cloud_cover` of each step, percent; NaN when no scene.
+    pub eo_cloud_cover: Vec<f32>,
+    /// NaN pixels of each step over the requested bands (mask excluded), percent 0–100.
+    pub pct_nans: Vec<f32>,
+    /// The tile's own cloud fraction (SCL 3, 8, 9, 10 among valid SCL pixels), 0–1;
+    /// NaN when no cloud band was read or the step has no valid SCL pixel.
+    pub tile_cloud_fraction: Vec<f32>,
+    /// Scene ids that supplied each step (provenance).
+    pub items: Vec<Vec<String>>,
+    /// The tile grid.
+    pub grid: GridSpec,
+}
+
+impl TileStack {
+    /// Number of time steps.
+    pub fn len(&self) -> usize {
+        self.days.len()
+    }
+
+    /// True when there is no time step.
+    pub fn is_empty(&self) -> bool {
+        self.days.is_empty()
+    }
+
+    /// Writes `stack.safetensors`: tensors `data` (f32 `[T, C, H, W]`),
+    /// `eo_cloud_cover`, `pct_nans`, `tile_cloud_fraction` (f32 `[T]`) and
+    /// JSON strings in the metadata: `dates`, `bands`, `epsg`, `transform`
+    /// (GDAL 6-tuple of the tile), `items`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file.
+    pub fn write_safetensors(&self, path: &Path) -> Result<()> {
+        let bytes =
+            |v: &mut dyn Iterator<Item = f32>| v.flat_map(f32::to_le_bytes).collect::<Vec<u8>>();
+        let data = bytes(&mut self.data.iter().copied());
+        let cc = bytes(&mut self.eo_cloud_cover.iter().copied());
+        let pn = bytes(&mut self.pct_nans.iter().copied());
+        let tc = bytes(&mut self.tile_cloud_fraction.iter().copied());
+        let t = self.days.len();
+        let io = |m: String| Error::io(path, std::io::Error::other(m));
+        fn view(
+            shape: Vec<usize>,
+            b: &[u8],
+        ) -> std::result::Result<safetensors::tensor::TensorView<'_>, String> {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, b)
+                .map_err(|e| e.to_string())
+        }
+        let tensors = vec![
+            ("data", view(self.data.shape().to_vec(), &data).map_err(io)?),
+            ("eo_cloud_cover", view(vec![t], &cc).map_err(io)?),
+            ("pct_nans", view(vec![t], &pn).map_err(io)?),
+            ("tile_cloud_fraction", view(vec![t], &tc).map_err(io)?),
+        ];
+        let dates: Vec<String> = self.days.iter().map(|d| d.to_string()).collect();
+        let meta: HashMap<String, String> = [
+            ("dates", serde_json::to_string(&dates)),
+            ("bands", serde_json::to_string(&self.bands)),
+            ("epsg", serde_json::to_string(&self.grid.epsg.code())),
+            (
+                "transform",
+                serde_json::to_string(&self.grid.transform.to_gdal()),
+            ),
+            ("items", serde_json::to_string(&self.items)),
+            ("format", Ok("\"tilestack-stack/1\"".to_string())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.unwrap_or_default()))
+        .collect();
+        safetensors::serialize_to_file(tensors, Some(meta), path).map_err(|e| io(e.to_string()))
+    }
+
+    /// Reads a file written by [`TileStack::write_safetensors`].
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the file and what is missing or malformed.
+    pub fn read_safetensors(path: &Path) -> Result<TileStack> {
+        let buf = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bad = |m: String| Error::Config {
+            path: path.to_path_buf(),
+            message: m,
+        };
+        let st = safetensors::SafeTensors::deserialize(&buf)
+            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+        let (_, header) = safetensors::SafeTensors::read_metadata(&buf)
+            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+        let meta = header.metadata().clone().unwrap_or_default();
+        let field = |k: &str| -> Result<serde_json::Value> {
+            let s = meta
+                .get(k)
+                .ok_or_else(|| bad(format!("not a tile stack: metadata has no {k:?}")))?;
+            serde_json::from_str(s).map_err(|e| bad(format!("metadata {k:?}: {e}")))
+        };
+        let tensor = |k: &str| -> Result<(Vec<usize>, Vec<f32>)> {
+            let t = st
+                .tensor(k)
+                .map_err(|_| bad(format!("not a tile stack: no tensor {k:?}")))?;
+            if t.dtype() != safetensors::Dtype::F32 {
+                return Err(bad(format!(
+                    "tensor {k:?} is {:?}, expected F32",
+                    t.dtype()
+                )));
+            }
+            let v = t
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            Ok((t.shape().to_vec(), v))
+        };
+        let (shape, data) = tensor("data")?;
+        let [t, c, h, w] = shape[..] else {
+            return Err(bad(format!(
+                "tensor \"data\" has shape {shape:?}, expected [T, C, H, W]"
+            )));
+        };
+        let data = Array4::from_shape_vec((t, c, h, w), data).map_err(|e| bad(e.to_string()))?;
+        let dates: Vec<String> =
+            serde_json::from_value(field("dates")?).map_err(|e| bad(format!("dates: {e}")))?;
+        let days = dates
+            .iter()
+            .map(|d| {
+                NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                    .map_err(|e| bad(format!("date {d:?}: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let bands: Vec<String> =
+            serde_json::from_value(field("bands")?).map_err(|e| bad(format!("bands: {e}")))?;
+        let epsg: u32 =
+            serde_json::from_value(field("epsg")?).map_err(|e| bad(format!("epsg: {e}")))?;
+        let tr: [f64; 6] = serde_json::from_value(field("transform")?)
+            .map_err(|e| bad(format!("transform: {e}")))?;
+        let items: Vec<Vec<String>> =
+            serde_json::from_value(field("items")?).map_err(|e| bad(format!("items: {e}")))?;
+        if days.len() != t || bands.len() != c || items.len() != t {
+            return Err(bad(format!(
+                "{} dates, {} bands, {} item lists for data of shape {shape:?}",
+                days.len(),
+                bands.len(),
+                items.len()
+            )));
+        }
+        let per_step = |k: &str| -> Result<Vec<f32>> {
+            match tensor(k) {
+                Ok((s, v)) if s == [t] => Ok(v),
+                Ok((s, _)) => Err(bad(format!("tensor {k:?} has shape {s:?}, expected [{t}]"))),
+                Err(_) if k == "tile_cloud_fraction" => Ok(vec![f32::NAN; t]),
+                Err(e) => Err(e),
+            }
+        };
+        Ok(TileStack {
+            eo_cloud_cover: per_step("eo_cloud_cover")?,
+            pct_nans: per_step("pct_nans")?,
+            tile_cloud_fraction: per_step("tile_cloud_fraction")?,
+            data,
+            bands,
+            days,
+            items,
+            grid: GridSpec {
+                epsg: Epsg::new(epsg)?,
+                transform: GeoTransform {
+                    x0: tr[0],
+                    dx: tr[1],
+                    y0: tr[3],
+                    dy: tr[5],
+                },
+                width: w,
+                height: h,
+            },
+        })
+    }
+
+    /// Writes `metadata.csv`: `date,eo_cloud_cover,pct_nans,tile_cloud_fraction,items`
+    /// (items joined by `;`, empty cells for NaN).
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file.
+    pub fn write_metadata_csv(&self, path: &Path) -> Result<()> {
+        let num = |v: f32| {
+            if v.is_nan() {
+                String::new()
+            } else {
+                format!("{v}")
+            }
+        };
+        let mut s = String::from("date,eo_cloud_cover,pct_nans,tile_cloud_fraction,items\n");
+        for i in 0..self.len() {
+            s.push_str(&format!(
+                "{},{},{},{},{}\n",
+                self.days[i],
+                num(self.eo_cloud_cover[i]),
+                num(self.pct_nans[i]),
+                num(self.tile_cloud_fraction[i]),
+                self.items[i].join(";")
+            ));
+        }
+        std::fs::write(path, s).map_err(|e| Error::io(path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> TileStack {
+        let mut data = Array4::from_elem((2, 2, 3, 3), 1.5f32);
+        data[[1, 0, 0, 0]] = f32::NAN;
+        TileStack {
+            data,
+            bands: vec!["B04".into(), "mask".into()],
+            days: vec![
+                NaiveDate::from_ymd_opt(2019, 8, 1).unwrap(),
+                NaiveDate::from_ymd_opt(2019, 8, 2).unwrap(),
+            ],
+            eo_cloud_cover: vec![3.0, f32::NAN],
+            pct_nans: vec![0.0, 100.0 / 9.0],
+            tile_cloud_fraction: vec![f32::NAN, f32::NAN],
+            items: vec![vec!["a".into()], vec![]],
+            grid: GridSpec {
+                epsg: Epsg::new(32610).unwrap(),
+                transform: GeoTransform::north_up(557_700.0, 4_186_220.0, 10.0),
+                width: 3,
+                height: 3,
+            },
+        }
+    }
+
+    #[test]
+    fn safetensors_round_trip_and_bad_files() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("s.safetensors");
+        let s = tiny();
+        s.write_safetensors(&p).unwrap();
+        let r = TileStack::read_safetensors(&p).unwrap();
+        assert_eq!(r.bands, s.bands);
+        assert_eq!(r.days, s.days);
+        assert_eq!(r.items, s.items);
+        assert_eq!(r.grid, s.grid);
+        assert!(r.data[[1, 0, 0, 0]].is_nan());
+        assert_eq!(r.data[[0, 1, 2, 2]], 1.5);
+        let bad = d.path().join("x.safetensors");
+        std::fs::write(&bad, b"not a stack").unwrap();
+        let e = TileStack::read_safetensors(&bad).unwrap_err().to_string();
+        assert!(e.contains("x.safetensors"), "{e}");
+        let csv = d.path().join("m.csv");
+        s.write_metadata_csv(&csv).unwrap();
+        let text = std::fs::read_to_string(csv).unwrap();
+        assert_eq!(text.lines().nth(2).unwrap(), "2019-08-02,,11.111111,,");
+    }
+}
