@@ -6,6 +6,7 @@ mod error;
 pub mod fetch;
 mod grid;
 pub mod pipeline;
+pub mod plot;
 pub mod rasterize;
 pub mod scene;
 pub mod search;

@@ -2,6 +2,7 @@
 
 mod cli;
 mod cog;
+mod demo;
 mod server;
 mod sign;
 mod stack;

@@ -47,6 +47,26 @@ enum Cmd {
     },
     /// Build a daily tile stack around a centroid: stack.safetensors + metadata.csv.
     Stack(Box<StackArgs>),
+    /// Draw a stack: the grid of daily RGB tiles and a cloud/NaN time series.
+    Plot {
+        /// A stack.safetensors written by `tilestack stack` or `tilestack demo`.
+        stack: PathBuf,
+        /// At most this many days.
+        #[arg(long)]
+        days: Option<usize>,
+        /// First day shown (YYYY-MM-DD).
+        #[arg(long)]
+        start: Option<String>,
+        /// Tiles per row.
+        #[arg(long, default_value_t = 6)]
+        cols: usize,
+        /// Bands shown as R,G,B.
+        #[arg(long, default_value = "B04,B03,B02")]
+        rgb: String,
+        /// Output PNG (the time series goes next to it as <name>-timeseries.png).
+        #[arg(long, default_value = "days.png")]
+        out: PathBuf,
+    },
     /// Search a STAC API and list the items.
     Search {
         /// STAC API landing page URL.
@@ -208,6 +228,51 @@ async fn run_stack(
     Ok(built)
 }
 
+/// Writes the days picture and, beside it, the time series.
+fn write_plots(
+    stack: &tilestack::stack::TileStack,
+    opts: &tilestack::plot::PlotOptions,
+    out: &std::path::Path,
+) -> Result<PathBuf> {
+    tilestack::plot::save_png(&tilestack::plot::plot_days(stack, opts)?, out)?;
+    let stem = out.file_stem().and_then(|s| s.to_str()).unwrap_or("days");
+    let ts = out.with_file_name(format!("{stem}-timeseries.png"));
+    tilestack::plot::save_png(&tilestack::plot::plot_timeseries(stack)?, &ts)?;
+    Ok(ts)
+}
+
+/// The table of days the demo prints (same values as metadata.csv).
+fn print_days(stack: &tilestack::stack::TileStack) {
+    let f = |v: f32| {
+        if v.is_nan() {
+            "-".to_string()
+        } else {
+            format!("{v:.1}")
+        }
+    };
+    println!(
+        "{:<10}  {:>5}  {:>14}  {:>13}  {:>6}",
+        "date", "items", "scene cloud %", "tile cloud %", "NaN %"
+    );
+    for t in 0..stack.len() {
+        println!(
+            "{:<10}  {:>5}  {:>14}  {:>13}  {:>6}",
+            stack.days[t].to_string(),
+            stack.items[t].len(),
+            f(stack.eo_cloud_cover[t]),
+            f(100.0 * stack.tile_cloud_fraction[t]),
+            f(stack.pct_nans[t])
+        );
+    }
+}
+
+fn spinner(msg: &str) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new_spinner();
+    pb.set_message(msg.to_string());
+    pb.enable_steady_tick(std::time::Duration::from_millis(120));
+    pb
+}
+
 fn parse_floats<const N: usize>(s: &str, what: &str) -> Result<[f64; N]> {
     let v: Vec<f64> = s
         .split(',')
@@ -351,33 +416,112 @@ async fn run(cli: Cli) -> Result<()> {
                 t.elapsed().as_secs_f64()
             );
         }
+        Cmd::Plot {
+            stack,
+            days,
+            start,
+            cols,
+            rgb,
+            out,
+        } => {
+            let st = tilestack::stack::TileStack::read_safetensors(&stack)?;
+            let bands: Vec<String> = rgb.split(',').map(|b| b.trim().to_string()).collect();
+            let rgb: [String; 3] = bands
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("--rgb {rgb:?}: expected three bands R,G,B"))?;
+            let start = start
+                .map(|d| {
+                    chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d")
+                        .with_context(|| format!("--start {d:?} is not YYYY-MM-DD"))
+                })
+                .transpose()?;
+            let opts = tilestack::plot::PlotOptions {
+                rgb,
+                start,
+                days,
+                cols,
+            };
+            let ts = write_plots(&st, &opts, &out)?;
+            println!("wrote {} and {}", out.display(), ts.display());
+        }
         Cmd::Demo { out, recipe } => {
             let recipe = load_recipe(&recipe)?;
             let t0 = Instant::now();
+            let pb = spinner("world: generating the Oakland port demo world (first run only) ...");
             let world = tokio::task::spawn_blocking(move || World::cached(&recipe)).await??;
+            pb.finish_and_clear();
             let t_world = t0.elapsed();
             println!(
-                "world:  {} ({} scenes) in {:.1} s",
+                "world:  {} ({} scenes)",
                 world.dir().display(),
-                world.manifest().scenes.len(),
-                t_world.as_secs_f64()
+                world.manifest().scenes.len()
             );
             let server = WorldServer::start(&world).await?;
             println!("server: STAC API at {} (127.0.0.1 only)", server.stac_url());
+
             let t1 = Instant::now();
             let [lon, lat] = world.manifest().centroid;
+            let day = |d| chrono::NaiveDate::from_ymd_opt(2019, 8, d).context("demo date");
             let bbox = tilestack::bbox_around(lon, lat, 256.0 * 10.0 * 1.1)?;
-            let req = SearchRequest::new(world.manifest().collection.clone())
+            let sreq = SearchRequest::new(world.manifest().collection.clone())
                 .bbox(bbox)
                 .datetime("2019-08-01/2019-08-30")?;
-            let res = StacClient::new(&server.stac_url())?.search(&req).await?;
-            print_results(&res);
-            println!("search: {:.2} s", t1.elapsed().as_secs_f64());
-            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            let snap = out.join("items.json");
-            tilestack::search::save_snapshot(&res.items, &snap)?;
-            println!("wrote:  {} (catalog snapshot)", snap.display());
+            let found = StacClient::new(&server.stac_url())?.search(&sreq).await?;
+            let t_search = t1.elapsed();
+            println!(
+                "search: {} items around ({lon}, {lat}) in August 2019",
+                found.items.len()
+            );
+
+            let t2 = Instant::now();
+            let mut req = tilestack::pipeline::StackRequest::new(
+                [lon, lat],
+                tilestack::BandName::parse_list("B04,B03,B02,B08,B11")?,
+                day(1)?,
+                day(30)?,
+            )?;
+            req.cloud_band = Some(tilestack::BandName::new("SCL")?);
+            let mask = tilestack::rasterize::Mask::from_file(&world.terminals_path())?;
+            let catalog = tilestack::pipeline::Catalog::Stac {
+                url: server.stac_url(),
+                collection: world.manifest().collection.clone(),
+            };
+            let pb = spinner("stack: reading COGs over HTTP Range, warping, fusing ...");
+            let built = run_stack(&catalog, &req, Some(&mask), &out, 1 << 30).await;
+            pb.finish_and_clear();
+            let built = built?;
+            let t_stack = t2.elapsed();
+            tilestack::search::save_snapshot(&found.items, &out.join("items.json"))?;
+
+            let t3 = Instant::now();
+            let days_png = out.join("days.png");
+            let ts = write_plots(
+                &built.stack,
+                &tilestack::plot::PlotOptions::default(),
+                &days_png,
+            )?;
+            let t_plot = t3.elapsed();
             server.shutdown().await;
+
+            println!();
+            print_days(&built.stack);
+            println!();
+            println!(
+                "phases: world {:.2} s, search {:.2} s, stack {:.2} s, plot {:.2} s",
+                t_world.as_secs_f64(),
+                t_search.as_secs_f64(),
+                t_stack.as_secs_f64(),
+                t_plot.as_secs_f64()
+            );
+            println!(
+                "stack {:?} (time, band, y, x), bands {}",
+                built.stack.data.shape(),
+                built.stack.bands.join(",")
+            );
+            for f in ["stack.safetensors", "metadata.csv", "items.json"] {
+                println!("wrote:  {}", out.join(f).display());
+            }
+            println!("wrote:  {}\nwrote:  {}", days_png.display(), ts.display());
         }
     }
     Ok(())
