@@ -367,8 +367,16 @@ impl HttpRangeClient {
 }
 
 fn transport(e: &reqwest::Error) -> Attempt {
-    let message = format!("{e}");
-    if e.is_connect() || e.is_timeout() || e.is_body() || e.is_request() {
+    // Include the cause chain: reqwest's own message omits it.
+    let mut message = format!("{e}");
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        message.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    // A body cut short surfaces as a decode error from `Response::bytes()`,
+    // not a body error: it is a transport failure all the same, so retry it.
+    if e.is_connect() || e.is_timeout() || e.is_body() || e.is_decode() || e.is_request() {
         Attempt::Retry {
             message,
             after: None,

@@ -287,10 +287,19 @@ impl StacClient {
             if n == 0 {
                 next = None;
             }
+            // A server that says how many items match settles it; otherwise a
+            // full last page is suspicious (Planetary Computer has dropped
+            // `next` links), though a correct server whose total is a multiple
+            // of the page size (pgstac sends no numberMatched) looks the same.
+            let matched = value
+                .get("numberMatched")
+                .or_else(|| value.get("context").and_then(|c| c.get("matched")))
+                .and_then(Value::as_u64);
             if next.is_none()
                 && let Some(limit) = req.limit
                 && n as u64 >= limit
                 && n > 0
+                && matched.is_none_or(|m| m > (out.items.len() + dup_count(&out.warnings)) as u64)
             {
                 out.warnings.push(format!(
                     "page {} returned a full page of {n} items but no next link: results may be truncated",
@@ -381,6 +390,14 @@ fn get_url(post_url: &str, req: &SearchRequest) -> Result<String> {
         }
     }
     Ok(url.to_string())
+}
+
+/// Duplicates seen so far (they were returned but not kept).
+fn dup_count(warnings: &[String]) -> usize {
+    warnings
+        .iter()
+        .filter(|w| w.starts_with("duplicate item"))
+        .count()
 }
 
 #[derive(Debug)]

@@ -5,6 +5,11 @@
 //!
 //! Every request is counted ([`ServerStats`]), so tests and benchmarks can
 //! assert exactly how many requests and bytes a read cost.
+//!
+//! [`ServerOptions`] can also make the server misbehave on purpose: GET-only
+//! search, missing `next` links, and injected faults on `/data` requests
+//! (503, 429, connections dropped mid-body, short bodies) so that retry paths
+//! are tested against a real socket rather than a mock.
 
 use crate::world::World;
 use crate::{Error, Result};
@@ -39,6 +44,7 @@ pub struct ServerStats {
     requests: AtomicU64,
     data_requests: AtomicU64,
     data_bytes: AtomicU64,
+    faults: AtomicU64,
     log: Mutex<Vec<RequestLog>>,
 }
 
@@ -58,6 +64,10 @@ impl ServerStats {
     pub fn data_bytes(&self) -> u64 {
         self.data_bytes.load(Ordering::Relaxed)
     }
+    /// `/data` requests answered with an injected fault (see [`ServerOptions`]).
+    pub fn faults_injected(&self) -> u64 {
+        self.faults.load(Ordering::Relaxed)
+    }
     /// A copy of the request log.
     pub fn log(&self) -> Vec<RequestLog> {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
@@ -67,6 +77,7 @@ impl ServerStats {
         self.requests.store(0, Ordering::Relaxed);
         self.data_requests.store(0, Ordering::Relaxed);
         self.data_bytes.store(0, Ordering::Relaxed);
+        self.faults.store(0, Ordering::Relaxed);
         if let Ok(mut l) = self.log.lock() {
             l.clear();
         }
@@ -114,6 +125,27 @@ async fn count(State(stats): State<Arc<ServerStats>>, req: Request, next: Next) 
 /// How a [`WorldServer`] behaves. The defaults are a well-behaved server; the
 /// other settings reproduce real servers' quirks so clients can be tested
 /// against them.
+///
+/// # Injected faults
+///
+/// The `*_first` counts apply to requests under `/data/` only (the STAC API is
+/// never faulted), in arrival order, after the first [`fault_after`] of them
+/// have been served normally. The kinds come one after another in field
+/// order: with `fail_first: 2, reset_first: 1` the first two data requests
+/// get 503, the third is dropped mid-body, and every later one is served
+/// normally. The position in that sequence is one atomic counter per server,
+/// shared by all connections; [`ServerStats::faults_injected`] counts the
+/// faults actually sent.
+///
+/// [`fault_after`]: ServerOptions::fault_after
+///
+/// # Examples
+/// ```
+/// use tilestack::server::ServerOptions;
+/// // Three 503s, then one connection reset, then a healthy server.
+/// let opts = ServerOptions { fail_first: 3, reset_first: 1, ..ServerOptions::default() };
+/// assert_eq!(opts.truncate_first, 0);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerOptions {
     /// Loopback address to bind. Default `127.0.0.1:0` (an ephemeral port).
@@ -124,6 +156,27 @@ pub struct ServerOptions {
     /// Strip `rel=next` links from `/search` pages (default false), as
     /// Planetary Computer has been reported to do (planetary-computer-apis#274).
     pub drop_next_links: bool,
+    /// Data requests served normally before any fault is injected, so faults
+    /// can be aimed past a COG's header reads at its tiles. Default 0.
+    pub fault_after: u32,
+    /// Data requests answered `503 Service Unavailable` (empty body). Default 0.
+    pub fail_first: u32,
+    /// Data requests, after the 503s, answered `429 Too Many Requests`. Default 0.
+    pub status_429_first: u32,
+    /// Seconds sent as `Retry-After` with injected 503 and 429 answers;
+    /// `None` (the default) sends no `Retry-After`, leaving the wait to the
+    /// client's backoff.
+    pub fault_retry_after: Option<u64>,
+    /// Data requests, after the 429s, whose connection is dropped mid-body:
+    /// the status and headers (including the full `Content-Length`) go out,
+    /// then half the body, then the stream aborts. Applies to 200 and 206
+    /// answers; others pass through (still using up one of the N). Default 0.
+    pub reset_first: u32,
+    /// Data requests, after the resets, answered with a well-formed but short
+    /// 206: `Content-Range` names the range asked for, while the body and its
+    /// `Content-Length` hold only the first half of it. Applies to 206
+    /// answers; others pass through (still using up one of the N). Default 0.
+    pub truncate_first: u32,
 }
 
 impl Default for ServerOptions {
@@ -132,6 +185,12 @@ impl Default for ServerOptions {
             bind: "127.0.0.1:0".into(),
             post_search: true,
             drop_next_links: false,
+            fault_after: 0,
+            fail_first: 0,
+            status_429_first: 0,
+            fault_retry_after: None,
+            reset_first: 0,
+            truncate_first: 0,
         }
     }
 }
@@ -160,6 +219,122 @@ async fn misbehave(State(opts): State<Arc<ServerOptions>>, req: Request, next: N
     let out = serde_json::to_vec(&v).unwrap_or_default();
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);
     Response::from_parts(parts, axum::body::Body::from(out))
+}
+
+/// The fault a data request gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    Unavailable,
+    TooMany,
+    Reset,
+    Truncate,
+}
+
+/// State of [`inject_faults`]: the options and the one shared position in
+/// the fault sequence.
+#[derive(Debug)]
+struct Faults {
+    opts: ServerOptions,
+    stats: Arc<ServerStats>,
+    seen: AtomicU64,
+}
+
+impl Faults {
+    /// Takes the next position in the sequence and says which fault it gets.
+    fn next(&self) -> Fault {
+        let o = &self.opts;
+        if o.fail_first == 0
+            && o.status_429_first == 0
+            && o.reset_first == 0
+            && o.truncate_first == 0
+        {
+            return Fault::None;
+        }
+        let n = self.seen.fetch_add(1, Ordering::Relaxed);
+        let Some(mut k) = n.checked_sub(u64::from(o.fault_after)) else {
+            return Fault::None;
+        };
+        for (count, fault) in [
+            (o.fail_first, Fault::Unavailable),
+            (o.status_429_first, Fault::TooMany),
+            (o.reset_first, Fault::Reset),
+            (o.truncate_first, Fault::Truncate),
+        ] {
+            let count = u64::from(count);
+            if k < count {
+                return fault;
+            }
+            k -= count;
+        }
+        Fault::None
+    }
+}
+
+/// Bodies of data answers are buffered to fault them; no COG range is larger.
+const FAULT_BODY_LIMIT: usize = 256 << 20;
+/// How long a reset answer waits, after sending half its body, before aborting.
+const RESET_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
+async fn inject_faults(State(faults): State<Arc<Faults>>, req: Request, next: Next) -> Response {
+    use axum::http::{HeaderValue, StatusCode, header};
+    use axum::response::IntoResponse;
+    if !req.uri().path().starts_with("/data/") {
+        return next.run(req).await;
+    }
+    let fault = faults.next();
+    let injected = || faults.stats.faults.fetch_add(1, Ordering::Relaxed);
+    let status = match fault {
+        Fault::None => return next.run(req).await,
+        Fault::Unavailable => Some(StatusCode::SERVICE_UNAVAILABLE),
+        Fault::TooMany => Some(StatusCode::TOO_MANY_REQUESTS),
+        Fault::Reset | Fault::Truncate => None,
+    };
+    if let Some(status) = status {
+        injected();
+        let mut resp = status.into_response();
+        if let Some(secs) = faults.opts.fault_retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        return resp;
+    }
+    let resp = next.run(req).await;
+    let faultable = match fault {
+        Fault::Reset => matches!(resp.status().as_u16(), 200 | 206),
+        _ => resp.status() == StatusCode::PARTIAL_CONTENT,
+    };
+    if !faultable {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, FAULT_BODY_LIMIT).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    injected();
+    let half = bytes.slice(..bytes.len() / 2);
+    if fault == Fault::Truncate {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(half.len()));
+        return Response::from_parts(parts, axum::body::Body::from(half));
+    }
+    // Reset: the full Content-Length stays, half the body goes out, then the
+    // stream fails, which makes hyper abort the connection. The pause lets
+    // hyper flush the status line, headers and first half before the abort;
+    // without it hyper drops the connection with nothing sent, which is a
+    // different fault (the client then never sees a response at all).
+    use futures::StreamExt;
+    let first = futures::stream::once(async move { Ok::<_, std::io::Error>(half) });
+    let abort = futures::stream::once(async {
+        tokio::time::sleep(RESET_PAUSE).await;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "injected connection reset",
+        ))
+    });
+    let body = axum::body::Body::from_stream(first.chain(abort));
+    Response::from_parts(parts, body)
 }
 
 /// A running loopback server for one world.
@@ -263,6 +438,15 @@ impl WorldServer {
                 Arc::new(opts.clone()),
                 misbehave,
             ))
+            // Inside `count`, so the log shows the faulted statuses.
+            .layer(middleware::from_fn_with_state(
+                Arc::new(Faults {
+                    opts: opts.clone(),
+                    stats: stats.clone(),
+                    seen: AtomicU64::new(0),
+                }),
+                inject_faults,
+            ))
             .layer(middleware::from_fn_with_state(stats.clone(), count));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -314,5 +498,52 @@ impl Drop for WorldServer {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sequence(opts: ServerOptions, n: usize) -> Vec<Fault> {
+        let f = Faults {
+            opts,
+            stats: Arc::default(),
+            seen: AtomicU64::new(0),
+        };
+        (0..n).map(|_| f.next()).collect()
+    }
+
+    #[test]
+    fn faults_come_in_field_order_after_the_skipped_requests() {
+        use Fault::{Reset, TooMany, Truncate, Unavailable};
+        let ok = Fault::None;
+        let opts = ServerOptions {
+            fault_after: 1,
+            fail_first: 2,
+            status_429_first: 1,
+            reset_first: 1,
+            truncate_first: 2,
+            ..ServerOptions::default()
+        };
+        assert_eq!(
+            sequence(opts, 9),
+            [
+                ok,
+                Unavailable,
+                Unavailable,
+                TooMany,
+                Reset,
+                Truncate,
+                Truncate,
+                ok,
+                ok
+            ]
+        );
+        assert!(
+            sequence(ServerOptions::default(), 5)
+                .iter()
+                .all(|&f| f == ok)
+        );
     }
 }

@@ -3,6 +3,8 @@
 mod cli;
 mod cog;
 mod demo;
+mod faults;
+mod pgstac;
 mod server;
 mod sign;
 mod stack;

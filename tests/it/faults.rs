@@ -1,0 +1,285 @@
+//! COG reads against a server that fails on purpose (`ServerOptions` fault
+//! injection): retried faults give the same pixels as a healthy server and
+//! show up in the metrics; too many faults give an error naming the URL and
+//! byte range — never a panic, never zeros — and a silent server times out.
+
+use crate::util::small_world;
+use ndarray::Array2;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+use tilestack::cog::CogReader;
+use tilestack::fetch::{HttpRangeClient, RetryConfig, TileCache};
+use tilestack::server::{ServerOptions, WorldServer};
+
+/// The window read throughout: 256×256 px over four 256 px tiles of scene 0's B04.
+const WINDOW: (usize, usize, usize, usize) = (200, 150, 256, 256);
+/// Tiles `(x, y)` that [`WINDOW`] intersects.
+const WINDOW_TILES: [(usize, usize); 4] = [(0, 0), (1, 0), (0, 1), (1, 1)];
+/// No read here may take longer than this, faults and all.
+const READ_LIMIT: Duration = Duration::from_secs(20);
+
+fn rel() -> String {
+    let id = &small_world().manifest().scenes[0].id;
+    format!("data/{id}/B04.tif")
+}
+
+fn url(server: &WorldServer) -> String {
+    format!("{}/{}", server.url(), rel())
+}
+
+/// Short backoffs so the retries cost milliseconds.
+fn retry(max_retries: u32) -> RetryConfig {
+    RetryConfig {
+        max_retries,
+        initial_backoff: Duration::from_millis(2),
+        max_backoff: Duration::from_millis(10),
+        request_timeout: Duration::from_secs(10),
+    }
+}
+
+fn reader(max_retries: u32) -> CogReader {
+    CogReader::new(
+        HttpRangeClient::new(retry(max_retries)).unwrap(),
+        TileCache::new(1 << 30),
+    )
+}
+
+async fn read(r: &CogReader, url: &str) -> tilestack::Result<Array2<f32>> {
+    let (c, row, w, h) = WINDOW;
+    tokio::time::timeout(READ_LIMIT, r.read_window(url, 0, c, row, w, h))
+        .await
+        .expect("a faulty server must not hang the read")
+}
+
+/// What the fault-free server yields for [`WINDOW`], how many data requests
+/// a fresh reader's header parse costs, and the coalesced byte range of the
+/// window's tiles.
+struct Reference {
+    pixels: Array2<f32>,
+    header_requests: u32,
+    tiles: Range<u64>,
+}
+
+async fn reference() -> Reference {
+    let server = WorldServer::start(small_world()).await.unwrap();
+    let url = url(&server);
+    let r = reader(0);
+    let h = r.header(&url).await.unwrap();
+    let header_requests = u32::try_from(server.stats().data_requests()).unwrap();
+    let pixels = read(&r, &url).await.unwrap();
+    let ranges: Vec<_> = WINDOW_TILES
+        .iter()
+        .map(|&(x, y)| h.ifds[0].tile_range(x, y).unwrap())
+        .collect();
+    let tiles =
+        ranges.iter().map(|r| r.start).min().unwrap()..ranges.iter().map(|r| r.end).max().unwrap();
+    // The window's pixels are real data (the sequence is not vacuous).
+    assert!(pixels.iter().any(|v| v.is_finite() && *v > 0.0));
+    server.shutdown().await;
+    Reference {
+        pixels,
+        header_requests,
+        tiles,
+    }
+}
+
+fn same(a: &Array2<f32>, b: &Array2<f32>) -> bool {
+    a.dim() == b.dim()
+        && a.iter()
+            .zip(b.iter())
+            .all(|(x, y)| x == y || (x.is_nan() && y.is_nan()))
+}
+
+/// The fault kinds, each as options injecting `n` of it after `after` data
+/// requests. Connection resets are tested apart (see
+/// [`connections_dropped_mid_body_are_retried`]).
+fn kinds(n: u32, after: u32) -> Vec<(&'static str, ServerOptions)> {
+    let base = ServerOptions {
+        fault_after: after,
+        ..ServerOptions::default()
+    };
+    vec![
+        (
+            "503",
+            ServerOptions {
+                fail_first: n,
+                ..base.clone()
+            },
+        ),
+        (
+            "429 + Retry-After: 0",
+            ServerOptions {
+                status_429_first: n,
+                fault_retry_after: Some(0),
+                ..base.clone()
+            },
+        ),
+        (
+            "short 206",
+            ServerOptions {
+                truncate_first: n,
+                ..base
+            },
+        ),
+    ]
+}
+
+fn resets(n: u32, after: u32) -> ServerOptions {
+    ServerOptions {
+        fault_after: after,
+        reset_first: n,
+        ..ServerOptions::default()
+    }
+}
+
+/// Three faults, four retries allowed: the read succeeds with the healthy
+/// server's pixels, and each fault shows as one retry and one faulted request.
+async fn assert_retried(kind: &str, opts: ServerOptions, want: &Reference) {
+    let after = opts.fault_after as usize;
+    let server = WorldServer::start_with(small_world(), opts).await.unwrap();
+    let r = reader(4);
+    let got = read(&r, &url(&server))
+        .await
+        .unwrap_or_else(|e| panic!("{kind} after {after}: {e:#}"));
+    assert!(
+        same(&got, &want.pixels),
+        "{kind} after {after}: pixels differ"
+    );
+    assert_eq!(server.stats().faults_injected(), 3, "{kind} after {after}");
+    // Requests here are sequential (header readahead, then one coalesced
+    // tile request), so each fault costs exactly one retry.
+    assert_eq!(r.client().metrics().retries(), 3, "{kind} after {after}");
+    let data: Vec<u16> = server
+        .stats()
+        .log()
+        .iter()
+        .filter(|l| l.path.starts_with("/data/"))
+        .map(|l| l.status)
+        .collect();
+    let status = match kind {
+        "503" => 503,
+        "429 + Retry-After: 0" => 429,
+        _ => 206,
+    };
+    assert_eq!(data[after..after + 3], [status; 3], "{kind}: {data:?}");
+    server.shutdown().await;
+}
+
+/// Three faults, one retry allowed: the read fails with an error naming the
+/// URL and `range`; the same reader's next read meets the last fault, retries
+/// once and gets the real pixels (nothing was cached as zeros).
+async fn assert_too_few_retries(kind: &str, opts: ServerOptions, range: &str, want: &Reference) {
+    let after = opts.fault_after;
+    let server = WorldServer::start_with(small_world(), opts).await.unwrap();
+    let url = url(&server);
+    let r = reader(1);
+    let err = read(&r, &url).await.unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains(&url), "{kind} after {after}: {msg}");
+    assert!(msg.contains(range), "{kind} after {after}: {msg}");
+    assert!(
+        msg.contains("after 1 retries"),
+        "{kind} after {after}: {msg}"
+    );
+    assert_eq!(r.client().metrics().retries(), 1, "{kind} after {after}");
+    assert!(r.cache().is_empty(), "a failed fetch must not be cached");
+    let got = read(&r, &url)
+        .await
+        .unwrap_or_else(|e| panic!("{kind} after {after}, second read: {e:#}"));
+    assert!(
+        same(&got, &want.pixels),
+        "{kind} after {after}: pixels differ"
+    );
+    assert_eq!(server.stats().faults_injected(), 3, "{kind} after {after}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn retried_faults_yield_identical_pixels_and_count_retries() {
+    let want = reference().await;
+    // Faults on the first header read, then faults on the tile fetch.
+    for after in [0, want.header_requests] {
+        for (kind, opts) in kinds(3, after) {
+            assert_retried(kind, opts, &want).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn too_few_retries_fail_naming_url_and_range_then_recover() {
+    let want = reference().await;
+    let tiles = format!("bytes {}..{}", want.tiles.start, want.tiles.end);
+    for (after, range) in [(0, "bytes 0.."), (want.header_requests, tiles.as_str())] {
+        for (kind, opts) in kinds(3, after) {
+            assert_too_few_retries(kind, opts, range, &want).await;
+        }
+    }
+}
+
+/// The same checks for connections dropped after the headers and half the body.
+#[tokio::test]
+async fn connections_dropped_mid_body_are_retried() {
+    let want = reference().await;
+    let tiles = format!("bytes {}..{}", want.tiles.start, want.tiles.end);
+    for (after, range) in [(0, "bytes 0.."), (want.header_requests, tiles.as_str())] {
+        assert_retried("reset mid-body", resets(3, after), &want).await;
+        assert_too_few_retries("reset mid-body", resets(3, after), range, &want).await;
+    }
+}
+
+#[tokio::test]
+async fn no_retries_means_the_first_fault_is_the_error() {
+    let server = WorldServer::start_with(
+        small_world(),
+        ServerOptions {
+            fail_first: 1,
+            ..ServerOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let url = url(&server);
+    let r = reader(0);
+    let msg = format!("{:#}", read(&r, &url).await.unwrap_err());
+    assert!(
+        msg.contains(&url) && msg.contains("bytes 0..") && msg.contains("503"),
+        "{msg}"
+    );
+    assert_eq!(r.client().metrics().retries(), 0);
+    assert_eq!(r.client().metrics().requests(), 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out_naming_the_url() {
+    // Accepts connections and holds them open without ever answering.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    let url = format!("http://{addr}/data/silent/B04.tif");
+    let timeout = Duration::from_millis(300);
+    let r = CogReader::new(
+        HttpRangeClient::new(RetryConfig {
+            request_timeout: timeout,
+            ..retry(1)
+        })
+        .unwrap(),
+        TileCache::new(1 << 20),
+    );
+    let t0 = Instant::now();
+    let err = read(&r, &url).await.unwrap_err();
+    let took = t0.elapsed();
+    let msg = format!("{err:#}");
+    assert!(msg.contains(&url), "{msg}");
+    assert!(msg.contains("bytes 0.."), "{msg}");
+    // Two attempts of one timeout each, plus a backoff of at most 10 ms.
+    assert!(took >= 2 * timeout, "gave up after {took:?}: {msg}");
+    assert!(took < 2 * timeout + Duration::from_secs(3), "took {took:?}");
+    assert_eq!(r.client().metrics().retries(), 1);
+    silent.abort();
+}
