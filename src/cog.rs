@@ -40,7 +40,7 @@ pub const MAX_TILE_PIXELS: u64 = 4096 * 4096;
 /// Largest window one [`CogReader::read_window`] call returns, in pixels (2^28).
 pub const MAX_WINDOW_PIXELS: u64 = 1 << 28;
 /// First header read, in bytes; later reads double (async-tiff readahead).
-const HEADER_READAHEAD: u64 = 64 * 1024;
+const HEADER_READAHEAD: u64 = 8 * 1024;
 
 /// The numeric type of a COG's samples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -608,15 +608,24 @@ async fn fetch_tiles(
             return;
         }
     };
-    for ((x, y, claim), range) in claims.into_iter().zip(ranges) {
-        let bytes = if range.end > range.start {
-            fetched.next()
-        } else {
-            None // a sparse tile: all nodata
-        };
-        let result = decode_tile(header.clone(), ifd, x, y, range, bytes).await;
-        claim.complete(result.map_err(Arc::new));
-    }
+    // Decode every tile of the batch at once (each on a blocking thread), so
+    // a multi-tile window uses all cores rather than one tile after another.
+    let jobs = claims
+        .into_iter()
+        .zip(ranges)
+        .map(|((x, y, claim), range)| {
+            let bytes = if range.end > range.start {
+                fetched.next()
+            } else {
+                None // a sparse tile: all nodata
+            };
+            let header = header.clone();
+            async move {
+                let result = decode_tile(header, ifd, x, y, range, bytes).await;
+                claim.complete(result.map_err(Arc::new));
+            }
+        });
+    futures::future::join_all(jobs.collect::<Vec<_>>()).await;
 }
 
 async fn decode_tile(

@@ -19,8 +19,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Ranges closer than this are fetched in one request (object_store's default).
-pub const DEFAULT_COALESCE_GAP: u64 = 1024 * 1024;
+/// Ranges closer than this many bytes are fetched in one request. The default,
+/// 1, merges only touching ranges (a COG's tiles of one row are contiguous):
+/// the fewest requests that fetch no byte the window does not need. Raise it
+/// (object_store uses 1 MiB) to trade wasted bytes for fewer round trips on
+/// high-latency stores.
+pub const DEFAULT_COALESCE_GAP: u64 = 1;
 /// Merged requests in flight at once per [`HttpRangeClient::get_ranges`] call.
 pub const DEFAULT_CONCURRENCY: usize = 8;
 /// The longest `Retry-After` honoured; longer waits are capped to this.

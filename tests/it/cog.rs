@@ -92,8 +92,30 @@ async fn window_over_four_tiles_fetches_exactly_those_tiles() {
         want.iter().map(|r| r.end - r.start).sum::<u64>()
     );
 
-    // Default coalescing (gap < 1 MiB): one request spanning the four tiles.
+    // Default coalescing (touching ranges only): one request per row of
+    // tiles, since a row's tiles are contiguous in the file; the same bytes.
     let r = reader(client(), 1 << 30);
+    r.header(&url).await.unwrap();
+    server.stats().reset();
+    r.read_window(&url, 0, 200, 500, 100, 100).await.unwrap();
+    let rows = [want[0].start..want[1].end, want[2].start..want[3].end];
+    assert_eq!(
+        (want[0].end, want[2].end),
+        (want[1].start, want[3].start),
+        "row tiles touch"
+    );
+    assert_eq!(server.stats().data_requests(), 2);
+    assert_eq!(
+        tile_ranges_requested(&server),
+        rows.iter().map(range_header).collect::<BTreeSet<_>>()
+    );
+    assert_eq!(
+        server.stats().data_bytes(),
+        want.iter().map(|r| r.end - r.start).sum::<u64>()
+    );
+
+    // A 1 MiB gap (object_store's default): one request spanning all four, more bytes.
+    let r = reader(client().with_coalesce_gap(1 << 20), 1 << 30);
     r.header(&url).await.unwrap();
     server.stats().reset();
     r.read_window(&url, 0, 200, 500, 100, 100).await.unwrap();

@@ -39,7 +39,11 @@ fn retry(max_retries: u32) -> RetryConfig {
 
 fn reader(max_retries: u32) -> CogReader {
     CogReader::new(
-        HttpRangeClient::new(retry(max_retries)).unwrap(),
+        // A 1 MiB coalescing gap makes the window's four tiles one request,
+        // so each injected fault maps to exactly one retry below.
+        HttpRangeClient::new(retry(max_retries))
+            .unwrap()
+            .with_coalesce_gap(1 << 20),
         TileCache::new(1 << 30),
     )
 }

@@ -1,0 +1,275 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: tilestack vs the stackstac peer, in one run on the same world and servers.
+
+    target/peer/venv/bin/python bench/bench_tilestack.py [--work target/peer] [--bin BIN] [--n-random 20]
+
+Needs bench/peer_setup.sh (servers on 127.0.0.1:8089/8090).  Runs, in this order:
+  1. the peer (../shared/peer/bench_stackstac.py): cold, warm, N random centroids -> WORK/bench/peer.json
+  2. tilestack cold: --repeat fresh `tilestack stack` processes for the Oakland centroid, timed end to end
+     (and the elapsed time it prints), under /usr/bin/time -v for peak RSS; nginx access-log requests/bytes
+     per stack.  tilestack's CLI has no warm mode (one stack per process), so there is no warm figure.
+  3. tilestack random: the same N random centroids as the peer (granule A inset 2 km, same seed),
+     as N sequential `tilestack stack` processes -> stacks/s.
+  4. the physical limit: from the COG headers, the internal tiles intersecting each item/band window of the
+     Oakland tile -> minimal compressed bytes, number of contiguous byte ranges, and the time to inflate
+     them with zlib on 2 worker processes.
+Prints a table with ratios (peer / tilestack) and writes WORK/bench/results.json.
+"""
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import re
+import statistics
+import struct
+import subprocess
+import sys
+import time
+import zlib
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import compare_stackstac as cs  # noqa: E402
+
+sys.path.insert(0, cs.PEER)
+import bench_stackstac as peer  # noqa: E402  (read-only use of the peer's helpers: LogCounter, random_centroids, tile_grid)
+
+
+# --------------------------------------------------------------------------- tilestack runs
+def timed_stack(binary, work, out, centroid, log):
+    cmd = ["/usr/bin/time", "-v"] + cs.tilestack_cmd(binary, work, out, centroid) if os.path.exists("/usr/bin/time") \
+        else cs.tilestack_cmd(binary, work, out, centroid)
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if p.returncode != 0:
+        sys.stderr.write(p.stdout + p.stderr)
+        raise SystemExit(f"tilestack stack failed for {centroid} (exit {p.returncode})")
+    m = re.search(r" in ([0-9.]+) s\s*$", p.stdout.strip())
+    r = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
+    return {"centroid": list(centroid), "wall_s": wall, "printed_s": float(m.group(1)) if m else None,
+            "peak_rss_mb": int(r.group(1)) / 1024.0 if r else None, **log.take()}
+
+
+# --------------------------------------------------------------------------- tiny TIFF reader
+def tiff_tiles(path):
+    """IFD0 (full resolution) of a tiled (Big)TIFF: width, height, tile w/h, tile offsets and byte counts."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+        bo = "<" if head[:2] == b"II" else ">"
+        ver = struct.unpack(bo + "H", head[2:4])[0]
+        big = ver == 43
+        ifd = struct.unpack(bo + "Q", head[8:16])[0] if big else struct.unpack(bo + "I", head[4:8])[0]
+        f.seek(ifd)
+        n = struct.unpack(bo + ("Q" if big else "H"), f.read(8 if big else 2))[0]
+        esz = 20 if big else 12
+        raw = f.read(n * esz)
+        sizes = {1: 1, 3: 2, 4: 4, 16: 8, 2: 1, 7: 1}
+        fmt = {1: "B", 3: "H", 4: "I", 16: "Q", 2: "B", 7: "B"}
+        tags = {}
+        for i in range(n):
+            e = raw[i * esz:(i + 1) * esz]
+            tag, typ = struct.unpack(bo + "HH", e[:4])
+            cnt = struct.unpack(bo + ("Q" if big else "I"), e[4:12] if big else e[4:8])[0]
+            if tag not in (256, 257, 322, 323, 324, 325) or typ not in sizes:
+                continue
+            val = e[12:20] if big else e[8:12]
+            nbytes = sizes[typ] * cnt
+            if nbytes > len(val):
+                off = struct.unpack(bo + ("Q" if big else "I"), val)[0]
+                pos = f.tell()
+                f.seek(off)
+                val = f.read(nbytes)
+                f.seek(pos)
+            tags[tag] = list(struct.unpack(bo + fmt[typ] * cnt, val[:nbytes]))
+    return {"width": tags[256][0], "height": tags[257][0], "tw": tags[322][0], "th": tags[323][0],
+            "offsets": tags[324], "counts": tags[325]}
+
+
+def asset_window(asset, item_epsg, tile_epsg, bounds, pad=1):
+    """Source pixel window (c0, r0, c1, r1) covering the tile bounds, in the asset's grid."""
+    import pyproj
+    t = asset.get("proj:transform")
+    shape = asset.get("proj:shape")
+    left, bottom, right, top = bounds
+    if item_epsg == tile_epsg:
+        xs, ys = np.array([left, right]), np.array([bottom, top])
+        pad = 0
+    else:
+        k = np.linspace(0, 1, 65)
+        ex = np.concatenate([left + (right - left) * k, np.full(65, right), right - (right - left) * k, np.full(65, left)])
+        ey = np.concatenate([np.full(65, top), top - (top - bottom) * k, np.full(65, bottom), bottom + (top - bottom) * k])
+        xs, ys = pyproj.Transformer.from_crs(tile_epsg, item_epsg, always_xy=True).transform(ex, ey)
+    res_x, x0, res_y, y0 = t[0], t[2], t[4], t[5]
+    c0 = math.floor((min(xs) - x0) / res_x + 1e-9) - pad
+    c1 = math.ceil((max(xs) - x0) / res_x - 1e-9) + pad
+    r0 = math.floor((max(ys) - y0) / res_y + 1e-9) - pad
+    r1 = math.ceil((min(ys) - y0) / res_y - 1e-9) + pad
+    h, w = shape
+    return max(c0, 0), max(r0, 0), min(c1, w), min(r1, h)
+
+
+def _inflate(blobs):
+    n = 0
+    for b in blobs:
+        n += len(zlib.decompress(b))
+    return n
+
+
+def physical_limit(work, item_ids, bands, centroid):
+    world = os.path.join(work, "world")
+    epsg, bounds = peer.tile_grid(centroid[0], centroid[1], 256, 10.0)
+    total_bytes, total_ranges, n_tiles, n_windows = 0, 0, 0, 0
+    blobs = []
+    for iid in item_ids:
+        it = json.load(open(os.path.join(world, "items", iid + ".json")))
+        p = it["properties"]
+        for band in bands:
+            a = it["assets"][band]
+            ie = a.get("proj:epsg") or p.get("proj:epsg") or int(str(p.get("proj:code")).split(":")[-1])
+            a = {**p, **a}
+            c0, r0, c1, r1 = asset_window(a, int(ie), epsg, bounds)
+            if c1 <= c0 or r1 <= r0:
+                continue
+            path = os.path.join(world, a["href"].split("127.0.0.1:8089/", 1)[-1]) if a["href"].startswith("http") \
+                else os.path.join(world, "items", a["href"])
+            tt = tiff_tiles(path)
+            across = math.ceil(tt["width"] / tt["tw"])
+            sel = [(tt["offsets"][ty * across + tx], tt["counts"][ty * across + tx])
+                   for ty in range(r0 // tt["th"], (r1 - 1) // tt["th"] + 1)
+                   for tx in range(c0 // tt["tw"], (c1 - 1) // tt["tw"] + 1)]
+            sel = sorted(s for s in sel if s[1] > 0)
+            n_windows += 1
+            ranges, end = 0, None
+            for off, cnt in sel:
+                ranges += end != off
+                end = off + cnt
+            total_ranges += ranges
+            n_tiles += len(sel)
+            total_bytes += sum(c for _, c in sel)
+            with open(path, "rb") as f:
+                for off, cnt in sel:
+                    f.seek(off)
+                    blobs.append(f.read(cnt))
+    raw = sum(len(zlib.decompress(b)) for b in blobs)
+    chunks = [blobs[i::2] for i in range(2)]
+    times = []
+    with mp.Pool(2) as pool:
+        pool.map(_inflate, [[b"x" and zlib.compress(b"")]] * 2)  # start the workers
+        for _ in range(3):
+            t0 = time.perf_counter()
+            pool.map(_inflate, chunks)
+            times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    _inflate(blobs)
+    t1 = time.perf_counter() - t0
+    return {"item_band_windows": n_windows, "tiles": n_tiles, "compressed_bytes": total_bytes,
+            "contiguous_ranges": total_ranges, "inflated_bytes": raw, "inflate_s_2workers_min": min(times),
+            "inflate_s_2workers_all": times, "inflate_s_1core": t1}
+
+
+# --------------------------------------------------------------------------- main
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", default=os.path.join(cs.REPO, "target", "peer"))
+    ap.add_argument("--bin", default=cs.default_bin())
+    ap.add_argument("--python", default=None)
+    ap.add_argument("--n-random", type=int, default=20)
+    ap.add_argument("--repeat", type=int, default=3, help="tilestack cold stacks of the Oakland centroid")
+    ap.add_argument("--seed", type=int, default=20190801)
+    ap.add_argument("--skip-peer", action="store_true", help="reuse WORK/bench/peer.json")
+    a = ap.parse_args()
+    work = os.path.abspath(a.work)
+    binary = os.path.abspath(a.bin)
+    py = a.python or os.path.join(work, "venv", "bin", "python")
+    bdir = os.path.join(work, "bench")
+    os.makedirs(bdir, exist_ok=True)
+    access = os.path.join(work, "run", "logs", "access.log")
+    res = {"machine": {"cores": os.cpu_count(), "note": "nginx, STAC API and client share the cores"},
+           "binary": binary}
+
+    # 1. the peer
+    pj = os.path.join(bdir, "peer.json")
+    if not (a.skip_peer and os.path.exists(pj)):
+        cs.run_peer(py, work, os.path.join(bdir, "peer_oakland.npz"), pj, n_random=a.n_random)
+    pr = json.load(open(pj))
+    res["peer"] = {k: pr[k] for k in ("versions", "centroid_runs", "peak_rss_mb")}
+    res["peer"]["random"] = {k: v for k, v in pr.get("random", {}).items() if k != "per_tile"}
+
+    # 2. tilestack cold
+    log = peer.LogCounter(access)
+    cold = []
+    for i in range(a.repeat):
+        r = timed_stack(binary, work, os.path.join(bdir, "ts_cold"), cs.CENTROID, log)
+        cold.append(r)
+        print(f"tilestack cold {i + 1}: wall {r['wall_s']:.3f} s, printed {r['printed_s']} s, "
+              f"{r['requests']} requests, {r['bytes']} bytes, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+    res["tilestack_cold"] = cold
+
+    # 3. tilestack random
+    cents = peer.random_centroids(os.path.join(work, "world"), a.n_random, a.seed, "A")
+    per = []
+    log.take()
+    t0 = time.perf_counter()
+    for c in cents:
+        per.append(timed_stack(binary, work, os.path.join(bdir, "ts_random"), c, log))
+    tot = time.perf_counter() - t0
+    walls = [p["wall_s"] for p in per]
+    res["tilestack_random"] = {"n": len(cents), "total_s": tot, "tile_stacks_per_s": len(cents) / tot,
+                               "median_s": statistics.median(walls), "min_s": min(walls), "max_s": max(walls),
+                               "requests": sum(p["requests"] for p in per), "bytes": sum(p["bytes"] for p in per),
+                               "peak_rss_mb_max": max(p["peak_rss_mb"] or 0 for p in per), "per_tile": per}
+    print(f"tilestack random: {len(cents)} stacks in {tot:.2f} s = {len(cents) / tot:.3f} stacks/s", flush=True)
+
+    # 4. physical limit (Oakland tile, the items the peer used)
+    ref = np.load(os.path.join(bdir, "peer_oakland.npz"))
+    ids = sorted({i for s in ref["item_ids_per_day"] for i in str(s).split(",") if i})
+    res["physical_limit"] = physical_limit(work, ids, cs.BANDS.split(","), cs.CENTROID)
+    res["physical_limit"]["items"] = len(ids)
+
+    with open(os.path.join(bdir, "results.json"), "w") as f:
+        json.dump(res, f, indent=1)
+    report(res)
+
+
+def report(res):
+    pc, pw = res["peer"]["centroid_runs"]["cold"], res["peer"]["centroid_runs"]["warm"]
+    prn = res["peer"]["random"]
+    cold = res["tilestack_cold"]
+    tr = res["tilestack_random"]
+    pl = res["physical_limit"]
+    med = statistics.median([c["wall_s"] for c in cold])
+    medp = statistics.median([c["printed_s"] for c in cold if c["printed_s"] is not None] or [float("nan")])
+    rss = max(c["peak_rss_mb"] or 0 for c in cold)
+    ts_req = cold[0]["requests"]
+    ts_bytes = cold[0]["bytes"]
+    n = tr["n"]
+    rows = [
+        ("Oakland cold stack, s (median of %d fresh processes; tilestack end to end / printed)" % len(cold),
+         f"{pc['wall_s']:.3f}", f"{med:.3f} / {medp:.3f}", pc["wall_s"] / med),
+        ("Oakland warm stack, s", f"{pw['wall_s']:.3f}", "n/a (no warm mode in the CLI)", None),
+        (f"{n} random centroids, total s", f"{prn['total_s']:.2f}", f"{tr['total_s']:.2f}", prn["total_s"] / tr["total_s"]),
+        ("tile-stacks/s (random)", f"{prn['tile_stacks_per_s']:.3f}", f"{tr['tile_stacks_per_s']:.3f}",
+         prn["tile_stacks_per_s"] / tr["tile_stacks_per_s"]),
+        ("median per random stack, s", f"{prn['median_s']:.3f}", f"{tr['median_s']:.3f}", prn["median_s"] / tr["median_s"]),
+        ("HTTP requests, Oakland cold (nginx)", f"{pc['requests']}", f"{ts_req}", pc["requests"] / max(ts_req, 1)),
+        ("HTTP bytes, Oakland cold (nginx)", f"{pc['bytes']:,}", f"{ts_bytes:,}", pc["bytes"] / max(ts_bytes, 1)),
+        (f"HTTP requests, {n} random", f"{prn['requests']}", f"{tr['requests']}", prn["requests"] / max(tr["requests"], 1)),
+        (f"HTTP bytes, {n} random", f"{prn['bytes']:,}", f"{tr['bytes']:,}", prn["bytes"] / max(tr["bytes"], 1)),
+        ("peak RSS, MB (peer: after cold / whole run; tilestack: max of cold processes)",
+         f"{pc['peak_rss_mb']:.0f} / {res['peer']['peak_rss_mb']:.0f}", f"{rss:.0f}", pc["peak_rss_mb"] / rss),
+    ]
+    print("\n| figure | stackstac peer | tilestack | peer ÷ tilestack |\n|---|---|---|---|")
+    for name, p, t, r in rows:
+        print(f"| {name} | {p} | {t} | {'—' if r is None else f'{r:.2f}×'} |")
+    print(f"\nphysical limit (Oakland tile, {pl['items']} items × 5 bands = {pl['item_band_windows']} item/band windows):")
+    print(f"  {pl['tiles']} internal 512² tiles, {pl['compressed_bytes']:,} compressed bytes in {pl['contiguous_ranges']} "
+          f"contiguous ranges, {pl['inflated_bytes']:,} bytes inflated")
+    print(f"  zlib inflate: {pl['inflate_s_2workers_min']:.3f} s on 2 workers (min of 3), {pl['inflate_s_1core']:.3f} s on 1 core")
+
+
+if __name__ == "__main__":
+    main()
