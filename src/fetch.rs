@@ -9,6 +9,7 @@
 //! Nothing here decodes; decoding lives in [`crate::cog`] and runs on blocking
 //! threads.
 
+use crate::sign::{NoSigner, Signer};
 use crate::{Error, Result};
 use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -128,6 +129,7 @@ pub struct HttpRangeClient {
     metrics: Arc<FetchMetrics>,
     coalesce_gap: u64,
     concurrency: usize,
+    signer: Arc<dyn Signer>,
 }
 
 /// Whether a failed attempt is worth repeating.
@@ -164,7 +166,17 @@ impl HttpRangeClient {
             metrics: Arc::new(FetchMetrics::default()),
             coalesce_gap: DEFAULT_COALESCE_GAP,
             concurrency: DEFAULT_CONCURRENCY,
+            signer: Arc::new(NoSigner),
         }
+    }
+
+    /// Sign every request's URL with `signer` (e.g. Planetary Computer SAS
+    /// tokens). Signing happens per attempt, so a retry after a token expired
+    /// gets a fresh one; caches and error messages keep the unsigned href, so
+    /// tokens never reach logs.
+    pub fn with_signer(mut self, signer: Arc<dyn Signer>) -> Self {
+        self.signer = signer;
+        self
     }
 
     /// Count into `metrics` instead (e.g. the ones of a [`TileCache`]).
@@ -261,8 +273,19 @@ impl HttpRangeClient {
         let mut attempt = 0u32;
         let mut cur = range.clone();
         loop {
+            let signed = self.signer.sign(url).await?;
             self.metrics.requests.fetch_add(1, Ordering::Relaxed);
-            let outcome = self.attempt(url, cur.clone(), to_eof).await;
+            let outcome = match self.attempt(&signed, cur.clone(), to_eof).await {
+                // reqwest messages embed the URL: put the unsigned one back.
+                Err(Attempt::Retry { message, after }) if signed != url => Err(Attempt::Retry {
+                    message: message.replace(&signed, url),
+                    after,
+                }),
+                Err(Attempt::Fatal(m)) if signed != url => {
+                    Err(Attempt::Fatal(m.replace(&signed, url)))
+                }
+                other => other,
+            };
             let (message, after) = match outcome {
                 Ok(b) => {
                     self.metrics

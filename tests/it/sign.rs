@@ -117,3 +117,124 @@ async fn token_endpoint_errors_name_the_url() {
         "{e}"
     );
 }
+
+/// Rejects requests without a valid, unexpired token; serves the world's COGs otherwise.
+async fn check_token(
+    State(c): State<Arc<Counters>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let q: HashMap<String, String> = req
+        .uri()
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let now = chrono::Utc::now().timestamp_millis();
+    match q.get("se").and_then(|s| s.parse::<i64>().ok()) {
+        Some(se) if se > now && q.contains_key("sig") => {
+            c.reads.fetch_add(1, Ordering::SeqCst);
+            next.run(req).await
+        }
+        _ => {
+            c.rejected.fetch_add(1, Ordering::SeqCst);
+            StatusCode::FORBIDDEN.into_response()
+        }
+    }
+}
+
+#[tokio::test]
+async fn cog_reads_are_signed_per_request_and_tokens_stay_out_of_errors() {
+    use tilestack::cog::{CogReader, TileCache};
+    use tilestack::fetch::{HttpRangeClient, RetryConfig};
+    let world = crate::util::small_world();
+    let counters = Arc::new(Counters::default());
+    let blobs = axum::Router::new()
+        .nest_service(
+            "/sentinel2-l2",
+            tower_http::services::ServeDir::new(world.dir().join("data")),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            counters.clone(),
+            check_token,
+        ));
+    let app = axum::Router::new()
+        .route("/api/sas/v1/token/{acct}/{cont}", get(token))
+        .with_state(counters.clone())
+        .merge(blobs);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let host = "sentinel2l2a01.blob.core.windows.net";
+    let http = reqwest::Client::builder()
+        .resolve(host, addr)
+        .build()
+        .unwrap();
+    let signer = Arc::new(PlanetaryComputerSigner::with_client(
+        PcSignerConfig {
+            token_url: format!("http://{addr}/api/sas/v1/token"),
+            refresh_margin: Duration::from_millis(200),
+            ..PcSignerConfig::default()
+        },
+        http.clone(),
+    ));
+    let id = &world.manifest().scenes[0].id;
+    let href = format!("http://{host}:{}/sentinel2-l2/{id}/B04.tif", addr.port());
+    let signed = CogReader::new(
+        HttpRangeClient::with_client(http.clone(), RetryConfig::default())
+            .with_signer(signer.clone()),
+        TileCache::new(1 << 30),
+    );
+    let px = signed
+        .read_window(&href, 0, 100, 100, 300, 300)
+        .await
+        .unwrap();
+    assert!(
+        counters.reads.load(Ordering::SeqCst) >= 2,
+        "header + tiles read with tokens"
+    );
+    assert_eq!(counters.rejected.load(Ordering::SeqCst), 0);
+    assert_eq!(signer.token_requests(), 1, "one token for the container");
+
+    // Same pixels as an unsigned read of the same file.
+    let server = tilestack::server::WorldServer::start(world).await.unwrap();
+    let plain = CogReader::new(
+        HttpRangeClient::new(RetryConfig::default()).unwrap(),
+        TileCache::new(1 << 30),
+    );
+    let want = plain
+        .read_window(
+            &format!("{}/data/{id}/B04.tif", server.url()),
+            0,
+            100,
+            100,
+            300,
+            300,
+        )
+        .await
+        .unwrap();
+    assert!(
+        px.iter()
+            .zip(want.iter())
+            .all(|(a, b)| a.to_bits() == b.to_bits())
+    );
+    server.shutdown().await;
+
+    // Unsigned reads are refused (403), and the error names the href without any token.
+    let unsigned = CogReader::new(
+        HttpRangeClient::with_client(http, RetryConfig::default()),
+        TileCache::new(1 << 30),
+    );
+    let e = unsigned
+        .read_window(&href, 0, 0, 0, 10, 10)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&href) && e.contains("403"), "{e}");
+    assert!(!e.contains("sig="), "{e}");
+}

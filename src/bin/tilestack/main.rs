@@ -152,6 +152,10 @@ struct StackArgs {
     /// Tile cache budget in MiB.
     #[arg(long, default_value_t = 1024)]
     cache_mib: u64,
+    /// Sign asset hrefs at read time: `planetary-computer` (SAS tokens; token
+    /// endpoint from $PC_SDK_SAS_URL, key from $PC_SDK_SUBSCRIPTION_KEY).
+    #[arg(long)]
+    sign: Option<String>,
 }
 
 fn parse_days(s: &str) -> Result<(chrono::NaiveDate, chrono::NaiveDate)> {
@@ -204,8 +208,20 @@ async fn run_stack(
     mask: Option<&tilestack::rasterize::Mask>,
     out: &std::path::Path,
     cache_bytes: u64,
+    sign: Option<&str>,
 ) -> Result<tilestack::pipeline::Built> {
-    let client = tilestack::fetch::HttpRangeClient::new(tilestack::fetch::RetryConfig::default())?;
+    let mut client =
+        tilestack::fetch::HttpRangeClient::new(tilestack::fetch::RetryConfig::default())?;
+    match sign {
+        None | Some("none") => {}
+        Some("planetary-computer" | "pc") => {
+            let signer = tilestack::sign::PlanetaryComputerSigner::new(
+                tilestack::sign::PcSignerConfig::default(),
+            );
+            client = client.with_signer(std::sync::Arc::new(signer));
+        }
+        Some(other) => bail!("--sign {other:?}: use planetary-computer or none"),
+    }
     let reader =
         tilestack::cog::CogReader::new(client, tilestack::cog::TileCache::new(cache_bytes));
     let built = tilestack::pipeline::build(catalog, req, &reader, mask).await?;
@@ -405,7 +421,15 @@ async fn run(cli: Cli) -> Result<()> {
                 },
                 (None, None) => bail!("give --stac URL or --snapshot FILE"),
             };
-            let built = run_stack(&catalog, &req, mask.as_ref(), &a.out, a.cache_mib << 20).await?;
+            let built = run_stack(
+                &catalog,
+                &req,
+                mask.as_ref(),
+                &a.out,
+                a.cache_mib << 20,
+                a.sign.as_deref(),
+            )
+            .await?;
             let shape = built.stack.data.shape().to_vec();
             println!(
                 "stack {:?} (time, band, y, x) in {} from {} scenes -> {} in {:.2} s",
@@ -487,7 +511,7 @@ async fn run(cli: Cli) -> Result<()> {
                 collection: world.manifest().collection.clone(),
             };
             let pb = spinner("stack: reading COGs over HTTP Range, warping, fusing ...");
-            let built = run_stack(&catalog, &req, Some(&mask), &out, 1 << 30).await;
+            let built = run_stack(&catalog, &req, Some(&mask), &out, 1 << 30, None).await;
             pb.finish_and_clear();
             let built = built?;
             let t_stack = t2.elapsed();
