@@ -112,6 +112,14 @@ def asset_window(asset, item_epsg, tile_epsg, bounds, pad=1):
     return max(c0, 0), max(r0, 0), min(c1, w), min(r1, h)
 
 
+_BLOBS = []
+
+
+def _inflate_share(k):
+    """Worker k of 2 inflates every second tile of _BLOBS (inherited by fork: no pickling of the data)."""
+    return _inflate(_BLOBS[k::2])
+
+
 def _inflate(blobs):
     n = 0
     for b in blobs:
@@ -160,13 +168,13 @@ def physical_limit(work, item_ids, bands, centroid):
                     f.seek(off)
                     blobs.append(f.read(cnt))
     raw = sum(len(zlib.decompress(b)) for b in blobs)
-    chunks = [blobs[i::2] for i in range(2)]
+    _BLOBS[:] = blobs
     times = []
-    with mp.Pool(2) as pool:
-        pool.map(_inflate, [[b"x" and zlib.compress(b"")]] * 2)  # start the workers
+    with mp.get_context("fork").Pool(2) as pool:
+        pool.map(abs, [0, 0])  # workers started
         for _ in range(3):
             t0 = time.perf_counter()
-            pool.map(_inflate, chunks)
+            pool.map(_inflate_share, [0, 1], chunksize=1)
             times.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
     _inflate(blobs)

@@ -20,12 +20,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Ranges closer than this many bytes are fetched in one request. The default,
-/// 1, merges only touching ranges (a COG's tiles of one row are contiguous):
-/// the fewest requests that fetch no byte the window does not need. Raise it
-/// (object_store uses 1 MiB) to trade wasted bytes for fewer round trips on
-/// high-latency stores.
-pub const DEFAULT_COALESCE_GAP: u64 = 1;
+/// Ranges closer than this many bytes are fetched in one request. The
+/// default, 1 KiB, merges tiles that touch (this crate's COGs) or are
+/// separated only by GDAL's 4-byte size leader and trailer, so a row of tiles
+/// is one request and at most a few bytes per merge are fetched needlessly.
+/// Raise it (object_store uses 1 MiB) to trade wasted bytes for fewer round
+/// trips on high-latency stores.
+pub const DEFAULT_COALESCE_GAP: u64 = 1024;
 /// Merged requests in flight at once per [`HttpRangeClient::get_ranges`] call.
 pub const DEFAULT_CONCURRENCY: usize = 8;
 /// The longest `Retry-After` honoured; longer waits are capped to this.
@@ -185,7 +186,7 @@ impl HttpRangeClient {
         self
     }
 
-    /// Merge ranges whose gap is **smaller** than `bytes` (default 1 MiB;
+    /// Merge ranges whose gap is **smaller** than `bytes` (default 1 KiB;
     /// 0 = never merge).
     pub fn with_coalesce_gap(mut self, bytes: u64) -> Self {
         self.coalesce_gap = bytes;

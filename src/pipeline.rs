@@ -6,9 +6,10 @@ use crate::cog::CogReader;
 use crate::rasterize::Mask;
 use crate::scene::Scene;
 use crate::stack::TileStack;
+use crate::units::BandName;
 use crate::warp::{Resampling, source_window, warp};
-use crate::{BandName, Epsg, Error, GeoTransform, GridSpec, Resolution, Result, Transformer};
-use chrono::{Datelike, NaiveDate};
+use crate::{Epsg, Error, GeoTransform, GridSpec, Resolution, Result, Transformer};
+use chrono::NaiveDate;
 use futures::StreamExt;
 use geo::Intersects;
 use ndarray::{Array2, Array3, Array4, Axis, s};
@@ -197,6 +198,40 @@ impl StackRequest {
     fn is_categorical(&self, b: &BandName) -> bool {
         self.categorical.contains(b)
     }
+
+    /// The assets to read: requested bands (the inputs of derived ones in
+    /// their place), then the cloud band if it is extra. No repeats.
+    pub fn read_bands(&self) -> Vec<BandName> {
+        let mut out: Vec<BandName> = Vec::new();
+        let mut push = |b: BandName| {
+            if !out.contains(&b) {
+                out.push(b);
+            }
+        };
+        for b in &self.bands {
+            match derived_inputs(b) {
+                Some((x, y)) => {
+                    push(BandName::known(x));
+                    push(BandName::known(y));
+                }
+                None => push(b.clone()),
+            }
+        }
+        if let Some(cb) = &self.cloud_band {
+            push(cb.clone());
+        }
+        out
+    }
+}
+
+/// Derived bands, computed from fused inputs as a normalized difference
+/// `(a − b) / (a + b)`: `ndvi` = (B08, B04), `ndwi` = (B03, B08) (Sentinel-2 keys).
+pub fn derived_inputs(band: &BandName) -> Option<(&'static str, &'static str)> {
+    match band.as_str().to_ascii_lowercase().as_str() {
+        "ndvi" => Some(("B08", "B04")),
+        "ndwi" => Some(("B03", "B08")),
+        _ => None,
+    }
 }
 
 fn add_month(d: NaiveDate) -> NaiveDate {
@@ -252,12 +287,7 @@ impl StackPlan {
     pub fn new(scenes: &[Scene], request: &StackRequest) -> Result<StackPlan> {
         request.validate()?;
         let grid = request.grid()?;
-        let mut read_bands = request.bands.clone();
-        if let Some(cb) = &request.cloud_band
-            && !read_bands.contains(cb)
-        {
-            read_bands.push(cb.clone());
-        }
+        let read_bands = request.read_bands();
         // The tile footprint in lon/lat, for the scene footprint test.
         let (minx, miny, maxx, maxy) = grid.bounds();
         let to_ll = Transformer::new(grid.epsg, Epsg::WGS84)?;
@@ -384,6 +414,7 @@ impl StackPlan {
         let nb = self.read_bands.len();
         let grid = self.grid.clone();
         let resampling = self.request.resampling;
+        let t0 = std::time::Instant::now();
         // Every read, concurrently; warp on blocking threads as reads land.
         let results: Vec<Result<(usize, usize, Array2<f32>)>> =
             futures::stream::iter(self.reads.iter().cloned())
@@ -414,11 +445,20 @@ impl StackPlan {
             let (si, bi, a) = r?;
             per_scene[si].index_axis_mut(Axis(0), bi).assign(&a);
         }
+        let t_read = t0.elapsed();
         let plan = self.clone();
         let mask = mask.cloned();
-        tokio::task::spawn_blocking(move || plan.assemble(per_scene, mask.as_ref()))
+        let out = tokio::task::spawn_blocking(move || plan.assemble(per_scene, mask.as_ref()))
             .await
-            .map_err(|e| Error::invalid("assemble task", e.to_string()))?
+            .map_err(|e| Error::invalid("assemble task", e.to_string()))?;
+        if std::env::var_os("TILESTACK_TIMING").is_some() {
+            eprintln!(
+                "timing: read+decode+warp {:.3} s, fuse+mask {:.3} s",
+                t_read.as_secs_f64(),
+                (t0.elapsed() - t_read).as_secs_f64()
+            );
+        }
+        out
     }
 
     /// Fusion, metadata and mask: sync.
@@ -426,12 +466,22 @@ impl StackPlan {
         let req = &self.request;
         let (h, w) = (self.grid.height, self.grid.width);
         let nreq = req.bands.len();
-        // sat-tile-stack's rule: a pixel where all requested bands are exactly 0 is nodata.
+        // sat-tile-stack's rule: a pixel where all requested bands are exactly
+        // 0 is nodata (here: all bands read for the request, not an extra cloud band).
+        let nrule = self
+            .read_bands
+            .len()
+            .saturating_sub(usize::from(
+                req.cloud_band
+                    .as_ref()
+                    .is_some_and(|cb| !req.bands.contains(cb)),
+            ))
+            .max(1);
         for a in per_scene.iter_mut() {
             for r in 0..h {
                 for c in 0..w {
-                    if (0..nreq).all(|b| a[[b, r, c]] == 0.0) {
-                        for b in 0..nreq {
+                    if (0..nrule).all(|b| a[[b, r, c]] == 0.0) {
+                        for b in 0..nrule {
                             a[[b, r, c]] = f32::NAN;
                         }
                     }
@@ -445,10 +495,8 @@ impl StackPlan {
         let mut pct = Vec::with_capacity(t);
         let mut tcf = Vec::with_capacity(t);
         let mut items = Vec::with_capacity(t);
-        let cloud_idx = req
-            .cloud_band
-            .as_ref()
-            .and_then(|cb| self.read_bands.iter().position(|b| b == cb));
+        let pos = |name: &str| self.read_bands.iter().position(|b| b.as_str() == name);
+        let cloud_idx = req.cloud_band.as_ref().and_then(|cb| pos(cb.as_str()));
         for (ti, ((day, _), idx)) in self.bins.iter().enumerate() {
             let scenes: Vec<&Scene> = idx.iter().map(|&i| &self.scenes[i]).collect();
             let mut by_cloud: Vec<usize> = idx.clone();
@@ -457,6 +505,7 @@ impl StackPlan {
                 let cb = self.scenes[b].cloud_cover.unwrap_or(f64::INFINITY);
                 ca.total_cmp(&cb)
             });
+            let mut fused_all = Vec::with_capacity(self.read_bands.len());
             for (bi, band) in self.read_bands.iter().enumerate() {
                 let fused = if req.is_categorical(band) || req.fuse == Fusion::LeastCloudy {
                     first_valid(&per_scene, &by_cloud, bi, h, w)
@@ -479,9 +528,20 @@ impl StackPlan {
                         cloudy as f32 / valid as f32
                     });
                 }
-                if bi < nreq {
-                    data.slice_mut(s![ti, bi, .., ..]).assign(&fused);
-                }
+                fused_all.push(fused);
+            }
+            for (oi, band) in req.bands.iter().enumerate() {
+                let out = match derived_inputs(band) {
+                    Some((a, b)) => match (pos(a), pos(b)) {
+                        (Some(a), Some(b)) => normalized_difference(&fused_all[a], &fused_all[b]),
+                        _ => Array2::from_elem((h, w), f32::NAN), // read_bands() always has them
+                    },
+                    None => match pos(band.as_str()) {
+                        Some(i) => fused_all[i].clone(),
+                        None => Array2::from_elem((h, w), f32::NAN),
+                    },
+                };
+                data.slice_mut(s![ti, oi, .., ..]).assign(&out);
             }
             if cloud_idx.is_none() {
                 tcf.push(f32::NAN);
@@ -516,7 +576,6 @@ impl StackPlan {
         if mask.is_some() {
             bands.push("mask".into());
         }
-        let _ = Datelike::year(&req.start);
         Ok(TileStack {
             data,
             bands,
@@ -585,6 +644,14 @@ fn reduce(
     out
 }
 
+/// `(a − b) / (a + b)`, NaN where either is NaN or the sum is 0.
+fn normalized_difference(a: &Array2<f32>, b: &Array2<f32>) -> Array2<f32> {
+    ndarray::Zip::from(a).and(b).map_collect(|&x, &y| {
+        let sum = x + y;
+        if sum == 0.0 { f32::NAN } else { (x - y) / sum }
+    })
+}
+
 fn normalize(mut a: ndarray::ArrayViewMut2<'_, f32>) {
     let (lo, hi) = a
         .iter()
@@ -625,6 +692,46 @@ mod tests {
         );
         assert_eq!("5d".parse::<Cadence>().unwrap(), Cadence::Days(5));
         assert!("0d".parse::<Cadence>().is_err());
+    }
+
+    #[test]
+    fn grids_south_and_at_zone_edges() {
+        let b = BandName::parse_list("B04").unwrap();
+        // southern hemisphere: 327xx with the 10 000 km false northing
+        let r = StackRequest::new([151.21, -33.87], b.clone(), d(1), d(2)).unwrap();
+        let g = r.grid().unwrap();
+        assert_eq!(g.epsg.code(), 32756);
+        assert!(g.transform.y0 > 6_000_000.0 && g.transform.y0 < 10_000_000.0);
+        assert_eq!(g.transform.x0 % 10.0, 0.0);
+        // either side of the 120° W zone edge: 10N vs 11N, deterministic
+        let west = StackRequest::new([-120.0001, 37.0], b.clone(), d(1), d(2)).unwrap();
+        let east = StackRequest::new([-119.9999, 37.0], b.clone(), d(1), d(2)).unwrap();
+        assert_eq!(west.grid().unwrap().epsg.code(), 32610);
+        assert_eq!(east.grid().unwrap().epsg.code(), 32611);
+        // a configured EPSG wins
+        let mut forced = west.clone();
+        forced.epsg = Some(Epsg::new(32611).unwrap());
+        assert_eq!(forced.grid().unwrap().epsg.code(), 32611);
+    }
+
+    #[test]
+    fn derived_bands_read_their_inputs_once() {
+        let mut r = StackRequest::new(
+            [0.0, 0.0],
+            BandName::parse_list("B04,ndvi").unwrap(),
+            d(1),
+            d(1),
+        )
+        .unwrap();
+        r.cloud_band = Some(BandName::new("SCL").unwrap());
+        let names: Vec<String> = r.read_bands().iter().map(|b| b.to_string()).collect();
+        assert_eq!(names, ["B04", "B08", "SCL"]);
+        let a = Array2::from_elem((1, 2), 3.0f32);
+        let mut b = Array2::from_elem((1, 2), 1.0f32);
+        b[[0, 1]] = -3.0;
+        let nd = normalized_difference(&a, &b);
+        assert_eq!(nd[[0, 0]], 0.5);
+        assert!(nd[[0, 1]].is_nan());
     }
 
     #[test]
@@ -739,13 +846,7 @@ pub async fn build(
                 .items
         }
     };
-    let mut read_bands = req.bands.clone();
-    if let Some(cb) = &req.cloud_band
-        && !read_bands.contains(cb)
-    {
-        read_bands.push(cb.clone());
-    }
-    let scenes = crate::scene::scenes_from_items(&items, &read_bands)?;
+    let scenes = crate::scene::scenes_from_items(&items, &req.read_bands())?;
     let plan = StackPlan::new(&scenes, req)?;
     let stack = plan.load(reader, mask).await?;
     Ok(Built { stack, plan, items })

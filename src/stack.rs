@@ -4,7 +4,6 @@
 use crate::{Epsg, Error, GeoTransform, GridSpec, Result};
 use chrono::NaiveDate;
 use ndarray::Array4;
-use std::collections::HashMap;
 use std::path::Path;
 
 /// A stack of `T` time steps × `C` bands × `H` × `W` pixels on one grid.
@@ -56,22 +55,8 @@ impl TileStack {
         let pn = bytes(&mut self.pct_nans.iter().copied());
         let tc = bytes(&mut self.tile_cloud_fraction.iter().copied());
         let t = self.days.len();
-        let io = |m: String| Error::io(path, std::io::Error::other(m));
-        fn view(
-            shape: Vec<usize>,
-            b: &[u8],
-        ) -> std::result::Result<safetensors::tensor::TensorView<'_>, String> {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, b)
-                .map_err(|e| e.to_string())
-        }
-        let tensors = vec![
-            ("data", view(self.data.shape().to_vec(), &data).map_err(io)?),
-            ("eo_cloud_cover", view(vec![t], &cc).map_err(io)?),
-            ("pct_nans", view(vec![t], &pn).map_err(io)?),
-            ("tile_cloud_fraction", view(vec![t], &tc).map_err(io)?),
-        ];
         let dates: Vec<String> = self.days.iter().map(|d| d.to_string()).collect();
-        let meta: HashMap<String, String> = [
+        let meta: std::collections::BTreeMap<&str, String> = [
             ("dates", serde_json::to_string(&dates)),
             ("bands", serde_json::to_string(&self.bands)),
             ("epsg", serde_json::to_string(&self.grid.epsg.code())),
@@ -83,9 +68,40 @@ impl TileStack {
             ("format", Ok("\"tilestack-stack/1\"".to_string())),
         ]
         .into_iter()
-        .map(|(k, v)| (k.to_string(), v.unwrap_or_default()))
+        .map(|(k, v)| (k, v.unwrap_or_default()))
         .collect();
-        safetensors::serialize_to_file(tensors, Some(meta), path).map_err(|e| io(e.to_string()))
+        // Written by hand rather than with `safetensors::serialize`, whose
+        // metadata is a HashMap: sorted keys make equal stacks equal files.
+        let tensors: [(&str, Vec<usize>, &[u8]); 4] = [
+            ("data", self.data.shape().to_vec(), &data),
+            ("eo_cloud_cover", vec![t], &cc),
+            ("pct_nans", vec![t], &pn),
+            ("tile_cloud_fraction", vec![t], &tc),
+        ];
+        let mut header = serde_json::Map::new();
+        header.insert(
+            "__metadata__".into(),
+            serde_json::to_value(&meta).unwrap_or_default(),
+        );
+        let mut offset = 0usize;
+        for (name, shape, bytes) in &tensors {
+            header.insert(
+                name.to_string(),
+                serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + bytes.len()]}),
+            );
+            offset += bytes.len();
+        }
+        let mut head = serde_json::to_vec(&serde_json::Value::Object(header)).unwrap_or_default();
+        while !head.len().is_multiple_of(8) {
+            head.push(b' ');
+        }
+        let mut out = Vec::with_capacity(8 + head.len() + offset);
+        out.extend_from_slice(&(head.len() as u64).to_le_bytes());
+        out.extend_from_slice(&head);
+        for (_, _, bytes) in &tensors {
+            out.extend_from_slice(bytes);
+        }
+        std::fs::write(path, out).map_err(|e| Error::io(path, e))
     }
 
     /// Reads a file written by [`TileStack::write_safetensors`].
@@ -249,6 +265,13 @@ mod tests {
         let p = d.path().join("s.safetensors");
         let s = tiny();
         s.write_safetensors(&p).unwrap();
+        let p2 = d.path().join("s2.safetensors");
+        s.write_safetensors(&p2).unwrap();
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            std::fs::read(&p2).unwrap(),
+            "equal stacks, equal files"
+        );
         let r = TileStack::read_safetensors(&p).unwrap();
         assert_eq!(r.bands, s.bands);
         assert_eq!(r.days, s.days);

@@ -180,6 +180,11 @@ impl BandName {
         Ok(BandName(name))
     }
 
+    /// A name known valid at compile time (no spaces or commas), for the crate's own tables.
+    pub(crate) fn known(name: &'static str) -> BandName {
+        BandName(name.to_string())
+    }
+
     /// The name as a string slice.
     pub fn as_str(&self) -> &str {
         &self.0

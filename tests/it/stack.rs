@@ -325,3 +325,64 @@ async fn unknown_band_and_bad_mask_are_named() {
         Mask::from_geojson_str("{\"type\": \"FeatureCollection\"}", "ports.geojson").unwrap_err();
     assert!(e.to_string().contains("ports.geojson"), "{e}");
 }
+
+#[tokio::test]
+async fn ndvi_is_derived_from_the_fused_bands() {
+    let mut req = oakland("B04,ndvi,B08");
+    req.tile_size = 64;
+    req.start = day(1);
+    req.end = day(3);
+    let (built, server) = stack(&req, None).await;
+    server.shutdown().await;
+    let s = &built.stack;
+    assert_eq!(s.bands, ["B04", "ndvi", "B08"]);
+    let mut checked = 0;
+    for t in 0..s.len() {
+        for ((&red, &nd), &nir) in s
+            .data
+            .slice(ndarray::s![t, 0, .., ..])
+            .iter()
+            .zip(s.data.slice(ndarray::s![t, 1, .., ..]).iter())
+            .zip(s.data.slice(ndarray::s![t, 2, .., ..]).iter())
+        {
+            if red.is_nan() {
+                assert!(nd.is_nan());
+                continue;
+            }
+            assert!((nd - (nir - red) / (nir + red)).abs() < 1e-6);
+            checked += 1;
+        }
+    }
+    assert_eq!(
+        checked,
+        2 * 64 * 64,
+        "08-01 and 08-03 have data, 08-02 none"
+    );
+}
+
+#[tokio::test]
+async fn empty_masks_and_masks_outside_the_tile_burn_nothing() {
+    let mut req = oakland("B04");
+    req.tile_size = 32;
+    req.end = day(1);
+    let empty =
+        Mask::from_geojson_str(r#"{"type":"FeatureCollection","features":[]}"#, "empty").unwrap();
+    let far = Mask::from_geojson_str(
+        r#"{"type":"Polygon","coordinates":[[[-121.0,37.0],[-120.9,37.0],[-120.9,37.1],[-121.0,37.0]]]}"#,
+        "far",
+    )
+    .unwrap();
+    for m in [&empty, &far] {
+        let (built, server) = stack(&req, Some(m)).await;
+        server.shutdown().await;
+        let s = &built.stack;
+        assert_eq!(s.bands.last().unwrap(), "mask");
+        assert!(
+            s.data
+                .slice(ndarray::s![.., 1, .., ..])
+                .iter()
+                .all(|&v| v == 0.0)
+        );
+        assert_eq!(s.pct_nans[0], 0.0, "the mask does not count as NaN");
+    }
+}
