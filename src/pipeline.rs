@@ -105,6 +105,10 @@ pub struct StackRequest {
     pub cloud_band: Option<BandName>,
     /// Min–max normalize each (step, band) to 0–1 over the tile (non-categorical bands).
     pub normalize: bool,
+    /// A window that still fails after retries becomes NaN and is listed in
+    /// [`TileStack::read_errors`] instead of failing the stack. Default false.
+    #[serde(default)]
+    pub errors_as_nodata: bool,
 }
 
 impl StackRequest {
@@ -132,6 +136,7 @@ impl StackRequest {
             categorical: vec![BandName::new("SCL")?],
             cloud_band: None,
             normalize: false,
+            errors_as_nodata: false,
         };
         r.validate()?;
         Ok(r)
@@ -416,24 +421,34 @@ impl StackPlan {
         let resampling = self.request.resampling;
         let t0 = std::time::Instant::now();
         // Every read, concurrently; warp on blocking threads as reads land.
-        let results: Vec<Result<(usize, usize, Array2<f32>)>> =
+        let results: Vec<(usize, usize, Result<Array2<f32>>)> =
             futures::stream::iter(self.reads.iter().cloned())
                 .map(|rp| {
                     let grid = grid.clone();
                     async move {
-                        let (c0, r0, cw, ch) = rp.window;
-                        let src = reader.read_window(&rp.href, 0, c0, r0, cw, ch).await?;
-                        let warped = tokio::task::spawn_blocking(move || -> Result<Array2<f32>> {
-                            let mut out =
-                                warp(src.view(), &rp.window_transform, rp.epsg, &grid, resampling)?;
-                            if let Some((scale, offset)) = rp.scale_offset {
-                                out.mapv_inplace(|v| (v as f64 * scale + offset) as f32);
-                            }
-                            Ok(out)
-                        })
-                        .await
-                        .map_err(|e| Error::invalid("warp task", e.to_string()))??;
-                        Ok((rp.scene, rp.band, warped))
+                        let (scene, band) = (rp.scene, rp.band);
+                        let one = async move {
+                            let (c0, r0, cw, ch) = rp.window;
+                            let src = reader.read_window(&rp.href, 0, c0, r0, cw, ch).await?;
+                            let warped =
+                                tokio::task::spawn_blocking(move || -> Result<Array2<f32>> {
+                                    let mut out = warp(
+                                        src.view(),
+                                        &rp.window_transform,
+                                        rp.epsg,
+                                        &grid,
+                                        resampling,
+                                    )?;
+                                    if let Some((scale, offset)) = rp.scale_offset {
+                                        out.mapv_inplace(|v| (v as f64 * scale + offset) as f32);
+                                    }
+                                    Ok(out)
+                                })
+                                .await
+                                .map_err(|e| Error::invalid("warp task", e.to_string()))??;
+                            Ok(warped)
+                        };
+                        (scene, band, one.await)
                     }
                 })
                 .buffer_unordered(32)
@@ -441,16 +456,29 @@ impl StackPlan {
                 .await;
         let mut per_scene: Vec<Array3<f32>> =
             vec![Array3::from_elem((nb, h, w), f32::NAN); self.scenes.len()];
-        for r in results {
-            let (si, bi, a) = r?;
-            per_scene[si].index_axis_mut(Axis(0), bi).assign(&a);
+        let mut read_errors = Vec::new();
+        for (si, bi, r) in results {
+            match r {
+                Ok(a) => per_scene[si].index_axis_mut(Axis(0), bi).assign(&a),
+                // The window stays NaN; the failure is recorded, never a silent zero.
+                Err(e) if self.request.errors_as_nodata => read_errors.push(format!(
+                    "{} {}: {e}",
+                    self.scenes[si].id, self.read_bands[bi]
+                )),
+                Err(e) => return Err(e),
+            }
         }
+        read_errors.sort();
         let t_read = t0.elapsed();
         let plan = self.clone();
         let mask = mask.cloned();
         let out = tokio::task::spawn_blocking(move || plan.assemble(per_scene, mask.as_ref()))
             .await
-            .map_err(|e| Error::invalid("assemble task", e.to_string()))?;
+            .map_err(|e| Error::invalid("assemble task", e.to_string()))?
+            .map(|mut st| {
+                st.read_errors = read_errors;
+                st
+            });
         if std::env::var_os("TILESTACK_TIMING").is_some() {
             eprintln!(
                 "timing: read+decode+warp {:.3} s, fuse+mask {:.3} s",
@@ -585,6 +613,7 @@ impl StackPlan {
             tile_cloud_fraction: tcf,
             items,
             grid: self.grid.clone(),
+            read_errors: Vec::new(),
         })
     }
 }

@@ -91,7 +91,8 @@ fn band_index(stack: &TileStack, name: &str) -> Result<usize> {
 /// # let stack = TileStack { data: ndarray::Array4::from_elem((2, 3, 8, 8), 100.0), bands: vec!["B04".into(), "B03".into(), "B02".into()],
 /// #   days: vec![chrono::NaiveDate::from_ymd_opt(2019, 8, 1).unwrap(), chrono::NaiveDate::from_ymd_opt(2019, 8, 2).unwrap()],
 /// #   eo_cloud_cover: vec![0.0, f32::NAN], pct_nans: vec![0.0, 100.0], tile_cloud_fraction: vec![f32::NAN; 2], items: vec![vec![], vec![]],
-/// #   grid: GridSpec { epsg: Epsg::new(32610).unwrap(), transform: GeoTransform::north_up(0.0, 80.0, 10.0), width: 8, height: 8 } };
+/// #   grid: GridSpec { epsg: Epsg::new(32610).unwrap(), transform: GeoTransform::north_up(0.0, 80.0, 10.0), width: 8, height: 8 },
+/// #   read_errors: vec![] };
 /// let img = plot_days(&stack, &PlotOptions::default()).unwrap();
 /// assert!(img.width() > 16 && img.height() > 16);
 /// ```

@@ -27,6 +27,9 @@ pub struct TileStack {
     pub items: Vec<Vec<String>>,
     /// The tile grid.
     pub grid: GridSpec,
+    /// Windows that failed and were filled with NaN (`errors_as_nodata`):
+    /// `"<item id> <band>: <error>"`. Empty when every read succeeded.
+    pub read_errors: Vec<String>,
 }
 
 impl TileStack {
@@ -65,6 +68,7 @@ impl TileStack {
                 serde_json::to_string(&self.grid.transform.to_gdal()),
             ),
             ("items", serde_json::to_string(&self.items)),
+            ("read_errors", serde_json::to_string(&self.read_errors)),
             ("format", Ok("\"tilestack-stack/1\"".to_string())),
         ]
         .into_iter()
@@ -182,7 +186,12 @@ impl TileStack {
                 Err(e) => Err(e),
             }
         };
+        let read_errors: Vec<String> = match meta.get("read_errors") {
+            Some(v) => serde_json::from_str(v).map_err(|e| bad(format!("read_errors: {e}")))?,
+            None => Vec::new(),
+        };
         Ok(TileStack {
+            read_errors,
             eo_cloud_cover: per_step("eo_cloud_cover")?,
             pct_nans: per_step("pct_nans")?,
             tile_cloud_fraction: per_step("tile_cloud_fraction")?,
@@ -256,6 +265,7 @@ mod tests {
                 width: 3,
                 height: 3,
             },
+            read_errors: vec![],
         }
     }
 

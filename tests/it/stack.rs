@@ -386,3 +386,63 @@ async fn empty_masks_and_masks_outside_the_tile_burn_nothing() {
         assert_eq!(s.pct_nans[0], 0.0, "the mask does not count as NaN");
     }
 }
+
+#[tokio::test]
+async fn failed_reads_fail_the_stack_or_become_flagged_nan_when_asked() {
+    use tilestack::server::ServerOptions;
+    // Every data request (header reads included) gets a 503.
+    let opts = ServerOptions {
+        fault_after: 0,
+        fail_first: u32::MAX,
+        ..Default::default()
+    };
+    let server = WorldServer::start_with(small_world(), opts).await.unwrap();
+    let cat = Catalog::Stac {
+        url: server.stac_url(),
+        collection: "sentinel-2-l2a".into(),
+    };
+    let quick = || {
+        CogReader::new(
+            HttpRangeClient::new(RetryConfig {
+                max_retries: 1,
+                initial_backoff: std::time::Duration::from_millis(1),
+                max_backoff: std::time::Duration::from_millis(2),
+                ..RetryConfig::default()
+            })
+            .unwrap(),
+            TileCache::new(1 << 30),
+        )
+    };
+    let mut req = oakland("B04");
+    req.tile_size = 32;
+    req.end = day(3);
+    let e = build(&cat, &req, &quick(), None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("503") && e.contains("/data/"), "{e}");
+    req.errors_as_nodata = true;
+    let built = build(&cat, &req, &quick(), None).await.unwrap();
+    server.shutdown().await;
+    let s = &built.stack;
+    assert!(s.data.iter().all(|v| v.is_nan()), "no silent zeros");
+    assert_eq!(s.read_errors.len(), built.plan.reads.len());
+    assert!(
+        s.read_errors
+            .iter()
+            .all(|e| e.contains("B04") && e.contains("503"))
+    );
+    assert!(
+        s.read_errors
+            .iter()
+            .any(|e| e.starts_with("S2A_MSIL2A_20190801"))
+    );
+    // the flag survives the file round trip
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("s.safetensors");
+    s.write_safetensors(&p).unwrap();
+    assert_eq!(
+        TileStack::read_safetensors(&p).unwrap().read_errors,
+        s.read_errors
+    );
+}

@@ -152,6 +152,10 @@ struct StackArgs {
     /// Tile cache budget in MiB.
     #[arg(long, default_value_t = 1024)]
     cache_mib: u64,
+    /// A window that still fails after retries becomes NaN (listed in the
+    /// stack's `read_errors` metadata) instead of failing the stack.
+    #[arg(long)]
+    errors_as_nodata: bool,
     /// Build the stack this many times in one process (the repeats are warm:
     /// headers indexed, tiles cached) and report each repeat's time.
     #[arg(long, default_value_t = 1)]
@@ -201,6 +205,7 @@ fn stack_request(a: &StackArgs) -> Result<tilestack::pipeline::StackRequest> {
         .map(tilestack::BandName::new)
         .transpose()?;
     req.normalize = a.normalize;
+    req.errors_as_nodata = a.errors_as_nodata;
     req.validate()?;
     Ok(req)
 }
@@ -247,6 +252,9 @@ async fn run_stack(
     }
     for w in &built.plan.warnings {
         eprintln!("warning: {w}");
+    }
+    for e in &built.stack.read_errors {
+        eprintln!("warning: filled with NaN after a failed read: {e}");
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     built
