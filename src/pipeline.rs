@@ -105,6 +105,11 @@ pub struct StackRequest {
     pub cloud_band: Option<BandName>,
     /// Min–max normalize each (step, band) to 0–1 over the tile (non-categorical bands).
     pub normalize: bool,
+    /// Read a COG overview instead of the full resolution when the target grid
+    /// is at least twice as coarse (the coarsest overview not coarser than the
+    /// target), as GDAL's warper does. Default true.
+    #[serde(default = "yes")]
+    pub use_overviews: bool,
     /// A window that still fails after retries becomes NaN and is listed in
     /// [`TileStack::read_errors`] instead of failing the stack. Default false.
     #[serde(default)]
@@ -137,6 +142,7 @@ impl StackRequest {
             cloud_band: None,
             normalize: false,
             errors_as_nodata: false,
+            use_overviews: true,
         };
         r.validate()?;
         Ok(r)
@@ -237,6 +243,32 @@ pub fn derived_inputs(band: &BandName) -> Option<(&'static str, &'static str)> {
         "ndwi" => Some(("B03", "B08")),
         _ => None,
     }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The coarsest overview of `h` whose pixels are not coarser than `target`
+/// (CRS units), with its transform; `None` when full resolution fits best.
+fn pick_overview(h: &crate::cog::CogHeader, target: f64) -> Option<(usize, GeoTransform)> {
+    let main = h.ifds.first()?;
+    let mut best: Option<(usize, GeoTransform)> = None;
+    for i in 1..h.ifds.len() {
+        let info = &h.ifds[i];
+        // skip GDAL mask IFDs and anything that is not a smaller copy of the image
+        if info.width >= main.width || info.sample_type != main.sample_type || info.tile_width == 0
+        {
+            continue;
+        }
+        if let Some(t) = h.ifd_transform(i)
+            && t.dx.abs() <= target * (1.0 + 1e-9)
+            && best.as_ref().is_none_or(|(_, b)| t.dx.abs() > b.dx.abs())
+        {
+            best = Some((i, t));
+        }
+    }
+    best
 }
 
 fn add_month(d: NaiveDate) -> NaiveDate {
@@ -419,6 +451,7 @@ impl StackPlan {
         let nb = self.read_bands.len();
         let grid = self.grid.clone();
         let resampling = self.request.resampling;
+        let use_overviews = self.request.use_overviews;
         let t0 = std::time::Instant::now();
         // Every read, concurrently; warp on blocking threads as reads land.
         let results: Vec<(usize, usize, Result<Array2<f32>>)> =
@@ -428,17 +461,43 @@ impl StackPlan {
                     async move {
                         let (scene, band) = (rp.scene, rp.band);
                         let one = async move {
-                            let (c0, r0, cw, ch) = rp.window;
-                            let src = reader.read_window(&rp.href, 0, c0, r0, cw, ch).await?;
+                            let (mut ifd, mut win, mut wt) =
+                                (0usize, rp.window, rp.window_transform);
+                            if use_overviews && grid.transform.dx.abs() >= 2.0 * wt.dx.abs() {
+                                let h = reader.header(&rp.href).await?;
+                                if let Some((i, t)) = pick_overview(&h, grid.transform.dx.abs()) {
+                                    let (c0, r0, c1, r1) =
+                                        source_window(&t, rp.epsg, &grid, resampling)?;
+                                    let info = &h.ifds[i];
+                                    let (c0, r0) = (c0.max(0), r0.max(0));
+                                    let (c1, r1) =
+                                        (c1.min(info.width as i64), r1.min(info.height as i64));
+                                    if c0 >= c1 || r0 >= r1 {
+                                        return Ok(Array2::from_elem(
+                                            (grid.height, grid.width),
+                                            f32::NAN,
+                                        ));
+                                    }
+                                    ifd = i;
+                                    win = (
+                                        c0 as usize,
+                                        r0 as usize,
+                                        (c1 - c0) as usize,
+                                        (r1 - r0) as usize,
+                                    );
+                                    wt = GeoTransform {
+                                        x0: t.x0 + c0 as f64 * t.dx,
+                                        y0: t.y0 + r0 as f64 * t.dy,
+                                        ..t
+                                    };
+                                }
+                            }
+                            let (c0, r0, cw, ch) = win;
+                            let src = reader.read_window(&rp.href, ifd, c0, r0, cw, ch).await?;
                             let warped =
                                 tokio::task::spawn_blocking(move || -> Result<Array2<f32>> {
-                                    let mut out = warp(
-                                        src.view(),
-                                        &rp.window_transform,
-                                        rp.epsg,
-                                        &grid,
-                                        resampling,
-                                    )?;
+                                    let mut out =
+                                        warp(src.view(), &wt, rp.epsg, &grid, resampling)?;
                                     if let Some((scale, offset)) = rp.scale_offset {
                                         out.mapv_inplace(|v| (v as f64 * scale + offset) as f32);
                                     }

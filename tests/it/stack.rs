@@ -446,3 +446,46 @@ async fn failed_reads_fail_the_stack_or_become_flagged_nan_when_asked() {
         s.read_errors
     );
 }
+
+#[tokio::test]
+async fn coarse_targets_read_overviews() {
+    let server = WorldServer::start(small_world()).await.unwrap();
+    let cat = Catalog::Stac {
+        url: server.stac_url(),
+        collection: "sentinel-2-l2a".into(),
+    };
+    let mut req = oakland("B04");
+    req.resolution = tilestack::Resolution::new(40.0).unwrap();
+    req.tile_size = 64;
+    req.end = day(1);
+    let run = |use_overviews: bool| {
+        let mut r = req.clone();
+        r.use_overviews = use_overviews;
+        let cat = cat.clone();
+        async move {
+            let reader = reader();
+            let b = build(&cat, &r, &reader, None).await.unwrap();
+            (b.stack, reader.client().metrics().bytes())
+        }
+    };
+    let (ovr, ovr_bytes) = run(true).await;
+    let (full, full_bytes) = run(false).await;
+    server.shutdown().await;
+    assert!(
+        ovr_bytes * 4 < full_bytes,
+        "overview read {ovr_bytes} B vs full {full_bytes} B"
+    );
+    let mean = |s: &TileStack| {
+        let v: Vec<f32> = s.data.iter().copied().filter(|v| !v.is_nan()).collect();
+        (
+            v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64,
+            v.len(),
+        )
+    };
+    let ((mo, no), (mf, nf)) = (mean(&ovr), mean(&full));
+    assert_eq!(no, nf, "same valid pixels");
+    assert!(
+        (mo - mf).abs() / mf < 0.02,
+        "overview mean {mo} vs nearest {mf}"
+    );
+}
