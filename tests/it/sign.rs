@@ -3,7 +3,7 @@
 //! Blob hostnames resolve to 127.0.0.1 through reqwest's resolver override:
 //! no traffic leaves the machine.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use std::collections::HashMap;
@@ -34,47 +34,53 @@ async fn token(
     }))
 }
 
-async fn blob(
-    State(c): State<Arc<Counters>>,
-    Query(q): Query<HashMap<String, String>>,
-) -> StatusCode {
-    let now = chrono::Utc::now().timestamp_millis();
-    match q.get("se").and_then(|s| s.parse::<i64>().ok()) {
-        Some(se) if se > now && q.contains_key("sig") => {
-            c.reads.fetch_add(1, Ordering::SeqCst);
-            StatusCode::OK
-        }
-        _ => {
-            c.rejected.fetch_add(1, Ordering::SeqCst);
-            StatusCode::FORBIDDEN
-        }
-    }
-}
-
-#[tokio::test]
-async fn long_run_refreshes_tokens_without_a_failed_read() {
-    let counters = Arc::new(Counters::default());
-    let app = axum::Router::new()
-        .route("/api/sas/v1/token/{acct}/{cont}", get(token))
-        .route("/{*path}", get(blob))
-        .with_state(counters.clone());
+/// Serves `app` on 127.0.0.1:0 and returns its address.
+async fn serve(app: axum::Router) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
 
-    let host = "sentinel2l2a01.blob.core.windows.net";
+const BLOB_HOST: &str = "sentinel2l2a01.blob.core.windows.net";
+
+/// An HTTP client that resolves the blob host to the loopback server, and a
+/// signer fetching its tokens there.
+fn blob_client_and_signer(
+    addr: std::net::SocketAddr,
+    margin: Duration,
+) -> (reqwest::Client, PlanetaryComputerSigner) {
     let http = reqwest::Client::builder()
-        .resolve(host, addr)
+        .resolve(BLOB_HOST, addr)
         .build()
         .unwrap();
     let signer = PlanetaryComputerSigner::with_client(
         PcSignerConfig {
             token_url: format!("http://{addr}/api/sas/v1/token"),
-            refresh_margin: Duration::from_millis(700),
+            refresh_margin: margin,
             ..PcSignerConfig::default()
         },
         http.clone(),
     );
+    (http, signer)
+}
+
+#[tokio::test]
+async fn long_run_refreshes_tokens_without_a_failed_read() {
+    let counters = Arc::new(Counters::default());
+    let blobs = axum::Router::new()
+        .route("/{*path}", get(|| async { StatusCode::OK }))
+        .layer(axum::middleware::from_fn_with_state(
+            counters.clone(),
+            check_token,
+        ));
+    let app = axum::Router::new()
+        .route("/api/sas/v1/token/{acct}/{cont}", get(token))
+        .with_state(counters.clone())
+        .merge(blobs);
+    let addr = serve(app).await;
+    let (http, signer) = blob_client_and_signer(addr, Duration::from_millis(700));
+    let host = BLOB_HOST;
     let href = format!("http://{host}:{}/sentinel2-l2/10/S/EG/B04.tif", addr.port());
     let start = std::time::Instant::now();
     let mut reads = 0;
@@ -99,10 +105,8 @@ async fn long_run_refreshes_tokens_without_a_failed_read() {
 
 #[tokio::test]
 async fn token_endpoint_errors_name_the_url() {
-    let app = axum::Router::new().route("/{*p}", get(|| async { StatusCode::UNAUTHORIZED }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr =
+        serve(axum::Router::new().route("/{*p}", get(|| async { StatusCode::UNAUTHORIZED }))).await;
     let signer = PlanetaryComputerSigner::new(PcSignerConfig {
         token_url: format!("http://{addr}/token"),
         ..PcSignerConfig::default()
@@ -166,23 +170,10 @@ async fn cog_reads_are_signed_per_request_and_tokens_stay_out_of_errors() {
         .route("/api/sas/v1/token/{acct}/{cont}", get(token))
         .with_state(counters.clone())
         .merge(blobs);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-
-    let host = "sentinel2l2a01.blob.core.windows.net";
-    let http = reqwest::Client::builder()
-        .resolve(host, addr)
-        .build()
-        .unwrap();
-    let signer = Arc::new(PlanetaryComputerSigner::with_client(
-        PcSignerConfig {
-            token_url: format!("http://{addr}/api/sas/v1/token"),
-            refresh_margin: Duration::from_millis(200),
-            ..PcSignerConfig::default()
-        },
-        http.clone(),
-    ));
+    let addr = serve(app).await;
+    let (http, signer) = blob_client_and_signer(addr, Duration::from_millis(200));
+    let signer = Arc::new(signer);
+    let host = BLOB_HOST;
     let id = &world.manifest().scenes[0].id;
     let href = format!("http://{host}:{}/sentinel2-l2/{id}/B04.tif", addr.port());
     let signed = CogReader::new(
