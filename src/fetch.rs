@@ -131,6 +131,48 @@ pub struct HttpRangeClient {
     coalesce_gap: u64,
     concurrency: usize,
     signer: Arc<dyn Signer>,
+    hosts: Arc<HostLimits>,
+}
+
+/// Requests in flight to one host (scheme + host + port) at most, by default,
+/// across every clone of a client and every caller.
+pub const DEFAULT_PER_HOST: usize = 32;
+
+/// One semaphore per host, shared by clones of a client.
+#[derive(Debug)]
+struct HostLimits {
+    per_host: usize,
+    map: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+}
+
+impl HostLimits {
+    fn new(per_host: usize) -> Self {
+        HostLimits {
+            per_host: per_host.max(1),
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn acquire(&self, url: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let key = url::Url::parse(url)
+            .map(|u| {
+                format!(
+                    "{}://{}:{}",
+                    u.scheme(),
+                    u.host_str().unwrap_or(""),
+                    u.port_or_known_default().unwrap_or(0)
+                )
+            })
+            .unwrap_or_default();
+        let sem = {
+            // Short critical section, never held across the await below.
+            let mut map = self.map.lock().ok()?;
+            map.entry(key)
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_host)))
+                .clone()
+        };
+        sem.acquire_owned().await.ok()
+    }
 }
 
 /// Whether a failed attempt is worth repeating.
@@ -168,7 +210,16 @@ impl HttpRangeClient {
             coalesce_gap: DEFAULT_COALESCE_GAP,
             concurrency: DEFAULT_CONCURRENCY,
             signer: Arc::new(NoSigner),
+            hosts: Arc::new(HostLimits::new(DEFAULT_PER_HOST)),
         }
+    }
+
+    /// At most `n` requests in flight per host (default [`DEFAULT_PER_HOST`]),
+    /// shared by this client's clones: many concurrent stacks and prefetchers
+    /// then queue here instead of flooding one server.
+    pub fn with_per_host_limit(mut self, n: usize) -> Self {
+        self.hosts = Arc::new(HostLimits::new(n));
+        self
     }
 
     /// Sign every request's URL with `signer` (e.g. Planetary Computer SAS
@@ -275,8 +326,11 @@ impl HttpRangeClient {
         let mut cur = range.clone();
         loop {
             let signed = self.signer.sign(url).await?;
+            let permit = self.hosts.acquire(url).await;
             self.metrics.requests.fetch_add(1, Ordering::Relaxed);
-            let outcome = match self.attempt(&signed, cur.clone(), to_eof).await {
+            let attempted = self.attempt(&signed, cur.clone(), to_eof).await;
+            drop(permit); // not held during a backoff sleep
+            let outcome = match attempted {
                 // reqwest messages embed the URL: put the unsigned one back.
                 Err(Attempt::Retry { message, after }) if signed != url => Err(Attempt::Retry {
                     message: message.replace(&signed, url),

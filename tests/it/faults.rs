@@ -287,3 +287,78 @@ async fn a_server_that_never_answers_times_out_naming_the_url() {
     assert_eq!(r.client().metrics().retries(), 1);
     silent.abort();
 }
+
+/// A slow range server that records how many requests it serves at once.
+#[tokio::test]
+async fn requests_per_host_stay_under_the_limit() {
+    use axum::http::{HeaderMap, StatusCode, header};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    #[derive(Default)]
+    struct Load {
+        now: AtomicUsize,
+        max: AtomicUsize,
+        served: AtomicUsize,
+    }
+    async fn slow(
+        axum::extract::State(load): axum::extract::State<Arc<Load>>,
+        headers: HeaderMap,
+    ) -> (StatusCode, HeaderMap, Vec<u8>) {
+        let n = load.now.fetch_add(1, Ordering::SeqCst) + 1;
+        load.max.fetch_max(n, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        load.now.fetch_sub(1, Ordering::SeqCst);
+        load.served.fetch_add(1, Ordering::SeqCst);
+        let r = headers[header::RANGE]
+            .to_str()
+            .unwrap()
+            .trim_start_matches("bytes=")
+            .to_string();
+        let (a, b) = r.split_once('-').unwrap();
+        let (a, b): (u64, u64) = (a.parse().unwrap(), b.parse().unwrap());
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_RANGE,
+            format!("bytes {a}-{b}/1000000").parse().unwrap(),
+        );
+        (
+            StatusCode::PARTIAL_CONTENT,
+            h,
+            vec![7u8; (b - a + 1) as usize],
+        )
+    }
+    let load = Arc::new(Load::default());
+    let app = axum::Router::new()
+        .route("/{*p}", axum::routing::get(slow))
+        .with_state(load.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let client = HttpRangeClient::new(retry(0))
+        .unwrap()
+        .with_per_host_limit(3);
+    let url = format!("http://{addr}/f.tif");
+    // 4 callers × 6 ranges far apart (no coalescing), each caller 8 at once
+    let calls = (0..4u64).map(|k| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let ranges = (0..6u64)
+                .map(|i| (k * 100_000 + i * 10_000)..(k * 100_000 + i * 10_000 + 100))
+                .collect();
+            client.get_ranges(&url, ranges).await.unwrap()
+        }
+    });
+    let got = futures::future::join_all(calls).await;
+    assert!(
+        got.iter()
+            .flatten()
+            .all(|b| b.len() == 100 && b.iter().all(|&x| x == 7))
+    );
+    assert_eq!(load.served.load(Ordering::SeqCst), 24);
+    let max = load.max.load(Ordering::SeqCst);
+    assert!(
+        (2..=3).contains(&max),
+        "{max} requests in flight at once, limit 3"
+    );
+}
