@@ -261,6 +261,7 @@ impl HttpRangeClient {
     }
 
     /// Bytes `range` (end exclusive) of `url`, exactly `range.end - range.start` of them.
+    /// `file://` URLs are read from the local disk with the same contract.
     ///
     /// Sends `Range: bytes=a-(b-1)` and accepts a 206, or a 200 whose body is
     /// the whole file when the range covers it.
@@ -321,6 +322,16 @@ impl HttpRangeClient {
         };
         if range.end <= range.start {
             return Ok(Bytes::new());
+        }
+        if let Some(path) = url.strip_prefix("file://") {
+            let bytes = read_file_range(std::path::PathBuf::from(path), range.clone(), to_eof)
+                .await
+                .map_err(err)?;
+            self.metrics.requests.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .bytes
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            return Ok(bytes);
         }
         let mut attempt = 0u32;
         let mut cur = range.clone();
@@ -466,6 +477,38 @@ fn transport(e: &reqwest::Error) -> Attempt {
     } else {
         Attempt::Fatal(message)
     }
+}
+
+/// Bytes `range` of a local file (`file://` hrefs), with the same contract
+/// as an HTTP range read: exactly the range, or up to the end with `to_eof`.
+async fn read_file_range(
+    path: std::path::PathBuf,
+    range: Range<u64>,
+    to_eof: bool,
+) -> std::result::Result<Bytes, String> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+        let len = f.metadata().map_err(|e| e.to_string())?.len();
+        let end = if to_eof {
+            range.end.min(len)
+        } else {
+            range.end
+        };
+        if end > len {
+            return Err(format!("the file has only {len} bytes"));
+        }
+        if range.start >= end {
+            return Ok(Bytes::new());
+        }
+        f.seek(SeekFrom::Start(range.start))
+            .map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; (end - range.start) as usize];
+        f.read_exact(&mut buf).map_err(|e| e.to_string())?;
+        Ok(Bytes::from(buf))
+    })
+    .await
+    .map_err(|e| format!("file read task: {e}"))?
 }
 
 /// The `N` of `Content-Range: bytes a-b/N` or `bytes */N`.

@@ -279,3 +279,33 @@ async fn missing_file_error_names_the_url() {
     assert!(msg.contains(&url), "{msg}");
     assert!(msg.contains("404"), "{msg}");
 }
+
+#[tokio::test]
+async fn file_hrefs_read_the_same_pixels_without_a_server() {
+    let server = WorldServer::start(small_world()).await.unwrap();
+    let over_http = reader(client(), 1 << 30)
+        .read_window(&band_url(&server, 3, "B04"), 0, 250, 250, 300, 300)
+        .await
+        .unwrap();
+    server.shutdown().await;
+    let path = small_world().dir().join(band_rel(3, "B04"));
+    let href = format!("file://{}", path.display());
+    let local = reader(client(), 1 << 30);
+    let px = local
+        .read_window(&href, 0, 250, 250, 300, 300)
+        .await
+        .unwrap();
+    assert!(
+        px.iter()
+            .zip(over_http.iter())
+            .all(|(a, b)| a.to_bits() == b.to_bits())
+    );
+    assert!(local.client().metrics().requests() >= 2);
+    let missing = format!("file://{}/nope.tif", small_world().dir().display());
+    let e = local
+        .read_window(&missing, 0, 0, 0, 8, 8)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("nope.tif"), "{e}");
+}
