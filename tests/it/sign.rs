@@ -42,6 +42,22 @@ async fn serve(app: axum::Router) -> std::net::SocketAddr {
     addr
 }
 
+/// A token endpoint plus `blobs` behind the token check, served on loopback.
+async fn serve_token_and_blobs(
+    counters: &Arc<Counters>,
+    blobs: axum::Router,
+) -> std::net::SocketAddr {
+    let blobs = blobs.layer(axum::middleware::from_fn_with_state(
+        counters.clone(),
+        check_token,
+    ));
+    let app = axum::Router::new()
+        .route("/api/sas/v1/token/{acct}/{cont}", get(token))
+        .with_state(counters.clone())
+        .merge(blobs);
+    serve(app).await
+}
+
 const BLOB_HOST: &str = "sentinel2l2a01.blob.core.windows.net";
 
 /// An HTTP client that resolves the blob host to the loopback server, and a
@@ -68,17 +84,8 @@ fn blob_client_and_signer(
 #[tokio::test]
 async fn long_run_refreshes_tokens_without_a_failed_read() {
     let counters = Arc::new(Counters::default());
-    let blobs = axum::Router::new()
-        .route("/{*path}", get(|| async { StatusCode::OK }))
-        .layer(axum::middleware::from_fn_with_state(
-            counters.clone(),
-            check_token,
-        ));
-    let app = axum::Router::new()
-        .route("/api/sas/v1/token/{acct}/{cont}", get(token))
-        .with_state(counters.clone())
-        .merge(blobs);
-    let addr = serve(app).await;
+    let blobs = axum::Router::new().route("/{*path}", get(|| async { StatusCode::OK }));
+    let addr = serve_token_and_blobs(&counters, blobs).await;
     let (http, signer) = blob_client_and_signer(addr, Duration::from_millis(700));
     let host = BLOB_HOST;
     let href = format!("http://{host}:{}/sentinel2-l2/10/S/EG/B04.tif", addr.port());
@@ -157,20 +164,11 @@ async fn cog_reads_are_signed_per_request_and_tokens_stay_out_of_errors() {
     use tilestack::fetch::{HttpRangeClient, RetryConfig};
     let world = crate::util::small_world();
     let counters = Arc::new(Counters::default());
-    let blobs = axum::Router::new()
-        .nest_service(
-            "/sentinel2-l2",
-            tower_http::services::ServeDir::new(world.dir().join("data")),
-        )
-        .layer(axum::middleware::from_fn_with_state(
-            counters.clone(),
-            check_token,
-        ));
-    let app = axum::Router::new()
-        .route("/api/sas/v1/token/{acct}/{cont}", get(token))
-        .with_state(counters.clone())
-        .merge(blobs);
-    let addr = serve(app).await;
+    let blobs = axum::Router::new().nest_service(
+        "/sentinel2-l2",
+        tower_http::services::ServeDir::new(world.dir().join("data")),
+    );
+    let addr = serve_token_and_blobs(&counters, blobs).await;
     let (http, signer) = blob_client_and_signer(addr, Duration::from_millis(200));
     let signer = Arc::new(signer);
     let host = BLOB_HOST;
