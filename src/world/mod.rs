@@ -381,7 +381,7 @@ fn write_scene(
     let (total, valid, cloud) = scl_stats;
     let cloud_cover = round6(100.0 * cloud as f64 / valid.max(1) as f64);
     let nodata_pct = round6(100.0 * (total - valid) as f64 / total.max(1) as f64);
-    let footprint = footprint_wgs84(g.epsg, model, ulx, uly, ext, st_edge(recipe, scene, model))?;
+    let footprint = footprint_wgs84(g.epsg, model, ulx, uly, ext, st.edge)?;
     let bbox = ring_bbox(&footprint);
     let dt = scene.datetime.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
     let platform = if scene.id.starts_with("S2A") {
@@ -432,14 +432,6 @@ fn write_scene(
 
 fn round6(v: f64) -> f64 {
     (v * 1e6).round() / 1e6
-}
-
-fn st_edge(recipe: &Recipe, scene: &SceneDef, model: &WorldModel) -> Option<(f64, f64, f64, f64)> {
-    let _ = recipe;
-    scene
-        .spec
-        .edge
-        .map(|e| (model.xc + e[0], model.yc + e[1], e[2], e[3]))
 }
 
 fn asset_json(

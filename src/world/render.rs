@@ -239,7 +239,8 @@ pub(crate) struct SceneState {
     ships: Vec<Ship>,
     /// `(x, y, sigma, amplitude)` in world coordinates.
     clouds: Vec<(f64, f64, f64, f64)>,
-    edge: Option<(f64, f64, f64, f64)>,
+    /// Swath edge `(x, y, nx, ny)` in world coordinates: valid where `(p − (x, y))·n > 0`.
+    pub(crate) edge: Option<(f64, f64, f64, f64)>,
     seed: u64,
     pub(crate) gain: f64,
 }
