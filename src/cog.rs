@@ -12,7 +12,7 @@
 //! COGs), tiled TIFFs only, north-up georeferencing from
 //! ModelPixelScale + ModelTiepoint.
 
-use crate::fetch::{HttpRangeClient, Lookup, TileData, TileKey};
+use crate::fetch::{HttpRangeClient, Lookup, Tile, TileData, TileKey};
 use crate::{Epsg, Error, GeoTransform, Result};
 use async_tiff::decoder::DecoderRegistry;
 use async_tiff::error::{AsyncTiffError, AsyncTiffResult};
@@ -39,6 +39,9 @@ pub const MAX_TILE_BYTES: u64 = 64 * 1024 * 1024;
 pub const MAX_TILE_PIXELS: u64 = 4096 * 4096;
 /// Largest window one [`CogReader::read_window`] call returns, in pixels (2^28).
 pub const MAX_WINDOW_PIXELS: u64 = 1 << 28;
+/// Extra output room of a partial inflate: more than the longest element
+/// libdeflate writes at once (a 65,535-byte stored block).
+const PARTIAL_SLACK: usize = 66 * 1024;
 /// First header read, in bytes; later reads double (async-tiff readahead).
 const HEADER_READAHEAD: u64 = 8 * 1024;
 
@@ -509,14 +512,17 @@ impl CogReader {
         let tiles: Vec<(usize, usize)> = (r0 / th..=(r1 - 1) / th)
             .flat_map(|y| (c0 / tw..=(c1 - 1) / tw).map(move |x| (x, y)))
             .collect();
-        let data = self.tiles(&header, ifd, &tiles).await?;
+        // Rows each tile must have decoded: down to the window's last row.
+        let need: Vec<usize> = tiles.iter().map(|&(_, y)| (r1 - y * th).min(th)).collect();
+        let data = self.tiles(&header, ifd, &tiles, &need).await?;
         for ((x, y), tile) in tiles.iter().zip(data) {
             // Intersection of this tile with the clipped window, image pixels.
             let (tx0, ty0) = (x * tw, y * th);
             let (ix0, ix1) = (c0.max(tx0), c1.min(tx0 + tw));
             let (iy0, iy1) = (r0.max(ty0), r1.min(ty0 + th));
             for row in iy0..iy1 {
-                let src = &tile[(row - ty0) * tw + (ix0 - tx0)..(row - ty0) * tw + (ix1 - tx0)];
+                let src =
+                    &tile.data[(row - ty0) * tw + (ix0 - tx0)..(row - ty0) * tw + (ix1 - tx0)];
                 let mut dst = out.row_mut(row - row_off);
                 for (d, s) in dst.iter_mut().skip(ix0 - col_off).zip(src) {
                     *d = *s;
@@ -526,14 +532,16 @@ impl CogReader {
         Ok(out)
     }
 
-    /// Decoded tiles `xy` of IFD `ifd`, in order: hits from the cache, waits
-    /// for tiles others are fetching, and fetches the rest in one coalesced
-    /// batch.
+    /// Decoded tiles `xy` of IFD `ifd`, in order, each with at least `need`
+    /// rows: hits from the cache, waits for tiles others are fetching, and
+    /// fetches the rest in one coalesced batch. A cached tile decoded less
+    /// far down than needed is decoded again from its kept compressed bytes.
     async fn tiles(
         &self,
         header: &Arc<CogHeader>,
         ifd: usize,
         xy: &[(usize, usize)],
+        need: &[usize],
     ) -> Result<Vec<TileData>> {
         let mut waits = Vec::with_capacity(xy.len());
         let mut claims = Vec::new();
@@ -553,6 +561,12 @@ impl CogReader {
                 }
             }
         }
+        let need_of: HashMap<(usize, usize), usize> =
+            xy.iter().copied().zip(need.iter().copied()).collect();
+        let claims: Vec<_> = claims
+            .into_iter()
+            .map(|(x, y, c)| (x, y, need_of.get(&(x, y)).copied().unwrap_or(0), c))
+            .collect();
         if !claims.is_empty() {
             // Spawned so that the fetch completes (and wakes other waiters)
             // even if this caller is cancelled.
@@ -560,10 +574,54 @@ impl CogReader {
             tokio::spawn(job);
         }
         let mut out = Vec::with_capacity(waits.len());
-        for w in waits {
-            out.push(w.await.map_err(unshare)?);
+        for ((w, &(x, y)), &rows) in waits.into_iter().zip(xy).zip(need) {
+            let tile = w.await.map_err(unshare)?;
+            out.push(if tile.rows >= rows {
+                tile
+            } else {
+                self.decode_rest(header, ifd, x, y, tile).await?
+            });
         }
         Ok(out)
+    }
+
+    /// The whole of a tile that was decoded only partly, from its kept
+    /// compressed bytes (no fetch); the cache keeps the whole one.
+    async fn decode_rest(
+        &self,
+        header: &Arc<CogHeader>,
+        ifd: usize,
+        x: usize,
+        y: usize,
+        partial: TileData,
+    ) -> Result<TileData> {
+        let range = header.ifds[ifd].tile_range(x, y).unwrap_or(0..0);
+        if partial.compressed.is_none() {
+            return Err(Error::Cog {
+                href: header.href.clone(),
+                message: format!("tile ({x}, {y}) of IFD {ifd}: partial tile without its bytes"),
+            });
+        }
+        let full = decode_tile(
+            header.clone(),
+            ifd,
+            x,
+            y,
+            range,
+            partial.compressed.clone(),
+            usize::MAX,
+        )
+        .await?;
+        self.cache.upgrade(
+            &TileKey {
+                href: header.href.clone(),
+                ifd,
+                x,
+                y,
+            },
+            &full,
+        );
+        Ok(full)
     }
 }
 
@@ -591,13 +649,13 @@ async fn fetch_tiles(
     client: HttpRangeClient,
     header: Arc<CogHeader>,
     ifd: usize,
-    claims: Vec<(usize, usize, crate::fetch::Claim)>,
+    claims: Vec<(usize, usize, usize, crate::fetch::Claim)>,
 ) {
     let href = header.href.clone();
     let info = &header.ifds[ifd];
     let ranges: Vec<Range<u64>> = claims
         .iter()
-        .map(|(x, y, _)| info.tile_range(*x, *y).unwrap_or(0..0))
+        .map(|(x, y, _, _)| info.tile_range(*x, *y).unwrap_or(0..0))
         .collect();
     let fetched = client
         .get_ranges(
@@ -609,7 +667,7 @@ async fn fetch_tiles(
         Ok(b) => b.into_iter(),
         Err(e) => {
             let e = Arc::new(e);
-            for (_, _, claim) in claims {
+            for (_, _, _, claim) in claims {
                 claim.complete(Err(e.clone()));
             }
             return;
@@ -620,7 +678,7 @@ async fn fetch_tiles(
     let jobs = claims
         .into_iter()
         .zip(ranges)
-        .map(|((x, y, claim), range)| {
+        .map(|((x, y, rows, claim), range)| {
             let bytes = if range.end > range.start {
                 fetched.next()
             } else {
@@ -628,7 +686,7 @@ async fn fetch_tiles(
             };
             let header = header.clone();
             async move {
-                let result = decode_tile(header, ifd, x, y, range, bytes).await;
+                let result = decode_tile(header, ifd, x, y, range, bytes, rows).await;
                 claim.complete(result.map_err(Arc::new));
             }
         });
@@ -642,11 +700,13 @@ async fn decode_tile(
     y: usize,
     range: Range<u64>,
     bytes: Option<Bytes>,
+    rows: usize,
 ) -> Result<TileData> {
     let info = &header.ifds[ifd];
-    let n = info.tile_width * info.tile_height;
+    let (tw, th) = (info.tile_width, info.tile_height);
+    let n = tw * th;
     let Some(bytes) = bytes else {
-        return Ok(Arc::new(vec![f32::NAN; n]));
+        return Ok(Arc::new(Tile::full(tw, th, vec![f32::NAN; n])));
     };
     let bad = |m: String| Error::Cog {
         href: header.href.clone(),
@@ -654,7 +714,7 @@ async fn decode_tile(
     };
     if let Some(fast) = FastDeflate::of(&header, ifd) {
         let nodata = header.nodata;
-        let decoded = tokio::task::spawn_blocking(move || fast.decode(&bytes, nodata))
+        let decoded = tokio::task::spawn_blocking(move || fast.decode(&bytes, nodata, rows))
             .await
             .map_err(|e| bad(format!("decoder task failed: {e}")))?
             .map_err(bad)?;
@@ -701,7 +761,7 @@ async fn decode_tile(
             decoded.len()
         )));
     }
-    Ok(Arc::new(decoded))
+    Ok(Arc::new(Tile::full(tw, th, decoded)))
 }
 
 /// The common COG case decoded without async-tiff's generic path:
@@ -737,19 +797,45 @@ impl FastDeflate {
         })
     }
 
+    /// Inflates the top `rows` rows (all of them when `rows >= height`).
+    ///
+    /// A partial inflate gives libdeflate an output buffer [`PARTIAL_SLACK`]
+    /// bytes longer than the rows needed and stops at its "insufficient
+    /// space" answer. libdeflate writes every element of the stream whole
+    /// (a literal, a match of at most 258 bytes, a stored block of at most
+    /// 65,535 bytes) or returns before writing it, so everything before the
+    /// last `PARTIAL_SLACK` bytes of the buffer is the exact prefix of the
+    /// tile (checked against whole-tile inflates in the tests).
     fn decode(
         &self,
-        compressed: &[u8],
+        compressed: &Bytes,
         nodata: Option<f64>,
-    ) -> std::result::Result<Vec<f32>, String> {
-        let n = self.width * self.height;
-        let mut raw = vec![0u8; n * self.bytes_per_sample];
-        let got = libdeflater::Decompressor::new()
-            .zlib_decompress(compressed, &mut raw)
-            .map_err(|e| format!("inflate: {e}"))?;
-        if got != raw.len() {
-            return Err(format!("inflated {got} bytes, expected {}", raw.len()));
-        }
+        rows: usize,
+    ) -> std::result::Result<Tile, String> {
+        let row_bytes = self.width * self.bytes_per_sample;
+        let full = row_bytes * self.height;
+        let avail = rows.saturating_mul(row_bytes).saturating_add(PARTIAL_SLACK);
+        let mut inflater = libdeflater::Decompressor::new();
+        let (raw, rows) = if avail >= full {
+            let mut raw = vec![0u8; full];
+            let got = inflater
+                .zlib_decompress(compressed, &mut raw)
+                .map_err(|e| format!("inflate: {e}"))?;
+            if got != full {
+                return Err(format!("inflated {got} bytes, expected {full}"));
+            }
+            (raw, self.height)
+        } else {
+            let mut raw = vec![0u8; avail];
+            match inflater.zlib_decompress(compressed, &mut raw) {
+                Err(libdeflater::DecompressionError::InsufficientSpace) => {}
+                Ok(got) => return Err(format!("inflated {got} bytes, expected {full}")),
+                Err(e) => return Err(format!("inflate: {e}")),
+            }
+            raw.truncate(rows * row_bytes);
+            (raw, rows)
+        };
+        let n = rows * self.width;
         let nd = nodata.map(|v| v as f32);
         let mut out = Vec::with_capacity(n);
         for row in raw.chunks_exact(self.width * self.bytes_per_sample) {
@@ -786,7 +872,13 @@ impl FastDeflate {
                 }
             }
         }
-        Ok(out)
+        Ok(Tile {
+            width: self.width,
+            height: self.height,
+            rows,
+            data: out,
+            compressed: (rows < self.height).then(|| Bytes::copy_from_slice(compressed)),
+        })
     }
 }
 
@@ -804,4 +896,78 @@ fn to_f32(data: TypedArray) -> std::result::Result<Vec<f32>, String> {
         TypedArray::Float64(v) => v.into_iter().map(|x| x as f32).collect(),
         TypedArray::Bool(v) => v.into_iter().map(|b| if b { 1.0 } else { 0.0 }).collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A 512×512 u16 tile of smooth-plus-noise values, predictor-2 encoded
+    /// and zlib-compressed at `level` (0 = stored blocks only).
+    fn tile(level: u32) -> (FastDeflate, Vec<u16>, Bytes) {
+        let (w, h) = (512usize, 512usize);
+        let mut state = 12345u32;
+        let values: Vec<u16> = (0..w * h)
+            .map(|i| {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                ((i % w) as u16 * 3 + (i / w) as u16).wrapping_add((state >> 28) as u16)
+            })
+            .collect();
+        let mut raw = Vec::with_capacity(w * h * 2);
+        for row in values.chunks_exact(w) {
+            let mut prev = 0u16;
+            for &v in row {
+                raw.extend_from_slice(&v.wrapping_sub(prev).to_le_bytes());
+                prev = v;
+            }
+        }
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(level));
+        z.write_all(&raw).unwrap();
+        let fast = FastDeflate {
+            width: w,
+            height: h,
+            bytes_per_sample: 2,
+            predictor: true,
+        };
+        (fast, values, Bytes::from(z.finish().unwrap()))
+    }
+
+    #[test]
+    fn partial_inflate_is_an_exact_prefix() {
+        for level in [0, 1, 6, 9] {
+            let (fast, values, z) = tile(level);
+            let whole = fast.decode(&z, None, usize::MAX).unwrap();
+            assert_eq!(whole.rows, 512);
+            assert!(whole.compressed.is_none());
+            let want: Vec<f32> = values.iter().map(|&v| f32::from(v)).collect();
+            assert_eq!(whole.data, want, "level {level}");
+            let mut partial_seen = false;
+            for rows in (0..=512).step_by(7).chain([1, 2, 511]) {
+                let t = fast.decode(&z, None, rows).unwrap();
+                assert!(t.rows >= rows.min(512), "level {level} rows {rows}");
+                assert_eq!(t.data.len(), t.rows * 512);
+                assert_eq!(
+                    t.data[..],
+                    want[..t.rows * 512],
+                    "level {level} rows {rows}"
+                );
+                assert_eq!(t.compressed.is_some(), t.rows < 512);
+                partial_seen |= t.rows < 512;
+            }
+            assert!(partial_seen, "level {level}: no partial inflate exercised");
+        }
+    }
+
+    #[test]
+    fn a_short_or_corrupt_stream_is_an_error_not_a_partial_tile() {
+        let (fast, _, z) = tile(6);
+        // cut in the first rows: even a partial inflate must fail
+        let cut = z.slice(..200);
+        assert!(fast.decode(&cut, None, 10).is_err());
+        assert!(fast.decode(&cut, None, usize::MAX).is_err());
+        let mut bad = z.to_vec();
+        bad[2] ^= 0xff; // first deflate block header
+        assert!(fast.decode(&Bytes::from(bad), None, usize::MAX).is_err());
+    }
 }

@@ -566,9 +566,47 @@ pub struct TileKey {
     pub y: usize,
 }
 
-/// One decoded tile: `tile_height × tile_width` f32 values, row-major, with
-/// nodata already NaN. Edge tiles keep their full (padded) size.
-pub type TileData = Arc<Vec<f32>>;
+/// One decoded tile, or its top rows: f32 values, row-major, with nodata
+/// already NaN. Edge tiles keep their full (padded) size.
+///
+/// A tile read for a window that ends inside it is inflated only down to the
+/// window's last row (plus a margin), and keeps its compressed bytes so that
+/// a later window reaching further down decodes the rest without a fetch.
+#[derive(Debug, Clone)]
+pub struct Tile {
+    /// Tile width in pixels.
+    pub width: usize,
+    /// Tile height in pixels (the full tile).
+    pub height: usize,
+    /// Rows decoded from the top (`rows <= height`).
+    pub rows: usize,
+    /// `rows × width` values.
+    pub data: Vec<f32>,
+    /// The compressed tile, kept while `rows < height`.
+    pub compressed: Option<Bytes>,
+}
+
+impl Tile {
+    /// A fully decoded tile.
+    pub fn full(width: usize, height: usize, data: Vec<f32>) -> Tile {
+        Tile {
+            width,
+            height,
+            rows: height,
+            data,
+            compressed: None,
+        }
+    }
+
+    /// Bytes this tile holds in the cache (decoded values + kept compressed bytes).
+    pub fn cached_bytes(&self) -> u64 {
+        (self.data.len() * std::mem::size_of::<f32>()
+            + self.compressed.as_ref().map_or(0, Bytes::len)) as u64
+    }
+}
+
+/// A shared decoded tile.
+pub type TileData = Arc<Tile>;
 
 /// A tile fetch that several readers may await.
 pub(crate) type SharedTile = Shared<BoxFuture<'static, std::result::Result<TileData, Arc<Error>>>>;
@@ -729,16 +767,27 @@ impl TileCache {
         let mut s = self.lock();
         s.in_flight.remove(key);
         let Some(v) = value else { return };
-        let size = (v.len() * std::mem::size_of::<f32>()) as u64;
-        if let Some(old) = s.lru.put(key.clone(), v.clone()) {
-            s.used -= (old.len() * std::mem::size_of::<f32>()) as u64;
+        self.store(&mut s, key, v);
+    }
+
+    /// Replaces a partly decoded tile with one decoded further down.
+    pub(crate) fn upgrade(&self, key: &TileKey, value: &TileData) {
+        let mut s = self.lock();
+        if s.lru.peek(key).is_none_or(|old| old.rows < value.rows) {
+            self.store(&mut s, key, value);
         }
-        s.used += size;
+    }
+
+    fn store(&self, s: &mut CacheState, key: &TileKey, v: &TileData) {
+        if let Some(old) = s.lru.put(key.clone(), v.clone()) {
+            s.used -= old.cached_bytes();
+        }
+        s.used += v.cached_bytes();
         while s.used > self.budget {
             let Some((_, old)) = s.lru.pop_lru() else {
                 break;
             };
-            s.used -= (old.len() * std::mem::size_of::<f32>()) as u64;
+            s.used -= old.cached_bytes();
             self.metrics.evictions.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -769,7 +818,9 @@ mod tests {
                 y: 0,
             };
             match cache.lookup(&key) {
-                Lookup::Lead(_, claim) => claim.complete(Ok(Arc::new(vec![0.0; 10]))),
+                Lookup::Lead(_, claim) => {
+                    claim.complete(Ok(Arc::new(Tile::full(5, 2, vec![0.0; 10]))))
+                }
                 _ => panic!("expected a miss"),
             }
             assert!(cache.bytes_used() <= 100);

@@ -564,18 +564,31 @@ impl StackPlan {
                     .is_some_and(|cb| !req.bands.contains(cb)),
             ))
             .max(1);
+        let npx = h * w;
         for a in per_scene.iter_mut() {
-            for r in 0..h {
-                for c in 0..w {
-                    if (0..nrule).all(|b| a[[b, r, c]] == 0.0) {
-                        for b in 0..nrule {
-                            a[[b, r, c]] = f32::NAN;
-                        }
+            let Some(flat) = a.as_slice_mut() else {
+                continue; // built by from_elem in `load`: always contiguous
+            };
+            let (head, _) = flat.split_at_mut(nrule * npx);
+            let mut zero = vec![true; npx];
+            for band in head.chunks_exact(npx) {
+                for (z, &v) in zero.iter_mut().zip(band) {
+                    *z &= v == 0.0;
+                }
+            }
+            for band in head.chunks_exact_mut(npx) {
+                for (v, &z) in band.iter_mut().zip(&zero) {
+                    if z {
+                        *v = f32::NAN;
                     }
                 }
             }
         }
         let nout = nreq + usize::from(mask.is_some());
+        let static_mask = match mask {
+            Some(m) if !m.is_time_varying() => Some(m.rasterize(&self.grid, None)?),
+            _ => None,
+        };
         let t = self.bins.len();
         let mut data = Array4::from_elem((t, nout, h, w), f32::NAN);
         let mut eo = Vec::with_capacity(t);
@@ -600,7 +613,7 @@ impl StackPlan {
                     match req.fuse {
                         Fusion::First => first_valid(&per_scene, idx, bi, h, w),
                         Fusion::Median => reduce(&per_scene, idx, bi, h, w, median),
-                        _ => reduce(&per_scene, idx, bi, h, w, mean),
+                        _ => mean_of(&per_scene, idx, bi, h, w),
                     }
                 };
                 if Some(bi) == cloud_idx {
@@ -655,8 +668,12 @@ impl StackPlan {
                 }
             }
             if let Some(m) = mask {
-                let burned = m.rasterize(&self.grid, Some(*day))?;
-                data.slice_mut(s![ti, nreq, .., ..]).assign(&burned);
+                // Undated masks are the same every step: burned once.
+                let burned = match &static_mask {
+                    Some(b) => b,
+                    None => &m.rasterize(&self.grid, Some(*day))?,
+                };
+                data.slice_mut(s![ti, nreq, .., ..]).assign(burned);
             }
         }
         let mut bands: Vec<String> = req.bands.iter().map(|b| b.to_string()).collect();
@@ -690,8 +707,32 @@ fn first_valid(per: &[Array3<f32>], order: &[usize], b: usize, h: usize, w: usiz
     out
 }
 
-fn mean(v: &mut [f64]) -> f64 {
-    v.iter().sum::<f64>() / v.len() as f64
+/// NaN-skipping mean over the scenes in `order`: an f64 sum in scene order,
+/// divided once (the same arithmetic as summing a per-pixel list).
+fn mean_of(per: &[Array3<f32>], order: &[usize], b: usize, h: usize, w: usize) -> Array2<f32> {
+    let mut sum = vec![0.0f64; h * w];
+    let mut count = vec![0u32; h * w];
+    for &si in order {
+        let band = per[si].index_axis(Axis(0), b);
+        for ((s, n), &v) in sum.iter_mut().zip(count.iter_mut()).zip(band.iter()) {
+            if !v.is_nan() {
+                *s += f64::from(v);
+                *n += 1;
+            }
+        }
+    }
+    let out: Vec<f32> = sum
+        .iter()
+        .zip(&count)
+        .map(|(&s, &n)| {
+            if n == 0 {
+                f32::NAN
+            } else {
+                (s / f64::from(n)) as f32
+            }
+        })
+        .collect();
+    Array2::from_shape_vec((h, w), out).unwrap_or_else(|_| Array2::from_elem((h, w), f32::NAN))
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -829,7 +870,7 @@ mod tests {
         let c = Array3::from_shape_vec((1, 1, 3), vec![8.0, 6.0, f32::NAN]).unwrap();
         let per = vec![a, b, c];
         assert_eq!(
-            reduce(&per, &[0, 1], 0, 1, 3, mean).row(0).to_vec(),
+            mean_of(&per, &[0, 1], 0, 1, 3).row(0).to_vec(),
             vec![2.0, 2.0, 4.0]
         );
         assert_eq!(
@@ -898,6 +939,7 @@ pub async fn build(
     mask: Option<&Mask>,
 ) -> Result<Built> {
     req.validate()?;
+    let t0 = std::time::Instant::now();
     let items = match catalog {
         Catalog::Items(items) => items.clone(),
         Catalog::Stac { url, collection } => {
@@ -936,6 +978,13 @@ pub async fn build(
     };
     let scenes = crate::scene::scenes_from_items(&items, &req.read_bands())?;
     let plan = StackPlan::new(&scenes, req)?;
+    if std::env::var_os("TILESTACK_TIMING").is_some() {
+        eprintln!(
+            "timing: search+plan {:.3} s ({} items)",
+            t0.elapsed().as_secs_f64(),
+            items.len()
+        );
+    }
     let stack = plan.load(reader, mask).await?;
     Ok(Built { stack, plan, items })
 }

@@ -51,12 +51,6 @@ impl TileStack {
     /// # Errors
     /// [`Error::Io`] naming the file.
     pub fn write_safetensors(&self, path: &Path) -> Result<()> {
-        let bytes =
-            |v: &mut dyn Iterator<Item = f32>| v.flat_map(f32::to_le_bytes).collect::<Vec<u8>>();
-        let data = bytes(&mut self.data.iter().copied());
-        let cc = bytes(&mut self.eo_cloud_cover.iter().copied());
-        let pn = bytes(&mut self.pct_nans.iter().copied());
-        let tc = bytes(&mut self.tile_cloud_fraction.iter().copied());
         let t = self.days.len();
         let dates: Vec<String> = self.days.iter().map(|d| d.to_string()).collect();
         let meta: std::collections::BTreeMap<&str, String> = [
@@ -76,11 +70,19 @@ impl TileStack {
         .collect();
         // Written by hand rather than with `safetensors::serialize`, whose
         // metadata is a HashMap: sorted keys make equal stacks equal files.
-        let tensors: [(&str, Vec<usize>, &[u8]); 4] = [
-            ("data", self.data.shape().to_vec(), &data),
-            ("eo_cloud_cover", vec![t], &cc),
-            ("pct_nans", vec![t], &pn),
-            ("tile_cloud_fraction", vec![t], &tc),
+        let owned: Vec<f32>;
+        let data: &[f32] = match self.data.as_slice() {
+            Some(d) => d,
+            None => {
+                owned = self.data.iter().copied().collect();
+                &owned
+            }
+        };
+        let tensors: [(&str, Vec<usize>, &[f32]); 4] = [
+            ("data", self.data.shape().to_vec(), data),
+            ("eo_cloud_cover", vec![t], &self.eo_cloud_cover),
+            ("pct_nans", vec![t], &self.pct_nans),
+            ("tile_cloud_fraction", vec![t], &self.tile_cloud_fraction),
         ];
         let mut header = serde_json::Map::new();
         header.insert(
@@ -88,24 +90,37 @@ impl TileStack {
             serde_json::to_value(&meta).unwrap_or_default(),
         );
         let mut offset = 0usize;
-        for (name, shape, bytes) in &tensors {
+        for (name, shape, values) in &tensors {
+            let len = values.len() * 4;
             header.insert(
                 name.to_string(),
-                serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + bytes.len()]}),
+                serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + len]}),
             );
-            offset += bytes.len();
+            offset += len;
         }
         let mut head = serde_json::to_vec(&serde_json::Value::Object(header)).unwrap_or_default();
         while !head.len().is_multiple_of(8) {
             head.push(b' ');
         }
-        let mut out = Vec::with_capacity(8 + head.len() + offset);
-        out.extend_from_slice(&(head.len() as u64).to_le_bytes());
-        out.extend_from_slice(&head);
-        for (_, _, bytes) in &tensors {
-            out.extend_from_slice(bytes);
-        }
-        std::fs::write(path, out).map_err(|e| Error::io(path, e))
+        // Streamed in 1 MiB pieces: no second copy of the stack in memory.
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+            f.write_all(&(head.len() as u64).to_le_bytes())?;
+            f.write_all(&head)?;
+            let mut buf = Vec::with_capacity(1 << 20);
+            for (_, _, values) in &tensors {
+                for chunk in values.chunks(1 << 18) {
+                    buf.clear();
+                    for v in chunk {
+                        buf.extend_from_slice(&v.to_le_bytes());
+                    }
+                    f.write_all(&buf)?;
+                }
+            }
+            f.flush()
+        };
+        write().map_err(|e| Error::io(path, e))
     }
 
     /// Reads a file written by [`TileStack::write_safetensors`].

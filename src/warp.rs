@@ -108,6 +108,9 @@ pub fn warp(
     dst: &GridSpec,
     resampling: Resampling,
 ) -> Result<Array2<f32>> {
+    if src_epsg == dst.epsg && resampling == Resampling::Nearest {
+        return Ok(nearest_same_crs(src, src_transform, dst));
+    }
     let map = Mapping::new(src_transform, src_epsg, dst)?;
     let (rows, cols) = src.dim();
     let mut out = Array2::from_elem((dst.height, dst.width), f32::NAN);
@@ -126,6 +129,51 @@ pub fn warp(
         };
     }
     Ok(out)
+}
+
+/// Nearest within one CRS: both grids are axis-aligned, so the source column
+/// depends on the target column only and the row on the row. The indices are
+/// computed once per column and per row with the same arithmetic as the
+/// general path (`to_pixel(pixel_center)`), so the values are identical.
+fn nearest_same_crs(src: ArrayView2<'_, f32>, st: &GeoTransform, dst: &GridSpec) -> Array2<f32> {
+    let (rows, cols) = src.dim();
+    let index = |n: usize, limit: usize, f: &dyn Fn(usize) -> f64| -> Vec<Option<usize>> {
+        (0..n)
+            .map(|i| {
+                let v = f(i).floor();
+                (v >= 0.0 && (v as usize) < limit).then_some(v as usize)
+            })
+            .collect()
+    };
+    let dt = &dst.transform;
+    let col_idx = index(dst.width, cols, &|c| {
+        st.to_pixel(dt.pixel_center(c, 0).0, 0.0).0
+    });
+    let row_idx = index(dst.height, rows, &|r| {
+        st.to_pixel(0.0, dt.pixel_center(0, r).1).1
+    });
+    let mut out = Array2::from_elem((dst.height, dst.width), f32::NAN);
+    for (mut orow, ri) in out.rows_mut().into_iter().zip(&row_idx) {
+        let Some(ri) = *ri else { continue };
+        let srow = src.row(ri);
+        match (srow.as_slice(), orow.as_slice_mut()) {
+            (Some(s), Some(o)) => {
+                for (px, ci) in o.iter_mut().zip(&col_idx) {
+                    if let Some(ci) = *ci {
+                        *px = s[ci];
+                    }
+                }
+            }
+            _ => {
+                for (px, ci) in orow.iter_mut().zip(&col_idx) {
+                    if let Some(ci) = *ci {
+                        *px = srow[ci];
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Bilinear at centre-based coordinates `(x, y)`; NaN-aware.
@@ -241,6 +289,37 @@ mod tests {
         assert!(out.iter().all(|v| set.contains(&v.to_bits())));
         // the zone-11 grid is rotated ~3.7° against zone 10: rows drift across columns
         assert_ne!(out[[0, 0]] as i64 / 1000, out[[0, 63]] as i64 / 1000);
+    }
+
+    #[test]
+    fn same_crs_fast_path_equals_the_general_mapping() {
+        let e = Epsg::new(32610).unwrap();
+        let src = Array2::from_shape_fn((70, 90), |(r, c)| (r * 1000 + c) as f32);
+        // 20 m source, 10 m target offset by a fraction of a pixel and partly outside
+        let st = GeoTransform::north_up(499_980.0, 4_200_020.0, 20.0);
+        for (x0, y0) in [(500_003.0, 4_199_997.0), (499_500.0, 4_200_500.0)] {
+            let dst = GridSpec {
+                epsg: e,
+                transform: GeoTransform::north_up(x0, y0, 10.0),
+                width: 200,
+                height: 150,
+            };
+            let fast = warp(src.view(), &st, e, &dst, Resampling::Nearest).unwrap();
+            let map = Mapping::new(&st, e, &dst).unwrap();
+            let general = Array2::from_shape_fn((150, 200), |(r, c)| {
+                let (sc, sr) = map.at(c, r);
+                let (ic, ir) = (sc.floor(), sr.floor());
+                if ic >= 0.0 && ir >= 0.0 && (ic as usize) < 90 && (ir as usize) < 70 {
+                    src[[ir as usize, ic as usize]]
+                } else {
+                    f32::NAN
+                }
+            });
+            let bits = |a: &Array2<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fast), bits(&general));
+            // partly outside the source on both grids: NaN and values
+            assert!(fast.iter().any(|v| v.is_nan()) && fast.iter().any(|v| v.is_finite()));
+        }
     }
 
     #[test]

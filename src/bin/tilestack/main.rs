@@ -256,11 +256,15 @@ async fn run_stack(
     for e in &built.stack.read_errors {
         eprintln!("warning: filled with NaN after a failed read: {e}");
     }
+    let t = Instant::now();
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     built
         .stack
         .write_safetensors(&out.join("stack.safetensors"))?;
     built.stack.write_metadata_csv(&out.join("metadata.csv"))?;
+    if std::env::var_os("TILESTACK_TIMING").is_some() {
+        eprintln!("timing: write {:.3} s", t.elapsed().as_secs_f64());
+    }
     let m = reader.client().metrics();
     eprintln!(
         "fetched {} requests, {:.1} MB ({} scenes, {} windows)",
