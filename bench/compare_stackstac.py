@@ -92,8 +92,12 @@ def tilestack_cmd(binary, work, out, centroid=CENTROID):
             "--mask", os.path.join(work, "world", "ports.geojson"), "--fuse", "mean", "--out", out]
 
 
-def run_tilestack(binary, work, out, centroid=CENTROID, quiet=False):
-    cmd = tilestack_cmd(binary, work, out, centroid)
+def run_tilestack(binary, work, out, centroid=CENTROID, quiet=False, wrap=(), sub="stack", extra=()):
+    """Runs `tilestack SUB` (under the `wrap` command, e.g. /usr/bin/time -v) for one centroid.
+
+    Returns (wall seconds, the elapsed seconds it printed or None, stdout, stderr)."""
+    cmd = list(wrap) + tilestack_cmd(binary, work, out, centroid) + list(extra)
+    cmd[len(wrap) + 1] = sub
     if not quiet:
         print("+", " ".join(cmd), flush=True)
     t0 = time.perf_counter()
@@ -101,11 +105,11 @@ def run_tilestack(binary, work, out, centroid=CENTROID, quiet=False):
     wall = time.perf_counter() - t0
     if p.returncode != 0:
         sys.stderr.write(p.stdout + p.stderr)
-        raise SystemExit(f"tilestack stack failed (exit {p.returncode})")
+        raise SystemExit(f"tilestack {sub} failed for {centroid} (exit {p.returncode})")
     m = re.search(r" in ([0-9.]+) s\s*$", p.stdout.strip())
-    if not quiet:
+    if not quiet and sub == "stack":
         print(p.stdout.strip(), flush=True)
-    return wall, (float(m.group(1)) if m else None), p.stdout
+    return wall, (float(m.group(1)) if m else None), p.stdout, p.stderr
 
 
 def compare(ts_path, npz_path, world, eq_frac=0.999, dn1_frac=0.99):
@@ -249,7 +253,7 @@ def main():
     if not a.skip_peer or not os.path.exists(npz):
         run_peer(py, work, npz, os.path.join(work, "oakland_peer.json"), n_random=0)
     out = os.path.join(work, "ts")
-    wall, printed, _ = run_tilestack(os.path.abspath(a.bin), work, out)
+    wall, printed, _, _ = run_tilestack(os.path.abspath(a.bin), work, out)
     print(f"tilestack wall {wall:.2f} s (printed {printed} s)")
     ok, rep = compare(os.path.join(out, "stack.safetensors"), npz, os.path.join(work, "world"))
     if a.json:

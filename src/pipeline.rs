@@ -13,6 +13,7 @@ use chrono::NaiveDate;
 use futures::StreamExt;
 use geo::Intersects;
 use ndarray::{Array2, Array3, Array4, Axis, s};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// How the scenes of one time step are fused, per pixel.
@@ -565,9 +566,9 @@ impl StackPlan {
             ))
             .max(1);
         let npx = h * w;
-        for a in per_scene.iter_mut() {
+        per_scene.par_iter_mut().for_each(|a| {
             let Some(flat) = a.as_slice_mut() else {
-                continue; // built by from_elem in `load`: always contiguous
+                return; // built by from_elem in `load`: always contiguous
             };
             let (head, _) = flat.split_at_mut(nrule * npx);
             let mut zero = vec![true; npx];
@@ -583,7 +584,7 @@ impl StackPlan {
                     }
                 }
             }
-        }
+        });
         let nout = nreq + usize::from(mask.is_some());
         let static_mask = match mask {
             Some(m) if !m.is_time_varying() => Some(m.rasterize(&self.grid, None)?),
@@ -591,91 +592,25 @@ impl StackPlan {
         };
         let t = self.bins.len();
         let mut data = Array4::from_elem((t, nout, h, w), f32::NAN);
-        let mut eo = Vec::with_capacity(t);
-        let mut pct = Vec::with_capacity(t);
-        let mut tcf = Vec::with_capacity(t);
-        let mut items = Vec::with_capacity(t);
-        let pos = |name: &str| self.read_bands.iter().position(|b| b.as_str() == name);
-        let cloud_idx = req.cloud_band.as_ref().and_then(|cb| pos(cb.as_str()));
-        for (ti, ((day, _), idx)) in self.bins.iter().enumerate() {
-            let scenes: Vec<&Scene> = idx.iter().map(|&i| &self.scenes[i]).collect();
-            let mut by_cloud: Vec<usize> = idx.clone();
-            by_cloud.sort_by(|&a, &b| {
-                let ca = self.scenes[a].cloud_cover.unwrap_or(f64::INFINITY);
-                let cb = self.scenes[b].cloud_cover.unwrap_or(f64::INFINITY);
-                ca.total_cmp(&cb)
-            });
-            let mut fused_all = Vec::with_capacity(self.read_bands.len());
-            for (bi, band) in self.read_bands.iter().enumerate() {
-                let fused = if req.is_categorical(band) || req.fuse == Fusion::LeastCloudy {
-                    first_valid(&per_scene, &by_cloud, bi, h, w)
-                } else {
-                    match req.fuse {
-                        Fusion::First => first_valid(&per_scene, idx, bi, h, w),
-                        Fusion::Median => reduce(&per_scene, idx, bi, h, w, median),
-                        _ => mean_of(&per_scene, idx, bi, h, w),
-                    }
-                };
-                if Some(bi) == cloud_idx {
-                    let valid = fused.iter().filter(|v| v.is_finite()).count();
-                    let cloudy = fused
-                        .iter()
-                        .filter(|v| matches!(**v as i64, 3 | 8 | 9 | 10) && v.is_finite())
-                        .count();
-                    tcf.push(if valid == 0 {
-                        f32::NAN
-                    } else {
-                        cloudy as f32 / valid as f32
-                    });
-                }
-                fused_all.push(fused);
-            }
-            for (oi, band) in req.bands.iter().enumerate() {
-                let out = match derived_inputs(band) {
-                    Some((a, b)) => match (pos(a), pos(b)) {
-                        (Some(a), Some(b)) => normalized_difference(&fused_all[a], &fused_all[b]),
-                        _ => Array2::from_elem((h, w), f32::NAN), // read_bands() always has them
-                    },
-                    None => match pos(band.as_str()) {
-                        Some(i) => fused_all[i].clone(),
-                        None => Array2::from_elem((h, w), f32::NAN),
-                    },
-                };
-                data.slice_mut(s![ti, oi, .., ..]).assign(&out);
-            }
-            if cloud_idx.is_none() {
-                tcf.push(f32::NAN);
-            }
-            let nan = data
-                .slice(s![ti, 0..nreq, .., ..])
-                .iter()
-                .filter(|v| v.is_nan())
-                .count();
-            pct.push((100.0 * nan as f64 / (nreq * h * w) as f64) as f32);
-            eo.push(
-                scenes
-                    .iter()
-                    .filter_map(|s| s.cloud_cover)
-                    .fold(None, |m: Option<f64>, c| Some(m.map_or(c, |m| m.max(c))))
-                    .map_or(f32::NAN, |c| c as f32),
-            );
-            items.push(scenes.iter().map(|s| s.id.clone()).collect());
-            if req.normalize {
-                for (bi, band) in req.bands.iter().enumerate() {
-                    if !req.is_categorical(band) {
-                        normalize(data.slice_mut(s![ti, bi, .., ..]));
-                    }
-                }
-            }
-            if let Some(m) = mask {
-                // Undated masks are the same every step: burned once.
-                let burned = match &static_mask {
-                    Some(b) => b,
-                    None => &m.rasterize(&self.grid, Some(*day))?,
-                };
-                data.slice_mut(s![ti, nreq, .., ..]).assign(burned);
-            }
-        }
+        // The steps are independent: assembled in parallel, each into its own
+        // (band, y, x) block of `data`.
+        let block = nout * h * w;
+        let flat = data
+            .as_slice_mut()
+            .ok_or_else(|| Error::invalid("stack", "output array is not contiguous".to_string()))?;
+        let steps: Vec<StepMeta> = flat
+            .par_chunks_mut(block.max(1))
+            .zip(self.bins.par_iter())
+            .map(|(chunk, ((day, _), idx))| {
+                let out = ndarray::ArrayViewMut3::from_shape((nout, h, w), chunk)
+                    .map_err(|e| Error::invalid("stack", e.to_string()))?;
+                self.assemble_step(&per_scene, *day, idx, out, mask, static_mask.as_ref())
+            })
+            .collect::<Result<_>>()?;
+        let eo = steps.iter().map(|m| m.eo_cloud_cover).collect();
+        let pct = steps.iter().map(|m| m.pct_nans).collect();
+        let tcf = steps.iter().map(|m| m.tile_cloud_fraction).collect();
+        let items = steps.into_iter().map(|m| m.items).collect();
         let mut bands: Vec<String> = req.bands.iter().map(|b| b.to_string()).collect();
         if mask.is_some() {
             bands.push("mask".into());
@@ -690,6 +625,114 @@ impl StackPlan {
             items,
             grid: self.grid.clone(),
             read_errors: Vec::new(),
+        })
+    }
+}
+
+/// Per-step metadata of an assembled stack.
+struct StepMeta {
+    eo_cloud_cover: f32,
+    pct_nans: f32,
+    tile_cloud_fraction: f32,
+    items: Vec<String>,
+}
+
+impl StackPlan {
+    /// Fuses one time step's scenes into `out` (band, y, x; NaN on entry) and
+    /// burns the mask; returns the step's metadata.
+    fn assemble_step(
+        &self,
+        per_scene: &[Array3<f32>],
+        day: NaiveDate,
+        idx: &[usize],
+        mut out: ndarray::ArrayViewMut3<'_, f32>,
+        mask: Option<&Mask>,
+        static_mask: Option<&Array2<f32>>,
+    ) -> Result<StepMeta> {
+        let req = &self.request;
+        let (h, w) = (self.grid.height, self.grid.width);
+        let nreq = req.bands.len();
+        let pos = |name: &str| self.read_bands.iter().position(|b| b.as_str() == name);
+        let cloud_idx = req.cloud_band.as_ref().and_then(|cb| pos(cb.as_str()));
+        let scenes: Vec<&Scene> = idx.iter().map(|&i| &self.scenes[i]).collect();
+        let mut by_cloud: Vec<usize> = idx.to_vec();
+        by_cloud.sort_by(|&a, &b| {
+            let ca = self.scenes[a].cloud_cover.unwrap_or(f64::INFINITY);
+            let cb = self.scenes[b].cloud_cover.unwrap_or(f64::INFINITY);
+            ca.total_cmp(&cb)
+        });
+        let mut tcf = f32::NAN;
+        let mut fused_all = Vec::with_capacity(self.read_bands.len());
+        for (bi, band) in self.read_bands.iter().enumerate() {
+            let fused = if idx.is_empty() {
+                Array2::from_elem((h, w), f32::NAN)
+            } else if req.is_categorical(band) || req.fuse == Fusion::LeastCloudy {
+                first_valid(per_scene, &by_cloud, bi, h, w)
+            } else {
+                match req.fuse {
+                    Fusion::First => first_valid(per_scene, idx, bi, h, w),
+                    Fusion::Median => reduce(per_scene, idx, bi, h, w, median),
+                    _ => mean_of(per_scene, idx, bi, h, w),
+                }
+            };
+            if Some(bi) == cloud_idx {
+                let valid = fused.iter().filter(|v| v.is_finite()).count();
+                let cloudy = fused
+                    .iter()
+                    .filter(|v| matches!(**v as i64, 3 | 8 | 9 | 10) && v.is_finite())
+                    .count();
+                if valid > 0 {
+                    tcf = cloudy as f32 / valid as f32;
+                }
+            }
+            fused_all.push(fused);
+        }
+        for (oi, band) in req.bands.iter().enumerate() {
+            let mut dst = out.index_axis_mut(Axis(0), oi);
+            match derived_inputs(band) {
+                Some((a, b)) => {
+                    if let (Some(a), Some(b)) = (pos(a), pos(b)) {
+                        dst.assign(&normalized_difference(&fused_all[a], &fused_all[b]));
+                    } // else NaN: read_bands() always has them
+                }
+                None => {
+                    if let Some(i) = pos(band.as_str()) {
+                        dst.assign(&fused_all[i]);
+                    }
+                }
+            }
+        }
+        let nan = out
+            .slice(s![0..nreq, .., ..])
+            .iter()
+            .filter(|v| v.is_nan())
+            .count();
+        let pct_nans = (100.0 * nan as f64 / (nreq * h * w) as f64) as f32;
+        let eo_cloud_cover = scenes
+            .iter()
+            .filter_map(|s| s.cloud_cover)
+            .fold(None, |m: Option<f64>, c| Some(m.map_or(c, |m| m.max(c))))
+            .map_or(f32::NAN, |c| c as f32);
+        if req.normalize {
+            for (bi, band) in req.bands.iter().enumerate() {
+                if !req.is_categorical(band) {
+                    normalize(out.index_axis_mut(Axis(0), bi));
+                }
+            }
+        }
+        if let Some(m) = mask {
+            // Undated masks are the same every step: burned once by the caller.
+            let burned = match static_mask {
+                Some(b) => b,
+                None => &m.rasterize(&self.grid, Some(day))?,
+            };
+            out.index_axis_mut(Axis(0), nreq).assign(burned);
+        }
+        Ok(StepMeta {
+            eo_cloud_cover,
+            pct_nans,
+            tile_cloud_fraction: tcf,
+            items: scenes.iter().map(|s| s.id.clone()).collect(),
         })
     }
 }

@@ -108,3 +108,53 @@ fn serve_then_search_and_save_a_snapshot() {
     let items = tilestack::search::load_snapshot(&snap).unwrap();
     assert_eq!(items.len(), 16);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_reports_warm_stacks_without_requests_and_the_limit() {
+    let world = crate::util::small_world();
+    let server = tilestack::server::WorldServer::start(world).await.unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let cents = d.path().join("centroids.txt");
+    std::fs::write(&cents, "-122.33,37.81\n# a comment\n-122.32,37.80\n").unwrap();
+    let mut cmd = tilestack();
+    cmd.args([
+        "bench",
+        "--stac",
+        &server.url(),
+        "--centroid",
+        "-122.33,37.81",
+    ])
+    .args(["--bands", "B04,B08", "--time", "2019-08-01/2019-08-10"])
+    .args(["--warm", "2", "--limit", "--centroids-file"])
+    .arg(&cents);
+    // blocking: the server keeps running on the other runtime threads
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(j["first"]["requests"].as_u64().unwrap() > 0, "{j}");
+    assert_eq!(j["warm_s"].as_array().unwrap().len(), 2, "{j}");
+    assert_eq!(j["warm_requests"], 0, "{j}");
+    assert_eq!(j["random"]["n"], 2, "{j}");
+    // the first random centroid is the benchmarked one: served from the cache
+    assert!(j["first_stack_s"].as_f64().unwrap() >= j["first_build_s"].as_f64().unwrap());
+    let lim = &j["limit"];
+    let (bytes, fetched) = (
+        lim["bytes"].as_u64().unwrap(),
+        lim["fetched_bytes"].as_u64().unwrap(),
+    );
+    assert!(bytes > 0 && bytes == fetched, "{lim}");
+    assert!(
+        lim["ranges"].as_u64().unwrap() <= lim["tiles"].as_u64().unwrap(),
+        "{lim}"
+    );
+    // the stack's own tile bytes are the minimal ones (its requests add headers)
+    assert!(j["first"]["bytes"].as_u64().unwrap() >= bytes, "{j}");
+    assert!(lim["inflated_bytes"].as_u64().unwrap() > bytes, "{lim}");
+}

@@ -1,5 +1,7 @@
 //! The `tilestack` command line.
 
+mod bench;
+
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -47,6 +49,16 @@ enum Cmd {
     },
     /// Build a daily tile stack around a centroid: stack.safetensors + metadata.csv.
     Stack(Box<StackArgs>),
+    /// Measure a stack: time to first stack, warm repeats, throughput over a
+    /// list of centroids and the physical limit; prints one JSON object.
+    Bench {
+        /// The stack measured (`--out` and `--repeat` are not used).
+        #[command(flatten)]
+        stack: Box<StackArgs>,
+        /// What to measure besides the first stack.
+        #[command(flatten)]
+        bench: bench::BenchArgs,
+    },
     /// Draw a stack: the grid of daily RGB tiles and a cloud/NaN time series.
     Plot {
         /// A stack.safetensors written by `tilestack stack` or `tilestack demo`.
@@ -210,16 +222,8 @@ fn stack_request(a: &StackArgs) -> Result<tilestack::pipeline::StackRequest> {
     Ok(req)
 }
 
-/// Builds a stack and writes `stack.safetensors` + `metadata.csv` into `out`.
-async fn run_stack(
-    catalog: &tilestack::pipeline::Catalog,
-    req: &tilestack::pipeline::StackRequest,
-    mask: Option<&tilestack::rasterize::Mask>,
-    out: &std::path::Path,
-    cache_bytes: u64,
-    sign: Option<&str>,
-    repeat: usize,
-) -> Result<tilestack::pipeline::Built> {
+/// One reader for a whole command: HTTP client (signed if asked) + tile cache.
+fn make_reader(cache_bytes: u64, sign: Option<&str>) -> Result<tilestack::cog::CogReader> {
     let mut client =
         tilestack::fetch::HttpRangeClient::new(tilestack::fetch::RetryConfig::default())?;
     match sign {
@@ -232,8 +236,46 @@ async fn run_stack(
         }
         Some(other) => bail!("--sign {other:?}: use planetary-computer or none"),
     }
-    let reader =
-        tilestack::cog::CogReader::new(client, tilestack::cog::TileCache::new(cache_bytes));
+    Ok(tilestack::cog::CogReader::new(
+        client,
+        tilestack::cog::TileCache::new(cache_bytes),
+    ))
+}
+
+/// The catalog and mask a `StackArgs` names.
+fn stack_inputs(
+    a: &StackArgs,
+) -> Result<(
+    tilestack::pipeline::Catalog,
+    Option<tilestack::rasterize::Mask>,
+)> {
+    let mask = a
+        .mask
+        .as_deref()
+        .map(tilestack::rasterize::Mask::from_file)
+        .transpose()?;
+    let catalog = match (&a.stac, &a.snapshot) {
+        (_, Some(p)) => tilestack::pipeline::Catalog::Items(tilestack::search::load_snapshot(p)?),
+        (Some(u), None) => tilestack::pipeline::Catalog::Stac {
+            url: u.clone(),
+            collection: a.collection.clone(),
+        },
+        (None, None) => bail!("give --stac URL or --snapshot FILE"),
+    };
+    Ok((catalog, mask))
+}
+
+/// Builds a stack and writes `stack.safetensors` + `metadata.csv` into `out`.
+async fn run_stack(
+    catalog: &tilestack::pipeline::Catalog,
+    req: &tilestack::pipeline::StackRequest,
+    mask: Option<&tilestack::rasterize::Mask>,
+    out: &std::path::Path,
+    cache_bytes: u64,
+    sign: Option<&str>,
+    repeat: usize,
+) -> Result<tilestack::pipeline::Built> {
+    let reader = make_reader(cache_bytes, sign)?;
     let mut built = tilestack::pipeline::build(catalog, req, &reader, mask).await?;
     // Warm repeats: same process, same reader (header index and tile cache hot).
     for k in 1..repeat.max(1) {
@@ -374,7 +416,7 @@ fn print_results(res: &SearchResults) {
     println!("total: {} items in {} pages", res.items.len(), res.pages);
 }
 
-async fn run(cli: Cli) -> Result<()> {
+async fn run(cli: Cli, started: Instant) -> Result<()> {
     match cli.cmd {
         Cmd::World { out, recipe } => {
             let recipe = load_recipe(&recipe)?;
@@ -438,21 +480,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Stack(a) => {
             let t = Instant::now();
             let req = stack_request(&a)?;
-            let mask = a
-                .mask
-                .as_deref()
-                .map(tilestack::rasterize::Mask::from_file)
-                .transpose()?;
-            let catalog = match (&a.stac, &a.snapshot) {
-                (_, Some(p)) => {
-                    tilestack::pipeline::Catalog::Items(tilestack::search::load_snapshot(p)?)
-                }
-                (Some(u), None) => tilestack::pipeline::Catalog::Stac {
-                    url: u.clone(),
-                    collection: a.collection.clone(),
-                },
-                (None, None) => bail!("give --stac URL or --snapshot FILE"),
-            };
+            let (catalog, mask) = stack_inputs(&a)?;
             let built = run_stack(
                 &catalog,
                 &req,
@@ -472,6 +500,13 @@ async fn run(cli: Cli) -> Result<()> {
                 a.out.join("stack.safetensors").display(),
                 t.elapsed().as_secs_f64()
             );
+        }
+        Cmd::Bench { stack, bench } => {
+            let req = stack_request(&stack)?;
+            let (catalog, mask) = stack_inputs(&stack)?;
+            let reader = make_reader(stack.cache_mib << 20, stack.sign.as_deref())?;
+            let json = bench::run(started, &catalog, &req, mask.as_ref(), &reader, &bench).await?;
+            println!("{json}");
         }
         Cmd::Plot {
             stack,
@@ -585,6 +620,7 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    let started = Instant::now();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -593,7 +629,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli)) {
+    match rt.block_on(run(cli, started)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

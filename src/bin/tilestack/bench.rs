@@ -1,0 +1,300 @@
+//! `tilestack bench`: the figures of the benchmark issue from one process,
+//! printed as one JSON object (`bench/bench_tilestack.py` runs it beside the
+//! stackstac peer and prints the ratios).
+//!
+//! * `first_stack_s`: process start → the first stack built in memory
+//!   (search, headers, reads, warp, fusion, mask; nothing written) — what a
+//!   user waits for at the start of a notebook or a training run.
+//! * `warm_s`: the same stack again, same process (header index and tile
+//!   cache warm), with the HTTP requests each repeat made.
+//! * `random`: stacks over a list of centroids in one process with the
+//!   default cache, `concurrency` stacks in flight.
+//! * `limit`: the physical limit for the first stack: the compressed internal
+//!   tiles its windows intersect (at the IFD used), as byte ranges; the time
+//!   to fetch exactly those with a plain concurrent range client (a fresh
+//!   reqwest client, one GET per contiguous range, no cache); the time to
+//!   inflate them whole with libdeflate on all cores and on one.
+
+use anyhow::{Context, Result, bail};
+use futures::StreamExt;
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::time::Instant;
+use tilestack::cog::CogReader;
+use tilestack::pipeline::{Catalog, StackPlan, StackRequest, build};
+use tilestack::rasterize::Mask;
+
+/// What `tilestack bench` measures besides the first stack.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BenchArgs {
+    /// Warm repeats of the first stack.
+    #[arg(long, default_value_t = 3)]
+    pub warm: usize,
+    /// A file of `LON,LAT` lines: stacks built one after another in this
+    /// process (the random-centroid throughput).
+    #[arg(long)]
+    pub centroids_file: Option<std::path::PathBuf>,
+    /// Stacks in flight at once over the centroid list.
+    #[arg(long, default_value_t = 2)]
+    pub concurrency: usize,
+    /// Also measure the physical limit of the first stack.
+    #[arg(long)]
+    pub limit: bool,
+}
+
+fn seconds(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64()
+}
+
+fn counters(reader: &CogReader) -> (u64, u64) {
+    let m = reader.client().metrics();
+    (m.requests(), m.bytes())
+}
+
+/// Peak resident memory of this process (`VmHWM`), MB.
+fn peak_rss_mb() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn parse_centroids(path: &std::path::Path) -> Result<Vec<[f64; 2]>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .enumerate()
+        .map(|(i, l)| {
+            let v: Vec<f64> = l
+                .split(',')
+                .map(|p| p.trim().parse::<f64>())
+                .collect::<std::result::Result<_, _>>()
+                .with_context(|| format!("{} line {}: {l:?}", path.display(), i + 1))?;
+            match v[..] {
+                [lon, lat] => Ok([lon, lat]),
+                _ => bail!("{} line {}: expected LON,LAT", path.display(), i + 1),
+            }
+        })
+        .collect()
+}
+
+/// Runs the benchmark and returns its JSON.
+pub(crate) async fn run(
+    started: Instant,
+    catalog: &Catalog,
+    req: &StackRequest,
+    mask: Option<&Mask>,
+    reader: &CogReader,
+    args: &BenchArgs,
+) -> Result<serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    let t = Instant::now();
+    let first = build(catalog, req, reader, mask).await?;
+    let (r1, b1) = counters(reader);
+    out.insert("first_stack_s".into(), seconds(started).into());
+    out.insert("first_build_s".into(), seconds(t).into());
+    out.insert(
+        "first".into(),
+        serde_json::json!({
+            "requests": r1, "bytes": b1,
+            "shape": first.stack.data.shape(),
+            "scenes": first.plan.scenes.len(), "windows": first.plan.reads.len(),
+        }),
+    );
+    let mut warm = Vec::new();
+    let mut warm_requests = 0;
+    for _ in 0..args.warm {
+        let (r0, _) = counters(reader);
+        let t = Instant::now();
+        build(catalog, req, reader, mask).await?;
+        warm.push(seconds(t));
+        warm_requests += counters(reader).0 - r0;
+    }
+    out.insert("warm_s".into(), warm.into());
+    out.insert("warm_requests".into(), warm_requests.into());
+    if let Some(path) = &args.centroids_file {
+        let centroids = parse_centroids(path)?;
+        let (r0, b0) = counters(reader);
+        let t = Instant::now();
+        let times: Vec<f64> = futures::stream::iter(centroids.iter().map(|c| {
+            let mut req = req.clone();
+            req.centroid = *c;
+            async move {
+                let t = Instant::now();
+                build(catalog, &req, reader, mask).await.map(|_| seconds(t))
+            }
+        }))
+        .buffered(args.concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<tilestack::Result<_>>()?;
+        let total = seconds(t);
+        let (r, b) = counters(reader);
+        let mut sorted = times.clone();
+        sorted.sort_by(f64::total_cmp);
+        out.insert(
+            "random".into(),
+            serde_json::json!({
+                "n": times.len(), "total_s": total,
+                "stacks_per_s": times.len() as f64 / total,
+                "median_s": sorted.get(sorted.len() / 2),
+                "per_stack_s": times, "concurrency": args.concurrency.max(1),
+                "requests": r - r0, "bytes": b - b0,
+            }),
+        );
+    }
+    if args.limit {
+        out.insert("limit".into(), limit(&first.plan, reader).await?);
+    }
+    out.insert(
+        "cache".into(),
+        serde_json::json!({
+            "budget": reader.cache().budget(), "used": reader.cache().bytes_used(),
+            "hits": reader.cache().metrics().cache_hits(),
+            "misses": reader.cache().metrics().cache_misses(),
+            "evictions": reader.cache().metrics().evictions(),
+        }),
+    );
+    out.insert("peak_rss_mb".into(), peak_rss_mb().into());
+    Ok(serde_json::Value::Object(out))
+}
+
+/// Merges ranges whose gap is at most `gap` bytes.
+fn merge(mut ranges: Vec<Range<u64>>, gap: u64) -> Vec<Range<u64>> {
+    ranges.sort_by_key(|r| r.start);
+    let mut out: Vec<Range<u64>> = Vec::new();
+    for r in ranges {
+        match out.last_mut() {
+            Some(last) if r.start <= last.end + gap => last.end = last.end.max(r.end),
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+/// The physical limit of `plan`'s reads (see the module docs).
+async fn limit(plan: &StackPlan, reader: &CogReader) -> Result<serde_json::Value> {
+    // The internal tiles each window intersects, per href, at IFD 0 (the
+    // stacks here are at the source resolution: no overview is used).
+    let mut tiles: BTreeMap<String, Vec<Range<u64>>> = BTreeMap::new();
+    let mut shapes = BTreeMap::new();
+    for r in &plan.reads {
+        let h = reader.header(&r.href).await?;
+        let info = &h.ifds[0];
+        let (c0, r0, w, hgt) = r.window;
+        let (c1, r1) = ((c0 + w).min(info.width), (r0 + hgt).min(info.height));
+        let (tw, th) = (info.tile_width, info.tile_height);
+        for ty in r0 / th..=(r1 - 1) / th {
+            for tx in c0 / tw..=(c1 - 1) / tw {
+                if let Some(range) = info.tile_range(tx, ty) {
+                    tiles.entry(r.href.clone()).or_default().push(range);
+                }
+            }
+        }
+        let bps = match info.sample_type {
+            Some(tilestack::cog::SampleType::U8) => 1,
+            _ => 2,
+        };
+        shapes.insert(r.href.clone(), (tw * th * bps, info.predictor));
+    }
+    let mut n_tiles = 0;
+    let mut bytes = 0;
+    let mut strict = 0;
+    let mut merged: Vec<(String, Range<u64>)> = Vec::new();
+    for (href, ranges) in &mut tiles {
+        ranges.sort_by_key(|r| r.start);
+        ranges.dedup();
+        n_tiles += ranges.len();
+        bytes += ranges.iter().map(|r| r.end - r.start).sum::<u64>();
+        strict += merge(ranges.clone(), 0).len();
+        // GDAL writes a 4-byte leader and trailer around each tile: tiles 8
+        // bytes apart are one range for any client that reads them.
+        merged.extend(
+            merge(ranges.clone(), 8)
+                .into_iter()
+                .map(|r| (href.clone(), r)),
+        );
+    }
+    // Fetch exactly those ranges: fresh client, one GET each, 32 in flight.
+    let client = reqwest::Client::new();
+    let t = Instant::now();
+    let fetched: Vec<(String, Range<u64>, bytes::Bytes)> =
+        futures::stream::iter(merged.iter().cloned().map(|(href, r)| {
+            let client = client.clone();
+            async move {
+                let resp = client
+                    .get(&href)
+                    .header("Range", format!("bytes={}-{}", r.start, r.end - 1))
+                    .send()
+                    .await
+                    .and_then(|x| x.error_for_status())
+                    .with_context(|| format!("GET {href} {r:?}"))?;
+                let body = resp
+                    .bytes()
+                    .await
+                    .with_context(|| format!("{href} {r:?}"))?;
+                Ok::<_, anyhow::Error>((href, r, body))
+            }
+        }))
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_>>()?;
+    let fetch_s = seconds(t);
+    let fetched_bytes: u64 = fetched.iter().map(|(_, _, b)| b.len() as u64).sum();
+    // The tiles as separate buffers, then inflated whole.
+    let mut jobs: Vec<(bytes::Bytes, usize)> = Vec::new();
+    for (href, r, body) in &fetched {
+        let (raw_len, _) = shapes.get(href).copied().unwrap_or((0, 1));
+        for tr in tiles.get(href).into_iter().flatten() {
+            if tr.start >= r.start && tr.end <= r.end {
+                let s = (tr.start - r.start) as usize;
+                jobs.push((body.slice(s..s + (tr.end - tr.start) as usize), raw_len));
+            }
+        }
+    }
+    let inflate = |jobs: &[(bytes::Bytes, usize)]| -> Result<(f64, u64)> {
+        let t = Instant::now();
+        let total = jobs
+            .par_iter()
+            .map_init(libdeflater::Decompressor::new, |d, (z, n)| {
+                let mut out = vec![0u8; *n];
+                d.zlib_decompress(z, &mut out)
+                    .map(|k| k as u64)
+                    .map_err(|e| anyhow::anyhow!("inflate: {e}"))
+            })
+            .collect::<Result<Vec<u64>>>()?
+            .into_iter()
+            .sum();
+        Ok((seconds(t), total))
+    };
+    let (all_cores_s, inflated) = inflate(&jobs)?;
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .context("one-thread pool")?;
+    let (one_core_s, _) = one.install(|| inflate(&jobs))?;
+    Ok(serde_json::json!({
+        "tiles": n_tiles, "bytes": bytes, "ranges_strict": strict,
+        "ranges": merged.len(), "fetch_s": fetch_s, "fetched_bytes": fetched_bytes,
+        "inflated_bytes": inflated, "inflate_all_cores_s": all_cores_s,
+        "inflate_one_core_s": one_core_s, "cores": rayon::current_num_threads(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_joins_touching_and_near_ranges_only() {
+        let m = merge(vec![10..20, 0..10, 28..30, 40..50], 8);
+        assert_eq!(m, vec![0..30, 40..50]);
+        assert_eq!(merge(vec![0..10, 10..12, 13..14], 0), vec![0..12, 13..14]);
+    }
+}
