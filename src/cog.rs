@@ -12,7 +12,8 @@
 //! COGs), tiled TIFFs only, north-up georeferencing from
 //! ModelPixelScale + ModelTiepoint.
 
-use crate::fetch::{HttpRangeClient, Lookup, Tile, TileData, TileKey};
+use crate::fetch::{HttpRangeClient, Lookup, ObjectVersion, Tile, TileData, TileKey};
+use crate::header_store::{HeaderStore, StoredHeader};
 use crate::{Epsg, Error, GeoTransform, Result};
 use async_tiff::decoder::DecoderRegistry;
 use async_tiff::error::{AsyncTiffError, AsyncTiffResult};
@@ -170,6 +171,9 @@ pub struct CogHeader {
     pub compression: u16,
     /// TIFF Predictor tag of the full-resolution image.
     pub predictor: u16,
+    /// The file's size and `ETag` when the header was read: a tile response
+    /// showing another version means the header is stale.
+    pub version: ObjectVersion,
     raw: Vec<ImageFileDirectory>,
     /// Byte order of the file ("II" = little-endian).
     little_endian: bool,
@@ -274,6 +278,7 @@ impl CogHeader {
             compression: f.compression,
             predictor: f.predictor,
             ifds,
+            version: ObjectVersion::default(),
             raw,
             little_endian,
         })
@@ -295,12 +300,52 @@ impl CogHeader {
     }
 }
 
+/// The reads of one header parse: each range as asked, with what came back.
+type HeaderReads = Vec<(Range<u64>, Bytes)>;
+
 /// `AsyncFileReader` over one URL of an [`HttpRangeClient`], for header reads
-/// (ranges running past EOF are cut short, as readahead needs).
+/// (ranges running past EOF are cut short, as readahead needs). Reads are
+/// served from a persisted header when it has them, and recorded so the
+/// header can be persisted.
 #[derive(Debug)]
 struct HttpFile {
     client: HttpRangeClient,
     url: String,
+    replay: Option<StoredHeader>,
+    record: Arc<Mutex<HeaderReads>>,
+    fetched: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl HttpFile {
+    fn new(client: HttpRangeClient, url: &str, replay: Option<StoredHeader>) -> Self {
+        HttpFile {
+            client,
+            url: url.to_string(),
+            replay,
+            record: Arc::new(Mutex::new(Vec::new())),
+            fetched: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }
+    }
+
+    async fn read(&self, range: Range<u64>, to_eof: bool) -> Result<Bytes> {
+        let bytes = match self.replay.as_ref().and_then(|h| h.replay(&range)) {
+            Some(b) => b,
+            None => {
+                self.fetched
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                if to_eof {
+                    self.client
+                        .get_range_to_eof(&self.url, range.clone())
+                        .await?
+                } else {
+                    self.client.get_range(&self.url, range.clone()).await?
+                }
+            }
+        };
+        let mut rec = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        rec.push((range, bytes.clone()));
+        Ok(bytes)
+    }
 }
 
 fn external(e: Error) -> AsyncTiffError {
@@ -313,12 +358,7 @@ impl AsyncFileReader for HttpFile {
         'a: 'b,
         Self: 'b,
     {
-        Box::pin(async move {
-            self.client
-                .get_range_to_eof(&self.url, range)
-                .await
-                .map_err(external)
-        })
+        Box::pin(async move { self.read(range, true).await.map_err(external) })
     }
 
     fn get_byte_ranges<'a, 'b>(
@@ -330,10 +370,11 @@ impl AsyncFileReader for HttpFile {
         Self: 'b,
     {
         Box::pin(async move {
-            self.client
-                .get_ranges(&self.url, ranges)
-                .await
-                .map_err(external)
+            let mut out = Vec::with_capacity(ranges.len());
+            for r in ranges {
+                out.push(self.read(r, false).await.map_err(external)?);
+            }
+            Ok(out)
         })
     }
 }
@@ -388,6 +429,7 @@ pub struct CogReader {
     client: HttpRangeClient,
     cache: TileCache,
     headers: Arc<Mutex<HashMap<String, HeaderCell>>>,
+    store: Option<HeaderStore>,
 }
 
 impl CogReader {
@@ -397,6 +439,28 @@ impl CogReader {
             client,
             cache,
             headers: Arc::new(Mutex::new(HashMap::new())),
+            store: None,
+        }
+    }
+
+    /// Keeps headers in `store` too, across processes: a href whose header
+    /// is there is opened with zero requests. A tile response that shows
+    /// another size or `ETag` than the header saw fails that read with an
+    /// [`Error::Cog`] naming the href, drops the header (here and in the
+    /// store), and the next read fetches it again.
+    pub fn with_header_store(mut self, store: HeaderStore) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Forgets the header of `href` (memory and store): the next read
+    /// fetches it again.
+    pub fn forget_header(&self, href: &str) {
+        let mut map = self.headers.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(href);
+        drop(map);
+        if let Some(s) = &self.store {
+            s.remove(href);
         }
     }
 
@@ -427,10 +491,10 @@ impl CogReader {
     }
 
     async fn load_header(&self, href: &str) -> Result<Arc<CogHeader>> {
-        let file = HttpFile {
-            client: self.client.clone(),
-            url: href.to_string(),
-        };
+        let stored = self.store.as_ref().and_then(|s| s.load(href));
+        let stored_version = stored.as_ref().map(|h| h.version.clone());
+        let file = HttpFile::new(self.client.clone(), href, stored);
+        let (record, fetched) = (file.record.clone(), file.fetched.clone());
         let cache = ReadaheadMetadataCache::new(file).with_initial_size(HEADER_READAHEAD);
         let tiff_err = |e: AsyncTiffError| match e {
             AsyncTiffError::External(inner) => match inner.downcast::<Error>() {
@@ -453,7 +517,23 @@ impl CogReader {
             async_tiff::reader::Endianness::LittleEndian
         );
         let ifds = meta.read_all_ifds(&cache).await.map_err(tiff_err)?;
-        Ok(Arc::new(CogHeader::from_ifds(href, ifds, le)?))
+        let mut header = CogHeader::from_ifds(href, ifds, le)?;
+        let fetched = fetched.load(std::sync::atomic::Ordering::Relaxed);
+        header.version = match (fetched, stored_version) {
+            (false, Some(v)) => v,
+            _ => self.client.object_version(href).unwrap_or_default(),
+        };
+        if let (Some(store), true) = (&self.store, fetched) {
+            let reads = std::mem::take(&mut *record.lock().unwrap_or_else(|p| p.into_inner()));
+            let entry = StoredHeader {
+                version: header.version.clone(),
+                reads,
+            };
+            // A store that cannot be written only costs the next process
+            // its header requests: not worth failing the read.
+            let _ = store.save(href, &entry);
+        }
+        Ok(Arc::new(header))
     }
 
     /// The `width × height` window at `(col_off, row_off)` of IFD `ifd`
@@ -570,7 +650,7 @@ impl CogReader {
         if !claims.is_empty() {
             // Spawned so that the fetch completes (and wakes other waiters)
             // even if this caller is cancelled.
-            let job = fetch_tiles(self.client.clone(), header.clone(), ifd, claims);
+            let job = fetch_tiles(self.clone(), header.clone(), ifd, claims);
             tokio::spawn(job);
         }
         let mut out = Vec::with_capacity(waits.len());
@@ -646,7 +726,7 @@ fn unshare(e: Arc<Error>) -> Error {
 /// Fetches the claimed tiles in one coalesced `get_ranges`, decodes each on a
 /// blocking thread and completes its claim.
 async fn fetch_tiles(
-    client: HttpRangeClient,
+    reader: CogReader,
     header: Arc<CogHeader>,
     ifd: usize,
     claims: Vec<(usize, usize, usize, crate::fetch::Claim)>,
@@ -657,12 +737,29 @@ async fn fetch_tiles(
         .iter()
         .map(|(x, y, _, _)| info.tile_range(*x, *y).unwrap_or(0..0))
         .collect();
+    let client = &reader.client;
     let fetched = client
         .get_ranges(
             &href,
             ranges.iter().filter(|r| r.end > r.start).cloned().collect(),
         )
         .await;
+    // Tile offsets from a header of another version of the file would
+    // decode garbage: fail these reads and read the header again next time.
+    let fetched = match client.object_version(&href) {
+        Some(now) if header.version.differs(&now) => {
+            reader.forget_header(&href);
+            Err(Error::Cog {
+                href: href.clone(),
+                message: format!(
+                    "the file changed since its header was read (size {:?} -> {:?}, ETag {:?} -> {:?}); \
+                     the header is read again on the next read",
+                    header.version.size, now.size, header.version.etag, now.etag
+                ),
+            })
+        }
+        _ => fetched,
+    };
     let mut fetched = match fetched {
         Ok(b) => b.into_iter(),
         Err(e) => {

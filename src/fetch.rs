@@ -132,6 +132,37 @@ pub struct HttpRangeClient {
     concurrency: usize,
     signer: Arc<dyn Signer>,
     hosts: Arc<HostLimits>,
+    versions: Arc<Mutex<HashMap<String, ObjectVersion>>>,
+}
+
+/// What a server said about a file's version in its last response: the
+/// total size (`Content-Range: bytes a-b/N`, or a local file's length) and
+/// the `ETag`. Used to notice a file that changed under a cached header.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectVersion {
+    /// Total size in bytes, when the response told it.
+    pub size: Option<u64>,
+    /// The `ETag` header, when sent.
+    pub etag: Option<String>,
+}
+
+impl ObjectVersion {
+    /// Whether `other` is certainly another version: a known size or ETag
+    /// that differs (unknown fields never count as a change).
+    ///
+    /// # Examples
+    /// ```
+    /// use tilestack::fetch::ObjectVersion;
+    /// let v = |size, etag: Option<&str>| ObjectVersion { size, etag: etag.map(String::from) };
+    /// assert!(v(Some(10), None).differs(&v(Some(11), None)));
+    /// assert!(v(Some(10), Some("a")).differs(&v(Some(10), Some("b"))));
+    /// assert!(!v(Some(10), None).differs(&v(None, Some("b"))));
+    /// ```
+    pub fn differs(&self, other: &ObjectVersion) -> bool {
+        let size = matches!((self.size, other.size), (Some(a), Some(b)) if a != b);
+        let etag = matches!((&self.etag, &other.etag), (Some(a), Some(b)) if a != b);
+        size || etag
+    }
 }
 
 /// Requests in flight to one host (scheme + host + port) at most, by default,
@@ -211,6 +242,21 @@ impl HttpRangeClient {
             concurrency: DEFAULT_CONCURRENCY,
             signer: Arc::new(NoSigner),
             hosts: Arc::new(HostLimits::new(DEFAULT_PER_HOST)),
+            versions: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The version of `url` its last response showed (`None` before any
+    /// response). Clones share these records.
+    pub fn object_version(&self, url: &str) -> Option<ObjectVersion> {
+        let map = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(url).cloned()
+    }
+
+    fn record_version(&self, url: &str, v: ObjectVersion) {
+        if v.size.is_some() || v.etag.is_some() {
+            let mut map = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+            map.insert(url.to_string(), v);
         }
     }
 
@@ -324,7 +370,16 @@ impl HttpRangeClient {
             return Ok(Bytes::new());
         }
         if let Some(path) = url.strip_prefix("file://") {
-            let bytes = read_file_range(std::path::PathBuf::from(path), range.clone(), to_eof)
+            if let Ok(m) = tokio::fs::metadata(path).await {
+                self.record_version(
+                    url,
+                    ObjectVersion {
+                        size: Some(m.len()),
+                        etag: None,
+                    },
+                );
+            }
+            let (bytes, _) = read_file_range(std::path::PathBuf::from(path), range.clone(), to_eof)
                 .await
                 .map_err(err)?;
             self.metrics.requests.fetch_add(1, Ordering::Relaxed);
@@ -339,7 +394,7 @@ impl HttpRangeClient {
             let signed = self.signer.sign(url).await?;
             let permit = self.hosts.acquire(url).await;
             self.metrics.requests.fetch_add(1, Ordering::Relaxed);
-            let attempted = self.attempt(&signed, cur.clone(), to_eof).await;
+            let attempted = self.attempt(&signed, url, cur.clone(), to_eof).await;
             drop(permit); // not held during a backoff sleep
             let outcome = match attempted {
                 // reqwest messages embed the URL: put the unsigned one back.
@@ -353,7 +408,7 @@ impl HttpRangeClient {
                 other => other,
             };
             let (message, after) = match outcome {
-                Ok(b) => {
+                Ok((b, _)) => {
                     self.metrics
                         .bytes
                         .fetch_add(b.len() as u64, Ordering::Relaxed);
@@ -392,12 +447,15 @@ impl HttpRangeClient {
         cap.mul_f64(jitter())
     }
 
+    /// One request of `url` (signed); the version the response shows is
+    /// recorded under `key` (the unsigned URL).
     async fn attempt(
         &self,
         url: &str,
+        key: &str,
         range: Range<u64>,
         to_eof: bool,
-    ) -> std::result::Result<Bytes, Attempt> {
+    ) -> std::result::Result<(Bytes, ObjectVersion), Attempt> {
         let want = range.end - range.start;
         let resp = self
             .client
@@ -412,17 +470,39 @@ impl HttpRangeClient {
             .map_err(|e| transport(&e))?;
         let status = resp.status();
         let total = content_range_total(resp.headers());
+        let etag = resp
+            .headers()
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        if matches!(status.as_u16(), 206 | 416) {
+            self.record_version(
+                key,
+                ObjectVersion {
+                    size: total,
+                    etag: etag.clone(),
+                },
+            );
+        }
         match status.as_u16() {
             206 => {}
             200 => {
                 // A server ignoring `Range` sends the whole file: fine if it covers the range.
                 let body = resp.bytes().await.map_err(|e| transport(&e))?;
                 let len = body.len() as u64;
+                let version = ObjectVersion {
+                    size: Some(len),
+                    etag,
+                };
+                self.record_version(key, version.clone());
                 if range.start == 0 && (len == want || (to_eof && len < want)) {
-                    return Ok(body);
+                    return Ok((body, version));
                 }
                 if len >= range.end {
-                    return Ok(body.slice(range.start as usize..range.end as usize));
+                    return Ok((
+                        body.slice(range.start as usize..range.end as usize),
+                        version,
+                    ));
                 }
                 return Err(Attempt::Fatal(format!(
                     "server ignored Range and sent {len} bytes"
@@ -432,7 +512,7 @@ impl HttpRangeClient {
                 // Past the end: re-ask for what exists, if anything.
                 return match total {
                     Some(t) => Err(Attempt::Eof(t)),
-                    None => Ok(Bytes::new()),
+                    None => Ok((Bytes::new(), ObjectVersion::default())),
                 };
             }
             429 | 500..=599 => {
@@ -455,7 +535,7 @@ impl HttpRangeClient {
                 after: None,
             });
         }
-        Ok(body)
+        Ok((body, ObjectVersion { size: total, etag }))
     }
 }
 
@@ -485,7 +565,7 @@ async fn read_file_range(
     path: std::path::PathBuf,
     range: Range<u64>,
     to_eof: bool,
-) -> std::result::Result<Bytes, String> {
+) -> std::result::Result<(Bytes, u64), String> {
     tokio::task::spawn_blocking(move || {
         use std::io::{Read, Seek, SeekFrom};
         let mut f = std::fs::File::open(&path).map_err(|e| e.to_string())?;
@@ -499,13 +579,13 @@ async fn read_file_range(
             return Err(format!("the file has only {len} bytes"));
         }
         if range.start >= end {
-            return Ok(Bytes::new());
+            return Ok((Bytes::new(), len));
         }
         f.seek(SeekFrom::Start(range.start))
             .map_err(|e| e.to_string())?;
         let mut buf = vec![0u8; (end - range.start) as usize];
         f.read_exact(&mut buf).map_err(|e| e.to_string())?;
-        Ok(Bytes::from(buf))
+        Ok((Bytes::from(buf), len))
     })
     .await
     .map_err(|e| format!("file read task: {e}"))?

@@ -5,6 +5,7 @@ mod crs;
 mod error;
 pub mod fetch;
 mod grid;
+pub mod header_store;
 pub mod pipeline;
 pub mod plot;
 pub mod rasterize;

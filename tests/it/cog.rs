@@ -343,3 +343,74 @@ async fn a_partly_inflated_tile_is_completed_without_a_fetch() {
     );
     assert!(low.iter().any(|v| v.is_finite()));
 }
+
+#[tokio::test]
+async fn a_persisted_header_opens_the_file_with_zero_header_requests() {
+    let server = WorldServer::start(small_world()).await.unwrap();
+    let url = band_url(&server, 3, "B04");
+    let d = tempfile::tempdir().unwrap();
+    let store = || tilestack::header_store::HeaderStore::open(d.path()).unwrap();
+    let first = reader(client(), 1 << 30).with_header_store(store());
+    let want = first.read_window(&url, 0, 300, 20, 100, 100).await.unwrap();
+    assert_eq!(store().len(), 1);
+
+    // a new reader (a new process): only the tile is requested
+    server.stats().reset();
+    let second = reader(client(), 1 << 30).with_header_store(store());
+    let got = second
+        .read_window(&url, 0, 300, 20, 100, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        server.stats().data_requests(),
+        1,
+        "{:?}",
+        server.stats().log()
+    );
+    let bits = |a: &ndarray::Array2<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&got), bits(&want));
+    let h = second.header(&url).await.unwrap();
+    assert!(h.version.size.is_some(), "{:?}", h.version);
+}
+
+#[tokio::test]
+async fn a_file_changed_under_a_persisted_header_is_an_error_then_reread() {
+    let d = tempfile::tempdir().unwrap();
+    let cog = d.path().join("a.tif");
+    let world = small_world().dir().to_path_buf();
+    let (old, new) = (
+        world.join(band_rel(0, "B04")),
+        world.join(band_rel(5, "B08")),
+    );
+    assert_ne!(
+        std::fs::metadata(&old).unwrap().len(),
+        std::fs::metadata(&new).unwrap().len()
+    );
+    std::fs::copy(&old, &cog).unwrap();
+    let href = format!("file://{}", cog.display());
+    let store = || tilestack::header_store::HeaderStore::open(d.path().join("headers")).unwrap();
+    reader(client(), 1 << 30)
+        .with_header_store(store())
+        .read_window(&href, 0, 0, 0, 300, 300)
+        .await
+        .unwrap();
+    std::fs::copy(&new, &cog).unwrap(); // replaced under the persisted header
+
+    let r = reader(client(), 1 << 30).with_header_store(store());
+    let err = r
+        .read_window(&href, 0, 0, 0, 300, 300)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&href) && err.contains("changed"), "{err}");
+    assert!(store().is_empty(), "the stale entry is dropped");
+    // the next read fetches the header again and reads the new file
+    let again = r.read_window(&href, 0, 0, 0, 300, 300).await.unwrap();
+    let fresh = reader(client(), 1 << 30)
+        .read_window(&format!("file://{}", new.display()), 0, 0, 0, 300, 300)
+        .await
+        .unwrap();
+    let bits = |a: &ndarray::Array2<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&again), bits(&fresh));
+    assert_eq!(store().len(), 1);
+}

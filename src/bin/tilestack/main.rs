@@ -164,6 +164,11 @@ struct StackArgs {
     /// Tile cache budget in MiB.
     #[arg(long, default_value_t = 1024)]
     cache_mib: u64,
+    /// Keep COG headers in this folder across runs (later runs open those
+    /// files with zero header requests; a file that changed is detected by
+    /// its size/ETag and re-read).
+    #[arg(long)]
+    header_cache: Option<PathBuf>,
     /// A window that still fails after retries becomes NaN (listed in the
     /// stack's `read_errors` metadata) instead of failing the stack.
     #[arg(long)]
@@ -223,7 +228,11 @@ fn stack_request(a: &StackArgs) -> Result<tilestack::pipeline::StackRequest> {
 }
 
 /// One reader for a whole command: HTTP client (signed if asked) + tile cache.
-fn make_reader(cache_bytes: u64, sign: Option<&str>) -> Result<tilestack::cog::CogReader> {
+fn make_reader(
+    cache_bytes: u64,
+    sign: Option<&str>,
+    header_cache: Option<&std::path::Path>,
+) -> Result<tilestack::cog::CogReader> {
     let mut client =
         tilestack::fetch::HttpRangeClient::new(tilestack::fetch::RetryConfig::default())?;
     match sign {
@@ -236,10 +245,12 @@ fn make_reader(cache_bytes: u64, sign: Option<&str>) -> Result<tilestack::cog::C
         }
         Some(other) => bail!("--sign {other:?}: use planetary-computer or none"),
     }
-    Ok(tilestack::cog::CogReader::new(
-        client,
-        tilestack::cog::TileCache::new(cache_bytes),
-    ))
+    let mut reader =
+        tilestack::cog::CogReader::new(client, tilestack::cog::TileCache::new(cache_bytes));
+    if let Some(dir) = header_cache {
+        reader = reader.with_header_store(tilestack::header_store::HeaderStore::open(dir)?);
+    }
+    Ok(reader)
 }
 
 /// The catalog and mask a `StackArgs` names.
@@ -271,12 +282,10 @@ async fn run_stack(
     req: &tilestack::pipeline::StackRequest,
     mask: Option<&tilestack::rasterize::Mask>,
     out: &std::path::Path,
-    cache_bytes: u64,
-    sign: Option<&str>,
+    reader: &tilestack::cog::CogReader,
     repeat: usize,
 ) -> Result<tilestack::pipeline::Built> {
-    let reader = make_reader(cache_bytes, sign)?;
-    let mut built = tilestack::pipeline::build(catalog, req, &reader, mask).await?;
+    let mut built = tilestack::pipeline::build(catalog, req, reader, mask).await?;
     // Warm repeats: same process, same reader (header index and tile cache hot).
     for k in 1..repeat.max(1) {
         let (r0, b0) = (
@@ -284,7 +293,7 @@ async fn run_stack(
             reader.client().metrics().bytes(),
         );
         let t = Instant::now();
-        built = tilestack::pipeline::build(catalog, req, &reader, mask).await?;
+        built = tilestack::pipeline::build(catalog, req, reader, mask).await?;
         eprintln!(
             "warm build {k}: {:.3} s, {} requests, {} bytes",
             t.elapsed().as_secs_f64(),
@@ -481,16 +490,12 @@ async fn run(cli: Cli, started: Instant) -> Result<()> {
             let t = Instant::now();
             let req = stack_request(&a)?;
             let (catalog, mask) = stack_inputs(&a)?;
-            let built = run_stack(
-                &catalog,
-                &req,
-                mask.as_ref(),
-                &a.out,
+            let reader = make_reader(
                 a.cache_mib << 20,
                 a.sign.as_deref(),
-                a.repeat,
-            )
-            .await?;
+                a.header_cache.as_deref(),
+            )?;
+            let built = run_stack(&catalog, &req, mask.as_ref(), &a.out, &reader, a.repeat).await?;
             let shape = built.stack.data.shape().to_vec();
             println!(
                 "stack {:?} (time, band, y, x) in {} from {} scenes -> {} in {:.2} s",
@@ -504,7 +509,11 @@ async fn run(cli: Cli, started: Instant) -> Result<()> {
         Cmd::Bench { stack, bench } => {
             let req = stack_request(&stack)?;
             let (catalog, mask) = stack_inputs(&stack)?;
-            let reader = make_reader(stack.cache_mib << 20, stack.sign.as_deref())?;
+            let reader = make_reader(
+                stack.cache_mib << 20,
+                stack.sign.as_deref(),
+                stack.header_cache.as_deref(),
+            )?;
             let json = bench::run(started, &catalog, &req, mask.as_ref(), &reader, &bench).await?;
             println!("{json}");
         }
@@ -579,7 +588,8 @@ async fn run(cli: Cli, started: Instant) -> Result<()> {
                 collection: world.manifest().collection.clone(),
             };
             let pb = spinner("stack: reading COGs over HTTP Range, warping, fusing ...");
-            let built = run_stack(&catalog, &req, Some(&mask), &out, 1 << 30, None, 1).await;
+            let reader = make_reader(1 << 30, None, None)?;
+            let built = run_stack(&catalog, &req, Some(&mask), &out, &reader, 1).await;
             pb.finish_and_clear();
             let built = built?;
             let t_stack = t2.elapsed();
