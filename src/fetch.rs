@@ -87,7 +87,8 @@ pub struct FetchMetrics {
 }
 
 impl FetchMetrics {
-    /// HTTP requests sent, retries included.
+    /// HTTP requests sent, retries included (for `s3://`, `gs://` and `az://`
+    /// hrefs, one per `object_store` call: its internal retries are not seen).
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
@@ -95,7 +96,7 @@ impl FetchMetrics {
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
     }
-    /// Requests that were retried.
+    /// Requests that were retried (by this client; not `object_store`'s own).
     pub fn retries(&self) -> u64 {
         self.retries.load(Ordering::Relaxed)
     }
