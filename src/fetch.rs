@@ -10,10 +10,13 @@
 //! threads.
 
 use crate::sign::{NoSigner, Signer};
+use crate::store::ObjectStores;
 use crate::{Error, Result};
 use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::stream::{self, StreamExt, TryStreamExt};
+use object_store::path::Path as ObjectPath;
+use object_store::{GetOptions, ObjectStore, ObjectStoreExt};
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -84,7 +87,8 @@ pub struct FetchMetrics {
 }
 
 impl FetchMetrics {
-    /// HTTP requests sent, retries included.
+    /// HTTP requests sent, retries included (for `s3://`, `gs://` and `az://`
+    /// hrefs, one per `object_store` call: its internal retries are not seen).
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
@@ -92,7 +96,7 @@ impl FetchMetrics {
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
     }
-    /// Requests that were retried.
+    /// Requests that were retried (by this client; not `object_store`'s own).
     pub fn retries(&self) -> u64 {
         self.retries.load(Ordering::Relaxed)
     }
@@ -133,6 +137,7 @@ pub struct HttpRangeClient {
     signer: Arc<dyn Signer>,
     hosts: Arc<HostLimits>,
     versions: Arc<Mutex<HashMap<String, ObjectVersion>>>,
+    stores: Arc<ObjectStores>,
 }
 
 /// What a server said about a file's version in its last response: the
@@ -236,13 +241,14 @@ impl HttpRangeClient {
     pub fn with_client(client: reqwest::Client, retry: RetryConfig) -> Self {
         HttpRangeClient {
             client,
-            retry,
             metrics: Arc::new(FetchMetrics::default()),
             coalesce_gap: DEFAULT_COALESCE_GAP,
             concurrency: DEFAULT_CONCURRENCY,
             signer: Arc::new(NoSigner),
             hosts: Arc::new(HostLimits::new(DEFAULT_PER_HOST)),
             versions: Arc::new(Mutex::new(HashMap::new())),
+            stores: Arc::new(ObjectStores::new(&retry)),
+            retry,
         }
     }
 
@@ -277,6 +283,20 @@ impl HttpRangeClient {
         self
     }
 
+    /// Serve `s3://`, `gs://` and `az://` hrefs from `stores` instead of
+    /// this client's own registry (e.g. to share one registry, with stores
+    /// registered in it, between clients).
+    pub fn with_object_stores(mut self, stores: Arc<ObjectStores>) -> Self {
+        self.stores = stores;
+        self
+    }
+
+    /// The registry serving `s3://`, `gs://` and `az://` hrefs, shared by this
+    /// client's clones: [`register`](ObjectStores::register) stores here.
+    pub fn object_stores(&self) -> &Arc<ObjectStores> {
+        &self.stores
+    }
+
     /// Count into `metrics` instead (e.g. the ones of a [`TileCache`]).
     pub fn with_metrics(mut self, metrics: Arc<FetchMetrics>) -> Self {
         self.metrics = metrics;
@@ -307,7 +327,10 @@ impl HttpRangeClient {
     }
 
     /// Bytes `range` (end exclusive) of `url`, exactly `range.end - range.start` of them.
-    /// `file://` URLs are read from the local disk with the same contract.
+    /// `file://` URLs are read from the local disk with the same contract, and
+    /// `s3://`, `gs://` and `az://` URLs through [`object_store`] (see
+    /// [`ObjectStores`]; its stores do their own retries, mapped from this
+    /// client's [`RetryConfig`]).
     ///
     /// Sends `Range: bytes=a-(b-1)` and accepts a 206, or a 200 whose body is
     /// the whole file when the range covers it.
@@ -388,6 +411,14 @@ impl HttpRangeClient {
                 .fetch_add(bytes.len() as u64, Ordering::Relaxed);
             return Ok(bytes);
         }
+        if crate::store::is_object_store_url(url) {
+            let (store, key) = self.stores.resolve(url).map_err(|e| err(e.to_string()))?;
+            let _permit = self.hosts.acquire(url).await;
+            return self
+                .read_object(url, store.as_ref(), &key, range.clone(), to_eof)
+                .await
+                .map_err(err);
+        }
         let mut attempt = 0u32;
         let mut cur = range.clone();
         loop {
@@ -434,6 +465,77 @@ impl HttpRangeClient {
             attempt += 1;
             self.metrics.retries.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(backoff).await;
+        }
+    }
+
+    /// Bytes `range` of an object, with [`get_range`](Self::get_range)'s
+    /// contract: exactly the range, or with `to_eof` what exists of it. The
+    /// object's size and ETag are recorded under `url`.
+    async fn read_object(
+        &self,
+        url: &str,
+        store: &dyn ObjectStore,
+        key: &ObjectPath,
+        range: Range<u64>,
+        to_eof: bool,
+    ) -> std::result::Result<Bytes, String> {
+        // A bounded range past the end comes back clipped (`result.range`);
+        // one starting at or past the end is an error (HTTP 416), told apart
+        // from other errors below by the object's size.
+        let opts = GetOptions::new().with_range(Some(range.clone()));
+        let got = store.get_opts(key, opts).await;
+        self.metrics.requests.fetch_add(1, Ordering::Relaxed);
+        let failure = match got {
+            Ok(res) => {
+                let (got, size) = (res.range.clone(), res.meta.size);
+                self.record_version(
+                    url,
+                    ObjectVersion {
+                        size: Some(size),
+                        etag: res.meta.e_tag.clone(),
+                    },
+                );
+                let bytes = res.bytes().await.map_err(|e| e.to_string())?;
+                self.metrics
+                    .bytes
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                if got.end - got.start != bytes.len() as u64 {
+                    return Err(format!(
+                        "truncated body: {} of {} bytes",
+                        bytes.len(),
+                        got.end - got.start
+                    ));
+                }
+                if got != range && !to_eof {
+                    return Err(format!("the object has only {size} bytes"));
+                }
+                return Ok(bytes);
+            }
+            Err(e) => e,
+        };
+        if matches!(failure, object_store::Error::NotFound { .. }) {
+            return Err(failure.to_string());
+        }
+        let head = store.head(key).await;
+        self.metrics.requests.fetch_add(1, Ordering::Relaxed);
+        if let Ok(meta) = &head {
+            self.record_version(
+                url,
+                ObjectVersion {
+                    size: Some(meta.size),
+                    etag: meta.e_tag.clone(),
+                },
+            );
+        }
+        match head {
+            Ok(meta) if meta.size <= range.start => {
+                if to_eof {
+                    Ok(Bytes::new())
+                } else {
+                    Err(format!("the object has only {} bytes", meta.size))
+                }
+            }
+            _ => Err(failure.to_string()),
         }
     }
 

@@ -14,6 +14,7 @@ pub mod search;
 pub mod server;
 pub mod sign;
 pub mod stack;
+pub mod store;
 mod units;
 pub mod warp;
 pub mod world;

@@ -8,5 +8,6 @@ mod pgstac;
 mod server;
 mod sign;
 mod stack;
+mod store;
 mod util;
 mod world;
