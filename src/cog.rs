@@ -682,7 +682,7 @@ impl CogReader {
                 message: format!("tile ({x}, {y}) of IFD {ifd}: partial tile without its bytes"),
             });
         }
-        let full = decode_tile(
+        let full = decode_rows(
             header.clone(),
             ifd,
             x,
@@ -783,14 +783,55 @@ async fn fetch_tiles(
             };
             let header = header.clone();
             async move {
-                let result = decode_tile(header, ifd, x, y, range, bytes, rows).await;
+                let result = decode_rows(header, ifd, x, y, range, bytes, rows).await;
                 claim.complete(result.map_err(Arc::new));
             }
         });
     futures::future::join_all(jobs.collect::<Vec<_>>()).await;
 }
 
-async fn decode_tile(
+/// Decodes tile `(x, y)` of IFD `ifd` from its compressed `bytes` (fetched
+/// by any means: the reader's own fetch, a shard, a test) on a blocking
+/// thread: the whole tile, nodata as NaN. What [`CogReader::read_window`]
+/// does to every tile it fetches, without the fetch and the cache.
+///
+/// # Errors
+/// [`Error::Cog`] naming the href, tile and byte range when the bytes do not
+/// decode to the tile's size.
+///
+/// # Examples
+/// ```no_run
+/// # tokio_test::block_on(async {
+/// use tilestack::cog::{decode_tile, CogReader, TileCache};
+/// use tilestack::fetch::{HttpRangeClient, RetryConfig};
+/// let url = "http://127.0.0.1:8080/data/a/B04.tif";
+/// let client = HttpRangeClient::new(RetryConfig::default())?;
+/// let reader = CogReader::new(client.clone(), TileCache::new(1 << 30));
+/// let h = reader.header(url).await?;
+/// let range = h.ifds[0].tile_range(0, 0).expect("tile (0, 0)");
+/// let tile = decode_tile(h.clone(), 0, 0, 0, client.get_range(url, range).await?).await?;
+/// assert_eq!(tile.data.len(), h.tile_width * h.tile_height);
+/// # Ok::<(), tilestack::Error>(())
+/// # });
+/// ```
+pub async fn decode_tile(
+    header: Arc<CogHeader>,
+    ifd: usize,
+    x: usize,
+    y: usize,
+    bytes: Bytes,
+) -> Result<TileData> {
+    if ifd >= header.ifds.len() {
+        return Err(Error::Cog {
+            href: header.href.clone(),
+            message: format!("no IFD {ifd} (file has {})", header.ifds.len()),
+        });
+    }
+    let range = header.ifds[ifd].tile_range(x, y).unwrap_or(0..0);
+    decode_rows(header, ifd, x, y, range, Some(bytes), usize::MAX).await
+}
+
+async fn decode_rows(
     header: Arc<CogHeader>,
     ifd: usize,
     x: usize,
@@ -933,39 +974,43 @@ impl FastDeflate {
             (raw, rows)
         };
         let n = rows * self.width;
-        let nd = nodata.map(|v| v as f32);
-        let mut out = Vec::with_capacity(n);
-        for row in raw.chunks_exact(self.width * self.bytes_per_sample) {
-            match self.bytes_per_sample {
-                1 => {
+        // One pass per row while it is in cache: undo the predictor, compare
+        // with nodata as an integer, write f32. The output comes zeroed from
+        // the allocator (fresh pages), so nothing is filled twice.
+        let mut out = vec![0f32; n];
+        let nd = nodata
+            .filter(|v| v.fract() == 0.0 && *v >= 0.0)
+            .map(|v| v as u32);
+        let value = |v: u32| match nd {
+            Some(nd) if v == nd => f32::NAN,
+            _ => v as f32,
+        };
+        let w = self.width;
+        for (orow, row) in out.chunks_exact_mut(w).zip(raw.chunks_exact(row_bytes)) {
+            match (self.bytes_per_sample, self.predictor) {
+                (1, true) => {
                     let mut acc = 0u8;
-                    for &b in row {
-                        acc = if self.predictor {
-                            acc.wrapping_add(b)
-                        } else {
-                            b
-                        };
-                        out.push(acc as f32);
+                    for (o, &b) in orow.iter_mut().zip(row) {
+                        acc = acc.wrapping_add(b);
+                        *o = value(u32::from(acc));
                     }
                 }
-                _ => {
+                (1, false) => {
+                    for (o, &b) in orow.iter_mut().zip(row) {
+                        *o = value(u32::from(b));
+                    }
+                }
+                (_, true) => {
                     let mut acc = 0u16;
-                    for p in row.chunks_exact(2) {
-                        let v = u16::from_le_bytes([p[0], p[1]]);
-                        acc = if self.predictor {
-                            acc.wrapping_add(v)
-                        } else {
-                            v
-                        };
-                        out.push(acc as f32);
+                    for (o, p) in orow.iter_mut().zip(row.chunks_exact(2)) {
+                        acc = acc.wrapping_add(u16::from_le_bytes([p[0], p[1]]));
+                        *o = value(u32::from(acc));
                     }
                 }
-            }
-        }
-        if let Some(nd) = nd {
-            for p in &mut out {
-                if *p == nd {
-                    *p = f32::NAN;
+                (_, false) => {
+                    for (o, p) in orow.iter_mut().zip(row.chunks_exact(2)) {
+                        *o = value(u32::from(u16::from_le_bytes([p[0], p[1]])));
+                    }
                 }
             }
         }
@@ -1053,6 +1098,22 @@ mod tests {
                 partial_seen |= t.rows < 512;
             }
             assert!(partial_seen, "level {level}: no partial inflate exercised");
+        }
+    }
+
+    #[test]
+    fn nodata_becomes_nan_and_nothing_else_does() {
+        let (fast, values, z) = tile(6);
+        let nd = values[5];
+        let t = fast.decode(&z, Some(f64::from(nd)), usize::MAX).unwrap();
+        assert!(values.iter().filter(|&&v| v == nd).count() > 1);
+        for (got, &v) in t.data.iter().zip(&values) {
+            assert_eq!(got.is_nan(), v == nd);
+        }
+        // a nodata no sample can take (negative, fractional, NaN) changes nothing
+        for nd in [-9999.0, 0.5, f64::NAN] {
+            let t = fast.decode(&z, Some(nd), usize::MAX).unwrap();
+            assert!(t.data.iter().all(|v| v.is_finite()), "nodata {nd}");
         }
     }
 
