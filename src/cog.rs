@@ -12,7 +12,7 @@
 //! COGs), tiled TIFFs only, north-up georeferencing from
 //! ModelPixelScale + ModelTiepoint.
 
-use crate::fetch::{HttpRangeClient, Lookup, ObjectVersion, Tile, TileData, TileKey};
+use crate::fetch::{HttpRangeClient, Lookup, ObjectVersion, Samples, Tile, TileData, TileKey};
 use crate::header_store::{HeaderStore, StoredHeader};
 use crate::{Epsg, Error, GeoTransform, Result};
 use async_tiff::decoder::DecoderRegistry;
@@ -601,11 +601,14 @@ impl CogReader {
             let (ix0, ix1) = (c0.max(tx0), c1.min(tx0 + tw));
             let (iy0, iy1) = (r0.max(ty0), r1.min(ty0 + th));
             for row in iy0..iy1 {
-                let src =
-                    &tile.data[(row - ty0) * tw + (ix0 - tx0)..(row - ty0) * tw + (ix1 - tx0)];
                 let mut dst = out.row_mut(row - row_off);
-                for (d, s) in dst.iter_mut().skip(ix0 - col_off).zip(src) {
-                    *d = *s;
+                if let Some(dst) = dst.as_slice_mut() {
+                    let at = ix0 - col_off;
+                    tile.copy_row(
+                        row - ty0,
+                        ix0 - tx0..ix1 - tx0,
+                        &mut dst[at..at + (ix1 - ix0)],
+                    );
                 }
             }
         }
@@ -810,7 +813,7 @@ async fn fetch_tiles(
 /// let h = reader.header(url).await?;
 /// let range = h.ifds[0].tile_range(0, 0).expect("tile (0, 0)");
 /// let tile = decode_tile(h.clone(), 0, 0, 0, client.get_range(url, range).await?).await?;
-/// assert_eq!(tile.data.len(), h.tile_width * h.tile_height);
+/// assert_eq!(tile.to_f32().len(), h.tile_width * h.tile_height);
 /// # Ok::<(), tilestack::Error>(())
 /// # });
 /// ```
@@ -954,7 +957,8 @@ impl FastDeflate {
         let full = row_bytes * self.height;
         let avail = rows.saturating_mul(row_bytes).saturating_add(PARTIAL_SLACK);
         let mut inflater = libdeflater::Decompressor::new();
-        let (raw, rows) = if avail >= full {
+        // Zeroed by the allocator (fresh pages): not filled twice.
+        let (mut raw, rows) = if avail >= full {
             let mut raw = vec![0u8; full];
             let got = inflater
                 .zlib_decompress(compressed, &mut raw)
@@ -973,52 +977,44 @@ impl FastDeflate {
             raw.truncate(rows * row_bytes);
             (raw, rows)
         };
-        let n = rows * self.width;
-        // One pass per row while it is in cache: undo the predictor, compare
-        // with nodata as an integer, write f32. The output comes zeroed from
-        // the allocator (fresh pages), so nothing is filled twice.
-        let mut out = vec![0f32; n];
-        let nd = nodata
-            .filter(|v| v.fract() == 0.0 && *v >= 0.0)
-            .map(|v| v as u32);
-        let value = |v: u32| match nd {
-            Some(nd) if v == nd => f32::NAN,
-            _ => v as f32,
-        };
-        let w = self.width;
-        for (orow, row) in out.chunks_exact_mut(w).zip(raw.chunks_exact(row_bytes)) {
-            match (self.bytes_per_sample, self.predictor) {
-                (1, true) => {
+        // Horizontal differencing undone in place: the inflated buffer is
+        // the tile (no second buffer, no f32 until a window copies pixels).
+        if self.predictor {
+            for row in raw.chunks_exact_mut(row_bytes) {
+                if self.bytes_per_sample == 1 {
                     let mut acc = 0u8;
-                    for (o, &b) in orow.iter_mut().zip(row) {
-                        acc = acc.wrapping_add(b);
-                        *o = value(u32::from(acc));
+                    for b in row.iter_mut() {
+                        acc = acc.wrapping_add(*b);
+                        *b = acc;
                     }
-                }
-                (1, false) => {
-                    for (o, &b) in orow.iter_mut().zip(row) {
-                        *o = value(u32::from(b));
-                    }
-                }
-                (_, true) => {
+                } else {
                     let mut acc = 0u16;
-                    for (o, p) in orow.iter_mut().zip(row.chunks_exact(2)) {
+                    for p in row.chunks_exact_mut(2) {
                         acc = acc.wrapping_add(u16::from_le_bytes([p[0], p[1]]));
-                        *o = value(u32::from(acc));
-                    }
-                }
-                (_, false) => {
-                    for (o, p) in orow.iter_mut().zip(row.chunks_exact(2)) {
-                        *o = value(u32::from(u16::from_le_bytes([p[0], p[1]])));
+                        p.copy_from_slice(&acc.to_le_bytes());
                     }
                 }
             }
         }
+        // A nodata no sample can take (negative, fractional, too large, NaN)
+        // applies to no pixel.
+        let nd = nodata.filter(|v| v.fract() == 0.0 && *v >= 0.0);
+        let samples = if self.bytes_per_sample == 1 {
+            Samples::U8 {
+                values: raw,
+                nodata: nd.filter(|v| *v <= f64::from(u8::MAX)).map(|v| v as u8),
+            }
+        } else {
+            Samples::U16 {
+                le_bytes: raw,
+                nodata: nd.filter(|v| *v <= f64::from(u16::MAX)).map(|v| v as u16),
+            }
+        };
         Ok(Tile {
             width: self.width,
             height: self.height,
             rows,
-            data: out,
+            samples,
             compressed: (rows < self.height).then(|| Bytes::copy_from_slice(compressed)),
         })
     }
@@ -1083,14 +1079,14 @@ mod tests {
             assert_eq!(whole.rows, 512);
             assert!(whole.compressed.is_none());
             let want: Vec<f32> = values.iter().map(|&v| f32::from(v)).collect();
-            assert_eq!(whole.data, want, "level {level}");
+            assert_eq!(whole.to_f32(), want, "level {level}");
             let mut partial_seen = false;
             for rows in (0..=512).step_by(7).chain([1, 2, 511]) {
                 let t = fast.decode(&z, None, rows).unwrap();
                 assert!(t.rows >= rows.min(512), "level {level} rows {rows}");
-                assert_eq!(t.data.len(), t.rows * 512);
+                assert_eq!(t.to_f32().len(), t.rows * 512);
                 assert_eq!(
-                    t.data[..],
+                    t.to_f32()[..],
                     want[..t.rows * 512],
                     "level {level} rows {rows}"
                 );
@@ -1107,13 +1103,13 @@ mod tests {
         let nd = values[5];
         let t = fast.decode(&z, Some(f64::from(nd)), usize::MAX).unwrap();
         assert!(values.iter().filter(|&&v| v == nd).count() > 1);
-        for (got, &v) in t.data.iter().zip(&values) {
+        for (got, &v) in t.to_f32().iter().zip(&values) {
             assert_eq!(got.is_nan(), v == nd);
         }
         // a nodata no sample can take (negative, fractional, NaN) changes nothing
-        for nd in [-9999.0, 0.5, f64::NAN] {
+        for nd in [-9999.0, 0.5, 70_000.0, f64::NAN] {
             let t = fast.decode(&z, Some(nd), usize::MAX).unwrap();
-            assert!(t.data.iter().all(|v| v.is_finite()), "nodata {nd}");
+            assert!(t.to_f32().iter().all(|v| v.is_finite()), "nodata {nd}");
         }
     }
 

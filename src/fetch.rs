@@ -748,8 +748,12 @@ pub struct TileKey {
     pub y: usize,
 }
 
-/// One decoded tile, or its top rows: f32 values, row-major, with nodata
-/// already NaN. Edge tiles keep their full (padded) size.
+/// One decoded tile, or its top rows, row-major. Edge tiles keep their full
+/// (padded) size.
+///
+/// Unsigned 8/16-bit tiles stay in their native samples (half or a quarter
+/// of f32's memory, in the cache too); values become f32, with nodata as
+/// NaN, only for the pixels a window copies out ([`Tile::copy_row`]).
 ///
 /// A tile read for a window that ends inside it is inflated only down to the
 /// window's last row (plus a margin), and keeps its compressed bytes so that
@@ -762,28 +766,114 @@ pub struct Tile {
     pub height: usize,
     /// Rows decoded from the top (`rows <= height`).
     pub rows: usize,
-    /// `rows × width` values.
-    pub data: Vec<f32>,
+    /// The `rows × width` samples.
+    pub samples: Samples,
     /// The compressed tile, kept while `rows < height`.
     pub compressed: Option<Bytes>,
 }
 
+/// A tile's samples.
+#[derive(Debug, Clone)]
+pub enum Samples {
+    /// f32 values, nodata already NaN.
+    F32(Vec<f32>),
+    /// Unsigned bytes; `nodata` reads as NaN.
+    U8 {
+        /// The samples.
+        values: Vec<u8>,
+        /// The nodata value, if one applies.
+        nodata: Option<u8>,
+    },
+    /// Unsigned 16-bit samples, little-endian bytes; `nodata` reads as NaN.
+    U16 {
+        /// Two bytes a sample.
+        le_bytes: Vec<u8>,
+        /// The nodata value, if one applies.
+        nodata: Option<u16>,
+    },
+}
+
 impl Tile {
-    /// A fully decoded tile.
+    /// A fully decoded f32 tile.
     pub fn full(width: usize, height: usize, data: Vec<f32>) -> Tile {
         Tile {
             width,
             height,
             rows: height,
-            data,
+            samples: Samples::F32(data),
             compressed: None,
         }
     }
 
-    /// Bytes this tile holds in the cache (decoded values + kept compressed bytes).
+    /// Bytes this tile holds in the cache (samples + kept compressed bytes).
     pub fn cached_bytes(&self) -> u64 {
-        (self.data.len() * std::mem::size_of::<f32>()
-            + self.compressed.as_ref().map_or(0, Bytes::len)) as u64
+        let samples = match &self.samples {
+            Samples::F32(v) => v.len() * std::mem::size_of::<f32>(),
+            Samples::U8 { values, .. } => values.len(),
+            Samples::U16 { le_bytes, .. } => le_bytes.len(),
+        };
+        (samples + self.compressed.as_ref().map_or(0, Bytes::len)) as u64
+    }
+
+    /// Copies row `row`, columns `cols`, into `out` as f32 (nodata → NaN).
+    /// Rows at or past [`Tile::rows`] and columns past the width are NaN.
+    ///
+    /// # Examples
+    /// ```
+    /// use tilestack::fetch::Tile;
+    /// let t = Tile::full(2, 2, vec![1.0, 2.0, 3.0, 4.0]);
+    /// let mut out = [0.0f32; 2];
+    /// t.copy_row(1, 0..2, &mut out);
+    /// assert_eq!(out, [3.0, 4.0]);
+    /// ```
+    pub fn copy_row(&self, row: usize, cols: Range<usize>, out: &mut [f32]) {
+        let n = cols.len().min(out.len());
+        let out = &mut out[..n];
+        if row >= self.rows || cols.end > self.width {
+            out.fill(f32::NAN);
+            return;
+        }
+        let start = row * self.width + cols.start;
+        match &self.samples {
+            Samples::F32(v) => match v.get(start..start + n) {
+                Some(src) => out.copy_from_slice(src),
+                None => out.fill(f32::NAN),
+            },
+            Samples::U8 { values, nodata } => match values.get(start..start + n) {
+                Some(src) => {
+                    for (o, &b) in out.iter_mut().zip(src) {
+                        *o = if Some(b) == *nodata {
+                            f32::NAN
+                        } else {
+                            f32::from(b)
+                        };
+                    }
+                }
+                None => out.fill(f32::NAN),
+            },
+            Samples::U16 { le_bytes, nodata } => match le_bytes.get(2 * start..2 * (start + n)) {
+                Some(src) => {
+                    for (o, p) in out.iter_mut().zip(src.chunks_exact(2)) {
+                        let v = u16::from_le_bytes([p[0], p[1]]);
+                        *o = if Some(v) == *nodata {
+                            f32::NAN
+                        } else {
+                            f32::from(v)
+                        };
+                    }
+                }
+                None => out.fill(f32::NAN),
+            },
+        }
+    }
+
+    /// The decoded rows as f32 (nodata → NaN), `rows × width` values.
+    pub fn to_f32(&self) -> Vec<f32> {
+        let mut out = vec![0f32; self.rows * self.width];
+        for (r, chunk) in out.chunks_exact_mut(self.width.max(1)).enumerate() {
+            self.copy_row(r, 0..self.width, chunk);
+        }
+        out
     }
 }
 
@@ -800,9 +890,10 @@ struct CacheState {
     in_flight: HashMap<TileKey, SharedTile>,
 }
 
-/// The one cache of **decoded** tiles (`Arc<Vec<f32>>`, 4 bytes a pixel —
-/// decoded so a hit costs no CPU), bounded in bytes, shared by every thread
-/// and every reader. Clones share the same cache.
+/// The one cache of **decoded** tiles ([`Tile`]: inflated, predictor undone,
+/// in native samples — 2 bytes a pixel for uint16 — so a hit costs no
+/// inflate), bounded in bytes, shared by every thread and every reader.
+/// Clones share the same cache.
 ///
 /// Concurrent requests for a tile that is being fetched wait for that fetch
 /// instead of starting their own. The lock is a `std::sync::Mutex` that is
