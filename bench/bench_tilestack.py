@@ -22,6 +22,7 @@ import math
 import multiprocessing as mp
 import os
 import re
+import shutil
 import statistics
 import struct
 import subprocess
@@ -228,6 +229,16 @@ def main():
         print(f"tilestack cold {i + 1}: wall {r['wall_s']:.3f} s, printed {r['printed_s']} s, "
               f"{r['requests']} requests, {r['bytes']} bytes, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
     res["tilestack_cold"] = cold
+    # headers persisted by a first process (--header-cache), then a fresh process reads only tiles
+    hdir = os.path.join(bdir, "headers")
+    shutil.rmtree(hdir, ignore_errors=True)
+    extra = ["--header-cache", hdir]
+    for k in ("fill", "use"):
+        wall, _, _, _ = cs.run_tilestack(binary, work, os.path.join(bdir, "ts_cold"), quiet=True, extra=extra)
+        res[f"tilestack_header_cache_{k}"] = {"wall_s": wall, **log.take()}
+    hc = res["tilestack_header_cache_use"]
+    print(f"tilestack cold with headers from an earlier process: wall {hc['wall_s']:.3f} s, "
+          f"{hc['requests']} requests, {hc['bytes']} bytes", flush=True)
 
     # 3. tilestack bench: first stack, warm, random (1 and 2 in flight), limit
     cents = peer.random_centroids(os.path.join(work, "world"), a.n_random, a.seed, "A")
@@ -283,6 +294,9 @@ def report(res):
          prn["median_s"] / r1["median_s"]),
         ("HTTP requests, Oakland cold (nginx)", f"{pc['requests']}", f"{ts_req}", pc["requests"] / max(ts_req, 1)),
         ("HTTP bytes, Oakland cold (nginx)", f"{pc['bytes']:,}", f"{ts_bytes:,}", pc["bytes"] / max(ts_bytes, 1)),
+        ("HTTP requests / s, cold fresh process with `--header-cache` filled by an earlier one", "—",
+         f"{res['tilestack_header_cache_use']['requests']} / {res['tilestack_header_cache_use']['wall_s']:.3f}",
+         None),
         (f"HTTP requests, {n} random (client count)", f"{prn['requests']}", f"{r1['requests']}",
          prn["requests"] / max(r1["requests"], 1)),
         (f"HTTP bytes, {n} random (client count)", f"{prn['bytes']:,}", f"{r1['bytes']:,}",

@@ -137,7 +137,10 @@ impl HeaderStore {
     /// readers in other processes never see half an entry).
     pub(crate) fn save(&self, href: &str, header: &StoredHeader) -> Result<()> {
         let path = self.path(href);
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        // Unique per process and call: concurrent saves never share a file.
+        static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
         let write = || -> std::io::Result<()> {
             let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
             f.write_all(&encode(href, header))?;
