@@ -12,7 +12,7 @@ use crate::{Epsg, Error, GeoTransform, GridSpec, Resolution, Result, Transformer
 use chrono::NaiveDate;
 use futures::StreamExt;
 use geo::Intersects;
-use ndarray::{Array2, Array3, Array4, Axis, s};
+use ndarray::{Array2, Array4, Axis, s};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -514,12 +514,11 @@ impl StackPlan {
                 .buffer_unordered(32)
                 .collect()
                 .await;
-        let mut per_scene: Vec<Array3<f32>> =
-            vec![Array3::from_elem((nb, h, w), f32::NAN); self.scenes.len()];
+        let mut per_scene = Warped::new(self.scenes.len(), nb, h * w);
         let mut read_errors = Vec::new();
         for (si, bi, r) in results {
             match r {
-                Ok(a) => per_scene[si].index_axis_mut(Axis(0), bi).assign(&a),
+                Ok(a) => per_scene.put(si, bi, a),
                 // The window stays NaN; the failure is recorded, never a silent zero.
                 Err(e) if self.request.errors_as_nodata => read_errors.push(format!(
                     "{} {}: {e}",
@@ -550,7 +549,7 @@ impl StackPlan {
     }
 
     /// Fusion, metadata and mask: sync.
-    fn assemble(&self, mut per_scene: Vec<Array3<f32>>, mask: Option<&Mask>) -> Result<TileStack> {
+    fn assemble(&self, mut per_scene: Warped, mask: Option<&Mask>) -> Result<TileStack> {
         let req = &self.request;
         let (h, w) = (self.grid.height, self.grid.width);
         let nreq = req.bands.len();
@@ -566,18 +565,20 @@ impl StackPlan {
             ))
             .max(1);
         let npx = h * w;
-        per_scene.par_iter_mut().for_each(|a| {
-            let Some(flat) = a.as_slice_mut() else {
-                return; // built by from_elem in `load`: always contiguous
-            };
-            let (head, _) = flat.split_at_mut(nrule * npx);
+        per_scene.bands.par_iter_mut().for_each(|scene| {
+            let k = nrule.min(scene.len());
+            let head = &mut scene[..k];
+            // A band not read is NaN, never 0: the rule cannot apply.
+            if head.iter().any(Option::is_none) {
+                return;
+            }
             let mut zero = vec![true; npx];
-            for band in head.chunks_exact(npx) {
+            for band in head.iter().flatten() {
                 for (z, &v) in zero.iter_mut().zip(band) {
                     *z &= v == 0.0;
                 }
             }
-            for band in head.chunks_exact_mut(npx) {
+            for band in head.iter_mut().flatten() {
                 for (v, &z) in band.iter_mut().zip(&zero) {
                     if z {
                         *v = f32::NAN;
@@ -642,7 +643,7 @@ impl StackPlan {
     /// burns the mask; returns the step's metadata.
     fn assemble_step(
         &self,
-        per_scene: &[Array3<f32>],
+        per_scene: &Warped,
         day: NaiveDate,
         idx: &[usize],
         mut out: ndarray::ArrayViewMut3<'_, f32>,
@@ -737,27 +738,66 @@ impl StackPlan {
     }
 }
 
-fn first_valid(per: &[Array3<f32>], order: &[usize], b: usize, h: usize, w: usize) -> Array2<f32> {
-    let mut out = Array2::from_elem((h, w), f32::NAN);
+/// The warped windows of a stack, `[scene][band]` as `h × w` values; `None`
+/// where nothing was read (the asset misses the tile, or a read failed and
+/// became NaN): all NaN.
+#[derive(Debug)]
+struct Warped {
+    bands: Vec<Vec<Option<Vec<f32>>>>,
+    npx: usize,
+}
+
+impl Warped {
+    fn new(scenes: usize, bands: usize, npx: usize) -> Warped {
+        Warped {
+            bands: vec![vec![None; bands]; scenes],
+            npx,
+        }
+    }
+
+    fn put(&mut self, scene: usize, band: usize, a: Array2<f32>) {
+        let v = if a.is_standard_layout() {
+            a.into_raw_vec_and_offset().0
+        } else {
+            a.iter().copied().collect()
+        };
+        if v.len() == self.npx {
+            self.bands[scene][band] = Some(v);
+        }
+    }
+
+    fn band(&self, scene: usize, band: usize) -> Option<&[f32]> {
+        self.bands[scene][band].as_deref()
+    }
+}
+
+fn to_array(v: Vec<f32>, h: usize, w: usize) -> Array2<f32> {
+    Array2::from_shape_vec((h, w), v).unwrap_or_else(|_| Array2::from_elem((h, w), f32::NAN))
+}
+
+fn first_valid(per: &Warped, order: &[usize], b: usize, h: usize, w: usize) -> Array2<f32> {
+    let mut out = vec![f32::NAN; h * w];
     for &si in order {
-        let src = per[si].index_axis(Axis(0), b);
-        ndarray::Zip::from(&mut out).and(&src).for_each(|o, &v| {
+        let Some(src) = per.band(si, b) else { continue };
+        for (o, &v) in out.iter_mut().zip(src) {
             if o.is_nan() && !v.is_nan() {
                 *o = v;
             }
-        });
+        }
     }
-    out
+    to_array(out, h, w)
 }
 
 /// NaN-skipping mean over the scenes in `order`: an f64 sum in scene order,
 /// divided once (the same arithmetic as summing a per-pixel list).
-fn mean_of(per: &[Array3<f32>], order: &[usize], b: usize, h: usize, w: usize) -> Array2<f32> {
+fn mean_of(per: &Warped, order: &[usize], b: usize, h: usize, w: usize) -> Array2<f32> {
     let mut sum = vec![0.0f64; h * w];
     let mut count = vec![0u32; h * w];
     for &si in order {
-        let band = per[si].index_axis(Axis(0), b);
-        for ((s, n), &v) in sum.iter_mut().zip(count.iter_mut()).zip(band.iter()) {
+        let Some(band) = per.band(si, b) else {
+            continue;
+        };
+        for ((s, n), &v) in sum.iter_mut().zip(count.iter_mut()).zip(band) {
             if !v.is_nan() {
                 *s += f64::from(v);
                 *n += 1;
@@ -775,7 +815,7 @@ fn mean_of(per: &[Array3<f32>], order: &[usize], b: usize, h: usize, w: usize) -
             }
         })
         .collect();
-    Array2::from_shape_vec((h, w), out).unwrap_or_else(|_| Array2::from_elem((h, w), f32::NAN))
+    to_array(out, h, w)
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -789,31 +829,33 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn reduce(
-    per: &[Array3<f32>],
+    per: &Warped,
     order: &[usize],
     b: usize,
     h: usize,
     w: usize,
     f: fn(&mut [f64]) -> f64,
 ) -> Array2<f32> {
-    let mut out = Array2::from_elem((h, w), f32::NAN);
-    let mut buf = Vec::with_capacity(order.len());
-    for r in 0..h {
-        for c in 0..w {
+    let bands: Vec<&[f32]> = order.iter().filter_map(|&si| per.band(si, b)).collect();
+    let mut buf = Vec::with_capacity(bands.len());
+    let out = (0..h * w)
+        .map(|p| {
             buf.clear();
             buf.extend(
-                order
+                bands
                     .iter()
-                    .map(|&si| per[si][[b, r, c]])
+                    .map(|band| band[p])
                     .filter(|v| !v.is_nan())
                     .map(f64::from),
             );
-            if !buf.is_empty() {
-                out[[r, c]] = f(&mut buf) as f32;
+            if buf.is_empty() {
+                f32::NAN
+            } else {
+                f(&mut buf) as f32
             }
-        }
-    }
-    out
+        })
+        .collect();
+    to_array(out, h, w)
 }
 
 /// `(a − b) / (a + b)`, NaN where either is NaN or the sum is 0.
@@ -908,10 +950,22 @@ mod tests {
 
     #[test]
     fn fusion_rules() {
-        let a = Array3::from_shape_vec((1, 1, 3), vec![1.0, f32::NAN, 4.0]).unwrap();
-        let b = Array3::from_shape_vec((1, 1, 3), vec![3.0, 2.0, f32::NAN]).unwrap();
-        let c = Array3::from_shape_vec((1, 1, 3), vec![8.0, 6.0, f32::NAN]).unwrap();
-        let per = vec![a, b, c];
+        let mut per = Warped::new(4, 1, 3);
+        for (si, v) in [
+            vec![1.0, f32::NAN, 4.0],
+            vec![3.0, 2.0, f32::NAN],
+            vec![8.0, 6.0, f32::NAN],
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            per.put(si, 0, Array2::from_shape_vec((1, 3), v).unwrap());
+        }
+        // scene 3 was not read: it counts as NaN everywhere
+        assert_eq!(
+            mean_of(&per, &[0, 3, 1], 0, 1, 3).row(0).to_vec(),
+            vec![2.0, 2.0, 4.0]
+        );
         assert_eq!(
             mean_of(&per, &[0, 1], 0, 1, 3).row(0).to_vec(),
             vec![2.0, 2.0, 4.0]

@@ -118,9 +118,10 @@ pub fn warp(
         let (sc, sr) = map.at(c, r);
         *px = match resampling {
             Resampling::Nearest => {
-                let (ic, ir) = (sc.floor(), sr.floor());
-                if ic >= 0.0 && ir >= 0.0 && (ic as usize) < cols && (ir as usize) < rows {
-                    src[[ir as usize, ic as usize]]
+                // For non-negative values truncation is floor (and cheaper:
+                // without SSE4.1 `floor` is a libm call); NaN fails the test.
+                if sc >= 0.0 && sr >= 0.0 && (sc as usize) < cols && (sr as usize) < rows {
+                    src[[sr as usize, sc as usize]]
                 } else {
                     f32::NAN
                 }
