@@ -12,7 +12,7 @@ use crate::{Epsg, Error, GeoTransform, GridSpec, Resolution, Result, Transformer
 use chrono::NaiveDate;
 use futures::StreamExt;
 use geo::Intersects;
-use ndarray::{Array2, Array4, Axis, s};
+use ndarray::{Array2, Array4};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -592,9 +592,10 @@ impl StackPlan {
             _ => None,
         };
         let t = self.bins.len();
-        let mut data = Array4::from_elem((t, nout, h, w), f32::NAN);
-        // The steps are independent: assembled in parallel, each into its own
-        // (band, y, x) block of `data`.
+        // Zeroed by the allocator (no fill pass): every step writes every
+        // value of its block. The steps are independent: assembled in
+        // parallel, each into its own (band, y, x) block of `data`.
+        let mut data = Array4::zeros((t, nout, h, w));
         let block = nout * h * w;
         let flat = data
             .as_slice_mut()
@@ -603,9 +604,7 @@ impl StackPlan {
             .par_chunks_mut(block.max(1))
             .zip(self.bins.par_iter())
             .map(|(chunk, ((day, _), idx))| {
-                let out = ndarray::ArrayViewMut3::from_shape((nout, h, w), chunk)
-                    .map_err(|e| Error::invalid("stack", e.to_string()))?;
-                self.assemble_step(&per_scene, *day, idx, out, mask, static_mask.as_ref())
+                self.assemble_step(&per_scene, *day, idx, chunk, mask, static_mask.as_ref())
             })
             .collect::<Result<_>>()?;
         let eo = steps.iter().map(|m| m.eo_cloud_cover).collect();
@@ -646,13 +645,14 @@ impl StackPlan {
         per_scene: &Warped,
         day: NaiveDate,
         idx: &[usize],
-        mut out: ndarray::ArrayViewMut3<'_, f32>,
+        out: &mut [f32],
         mask: Option<&Mask>,
         static_mask: Option<&Array2<f32>>,
     ) -> Result<StepMeta> {
         let req = &self.request;
-        let (h, w) = (self.grid.height, self.grid.width);
+        let npx = self.grid.height * self.grid.width;
         let nreq = req.bands.len();
+        let nread = self.read_bands.len();
         let pos = |name: &str| self.read_bands.iter().position(|b| b.as_str() == name);
         let cloud_idx = req.cloud_band.as_ref().and_then(|cb| pos(cb.as_str()));
         let scenes: Vec<&Scene> = idx.iter().map(|&i| &self.scenes[i]).collect();
@@ -662,53 +662,75 @@ impl StackPlan {
             let cb = self.scenes[b].cloud_cover.unwrap_or(f64::INFINITY);
             ca.total_cmp(&cb)
         });
-        let mut tcf = f32::NAN;
-        let mut fused_all = Vec::with_capacity(self.read_bands.len());
+        // Each read band is fused straight into its output slot when it is
+        // one (the first requested band of that name), else into a buffer.
+        let slot_of = |bi: usize| {
+            let name = &self.read_bands[bi];
+            req.bands
+                .iter()
+                .position(|b| b == name && derived_inputs(b).is_none())
+        };
+        let mut buffers: Vec<Option<Vec<f32>>> = vec![None; nread];
         for (bi, band) in self.read_bands.iter().enumerate() {
-            let fused = if idx.is_empty() {
-                Array2::from_elem((h, w), f32::NAN)
-            } else if req.is_categorical(band) || req.fuse == Fusion::LeastCloudy {
-                first_valid(per_scene, &by_cloud, bi, h, w)
-            } else {
-                match req.fuse {
-                    Fusion::First => first_valid(per_scene, idx, bi, h, w),
-                    Fusion::Median => reduce(per_scene, idx, bi, h, w, median),
-                    _ => mean_of(per_scene, idx, bi, h, w),
-                }
-            };
-            if Some(bi) == cloud_idx {
-                let valid = fused.iter().filter(|v| v.is_finite()).count();
-                let cloudy = fused
-                    .iter()
-                    .filter(|v| matches!(**v as i64, 3 | 8 | 9 | 10) && v.is_finite())
-                    .count();
-                if valid > 0 {
-                    tcf = cloudy as f32 / valid as f32;
-                }
-            }
-            fused_all.push(fused);
-        }
-        for (oi, band) in req.bands.iter().enumerate() {
-            let mut dst = out.index_axis_mut(Axis(0), oi);
-            match derived_inputs(band) {
-                Some((a, b)) => {
-                    if let (Some(a), Some(b)) = (pos(a), pos(b)) {
-                        dst.assign(&normalized_difference(&fused_all[a], &fused_all[b]));
-                    } // else NaN: read_bands() always has them
-                }
-                None => {
-                    if let Some(i) = pos(band.as_str()) {
-                        dst.assign(&fused_all[i]);
+            let fuse = |dst: &mut [f32]| {
+                if idx.is_empty() {
+                    dst.fill(f32::NAN);
+                } else if req.is_categorical(band) || req.fuse == Fusion::LeastCloudy {
+                    first_valid(per_scene, &by_cloud, bi, dst);
+                } else {
+                    match req.fuse {
+                        Fusion::First => first_valid(per_scene, idx, bi, dst),
+                        Fusion::Median => reduce(per_scene, idx, bi, dst, median),
+                        _ => mean_of(per_scene, idx, bi, dst),
                     }
                 }
+            };
+            match slot_of(bi) {
+                Some(oi) => fuse(&mut out[oi * npx..(oi + 1) * npx]),
+                None => {
+                    let mut v = vec![0f32; npx];
+                    fuse(&mut v);
+                    buffers[bi] = Some(v);
+                }
             }
         }
-        let nan = out
-            .slice(s![0..nreq, .., ..])
-            .iter()
-            .filter(|v| v.is_nan())
-            .count();
-        let pct_nans = (100.0 * nan as f64 / (nreq * h * w) as f64) as f32;
+        let values = |out: &[f32], bi: usize| -> Vec<f32> {
+            match (slot_of(bi), &buffers[bi]) {
+                (Some(oi), _) => out[oi * npx..(oi + 1) * npx].to_vec(),
+                (None, Some(v)) => v.clone(),
+                (None, None) => vec![f32::NAN; npx],
+            }
+        };
+        let mut tcf = f32::NAN;
+        if let Some(ci) = cloud_idx {
+            let fused = values(out, ci);
+            let valid = fused.iter().filter(|v| v.is_finite()).count();
+            let cloudy = fused
+                .iter()
+                .filter(|v| matches!(**v as i64, 3 | 8 | 9 | 10) && v.is_finite())
+                .count();
+            if valid > 0 {
+                tcf = cloudy as f32 / valid as f32;
+            }
+        }
+        // Output bands not written above: derived ones, repeats, unknown.
+        for (oi, band) in req.bands.iter().enumerate() {
+            let filled = pos(band.as_str()).is_some_and(|bi| slot_of(bi) == Some(oi));
+            if filled {
+                continue;
+            }
+            let v = match (derived_inputs(band), pos(band.as_str())) {
+                (Some((a, b)), _) => match (pos(a), pos(b)) {
+                    (Some(a), Some(b)) => normalized_difference(&values(out, a), &values(out, b)),
+                    _ => vec![f32::NAN; npx], // read_bands() always has them
+                },
+                (None, Some(bi)) => values(out, bi),
+                (None, None) => vec![f32::NAN; npx],
+            };
+            out[oi * npx..(oi + 1) * npx].copy_from_slice(&v);
+        }
+        let nan = out[..nreq * npx].iter().filter(|v| v.is_nan()).count();
+        let pct_nans = (100.0 * nan as f64 / (nreq * npx) as f64) as f32;
         let eo_cloud_cover = scenes
             .iter()
             .filter_map(|s| s.cloud_cover)
@@ -717,7 +739,7 @@ impl StackPlan {
         if req.normalize {
             for (bi, band) in req.bands.iter().enumerate() {
                 if !req.is_categorical(band) {
-                    normalize(out.index_axis_mut(Axis(0), bi));
+                    normalize(&mut out[bi * npx..(bi + 1) * npx]);
                 }
             }
         }
@@ -727,7 +749,12 @@ impl StackPlan {
                 Some(b) => b,
                 None => &m.rasterize(&self.grid, Some(day))?,
             };
-            out.index_axis_mut(Axis(0), nreq).assign(burned);
+            for (o, &v) in out[nreq * npx..(nreq + 1) * npx]
+                .iter_mut()
+                .zip(burned.iter())
+            {
+                *o = v;
+            }
         }
         Ok(StepMeta {
             eo_cloud_cover,
@@ -771,28 +798,24 @@ impl Warped {
     }
 }
 
-fn to_array(v: Vec<f32>, h: usize, w: usize) -> Array2<f32> {
-    Array2::from_shape_vec((h, w), v).unwrap_or_else(|_| Array2::from_elem((h, w), f32::NAN))
-}
-
-fn first_valid(per: &Warped, order: &[usize], b: usize, h: usize, w: usize) -> Array2<f32> {
-    let mut out = vec![f32::NAN; h * w];
+/// The first non-NaN value over the scenes in `order`, into `dst`.
+fn first_valid(per: &Warped, order: &[usize], b: usize, dst: &mut [f32]) {
+    dst.fill(f32::NAN);
     for &si in order {
         let Some(src) = per.band(si, b) else { continue };
-        for (o, &v) in out.iter_mut().zip(src) {
+        for (o, &v) in dst.iter_mut().zip(src) {
             if o.is_nan() && !v.is_nan() {
                 *o = v;
             }
         }
     }
-    to_array(out, h, w)
 }
 
-/// NaN-skipping mean over the scenes in `order`: an f64 sum in scene order,
-/// divided once (the same arithmetic as summing a per-pixel list).
-fn mean_of(per: &Warped, order: &[usize], b: usize, h: usize, w: usize) -> Array2<f32> {
-    let mut sum = vec![0.0f64; h * w];
-    let mut count = vec![0u32; h * w];
+/// NaN-skipping mean over the scenes in `order`, into `dst`: an f64 sum in
+/// scene order, divided once (the same arithmetic as summing a per-pixel list).
+fn mean_of(per: &Warped, order: &[usize], b: usize, dst: &mut [f32]) {
+    let mut sum = vec![0.0f64; dst.len()];
+    let mut count = vec![0u32; dst.len()];
     for &si in order {
         let Some(band) = per.band(si, b) else {
             continue;
@@ -804,18 +827,13 @@ fn mean_of(per: &Warped, order: &[usize], b: usize, h: usize, w: usize) -> Array
             }
         }
     }
-    let out: Vec<f32> = sum
-        .iter()
-        .zip(&count)
-        .map(|(&s, &n)| {
-            if n == 0 {
-                f32::NAN
-            } else {
-                (s / f64::from(n)) as f32
-            }
-        })
-        .collect();
-    to_array(out, h, w)
+    for ((o, &s), &n) in dst.iter_mut().zip(&sum).zip(&count) {
+        *o = if n == 0 {
+            f32::NAN
+        } else {
+            (s / f64::from(n)) as f32
+        };
+    }
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -828,45 +846,39 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-fn reduce(
-    per: &Warped,
-    order: &[usize],
-    b: usize,
-    h: usize,
-    w: usize,
-    f: fn(&mut [f64]) -> f64,
-) -> Array2<f32> {
+/// `f` of the non-NaN values over the scenes in `order`, per pixel, into `dst`.
+fn reduce(per: &Warped, order: &[usize], b: usize, dst: &mut [f32], f: fn(&mut [f64]) -> f64) {
     let bands: Vec<&[f32]> = order.iter().filter_map(|&si| per.band(si, b)).collect();
     let mut buf = Vec::with_capacity(bands.len());
-    let out = (0..h * w)
-        .map(|p| {
-            buf.clear();
-            buf.extend(
-                bands
-                    .iter()
-                    .map(|band| band[p])
-                    .filter(|v| !v.is_nan())
-                    .map(f64::from),
-            );
-            if buf.is_empty() {
-                f32::NAN
-            } else {
-                f(&mut buf) as f32
-            }
-        })
-        .collect();
-    to_array(out, h, w)
+    for (p, o) in dst.iter_mut().enumerate() {
+        buf.clear();
+        buf.extend(
+            bands
+                .iter()
+                .map(|band| band[p])
+                .filter(|v| !v.is_nan())
+                .map(f64::from),
+        );
+        *o = if buf.is_empty() {
+            f32::NAN
+        } else {
+            f(&mut buf) as f32
+        };
+    }
 }
 
 /// `(a − b) / (a + b)`, NaN where either is NaN or the sum is 0.
-fn normalized_difference(a: &Array2<f32>, b: &Array2<f32>) -> Array2<f32> {
-    ndarray::Zip::from(a).and(b).map_collect(|&x, &y| {
-        let sum = x + y;
-        if sum == 0.0 { f32::NAN } else { (x - y) / sum }
-    })
+fn normalized_difference(a: &[f32], b: &[f32]) -> Vec<f32> {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| {
+            let sum = x + y;
+            if sum == 0.0 { f32::NAN } else { (x - y) / sum }
+        })
+        .collect()
 }
 
-fn normalize(mut a: ndarray::ArrayViewMut2<'_, f32>) {
+fn normalize(a: &mut [f32]) {
     let (lo, hi) = a
         .iter()
         .filter(|v| v.is_finite())
@@ -875,7 +887,13 @@ fn normalize(mut a: ndarray::ArrayViewMut2<'_, f32>) {
         });
     if lo.is_finite() {
         let span = hi - lo;
-        a.mapv_inplace(|v| if span > 0.0 { (v - lo) / span } else { 0.0 * v });
+        for v in a.iter_mut() {
+            *v = if span > 0.0 {
+                (*v - lo) / span
+            } else {
+                0.0 * *v
+            };
+        }
     }
 }
 
@@ -940,12 +958,9 @@ mod tests {
         r.cloud_band = Some(BandName::new("SCL").unwrap());
         let names: Vec<String> = r.read_bands().iter().map(|b| b.to_string()).collect();
         assert_eq!(names, ["B04", "B08", "SCL"]);
-        let a = Array2::from_elem((1, 2), 3.0f32);
-        let mut b = Array2::from_elem((1, 2), 1.0f32);
-        b[[0, 1]] = -3.0;
-        let nd = normalized_difference(&a, &b);
-        assert_eq!(nd[[0, 0]], 0.5);
-        assert!(nd[[0, 1]].is_nan());
+        let nd = normalized_difference(&[3.0, 3.0], &[1.0, -3.0]);
+        assert_eq!(nd[0], 0.5);
+        assert!(nd[1].is_nan());
     }
 
     #[test]
@@ -961,27 +976,34 @@ mod tests {
         {
             per.put(si, 0, Array2::from_shape_vec((1, 3), v).unwrap());
         }
+        let run = |f: &dyn Fn(&mut [f32])| {
+            let mut v = vec![0.0f32; 3];
+            f(&mut v);
+            v
+        };
         // scene 3 was not read: it counts as NaN everywhere
         assert_eq!(
-            mean_of(&per, &[0, 3, 1], 0, 1, 3).row(0).to_vec(),
+            run(&|d| mean_of(&per, &[0, 3, 1], 0, d)),
             vec![2.0, 2.0, 4.0]
         );
+        assert_eq!(run(&|d| mean_of(&per, &[0, 1], 0, d)), vec![2.0, 2.0, 4.0]);
         assert_eq!(
-            mean_of(&per, &[0, 1], 0, 1, 3).row(0).to_vec(),
-            vec![2.0, 2.0, 4.0]
-        );
-        assert_eq!(
-            reduce(&per, &[0, 1, 2], 0, 1, 3, median).row(0).to_vec(),
+            run(&|d| reduce(&per, &[0, 1, 2], 0, d, median)),
             vec![3.0, 4.0, 4.0]
         );
         assert_eq!(
-            first_valid(&per, &[1, 0], 0, 1, 3).row(0).to_vec(),
+            run(&|d| first_valid(&per, &[1, 0], 0, d)),
             vec![3.0, 2.0, 4.0]
         );
-        let mut n = Array2::from_shape_vec((1, 3), vec![2.0, 4.0, f32::NAN]).unwrap();
-        normalize(n.view_mut());
-        assert_eq!(n[[0, 1]], 1.0);
-        assert!(n[[0, 2]].is_nan());
+        assert!(
+            run(&|d| first_valid(&per, &[3], 0, d))
+                .iter()
+                .all(|v| v.is_nan())
+        );
+        let mut n = vec![2.0, 4.0, f32::NAN];
+        normalize(&mut n);
+        assert_eq!(n[1], 1.0);
+        assert!(n[2].is_nan());
     }
 }
 

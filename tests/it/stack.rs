@@ -489,3 +489,98 @@ async fn coarse_targets_read_overviews() {
         "overview mean {mo} vs nearest {mf}"
     );
 }
+
+#[tokio::test]
+async fn median_least_cloudy_and_normalize_on_a_two_granule_day() {
+    let mut req = oakland("B04,B08");
+    req.start = day(3);
+    req.end = day(3);
+    req.tile_size = 96;
+    let (mean, server) = stack(&req, None).await;
+    server.shutdown().await;
+    assert_eq!(mean.stack.items[0].len(), 2, "two scenes on 08-03");
+    // the two scenes alone, in the plan's (time, id) order
+    let mut alone = Vec::new();
+    for id in &mean.stack.items[0] {
+        let one: Vec<_> = mean.items.iter().filter(|i| &i.id == id).cloned().collect();
+        let server = WorldServer::start(small_world()).await.unwrap();
+        let items: Vec<_> = one
+            .into_iter()
+            .map(|mut i| {
+                for a in i.assets.values_mut() {
+                    let path = a.href.split("/data/").nth(1).unwrap().to_string();
+                    a.href = format!("{}/data/{path}", server.url());
+                }
+                i
+            })
+            .collect();
+        let s = build(&Catalog::Items(items), &req, &reader(), None)
+            .await
+            .unwrap()
+            .stack;
+        server.shutdown().await;
+        alone.push(s);
+    }
+    let clouds: Vec<f64> = mean
+        .plan
+        .scenes
+        .iter()
+        .map(|s| s.cloud_cover.unwrap())
+        .collect();
+    let least = if clouds[0] <= clouds[1] { 0 } else { 1 };
+
+    req.fuse = Fusion::Median;
+    let (median, server) = stack(&req, None).await;
+    server.shutdown().await;
+    req.fuse = Fusion::LeastCloudy;
+    let (lc, server) = stack(&req, None).await;
+    server.shutdown().await;
+    req.fuse = Fusion::Mean;
+    req.normalize = true;
+    let (norm, server) = stack(&req, None).await;
+    server.shutdown().await;
+
+    let (mut both, mut one_only, mut differ) = (0, 0, 0);
+    let px = |s: &tilestack::stack::TileStack, b: usize| {
+        s.data
+            .slice(ndarray::s![0, b, .., ..])
+            .iter()
+            .copied()
+            .collect::<Vec<f32>>()
+    };
+    for b in 0..2 {
+        let (m, md, l) = (px(&mean.stack, b), px(&median.stack, b), px(&lc.stack, b));
+        let (a0, a1) = (px(&alone[0], b), px(&alone[1], b));
+        let first = if least == 0 { &a0 } else { &a1 };
+        let other = if least == 0 { &a1 } else { &a0 };
+        for p in 0..m.len() {
+            // median of one or two values is their mean
+            assert_eq!(m[p].to_bits(), md[p].to_bits(), "band {b} px {p}");
+            // least cloudy: that scene where it has data, else the other
+            let want = if first[p].is_nan() {
+                other[p]
+            } else {
+                first[p]
+            };
+            assert_eq!(l[p].to_bits(), want.to_bits(), "band {b} px {p}");
+            match (a0[p].is_nan(), a1[p].is_nan()) {
+                (false, false) => {
+                    both += 1;
+                    differ += usize::from(a0[p] != a1[p]);
+                }
+                (false, true) | (true, false) => one_only += 1,
+                _ => {}
+            }
+        }
+        // normalized: each band of the day spans [0, 1] over its valid pixels
+        let n = px(&norm.stack, b);
+        let valid: Vec<f32> = n.iter().copied().filter(|v| v.is_finite()).collect();
+        assert!(valid.iter().all(|v| (0.0..=1.0).contains(v)));
+        assert!(valid.contains(&0.0) && valid.contains(&1.0));
+    }
+    // the rules were exercised where both scenes have data (and the two differ there)
+    assert!(
+        both > 0 && differ > 0,
+        "both {both}, differ {differ}, one only {one_only}"
+    );
+}
