@@ -853,13 +853,21 @@ impl Tile {
             },
             Samples::U16 { le_bytes, nodata } => match le_bytes.get(2 * start..2 * (start + n)) {
                 Some(src) => {
-                    for (o, p) in out.iter_mut().zip(src.chunks_exact(2)) {
-                        let v = u16::from_le_bytes([p[0], p[1]]);
-                        *o = if Some(v) == *nodata {
-                            f32::NAN
-                        } else {
-                            f32::from(v)
-                        };
+                    let values = src
+                        .chunks_exact(2)
+                        .map(|p| u16::from_le_bytes([p[0], p[1]]));
+                    // nodata outside the loop: each loop stays branch-light
+                    match *nodata {
+                        Some(nd) => {
+                            for (o, v) in out.iter_mut().zip(values) {
+                                *o = if v == nd { f32::NAN } else { f32::from(v) };
+                            }
+                        }
+                        None => {
+                            for (o, v) in out.iter_mut().zip(values) {
+                                *o = f32::from(v);
+                            }
+                        }
                     }
                 }
                 None => out.fill(f32::NAN),

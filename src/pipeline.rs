@@ -814,12 +814,17 @@ fn first_valid(per: &Warped, order: &[usize], b: usize, dst: &mut [f32]) {
 /// NaN-skipping mean over the scenes in `order`, into `dst`: an f64 sum in
 /// scene order, divided once (the same arithmetic as summing a per-pixel list).
 fn mean_of(per: &Warped, order: &[usize], b: usize, dst: &mut [f32]) {
+    let read: Vec<&[f32]> = order.iter().filter_map(|&si| per.band(si, b)).collect();
+    if let [only] = read[..] {
+        // One scene: v / 1 in f64 is v again; only NaN is normalized.
+        for (o, &v) in dst.iter_mut().zip(only) {
+            *o = if v.is_nan() { f32::NAN } else { v };
+        }
+        return;
+    }
     let mut sum = vec![0.0f64; dst.len()];
     let mut count = vec![0u32; dst.len()];
-    for &si in order {
-        let Some(band) = per.band(si, b) else {
-            continue;
-        };
+    for band in read {
         for ((s, n), &v) in sum.iter_mut().zip(count.iter_mut()).zip(band) {
             if !v.is_nan() {
                 *s += f64::from(v);

@@ -70,9 +70,10 @@ impl Mapping {
         if self.step == 1 {
             return self.nodes[row * self.nodes_w + col];
         }
-        let (c0, r0) = (col / self.step, row / self.step);
-        let fx = (col % self.step) as f64 / self.step as f64;
-        let fy = (row % self.step) as f64 / self.step as f64;
+        // step is STEP here: a constant divisor (shifts, not divisions)
+        let (c0, r0) = (col / STEP, row / STEP);
+        let fx = (col % STEP) as f64 / STEP as f64;
+        let fy = (row % STEP) as f64 / STEP as f64;
         let n = |c: usize, r: usize| self.nodes[r * self.nodes_w + c];
         let (a, b, c, d) = (n(c0, r0), n(c0 + 1, r0), n(c0, r0 + 1), n(c0 + 1, r0 + 1));
         (
