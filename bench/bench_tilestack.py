@@ -294,7 +294,7 @@ def report(res):
          prn["median_s"] / r1["median_s"]),
         ("HTTP requests, Oakland cold (nginx)", f"{pc['requests']}", f"{ts_req}", pc["requests"] / max(ts_req, 1)),
         ("HTTP bytes, Oakland cold (nginx)", f"{pc['bytes']:,}", f"{ts_bytes:,}", pc["bytes"] / max(ts_bytes, 1)),
-        ("HTTP requests / s, cold fresh process with `--header-cache` filled by an earlier one", "—",
+        ("HTTP requests / wall s, cold fresh process, `--header-cache` filled by an earlier process", "—",
          f"{res['tilestack_header_cache_use']['requests']} / {res['tilestack_header_cache_use']['wall_s']:.3f}",
          None),
         (f"HTTP requests, {n} random (client count)", f"{prn['requests']}", f"{r1['requests']}",
