@@ -253,6 +253,26 @@ fn make_reader(
     Ok(reader)
 }
 
+/// What `stack` and `bench` build from their `StackArgs`: the request, the
+/// catalog, the mask and the one reader.
+fn stack_setup(
+    a: &StackArgs,
+) -> Result<(
+    tilestack::pipeline::StackRequest,
+    tilestack::pipeline::Catalog,
+    Option<tilestack::rasterize::Mask>,
+    tilestack::cog::CogReader,
+)> {
+    let req = stack_request(a)?;
+    let (catalog, mask) = stack_inputs(a)?;
+    let reader = make_reader(
+        a.cache_mib << 20,
+        a.sign.as_deref(),
+        a.header_cache.as_deref(),
+    )?;
+    Ok((req, catalog, mask, reader))
+}
+
 /// The catalog and mask a `StackArgs` names.
 fn stack_inputs(
     a: &StackArgs,
@@ -488,13 +508,7 @@ async fn run(cli: Cli, started: Instant) -> Result<()> {
         }
         Cmd::Stack(a) => {
             let t = Instant::now();
-            let req = stack_request(&a)?;
-            let (catalog, mask) = stack_inputs(&a)?;
-            let reader = make_reader(
-                a.cache_mib << 20,
-                a.sign.as_deref(),
-                a.header_cache.as_deref(),
-            )?;
+            let (req, catalog, mask, reader) = stack_setup(&a)?;
             let built = run_stack(&catalog, &req, mask.as_ref(), &a.out, &reader, a.repeat).await?;
             let shape = built.stack.data.shape().to_vec();
             println!(
@@ -507,13 +521,7 @@ async fn run(cli: Cli, started: Instant) -> Result<()> {
             );
         }
         Cmd::Bench { stack, bench } => {
-            let req = stack_request(&stack)?;
-            let (catalog, mask) = stack_inputs(&stack)?;
-            let reader = make_reader(
-                stack.cache_mib << 20,
-                stack.sign.as_deref(),
-                stack.header_cache.as_deref(),
-            )?;
+            let (req, catalog, mask, reader) = stack_setup(&stack)?;
             let json = bench::run(started, &catalog, &req, mask.as_ref(), &reader, &bench).await?;
             println!("{json}");
         }
