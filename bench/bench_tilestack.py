@@ -318,7 +318,7 @@ def report(res):
           f"{lim['inflated_bytes']:,} bytes inflated")
     print(f"  plain client fetch of exactly those ranges: {lim['fetch_s']:.3f} s; libdeflate inflate: "
           f"{lim['inflate_all_cores_s']:.3f} s on all cores, {lim['inflate_one_core_s']:.3f} s on one; "
-          f"tilestack's whole-tile decode (inflate + predictor + f32 + nodata): {lim['decode_all_cores_s']:.3f} s")
+          f"tilestack's whole-tile decode (inflate + predictor): {lim['decode_all_cores_s']:.3f} s")
     print(f"  tilestack cold build (in process, after start-up) {first_build:.3f} s = "
           f"{first_build / lim['inflate_all_cores_s']:.2f}× the inflate limit; bytes {ts_bytes / lim['bytes']:.3f}× "
           f"minimal; tile requests {ts_req - lim['ranges']} over the {lim['ranges']} ranges are header reads")

@@ -346,6 +346,36 @@ impl HttpFile {
         rec.push((range, bytes.clone()));
         Ok(bytes)
     }
+
+    /// Several exact ranges: replayed where persisted, the rest fetched in
+    /// one coalesced, concurrent batch.
+    async fn read_many(&self, ranges: Vec<Range<u64>>) -> Result<Vec<Bytes>> {
+        let replayed: Vec<Option<Bytes>> = ranges
+            .iter()
+            .map(|r| self.replay.as_ref().and_then(|h| h.replay(r)))
+            .collect();
+        let missing: Vec<Range<u64>> = ranges
+            .iter()
+            .zip(&replayed)
+            .filter(|(_, b)| b.is_none())
+            .map(|(r, _)| r.clone())
+            .collect();
+        let mut fetched = if missing.is_empty() {
+            Vec::new()
+        } else {
+            self.fetched
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            self.client.get_ranges(&self.url, missing).await?
+        }
+        .into_iter();
+        let out: Vec<Bytes> = replayed
+            .into_iter()
+            .map(|b| b.or_else(|| fetched.next()).unwrap_or_default())
+            .collect();
+        let mut rec = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        rec.extend(ranges.into_iter().zip(out.iter().cloned()));
+        Ok(out)
+    }
 }
 
 fn external(e: Error) -> AsyncTiffError {
@@ -369,13 +399,7 @@ impl AsyncFileReader for HttpFile {
         'a: 'b,
         Self: 'b,
     {
-        Box::pin(async move {
-            let mut out = Vec::with_capacity(ranges.len());
-            for r in ranges {
-                out.push(self.read(r, false).await.map_err(external)?);
-            }
-            Ok(out)
-        })
+        Box::pin(async move { self.read_many(ranges).await.map_err(external) })
     }
 }
 
@@ -628,7 +652,7 @@ impl CogReader {
     ) -> Result<Vec<TileData>> {
         let mut waits = Vec::with_capacity(xy.len());
         let mut claims = Vec::new();
-        for &(x, y) in xy {
+        for (&(x, y), &rows) in xy.iter().zip(need) {
             let key = TileKey {
                 href: header.href.clone(),
                 ifd,
@@ -640,16 +664,10 @@ impl CogReader {
                 Lookup::Wait(f) => waits.push(f),
                 Lookup::Lead(f, claim) => {
                     waits.push(f);
-                    claims.push((x, y, claim));
+                    claims.push((x, y, rows, claim));
                 }
             }
         }
-        let need_of: HashMap<(usize, usize), usize> =
-            xy.iter().copied().zip(need.iter().copied()).collect();
-        let claims: Vec<_> = claims
-            .into_iter()
-            .map(|(x, y, c)| (x, y, need_of.get(&(x, y)).copied().unwrap_or(0), c))
-            .collect();
         if !claims.is_empty() {
             // Spawned so that the fetch completes (and wakes other waiters)
             // even if this caller is cancelled.

@@ -180,8 +180,10 @@ fn merge(mut ranges: Vec<Range<u64>>, gap: u64) -> Vec<Range<u64>> {
 async fn limit(plan: &StackPlan, reader: &CogReader) -> Result<serde_json::Value> {
     // The internal tiles each window intersects, per href, at IFD 0 (the
     // stacks here are at the source resolution: no overview is used).
-    let mut tiles: BTreeMap<String, Vec<Range<u64>>> = BTreeMap::new();
-    let mut shapes = BTreeMap::new();
+    // Per href: (byte range, tile x, tile y) of each needed tile.
+    type Needed = Vec<(Range<u64>, usize, usize)>;
+    let mut tiles: BTreeMap<String, Needed> = BTreeMap::new();
+    let mut headers = BTreeMap::new();
     for r in &plan.reads {
         let h = reader.header(&r.href).await?;
         let info = &h.ifds[0];
@@ -191,7 +193,10 @@ async fn limit(plan: &StackPlan, reader: &CogReader) -> Result<serde_json::Value
         for ty in r0 / th..=(r1 - 1) / th {
             for tx in c0 / tw..=(c1 - 1) / tw {
                 if let Some(range) = info.tile_range(tx, ty) {
-                    tiles.entry(r.href.clone()).or_default().push(range);
+                    tiles
+                        .entry(r.href.clone())
+                        .or_default()
+                        .push((range, tx, ty));
                 }
             }
         }
@@ -199,15 +204,16 @@ async fn limit(plan: &StackPlan, reader: &CogReader) -> Result<serde_json::Value
             Some(tilestack::cog::SampleType::U8) => 1,
             _ => 2,
         };
-        shapes.insert(r.href.clone(), (tw * th * bps, info.predictor));
+        headers.insert(r.href.clone(), (h.clone(), tw * th * bps));
     }
     let mut n_tiles = 0;
     let mut bytes = 0;
     let mut strict = 0;
     let mut merged: Vec<(String, Range<u64>)> = Vec::new();
-    for (href, ranges) in &mut tiles {
-        ranges.sort_by_key(|r| r.start);
-        ranges.dedup();
+    for (href, needed) in &mut tiles {
+        needed.sort_by_key(|(r, _, _)| r.start);
+        needed.dedup();
+        let ranges: Vec<Range<u64>> = needed.iter().map(|(r, _, _)| r.clone()).collect();
         n_tiles += ranges.len();
         bytes += ranges.iter().map(|r| r.end - r.start).sum::<u64>();
         strict += merge(ranges.clone(), 0).len();
@@ -251,22 +257,15 @@ async fn limit(plan: &StackPlan, reader: &CogReader) -> Result<serde_json::Value
     let mut jobs: Vec<(bytes::Bytes, usize)> = Vec::new();
     let mut decode_jobs = Vec::new();
     for (href, r, body) in &fetched {
-        let (raw_len, _) = shapes.get(href).copied().unwrap_or((0, 1));
-        let header = reader.header(href).await?;
-        let info = &header.ifds[0];
-        let across = info.width.div_ceil(info.tile_width.max(1));
-        for ty in 0..info.height.div_ceil(info.tile_height.max(1)) {
-            for tx in 0..across {
-                let Some(tr) = info.tile_range(tx, ty) else {
-                    continue;
-                };
-                let wanted = tiles.get(href).is_some_and(|t| t.contains(&tr));
-                if wanted && tr.start >= r.start && tr.end <= r.end {
-                    let s = (tr.start - r.start) as usize;
-                    let z = body.slice(s..s + (tr.end - tr.start) as usize);
-                    jobs.push((z.clone(), raw_len));
-                    decode_jobs.push((header.clone(), tx, ty, z));
-                }
+        let Some((header, raw_len)) = headers.get(href) else {
+            continue;
+        };
+        for (tr, tx, ty) in tiles.get(href).into_iter().flatten() {
+            if tr.start >= r.start && tr.end <= r.end {
+                let s = (tr.start - r.start) as usize;
+                let z = body.slice(s..s + (tr.end - tr.start) as usize);
+                jobs.push((z.clone(), *raw_len));
+                decode_jobs.push((header.clone(), *tx, *ty, z));
             }
         }
     }
@@ -291,8 +290,8 @@ async fn limit(plan: &StackPlan, reader: &CogReader) -> Result<serde_json::Value
         .build()
         .context("one-thread pool")?;
     let (one_core_s, _) = one.install(|| inflate(&jobs))?;
-    // tilestack's own decode of the same tiles (inflate + predictor + f32 +
-    // nodata), on its blocking threads.
+    // tilestack's own decode of the same tiles (inflate, predictor undone,
+    // nodata noted), on its blocking threads.
     let t = Instant::now();
     futures::stream::iter(
         decode_jobs
