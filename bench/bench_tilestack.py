@@ -12,6 +12,8 @@ Needs bench/peer_setup.sh (servers on 127.0.0.1:8089/8090).  Runs, in this order
      2 in flight; and the physical limit of the Oakland stack measured by tilestack's own plain client:
      the intersecting internal tiles, one GET per contiguous range (fetch time), libdeflate inflate of
      those tiles on all cores and on one.
+     Then the 2-in-flight process again pinned to 1 core (taskset): scaling with cores; and the warm
+     stack's floor (the search alone, the load from the kept plan, one write of the output array).
   4. the physical limit again from the files (a small TIFF reader here): minimal bytes, contiguous ranges
      and zlib inflate on 2 worker processes — an independent check of step 3's tile and byte counts.
 Prints a table with ratios (peer / tilestack) and writes WORK/bench/results.json.
@@ -49,12 +51,14 @@ def timed_stack(binary, work, out, centroid, log):
             "peak_rss_mb": int(r.group(1)) / 1024.0 if r else None, **log.take()}
 
 
-def bench_process(binary, work, centroids_file, concurrency, log, limit):
-    """One `tilestack bench` process; its JSON plus the server-side counts of the whole process."""
+def bench_process(binary, work, centroids_file, concurrency, log, limit, cores=None):
+    """One `tilestack bench` process (pinned to the first `cores` cores with taskset when given; its
+    thread pools size themselves from that affinity); its JSON plus the server-side counts."""
     extra = ["--warm", "3", "--centroids-file", centroids_file, "--concurrency", str(concurrency)]
     extra += ["--limit"] if limit else []
+    wrap = ["taskset", "-c", ",".join(str(c) for c in range(cores))] if cores else []
     wall, _, out, _ = cs.run_tilestack(binary, work, os.path.join(work, "bench", "ts_bench"), quiet=True,
-                                       sub="bench", extra=extra)
+                                       sub="bench", extra=extra, wrap=wrap)
     res = json.loads(out.strip().splitlines()[-1])
     res["process_wall_s"] = wall
     res["server"] = log.take()
@@ -255,6 +259,16 @@ def main():
               f"{rb['total_s']:.2f} s = {rb['stacks_per_s']:.3f} stacks/s, peak RSS {b['peak_rss_mb']:.0f} MB",
               flush=True)
 
+    # 3b. scaling with cores: the 2-in-flight process again, pinned to fewer cores (the servers stay unpinned)
+    ncores = os.cpu_count() or 1
+    res["scaling"] = {str(ncores): {k: b[k] for k in ("first_build_s", "warm_s")} | {"random": b["random"]}}
+    if shutil.which("taskset"):
+        for k in sorted({1, ncores // 2} - {0, ncores}):
+            bk = bench_process(binary, work, cfile, 2, log, limit=False, cores=k)
+            res["scaling"][str(k)] = {x: bk[x] for x in ("first_build_s", "warm_s", "random")}
+            print(f"tilestack bench on {k} core(s): first build {bk['first_build_s']:.3f} s, warm "
+                  f"{min(bk['warm_s']):.3f} s, random {bk['random']['stacks_per_s']:.3f} stacks/s", flush=True)
+
     # 4. physical limit (Oakland tile, the items the peer used)
     ref = np.load(os.path.join(bdir, "peer_oakland.npz"))
     ids = sorted({i for s in ref["item_ids_per_day"] for i in str(s).split(",") if i})
@@ -311,6 +325,24 @@ def report(res):
     for name, p, t, r in rows:
         better = "—" if r is None or r == 1 else ("tilestack" if r > 1 else "peer")
         print(f"| {name} | {p} | {t} | {'—' if r is None else f'{r:.2f}×'} | {better} |")
+    sc = res.get("scaling", {})
+    if len(sc) > 1:
+        top = max(sc, key=int)
+        print(f"\nscaling with cores (tilestack bench, 2 stacks in flight; the servers use all {top} cores):")
+        print("| cores | first build, s | warm, s | random tile-stacks/s | vs 1 core |\n|---|---|---|---|---|")
+        base = sc.get("1", {}).get("random", {}).get("stacks_per_s")
+        for k in sorted(sc, key=int):
+            v = sc[k]
+            rate = v["random"]["stacks_per_s"]
+            print(f"| {k} | {v['first_build_s']:.3f} | {min(v['warm_s']):.3f} | {rate:.3f} | "
+                  f"{rate / base:.2f}× |" if base else f"| {k} | … | … | {rate:.3f} | — |")
+    wf = b1.get("warm_floor")
+    if wf:
+        print(f"\nwarm stack split (tilestack bench, best of 3): search alone {wf['search_s'] * 1e3:.1f} ms, load "
+              f"from the kept plan {wf['load_s'] * 1e3:.1f} ms, writing a {wf['output_bytes'] / 1e6:.0f} MB output "
+              f"array once on all cores {wf['output_write_s'] * 1e3:.1f} ms; floor (search + one write) "
+              f"{(wf['search_s'] + wf['output_write_s']) * 1e3:.1f} ms = "
+              f"{pw['wall_s'] / (wf['search_s'] + wf['output_write_s']):.0f}× the peer's warm stack at best")
     first_build = b1["first_build_s"]
     print(f"\nphysical limit of the Oakland stack (tilestack bench, {lim['cores']} cores):")
     print(f"  {lim['tiles']} internal tiles, {lim['bytes']:,} compressed bytes in {lim['ranges_strict']} strictly "

@@ -35,10 +35,7 @@ async fn main() -> Result<(), Error> {
         HttpRangeClient::new(RetryConfig::default())?,
         TileCache::new(1 << 30),
     );
-    let catalog = Catalog::Stac {
-        url: server.stac_url(),
-        collection: world.manifest().collection.clone(),
-    };
+    let catalog = Catalog::stac(&server.stac_url(), &world.manifest().collection)?;
     let mask = Mask::from_file(&world.terminals_path())?;
     let t = std::time::Instant::now();
     let built = build(&catalog, &req, &reader, Some(&mask)).await?;

@@ -14,7 +14,7 @@
 
 use crate::fetch::{HttpRangeClient, Lookup, ObjectVersion, Samples, Tile, TileData, TileKey};
 use crate::header_store::{HeaderStore, StoredHeader};
-use crate::{Epsg, Error, GeoTransform, Result};
+use crate::{Epsg, Error, GeoTransform, GridSpec, Result};
 use async_tiff::decoder::DecoderRegistry;
 use async_tiff::error::{AsyncTiffError, AsyncTiffResult};
 use async_tiff::metadata::TiffMetadataReader;
@@ -560,6 +560,78 @@ impl CogReader {
         Ok(Arc::new(header))
     }
 
+    /// The decoded tiles of IFD `ifd` that the `width × height` window at
+    /// `(col_off, row_off)` intersects (through the cache, like
+    /// [`CogReader::read_window`]), each decoded down to the window's last
+    /// row; `None` when the window misses the image. Sample them with
+    /// [`TileWindow::sample`] without copying the window first.
+    ///
+    /// # Errors
+    /// As [`CogReader::read_window`].
+    pub async fn window_tiles(
+        &self,
+        href: &str,
+        ifd: usize,
+        col_off: usize,
+        row_off: usize,
+        width: usize,
+        height: usize,
+    ) -> Result<Option<TileWindow>> {
+        if (width as u64).saturating_mul(height as u64) > MAX_WINDOW_PIXELS {
+            return Err(Error::invalid(
+                "window",
+                format!("{width}×{height} px is over the 2^28 px limit"),
+            ));
+        }
+        let header = self.header(href).await?;
+        let bad = |m: String| Error::Cog {
+            href: href.to_string(),
+            message: m,
+        };
+        let info = header
+            .ifds
+            .get(ifd)
+            .ok_or_else(|| bad(format!("no IFD {ifd} (file has {})", header.ifds.len())))?;
+        // The window clipped to the image, in image pixels.
+        let c0 = col_off.min(info.width);
+        let c1 = col_off.saturating_add(width).min(info.width);
+        let r0 = row_off.min(info.height);
+        let r1 = row_off.saturating_add(height).min(info.height);
+        if c0 >= c1 || r0 >= r1 {
+            return Ok(None);
+        }
+        if info.tile_width == 0 || info.tile_height == 0 {
+            return Err(bad(format!("IFD {ifd} is not tiled")));
+        }
+        if info.samples_per_pixel != 1 {
+            return Err(bad(format!(
+                "IFD {ifd} has {} samples per pixel; only 1 is supported",
+                info.samples_per_pixel
+            )));
+        }
+        let (tw, th) = (info.tile_width, info.tile_height);
+        let (tx0, tx1) = (c0 / tw, (c1 - 1) / tw);
+        let (ty0, ty1) = (r0 / th, (r1 - 1) / th);
+        let xy: Vec<(usize, usize)> = (ty0..=ty1)
+            .flat_map(|y| (tx0..=tx1).map(move |x| (x, y)))
+            .collect();
+        // Rows each tile must have decoded: down to the window's last row.
+        let need: Vec<usize> = xy.iter().map(|&(_, y)| (r1 - y * th).min(th)).collect();
+        let tiles = self.tiles(&header, ifd, &xy, &need).await?;
+        Ok(Some(TileWindow {
+            window: (col_off, row_off, width, height),
+            width: info.width,
+            height: info.height,
+            tile_width: tw,
+            tile_height: th,
+            tx0,
+            ty0,
+            across: tx1 - tx0 + 1,
+            down: ty1 - ty0 + 1,
+            tiles,
+        }))
+    }
+
     /// The `width × height` window at `(col_off, row_off)` of IFD `ifd`
     /// (0 = full resolution) as `(rows, cols)` f32; pixels outside the image
     /// and nodata pixels are NaN. Only the intersecting tiles are fetched
@@ -579,47 +651,18 @@ impl CogReader {
         width: usize,
         height: usize,
     ) -> Result<Array2<f32>> {
-        if (width as u64).saturating_mul(height as u64) > MAX_WINDOW_PIXELS {
-            return Err(Error::invalid(
-                "window",
-                format!("{width}×{height} px is over the 2^28 px limit"),
-            ));
-        }
-        let header = self.header(href).await?;
-        let bad = |m: String| Error::Cog {
-            href: href.to_string(),
-            message: m,
-        };
-        let info = header
-            .ifds
-            .get(ifd)
-            .ok_or_else(|| bad(format!("no IFD {ifd} (file has {})", header.ifds.len())))?;
+        let tiles = self
+            .window_tiles(href, ifd, col_off, row_off, width, height)
+            .await?;
         let mut out = Array2::from_elem((height, width), f32::NAN);
-        // The window clipped to the image, in image pixels.
-        let c0 = col_off.min(info.width);
-        let c1 = col_off.saturating_add(width).min(info.width);
-        let r0 = row_off.min(info.height);
-        let r1 = row_off.saturating_add(height).min(info.height);
-        if c0 >= c1 || r0 >= r1 {
-            return Ok(out);
-        }
-        if info.tile_width == 0 || info.tile_height == 0 {
-            return Err(bad(format!("IFD {ifd} is not tiled")));
-        }
-        if info.samples_per_pixel != 1 {
-            return Err(bad(format!(
-                "IFD {ifd} has {} samples per pixel; only 1 is supported",
-                info.samples_per_pixel
-            )));
-        }
-        let (tw, th) = (info.tile_width, info.tile_height);
-        let tiles: Vec<(usize, usize)> = (r0 / th..=(r1 - 1) / th)
-            .flat_map(|y| (c0 / tw..=(c1 - 1) / tw).map(move |x| (x, y)))
-            .collect();
-        // Rows each tile must have decoded: down to the window's last row.
-        let need: Vec<usize> = tiles.iter().map(|&(_, y)| (r1 - y * th).min(th)).collect();
-        let data = self.tiles(&header, ifd, &tiles, &need).await?;
-        for ((x, y), tile) in tiles.iter().zip(data) {
+        let Some(tiles) = tiles else { return Ok(out) };
+        let (tw, th) = (tiles.tile_width, tiles.tile_height);
+        let c0 = col_off.min(tiles.width);
+        let c1 = col_off.saturating_add(width).min(tiles.width);
+        let r0 = row_off.min(tiles.height);
+        let r1 = row_off.saturating_add(height).min(tiles.height);
+        for (i, tile) in tiles.tiles.iter().enumerate() {
+            let (x, y) = (tiles.tx0 + i % tiles.across, tiles.ty0 + i / tiles.across);
             // Intersection of this tile with the clipped window, image pixels.
             let (tx0, ty0) = (x * tw, y * th);
             let (ix0, ix1) = (c0.max(tx0), c1.min(tx0 + tw));
@@ -727,6 +770,84 @@ impl CogReader {
 }
 
 /// A shared error, re-owned for one caller (the variants this module produces).
+/// The decoded tiles under a window of one IFD, from
+/// [`CogReader::window_tiles`]: sampled straight from the tiles, so that a
+/// nearest-neighbour warp needs no intermediate window copy.
+#[derive(Debug, Clone)]
+pub struct TileWindow {
+    /// The window asked for: column, row, width, height (image pixels).
+    window: (usize, usize, usize, usize),
+    width: usize,
+    height: usize,
+    tile_width: usize,
+    tile_height: usize,
+    tx0: usize,
+    ty0: usize,
+    across: usize,
+    down: usize,
+    tiles: Vec<TileData>,
+}
+
+impl TileWindow {
+    /// The window warped onto `dst` by nearest neighbour within one CRS,
+    /// sampled straight from the tiles; `window_transform` georeferences
+    /// the window's top-left pixel. Bit-identical to
+    /// [`crate::warp::warp`] of [`CogReader::read_window`]'s array, without
+    /// that intermediate copy (pixels outside the window or the image: NaN).
+    pub fn nearest(&self, window_transform: &GeoTransform, dst: &GridSpec) -> Array2<f32> {
+        let (c0, r0, w, h) = self.window;
+        let (rows, cols) = crate::warp::nearest_indices(window_transform, h, w, dst);
+        let shift = |v: Vec<Option<usize>>, by: usize| -> Vec<Option<usize>> {
+            v.into_iter().map(|i| i.map(|i| i + by)).collect()
+        };
+        let mut out = Array2::from_elem((dst.height, dst.width), f32::NAN);
+        if let Some(o) = out.as_slice_mut() {
+            self.sample(&shift(rows, r0), &shift(cols, c0), o);
+        }
+        out
+    }
+
+    /// Writes the image pixels `(rows[i], cols[j])` into `out[i * cols.len() + j]`
+    /// as f32 (nodata → NaN). `None`, a pixel outside the image or outside
+    /// the tiles this window holds, or a row not decoded, gives NaN.
+    /// `out` must hold `rows.len() × cols.len()` values; extra rows are left.
+    pub fn sample(&self, rows: &[Option<usize>], cols: &[Option<usize>], out: &mut [f32]) {
+        let (tw, th) = (self.tile_width.max(1), self.tile_height.max(1));
+        let x_end = (self.tx0 + self.across) * tw;
+        let y_end = (self.ty0 + self.down) * th;
+        // Columns as runs over one tile column each: (tile column, first
+        // output column, the in-tile columns); `None` runs are NaN.
+        let mut runs: Vec<(Option<usize>, usize, Vec<usize>)> = Vec::new();
+        for (j, c) in cols.iter().enumerate() {
+            let at = c
+                .filter(|&c| c < self.width && c >= self.tx0 * tw && c < x_end)
+                .map(|c| (c / tw - self.tx0, c % tw));
+            let tile = at.map(|(t, _)| t);
+            match runs.last_mut() {
+                Some((t, _, cc)) if *t == tile => cc.extend(at.map(|(_, c)| c)),
+                _ => runs.push((tile, j, at.map(|(_, c)| c).into_iter().collect())),
+            }
+        }
+        let n = cols.len();
+        for (orow, r) in out.chunks_exact_mut(n.max(1)).zip(rows) {
+            let r = r.filter(|&r| r < self.height && r >= self.ty0 * th && r < y_end);
+            let Some(r) = r else {
+                orow.fill(f32::NAN);
+                continue;
+            };
+            let (ty, rr) = (r / th - self.ty0, r % th);
+            for (k, (tile, j, cc)) in runs.iter().enumerate() {
+                let end = runs.get(k + 1).map_or(n, |next| next.1);
+                let dst = &mut orow[*j..end];
+                match tile.and_then(|t| self.tiles.get(ty * self.across + t)) {
+                    Some(t) => t.gather_row(rr, cc, dst),
+                    None => dst.fill(f32::NAN),
+                }
+            }
+        }
+    }
+}
+
 fn unshare(e: Arc<Error>) -> Error {
     match &*e {
         Error::Http { url, message } => Error::Http {

@@ -875,6 +875,70 @@ impl Tile {
         }
     }
 
+    /// Samples `cols` (any order, repeats allowed) of `row` into `out` as
+    /// f32, nodata → NaN, with the same values as [`Tile::copy_row`]. A row
+    /// not decoded, or a column past the tile, gives NaN.
+    ///
+    /// ```
+    /// use tilestack::fetch::{Samples, Tile};
+    /// let t = Tile { width: 3, height: 1, rows: 1, compressed: None,
+    ///     samples: Samples::U8 { values: vec![5, 0, 7], nodata: Some(0) } };
+    /// let mut out = [0f32; 4];
+    /// t.gather_row(0, &[2, 2, 1, 9], &mut out);
+    /// assert_eq!(out[..2], [7.0, 7.0]);
+    /// assert!(out[2].is_nan() && out[3].is_nan());
+    /// ```
+    pub fn gather_row(&self, row: usize, cols: &[usize], out: &mut [f32]) {
+        let n = cols.len().min(out.len());
+        let (cols, out) = (&cols[..n], &mut out[..n]);
+        if row >= self.rows {
+            out.fill(f32::NAN);
+            return;
+        }
+        let start = row * self.width;
+        let w = self.width;
+        match &self.samples {
+            Samples::F32(v) => {
+                let src = v.get(start..start + w).unwrap_or(&[]);
+                for (o, &c) in out.iter_mut().zip(cols) {
+                    *o = src.get(c).copied().unwrap_or(f32::NAN);
+                }
+            }
+            Samples::U8 { values, nodata } => {
+                let src = values.get(start..start + w).unwrap_or(&[]);
+                for (o, &c) in out.iter_mut().zip(cols) {
+                    *o = match src.get(c) {
+                        Some(&b) if Some(b) != *nodata => f32::from(b),
+                        _ => f32::NAN,
+                    };
+                }
+            }
+            Samples::U16 { le_bytes, nodata } => {
+                let src = le_bytes.get(2 * start..2 * (start + w)).unwrap_or(&[]);
+                let at = |c: usize| {
+                    src.get(2 * c..2 * c + 2)
+                        .map(|p| u16::from_le_bytes([p[0], p[1]]))
+                };
+                // nodata outside the loop: each loop stays branch-light
+                match *nodata {
+                    Some(nd) => {
+                        for (o, &c) in out.iter_mut().zip(cols) {
+                            *o = match at(c) {
+                                Some(v) if v != nd => f32::from(v),
+                                _ => f32::NAN,
+                            };
+                        }
+                    }
+                    None => {
+                        for (o, &c) in out.iter_mut().zip(cols) {
+                            *o = at(c).map_or(f32::NAN, f32::from);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// The decoded rows as f32 (nodata → NaN), `rows × width` values.
     pub fn to_f32(&self) -> Vec<f32> {
         let mut out = vec![0f32; self.rows * self.width];

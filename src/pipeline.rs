@@ -3,6 +3,7 @@
 //! is async (reads run concurrently, decode/warp/fuse on blocking threads).
 
 use crate::cog::CogReader;
+use crate::cog::TileWindow;
 use crate::rasterize::Mask;
 use crate::scene::Scene;
 use crate::stack::TileStack;
@@ -494,11 +495,29 @@ impl StackPlan {
                                 }
                             }
                             let (c0, r0, cw, ch) = win;
-                            let src = reader.read_window(&rp.href, ifd, c0, r0, cw, ch).await?;
+                            // Nearest within one CRS samples the cached tiles
+                            // directly: no window copy, one pass.
+                            let direct = rp.epsg == grid.epsg && resampling == Resampling::Nearest;
+                            let src = if direct {
+                                Source::Tiles(
+                                    reader.window_tiles(&rp.href, ifd, c0, r0, cw, ch).await?,
+                                )
+                            } else {
+                                Source::Window(
+                                    reader.read_window(&rp.href, ifd, c0, r0, cw, ch).await?,
+                                )
+                            };
                             let warped =
                                 tokio::task::spawn_blocking(move || -> Result<Array2<f32>> {
-                                    let mut out =
-                                        warp(src.view(), &wt, rp.epsg, &grid, resampling)?;
+                                    let mut out = match src {
+                                        Source::Window(src) => {
+                                            warp(src.view(), &wt, rp.epsg, &grid, resampling)?
+                                        }
+                                        Source::Tiles(Some(tiles)) => tiles.nearest(&wt, &grid),
+                                        Source::Tiles(None) => {
+                                            Array2::from_elem((grid.height, grid.width), f32::NAN)
+                                        }
+                                    };
                                     if let Some((scale, offset)) = rp.scale_offset {
                                         out.mapv_inplace(|v| (v as f64 * scale + offset) as f32);
                                     }
@@ -627,6 +646,13 @@ impl StackPlan {
             read_errors: Vec::new(),
         })
     }
+}
+
+/// What a read hands to its warp: the window's pixels, or its tiles for a
+/// direct nearest sample.
+enum Source {
+    Window(Array2<f32>),
+    Tiles(Option<TileWindow>),
 }
 
 /// Per-step metadata of an assembled stack.
@@ -1015,10 +1041,12 @@ mod tests {
 /// Where a stack's scenes come from.
 #[derive(Debug, Clone)]
 pub enum Catalog {
-    /// A live STAC API (landing page URL) and collection.
+    /// A live STAC API and collection. The client (and its connection pool)
+    /// is shared by every search through this catalog: build it once with
+    /// [`Catalog::stac`].
     Stac {
-        /// Landing page URL.
-        url: String,
+        /// The API client.
+        client: crate::search::StacClient,
         /// Collection id.
         collection: String,
     },
@@ -1026,47 +1054,36 @@ pub enum Catalog {
     Items(Vec<stac::Item>),
 }
 
-/// A stack with the plan that made it.
-#[derive(Debug, Clone)]
-pub struct Built {
-    /// The stack.
-    pub stack: TileStack,
-    /// The plan (scenes, reads, warnings).
-    pub plan: StackPlan,
-    /// The items the catalog returned (before footprint filtering).
-    pub items: Vec<stac::Item>,
+impl Catalog {
+    /// A live STAC API at landing page `url`, searching `collection`.
+    ///
+    /// ```
+    /// let cat = tilestack::pipeline::Catalog::stac("http://127.0.0.1:8090", "sentinel-2-l2a").unwrap();
+    /// assert!(matches!(cat, tilestack::pipeline::Catalog::Stac { .. }));
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a malformed URL.
+    pub fn stac(url: &str, collection: &str) -> Result<Catalog> {
+        Ok(Catalog::Stac {
+            client: crate::search::StacClient::new(url)?,
+            collection: collection.to_string(),
+        })
+    }
 }
 
-/// Search (or take items), plan and load a stack: the whole job.
+/// The items of `catalog` that `req` needs: for a STAC API one search
+/// (bbox of the tile in WGS 84, the request's days), for items the items.
+/// [`build`] starts with this; call it alone to keep a stack's items (and
+/// then its [`StackPlan`]) and load the stack later without searching again.
 ///
 /// # Errors
-/// Search, item conversion, read or warp errors, each naming its culprit.
-///
-/// # Examples
-/// ```no_run
-/// # tokio_test::block_on(async {
-/// use tilestack::{BandName, cog::{CogReader, TileCache}, fetch::{HttpRangeClient, RetryConfig}};
-/// use tilestack::pipeline::{build, Catalog, StackRequest};
-/// let day = |d| chrono::NaiveDate::from_ymd_opt(2019, 8, d).unwrap();
-/// let req = StackRequest::new([-122.33, 37.81], BandName::parse_list("B04,B03,B02")?, day(1), day(30))?;
-/// let reader = CogReader::new(HttpRangeClient::new(RetryConfig::default())?, TileCache::new(1 << 30));
-/// let cat = Catalog::Stac { url: "http://127.0.0.1:8090/".into(), collection: "sentinel-2-l2a".into() };
-/// let built = build(&cat, &req, &reader, None).await?;
-/// println!("{:?}", built.stack.data.shape());
-/// # Ok::<(), tilestack::Error>(())
-/// # });
-/// ```
-pub async fn build(
-    catalog: &Catalog,
-    req: &StackRequest,
-    reader: &CogReader,
-    mask: Option<&Mask>,
-) -> Result<Built> {
+/// An invalid request, or the search's error naming the URL.
+pub async fn search_items(catalog: &Catalog, req: &StackRequest) -> Result<Vec<stac::Item>> {
     req.validate()?;
-    let t0 = std::time::Instant::now();
-    let items = match catalog {
+    Ok(match catalog {
         Catalog::Items(items) => items.clone(),
-        Catalog::Stac { url, collection } => {
+        Catalog::Stac { client, collection } => {
             let grid = req.grid()?;
             let (minx, miny, maxx, maxy) = grid.bounds();
             let to_ll = Transformer::new(grid.epsg, Epsg::WGS84)?;
@@ -1094,12 +1111,64 @@ pub async fn build(
                 .bbox(bbox)
                 .datetime(&format!("{}/{}", req.start, last))?;
             sreq.limit = Some(250);
-            crate::search::StacClient::new(url)?
-                .search(&sreq)
-                .await?
-                .items
+            client.search(&sreq).await?.items
         }
-    };
+    })
+}
+
+/// A stack with the plan that made it.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The stack.
+    pub stack: TileStack,
+    /// The plan (scenes, reads, warnings).
+    pub plan: StackPlan,
+    /// The items the catalog returned (before footprint filtering).
+    pub items: Vec<stac::Item>,
+}
+
+/// Search (or take items), plan and load a stack: the whole job.
+///
+/// # Errors
+/// Search, item conversion, read or warp errors, each naming its culprit.
+///
+/// # Examples
+/// ```no_run
+/// # tokio_test::block_on(async {
+/// use tilestack::{BandName, cog::{CogReader, TileCache}, fetch::{HttpRangeClient, RetryConfig}};
+/// use tilestack::pipeline::{build, Catalog, StackRequest};
+/// let day = |d| chrono::NaiveDate::from_ymd_opt(2019, 8, d).unwrap();
+/// let req = StackRequest::new([-122.33, 37.81], BandName::parse_list("B04,B03,B02")?, day(1), day(30))?;
+/// let reader = CogReader::new(HttpRangeClient::new(RetryConfig::default())?, TileCache::new(1 << 30));
+/// let cat = Catalog::stac("http://127.0.0.1:8090/", "sentinel-2-l2a")?;
+/// let built = build(&cat, &req, &reader, None).await?;
+/// println!("{:?}", built.stack.data.shape());
+/// # Ok::<(), tilestack::Error>(())
+/// # });
+/// ```
+pub async fn build(
+    catalog: &Catalog,
+    req: &StackRequest,
+    reader: &CogReader,
+    mask: Option<&Mask>,
+) -> Result<Built> {
+    let (plan, items) = plan_stack(catalog, req).await?;
+    let stack = plan.load(reader, mask).await?;
+    Ok(Built { stack, plan, items })
+}
+
+/// Search (or take items) and plan a stack without reading anything: the
+/// plan and the catalog's items. [`StackPlan::load`] then reads it, as often
+/// as wanted (a dataset keeps plans and loads one per sample).
+///
+/// # Errors
+/// Search or item conversion errors, each naming its culprit.
+pub async fn plan_stack(
+    catalog: &Catalog,
+    req: &StackRequest,
+) -> Result<(StackPlan, Vec<stac::Item>)> {
+    let t0 = std::time::Instant::now();
+    let items = search_items(catalog, req).await?;
     let scenes = crate::scene::scenes_from_items(&items, &req.read_bands())?;
     let plan = StackPlan::new(&scenes, req)?;
     if std::env::var_os("TILESTACK_TIMING").is_some() {
@@ -1109,6 +1178,5 @@ pub async fn build(
             items.len()
         );
     }
-    let stack = plan.load(reader, mask).await?;
-    Ok(Built { stack, plan, items })
+    Ok((plan, items))
 }

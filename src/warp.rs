@@ -139,21 +139,7 @@ pub fn warp(
 /// general path (`to_pixel(pixel_center)`), so the values are identical.
 fn nearest_same_crs(src: ArrayView2<'_, f32>, st: &GeoTransform, dst: &GridSpec) -> Array2<f32> {
     let (rows, cols) = src.dim();
-    let index = |n: usize, limit: usize, f: &dyn Fn(usize) -> f64| -> Vec<Option<usize>> {
-        (0..n)
-            .map(|i| {
-                let v = f(i).floor();
-                (v >= 0.0 && (v as usize) < limit).then_some(v as usize)
-            })
-            .collect()
-    };
-    let dt = &dst.transform;
-    let col_idx = index(dst.width, cols, &|c| {
-        st.to_pixel(dt.pixel_center(c, 0).0, 0.0).0
-    });
-    let row_idx = index(dst.height, rows, &|r| {
-        st.to_pixel(0.0, dt.pixel_center(0, r).1).1
-    });
+    let (row_idx, col_idx) = nearest_indices(st, rows, cols, dst);
     let mut out = Array2::from_elem((dst.height, dst.width), f32::NAN);
     for (mut orow, ri) in out.rows_mut().into_iter().zip(&row_idx) {
         let Some(ri) = *ri else { continue };
@@ -176,6 +162,44 @@ fn nearest_same_crs(src: ArrayView2<'_, f32>, st: &GeoTransform, dst: &GridSpec)
         }
     }
     out
+}
+
+/// The source row of each target row and the source column of each target
+/// column for a nearest warp within one CRS, or `None` outside the
+/// `rows × cols` source (`st` is its transform). Same-CRS nearest warps are
+/// exactly `out[r][c] = src[row[r]][col[c]]`.
+///
+/// ```
+/// use tilestack::{Epsg, GeoTransform, GridSpec, warp::nearest_indices};
+/// let epsg = Epsg::new(32610).unwrap();
+/// let dst = GridSpec { epsg, transform: GeoTransform::north_up(0.0, 40.0, 10.0), width: 4, height: 4 };
+/// // a 2×2 source at 20 m: each source pixel covers 2×2 target pixels
+/// let (rows, cols) = nearest_indices(&GeoTransform::north_up(0.0, 40.0, 20.0), 2, 2, &dst);
+/// assert_eq!(cols, [Some(0), Some(0), Some(1), Some(1)]);
+/// assert_eq!(rows, cols);
+/// ```
+pub fn nearest_indices(
+    st: &GeoTransform,
+    rows: usize,
+    cols: usize,
+    dst: &GridSpec,
+) -> (Vec<Option<usize>>, Vec<Option<usize>>) {
+    let index = |n: usize, limit: usize, f: &dyn Fn(usize) -> f64| -> Vec<Option<usize>> {
+        (0..n)
+            .map(|i| {
+                let v = f(i).floor();
+                (v >= 0.0 && (v as usize) < limit).then_some(v as usize)
+            })
+            .collect()
+    };
+    let dt = &dst.transform;
+    let col_idx = index(dst.width, cols, &|c| {
+        st.to_pixel(dt.pixel_center(c, 0).0, 0.0).0
+    });
+    let row_idx = index(dst.height, rows, &|r| {
+        st.to_pixel(0.0, dt.pixel_center(0, r).1).1
+    });
+    (row_idx, col_idx)
 }
 
 /// Bilinear at centre-based coordinates `(x, y)`; NaN-aware.

@@ -414,3 +414,70 @@ async fn a_file_changed_under_a_persisted_header_is_an_error_then_reread() {
     assert_eq!(bits(&again), bits(&fresh));
     assert_eq!(store().len(), 1);
 }
+
+/// Sampling the cached tiles directly (`window_tiles` + `TileWindow::nearest`)
+/// equals reading the window and warping it, bit for bit: inside the image,
+/// across tile seams, over the image's edges, up- and downsampled, for the
+/// uint16 (nodata 0) and uint8 bands — and it fetches nothing more.
+#[tokio::test]
+async fn sampling_tiles_equals_window_then_warp() {
+    use tilestack::warp::{Resampling, source_window, warp};
+    use tilestack::{GeoTransform, GridSpec};
+    let server = WorldServer::start(small_world()).await.unwrap();
+    let r = reader(client(), 1 << 30);
+    let mut edge_cases = 0;
+    for band in ["B04", "B11", "SCL"] {
+        let url = band_url(&server, 0, band);
+        let h = r.header(&url).await.unwrap();
+        let (epsg, t) = (h.epsg.unwrap(), h.transform.unwrap());
+        // (target origin in source pixels, target resolution as a multiple
+        // of the source's, target size); the image is 768 (10 m) or 384 px.
+        let k = h.width as f64 / 768.0;
+        for (ox, oy, res, n) in [
+            (100.3, 90.7, 1.0, 64),   // inside
+            (240.5, 250.2, 1.0, 40),  // across the tile seams at 256
+            (-20.0, 700.0, 1.0, 120), // over the left and bottom edges
+            (300.0, 300.0, 3.0, 50),  // downsampled
+            (5.5, 5.5, 0.3, 90),      // upsampled
+        ] {
+            let (ox, oy, res) = (ox * k, oy * k, res * t.dx);
+            let x0 = t.x0 + ox * t.dx;
+            let y0 = t.y0 + oy * t.dy;
+            let dst = GridSpec {
+                epsg,
+                transform: GeoTransform::north_up(x0, y0, res),
+                width: n,
+                height: n,
+            };
+            let (c0, r0, c1, r1) = source_window(&t, epsg, &dst, Resampling::Nearest).unwrap();
+            let (c0, r0) = (c0.max(0), r0.max(0));
+            let (cw, ch) = ((c1 - c0).max(0) as usize, (r1 - r0).max(0) as usize);
+            let wt = GeoTransform {
+                x0: t.x0 + c0 as f64 * t.dx,
+                y0: t.y0 + r0 as f64 * t.dy,
+                ..t
+            };
+            let (c0, r0) = (c0 as usize, r0 as usize);
+            let win = r.read_window(&url, 0, c0, r0, cw, ch).await.unwrap();
+            let want = warp(win.view(), &wt, epsg, &dst, Resampling::Nearest).unwrap();
+            server.stats().reset();
+            let tiles = r.window_tiles(&url, 0, c0, r0, cw, ch).await.unwrap();
+            assert_eq!(
+                server.stats().requests(),
+                0,
+                "the window's tiles are cached"
+            );
+            let got = tiles.expect("window meets the image").nearest(&wt, &dst);
+            let bits = |a: &ndarray::Array2<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{band} at ({ox}, {oy}) res {res}");
+            assert!(got.iter().any(|v| v.is_finite()), "{band}: values expected");
+            if got.iter().any(|v| v.is_nan()) {
+                edge_cases += 1;
+            }
+        }
+    }
+    assert!(
+        edge_cases >= 3,
+        "the edge windows must have NaN outside the image"
+    );
+}

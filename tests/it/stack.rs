@@ -36,10 +36,7 @@ async fn stack(
     mask: Option<&Mask>,
 ) -> (tilestack::pipeline::Built, WorldServer) {
     let server = WorldServer::start(small_world()).await.unwrap();
-    let cat = Catalog::Stac {
-        url: server.stac_url(),
-        collection: "sentinel-2-l2a".into(),
-    };
+    let cat = Catalog::stac(&server.stac_url(), "sentinel-2-l2a").unwrap();
     let built = build(&cat, req, &reader(), mask).await.unwrap();
     (built, server)
 }
@@ -311,10 +308,7 @@ async fn snapshot_builds_the_same_stack_without_a_stac_api() {
 async fn unknown_band_and_bad_mask_are_named() {
     let req = oakland("B04,B99");
     let server = WorldServer::start(small_world()).await.unwrap();
-    let cat = Catalog::Stac {
-        url: server.stac_url(),
-        collection: "sentinel-2-l2a".into(),
-    };
+    let cat = Catalog::stac(&server.stac_url(), "sentinel-2-l2a").unwrap();
     let e = build(&cat, &req, &reader(), None)
         .await
         .unwrap_err()
@@ -397,10 +391,7 @@ async fn failed_reads_fail_the_stack_or_become_flagged_nan_when_asked() {
         ..Default::default()
     };
     let server = WorldServer::start_with(small_world(), opts).await.unwrap();
-    let cat = Catalog::Stac {
-        url: server.stac_url(),
-        collection: "sentinel-2-l2a".into(),
-    };
+    let cat = Catalog::stac(&server.stac_url(), "sentinel-2-l2a").unwrap();
     let quick = || {
         CogReader::new(
             HttpRangeClient::new(RetryConfig {
@@ -450,10 +441,7 @@ async fn failed_reads_fail_the_stack_or_become_flagged_nan_when_asked() {
 #[tokio::test]
 async fn coarse_targets_read_overviews() {
     let server = WorldServer::start(small_world()).await.unwrap();
-    let cat = Catalog::Stac {
-        url: server.stac_url(),
-        collection: "sentinel-2-l2a".into(),
-    };
+    let cat = Catalog::stac(&server.stac_url(), "sentinel-2-l2a").unwrap();
     let mut req = oakland("B04");
     req.resolution = tilestack::Resolution::new(40.0).unwrap();
     req.tile_size = 64;

@@ -287,10 +287,7 @@ fn stack_inputs(
         .transpose()?;
     let catalog = match (&a.stac, &a.snapshot) {
         (_, Some(p)) => tilestack::pipeline::Catalog::Items(tilestack::search::load_snapshot(p)?),
-        (Some(u), None) => tilestack::pipeline::Catalog::Stac {
-            url: u.clone(),
-            collection: a.collection.clone(),
-        },
+        (Some(u), None) => tilestack::pipeline::Catalog::stac(u, &a.collection)?,
         (None, None) => bail!("give --stac URL or --snapshot FILE"),
     };
     Ok((catalog, mask))
@@ -591,10 +588,10 @@ async fn run(cli: Cli, started: Instant) -> Result<()> {
             )?;
             req.cloud_band = Some(tilestack::BandName::new("SCL")?);
             let mask = tilestack::rasterize::Mask::from_file(&world.terminals_path())?;
-            let catalog = tilestack::pipeline::Catalog::Stac {
-                url: server.stac_url(),
-                collection: world.manifest().collection.clone(),
-            };
+            let catalog = tilestack::pipeline::Catalog::stac(
+                &server.stac_url(),
+                &world.manifest().collection,
+            )?;
             let pb = spinner("stack: reading COGs over HTTP Range, warping, fusing ...");
             let reader = make_reader(1 << 30, None, None)?;
             let built = run_stack(&catalog, &req, Some(&mask), &out, &reader, 1).await;
