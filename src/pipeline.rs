@@ -583,7 +583,6 @@ impl StackPlan {
                     .is_some_and(|cb| !req.bands.contains(cb)),
             ))
             .max(1);
-        let npx = h * w;
         per_scene.bands.par_iter_mut().for_each(|scene| {
             let k = nrule.min(scene.len());
             let head = &mut scene[..k];
@@ -591,16 +590,17 @@ impl StackPlan {
             if head.iter().any(Option::is_none) {
                 return;
             }
-            let mut zero = vec![true; npx];
-            for band in head.iter().flatten() {
-                for (z, &v) in zero.iter_mut().zip(band) {
-                    *z &= v == 0.0;
-                }
-            }
-            for band in head.iter_mut().flatten() {
-                for (v, &z) in band.iter_mut().zip(&zero) {
-                    if z {
+            // One pass: the first band is rarely 0, so most pixels cost one load.
+            let n = head.iter().flatten().map(Vec::len).min().unwrap_or(0);
+            let mut bands: Vec<&mut [f32]> =
+                head.iter_mut().flatten().map(|b| &mut b[..n]).collect();
+            if let Some((first, rest)) = bands.split_first_mut() {
+                for (p, v) in first.iter_mut().enumerate() {
+                    if *v == 0.0 && rest.iter().all(|b| b[p] == 0.0) {
                         *v = f32::NAN;
+                        for b in rest.iter_mut() {
+                            b[p] = f32::NAN;
+                        }
                     }
                 }
             }
