@@ -585,25 +585,7 @@ impl StackPlan {
             .max(1);
         per_scene.bands.par_iter_mut().for_each(|scene| {
             let k = nrule.min(scene.len());
-            let head = &mut scene[..k];
-            // A band not read is NaN, never 0: the rule cannot apply.
-            if head.iter().any(Option::is_none) {
-                return;
-            }
-            // One pass: the first band is rarely 0, so most pixels cost one load.
-            let n = head.iter().flatten().map(Vec::len).min().unwrap_or(0);
-            let mut bands: Vec<&mut [f32]> =
-                head.iter_mut().flatten().map(|b| &mut b[..n]).collect();
-            if let Some((first, rest)) = bands.split_first_mut() {
-                for (p, v) in first.iter_mut().enumerate() {
-                    if *v == 0.0 && rest.iter().all(|b| b[p] == 0.0) {
-                        *v = f32::NAN;
-                        for b in rest.iter_mut() {
-                            b[p] = f32::NAN;
-                        }
-                    }
-                }
-            }
+            nan_where_all_zero(&mut scene[..k]);
         });
         let nout = nreq + usize::from(mask.is_some());
         let static_mask = match mask {
@@ -645,6 +627,28 @@ impl StackPlan {
             grid: self.grid.clone(),
             read_errors: Vec::new(),
         })
+    }
+}
+
+/// sat-tile-stack's nodata rule on one scene's warped bands: a pixel where
+/// every band is exactly 0 becomes NaN in all of them. A band not read (all
+/// NaN, never 0) means the rule cannot apply.
+fn nan_where_all_zero(head: &mut [Option<Vec<f32>>]) {
+    if head.iter().any(Option::is_none) {
+        return;
+    }
+    // One pass: the first band is rarely 0, so most pixels cost one load.
+    let n = head.iter().flatten().map(Vec::len).min().unwrap_or(0);
+    let mut bands: Vec<&mut [f32]> = head.iter_mut().flatten().map(|b| &mut b[..n]).collect();
+    if let Some((first, rest)) = bands.split_first_mut() {
+        for (p, v) in first.iter_mut().enumerate() {
+            if *v == 0.0 && rest.iter().all(|b| b[p] == 0.0) {
+                *v = f32::NAN;
+                for b in rest.iter_mut() {
+                    b[p] = f32::NAN;
+                }
+            }
+        }
     }
 }
 
@@ -992,6 +996,28 @@ mod tests {
         let nd = normalized_difference(&[3.0, 3.0], &[1.0, -3.0]);
         assert_eq!(nd[0], 0.5);
         assert!(nd[1].is_nan());
+    }
+
+    #[test]
+    fn all_zero_pixels_become_nan_in_every_band_and_only_those() {
+        let mut scene = vec![
+            Some(vec![0.0, 0.0, 5.0, 0.0]),
+            Some(vec![0.0, 3.0, 0.0, 0.0]),
+            Some(vec![0.0, 0.0, 0.0, f32::NAN]),
+        ];
+        nan_where_all_zero(&mut scene);
+        let bits = |v: &Option<Vec<f32>>| {
+            v.as_ref()
+                .map(|v| v.iter().map(|x| x.is_nan()).collect::<Vec<_>>())
+        };
+        // pixel 0 is 0 everywhere; pixel 3 has a NaN band: not all zero
+        assert_eq!(bits(&scene[0]), Some(vec![true, false, false, false]));
+        assert_eq!(bits(&scene[2]), Some(vec![true, false, false, true]));
+        assert_eq!(scene[1].as_ref().unwrap()[1], 3.0);
+        // a band not read: the rule cannot apply
+        let mut partial = vec![Some(vec![0.0]), None];
+        nan_where_all_zero(&mut partial);
+        assert_eq!(partial[0], Some(vec![0.0]));
     }
 
     #[test]
