@@ -6,6 +6,7 @@ mod error;
 pub mod fetch;
 mod grid;
 pub mod header_store;
+pub mod loader;
 pub mod pipeline;
 pub mod plot;
 pub mod rasterize;
@@ -15,6 +16,8 @@ pub mod server;
 pub mod sign;
 pub mod stack;
 pub mod store;
+#[cfg(feature = "burn")]
+pub mod train;
 mod units;
 pub mod warp;
 pub mod world;

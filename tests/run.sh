@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 if ! python3 -c "import rasterio, rio_cogeo, moto.server, flask" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -r tests/py/requirements.txt
 fi
-cargo test --all-targets "$@"
-cargo test --doc
+cargo test --all-targets --features burn "$@"
+cargo test --doc --features burn

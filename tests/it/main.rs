@@ -4,10 +4,13 @@ mod cli;
 mod cog;
 mod demo;
 mod faults;
+mod loader;
 mod pgstac;
 mod server;
 mod sign;
 mod stack;
 mod store;
+#[cfg(feature = "burn")]
+mod train;
 mod util;
 mod world;

@@ -11,6 +11,8 @@
 //!   and the time to write an output array of the stack's shape once.
 //! * `random`: stacks over a list of centroids in one process with the
 //!   default cache, `concurrency` stacks in flight.
+//! * `loader` (with `--loader-step-ms`): a training loop over the centroid
+//!   list through a prefetching `StackLoader`: how long it waits for data.
 //! * `limit`: the physical limit for the first stack: the compressed internal
 //!   tiles its windows intersect (at the IFD used), as byte ranges; the time
 //!   to fetch exactly those with a plain concurrent range client (a fresh
@@ -45,6 +47,11 @@ pub(crate) struct BenchArgs {
     /// Also measure the physical limit of the first stack.
     #[arg(long)]
     pub limit: bool,
+    /// Also run a training loop over the centroid list through a
+    /// `StackLoader` (fresh cache), this many milliseconds of "compute" per
+    /// stack, with and without prefetch: the time the loop waits for data.
+    #[arg(long)]
+    pub loader_step_ms: Option<u64>,
 }
 
 fn seconds(t: Instant) -> f64 {
@@ -163,6 +170,13 @@ pub(crate) async fn run(
             }),
         );
     }
+    if let (Some(path), Some(step)) = (&args.centroids_file, args.loader_step_ms) {
+        let centroids = parse_centroids(path)?;
+        out.insert(
+            "loader".into(),
+            loader_wait(catalog, req, &centroids, mask, step).await?,
+        );
+    }
     if args.limit {
         out.insert("limit".into(), limit(&first.plan, reader).await?);
     }
@@ -216,6 +230,68 @@ async fn warm_floor(
         "search_s": best(&search), "load_s": best(&load), "output_write_s": best(&write),
         "output_bytes": first.stack.data.len() * 4,
     }))
+}
+
+/// A training loop over `centroids` through a `StackLoader` with a fresh
+/// 1 GiB cache: `get`, then `step_ms` of compute, for each position; once
+/// without prefetch and once with 4 ahead. Runs on a plain thread, as a data
+/// loader's worker does.
+async fn loader_wait(
+    catalog: &Catalog,
+    req: &StackRequest,
+    centroids: &[[f64; 2]],
+    mask: Option<&Mask>,
+    step_ms: u64,
+) -> Result<serde_json::Value> {
+    use tilestack::loader::{LoaderOptions, StackLoader};
+    let requests: Vec<StackRequest> = centroids
+        .iter()
+        .map(|c| StackRequest {
+            centroid: *c,
+            ..req.clone()
+        })
+        .collect();
+    let (catalog, mask) = (catalog.clone(), mask.cloned());
+    let run = move |prefetch: usize| -> Result<serde_json::Value> {
+        let reader = CogReader::new(
+            tilestack::fetch::HttpRangeClient::new(tilestack::fetch::RetryConfig::default())?,
+            tilestack::cog::TileCache::new(1 << 30),
+        );
+        let opts = LoaderOptions {
+            prefetch,
+            ..LoaderOptions::default()
+        };
+        let loader = StackLoader::plan(&catalog, requests.clone(), reader, mask.clone(), opts)?;
+        let t = Instant::now();
+        let mut waits = Vec::new();
+        for p in 0..loader.len() {
+            let w = Instant::now();
+            let stack = loader.get(p)?;
+            waits.push(seconds(w));
+            drop(stack); // outside the wait: freeing 47 MB takes ms
+            std::thread::sleep(std::time::Duration::from_millis(step_ms));
+        }
+        let st = loader.stats();
+        // After the first stack (which nothing can prefetch):
+        let mut rest = waits.get(1..).unwrap_or(&[]).to_vec();
+        rest.sort_by(f64::total_cmp);
+        Ok(serde_json::json!({
+            "prefetch": prefetch, "total_s": seconds(t), "wait_s": st.wait_s,
+            "first_wait_s": waits.first(),
+            "later_wait_median_s": rest.get(rest.len() / 2),
+            "later_wait_max_s": rest.last(),
+            "ready": st.ready, "in_flight": st.in_flight, "on_demand": st.on_demand,
+            "peak_prefetch_bytes": st.peak_prefetch_bytes,
+        }))
+    };
+    let handle = std::thread::spawn(move || -> Result<Vec<serde_json::Value>> {
+        Ok(vec![run(0)?, run(4)?])
+    });
+    let runs = tokio::task::spawn_blocking(move || handle.join())
+        .await
+        .context("loader thread")?
+        .map_err(|_| anyhow::anyhow!("loader thread panicked"))??;
+    Ok(serde_json::json!({ "step_ms": step_ms, "n": centroids.len(), "runs": runs }))
 }
 
 fn merge(mut ranges: Vec<Range<u64>>, gap: u64) -> Vec<Range<u64>> {
