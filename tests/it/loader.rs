@@ -3,26 +3,12 @@
 //! byte budget; errors name the sample. Plain threads call `get`, as a data
 //! loader's workers do; the world server runs on its own runtime.
 
-use crate::util::small_world;
-use chrono::NaiveDate;
-use tilestack::cog::{CogReader, TileCache};
-use tilestack::fetch::{HttpRangeClient, RetryConfig};
+use crate::util::{cog_reader, day, small_world};
 use tilestack::loader::{LoaderOptions, StackLoader};
 use tilestack::pipeline::{Catalog, StackRequest, build};
 use tilestack::server::WorldServer;
 use tilestack::stack::TileStack;
 use tilestack::{BandName, Error};
-
-fn day(d: u32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(2019, 8, d).unwrap()
-}
-
-fn reader() -> CogReader {
-    CogReader::new(
-        HttpRangeClient::new(RetryConfig::default()).unwrap(),
-        TileCache::new(1 << 30),
-    )
-}
 
 /// Requests around Oakland, a few hundred metres apart, 64 px at 10 m.
 fn requests(bands: &str, n: usize) -> Vec<StackRequest> {
@@ -65,14 +51,18 @@ fn loader_gives_the_built_stacks_and_prefetches_every_later_position() {
     let reqs = requests("B04,B08", 5);
     let want: Vec<TileStack> = reqs
         .iter()
-        .map(|r| rt.block_on(build(&cat, r, &reader(), None)).unwrap().stack)
+        .map(|r| {
+            rt.block_on(build(&cat, r, &cog_reader(), None))
+                .unwrap()
+                .stack
+        })
         .collect();
     let opts = LoaderOptions {
         shuffle: Some(11),
         prefetch: 2,
         ..LoaderOptions::default()
     };
-    let loader = StackLoader::plan(&cat, reqs, reader(), None, opts).unwrap();
+    let loader = StackLoader::plan(&cat, reqs, cog_reader(), None, opts).unwrap();
     assert_eq!(loader.len(), 5);
     for epoch in 0..2 {
         loader.set_epoch(epoch);
@@ -98,7 +88,7 @@ fn orders_are_seeded_and_ranks_get_disjoint_equal_shares() {
     let (_rt, _server, cat) = serve();
     let reqs = requests("B04", 7);
     let order = |opts: LoaderOptions, epoch: u64| {
-        let l = StackLoader::plan(&cat, reqs.clone(), reader(), None, opts).unwrap();
+        let l = StackLoader::plan(&cat, reqs.clone(), cog_reader(), None, opts).unwrap();
         l.set_epoch(epoch);
         (0..l.len())
             .map(|p| l.sample_at(p).unwrap())
@@ -134,7 +124,7 @@ fn orders_are_seeded_and_ranks_get_disjoint_equal_shares() {
     let e = StackLoader::plan(
         &cat,
         reqs,
-        reader(),
+        cog_reader(),
         None,
         LoaderOptions {
             rank: (3, 3),
@@ -157,7 +147,7 @@ fn prefetch_stays_within_its_byte_budget() {
             prefetch_bytes: budget,
             ..LoaderOptions::default()
         };
-        let l = StackLoader::plan(&cat, reqs.clone(), reader(), None, opts).unwrap();
+        let l = StackLoader::plan(&cat, reqs.clone(), cog_reader(), None, opts).unwrap();
         for p in 0..l.len() {
             l.get(p).unwrap();
         }
@@ -178,21 +168,24 @@ fn errors_name_the_sample_or_the_position() {
     let (rt, server, cat) = serve();
     let mut reqs = requests("B04", 3);
     reqs[1].bands = BandName::parse_list("B04,B99").unwrap();
-    let e = StackLoader::plan(&cat, reqs, reader(), None, LoaderOptions::default()).unwrap_err();
+    let e =
+        StackLoader::plan(&cat, reqs, cog_reader(), None, LoaderOptions::default()).unwrap_err();
     let msg = e.to_string();
     assert!(msg.contains("sample 1 at") && msg.contains("B99"), "{msg}");
 
     // samples of different shapes cannot share a loader (nor a batch)
     let mut reqs = requests("B04", 2);
     reqs[1].tile_size = 32;
-    let e = StackLoader::plan(&cat, reqs, reader(), None, LoaderOptions::default()).unwrap_err();
+    let e =
+        StackLoader::plan(&cat, reqs, cog_reader(), None, LoaderOptions::default()).unwrap_err();
     assert!(e.to_string().contains("sample 1 has shape"), "{e}");
 
     // sample 1: later days, so files no earlier read has touched
     let mut reqs = requests("B04", 2);
     reqs[1].start = day(13);
     reqs[1].end = day(24);
-    let loader = StackLoader::plan(&cat, reqs, reader(), None, LoaderOptions::default()).unwrap();
+    let loader =
+        StackLoader::plan(&cat, reqs, cog_reader(), None, LoaderOptions::default()).unwrap();
     assert!(!loader.plans()[1].reads.is_empty());
     let e = loader.get(2).unwrap_err();
     assert!(

@@ -1,7 +1,6 @@
 //! Daily tile stacks end to end over HTTP, checked against GDAL (rasterio).
 
-use crate::util::{python, small_world};
-use chrono::NaiveDate;
+use crate::util::{cog_reader, day, python, small_world};
 use tilestack::cog::{CogReader, TileCache};
 use tilestack::fetch::{HttpRangeClient, RetryConfig};
 use tilestack::pipeline::{Catalog, Fusion, StackRequest, build};
@@ -9,17 +8,6 @@ use tilestack::rasterize::Mask;
 use tilestack::server::WorldServer;
 use tilestack::stack::TileStack;
 use tilestack::{BandName, Epsg};
-
-fn day(d: u32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(2019, 8, d).unwrap()
-}
-
-fn reader() -> CogReader {
-    CogReader::new(
-        HttpRangeClient::new(RetryConfig::default()).unwrap(),
-        TileCache::new(1 << 30),
-    )
-}
 
 fn oakland(bands: &str) -> StackRequest {
     StackRequest::new(
@@ -37,7 +25,7 @@ async fn stack(
 ) -> (tilestack::pipeline::Built, WorldServer) {
     let server = WorldServer::start(small_world()).await.unwrap();
     let cat = Catalog::stac(&server.stac_url(), "sentinel-2-l2a").unwrap();
-    let built = build(&cat, req, &reader(), mask).await.unwrap();
+    let built = build(&cat, req, &cog_reader(), mask).await.unwrap();
     (built, server)
 }
 
@@ -223,7 +211,7 @@ async fn fusion_rules_and_provenance_on_a_two_granule_day() {
         .filter(|i| i.id == mean.stack.items[0][0])
         .cloned()
         .collect();
-    let e = build(&Catalog::Items(one), &req, &reader(), None)
+    let e = build(&Catalog::Items(one), &req, &cog_reader(), None)
         .await
         .unwrap_err()
         .to_string();
@@ -281,7 +269,7 @@ async fn snapshot_builds_the_same_stack_without_a_stac_api() {
     let offline = build(
         &Catalog::Items(tilestack::search::load_snapshot(&snap).unwrap()),
         &req,
-        &reader(),
+        &cog_reader(),
         None,
     )
     .await
@@ -309,7 +297,7 @@ async fn unknown_band_and_bad_mask_are_named() {
     let req = oakland("B04,B99");
     let server = WorldServer::start(small_world()).await.unwrap();
     let cat = Catalog::stac(&server.stac_url(), "sentinel-2-l2a").unwrap();
-    let e = build(&cat, &req, &reader(), None)
+    let e = build(&cat, &req, &cog_reader(), None)
         .await
         .unwrap_err()
         .to_string();
@@ -451,7 +439,7 @@ async fn coarse_targets_read_overviews() {
         r.use_overviews = use_overviews;
         let cat = cat.clone();
         async move {
-            let reader = reader();
+            let reader = cog_reader();
             let b = build(&cat, &r, &reader, None).await.unwrap();
             (b.stack, reader.client().metrics().bytes())
         }
@@ -502,7 +490,7 @@ async fn median_least_cloudy_and_normalize_on_a_two_granule_day() {
                 i
             })
             .collect();
-        let s = build(&Catalog::Items(items), &req, &reader(), None)
+        let s = build(&Catalog::Items(items), &req, &cog_reader(), None)
             .await
             .unwrap()
             .stack;

@@ -2,26 +2,16 @@
 //! `StackLoader` yields every sample of the epoch exactly once, bit-identical
 //! to the stacks `build` makes, with the loader's prefetch serving the workers.
 
-use crate::util::small_world;
+use crate::util::{cog_reader, day, small_world};
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::tensor::Device;
-use chrono::NaiveDate;
 use std::sync::Arc;
 use tilestack::BandName;
-use tilestack::cog::{CogReader, TileCache};
-use tilestack::fetch::{HttpRangeClient, RetryConfig};
 use tilestack::loader::{LoaderOptions, StackLoader};
 use tilestack::pipeline::{Catalog, StackRequest, build};
 use tilestack::rasterize::Mask;
 use tilestack::server::WorldServer;
 use tilestack::train::TileBatcher;
-
-fn reader() -> CogReader {
-    CogReader::new(
-        HttpRangeClient::new(RetryConfig::default()).unwrap(),
-        TileCache::new(1 << 30),
-    )
-}
 
 #[test]
 fn burn_dataloader_yields_every_sample_once_bit_identical() {
@@ -30,7 +20,6 @@ fn burn_dataloader_yields_every_sample_once_bit_identical() {
     let server = rt.block_on(WorldServer::start(world)).unwrap();
     let cat = Catalog::stac(&server.stac_url(), "sentinel-2-l2a").unwrap();
     let mask = Mask::from_file(&world.terminals_path()).unwrap();
-    let day = |d| NaiveDate::from_ymd_opt(2019, 8, d).unwrap();
     let reqs: Vec<StackRequest> = (0..6)
         .map(|i| {
             let mut r = StackRequest::new(
@@ -49,7 +38,7 @@ fn burn_dataloader_yields_every_sample_once_bit_identical() {
         .iter()
         .map(|r| {
             let s = rt
-                .block_on(build(&cat, r, &reader(), Some(&mask)))
+                .block_on(build(&cat, r, &cog_reader(), Some(&mask)))
                 .unwrap()
                 .stack;
             s.data
@@ -63,7 +52,7 @@ fn burn_dataloader_yields_every_sample_once_bit_identical() {
         prefetch: 2,
         ..LoaderOptions::default()
     };
-    let loader = Arc::new(StackLoader::plan(&cat, reqs, reader(), Some(mask), opts).unwrap());
+    let loader = Arc::new(StackLoader::plan(&cat, reqs, cog_reader(), Some(mask), opts).unwrap());
     let data = DataLoaderBuilder::new(TileBatcher {
         nan_fill: Some(0.0),
     })

@@ -46,3 +46,17 @@ pub(crate) fn python() -> Option<&'static str> {
         "python3 with rasterio and rio-cogeo is required (pip install rasterio rio-cogeo), or set TILESTACK_NO_PYTHON=1"
     );
 }
+
+/// A day of August 2019 (the small world's month).
+pub(crate) fn day(d: u32) -> chrono::NaiveDate {
+    chrono::NaiveDate::from_ymd_opt(2019, 8, d).expect("a day of August")
+}
+
+/// A reader with default retries and a 1 GiB cache.
+pub(crate) fn cog_reader() -> tilestack::cog::CogReader {
+    tilestack::cog::CogReader::new(
+        tilestack::fetch::HttpRangeClient::new(tilestack::fetch::RetryConfig::default())
+            .expect("an HTTP client"),
+        tilestack::cog::TileCache::new(1 << 30),
+    )
+}

@@ -294,6 +294,20 @@ async fn loader_wait(
     Ok(serde_json::json!({ "step_ms": step_ms, "n": centroids.len(), "runs": runs }))
 }
 
+/// One plain GET of `r` (the limit's client: no retries, no cache).
+async fn get_range(client: &reqwest::Client, href: &str, r: &Range<u64>) -> Result<bytes::Bytes> {
+    client
+        .get(href)
+        .header("Range", format!("bytes={}-{}", r.start, r.end - 1))
+        .send()
+        .await
+        .and_then(|x| x.error_for_status())
+        .with_context(|| format!("GET {href} {r:?}"))?
+        .bytes()
+        .await
+        .with_context(|| format!("{href} {r:?}"))
+}
+
 fn merge(mut ranges: Vec<Range<u64>>, gap: u64) -> Vec<Range<u64>> {
     ranges.sort_by_key(|r| r.start);
     let mut out: Vec<Range<u64>> = Vec::new();
@@ -362,17 +376,7 @@ async fn limit(plan: &StackPlan, reader: &CogReader) -> Result<serde_json::Value
         futures::stream::iter(merged.iter().cloned().map(|(href, r)| {
             let client = client.clone();
             async move {
-                let resp = client
-                    .get(&href)
-                    .header("Range", format!("bytes={}-{}", r.start, r.end - 1))
-                    .send()
-                    .await
-                    .and_then(|x| x.error_for_status())
-                    .with_context(|| format!("GET {href} {r:?}"))?;
-                let body = resp
-                    .bytes()
-                    .await
-                    .with_context(|| format!("{href} {r:?}"))?;
+                let body = get_range(&client, &href, &r).await?;
                 Ok::<_, anyhow::Error>((href, r, body))
             }
         }))
@@ -406,16 +410,7 @@ async fn limit(plan: &StackPlan, reader: &CogReader) -> Result<serde_json::Value
             })
             .collect();
         async move {
-            let body = client
-                .get(&href)
-                .header("Range", format!("bytes={}-{}", r.start, r.end - 1))
-                .send()
-                .await
-                .and_then(|x| x.error_for_status())
-                .with_context(|| format!("GET {href} {r:?}"))?
-                .bytes()
-                .await
-                .with_context(|| format!("{href} {r:?}"))?;
+            let body = get_range(&client, &href, &r).await?;
             let inflated = tokio::task::spawn_blocking(move || -> Result<()> {
                 let mut d = libdeflater::Decompressor::new();
                 for (at, len, raw) in parts {
