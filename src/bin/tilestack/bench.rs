@@ -170,13 +170,6 @@ pub(crate) async fn run(
             }),
         );
     }
-    if let (Some(path), Some(step)) = (&args.centroids_file, args.loader_step_ms) {
-        let centroids = parse_centroids(path)?;
-        out.insert(
-            "loader".into(),
-            loader_wait(catalog, req, &centroids, mask, step).await?,
-        );
-    }
     if args.limit {
         out.insert("limit".into(), limit(&first.plan, reader).await?);
     }
@@ -190,6 +183,15 @@ pub(crate) async fn run(
         }),
     );
     out.insert("peak_rss_mb".into(), peak_rss_mb().into());
+    // Last: its loaders hold caches of their own beside this reader's.
+    if let (Some(path), Some(step)) = (&args.centroids_file, args.loader_step_ms) {
+        let centroids = parse_centroids(path)?;
+        out.insert(
+            "loader".into(),
+            loader_wait(catalog, req, &centroids, mask, step).await?,
+        );
+        out.insert("peak_rss_mb_with_loaders".into(), peak_rss_mb().into());
+    }
     Ok(serde_json::Value::Object(out))
 }
 
