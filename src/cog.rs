@@ -800,7 +800,8 @@ impl TileWindow {
         let shift = |v: Vec<Option<usize>>, by: usize| -> Vec<Option<usize>> {
             v.into_iter().map(|i| i.map(|i| i + by)).collect()
         };
-        let mut out = Array2::from_elem((dst.height, dst.width), f32::NAN);
+        // `sample` writes every value (NaN where nothing is read).
+        let mut out = Array2::zeros((dst.height, dst.width));
         if let Some(o) = out.as_slice_mut() {
             self.sample(&shift(rows, r0), &shift(cols, c0), o);
         }
@@ -828,6 +829,17 @@ impl TileWindow {
                 _ => runs.push((tile, j, at.map(|(_, c)| c).into_iter().collect())),
             }
         }
+        // The first in-tile column of runs whose columns are consecutive.
+        let consecutive: Vec<Option<usize>> = runs
+            .iter()
+            .map(|(_, _, cc)| {
+                let c0 = *cc.first()?;
+                cc.iter()
+                    .enumerate()
+                    .all(|(k, &c)| c == c0 + k)
+                    .then_some(c0)
+            })
+            .collect();
         let n = cols.len();
         for (orow, r) in out.chunks_exact_mut(n.max(1)).zip(rows) {
             let r = r.filter(|&r| r < self.height && r >= self.ty0 * th && r < y_end);
@@ -836,12 +848,17 @@ impl TileWindow {
                 continue;
             };
             let (ty, rr) = (r / th - self.ty0, r % th);
-            for (k, (tile, j, cc)) in runs.iter().enumerate() {
+            for (k, ((tile, j, cc), step)) in runs.iter().zip(&consecutive).enumerate() {
                 let end = runs.get(k + 1).map_or(n, |next| next.1);
                 let dst = &mut orow[*j..end];
-                match tile.and_then(|t| self.tiles.get(ty * self.across + t)) {
-                    Some(t) => t.gather_row(rr, cc, dst),
-                    None => dst.fill(f32::NAN),
+                match (
+                    tile.and_then(|t| self.tiles.get(ty * self.across + t)),
+                    step,
+                ) {
+                    // source pixels side by side (same resolution): a row copy
+                    (Some(t), Some(c0)) => t.copy_row(rr, *c0..*c0 + cc.len(), dst),
+                    (Some(t), None) => t.gather_row(rr, cc, dst),
+                    (None, _) => dst.fill(f32::NAN),
                 }
             }
         }
