@@ -201,3 +201,60 @@ fn errors_name_the_sample_or_the_position() {
     let e = loader.get(1).unwrap_err();
     assert!(e.to_string().contains("127.0.0.1"), "{e}");
 }
+
+#[test]
+fn failing_reads_fail_their_get_whether_prefetched_or_not_and_the_loader_goes_on() {
+    use tilestack::cog::{CogReader, TileCache};
+    use tilestack::fetch::{HttpRangeClient, RetryConfig};
+    use tilestack::server::ServerOptions;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // every COG request answers 503; the searches pass
+    let opts = ServerOptions {
+        fail_first: u32::MAX,
+        ..ServerOptions::default()
+    };
+    let server = rt
+        .block_on(WorldServer::start_with(small_world(), opts))
+        .unwrap();
+    let cat = Catalog::stac(&server.stac_url(), "sentinel-2-l2a").unwrap();
+    let no_retries = || {
+        CogReader::new(
+            HttpRangeClient::new(RetryConfig {
+                max_retries: 0,
+                ..RetryConfig::default()
+            })
+            .unwrap(),
+            TileCache::new(1 << 30),
+        )
+    };
+    let mut reqs = requests("B04", 3);
+    let loader = StackLoader::plan(
+        &cat,
+        reqs.clone(),
+        no_retries(),
+        None,
+        LoaderOptions::default(),
+    )
+    .unwrap();
+    for p in 0..3 {
+        let e = loader.get(p).unwrap_err().to_string();
+        assert!(
+            e.contains("503") && e.contains("/data/"),
+            "position {p}: {e}"
+        );
+    }
+    let st = loader.stats();
+    assert_eq!((st.on_demand, st.ready + st.in_flight), (1, 2), "{st:?}");
+    // asked for: NaN stacks with the failures listed, never zeros
+    for r in &mut reqs {
+        r.errors_as_nodata = true;
+    }
+    let loader =
+        StackLoader::plan(&cat, reqs, no_retries(), None, LoaderOptions::default()).unwrap();
+    for p in 0..3 {
+        let s = loader.get(p).unwrap();
+        assert!(s.data.iter().all(|v| v.is_nan()), "position {p}");
+        assert!(!s.read_errors.is_empty() && s.read_errors.iter().all(|e| e.contains("503")));
+    }
+    rt.block_on(server.shutdown());
+}
