@@ -184,7 +184,9 @@ impl StackLoader {
     /// # Errors
     /// The first request whose search or plan fails, as
     /// [`Error::Invalid`] naming the sample's index and centroid and the
-    /// cause (which names its URL or item).
+    /// cause (which names its URL or item); the errors of
+    /// [`StackLoader::from_plans`]; and a call from inside an async runtime
+    /// (there: [`plan_stack`] each request, then `from_plans`).
     pub fn plan(
         catalog: &Catalog,
         requests: Vec<StackRequest>,
@@ -192,6 +194,11 @@ impl StackLoader {
         mask: Option<Mask>,
         opts: LoaderOptions,
     ) -> Result<StackLoader> {
+        outside_runtime(
+            "StackLoader::plan",
+            "plan_stack, then StackLoader::from_plans",
+        )?;
+        check_rank(&opts)?;
         let rt = runtime(opts.threads)?;
         let plans = rt.block_on(async {
             futures::stream::iter(requests.iter().enumerate().map(|(i, req)| async move {
@@ -205,8 +212,14 @@ impl StackLoader {
             .await
             .into_iter()
             .collect::<Result<Vec<_>>>()
-        })?;
-        Self::with_runtime(rt, plans, reader, mask, opts)
+        });
+        match plans.and_then(|p| check_shapes(&p).map(|()| p)) {
+            Ok(plans) => Ok(Self::with_runtime(rt, plans, reader, mask, opts)),
+            Err(e) => {
+                rt.shutdown_background();
+                Err(e)
+            }
+        }
     }
 
     /// A loader over plans made earlier (e.g. with [`plan_stack`]).
@@ -220,8 +233,10 @@ impl StackLoader {
         mask: Option<Mask>,
         opts: LoaderOptions,
     ) -> Result<StackLoader> {
+        check_rank(&opts)?;
+        check_shapes(&plans)?;
         let rt = runtime(opts.threads)?;
-        Self::with_runtime(rt, plans, reader, mask, opts)
+        Ok(Self::with_runtime(rt, plans, reader, mask, opts))
     }
 
     fn with_runtime(
@@ -230,39 +245,7 @@ impl StackLoader {
         reader: CogReader,
         mask: Option<Mask>,
         opts: LoaderOptions,
-    ) -> Result<StackLoader> {
-        // One shape for every sample: batches need it.
-        let shape = |p: &StackPlan| {
-            (
-                p.bins.len(),
-                p.request.bands.len(),
-                p.grid.height,
-                p.grid.width,
-            )
-        };
-        let first = plans.first().map(shape);
-        if let Some((i, p)) = plans
-            .iter()
-            .enumerate()
-            .find(|(_, p)| Some(shape(p)) != first)
-        {
-            return Err(Error::invalid(
-                "sample",
-                format!(
-                    "sample {i} has shape (steps, bands, height, width) {:?}, sample 0 {:?}: \
-                     a loader's samples share one shape",
-                    shape(p),
-                    first.unwrap_or_default()
-                ),
-            ));
-        }
-        let (rank, world) = opts.rank;
-        if world == 0 || rank >= world {
-            return Err(Error::invalid(
-                "rank",
-                format!("rank {rank} of {world}: need rank < world"),
-            ));
-        }
+    ) -> StackLoader {
         let loader = StackLoader {
             rt: Some(rt),
             shared: Arc::new(Shared {
@@ -279,7 +262,7 @@ impl StackLoader {
             wait_ns: AtomicU64::new(0),
         };
         loader.set_epoch(0);
-        Ok(loader)
+        loader
     }
 
     /// Positions in an epoch (this rank's share of the samples).
@@ -358,12 +341,7 @@ impl StackLoader {
     /// from inside an async runtime; otherwise the stack's own load error
     /// (naming its URL, item or file).
     pub fn get(&self, position: usize) -> Result<TileStack> {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            return Err(Error::invalid(
-                "StackLoader::get",
-                "called inside an async runtime; use `load(position).await`".to_string(),
-            ));
-        }
+        outside_runtime("StackLoader::get", "`load(position).await`")?;
         let t = Instant::now();
         let (slot, sample) = {
             let mut st = self.lock();
@@ -476,6 +454,57 @@ impl Drop for StackLoader {
         if let Some(rt) = self.rt.take() {
             rt.shutdown_background();
         }
+    }
+}
+
+/// An error, not a panic, when a blocking call is made inside async code.
+fn outside_runtime(what: &'static str, instead: &str) -> Result<()> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err(Error::invalid(
+            what,
+            format!("called inside an async runtime; use {instead}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_rank(opts: &LoaderOptions) -> Result<()> {
+    let (rank, world) = opts.rank;
+    if world == 0 || rank >= world {
+        return Err(Error::invalid(
+            "rank",
+            format!("rank {rank} of {world}: need rank < world"),
+        ));
+    }
+    Ok(())
+}
+
+/// One shape for every sample: batches need it.
+fn check_shapes(plans: &[StackPlan]) -> Result<()> {
+    let shape = |p: &StackPlan| {
+        (
+            p.bins.len(),
+            p.request.bands.len(),
+            p.grid.height,
+            p.grid.width,
+        )
+    };
+    let first = plans.first().map(shape);
+    match plans
+        .iter()
+        .enumerate()
+        .find(|(_, p)| Some(shape(p)) != first)
+    {
+        Some((i, p)) => Err(Error::invalid(
+            "sample",
+            format!(
+                "sample {i} has shape (steps, bands, height, width) {:?}, sample 0 {:?}: \
+                 a loader's samples share one shape",
+                shape(p),
+                first.unwrap_or_default()
+            ),
+        )),
+        None => Ok(()),
     }
 }
 

@@ -196,6 +196,24 @@ fn errors_name_the_sample_or_the_position() {
     let e = rt.block_on(async { loader.get(0) }).unwrap_err();
     assert!(e.to_string().contains("load(position).await"), "{e}");
     assert!(rt.block_on(loader.load(0)).is_ok());
+    // inside async code: `plan` refuses; `from_plans` builds, and dropping
+    // the loader there does not panic
+    let plans = loader.plans().to_vec();
+    rt.block_on(async {
+        let e = StackLoader::plan(
+            &cat,
+            requests("B04", 1),
+            cog_reader(),
+            None,
+            LoaderOptions::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("async runtime"), "{e}");
+        let l =
+            StackLoader::from_plans(plans, cog_reader(), None, LoaderOptions::default()).unwrap();
+        assert_eq!(l.len(), 2);
+        drop(l);
+    });
     // the server gone: the read error names the URL, never a zero stack
     rt.block_on(server.shutdown());
     let e = loader.get(1).unwrap_err();
