@@ -104,6 +104,9 @@ struct Slot {
 struct State {
     /// Position → sample index of the current epoch (this rank's share).
     order: Vec<usize>,
+    /// Positions asked for this epoch: never prefetched again (another
+    /// worker's prefetch window may reach a position this one already took).
+    asked: Vec<bool>,
     slots: HashMap<usize, Slot>,
     bytes: u64,
     peak: u64,
@@ -317,6 +320,7 @@ impl StackLoader {
             slot.task.abort();
         }
         st.bytes = 0;
+        st.asked = vec![false; order.len()];
         st.order = order;
     }
 
@@ -354,6 +358,9 @@ impl StackLoader {
                     ),
                 )
             })?;
+            if let Some(a) = st.asked.get_mut(position) {
+                *a = true;
+            }
             let slot = st.slots.remove(&position);
             if let Some(s) = &slot {
                 st.bytes = st.bytes.saturating_sub(s.bytes);
@@ -407,7 +414,7 @@ impl StackLoader {
     fn schedule(&self, st: &mut State, position: usize) {
         let end = (position + 1 + self.opts.prefetch).min(st.order.len());
         for p in position + 1..end {
-            if st.slots.contains_key(&p) {
+            if st.slots.contains_key(&p) || st.asked.get(p).copied().unwrap_or(true) {
                 continue;
             }
             let sample = st.order[p];

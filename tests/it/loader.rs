@@ -161,6 +161,22 @@ fn prefetch_stays_within_its_byte_budget() {
     assert_eq!(st.on_demand, 4, "nothing fits: every stack on demand");
     let st = run(10 * one);
     assert_eq!(st.peak_prefetch_bytes, 3 * one, "three ahead: {st:?}");
+
+    // Two workers over contiguous chunks, as burn's loader splits them:
+    // worker B takes position 2 first, then worker A's window (0 → 1, 2, 3)
+    // must not load position 2 again.
+    let opts = LoaderOptions {
+        prefetch: 3,
+        ..LoaderOptions::default()
+    };
+    let l = StackLoader::plan(&cat, reqs.clone(), cog_reader(), None, opts).unwrap();
+    for p in [2, 0, 1, 3] {
+        l.get(p).unwrap();
+    }
+    let st = l.stats();
+    // get(2) schedules 3; get(0) schedules 1 (2 was asked, 3 is loading)
+    assert_eq!(st.peak_prefetch_bytes, 2 * one, "{st:?}");
+    assert_eq!((st.on_demand, st.ready + st.in_flight), (2, 2), "{st:?}");
 }
 
 #[test]
