@@ -12,10 +12,16 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use burn::data::dataloader::DataLoaderBuilder;
-//! use tilestack::loader::StackLoader;
+//! use tilestack::loader::{LoaderOptions, StackLoader};
 //! use tilestack::train::TileBatcher;
-//! # fn loader() -> StackLoader { unimplemented!() }
-//! let loader = Arc::new(loader());
+//! # use tilestack::{BandName, cog::{CogReader, TileCache}, fetch::{HttpRangeClient, RetryConfig}};
+//! # use tilestack::pipeline::{Catalog, StackRequest};
+//! # let day = |d| chrono::NaiveDate::from_ymd_opt(2019, 8, d).unwrap();
+//! # let catalog = Catalog::stac("http://127.0.0.1:8090", "sentinel-2-l2a")?;
+//! # let reader = CogReader::new(HttpRangeClient::new(RetryConfig::default())?, TileCache::new(1 << 30));
+//! # let requests = vec![StackRequest::new([-122.33, 37.81], BandName::parse_list("B04")?, day(1), day(30))?];
+//! let opts = LoaderOptions { shuffle: Some(1), ..LoaderOptions::default() };
+//! let loader = Arc::new(StackLoader::plan(&catalog, requests, reader, None, opts)?);
 //! let data = DataLoaderBuilder::new(TileBatcher::default())
 //!     .batch_size(8)
 //!     .num_workers(2)
@@ -27,6 +33,7 @@
 //!         println!("{:?}", batch.images.dims()); // [8, T, C, H, W]
 //!     }
 //! }
+//! # Ok::<(), tilestack::Error>(())
 //! ```
 
 use crate::loader::StackLoader;
