@@ -108,8 +108,15 @@ struct State {
     /// worker's prefetch window may reach a position this one already took).
     asked: Vec<bool>,
     slots: HashMap<usize, Slot>,
-    bytes: u64,
+    /// Most bytes the slots held at once.
     peak: u64,
+}
+
+impl State {
+    /// Bytes the prefetched slots hold now.
+    fn bytes(&self) -> u64 {
+        self.slots.values().map(|s| s.bytes).sum()
+    }
 }
 
 struct Shared {
@@ -319,7 +326,6 @@ impl StackLoader {
         for (_, slot) in st.slots.drain() {
             slot.task.abort();
         }
-        st.bytes = 0;
         st.asked = vec![false; order.len()];
         st.order = order;
     }
@@ -362,8 +368,7 @@ impl StackLoader {
                 *a = true;
             }
             let slot = st.slots.remove(&position);
-            if let Some(s) = &slot {
-                st.bytes = st.bytes.saturating_sub(s.bytes);
+            if slot.is_some() {
                 // Already on its way: the next ones can start now.
                 self.schedule(&mut st, position);
             }
@@ -419,7 +424,8 @@ impl StackLoader {
             }
             let sample = st.order[p];
             let bytes = output_bytes(&self.shared.plans[sample], self.shared.mask.is_some());
-            if st.bytes + bytes > self.opts.prefetch_bytes {
+            let held = st.bytes();
+            if held + bytes > self.opts.prefetch_bytes {
                 break;
             }
             let Some(rt) = &self.rt else { return };
@@ -433,8 +439,7 @@ impl StackLoader {
                 load(shared.clone(), sample).await
             });
             st.slots.insert(p, Slot { task, bytes });
-            st.bytes += bytes;
-            st.peak = st.peak.max(st.bytes);
+            st.peak = st.peak.max(held + bytes);
         }
     }
 
