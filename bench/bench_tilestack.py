@@ -361,7 +361,7 @@ def report(res):
     first_build = b1["first_build_s"]
     print(f"\nphysical limit of the Oakland stack (tilestack bench, {lim['cores']} cores):")
     print(f"  {lim['tiles']} internal tiles, {lim['bytes']:,} compressed bytes in {lim['ranges_strict']} strictly "
-          f"contiguous ranges, {lim['ranges']} when 8-byte GDAL leader/trailer gaps are merged; "
+          f"contiguous ranges, {lim['ranges']} when merged as the client merges them (gaps < 1 KiB); "
           f"{lim['inflated_bytes']:,} bytes inflated")
     print(f"  plain client fetch of exactly those ranges: {lim['fetch_s']:.3f} s; libdeflate inflate: "
           f"{lim['inflate_all_cores_s']:.3f} s on all cores, {lim['inflate_one_core_s']:.3f} s on one; "

@@ -12,7 +12,7 @@ bench/peer_setup.sh "$WORK"
 WORK="$(cd "$WORK" && pwd)"
 PY="$WORK/venv/bin/python"
 if [ -z "${TILESTACK_BIN:-}" ]; then
-  cargo build --release --bin tilestack
+  cargo build --release --features cli --bin tilestack
   TILESTACK_BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/tilestack"
 fi
 [ "${KEEP_SERVERS:-0}" = 1 ] || trap 'bench/peer_setup.sh stop "$WORK"' EXIT

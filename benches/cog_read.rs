@@ -36,7 +36,7 @@
 //! --all-targets` (which runs each benchmark once) and `cargo bench` stay quick.
 //!
 //! ```sh
-//! cargo bench --bench cog_read
+//! cargo bench --features demo --bench cog_read
 //! ```
 
 use async_tiff::decoder::DecoderRegistry;
@@ -51,10 +51,11 @@ use std::hint::black_box;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
-use tilestack::cog::{CogReader, TileCache};
-use tilestack::fetch::{HttpRangeClient, RetryConfig};
-use tilestack::server::WorldServer;
-use tilestack::world::{Recipe, World};
+use tilestack::PixelWindow;
+use tilestack::demo::WorldServer;
+use tilestack::demo::{Recipe, World};
+use tilestack::{CogReader, TileCache};
+use tilestack::{HttpRangeClient, RetryConfig};
 
 /// The window of the cold and warm reads: (col, row, width, height), full resolution.
 const WINDOW: (usize, usize, usize, usize) = (384, 384, 256, 256);
@@ -136,7 +137,9 @@ fn benches(c: &mut Criterion) {
     // What one cold read costs on the wire, to report it as throughput.
     server.stats().reset();
     let r = CogReader::new(client.clone(), TileCache::new(1 << 30));
-    let px = rt.block_on(r.read_window(&url, 0, col, row, w, h)).unwrap();
+    let px = rt
+        .block_on(r.read_window(&url, 0, PixelWindow::new(col, row, w, h)))
+        .unwrap();
     assert_eq!(px.dim(), (h, w));
     let cold_bytes = server.stats().data_bytes();
     let cold_requests = server.stats().data_requests();
@@ -158,17 +161,20 @@ fn benches(c: &mut Criterion) {
     g.bench_function("cold_window_256", |b| {
         b.iter(|| {
             let r = CogReader::new(client.clone(), TileCache::new(1 << 30));
-            black_box(rt.block_on(r.read_window(&url, 0, col, row, w, h)).unwrap())
+            black_box(
+                rt.block_on(r.read_window(&url, 0, PixelWindow::new(col, row, w, h)))
+                    .unwrap(),
+            )
         })
     });
     let warm = CogReader::new(client.clone(), TileCache::new(1 << 30));
-    rt.block_on(warm.read_window(&url, 0, col, row, w, h))
+    rt.block_on(warm.read_window(&url, 0, PixelWindow::new(col, row, w, h)))
         .unwrap();
     g.throughput(Throughput::Elements((w * h) as u64));
     g.bench_function("warm_window_256", |b| {
         b.iter(|| {
             black_box(
-                rt.block_on(warm.read_window(&url, 0, col, row, w, h))
+                rt.block_on(warm.read_window(&url, 0, PixelWindow::new(col, row, w, h)))
                     .unwrap(),
             )
         })
@@ -190,8 +196,12 @@ fn benches(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter(|| {
                 black_box(
-                    rt.block_on(uncached.read_window(&url, 0, 0, 0, full_w, full_h))
-                        .unwrap(),
+                    rt.block_on(uncached.read_window(
+                        &url,
+                        0,
+                        PixelWindow::new(0, 0, full_w, full_h),
+                    ))
+                    .unwrap(),
                 )
             })
         });
@@ -214,7 +224,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             rt.block_on(async {
                 for (i, t) in tiles.iter().enumerate() {
-                    let tile = tilestack::cog::decode_tile(
+                    let tile = tilestack::decode_tile(
                         header.clone(),
                         0,
                         i % across,

@@ -6,13 +6,13 @@
 //! cargo run --release --example oakland_stack
 //! ```
 
-use tilestack::cog::{CogReader, TileCache};
-use tilestack::fetch::{HttpRangeClient, RetryConfig};
-use tilestack::pipeline::{Catalog, StackRequest, build};
-use tilestack::rasterize::Mask;
-use tilestack::server::WorldServer;
-use tilestack::world::{Recipe, World};
+use tilestack::Mask;
+use tilestack::demo::WorldServer;
+use tilestack::demo::{Recipe, World};
 use tilestack::{BandName, Error};
+use tilestack::{Catalog, StackRequest, build};
+use tilestack::{CogReader, TileCache};
+use tilestack::{HttpRangeClient, RetryConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

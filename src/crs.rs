@@ -1,39 +1,25 @@
 //! Point reprojection between EPSG codes, in pure Rust (proj4rs).
 //!
-//! Supported: WGS 84 (4326, degrees), UTM north/south (326xx/327xx), polar
-//! stereographic (3413 north, 3031 south) and web mercator (3857). Everything
-//! else is an [`Error::Crs`] naming the code, never a silent guess.
+//! A code's PROJ string comes from the EPSG table of the `crs-definitions`
+//! crate (some 6 000 codes: WGS 84 4326, UTM north/south 326xx/327xx, polar
+//! stereographic 3413/3031, web mercator 3857, national grids such as Swiss
+//! 2056 or British 27700, ...). A code that table lacks, or whose definition
+//! proj4rs cannot build (e.g. one that needs a datum grid file), is an
+//! [`Error::Crs`] naming the code, never a silent guess.
 
 use crate::{Epsg, Error, Result};
 use proj4rs::proj::Proj;
 
-/// The PROJ string of a supported EPSG code.
-fn proj_string(epsg: Epsg) -> Result<String> {
-    if let Some((zone, north)) = epsg.as_utm() {
-        let south = if north { "" } else { " +south" };
-        return Ok(format!(
-            "+proj=utm +zone={zone}{south} +datum=WGS84 +units=m +no_defs"
-        ));
-    }
-    let s = match epsg.code() {
-        4326 => "+proj=longlat +datum=WGS84 +no_defs",
-        3413 => {
-            "+proj=stere +lat_0=90 +lat_ts=70 +lon_0=-45 +k=1 +x_0=0 +y_0=0 +datum=WGS84 +units=m +no_defs"
-        }
-        3031 => {
-            "+proj=stere +lat_0=-90 +lat_ts=-71 +lon_0=0 +k=1 +x_0=0 +y_0=0 +datum=WGS84 +units=m +no_defs"
-        }
-        3857 => {
-            "+proj=merc +a=6378137 +b=6378137 +lat_ts=0 +lon_0=0 +x_0=0 +y_0=0 +k=1 +units=m +nadgrids=@null +no_defs"
-        }
-        _ => {
-            return Err(Error::Crs {
-                epsg: epsg.code(),
-                message: "not supported (UTM 326xx/327xx, 4326, 3413, 3031, 3857 are)".into(),
-            });
-        }
-    };
-    Ok(s.to_string())
+/// The PROJ string of an EPSG code, from `crs-definitions`.
+fn proj_string(epsg: Epsg) -> Result<&'static str> {
+    u16::try_from(epsg.code())
+        .ok()
+        .and_then(crs_definitions::from_code)
+        .map(|def| def.proj4)
+        .ok_or_else(|| Error::Crs {
+            epsg: epsg.code(),
+            message: "unknown code (not in the crs-definitions EPSG table)".into(),
+        })
 }
 
 /// A point transformer from one CRS to another. Angles are degrees in and out
@@ -63,7 +49,7 @@ impl Transformer {
     /// [`Error::Crs`] when either code is unsupported.
     pub fn new(src: Epsg, dst: Epsg) -> Result<Self> {
         let mk = |e: Epsg| {
-            Proj::from_proj_string(&proj_string(e)?).map_err(|err| Error::Crs {
+            Proj::from_proj_string(proj_string(e)?).map_err(|err| Error::Crs {
                 epsg: e.code(),
                 message: err.to_string(),
             })
@@ -218,8 +204,146 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_code_is_named() {
-        let e = Transformer::new(Epsg::WGS84, Epsg::new(2154).unwrap()).unwrap_err();
-        assert!(e.to_string().contains("EPSG:2154"), "{e}");
+    fn unknown_code_is_named() {
+        // 1 is in u16 range but not an EPSG CRS; 102100 (ESRI's web mercator)
+        // does not fit the table's u16 codes at all
+        for code in [1, 102_100, 999_999] {
+            let e = Transformer::new(Epsg::WGS84, Epsg::new(code).unwrap()).unwrap_err();
+            assert!(matches!(e, Error::Crs { epsg, .. } if epsg == code), "{e}");
+            assert!(e.to_string().contains(&format!("EPSG:{code}")), "{e}");
+        }
+    }
+
+    /// The hand-written table this module used before `crs-definitions`: the
+    /// reference the crate's strings must agree with.
+    fn old_proj_string(epsg: Epsg) -> Option<String> {
+        if let Some((zone, north)) = epsg.as_utm() {
+            let south = if north { "" } else { " +south" };
+            return Some(format!(
+                "+proj=utm +zone={zone}{south} +datum=WGS84 +units=m +no_defs"
+            ));
+        }
+        let s = match epsg.code() {
+            4326 => "+proj=longlat +datum=WGS84 +no_defs",
+            3413 => {
+                "+proj=stere +lat_0=90 +lat_ts=70 +lon_0=-45 +k=1 +x_0=0 +y_0=0 +datum=WGS84 +units=m +no_defs"
+            }
+            3031 => {
+                "+proj=stere +lat_0=-90 +lat_ts=-71 +lon_0=0 +k=1 +x_0=0 +y_0=0 +datum=WGS84 +units=m +no_defs"
+            }
+            3857 => {
+                "+proj=merc +a=6378137 +b=6378137 +lat_ts=0 +lon_0=0 +x_0=0 +y_0=0 +k=1 +units=m +nadgrids=@null +no_defs"
+            }
+            _ => return None,
+        };
+        Some(s.to_string())
+    }
+
+    /// A WGS 84 → `dst` transformer built from the old table's strings.
+    fn old_transformer(dst: Epsg) -> Transformer {
+        let mk = |e: Epsg| Proj::from_proj_string(&old_proj_string(e).unwrap()).unwrap();
+        Transformer {
+            src: Epsg::WGS84,
+            dst,
+            src_proj: mk(Epsg::WGS84),
+            dst_proj: mk(dst),
+        }
+    }
+
+    /// Both directions agree to 1e-9 between the old strings and the crate's.
+    fn assert_same(dst: Epsg, lonlats: &[(f64, f64)]) {
+        let old = old_transformer(dst);
+        let new = Transformer::new(Epsg::WGS84, dst).unwrap();
+        for &(lon, lat) in lonlats {
+            let (ox, oy) = old.transform(lon, lat).unwrap();
+            let (nx, ny) = new.transform(lon, lat).unwrap();
+            assert!(
+                (ox - nx).abs() < 1e-9 && (oy - ny).abs() < 1e-9,
+                "{dst} ({lon}, {lat}): old ({ox}, {oy}) new ({nx}, {ny})"
+            );
+            let (ol, ob) = old.inverse().transform(ox, oy).unwrap();
+            let (nl, nb) = new.inverse().transform(ox, oy).unwrap();
+            assert!(
+                (ol - nl).abs() < 1e-9 && (ob - nb).abs() < 1e-9,
+                "{dst} inverse ({ox}, {oy}): old ({ol}, {ob}) new ({nl}, {nb})"
+            );
+        }
+    }
+
+    #[test]
+    fn crate_strings_match_the_old_table() {
+        for zone in 1..=60u32 {
+            let lon0 = -183.0 + 6.0 * f64::from(zone);
+            let north = Epsg::new(32600 + zone).unwrap();
+            assert_same(
+                north,
+                &[(lon0 - 2.5, 10.0), (lon0 + 1.0, 60.0), (lon0, 0.0)],
+            );
+            let south = Epsg::new(32700 + zone).unwrap();
+            assert_same(south, &[(lon0 + 2.0, -35.0), (lon0 - 1.0, -70.0)]);
+        }
+        assert_same(
+            Epsg::new(3413).unwrap(),
+            &[(-45.0, 75.0), (30.0, 85.0), (-150.0, 65.0)],
+        );
+        assert_same(
+            Epsg::new(3031).unwrap(),
+            &[(0.0, -75.0), (120.0, -85.0), (-60.0, -65.0)],
+        );
+        assert_same(
+            Epsg::new(3857).unwrap(),
+            &[(-122.33, 37.81), (151.2, -33.9), (0.0, 0.0), (179.0, 84.0)],
+        );
+        // 4326 itself: the old and new geographic definitions, seen through
+        // a projection that uses them as its source
+        let old = Proj::from_proj_string(&old_proj_string(Epsg::WGS84).unwrap()).unwrap();
+        let new = Proj::from_proj_string(proj_string(Epsg::WGS84).unwrap()).unwrap();
+        assert!(old.is_latlong() && new.is_latlong());
+        let utm = Proj::from_proj_string(proj_string(Epsg::new(32610).unwrap()).unwrap()).unwrap();
+        for (lon, lat) in [(-122.33f64, 37.81f64), (-125.0, 50.0)] {
+            let (mut a, mut b) = (
+                (lon.to_radians(), lat.to_radians(), 0.0),
+                (lon.to_radians(), lat.to_radians(), 0.0),
+            );
+            proj4rs::transform::transform(&old, &utm, &mut a).unwrap();
+            proj4rs::transform::transform(&new, &utm, &mut b).unwrap();
+            assert!((a.0 - b.0).abs() < 1e-9 && (a.1 - b.1).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn codes_beyond_the_old_table_transform() {
+        // Swiss LV95 (EPSG:2056), swisstopo's worked example of its approximate
+        // formulas: 46°2'38.87" N 8°43'49.79" E -> E 2 699 999.76, N 1 099 999.97
+        let ch = Transformer::new(Epsg::WGS84, Epsg::new(2056).unwrap()).unwrap();
+        let lat = 46.0 + 2.0 / 60.0 + 38.87 / 3600.0;
+        let lon = 8.0 + 43.0 / 60.0 + 49.79 / 3600.0;
+        let (e, n) = ch.transform(lon, lat).unwrap();
+        assert!(
+            (e - 2_699_999.76).abs() < 1.0 && (n - 1_099_999.97).abs() < 1.0,
+            "({e}, {n})"
+        );
+        let (l, b) = ch.inverse().transform(e, n).unwrap();
+        assert!(
+            (l - lon).abs() < 1e-6 && (b - lat).abs() < 1e-6,
+            "({l}, {b})"
+        );
+        // British National Grid (EPSG:27700), Ordnance Survey's worked example,
+        // Caister water tower: ETRS89 52°39'28.8282" N 1°42'57.8663" E ->
+        // E 651 409.9, N 313 177.3 (OSTN15); the 7-parameter Helmert shift of
+        // the definition is good to a few metres
+        let gb = Transformer::new(Epsg::WGS84, Epsg::new(27700).unwrap()).unwrap();
+        let lat = 52.0 + 39.0 / 60.0 + 28.8282 / 3600.0;
+        let lon = 1.0 + 42.0 / 60.0 + 57.8663 / 3600.0;
+        let (e, n) = gb.transform(lon, lat).unwrap();
+        assert!(
+            (e - 651_409.9).abs() < 5.0 && (n - 313_177.3).abs() < 5.0,
+            "({e}, {n})"
+        );
+        let (l, b) = gb.inverse().transform(e, n).unwrap();
+        assert!(
+            (l - lon).abs() < 1e-6 && (b - lat).abs() < 1e-6,
+            "({l}, {b})"
+        );
     }
 }

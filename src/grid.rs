@@ -1,5 +1,6 @@
 //! Georeferenced pixel grids: affine transforms and tile grids.
 
+use crate::crs::Transformer;
 use crate::{Epsg, Error, Resolution, Result};
 use serde::{Deserialize, Serialize};
 
@@ -152,6 +153,155 @@ impl GridSpec {
         let x1 = t.x0 + self.width as f64 * t.dx;
         let y1 = t.y0 + self.height as f64 * t.dy;
         (t.x0.min(x1), t.y0.min(y1), t.x0.max(x1), t.y0.max(y1))
+    }
+
+    /// The grid's outline in WGS 84 `(lon, lat)`: its four corners from the
+    /// lower left, counter-clockwise, and the first again (a closed ring).
+    ///
+    /// # Errors
+    /// [`Error::Crs`] when the grid's CRS is unsupported.
+    pub fn wgs84_ring(&self) -> Result<[(f64, f64); 5]> {
+        let (minx, miny, maxx, maxy) = self.bounds();
+        let to_ll = Transformer::new(self.epsg, Epsg::WGS84)?;
+        let mut ring = [(0.0, 0.0); 5];
+        for (out, (x, y)) in ring.iter_mut().zip([
+            (minx, miny),
+            (maxx, miny),
+            (maxx, maxy),
+            (minx, maxy),
+            (minx, miny),
+        ]) {
+            *out = to_ll.transform(x, y)?;
+        }
+        Ok(ring)
+    }
+
+    /// The WGS 84 bounding box `[west, south, east, north]` of the grid's
+    /// corners (what a STAC search for the grid asks for).
+    ///
+    /// # Errors
+    /// [`Error::Crs`] when the grid's CRS is unsupported.
+    ///
+    /// # Examples
+    /// ```
+    /// use tilestack::{Epsg, GridSpec, Resolution};
+    /// let g = GridSpec::tile_around(Epsg::new(32610)?, 558_980.0, 4_184_950.0, 256, Resolution::new(10.0)?)?;
+    /// let [w, s, e, n] = g.wgs84_bbox()?;
+    /// assert!(w < -122.32 && e > -122.34 && s < 37.81 && n > 37.81);
+    /// # Ok::<(), tilestack::Error>(())
+    /// ```
+    pub fn wgs84_bbox(&self) -> Result<[f64; 4]> {
+        let ring = self.wgs84_ring()?;
+        let mut bbox = [
+            f64::INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NEG_INFINITY,
+        ];
+        for &(lon, lat) in &ring[..4] {
+            bbox = [
+                bbox[0].min(lon),
+                bbox[1].min(lat),
+                bbox[2].max(lon),
+                bbox[3].max(lat),
+            ];
+        }
+        Ok(bbox)
+    }
+}
+
+/// A rectangle of an image's pixels: the column and row of its top-left
+/// pixel, its width and height. The one type for window math: clipping to
+/// an image and the window's own pixel → CRS transform.
+///
+/// # Examples
+/// ```
+/// use tilestack::{GeoTransform, PixelWindow};
+/// let w = PixelWindow::from_bounds(-5, 10, 30, 20, 25, 100).unwrap(); // clipped to 25 × 100 px
+/// assert_eq!(w, PixelWindow::new(0, 10, 25, 10));
+/// let t = w.transform(&GeoTransform::north_up(500_000.0, 4_200_000.0, 10.0));
+/// assert_eq!((t.x0, t.y0), (500_000.0, 4_199_900.0));
+/// assert_eq!(PixelWindow::new(20, 0, 10, 10).clip(25, 100), Some(PixelWindow::new(20, 0, 5, 10)));
+/// assert_eq!(PixelWindow::new(30, 0, 10, 10).clip(25, 100), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct PixelWindow {
+    /// Column of the top-left pixel.
+    pub col_off: usize,
+    /// Row of the top-left pixel.
+    pub row_off: usize,
+    /// Width, pixels.
+    pub width: usize,
+    /// Height, pixels.
+    pub height: usize,
+}
+
+impl PixelWindow {
+    /// The window at `(col_off, row_off)` of `width × height` pixels.
+    pub fn new(col_off: usize, row_off: usize, width: usize, height: usize) -> Self {
+        PixelWindow {
+            col_off,
+            row_off,
+            width,
+            height,
+        }
+    }
+
+    /// The pixels `[c0, c1) × [r0, r1)` (signed: e.g. a footprint reaching
+    /// past the image) clipped to an image of `cols × rows`; `None` when
+    /// nothing is left.
+    pub fn from_bounds(
+        c0: i64,
+        r0: i64,
+        c1: i64,
+        r1: i64,
+        cols: usize,
+        rows: usize,
+    ) -> Option<Self> {
+        let (c0, r0) = (c0.max(0), r0.max(0));
+        let (c1, r1) = (c1.min(cols as i64), r1.min(rows as i64));
+        if c0 >= c1 || r0 >= r1 {
+            return None;
+        }
+        Some(PixelWindow::new(
+            c0 as usize,
+            r0 as usize,
+            (c1 - c0) as usize,
+            (r1 - r0) as usize,
+        ))
+    }
+
+    /// One past the last column.
+    pub fn col_end(&self) -> usize {
+        self.col_off.saturating_add(self.width)
+    }
+
+    /// One past the last row.
+    pub fn row_end(&self) -> usize {
+        self.row_off.saturating_add(self.height)
+    }
+
+    /// Pixels in the window.
+    pub fn pixels(&self) -> u64 {
+        (self.width as u64).saturating_mul(self.height as u64)
+    }
+
+    /// The part of the window inside an image of `cols × rows`; `None` when
+    /// they do not overlap.
+    pub fn clip(&self, cols: usize, rows: usize) -> Option<PixelWindow> {
+        let (c0, c1) = (self.col_off.min(cols), self.col_end().min(cols));
+        let (r0, r1) = (self.row_off.min(rows), self.row_end().min(rows));
+        (c0 < c1 && r0 < r1).then(|| PixelWindow::new(c0, r0, c1 - c0, r1 - r0))
+    }
+
+    /// The pixel → CRS transform of the window's own pixels, given the
+    /// image's `image` transform.
+    pub fn transform(&self, image: &GeoTransform) -> GeoTransform {
+        GeoTransform {
+            x0: image.x0 + self.col_off as f64 * image.dx,
+            y0: image.y0 + self.row_off as f64 * image.dy,
+            ..*image
+        }
     }
 }
 

@@ -1,28 +1,83 @@
-#![doc = include_str!("../README.md")]
+#![cfg_attr(feature = "demo", doc = include_str!("../README.md"))]
+#![cfg_attr(
+    not(feature = "demo"),
+    doc = "Daily satellite tile stacks from STAC + COGs, fed to burn training loops. The README, with examples that run against the demo world, is this page built with the `demo` feature."
+)]
+//!
+//! # Where each stage lives
+//!
+//! Modules are private; every public name is re-exported here, once. The
+//! stages, in the order data flows through them (each imports only from
+//! stages above it):
+//!
+//! | stage | file | main names |
+//! |---|---|---|
+//! | errors, warnings | `error.rs` | [`Error`], [`Warning`], [`Cause`] |
+//! | units | `units.rs` | [`Epsg`], [`Resolution`], [`BandName`], [`TimeRange`] |
+//! | CRS, grids | `crs.rs`, `grid.rs` | [`Transformer`], [`GeoTransform`], [`GridSpec`], [`PixelWindow`] |
+//! | STAC search | `search.rs` | [`StacClient`], [`SearchRequest`], [`load_snapshot`] |
+//! | items → scenes | `scene.rs` | [`Scene`], [`scenes_from_items`] |
+//! | moving bytes | `fetch/` | [`HttpRangeClient`], [`RetryConfig`], [`coalesce`], [`PlanetaryComputerSigner`] |
+//! | COG reads | `cog/` | [`CogReader`], [`CogHeader`], [`TileCache`], [`HeaderStore`], [`decode_tile`] |
+//! | warp, masks | `warp.rs`, `rasterize.rs` | [`warp()`], [`Resampling`], [`Mask`] |
+//! | request, plan, fusion | `request.rs`, `plan.rs`, `fuse.rs` | [`StackRequest`], [`StackPlan`], [`Catalog`] |
+//! | the wiring | `pipeline.rs` | [`build`], [`plan_stack`], [`StackPlan::load`] |
+//! | stacks, loading | `stack.rs`, `loader.rs` | [`TileStack`], [`StackLoader`] |
+//! | burn (feature `burn`) | `train.rs` | `TileBatcher`, `TileBatch` |
+//! | pictures (feature `plot`) | `plot.rs` | `plot_days`, `plot_timeseries` |
+//! | the demo world (feature `demo`) | `demo/` | `demo::World`, `demo::WorldServer` |
 
-pub mod cog;
+mod cog;
 mod crs;
+#[cfg(feature = "demo")]
+pub mod demo;
 mod error;
-pub mod fetch;
+mod fetch;
+mod fuse;
 mod grid;
-pub mod header_store;
-pub mod loader;
-pub mod pipeline;
-pub mod plot;
-pub mod rasterize;
-pub mod scene;
-pub mod search;
-pub mod server;
-pub mod sign;
-pub mod stack;
-pub mod store;
+mod loader;
+mod pipeline;
+mod plan;
+#[cfg(feature = "plot")]
+mod plot;
+mod rasterize;
+mod request;
+mod scene;
+mod search;
+mod stack;
 #[cfg(feature = "burn")]
-pub mod train;
+mod train;
 mod units;
-pub mod warp;
-pub mod world;
+mod warp;
 
+pub use cog::{
+    CogHeader, CogReader, HeaderStore, IfdInfo, MAX_IMAGE_PIXELS, MAX_TILE_BYTES, MAX_TILE_PIXELS,
+    MAX_WINDOW_PIXELS, SampleType, Samples, Tile, TileCache, TileData, TileKey, TileWindow,
+    cache_root, decode_tile,
+};
 pub use crs::{Transformer, bbox_around};
-pub use error::{Error, Result};
-pub use grid::{GeoTransform, GridSpec};
-pub use units::{BandName, Epsg, Resolution};
+pub use error::{Cause, Error, Result, Warning};
+pub use fetch::{
+    Cloud, DEFAULT_COALESCE_GAP, DEFAULT_CONCURRENCY, DEFAULT_PER_HOST, FetchMetrics,
+    HttpRangeClient, NoSigner, ObjectVersion, PcSignerConfig, PlanetaryComputerSigner, RetryConfig,
+    Signer, coalesce, is_object_store_url,
+};
+#[cfg(feature = "cloud")]
+pub use fetch::{ObjectStores, ObjectUrl, object_store};
+pub use grid::{GeoTransform, GridSpec, PixelWindow};
+pub use loader::{LoaderOptions, LoaderStats, StackLoader};
+pub use pipeline::{Built, build, plan_stack, search_items};
+pub use plan::{Catalog, ReadPlan, StackPlan};
+#[cfg(feature = "plot")]
+pub use plot::{PlotOptions, plot_days, plot_timeseries, save_png};
+pub use rasterize::{Mask, MaskFeature, Rings};
+pub use request::{Cadence, Fusion, StackRequest, derived_inputs};
+pub use scene::{Scene, SceneAsset, scenes_from_items};
+pub use search::{
+    SearchRequest, SearchResults, StacClient, load_snapshot, normalize_datetime, save_snapshot,
+};
+pub use stack::TileStack;
+#[cfg(feature = "burn")]
+pub use train::{TileBatch, TileBatcher};
+pub use units::{BandName, Epsg, Resolution, TimeRange, parse_day_range};
+pub use warp::{Resampling, nearest_indices, source_window, warp};

@@ -25,9 +25,9 @@
 //! budget ([`crate::cog::TileCache::new`]).
 
 use crate::cog::CogReader;
-use crate::pipeline::{Catalog, StackPlan, StackRequest, plan_stack};
 use crate::rasterize::Mask;
 use crate::stack::TileStack;
+use crate::{Catalog, StackPlan, StackRequest, plan_stack};
 use crate::{Error, Result};
 use futures::StreamExt;
 use rand::SeedableRng;
@@ -131,9 +131,9 @@ struct Shared {
 /// docs).
 ///
 /// ```no_run
-/// use tilestack::{BandName, cog::{CogReader, TileCache}, fetch::{HttpRangeClient, RetryConfig}};
-/// use tilestack::loader::{LoaderOptions, StackLoader};
-/// use tilestack::pipeline::{Catalog, StackRequest};
+/// use tilestack::{BandName, CogReader, TileCache, HttpRangeClient, RetryConfig};
+/// use tilestack::{LoaderOptions, StackLoader};
+/// use tilestack::{Catalog, StackRequest};
 /// let day = |d| chrono::NaiveDate::from_ymd_opt(2019, 8, d).unwrap();
 /// let bands = BandName::parse_list("B04,B03,B02")?;
 /// let requests = [[-122.33, 37.81], [-122.30, 37.80]]
@@ -212,10 +212,15 @@ impl StackLoader {
         let rt = runtime(opts.threads)?;
         let plans = rt.block_on(async {
             futures::stream::iter(requests.iter().enumerate().map(|(i, req)| async move {
-                plan_stack(catalog, req).await.map(|(p, _)| p).map_err(|e| {
-                    let [lon, lat] = req.centroid;
-                    Error::invalid("sample", format!("sample {i} at {lon},{lat}: {e}"))
-                })
+                plan_stack(catalog, req)
+                    .await
+                    .map(|(p, _)| p)
+                    .map_err(|e| Error::Sample {
+                        index: i,
+                        lon: req.centroid[0],
+                        lat: req.centroid[1],
+                        source: Box::new(e),
+                    })
             }))
             .buffered(opts.plan_concurrency.max(1))
             .collect::<Vec<_>>()
@@ -384,7 +389,7 @@ impl StackLoader {
                 counter.fetch_add(1, Ordering::Relaxed);
                 self.runtime()?
                     .block_on(slot.task)
-                    .unwrap_or_else(|e| Err(Error::invalid("prefetch task", e.to_string())))
+                    .unwrap_or_else(|e| Err(Error::task("prefetch", e)))
             }
             None => {
                 // Loaded first, alone: prefetches started now would compete

@@ -86,8 +86,8 @@ fn band_index(stack: &TileStack, name: &str) -> Result<usize> {
 ///
 /// # Examples
 /// ```
-/// use tilestack::plot::{plot_days, PlotOptions};
-/// # use tilestack::{stack::TileStack, GridSpec, GeoTransform, Epsg};
+/// use tilestack::{plot_days, PlotOptions};
+/// # use tilestack::{TileStack, GridSpec, GeoTransform, Epsg};
 /// # let stack = TileStack { data: ndarray::Array4::from_elem((2, 3, 8, 8), 100.0), bands: vec!["B04".into(), "B03".into(), "B02".into()],
 /// #   days: vec![chrono::NaiveDate::from_ymd_opt(2019, 8, 1).unwrap(), chrono::NaiveDate::from_ymd_opt(2019, 8, 2).unwrap()],
 /// #   eo_cloud_cover: vec![0.0, f32::NAN], pct_nans: vec![0.0, 100.0], tile_cloud_fraction: vec![f32::NAN; 2], items: vec![vec![], vec![]],
@@ -282,5 +282,5 @@ pub fn plot_timeseries(stack: &TileStack) -> Result<RgbImage> {
 /// [`Error::Io`] naming the file.
 pub fn save_png(img: &RgbImage, path: &std::path::Path) -> Result<()> {
     img.save_with_format(path, image::ImageFormat::Png)
-        .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
+        .map_err(|e| Error::io(path, std::io::Error::other(e)))
 }

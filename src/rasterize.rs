@@ -4,7 +4,9 @@
 
 use crate::{Epsg, Error, GridSpec, Result, Transformer};
 use chrono::NaiveDate;
+use geojson::{Feature, GeoJson, Geometry, GeometryValue, Position};
 use ndarray::Array2;
+use serde::Deserialize;
 use serde_json::Value;
 
 /// Rings of one polygon (outer first, then holes), `[lon, lat]` positions.
@@ -23,7 +25,7 @@ pub struct MaskFeature {
 ///
 /// # Examples
 /// ```
-/// use tilestack::rasterize::Mask;
+/// use tilestack::Mask;
 /// let m = Mask::from_geojson_str(r#"{"type": "Polygon",
 ///     "coordinates": [[[-122.33,37.81],[-122.32,37.81],[-122.32,37.82],[-122.33,37.81]]]}"#, "inline").unwrap();
 /// assert_eq!(m.features.len(), 1);
@@ -63,24 +65,19 @@ impl Mask {
     /// # Errors
     /// A message naming the malformed feature.
     pub fn from_geojson(v: &Value) -> std::result::Result<Mask, String> {
-        let mut features = Vec::new();
-        match v.get("type").and_then(Value::as_str) {
-            Some("FeatureCollection") => {
-                let fs = v
-                    .get("features")
-                    .and_then(Value::as_array)
-                    .ok_or("FeatureCollection without a features array")?;
-                for (i, f) in fs.iter().enumerate() {
-                    features.push(feature(f).map_err(|m| format!("feature {i}: {m}"))?);
-                }
-            }
-            Some("Feature") => features.push(feature(v)?),
-            Some(_) => features.push(MaskFeature {
-                polygons: geometry(v)?,
+        let features = match GeoJson::deserialize(v).map_err(|e| explain(v, &e))? {
+            GeoJson::FeatureCollection(fc) => fc
+                .features
+                .iter()
+                .enumerate()
+                .map(|(i, f)| feature(f).map_err(|m| format!("feature {i}: {m}")))
+                .collect::<std::result::Result<_, _>>()?,
+            GeoJson::Feature(f) => vec![feature(&f)?],
+            GeoJson::Geometry(g) => vec![MaskFeature {
+                polygons: geometry(&g)?,
                 day: None,
-            }),
-            None => return Err("no GeoJSON \"type\"".into()),
-        }
+            }],
+        };
         Ok(Mask { features })
     }
 
@@ -120,9 +117,58 @@ impl Mask {
     }
 }
 
-fn feature(f: &Value) -> std::result::Result<MaskFeature, String> {
-    let g = f.get("geometry").ok_or("no geometry")?;
-    let day = match f.get("properties").and_then(|p| p.get("datetime")) {
+/// GeoJSON's type names.
+const GEOJSON_TYPES: [&str; 9] = [
+    "FeatureCollection",
+    "Feature",
+    "Point",
+    "MultiPoint",
+    "LineString",
+    "MultiLineString",
+    "Polygon",
+    "MultiPolygon",
+    "GeometryCollection",
+];
+
+/// Says where and why `v`, which `geojson` rejected with `e`, is malformed:
+/// the first feature (by index) or sub-geometry that fails on its own,
+/// explained in turn, or a type that is no geometry at all.
+fn explain(v: &Value, e: &dyn std::fmt::Display) -> String {
+    let members = |key: &str| v.get(key).and_then(Value::as_array);
+    let bad_geometry = |g: &Value| Geometry::deserialize(g).err().map(|ge| explain(g, &ge));
+    match v.get("type").and_then(Value::as_str) {
+        None => "no GeoJSON \"type\"".into(),
+        Some("FeatureCollection") => match members("features") {
+            None => "FeatureCollection without a features array".into(),
+            Some(fs) => fs
+                .iter()
+                .enumerate()
+                .find_map(|(i, f)| {
+                    let fe = Feature::deserialize(f).err()?;
+                    Some(format!("feature {i}: {}", explain(f, &fe)))
+                })
+                .unwrap_or_else(|| e.to_string()),
+        },
+        Some("Feature") => v
+            .get("geometry")
+            .filter(|g| !g.is_null())
+            .and_then(bad_geometry)
+            .unwrap_or_else(|| e.to_string()),
+        Some("GeometryCollection") => match members("geometries") {
+            None => "GeometryCollection without a geometries array".into(),
+            Some(gs) => gs
+                .iter()
+                .find_map(bad_geometry)
+                .unwrap_or_else(|| e.to_string()),
+        },
+        Some(t) if GEOJSON_TYPES.contains(&t) => format!("{t}: {e}"),
+        Some(t) => format!("{t} is not a polygonal geometry"),
+    }
+}
+
+fn feature(f: &Feature) -> std::result::Result<MaskFeature, String> {
+    let g = f.geometry.as_ref().ok_or("no geometry")?;
+    let day = match f.property("datetime") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(
             chrono::DateTime::parse_from_rfc3339(s)
@@ -138,16 +184,13 @@ fn feature(f: &Value) -> std::result::Result<MaskFeature, String> {
     })
 }
 
-fn ring(v: &Value) -> std::result::Result<Vec<(f64, f64)>, String> {
-    let pts = v.as_array().ok_or("ring is not an array")?;
-    let r = pts
+fn ring(positions: &[Position]) -> std::result::Result<Vec<(f64, f64)>, String> {
+    let r = positions
         .iter()
-        .map(|p| match p.as_array().map(|a| a.as_slice()) {
-            Some([x, y, ..]) => match (x.as_f64(), y.as_f64()) {
-                (Some(x), Some(y)) if x.is_finite() && y.is_finite() => Ok((x, y)),
-                _ => Err(format!("position {p} is not numeric")),
-            },
-            _ => Err(format!("position {p} is not [x, y]")),
+        .map(|p| match p.as_slice() {
+            &[x, y, ..] if x.is_finite() && y.is_finite() => Ok((x, y)),
+            [_, _, ..] => Err(format!("position {:?} is not numeric", p.as_slice())),
+            _ => Err(format!("position {:?} is not [x, y]", p.as_slice())),
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;
     if r.len() < 4 {
@@ -156,37 +199,24 @@ fn ring(v: &Value) -> std::result::Result<Vec<(f64, f64)>, String> {
     Ok(r)
 }
 
-fn polygon(v: &Value) -> std::result::Result<Rings, String> {
-    v.as_array()
-        .ok_or("polygon is not an array of rings")?
-        .iter()
-        .map(ring)
-        .collect()
+fn polygon(rings: &[Vec<Position>]) -> std::result::Result<Rings, String> {
+    rings.iter().map(|r| ring(r)).collect()
 }
 
-fn geometry(g: &Value) -> std::result::Result<Vec<Rings>, String> {
-    let c = g.get("coordinates");
-    match (g.get("type").and_then(Value::as_str), c) {
-        (Some("Polygon"), Some(c)) => Ok(vec![polygon(c)?]),
-        (Some("MultiPolygon"), Some(c)) => c
-            .as_array()
-            .ok_or("MultiPolygon coordinates are not an array")?
-            .iter()
-            .map(polygon)
-            .collect(),
-        (Some("GeometryCollection"), _) => {
+fn geometry(g: &Geometry) -> std::result::Result<Vec<Rings>, String> {
+    match &g.value {
+        GeometryValue::Polygon { coordinates } => Ok(vec![polygon(coordinates)?]),
+        GeometryValue::MultiPolygon { coordinates } => {
+            coordinates.iter().map(|p| polygon(p)).collect()
+        }
+        GeometryValue::GeometryCollection { geometries } => {
             let mut out = Vec::new();
-            for sub in g
-                .get("geometries")
-                .and_then(Value::as_array)
-                .ok_or("no geometries")?
-            {
+            for sub in geometries {
                 out.extend(geometry(sub)?);
             }
             Ok(out)
         }
-        (Some(t), _) => Err(format!("{t} is not a polygonal geometry")),
-        (None, _) => Err("geometry without type".into()),
+        other => Err(format!("{} is not a polygonal geometry", other.type_name())),
     }
 }
 
@@ -240,6 +270,140 @@ mod tests {
             &[vec![(0.0, 0.0), (0.4, 0.0), (0.4, 3.0), (0.0, 3.0)]],
         );
         assert_eq!(b.sum(), 0.0);
+    }
+
+    fn parse(v: serde_json::Value) -> std::result::Result<Mask, String> {
+        Mask::from_geojson(&v)
+    }
+
+    #[test]
+    fn geometry_collection_and_multipolygon_rings() {
+        use serde_json::json;
+        let sq = json!([[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]);
+        let tri = json!([[2.5, 2], [3, 2, 100], [3, 3], [2.5, 2]]);
+        let m = parse(json!({"type": "GeometryCollection", "geometries": [
+            {"type": "Polygon", "coordinates": [sq, tri]},
+            {"type": "GeometryCollection", "geometries": [
+                {"type": "MultiPolygon", "coordinates": [[tri], [sq]]}]}
+        ]}))
+        .unwrap();
+        let sq: Vec<(f64, f64)> = vec![(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0), (0.0, 0.0)];
+        let tri: Vec<(f64, f64)> = vec![(2.5, 2.0), (3.0, 2.0), (3.0, 3.0), (2.5, 2.0)];
+        assert_eq!(
+            m,
+            Mask {
+                features: vec![MaskFeature {
+                    polygons: vec![vec![sq.clone(), tri.clone()], vec![tri], vec![sq]],
+                    day: None,
+                }]
+            }
+        );
+        assert!(!m.is_time_varying());
+        // a GeometryCollection holding a non-polygon is rejected, naming the type
+        let e = parse(json!({"type": "GeometryCollection", "geometries": [
+            {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]},
+            {"type": "Point", "coordinates": [0, 0]}]}))
+        .unwrap_err();
+        assert_eq!(e, "Point is not a polygonal geometry");
+    }
+
+    #[test]
+    fn dated_features_parse_both_date_forms() {
+        use serde_json::json;
+        let poly = json!({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]});
+        let m = parse(json!({"type": "FeatureCollection", "features": [
+            {"type": "Feature", "properties": {"datetime": "2019-08-03T23:30:00-02:00"}, "geometry": poly},
+            {"type": "Feature", "properties": {"datetime": "2019-08-05"}, "geometry": poly},
+            {"type": "Feature", "properties": {"datetime": null, "name": "x"}, "geometry": poly},
+            {"type": "Feature", "geometry": poly}
+        ]}))
+        .unwrap();
+        let days: Vec<_> = m.features.iter().map(|f| f.day).collect();
+        assert_eq!(
+            days,
+            [
+                NaiveDate::from_ymd_opt(2019, 8, 4), // the UTC day
+                NaiveDate::from_ymd_opt(2019, 8, 5),
+                None,
+                None
+            ]
+        );
+        assert!(m.is_time_varying());
+        // a bare Feature too
+        let m = parse(
+            json!({"type": "Feature", "properties": {"datetime": "2020-01-02"}, "geometry": poly}),
+        )
+        .unwrap();
+        assert_eq!(m.features[0].day, NaiveDate::from_ymd_opt(2020, 1, 2));
+        let e = parse(json!({"type": "FeatureCollection", "features": [
+            {"type": "Feature", "properties": {}, "geometry": poly},
+            {"type": "Feature", "properties": {"datetime": "yesterday"}, "geometry": poly}]}))
+        .unwrap_err();
+        assert!(e.starts_with("feature 1: datetime \"yesterday\": "), "{e}");
+        let e = parse(json!({"type": "Feature", "properties": {"datetime": 5}, "geometry": poly}))
+            .unwrap_err();
+        assert_eq!(e, "datetime 5 is not a string");
+    }
+
+    #[test]
+    fn malformed_masks_are_explained() {
+        use serde_json::json;
+        let poly = json!({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]});
+        let fc = |second: serde_json::Value| {
+            parse(json!({"type": "FeatureCollection", "features": [
+                {"type": "Feature", "properties": {}, "geometry": poly}, second]}))
+            .unwrap_err()
+        };
+        assert_eq!(
+            fc(json!({"type": "Feature", "properties": {},
+                "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [0, 0]]]}})),
+            "feature 1: ring has fewer than 4 positions"
+        );
+        assert_eq!(
+            fc(json!({"type": "Feature", "properties": {},
+                "geometry": {"type": "LineString", "coordinates": [[0, 0], [1, 1]]}})),
+            "feature 1: LineString is not a polygonal geometry"
+        );
+        assert_eq!(
+            fc(json!({"type": "Feature", "properties": {},
+                "geometry": {"type": "Circle", "coordinates": [0, 0]}})),
+            "feature 1: Circle is not a polygonal geometry"
+        );
+        assert_eq!(
+            fc(json!({"type": "Feature", "properties": {}, "geometry": null})),
+            "feature 1: no geometry"
+        );
+        let e = fc(json!({"type": "Feature", "properties": {},
+            "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, "a"], [1, 1], [0, 0]]]}}));
+        assert!(e.starts_with("feature 1: Polygon: "), "{e}");
+        assert_eq!(
+            parse(json!({"type": "Polygon", "coordinates": [[[0, 0], [1], [1, 1], [0, 0]]]}))
+                .unwrap_err(),
+            "position [1.0] is not [x, y]"
+        );
+        assert_eq!(
+            parse(json!({"type": "FeatureCollection"})).unwrap_err(),
+            "FeatureCollection without a features array"
+        );
+        assert_eq!(
+            parse(json!({"features": []})).unwrap_err(),
+            "no GeoJSON \"type\""
+        );
+        assert_eq!(
+            parse(json!({"type": "Blob"})).unwrap_err(),
+            "Blob is not a polygonal geometry"
+        );
+        // through the text entry point, the source is named
+        let e = Mask::from_geojson_str(
+            r#"{"type":"MultiPoint","coordinates":[[0,0]]}"#,
+            "m.geojson",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("m.geojson") && e.contains("MultiPoint is not a polygonal"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -9,6 +9,8 @@
 use crate::{BandName, Epsg, Error, GeoTransform, Result};
 use chrono::{DateTime, Utc};
 use geo::{Coord, LineString, MultiPolygon, Polygon};
+use geojson::GeometryValue;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -53,7 +55,7 @@ impl Scene {
     ///
     /// # Examples
     /// ```
-    /// use tilestack::{BandName, scene::Scene};
+    /// use tilestack::{BandName, Scene};
     /// let item: stac::Item = serde_json::from_value(serde_json::json!({
     ///     "type": "Feature", "stac_version": "1.0.0", "id": "s1", "links": [],
     ///     "geometry": {"type": "Polygon", "coordinates": [[[0,0],[1,0],[1,1],[0,1],[0,0]]]},
@@ -194,17 +196,12 @@ fn crs_of(code: Option<&Value>, epsg: Option<&Value>) -> std::result::Result<Eps
     }
 }
 
-fn ring(v: &Value) -> std::result::Result<LineString<f64>, String> {
-    let pts = v.as_array().ok_or("ring is not an array")?;
-    let mut out = Vec::with_capacity(pts.len());
-    for p in pts {
-        let c = p.as_array().ok_or("position is not an array")?;
-        let (x, y) = match c.as_slice() {
-            [x, y, ..] => (x.as_f64(), y.as_f64()),
-            _ => (None, None),
-        };
-        let (Some(x), Some(y)) = (x, y) else {
-            return Err(format!("position {p} is not [lon, lat]"));
+/// One ring: `[lon, lat]` positions within range, closed, at least 4 of them.
+fn ring(positions: &[geojson::Position]) -> std::result::Result<LineString<f64>, String> {
+    let mut out = Vec::with_capacity(positions.len());
+    for p in positions {
+        let &[x, y, ..] = p.as_slice() else {
+            return Err(format!("position {:?} is not [lon, lat]", p.as_slice()));
         };
         if !(-180.0..=180.0).contains(&x) || !(-90.0..=90.0).contains(&y) {
             return Err(format!("position [{x}, {y}] is outside lon/lat range"));
@@ -217,29 +214,42 @@ fn ring(v: &Value) -> std::result::Result<LineString<f64>, String> {
     Ok(LineString::new(out))
 }
 
-fn polygon(v: &Value) -> std::result::Result<Polygon<f64>, String> {
-    let rings = v.as_array().ok_or("polygon coordinates are not an array")?;
-    let mut it = rings.iter();
-    let outer = ring(it.next().ok_or("polygon has no rings")?)?;
-    let holes = it.map(ring).collect::<std::result::Result<Vec<_>, _>>()?;
+/// One polygon: the outer ring, then the holes.
+fn polygon(rings: &[Vec<geojson::Position>]) -> std::result::Result<Polygon<f64>, String> {
+    let (outer, holes) = rings.split_first().ok_or("polygon has no rings")?;
+    let outer = ring(outer)?;
+    let holes = holes
+        .iter()
+        .map(|h| ring(h))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     Ok(Polygon::new(outer, holes))
 }
 
 /// A GeoJSON Polygon/MultiPolygon, validated.
 pub(crate) fn parse_footprint(g: &Value) -> std::result::Result<MultiPolygon<f64>, String> {
-    let coords = g.get("coordinates").ok_or("no coordinates")?;
-    match g.get("type").and_then(Value::as_str) {
-        Some("Polygon") => Ok(MultiPolygon::new(vec![polygon(coords)?])),
-        Some("MultiPolygon") => Ok(MultiPolygon::new(
-            coords
-                .as_array()
-                .ok_or("coordinates are not an array")?
+    let not_polygonal = |t: &str| format!("type {t} is not a Polygon or MultiPolygon");
+    let geometry = geojson::Geometry::deserialize(g).map_err(|e| {
+        match g.get("type").and_then(Value::as_str) {
+            None => "no type".to_string(),
+            Some(t @ ("Polygon" | "MultiPolygon")) => match g.get("coordinates") {
+                None => "no coordinates".to_string(),
+                Some(_) => format!("malformed {t}: {e}"),
+            },
+            // not a geometry type at all (geojson names the ones it knows)
+            Some(t) => not_polygonal(t),
+        }
+    })?;
+    match &geometry.value {
+        GeometryValue::Polygon { coordinates } => {
+            Ok(MultiPolygon::new(vec![polygon(coordinates)?]))
+        }
+        GeometryValue::MultiPolygon { coordinates } => Ok(MultiPolygon::new(
+            coordinates
                 .iter()
-                .map(polygon)
+                .map(|p| polygon(p))
                 .collect::<std::result::Result<_, _>>()?,
         )),
-        Some(t) => Err(format!("type {t} is not a Polygon or MultiPolygon")),
-        None => Err("no type".into()),
+        other => Err(not_polygonal(other.type_name())),
     }
 }
 
@@ -327,6 +337,105 @@ mod tests {
         let mut v = base();
         v["properties"]["eo:cloud_cover"] = json!(140);
         assert!(Scene::from_item(&item(v), &[b("B04")]).is_err());
+    }
+
+    fn ls(pts: &[(f64, f64)]) -> LineString<f64> {
+        LineString::new(pts.iter().map(|&(x, y)| Coord { x, y }).collect())
+    }
+
+    #[test]
+    fn footprint_polygon_and_multipolygon() {
+        let outer = [(0.0, 0.0), (2.0, 0.0), (2.0, 2.0), (0.0, 2.0), (0.0, 0.0)];
+        let hole = [(0.5, 0.5), (1.0, 0.5), (1.0, 1.0), (0.5, 0.5)];
+        let g = json!({"type": "Polygon", "coordinates": [
+            [[0, 0], [2, 0], [2, 2], [0, 2], [0, 0]],
+            [[0.5, 0.5], [1, 0.5, 7.0], [1, 1], [0.5, 0.5]]
+        ]});
+        let mp = parse_footprint(&g).unwrap();
+        // integers become floats, a third (z) element is dropped, holes stay in order
+        assert_eq!(
+            mp,
+            MultiPolygon::new(vec![Polygon::new(ls(&outer), vec![ls(&hole)])])
+        );
+        let far = [(-10.5, -5.0), (-10.0, -5.0), (-10.0, -4.5), (-10.5, -5.0)];
+        let g = json!({"type": "MultiPolygon", "bbox": [-10.5, -5, 2, 2], "coordinates": [
+            [[[0, 0], [2, 0], [2, 2], [0, 2], [0, 0]]],
+            [[[-10.5, -5], [-10, -5], [-10, -4.5], [-10.5, -5]]]
+        ]});
+        let mp = parse_footprint(&g).unwrap();
+        assert_eq!(
+            mp,
+            MultiPolygon::new(vec![
+                Polygon::new(ls(&outer), vec![]),
+                Polygon::new(ls(&far), vec![]),
+            ])
+        );
+        let empty = json!({"type": "MultiPolygon", "coordinates": []});
+        assert_eq!(parse_footprint(&empty).unwrap(), MultiPolygon::new(vec![]));
+    }
+
+    #[test]
+    fn footprint_errors_say_what_is_wrong() {
+        let err = |g: Value| parse_footprint(&g).unwrap_err();
+        assert_eq!(
+            err(json!({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1]]]})),
+            "ring is not closed or has fewer than 4 positions"
+        );
+        assert_eq!(
+            err(json!({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [0, 0]]]})),
+            "ring is not closed or has fewer than 4 positions"
+        );
+        // a bad hole is found too, the outer ring first
+        assert_eq!(
+            err(json!({"type": "Polygon", "coordinates": [
+                [[0, 0], [1, 0], [1, 1], [0, 0]], [[0, 0], [1, 0], [1, 1]]]})),
+            "ring is not closed or has fewer than 4 positions"
+        );
+        assert_eq!(
+            err(json!({"type": "MultiPolygon", "coordinates": [
+                [[[0, 0], [1, 0], [1, 1], [0, 0]]],
+                [[[0, 0], [200, 0], [1, 1], [0, 0]]]]})),
+            "position [200, 0] is outside lon/lat range"
+        );
+        assert_eq!(
+            err(json!({"type": "Polygon", "coordinates": [[[0, 0], [1, -91], [1, 1], [0, 0]]]})),
+            "position [1, -91] is outside lon/lat range"
+        );
+        assert_eq!(
+            err(json!({"type": "Polygon", "coordinates": [[[0, 0], [1], [1, 1], [0, 0]]]})),
+            "position [1.0] is not [lon, lat]"
+        );
+        assert_eq!(
+            err(json!({"type": "Polygon", "coordinates": []})),
+            "polygon has no rings"
+        );
+        assert_eq!(
+            err(json!({"type": "Point", "coordinates": [0, 0]})),
+            "type Point is not a Polygon or MultiPolygon"
+        );
+        assert_eq!(
+            err(json!({"type": "GeometryCollection", "geometries": []})),
+            "type GeometryCollection is not a Polygon or MultiPolygon"
+        );
+        assert_eq!(
+            err(json!({"type": "Circle", "coordinates": [0, 0]})),
+            "type Circle is not a Polygon or MultiPolygon"
+        );
+        assert_eq!(err(json!({"coordinates": [[[0, 0]]]})), "no type");
+        assert_eq!(err(json!({"type": "Polygon"})), "no coordinates");
+        let e =
+            err(json!({"type": "Polygon", "coordinates": [[[0, "a"], [1, 0], [1, 1], [0, 0]]]}));
+        assert!(e.starts_with("malformed Polygon: "), "{e}");
+        // and through an item, the message names the item and the geometry
+        let mut v = base();
+        v["geometry"] = json!({"type": "LineString", "coordinates": [[0, 0], [1, 1]]});
+        let e = Scene::from_item(&item(v), &[b("B04")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("item x") && e.contains("geometry: type LineString is not a Polygon"),
+            "{e}"
+        );
     }
 
     #[test]

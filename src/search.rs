@@ -5,7 +5,8 @@
 //! here every page is followed, ids are de-duplicated, and a full page
 //! without a `next` link is reported as possibly truncated.
 
-use crate::{Error, Result};
+use crate::error::Cause;
+use crate::{Error, Result, TimeRange, Warning};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -13,7 +14,7 @@ use serde_json::{Map, Value};
 ///
 /// # Examples
 /// ```
-/// use tilestack::search::SearchRequest;
+/// use tilestack::SearchRequest;
 /// let req = SearchRequest::new("sentinel-2-l2a")
 ///     .bbox([-122.35, 37.79, -122.31, 37.83])
 ///     .datetime("2019-08-01/2019-08-30")
@@ -84,51 +85,7 @@ impl SearchRequest {
 /// # Errors
 /// [`Error::Invalid`] naming the range.
 pub fn normalize_datetime(range: &str) -> Result<String> {
-    let bad = |m: &str| Error::invalid("time range", format!("{range:?}: {m}"));
-    let parts: Vec<&str> = range.split('/').collect();
-    let one = |s: &str, end: bool| -> Result<Option<chrono::DateTime<chrono::Utc>>> {
-        let s = s.trim();
-        if s.is_empty() || s == ".." {
-            return Ok(None);
-        }
-        if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-            let t = if end {
-                d.and_hms_opt(23, 59, 59)
-            } else {
-                d.and_hms_opt(0, 0, 0)
-            };
-            return Ok(t.map(|t| t.and_utc()));
-        }
-        chrono::DateTime::parse_from_rfc3339(s)
-            .map(|t| Some(t.with_timezone(&chrono::Utc)))
-            .map_err(|e| bad(&format!("{s:?} is neither YYYY-MM-DD nor RFC 3339 ({e})")))
-    };
-    let fmt = |t: Option<chrono::DateTime<chrono::Utc>>| {
-        t.map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-            .unwrap_or_else(|| "..".into())
-    };
-    match parts.as_slice() {
-        [single] => {
-            let (a, b) = (one(single, false)?, one(single, true)?);
-            if a.is_none() {
-                return Err(bad("empty"));
-            }
-            Ok(format!("{}/{}", fmt(a), fmt(b)))
-        }
-        [s, e] => {
-            let (a, b) = (one(s, false)?, one(e, true)?);
-            if let (Some(a), Some(b)) = (a, b)
-                && b < a
-            {
-                return Err(bad("end is before start"));
-            }
-            if a.is_none() && b.is_none() {
-                return Err(bad("both ends open"));
-            }
-            Ok(format!("{}/{}", fmt(a), fmt(b)))
-        }
-        _ => Err(bad("expected START/END")),
-    }
+    Ok(range.parse::<TimeRange>()?.to_stac())
 }
 
 /// What a search returned.
@@ -139,7 +96,7 @@ pub struct SearchResults {
     /// Pages fetched.
     pub pages: usize,
     /// Warnings (possible truncation, duplicate ids, cap reached).
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
 }
 
 /// A STAC API client.
@@ -147,7 +104,7 @@ pub struct SearchResults {
 /// # Examples
 /// ```no_run
 /// # tokio_test::block_on(async {
-/// use tilestack::search::{SearchRequest, StacClient};
+/// use tilestack::{SearchRequest, StacClient};
 /// let client = StacClient::new("http://127.0.0.1:8090/").unwrap();
 /// let res = client.search(&SearchRequest::new("sentinel-2-l2a")).await.unwrap();
 /// println!("{} items", res.items.len());
@@ -186,16 +143,29 @@ impl StacClient {
     }
 
     async fn send_json(&self, req: reqwest::RequestBuilder, url: &str) -> Result<Value> {
-        let http = |m: String| Error::Http {
+        let http = |m: &str, status: Option<u16>, e: reqwest::Error| Error::Http {
             url: url.to_string(),
-            message: m,
+            status,
+            message: m.to_string(),
+            source: Some(Cause::new(e.without_url())),
         };
-        let resp = req.send().await.map_err(|e| http(e.to_string()))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| http("request failed", None, e))?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| http(e.to_string()))?;
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| http("reading the body failed", Some(status.as_u16()), e))?;
         if !status.is_success() {
             let snippet: String = text.chars().take(200).collect();
-            return Err(http(format!("status {status}: {snippet}")));
+            return Err(Error::Http {
+                url: url.to_string(),
+                status: Some(status.as_u16()),
+                message: format!("status {status}: {snippet}"),
+                source: None,
+            });
         }
         serde_json::from_str(&text).map_err(|e| Error::Stac {
             url: url.to_string(),
@@ -209,7 +179,9 @@ impl StacClient {
     /// [`Error::Http`] for transport/status errors, [`Error::Stac`] for a
     /// response that is not a FeatureCollection, [`Error::Item`] for an
     /// item that does not parse (naming its id).
+    #[tracing::instrument(level = "info", name = "search", skip_all, fields(url = %self.root))]
     pub async fn search(&self, req: &SearchRequest) -> Result<SearchResults> {
+        let t0 = std::time::Instant::now();
         let search_url = self
             .root
             .join("search")
@@ -233,9 +205,9 @@ impl StacClient {
                         last_body = m.clone();
                     }
                     match self.send_json(self.http.post(url).json(body), url).await {
-                        Err(Error::Http { message, .. })
-                            if out.pages == 0 && message.starts_with("status 405") =>
-                        {
+                        Err(Error::Http {
+                            status: Some(405), ..
+                        }) if out.pages == 0 => {
                             // A GET-only server: send the same search as query parameters.
                             let get = get_url(url, req)?;
                             (
@@ -274,12 +246,15 @@ impl StacClient {
                 if seen.insert(item.id.clone()) {
                     out.items.push(item);
                 } else {
-                    out.warnings
-                        .push(format!("duplicate item {id} on page {}", out.pages));
+                    out.warnings.push(Warning::DuplicateItem {
+                        id,
+                        page: out.pages,
+                    });
                 }
                 if out.items.len() >= self.max_items {
-                    out.warnings
-                        .push(format!("stopped at max_items = {}", self.max_items));
+                    out.warnings.push(Warning::MaxItems {
+                        max_items: self.max_items,
+                    });
                     return Ok(out);
                 }
             }
@@ -301,12 +276,19 @@ impl StacClient {
                 && n > 0
                 && matched.is_none_or(|m| m > (out.items.len() + dup_count(&out.warnings)) as u64)
             {
-                out.warnings.push(format!(
-                    "page {} returned a full page of {n} items but no next link: results may be truncated",
-                    out.pages
-                ));
+                out.warnings.push(Warning::MaybeTruncated {
+                    page: out.pages,
+                    items: n,
+                });
             }
         }
+        tracing::info!(
+            items = out.items.len(),
+            pages = out.pages,
+            warnings = out.warnings.len(),
+            ms = t0.elapsed().as_secs_f64() * 1e3,
+            "search done"
+        );
         Ok(out)
     }
 }
@@ -319,7 +301,7 @@ impl StacClient {
 ///
 /// # Examples
 /// ```
-/// use tilestack::search::{load_snapshot, save_snapshot};
+/// use tilestack::{load_snapshot, save_snapshot};
 /// let dir = tempfile::tempdir().unwrap();
 /// let path = dir.path().join("items.json");
 /// let item = stac::Item::new("a");
@@ -393,10 +375,10 @@ fn get_url(post_url: &str, req: &SearchRequest) -> Result<String> {
 }
 
 /// Duplicates seen so far (they were returned but not kept).
-fn dup_count(warnings: &[String]) -> usize {
+fn dup_count(warnings: &[Warning]) -> usize {
     warnings
         .iter()
-        .filter(|w| w.starts_with("duplicate item"))
+        .filter(|w| matches!(w, Warning::DuplicateItem { .. }))
         .count()
 }
 

@@ -12,10 +12,10 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use burn::data::dataloader::DataLoaderBuilder;
-//! use tilestack::loader::{LoaderOptions, StackLoader};
-//! use tilestack::train::TileBatcher;
-//! # use tilestack::{BandName, cog::{CogReader, TileCache}, fetch::{HttpRangeClient, RetryConfig}};
-//! # use tilestack::pipeline::{Catalog, StackRequest};
+//! use tilestack::{LoaderOptions, StackLoader};
+//! use tilestack::TileBatcher;
+//! # use tilestack::{BandName, CogReader, TileCache, HttpRangeClient, RetryConfig};
+//! # use tilestack::{Catalog, StackRequest};
 //! # let day = |d| chrono::NaiveDate::from_ymd_opt(2019, 8, d).unwrap();
 //! # let catalog = Catalog::stac("http://127.0.0.1:8090", "sentinel-2-l2a")?;
 //! # let reader = CogReader::new(HttpRangeClient::new(RetryConfig::default())?, TileCache::new(1 << 30));

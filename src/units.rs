@@ -111,6 +111,9 @@ impl std::str::FromStr for Epsg {
 pub struct Resolution(f64);
 
 impl Resolution {
+    /// 10 m: Sentinel-2's finest bands, and a [`StackRequest`](crate::StackRequest)'s default.
+    pub const TEN_METRES: Resolution = Resolution(10.0);
+
     /// Validates a resolution.
     ///
     /// # Errors
@@ -229,9 +232,157 @@ impl fmt::Display for BandName {
     }
 }
 
+/// A time range `START/END` as users write it: dates (`YYYY-MM-DD`, whole
+/// UTC days: a start date is its first second, an end date its last) or
+/// RFC 3339 instants, `..` or nothing for an open end, or a single date.
+/// The one parser of time ranges: STAC searches, stack requests and the CLI
+/// all read ranges through it.
+///
+/// # Examples
+/// ```
+/// use tilestack::TimeRange;
+/// let r: TimeRange = "2019-08-01/2019-08-30".parse()?;
+/// assert_eq!(r.to_stac(), "2019-08-01T00:00:00Z/2019-08-30T23:59:59Z");
+/// let open: TimeRange = "2019-08-01/..".parse()?;
+/// assert_eq!(open.to_stac(), "2019-08-01T00:00:00Z/..");
+/// assert!("2019-08-30/2019-08-01".parse::<TimeRange>().is_err());
+/// # Ok::<(), tilestack::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRange {
+    /// First instant, inclusive; `None` = open.
+    pub start: Option<chrono::DateTime<chrono::Utc>>,
+    /// Last instant, inclusive; `None` = open.
+    pub end: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl TimeRange {
+    /// The range as a STAC `datetime` parameter (`…Z/…Z`, `..` for open ends).
+    pub fn to_stac(&self) -> String {
+        let fmt = |t: Option<chrono::DateTime<chrono::Utc>>| {
+            t.map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                .unwrap_or_else(|| "..".into())
+        };
+        format!("{}/{}", fmt(self.start), fmt(self.end))
+    }
+}
+
+impl std::str::FromStr for TimeRange {
+    type Err = Error;
+
+    fn from_str(range: &str) -> Result<Self> {
+        let bad = |m: &str| Error::invalid("time range", format!("{range:?}: {m}"));
+        let one = |s: &str, end: bool| -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+            let s = s.trim();
+            if s.is_empty() || s == ".." {
+                return Ok(None);
+            }
+            if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+                let t = if end {
+                    d.and_hms_opt(23, 59, 59)
+                } else {
+                    d.and_hms_opt(0, 0, 0)
+                };
+                return Ok(t.map(|t| t.and_utc()));
+            }
+            chrono::DateTime::parse_from_rfc3339(s)
+                .map(|t| Some(t.with_timezone(&chrono::Utc)))
+                .map_err(|e| bad(&format!("{s:?} is neither YYYY-MM-DD nor RFC 3339 ({e})")))
+        };
+        let parts: Vec<&str> = range.split('/').collect();
+        match parts.as_slice() {
+            [single] => {
+                let (start, end) = (one(single, false)?, one(single, true)?);
+                if start.is_none() {
+                    return Err(bad("empty"));
+                }
+                Ok(TimeRange { start, end })
+            }
+            [s, e] => {
+                let (start, end) = (one(s, false)?, one(e, true)?);
+                if let (Some(a), Some(b)) = (start, end)
+                    && b < a
+                {
+                    return Err(bad("end is before start"));
+                }
+                if start.is_none() && end.is_none() {
+                    return Err(bad("both ends open"));
+                }
+                Ok(TimeRange { start, end })
+            }
+            _ => Err(bad("expected START/END")),
+        }
+    }
+}
+
+/// Inclusive UTC days `START/END` (both given), as a stack request takes
+/// them: `"2019-08-01/2019-08-30"` is 30 days. Parsed by [`TimeRange`].
+///
+/// # Errors
+/// [`Error::Invalid`] (`what` = `"time range"`) naming the input: an open
+/// or malformed end, or an end before the start.
+///
+/// # Examples
+/// ```
+/// let (a, b) = tilestack::parse_day_range("2019-08-01/2019-08-30")?;
+/// assert_eq!((b - a).num_days(), 29);
+/// assert!(tilestack::parse_day_range("2019-08-01/..").is_err());
+/// # Ok::<(), tilestack::Error>(())
+/// ```
+pub fn parse_day_range(s: &str) -> Result<(chrono::NaiveDate, chrono::NaiveDate)> {
+    let r: TimeRange = s.parse()?;
+    match (r.start, r.end, s.contains('/')) {
+        (Some(a), Some(b), true) => Ok((a.date_naive(), b.date_naive())),
+        _ => Err(Error::invalid(
+            "time range",
+            format!("{s:?}: expected START/END days, e.g. 2019-08-01/2019-08-30"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_ranges() {
+        let s = |r: &str| r.parse::<TimeRange>().map(|t| t.to_stac());
+        assert_eq!(
+            s("2019-08-01/2019-08-30").unwrap(),
+            "2019-08-01T00:00:00Z/2019-08-30T23:59:59Z"
+        );
+        assert_eq!(s("2019-08-01/..").unwrap(), "2019-08-01T00:00:00Z/..");
+        assert_eq!(
+            s("2019-08-05").unwrap(),
+            "2019-08-05T00:00:00Z/2019-08-05T23:59:59Z"
+        );
+        assert_eq!(
+            s("2019-08-01T10:00:00+02:00/2019-08-02").unwrap(),
+            "2019-08-01T08:00:00Z/2019-08-02T23:59:59Z"
+        );
+        for bad in ["2019-08-30/2019-08-01", "yesterday", "../..", "a/b/c", ""] {
+            let e = s(bad).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    Error::Invalid {
+                        what: "time range",
+                        ..
+                    }
+                ),
+                "{bad}: {e}"
+            );
+        }
+        let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert_eq!(
+            parse_day_range("2019-08-01/2019-08-30").unwrap(),
+            (d("2019-08-01"), d("2019-08-30"))
+        );
+        for bad in ["2019-08-01", "2019-08-01/..", "2019-08-30/2019-08-01"] {
+            let e = parse_day_range(bad).unwrap_err().to_string();
+            assert!(e.contains("time range") && e.contains(bad), "{e}");
+        }
+    }
 
     #[test]
     fn utm_zones() {

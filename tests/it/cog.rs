@@ -3,9 +3,10 @@
 
 use crate::util::{python, small_world};
 use std::collections::BTreeSet;
-use tilestack::cog::{CogReader, TileCache};
-use tilestack::fetch::{HttpRangeClient, RetryConfig};
-use tilestack::server::WorldServer;
+use tilestack::PixelWindow;
+use tilestack::demo::WorldServer;
+use tilestack::{CogReader, TileCache};
+use tilestack::{HttpRangeClient, RetryConfig};
 
 const TILE_BYTES: u64 = 256 * 256 * 4;
 
@@ -56,7 +57,10 @@ async fn window_inside_one_tile_fetches_one_tile() {
     assert!(h.ifds.len() > 1, "overviews expected");
 
     server.stats().reset();
-    let px = r.read_window(&url, 0, 300, 20, 100, 100).await.unwrap();
+    let px = r
+        .read_window(&url, 0, PixelWindow::new(300, 20, 100, 100))
+        .await
+        .unwrap();
     assert_eq!(px.dim(), (100, 100));
     assert_eq!(server.stats().data_requests(), 1);
     let want = h.ifds[0].tile_range(1, 0).unwrap();
@@ -77,7 +81,9 @@ async fn window_over_four_tiles_fetches_exactly_those_tiles() {
     let r = reader(client().with_coalesce_gap(0), 1 << 30);
     let h = r.header(&url).await.unwrap();
     server.stats().reset();
-    r.read_window(&url, 0, 200, 500, 100, 100).await.unwrap();
+    r.read_window(&url, 0, PixelWindow::new(200, 500, 100, 100))
+        .await
+        .unwrap();
     let want: Vec<_> = tiles
         .iter()
         .map(|&(x, y)| h.ifds[0].tile_range(x, y).unwrap())
@@ -97,7 +103,9 @@ async fn window_over_four_tiles_fetches_exactly_those_tiles() {
     let r = reader(client(), 1 << 30);
     r.header(&url).await.unwrap();
     server.stats().reset();
-    r.read_window(&url, 0, 200, 500, 100, 100).await.unwrap();
+    r.read_window(&url, 0, PixelWindow::new(200, 500, 100, 100))
+        .await
+        .unwrap();
     let rows = [want[0].start..want[1].end, want[2].start..want[3].end];
     assert_eq!(
         (want[0].end, want[2].end),
@@ -118,7 +126,9 @@ async fn window_over_four_tiles_fetches_exactly_those_tiles() {
     let r = reader(client().with_coalesce_gap(1 << 20), 1 << 30);
     r.header(&url).await.unwrap();
     server.stats().reset();
-    r.read_window(&url, 0, 200, 500, 100, 100).await.unwrap();
+    r.read_window(&url, 0, PixelWindow::new(200, 500, 100, 100))
+        .await
+        .unwrap();
     let lo = want.iter().map(|r| r.start).min().unwrap();
     let hi = want.iter().map(|r| r.end).max().unwrap();
     assert_eq!(server.stats().data_requests(), 1);
@@ -133,10 +143,16 @@ async fn warm_reads_make_no_requests() {
     let server = WorldServer::start(small_world()).await.unwrap();
     let url = band_url(&server, 2, "B04");
     let r = reader(client(), 1 << 30);
-    let first = r.read_window(&url, 0, 100, 100, 300, 300).await.unwrap();
+    let first = r
+        .read_window(&url, 0, PixelWindow::new(100, 100, 300, 300))
+        .await
+        .unwrap();
     assert!(server.stats().data_requests() > 0);
     server.stats().reset();
-    let again = r.read_window(&url, 0, 100, 100, 300, 300).await.unwrap();
+    let again = r
+        .read_window(&url, 0, PixelWindow::new(100, 100, 300, 300))
+        .await
+        .unwrap();
     assert_eq!(
         server.stats().data_requests(),
         0,
@@ -165,7 +181,10 @@ async fn concurrent_reads_of_one_tile_share_one_fetch() {
     let reads = (0..8).map(|i| {
         let r = r.clone();
         let url = url.clone();
-        tokio::spawn(async move { r.read_window(&url, 0, 10 + i, 10, 50, 50).await })
+        tokio::spawn(async move {
+            r.read_window(&url, 0, PixelWindow::new(10 + i, 10, 50, 50))
+                .await
+        })
     });
     for res in futures::future::join_all(reads).await {
         assert_eq!(res.unwrap().unwrap().dim(), (50, 50));
@@ -196,7 +215,7 @@ async fn tiny_cache_stays_within_budget() {
         for y in 0..3 {
             for x in 0..3 {
                 let px = r
-                    .read_window(&url, 0, x * 256 + 5, y * 256 + 5, 20, 20)
+                    .read_window(&url, 0, PixelWindow::new(x * 256 + 5, y * 256 + 5, 20, 20))
                     .await
                     .unwrap();
                 assert_eq!(px.dim(), (20, 20));
@@ -255,7 +274,10 @@ async fn windows_match_gdal() {
     let mut nodata_seen = 0;
     for (&(s, b, i, c, row, w, h), want) in cases.iter().zip(&gdal) {
         let url = band_url(&server, s, b);
-        let got = r.read_window(&url, i, c, row, w, h).await.unwrap();
+        let got = r
+            .read_window(&url, i, PixelWindow::new(c, row, w, h))
+            .await
+            .unwrap();
         assert_eq!(got.dim(), (want.len(), want[0].len()));
         for (y, want_row) in want.iter().enumerate() {
             for (x, &g) in want_row.iter().enumerate() {
@@ -277,7 +299,10 @@ async fn missing_file_error_names_the_url() {
     let server = WorldServer::start(small_world()).await.unwrap();
     let url = format!("{}/data/no-such-scene/B04.tif", server.url());
     let r = reader(client(), 1 << 20);
-    let err = r.read_window(&url, 0, 0, 0, 10, 10).await.unwrap_err();
+    let err = r
+        .read_window(&url, 0, PixelWindow::new(0, 0, 10, 10))
+        .await
+        .unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains(&url), "{msg}");
     assert!(msg.contains("404"), "{msg}");
@@ -287,7 +312,11 @@ async fn missing_file_error_names_the_url() {
 async fn file_hrefs_read_the_same_pixels_without_a_server() {
     let server = WorldServer::start(small_world()).await.unwrap();
     let over_http = reader(client(), 1 << 30)
-        .read_window(&band_url(&server, 3, "B04"), 0, 250, 250, 300, 300)
+        .read_window(
+            &band_url(&server, 3, "B04"),
+            0,
+            PixelWindow::new(250, 250, 300, 300),
+        )
         .await
         .unwrap();
     server.shutdown().await;
@@ -295,7 +324,7 @@ async fn file_hrefs_read_the_same_pixels_without_a_server() {
     let href = format!("file://{}", path.display());
     let local = reader(client(), 1 << 30);
     let px = local
-        .read_window(&href, 0, 250, 250, 300, 300)
+        .read_window(&href, 0, PixelWindow::new(250, 250, 300, 300))
         .await
         .unwrap();
     assert!(
@@ -306,7 +335,7 @@ async fn file_hrefs_read_the_same_pixels_without_a_server() {
     assert!(local.client().metrics().requests() >= 2);
     let missing = format!("file://{}/nope.tif", small_world().dir().display());
     let e = local
-        .read_window(&missing, 0, 0, 0, 8, 8)
+        .read_window(&missing, 0, PixelWindow::new(0, 0, 8, 8))
         .await
         .unwrap_err()
         .to_string();
@@ -321,7 +350,10 @@ async fn a_partly_inflated_tile_is_completed_without_a_fetch() {
     r.header(&url).await.unwrap();
     server.stats().reset();
     // rows 20..120 of tile (0, 0): inflated only down to row 120 (+ margin)
-    let top = r.read_window(&url, 0, 0, 20, 100, 100).await.unwrap();
+    let top = r
+        .read_window(&url, 0, PixelWindow::new(0, 20, 100, 100))
+        .await
+        .unwrap();
     assert_eq!(server.stats().data_requests(), 1);
     assert!(
         r.cache().bytes_used() < TILE_BYTES,
@@ -329,17 +361,30 @@ async fn a_partly_inflated_tile_is_completed_without_a_fetch() {
         r.cache().bytes_used()
     );
     // rows 150..250 of the same tile: decoded from the kept bytes, no request
-    let low = r.read_window(&url, 0, 0, 150, 100, 100).await.unwrap();
+    let low = r
+        .read_window(&url, 0, PixelWindow::new(0, 150, 100, 100))
+        .await
+        .unwrap();
     assert_eq!(server.stats().data_requests(), 1);
     let fresh = reader(client(), 1 << 30);
     let bits = |a: &ndarray::Array2<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
     assert_eq!(
         bits(&low),
-        bits(&fresh.read_window(&url, 0, 0, 150, 100, 100).await.unwrap())
+        bits(
+            &fresh
+                .read_window(&url, 0, PixelWindow::new(0, 150, 100, 100))
+                .await
+                .unwrap()
+        )
     );
     assert_eq!(
         bits(&top),
-        bits(&fresh.read_window(&url, 0, 0, 20, 100, 100).await.unwrap())
+        bits(
+            &fresh
+                .read_window(&url, 0, PixelWindow::new(0, 20, 100, 100))
+                .await
+                .unwrap()
+        )
     );
     assert!(low.iter().any(|v| v.is_finite()));
 }
@@ -349,16 +394,19 @@ async fn a_persisted_header_opens_the_file_with_zero_header_requests() {
     let server = WorldServer::start(small_world()).await.unwrap();
     let url = band_url(&server, 3, "B04");
     let d = tempfile::tempdir().unwrap();
-    let store = || tilestack::header_store::HeaderStore::open(d.path()).unwrap();
+    let store = || tilestack::HeaderStore::open(d.path()).unwrap();
     let first = reader(client(), 1 << 30).with_header_store(store());
-    let want = first.read_window(&url, 0, 300, 20, 100, 100).await.unwrap();
+    let want = first
+        .read_window(&url, 0, PixelWindow::new(300, 20, 100, 100))
+        .await
+        .unwrap();
     assert_eq!(store().len(), 1);
 
     // a new reader (a new process): only the tile is requested
     server.stats().reset();
     let second = reader(client(), 1 << 30).with_header_store(store());
     let got = second
-        .read_window(&url, 0, 300, 20, 100, 100)
+        .read_window(&url, 0, PixelWindow::new(300, 20, 100, 100))
         .await
         .unwrap();
     assert_eq!(
@@ -388,26 +436,33 @@ async fn a_file_changed_under_a_persisted_header_is_an_error_then_reread() {
     );
     std::fs::copy(&old, &cog).unwrap();
     let href = format!("file://{}", cog.display());
-    let store = || tilestack::header_store::HeaderStore::open(d.path().join("headers")).unwrap();
+    let store = || tilestack::HeaderStore::open(d.path().join("headers")).unwrap();
     reader(client(), 1 << 30)
         .with_header_store(store())
-        .read_window(&href, 0, 0, 0, 300, 300)
+        .read_window(&href, 0, PixelWindow::new(0, 0, 300, 300))
         .await
         .unwrap();
     std::fs::copy(&new, &cog).unwrap(); // replaced under the persisted header
 
     let r = reader(client(), 1 << 30).with_header_store(store());
     let err = r
-        .read_window(&href, 0, 0, 0, 300, 300)
+        .read_window(&href, 0, PixelWindow::new(0, 0, 300, 300))
         .await
         .unwrap_err()
         .to_string();
     assert!(err.contains(&href) && err.contains("changed"), "{err}");
     assert!(store().is_empty(), "the stale entry is dropped");
     // the next read fetches the header again and reads the new file
-    let again = r.read_window(&href, 0, 0, 0, 300, 300).await.unwrap();
+    let again = r
+        .read_window(&href, 0, PixelWindow::new(0, 0, 300, 300))
+        .await
+        .unwrap();
     let fresh = reader(client(), 1 << 30)
-        .read_window(&format!("file://{}", new.display()), 0, 0, 0, 300, 300)
+        .read_window(
+            &format!("file://{}", new.display()),
+            0,
+            PixelWindow::new(0, 0, 300, 300),
+        )
         .await
         .unwrap();
     let bits = |a: &ndarray::Array2<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
@@ -421,8 +476,8 @@ async fn a_file_changed_under_a_persisted_header_is_an_error_then_reread() {
 /// uint16 (nodata 0) and uint8 bands — and it fetches nothing more.
 #[tokio::test]
 async fn sampling_tiles_equals_window_then_warp() {
-    use tilestack::warp::{Resampling, source_window, warp};
     use tilestack::{GeoTransform, GridSpec};
+    use tilestack::{Resampling, source_window, warp};
     let server = WorldServer::start(small_world()).await.unwrap();
     let r = reader(client(), 1 << 30);
     let mut edge_cases = 0;
@@ -458,10 +513,16 @@ async fn sampling_tiles_equals_window_then_warp() {
                 ..t
             };
             let (c0, r0) = (c0 as usize, r0 as usize);
-            let win = r.read_window(&url, 0, c0, r0, cw, ch).await.unwrap();
+            let win = r
+                .read_window(&url, 0, PixelWindow::new(c0, r0, cw, ch))
+                .await
+                .unwrap();
             let want = warp(win.view(), &wt, epsg, &dst, Resampling::Nearest).unwrap();
             server.stats().reset();
-            let tiles = r.window_tiles(&url, 0, c0, r0, cw, ch).await.unwrap();
+            let tiles = r
+                .window_tiles(&url, 0, PixelWindow::new(c0, r0, cw, ch))
+                .await
+                .unwrap();
             assert_eq!(
                 server.stats().requests(),
                 0,

@@ -2,8 +2,8 @@
 
 use crate::util::{small_recipe, small_world, target_dir};
 use std::process::Command;
-use tilestack::plot::{PlotOptions, plot_days, plot_timeseries};
-use tilestack::stack::TileStack;
+use tilestack::TileStack;
+use tilestack::{PlotOptions, plot_days, plot_timeseries};
 
 fn tilestack() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tilestack"))

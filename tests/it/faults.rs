@@ -7,9 +7,10 @@ use crate::util::small_world;
 use ndarray::Array2;
 use std::ops::Range;
 use std::time::{Duration, Instant};
-use tilestack::cog::CogReader;
-use tilestack::fetch::{HttpRangeClient, RetryConfig, TileCache};
-use tilestack::server::{ServerOptions, WorldServer};
+use tilestack::CogReader;
+use tilestack::PixelWindow;
+use tilestack::demo::{ServerOptions, WorldServer};
+use tilestack::{HttpRangeClient, RetryConfig, TileCache};
 
 /// The window read throughout: 256×256 px over four 256 px tiles of scene 0's B04.
 const WINDOW: (usize, usize, usize, usize) = (200, 150, 256, 256);
@@ -50,9 +51,12 @@ fn reader(max_retries: u32) -> CogReader {
 
 async fn read(r: &CogReader, url: &str) -> tilestack::Result<Array2<f32>> {
     let (c, row, w, h) = WINDOW;
-    tokio::time::timeout(READ_LIMIT, r.read_window(url, 0, c, row, w, h))
-        .await
-        .expect("a faulty server must not hang the read")
+    tokio::time::timeout(
+        READ_LIMIT,
+        r.read_window(url, 0, PixelWindow::new(c, row, w, h)),
+    )
+    .await
+    .expect("a faulty server must not hang the read")
 }
 
 /// What the fault-free server yields for [`WINDOW`], how many data requests

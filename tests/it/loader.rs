@@ -4,11 +4,11 @@
 //! loader's workers do; the world server runs on its own runtime.
 
 use crate::util::{cog_reader, day, small_world};
-use tilestack::loader::{LoaderOptions, StackLoader};
-use tilestack::pipeline::{Catalog, StackRequest, build};
-use tilestack::server::WorldServer;
-use tilestack::stack::TileStack;
+use tilestack::TileStack;
+use tilestack::demo::WorldServer;
 use tilestack::{BandName, Error};
+use tilestack::{Catalog, StackRequest, build};
+use tilestack::{LoaderOptions, StackLoader};
 
 /// Requests around Oakland, a few hundred metres apart, 64 px at 10 m.
 fn requests(bands: &str, n: usize) -> Vec<StackRequest> {
@@ -186,7 +186,11 @@ fn errors_name_the_sample_or_the_position() {
     reqs[1].bands = BandName::parse_list("B04,B99").unwrap();
     let e =
         StackLoader::plan(&cat, reqs, cog_reader(), None, LoaderOptions::default()).unwrap_err();
-    let msg = e.to_string();
+    assert!(
+        matches!(&e, tilestack::Error::Sample { index: 1, .. }),
+        "{e:?}"
+    );
+    let msg = e.chain();
     assert!(msg.contains("sample 1 at") && msg.contains("B99"), "{msg}");
 
     // samples of different shapes cannot share a loader (nor a batch)
@@ -238,9 +242,9 @@ fn errors_name_the_sample_or_the_position() {
 
 #[test]
 fn failing_reads_fail_their_get_whether_prefetched_or_not_and_the_loader_goes_on() {
-    use tilestack::cog::{CogReader, TileCache};
-    use tilestack::fetch::{HttpRangeClient, RetryConfig};
-    use tilestack::server::ServerOptions;
+    use tilestack::demo::ServerOptions;
+    use tilestack::{CogReader, TileCache};
+    use tilestack::{HttpRangeClient, RetryConfig};
     let rt = tokio::runtime::Runtime::new().unwrap();
     // every COG request answers 503; the searches pass
     let opts = ServerOptions {

@@ -2,8 +2,8 @@
 
 use crate::util::small_world;
 use reqwest::StatusCode;
-use tilestack::search::{SearchRequest, StacClient};
-use tilestack::server::WorldServer;
+use tilestack::demo::WorldServer;
+use tilestack::{SearchRequest, StacClient};
 
 fn first_cog() -> (String, Vec<u8>) {
     let w = small_world();
@@ -176,18 +176,14 @@ fn snapshot_errors_name_the_file_or_item() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("snap.json");
     std::fs::write(&p, "{\"type\": \"Feature\"}").unwrap();
-    let e = tilestack::search::load_snapshot(&p)
-        .unwrap_err()
-        .to_string();
+    let e = tilestack::load_snapshot(&p).unwrap_err().to_string();
     assert!(e.contains("snap.json") && e.contains("features"), "{e}");
     std::fs::write(
         &p,
         r#"{"features": [{"id": "broken-1", "type": "Feature", "geometry": 7}]}"#,
     )
     .unwrap();
-    let e = tilestack::search::load_snapshot(&p)
-        .unwrap_err()
-        .to_string();
+    let e = tilestack::load_snapshot(&p).unwrap_err().to_string();
     assert!(e.contains("broken-1"), "{e}");
 }
 
@@ -203,7 +199,7 @@ fn oakland_request(limit: u64) -> SearchRequest {
 
 #[tokio::test]
 async fn get_only_servers_are_searched_with_get_and_paged() {
-    let opts = tilestack::server::ServerOptions {
+    let opts = tilestack::demo::ServerOptions {
         post_search: false,
         ..Default::default()
     };
@@ -232,7 +228,7 @@ async fn get_only_servers_are_searched_with_get_and_paged() {
 
 #[tokio::test]
 async fn a_full_page_without_next_link_warns_of_truncation() {
-    let opts = tilestack::server::ServerOptions {
+    let opts = tilestack::demo::ServerOptions {
         drop_next_links: true,
         ..Default::default()
     };
@@ -241,7 +237,14 @@ async fn a_full_page_without_next_link_warns_of_truncation() {
     let res = client.search(&oakland_request(5)).await.unwrap();
     assert_eq!(res.items.len(), 5);
     assert_eq!(res.warnings.len(), 1, "{:?}", res.warnings);
-    assert!(res.warnings[0].contains("may be truncated"));
+    assert!(
+        matches!(
+            res.warnings[0],
+            tilestack::Warning::MaybeTruncated { page: 1, items: 5 }
+        ) && res.warnings[0].to_string().contains("may be truncated"),
+        "{:?}",
+        res.warnings
+    );
     // A page that is not full is the end: no warning.
     let res = client.search(&oakland_request(100)).await.unwrap();
     assert_eq!(res.items.len(), 16);
@@ -283,7 +286,7 @@ async fn items_convert_to_scenes_with_proj_code_only() {
         }
     }
     let bands = tilestack::BandName::parse_list("B04,B11").unwrap();
-    let scenes = tilestack::scene::scenes_from_items(&res.items, &bands).unwrap();
+    let scenes = tilestack::scenes_from_items(&res.items, &bands).unwrap();
     assert_eq!(scenes.len(), 16);
     assert!(
         scenes.windows(2).all(|w| w[0].datetime <= w[1].datetime),
@@ -294,7 +297,7 @@ async fn items_convert_to_scenes_with_proj_code_only() {
     assert_eq!(z.assets[&bands[1]].transform.dx, 20.0);
     assert_eq!(z.assets[&bands[0]].nodata, Some(0.0));
     let missing = tilestack::BandName::parse_list("B04,B12").unwrap();
-    let e = tilestack::scene::scenes_from_items(&res.items, &missing)
+    let e = tilestack::scenes_from_items(&res.items, &missing)
         .unwrap_err()
         .to_string();
     assert!(

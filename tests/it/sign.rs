@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tilestack::sign::{PcSignerConfig, PlanetaryComputerSigner, Signer};
+use tilestack::PixelWindow;
+use tilestack::{PcSignerConfig, PlanetaryComputerSigner, Signer};
 
 #[derive(Default)]
 struct Counters {
@@ -160,8 +161,8 @@ async fn check_token(
 
 #[tokio::test]
 async fn cog_reads_are_signed_per_request_and_tokens_stay_out_of_errors() {
-    use tilestack::cog::{CogReader, TileCache};
-    use tilestack::fetch::{HttpRangeClient, RetryConfig};
+    use tilestack::{CogReader, TileCache};
+    use tilestack::{HttpRangeClient, RetryConfig};
     let world = crate::util::small_world();
     let counters = Arc::new(Counters::default());
     let blobs = axum::Router::new().nest_service(
@@ -180,7 +181,7 @@ async fn cog_reads_are_signed_per_request_and_tokens_stay_out_of_errors() {
         TileCache::new(1 << 30),
     );
     let px = signed
-        .read_window(&href, 0, 100, 100, 300, 300)
+        .read_window(&href, 0, PixelWindow::new(100, 100, 300, 300))
         .await
         .unwrap();
     assert!(
@@ -191,7 +192,7 @@ async fn cog_reads_are_signed_per_request_and_tokens_stay_out_of_errors() {
     assert_eq!(signer.token_requests(), 1, "one token for the container");
 
     // Same pixels as an unsigned read of the same file.
-    let server = tilestack::server::WorldServer::start(world).await.unwrap();
+    let server = tilestack::demo::WorldServer::start(world).await.unwrap();
     let plain = CogReader::new(
         HttpRangeClient::new(RetryConfig::default()).unwrap(),
         TileCache::new(1 << 30),
@@ -200,10 +201,7 @@ async fn cog_reads_are_signed_per_request_and_tokens_stay_out_of_errors() {
         .read_window(
             &format!("{}/data/{id}/B04.tif", server.url()),
             0,
-            100,
-            100,
-            300,
-            300,
+            PixelWindow::new(100, 100, 300, 300),
         )
         .await
         .unwrap();
@@ -220,7 +218,7 @@ async fn cog_reads_are_signed_per_request_and_tokens_stay_out_of_errors() {
         TileCache::new(1 << 30),
     );
     let e = unsigned
-        .read_window(&href, 0, 0, 0, 10, 10)
+        .read_window(&href, 0, PixelWindow::new(0, 0, 10, 10))
         .await
         .unwrap_err()
         .to_string();

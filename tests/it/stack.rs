@@ -1,13 +1,13 @@
 //! Daily tile stacks end to end over HTTP, checked against GDAL (rasterio).
 
 use crate::util::{cog_reader, day, python, small_world};
-use tilestack::cog::{CogReader, TileCache};
-use tilestack::fetch::{HttpRangeClient, RetryConfig};
-use tilestack::pipeline::{Catalog, Fusion, StackRequest, build};
-use tilestack::rasterize::Mask;
-use tilestack::server::WorldServer;
-use tilestack::stack::TileStack;
+use tilestack::Mask;
+use tilestack::TileStack;
+use tilestack::demo::WorldServer;
 use tilestack::{BandName, Epsg};
+use tilestack::{Catalog, Fusion, StackRequest, build};
+use tilestack::{CogReader, TileCache};
+use tilestack::{HttpRangeClient, RetryConfig};
 
 fn oakland(bands: &str) -> StackRequest {
     StackRequest::new(
@@ -19,10 +19,7 @@ fn oakland(bands: &str) -> StackRequest {
     .unwrap()
 }
 
-async fn stack(
-    req: &StackRequest,
-    mask: Option<&Mask>,
-) -> (tilestack::pipeline::Built, WorldServer) {
+async fn stack(req: &StackRequest, mask: Option<&Mask>) -> (tilestack::Built, WorldServer) {
     let server = WorldServer::start(small_world()).await.unwrap();
     let cat = Catalog::stac(&server.stac_url(), "sentinel-2-l2a").unwrap();
     let built = build(&cat, req, &cog_reader(), mask).await.unwrap();
@@ -252,6 +249,11 @@ async fn a_centroid_outside_every_scene_is_an_all_nan_stack_with_a_warning() {
     assert!(built.stack.data.iter().all(|v| v.is_nan()));
     assert!(built.stack.pct_nans.iter().all(|&p| p == 100.0));
     assert_eq!(built.plan.warnings.len(), 1, "{:?}", built.plan.warnings);
+    assert!(
+        matches!(built.plan.warnings[0], tilestack::Warning::NoScenes { .. }),
+        "{:?}",
+        built.plan.warnings
+    );
 }
 
 #[tokio::test]
@@ -264,10 +266,10 @@ async fn snapshot_builds_the_same_stack_without_a_stac_api() {
     let (online, server) = stack(&req, None).await;
     let dir = tempfile::tempdir().unwrap();
     let snap = dir.path().join("items.json");
-    tilestack::search::save_snapshot(&online.items, &snap).unwrap();
+    tilestack::save_snapshot(&online.items, &snap).unwrap();
     // The STAC API is not used: build from the snapshot while only the file server answers.
     let offline = build(
-        &Catalog::Items(tilestack::search::load_snapshot(&snap).unwrap()),
+        &Catalog::Items(tilestack::load_snapshot(&snap).unwrap()),
         &req,
         &cog_reader(),
         None,
@@ -371,7 +373,7 @@ async fn empty_masks_and_masks_outside_the_tile_burn_nothing() {
 
 #[tokio::test]
 async fn failed_reads_fail_the_stack_or_become_flagged_nan_when_asked() {
-    use tilestack::server::ServerOptions;
+    use tilestack::demo::ServerOptions;
     // Every data request (header reads included) gets a 503.
     let opts = ServerOptions {
         fault_after: 0,
@@ -517,7 +519,7 @@ async fn median_least_cloudy_and_normalize_on_a_two_granule_day() {
     server.shutdown().await;
 
     let (mut both, mut one_only, mut differ) = (0, 0, 0);
-    let px = |s: &tilestack::stack::TileStack, b: usize| {
+    let px = |s: &tilestack::TileStack, b: usize| {
         s.data
             .slice(ndarray::s![0, b, .., ..])
             .iter()

@@ -1,6 +1,7 @@
 //! `s3://` hrefs through object_store against a real S3 API on 127.0.0.1:
 //! moto's server (`pip install 'moto[server]'`, which `tests/run.sh` does).
-//! Without moto these tests print a `skipping:` line and pass.
+//! Without moto these tests fail, saying how to install it: a run that
+//! could not test S3 never looks green.
 
 use crate::util::small_world;
 use std::net::TcpListener;
@@ -8,11 +9,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tilestack::Error;
-use tilestack::cog::{CogReader, TileCache};
-use tilestack::fetch::{HttpRangeClient, RetryConfig};
-use tilestack::server::WorldServer;
-use tilestack::store::object_store::aws::AmazonS3Builder;
-use tilestack::store::object_store::{ObjectStoreExt, PutPayload};
+use tilestack::PixelWindow;
+use tilestack::demo::WorldServer;
+use tilestack::object_store::aws::AmazonS3Builder;
+use tilestack::object_store::{ObjectStoreExt, PutPayload};
+use tilestack::{CogReader, TileCache};
+use tilestack::{HttpRangeClient, RetryConfig};
 
 const BUCKET: &str = "tiles";
 
@@ -30,20 +32,18 @@ impl Drop for Moto {
 }
 
 impl Moto {
-    /// Started and answering, or `None` (after a skip line) without moto.
-    async fn start() -> Option<Moto> {
+    /// Started and answering; panics, saying what to install, without moto.
+    async fn start() -> Moto {
         let importable = Command::new("python3")
             .args(["-c", "import moto.server, flask"])
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        if !importable {
-            eprintln!(
-                "skipping: python3 cannot import moto's server \
-                 (pip install 'moto[server]', or run tests/run.sh)"
-            );
-            return None;
-        }
+        assert!(
+            importable,
+            "python3 cannot import moto's server: pip install 'moto[server]' flask, \
+             or run ./tests/run.sh, which installs tests/py/requirements.txt"
+        );
         // A port free a moment ago; moto binds it right after.
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -63,7 +63,7 @@ impl Moto {
             if let Ok(r) = http.get(moto.url()).send().await
                 && r.status().is_success()
             {
-                return Some(moto);
+                return moto;
             }
             if let Ok(Some(status)) = moto.child.try_wait() {
                 panic!("moto server exited early: {status}");
@@ -121,9 +121,7 @@ fn band_rel(scene: usize, band: &str) -> String {
 
 #[tokio::test]
 async fn s3_window_equals_http_window() {
-    let Some(moto) = Moto::start().await else {
-        return;
-    };
+    let moto = Moto::start().await;
     let rel = band_rel(3, "B04");
     let client = client_with_bucket(&moto, &[(&rel, small_world().dir().join(&rel))]).await;
     let s3_href = format!("s3://{BUCKET}/{rel}");
@@ -141,10 +139,13 @@ async fn s3_window_equals_http_window() {
         (1, 0, 0, 384, 384),
     ] {
         let want = http
-            .read_window(&http_href, ifd, col, row, w, h)
+            .read_window(&http_href, ifd, PixelWindow::new(col, row, w, h))
             .await
             .unwrap();
-        let got = s3.read_window(&s3_href, ifd, col, row, w, h).await.unwrap();
+        let got = s3
+            .read_window(&s3_href, ifd, PixelWindow::new(col, row, w, h))
+            .await
+            .unwrap();
         assert_eq!(got.dim(), want.dim());
         assert!(
             got.iter()
@@ -164,9 +165,7 @@ async fn s3_window_equals_http_window() {
 
 #[tokio::test]
 async fn s3_range_contract_and_errors() {
-    let Some(moto) = Moto::start().await else {
-        return;
-    };
+    let moto = Moto::start().await;
     let rel = band_rel(0, "B02");
     let path = small_world().dir().join(&rel);
     let len = std::fs::metadata(&path).unwrap().len();
@@ -216,7 +215,7 @@ async fn s3_range_contract_and_errors() {
     );
     let reader = CogReader::new(client.clone(), TileCache::new(1 << 20));
     let msg = reader
-        .read_window(&missing, 0, 0, 0, 8, 8)
+        .read_window(&missing, 0, PixelWindow::new(0, 0, 8, 8))
         .await
         .unwrap_err()
         .to_string();
@@ -241,7 +240,7 @@ async fn s3_range_contract_and_errors() {
         .with_bucket_name("tilestack-no-such-bucket-configured")
         .with_access_key_id("testing")
         .with_secret_access_key("testing")
-        .with_retry(tilestack::store::object_store::RetryConfig {
+        .with_retry(tilestack::object_store::RetryConfig {
             max_retries: 0,
             ..Default::default()
         })

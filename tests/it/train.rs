@@ -7,11 +7,11 @@ use burn::data::dataloader::DataLoaderBuilder;
 use burn::tensor::Device;
 use std::sync::Arc;
 use tilestack::BandName;
-use tilestack::loader::{LoaderOptions, StackLoader};
-use tilestack::pipeline::{Catalog, StackRequest, build};
-use tilestack::rasterize::Mask;
-use tilestack::server::WorldServer;
-use tilestack::train::TileBatcher;
+use tilestack::Mask;
+use tilestack::TileBatcher;
+use tilestack::demo::WorldServer;
+use tilestack::{Catalog, StackRequest, build};
+use tilestack::{LoaderOptions, StackLoader};
 
 #[test]
 fn burn_dataloader_yields_every_sample_once_bit_identical() {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use tilestack::world::{Recipe, World};
+use tilestack::demo::{Recipe, World};
 
 /// A smaller Oakland world (768 px scenes, 256 px COG tiles) so debug-mode
 /// tests generate it in seconds; cached under `target/` across test runs.
@@ -53,10 +53,9 @@ pub(crate) fn day(d: u32) -> chrono::NaiveDate {
 }
 
 /// A reader with default retries and a 1 GiB cache.
-pub(crate) fn cog_reader() -> tilestack::cog::CogReader {
-    tilestack::cog::CogReader::new(
-        tilestack::fetch::HttpRangeClient::new(tilestack::fetch::RetryConfig::default())
-            .expect("an HTTP client"),
-        tilestack::cog::TileCache::new(1 << 30),
+pub(crate) fn cog_reader() -> tilestack::CogReader {
+    tilestack::CogReader::new(
+        tilestack::HttpRangeClient::new(tilestack::RetryConfig::default()).expect("an HTTP client"),
+        tilestack::TileCache::new(1 << 30),
     )
 }

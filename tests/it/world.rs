@@ -2,7 +2,7 @@
 
 use crate::util::{python, small_world};
 use std::process::Command;
-use tilestack::world::{Recipe, World};
+use tilestack::demo::{Recipe, World};
 
 #[test]
 fn cogs_are_valid_and_match_item_metadata() {

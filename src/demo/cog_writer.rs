@@ -724,6 +724,15 @@ fn encode_typed<T: Sample>(pixels: &[T], opts: &CogOptions) -> Result<Vec<u8>, C
     Ok(out)
 }
 
+impl From<CogWriteError> for crate::Error {
+    fn from(e: CogWriteError) -> Self {
+        crate::Error::Demo {
+            message: "writing a COG".into(),
+            source: Some(crate::error::Cause::new(e)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

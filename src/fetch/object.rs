@@ -17,55 +17,32 @@
 //! so COG reads work on `s3://` hrefs unchanged. Create the registry once and
 //! share it: every store keeps its own connection pool and credential cache.
 //!
-//! [`HttpRangeClient`]: crate::fetch::HttpRangeClient
+//! [`HttpRangeClient`]: crate::HttpRangeClient
 
-use crate::fetch::RetryConfig;
+use super::metrics::FetchMetrics;
+use super::retry::RetryConfig;
+use super::scheme::Cloud;
+use super::version::{ObjectVersion, Versions};
+use crate::error::Cause;
 use crate::{Error, Result};
+use bytes::Bytes;
 use object_store::ObjectStore;
 use object_store::path::Path;
+use object_store::{GetOptions, ObjectStoreExt};
 use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 /// The `object_store` crate this module builds on, re-exported so that a
 /// store you [`register`](ObjectStores::register) has the matching version.
 pub use object_store;
 
-/// The cloud a scheme names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Cloud {
-    /// Amazon S3 and S3-compatible stores (`s3://`, `s3a://`).
-    S3,
-    /// Google Cloud Storage (`gs://`).
-    Gcs,
-    /// Azure Blob Storage / ADLS Gen2 (`az://`, `azure://`, `adl://`,
-    /// `abfs://`, `abfss://`).
-    Azure,
-}
-
-impl Cloud {
-    /// The cloud serving `scheme` (lower case, without `://`), if any.
-    ///
-    /// # Examples
-    /// ```
-    /// use tilestack::store::Cloud;
-    /// assert_eq!(Cloud::from_scheme("s3a"), Some(Cloud::S3));
-    /// assert_eq!(Cloud::from_scheme("https"), None);
-    /// ```
-    pub fn from_scheme(scheme: &str) -> Option<Cloud> {
-        match scheme {
-            "s3" | "s3a" => Some(Cloud::S3),
-            "gs" => Some(Cloud::Gcs),
-            "az" | "azure" | "adl" | "abfs" | "abfss" => Some(Cloud::Azure),
-            _ => None,
-        }
-    }
-}
-
 /// An object-store href split into the store it lives in and its key.
 ///
 /// # Examples
 /// ```
-/// use tilestack::store::{Cloud, ObjectUrl};
+/// use tilestack::{Cloud, ObjectUrl};
 /// let u = ObjectUrl::parse("s3://sentinel-cogs/tiles/10/S/EG/B04.tif")?;
 /// assert_eq!(u.cloud, Cloud::S3);
 /// assert_eq!(u.store_key, "s3://sentinel-cogs");
@@ -121,22 +98,9 @@ impl ObjectUrl {
     }
 }
 
-/// Whether `href`'s scheme is one [`ObjectStores`] serves (`s3://`, `gs://`,
-/// `az://`, …), judged by its scheme alone.
-///
-/// # Examples
-/// ```
-/// assert!(tilestack::store::is_object_store_url("gs://bucket/a.tif"));
-/// assert!(!tilestack::store::is_object_store_url("https://host/a.tif"));
-/// ```
-pub fn is_object_store_url(href: &str) -> bool {
-    href.split_once("://")
-        .is_some_and(|(s, _)| Cloud::from_scheme(&s.to_ascii_lowercase()).is_some())
-}
-
 /// One [`ObjectStore`] per (scheme, bucket): built lazily from the
 /// environment, or registered by the caller. Share one registry (in an
-/// [`Arc`]) per process; [`HttpRangeClient`](crate::fetch::HttpRangeClient)
+/// [`Arc`]) per process; [`HttpRangeClient`](crate::HttpRangeClient)
 /// and its clones do.
 ///
 /// Stores built here retry the way the client does: our [`RetryConfig`] maps
@@ -144,7 +108,7 @@ pub fn is_object_store_url(href: &str) -> bool {
 /// with base 2; `request_timeout` as the per-request timeout), whose retries
 /// cover connect errors, timeouts, 429 and 5xx. Those retries happen inside
 /// `object_store`, so they are not counted in
-/// [`FetchMetrics::retries`](crate::fetch::FetchMetrics::retries). Stores
+/// [`FetchMetrics::retries`](crate::FetchMetrics::retries). Stores
 /// you register keep their own retry settings.
 ///
 /// # Examples
@@ -153,8 +117,8 @@ pub fn is_object_store_url(href: &str) -> bool {
 /// ```no_run
 /// # tokio_test::block_on(async {
 /// use std::sync::Arc;
-/// use tilestack::fetch::{HttpRangeClient, RetryConfig};
-/// use tilestack::store::object_store::aws::AmazonS3Builder;
+/// use tilestack::{HttpRangeClient, RetryConfig};
+/// use tilestack::object_store::aws::AmazonS3Builder;
 ///
 /// let client = HttpRangeClient::new(RetryConfig::default())?;
 /// let minio = AmazonS3Builder::new()
@@ -292,9 +256,99 @@ impl ObjectStores {
     }
 }
 
+/// Bytes `range` of the object `key` in `store` (href `url`), with
+/// [`HttpRangeClient::get_range`](crate::HttpRangeClient::get_range)'s
+/// contract: exactly the range, or with `to_eof` what exists of it. The
+/// object's size and ETag are recorded under `url`. Errors name the byte
+/// range; `object_store`'s error is kept as the cause.
+pub(super) async fn read_object(
+    url: &str,
+    store: &dyn ObjectStore,
+    key: &Path,
+    range: Range<u64>,
+    to_eof: bool,
+    metrics: &FetchMetrics,
+    versions: &Versions,
+) -> Result<Bytes> {
+    let err = |message: String, source: Option<object_store::Error>| Error::Http {
+        url: url.to_string(),
+        status: None,
+        message: format!("bytes {}..{}: {message}", range.start, range.end),
+        source: source.map(Cause::new),
+    };
+    // A bounded range past the end comes back clipped (`result.range`);
+    // one starting at or past the end is an error (HTTP 416), told apart
+    // from other errors below by the object's size.
+    let opts = GetOptions::new().with_range(Some(range.clone()));
+    let got = store.get_opts(key, opts).await;
+    metrics.requests.fetch_add(1, Ordering::Relaxed);
+    let failure = match got {
+        Ok(res) => {
+            let (got, size) = (res.range.clone(), res.meta.size);
+            versions.record(
+                url,
+                ObjectVersion {
+                    size: Some(size),
+                    etag: res.meta.e_tag.clone(),
+                },
+            );
+            let bytes = res
+                .bytes()
+                .await
+                .map_err(|e| err("reading the body".into(), Some(e)))?;
+            metrics
+                .bytes
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            if got.end - got.start != bytes.len() as u64 {
+                return Err(err(
+                    format!(
+                        "truncated body: {} of {} bytes",
+                        bytes.len(),
+                        got.end - got.start
+                    ),
+                    None,
+                ));
+            }
+            if got != range && !to_eof {
+                return Err(err(format!("the object has only {size} bytes"), None));
+            }
+            return Ok(bytes);
+        }
+        Err(e) => e,
+    };
+    if matches!(failure, object_store::Error::NotFound { .. }) {
+        return Err(err("not found".into(), Some(failure)));
+    }
+    let head = store.head(key).await;
+    metrics.requests.fetch_add(1, Ordering::Relaxed);
+    if let Ok(meta) = &head {
+        versions.record(
+            url,
+            ObjectVersion {
+                size: Some(meta.size),
+                etag: meta.e_tag.clone(),
+            },
+        );
+    }
+    match head {
+        Ok(meta) if meta.size <= range.start => {
+            if to_eof {
+                Ok(Bytes::new())
+            } else {
+                Err(err(
+                    format!("the object has only {} bytes", meta.size),
+                    None,
+                ))
+            }
+        }
+        _ => Err(err("request failed".into(), Some(failure))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fetch::scheme::is_object_store_url;
 
     fn split(href: &str) -> (Cloud, String, String) {
         let u = ObjectUrl::parse(href).unwrap();

@@ -8,7 +8,7 @@
 //! same parser instead of fetching them. The entry is trusted until a tile
 //! response shows another size or `ETag` for the file: then the read fails
 //! with an error naming the href, the entry is dropped, and the next read
-//! fetches the header again (see [`crate::cog::CogReader::with_header_store`]).
+//! fetches the header again (see [`crate::CogReader::with_header_store`]).
 //!
 //! The format is private to this crate and versioned by its first line; an
 //! entry that does not parse is treated as absent (and removed), never as a
@@ -30,9 +30,7 @@ const MAX_ENTRY_BYTES: u64 = 256 * 1024 * 1024;
 /// # Examples
 /// ```no_run
 /// # tokio_test::block_on(async {
-/// use tilestack::cog::{CogReader, TileCache};
-/// use tilestack::fetch::{HttpRangeClient, RetryConfig};
-/// use tilestack::header_store::HeaderStore;
+/// use tilestack::{CogReader, HeaderStore, HttpRangeClient, RetryConfig, TileCache};
 /// let store = HeaderStore::open(HeaderStore::default_dir())?;
 /// let reader = CogReader::new(HttpRangeClient::new(RetryConfig::default())?, TileCache::new(1 << 30))
 ///     .with_header_store(store);
@@ -77,7 +75,7 @@ impl HeaderStore {
     /// `headers/` under the crate's cache folder (`$TILESTACK_CACHE`, else
     /// `$XDG_CACHE_HOME/tilestack`, else `~/.cache/tilestack`).
     pub fn default_dir() -> PathBuf {
-        crate::world::cache_root().join("headers")
+        cache_root().join("headers")
     }
 
     /// The folder.
@@ -102,14 +100,9 @@ impl HeaderStore {
     }
 
     fn path(&self, href: &str) -> PathBuf {
-        // FNV-1a: stable across Rust versions (std's hasher is not); the
-        // entry repeats the href, so a collision reads as a miss.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in href.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.dir.join(format!("{h:016x}.hdr"))
+        // The entry repeats the href, so a collision reads as a miss.
+        self.dir
+            .join(format!("{:016x}.hdr", fnv1a(href.as_bytes())))
     }
 
     /// The entry of `href`, if there is a readable one.
@@ -233,9 +226,46 @@ fn decode(buf: &[u8], href: &str) -> Option<StoredHeader> {
     })
 }
 
+/// FNV-1a of `bytes`: the cache folder's file keys. Stable across Rust
+/// versions and processes (std's hasher is not); not for security.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The crate's cache folder (COG headers, generated demo worlds):
+/// `$TILESTACK_CACHE`, else `$XDG_CACHE_HOME/tilestack`, else
+/// `~/.cache/tilestack`, else a folder in the system's temp folder.
+///
+/// # Examples
+/// ```
+/// assert!(tilestack::cache_root().is_absolute() || std::env::var_os("TILESTACK_CACHE").is_some());
+/// ```
+pub fn cache_root() -> PathBuf {
+    if let Some(p) = std::env::var_os("TILESTACK_CACHE") {
+        return PathBuf::from(p);
+    }
+    if let Some(p) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(p).join("tilestack");
+    }
+    if let Some(h) = std::env::var_os("HOME") {
+        return PathBuf::from(h).join(".cache").join("tilestack");
+    }
+    std::env::temp_dir().join("tilestack-cache")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fnv1a_is_the_standard_one() {
+        // the published FNV-1a 64-bit test vectors: keys stay valid across versions
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
+    }
 
     fn entry() -> StoredHeader {
         StoredHeader {

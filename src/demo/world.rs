@@ -1,28 +1,10 @@
-//! The embedded demo world: a synthetic Sentinel-2 L2A-like scene set that
-//! tilestack generates from a recipe and serves itself on 127.0.0.1.
-//!
-//! A world folder holds:
-//!
-//! ```text
-//! world.json            manifest (written last: its presence marks a complete world)
-//! collection.json       STAC collection
-//! items/<id>.json       STAC 1.0 items, asset hrefs relative to the item file
-//! data/<id>/<band>.tif  COGs: B02 B03 B04 B08 (10 m, uint16), B11 (20 m, uint16), SCL (20 m, uint8)
-//! terminals.geojson     the port-terminal polygons (WGS 84)
-//! labels/ships.geojson  ground-truth ship footprints, one feature per ship and day (`datetime`)
-//! ```
-//!
-//! Generating is deterministic: the same recipe gives byte-identical files.
+//! A demo world: generated from a recipe into a folder, cached by recipe.
 
-pub mod cog_writer;
-mod recipe;
-mod render;
-
-pub use recipe::{Acquisition, Granule, OAKLAND_RECIPE, Recipe, SceneDef, SceneSpec, Terminal};
-
-use crate::{Epsg, Error, Result, Transformer};
-use cog_writer::{CogOptions, CogPixels, OverviewResampling};
-use render::{BANDS, CoordMap, SceneState, WorldModel};
+use super::cog_writer::{self, CogOptions, CogPixels, OverviewResampling};
+use super::recipe::{Recipe, SceneDef};
+use super::render::{self, BANDS, CoordMap, SceneState, WorldModel};
+use crate::cog::fnv1a;
+use crate::{Epsg, Error, Result, Transformer, cache_root};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -77,7 +59,7 @@ pub struct SceneSummary {
 ///
 /// # Examples
 /// ```no_run
-/// use tilestack::world::{Recipe, World};
+/// use tilestack::demo::{Recipe, World};
 /// let world = World::cached(&Recipe::oakland()).unwrap(); // generates once, then reuses
 /// println!("{} scenes in {}", world.manifest().scenes.len(), world.dir().display());
 /// ```
@@ -87,13 +69,6 @@ pub struct World {
     manifest: WorldManifest,
 }
 
-/// FNV-1a, for cache keys (not security).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 /// The cache key of a recipe.
 pub fn recipe_key(recipe: &Recipe) -> String {
     let text = toml::to_string(recipe).unwrap_or_default();
@@ -101,21 +76,6 @@ pub fn recipe_key(recipe: &Recipe) -> String {
         "{:016x}",
         fnv1a(format!("{GENERATOR_VERSION}\n{text}").as_bytes())
     )
-}
-
-/// Where generated worlds are cached: `$TILESTACK_CACHE`, else
-/// `$XDG_CACHE_HOME/tilestack`, else `~/.cache/tilestack`, else a temp folder.
-pub fn cache_root() -> PathBuf {
-    if let Some(p) = std::env::var_os("TILESTACK_CACHE") {
-        return PathBuf::from(p);
-    }
-    if let Some(p) = std::env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(p).join("tilestack");
-    }
-    if let Some(h) = std::env::var_os("HOME") {
-        return PathBuf::from(h).join(".cache").join("tilestack");
-    }
-    std::env::temp_dir().join("tilestack-cache")
 }
 
 impl World {

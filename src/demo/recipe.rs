@@ -13,7 +13,7 @@ pub const OAKLAND_RECIPE: &str = include_str!("../../datasets/oakland-port/recip
 ///
 /// # Examples
 /// ```
-/// use tilestack::world::Recipe;
+/// use tilestack::demo::Recipe;
 /// let r = Recipe::oakland();
 /// assert_eq!(r.name, "oakland-port");
 /// assert_eq!(r.scenes().len(), 18);

@@ -6,6 +6,7 @@
 //! failing mid-epoch with 403s. Tokens are cached per (storage account,
 //! container) and never logged (`Debug` prints no token).
 
+use crate::error::Cause;
 use crate::{Error, Result};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -81,7 +82,7 @@ struct Token {
 /// # Examples
 /// ```
 /// # tokio_test::block_on(async {
-/// use tilestack::sign::{PcSignerConfig, PlanetaryComputerSigner, Signer};
+/// use tilestack::{PcSignerConfig, PlanetaryComputerSigner, Signer};
 /// let s = PlanetaryComputerSigner::new(PcSignerConfig::default());
 /// // not an Azure Blob href: unchanged, no token requested
 /// assert_eq!(s.sign("http://127.0.0.1:8089/a.tif").await.unwrap(), "http://127.0.0.1:8089/a.tif");
@@ -155,11 +156,14 @@ impl PlanetaryComputerSigner {
             "{}/{account}/{container}",
             self.cfg.token_url.trim_end_matches('/')
         );
-        let http_err = |m: String| Error::Http {
+        let http_err = |message: String, status: Option<u16>, source: Option<Cause>| Error::Http {
             url: url.clone(),
-            message: m,
+            status,
+            message,
+            source,
         };
-        let mut last = String::new();
+        let bad = |m: &str| http_err(m.to_string(), Some(200), None);
+        let (mut last, mut last_status, mut last_source) = (String::new(), None, None);
         for attempt in 0..self.cfg.attempts.max(1) {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
@@ -172,26 +176,37 @@ impl PlanetaryComputerSigner {
             let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) => {
-                    last = e.to_string();
+                    last = "request failed".into();
+                    last_status = None;
+                    last_source = Some(Cause::new(e.without_url()));
                     continue;
                 }
             };
             let status = resp.status();
             if status.as_u16() == 429 || status.is_server_error() {
                 last = format!("status {status}");
+                last_status = Some(status.as_u16());
+                last_source = None;
                 continue;
             }
             if !status.is_success() {
-                return Err(http_err(format!("status {status}")));
+                return Err(http_err(
+                    format!("status {status}"),
+                    Some(status.as_u16()),
+                    None,
+                ));
             }
-            let v: serde_json::Value = resp
-                .json()
-                .await
-                .map_err(|e| http_err(format!("token response is not JSON: {e}")))?;
+            let v: serde_json::Value = resp.json().await.map_err(|e| {
+                http_err(
+                    "token response is not JSON".into(),
+                    Some(status.as_u16()),
+                    Some(Cause::new(e.without_url())),
+                )
+            })?;
             let query = v
                 .get("token")
                 .and_then(|t| t.as_str())
-                .ok_or_else(|| http_err("token response has no \"token\"".into()))?
+                .ok_or_else(|| bad("token response has no \"token\""))?
                 .trim_start_matches('?')
                 .to_string();
             let expiry = v
@@ -199,13 +214,14 @@ impl PlanetaryComputerSigner {
                 .and_then(|t| t.as_str())
                 .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
                 .map(|d| d.with_timezone(&Utc))
-                .ok_or_else(|| http_err("token response has no valid \"msft:expiry\"".into()))?;
+                .ok_or_else(|| bad("token response has no valid \"msft:expiry\""))?;
             return Ok(Token { query, expiry });
         }
-        Err(http_err(format!(
-            "no token after {} attempts: {last}",
-            self.cfg.attempts
-        )))
+        Err(http_err(
+            format!("no token after {} attempts: {last}", self.cfg.attempts),
+            last_status,
+            last_source,
+        ))
     }
 }
 

@@ -16,42 +16,31 @@
 //! * `limit`: the physical limit for the first stack: the compressed internal
 //!   tiles its windows intersect (at the IFD used), as byte ranges; the time
 //!   to fetch exactly those with a plain concurrent range client (a fresh
-//!   reqwest client, one GET per contiguous range, no cache); the time to
+//!   reqwest client, no cache, one GET per range the HTTP client would fetch:
+//!   the same `tilestack::coalesce` at its default gap); the time to
 //!   inflate them whole with libdeflate on all cores and on one; and both
 //!   overlapped (each range inflated as it lands), the limit for any client
 //!   that fetches and decodes on the same cores.
 
+use crate::args::{BenchArgs, StackArgs};
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::time::Instant;
-use tilestack::cog::CogReader;
-use tilestack::pipeline::{Built, Catalog, StackPlan, StackRequest, build, plan_stack};
-use tilestack::rasterize::Mask;
+use tilestack::{
+    Built, Catalog, CogReader, HttpRangeClient, LoaderOptions, Mask, RetryConfig, StackLoader,
+    StackPlan, StackRequest, TileCache, build, plan_stack,
+};
 
-/// What `tilestack bench` measures besides the first stack.
-#[derive(Debug, clap::Args)]
-pub(crate) struct BenchArgs {
-    /// Warm repeats of the first stack.
-    #[arg(long, default_value_t = 3)]
-    pub warm: usize,
-    /// A file of `LON,LAT` lines: stacks built one after another in this
-    /// process (the random-centroid throughput).
-    #[arg(long)]
-    pub centroids_file: Option<std::path::PathBuf>,
-    /// Stacks in flight at once over the centroid list.
-    #[arg(long, default_value_t = 2)]
-    pub concurrency: usize,
-    /// Also measure the physical limit of the first stack.
-    #[arg(long)]
-    pub limit: bool,
-    /// Also run a training loop over the centroid list through a
-    /// `StackLoader` (fresh cache), this many milliseconds of "compute" per
-    /// stack, with and without prefetch: the time the loop waits for data.
-    #[arg(long)]
-    pub loader_step_ms: Option<u64>,
+/// `tilestack bench`: measures the stack `stack` describes and prints the
+/// JSON object. `started`: when the process started.
+pub(crate) async fn run(started: Instant, stack: &StackArgs, args: &BenchArgs) -> Result<()> {
+    let (req, catalog, mask, reader) = super::stack::stack_setup(stack)?;
+    let json = measure(started, &catalog, &req, mask.as_ref(), &reader, args).await?;
+    println!("{json}");
+    Ok(())
 }
 
 fn seconds(t: Instant) -> f64 {
@@ -93,7 +82,7 @@ fn parse_centroids(path: &std::path::Path) -> Result<Vec<[f64; 2]>> {
 }
 
 /// Runs the benchmark and returns its JSON.
-pub(crate) async fn run(
+async fn measure(
     started: Instant,
     catalog: &Catalog,
     req: &StackRequest,
@@ -195,7 +184,6 @@ pub(crate) async fn run(
     Ok(serde_json::Value::Object(out))
 }
 
-/// Merges ranges whose gap is at most `gap` bytes.
 /// What a warm stack cannot go below, measured in this process, best of
 /// `n`: the search alone; loading from the kept plan (what a dataset that
 /// searched once does per sample: cached tiles, warp, fusion, mask); and
@@ -214,7 +202,7 @@ async fn warm_floor(
     let shape = first.stack.data.raw_dim();
     for _ in 0..n {
         let t = Instant::now();
-        tilestack::pipeline::search_items(catalog, req).await?;
+        tilestack::search_items(catalog, req).await?;
         search.push(seconds(t));
         let t = Instant::now();
         first.plan.load(reader, mask).await?;
@@ -245,7 +233,6 @@ async fn loader_wait(
     mask: Option<&Mask>,
     step_ms: u64,
 ) -> Result<serde_json::Value> {
-    use tilestack::loader::{LoaderOptions, StackLoader};
     let requests: Vec<StackRequest> = centroids
         .iter()
         .map(|c| StackRequest {
@@ -256,8 +243,8 @@ async fn loader_wait(
     let (catalog, mask) = (catalog.clone(), mask.cloned());
     let run = move |prefetch: usize| -> Result<serde_json::Value> {
         let reader = CogReader::new(
-            tilestack::fetch::HttpRangeClient::new(tilestack::fetch::RetryConfig::default())?,
-            tilestack::cog::TileCache::new(1 << 30),
+            HttpRangeClient::new(RetryConfig::default())?,
+            TileCache::new(1 << 30),
         );
         let opts = LoaderOptions {
             prefetch,
@@ -310,16 +297,17 @@ async fn get_range(client: &reqwest::Client, href: &str, r: &Range<u64>) -> Resu
         .with_context(|| format!("{href} {r:?}"))
 }
 
-fn merge(mut ranges: Vec<Range<u64>>, gap: u64) -> Vec<Range<u64>> {
-    ranges.sort_by_key(|r| r.start);
-    let mut out: Vec<Range<u64>> = Vec::new();
-    for r in ranges {
-        match out.last_mut() {
-            Some(last) if r.start <= last.end + gap => last.end = last.end.max(r.end),
-            _ => out.push(r),
-        }
-    }
-    out
+/// The GETs the HTTP client makes for these tile ranges of one file: the
+/// library's coalescing at the client's default gap (a gap's bytes are
+/// fetched with the tiles around it).
+fn fetched_ranges(ranges: &[Range<u64>]) -> Vec<Range<u64>> {
+    tilestack::coalesce(ranges, tilestack::DEFAULT_COALESCE_GAP)
+}
+
+/// How many contiguous runs these tile ranges make (touching or overlapping
+/// ranges are one run; any gap starts another).
+fn contiguous_runs(ranges: &[Range<u64>]) -> usize {
+    tilestack::coalesce(ranges, 1).len()
 }
 
 /// The physical limit of `plan`'s reads (see the module docs).
@@ -333,7 +321,12 @@ async fn limit(plan: &StackPlan, reader: &CogReader) -> Result<serde_json::Value
     for r in &plan.reads {
         let h = reader.header(&r.href).await?;
         let info = &h.ifds[0];
-        let (c0, r0, w, hgt) = r.window;
+        let tilestack::PixelWindow {
+            col_off: c0,
+            row_off: r0,
+            width: w,
+            height: hgt,
+        } = r.window;
         let (c1, r1) = ((c0 + w).min(info.width), (r0 + hgt).min(info.height));
         let (tw, th) = (info.tile_width, info.tile_height);
         for ty in r0 / th..=(r1 - 1) / th {
@@ -347,7 +340,7 @@ async fn limit(plan: &StackPlan, reader: &CogReader) -> Result<serde_json::Value
             }
         }
         let bps = match info.sample_type {
-            Some(tilestack::cog::SampleType::U8) => 1,
+            Some(tilestack::SampleType::U8) => 1,
             _ => 2,
         };
         headers.insert(r.href.clone(), (h.clone(), tw * th * bps));
@@ -362,11 +355,12 @@ async fn limit(plan: &StackPlan, reader: &CogReader) -> Result<serde_json::Value
         let ranges: Vec<Range<u64>> = needed.iter().map(|(r, _, _)| r.clone()).collect();
         n_tiles += ranges.len();
         bytes += ranges.iter().map(|r| r.end - r.start).sum::<u64>();
-        strict += merge(ranges.clone(), 0).len();
-        // GDAL writes a 4-byte leader and trailer around each tile: tiles 8
-        // bytes apart are one range for any client that reads them.
+        strict += contiguous_runs(&ranges);
+        // What the client fetches: tiles closer than its coalescing gap are
+        // one GET (GDAL's 4-byte leader and trailer around each tile are
+        // such gaps).
         merged.extend(
-            merge(ranges.clone(), 8)
+            fetched_ranges(&ranges)
                 .into_iter()
                 .map(|r| (href.clone(), r)),
         );
@@ -475,7 +469,7 @@ async fn limit(plan: &StackPlan, reader: &CogReader) -> Result<serde_json::Value
     futures::stream::iter(
         decode_jobs
             .into_iter()
-            .map(|(h, tx, ty, z)| tilestack::cog::decode_tile(h, 0, tx, ty, z)),
+            .map(|(h, tx, ty, z)| tilestack::decode_tile(h, 0, tx, ty, z)),
     )
     .buffer_unordered(64)
     .collect::<Vec<_>>()
@@ -498,9 +492,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn merge_joins_touching_and_near_ranges_only() {
-        let m = merge(vec![10..20, 0..10, 28..30, 40..50], 8);
-        assert_eq!(m, vec![0..30, 40..50]);
-        assert_eq!(merge(vec![0..10, 10..12, 13..14], 0), vec![0..12, 13..14]);
+    fn the_limit_fetches_what_the_client_fetches() {
+        let gap = tilestack::DEFAULT_COALESCE_GAP;
+        // GDAL's 4-byte trailer + leader between tiles, a gap just under the
+        // client's, then one the client does not bridge; out of order.
+        let a = 0..100;
+        let b = 108..200;
+        let c = 200 + gap - 1..300 + gap;
+        let d = c.end + gap..c.end + gap + 50;
+        let tiles = vec![d.clone(), b.clone(), a.clone(), c.clone()];
+        assert_eq!(fetched_ranges(&tiles), vec![a.start..c.end, d.clone()]);
+        assert_eq!(fetched_ranges(&tiles), tilestack::coalesce(&tiles, gap));
+        // Runs: only touching (or overlapping) tiles join.
+        assert_eq!(contiguous_runs(&tiles), 4);
+        assert_eq!(contiguous_runs(&[0..10, 10..12, 13..14, 11..12]), 2);
     }
 }

@@ -11,7 +11,7 @@
 //! (503, 429, connections dropped mid-body, short bodies) so that retry paths
 //! are tested against a real socket rather than a mock.
 
-use crate::world::World;
+use super::world::World;
 use crate::{Error, Result};
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
@@ -141,7 +141,7 @@ async fn count(State(stats): State<Arc<ServerStats>>, req: Request, next: Next) 
 ///
 /// # Examples
 /// ```
-/// use tilestack::server::ServerOptions;
+/// use tilestack::demo::ServerOptions;
 /// // Three 503s, then one connection reset, then a healthy server.
 /// let opts = ServerOptions { fail_first: 3, reset_first: 1, ..ServerOptions::default() };
 /// assert_eq!(opts.truncate_first, 0);
@@ -342,7 +342,7 @@ async fn inject_faults(State(faults): State<Arc<Faults>>, req: Request, next: Ne
 /// # Examples
 /// ```no_run
 /// # tokio_test::block_on(async {
-/// use tilestack::{server::WorldServer, world::{Recipe, World}};
+/// use tilestack::demo::{Recipe, World, WorldServer};
 /// let world = World::cached(&Recipe::oakland()).unwrap();
 /// let server = WorldServer::start(&world).await.unwrap();
 /// println!("STAC API at {}", server.stac_url());

@@ -1,0 +1,436 @@
+//! The command line: clap definitions and the typed values parsed from them.
+//!
+//! Parse errors from the typed parsers here are `anyhow` errors naming the
+//! flag and its value (printed as one line by `main`), not clap usage errors.
+
+use anyhow::{Context, Result, bail};
+use clap::{ArgAction, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Daily satellite tile stacks from STAC + COGs, for burn training loops.
+#[derive(Debug, Parser)]
+#[command(name = "tilestack", version, about)]
+pub(crate) struct Cli {
+    /// Log more on stderr: -v info (timings), -vv debug, -vvv trace
+    /// (default: warnings; RUST_LOG, when set, wins).
+    #[arg(short, long, action = ArgAction::Count, global = true, display_order = 900)]
+    pub(crate) verbose: u8,
+    #[command(subcommand)]
+    pub(crate) cmd: Cmd,
+}
+
+impl Cli {
+    /// The log level `-v` asks for: warn, info, debug, then trace.
+    pub(crate) fn log_level(&self) -> tracing::level_filters::LevelFilter {
+        use tracing::level_filters::LevelFilter;
+        match self.verbose {
+            0 => LevelFilter::WARN,
+            1 => LevelFilter::INFO,
+            2 => LevelFilter::DEBUG,
+            _ => LevelFilter::TRACE,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Cmd {
+    /// Run the whole job on the embedded demo world (generated once, cached, served on 127.0.0.1).
+    Demo(DemoArgs),
+    /// Generate a demo world (COGs, STAC items, labels) into a folder.
+    World(WorldArgs),
+    /// Serve a world folder (STAC API + COGs with Range support) on 127.0.0.1 until interrupted.
+    Serve(ServeArgs),
+    /// Build a daily tile stack around a centroid: stack.safetensors + metadata.csv.
+    Stack(Box<StackArgs>),
+    /// Measure a stack: time to first stack, warm repeats, throughput over a
+    /// list of centroids and the physical limit; prints one JSON object.
+    Bench {
+        /// The stack measured (`--out` and `--repeat` are not used).
+        #[command(flatten)]
+        stack: Box<StackArgs>,
+        /// What to measure besides the first stack.
+        #[command(flatten)]
+        bench: BenchArgs,
+    },
+    /// Draw a stack: the grid of daily RGB tiles and a cloud/NaN time series.
+    Plot(PlotArgs),
+    /// Search a STAC API and list the items.
+    Search(SearchArgs),
+}
+
+// The structs below carry no `///` docs of their own: a subcommand's help
+// text is its `Cmd` variant's.
+
+// `tilestack demo`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DemoArgs {
+    /// Output folder.
+    #[arg(long, default_value = "demo-out")]
+    pub(crate) out: PathBuf,
+    /// Use this recipe instead of the embedded Oakland port one.
+    #[arg(long)]
+    pub(crate) recipe: Option<PathBuf>,
+}
+
+// `tilestack world`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct WorldArgs {
+    /// Output folder.
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    /// Recipe TOML (default: the embedded Oakland port recipe).
+    #[arg(long)]
+    pub(crate) recipe: Option<PathBuf>,
+}
+
+// `tilestack serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// A folder written by `tilestack world`.
+    pub(crate) dir: PathBuf,
+    /// Port (0 = any free one).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) port: u16,
+}
+
+// `tilestack stack`, and the stack `tilestack bench` measures.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StackArgs {
+    /// STAC API landing page URL.
+    #[arg(long, required_unless_present = "snapshot")]
+    pub(crate) stac: Option<String>,
+    /// Build from a saved ItemCollection snapshot instead of a STAC API.
+    #[arg(long, conflicts_with = "stac")]
+    pub(crate) snapshot: Option<PathBuf>,
+    /// Collection id.
+    #[arg(long, default_value = "sentinel-2-l2a")]
+    pub(crate) collection: String,
+    /// Tile centre LON,LAT (degrees).
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) centroid: String,
+    /// Bands (asset keys), comma-separated, in output order.
+    #[arg(long)]
+    pub(crate) bands: String,
+    /// Time range START/END, inclusive days (YYYY-MM-DD/YYYY-MM-DD).
+    #[arg(long)]
+    pub(crate) time: String,
+    /// Pixel size in metres.
+    #[arg(long, default_value_t = 10.0)]
+    pub(crate) resolution: f64,
+    /// Tile side in pixels.
+    #[arg(long, default_value_t = 256)]
+    pub(crate) tile_size: usize,
+    /// Target EPSG (default: the centroid's UTM zone).
+    #[arg(long)]
+    pub(crate) epsg: Option<u32>,
+    /// GeoJSON polygons rasterized as the last band `mask` (features with `datetime` burn only their day).
+    #[arg(long)]
+    pub(crate) mask: Option<PathBuf>,
+    /// Same-step fusion: mean, first, least-cloudy, median.
+    #[arg(long, default_value = "mean")]
+    pub(crate) fuse: String,
+    /// Time steps: day, month or Nd (e.g. 5d), anchored at the start.
+    #[arg(long, default_value = "day")]
+    pub(crate) cadence: String,
+    /// Resampling: nearest or bilinear.
+    #[arg(long, default_value = "nearest")]
+    pub(crate) resampling: String,
+    /// Band read for the tile's own cloud fraction (e.g. SCL).
+    #[arg(long)]
+    pub(crate) cloud_band: Option<String>,
+    /// Min–max normalize each (day, band) over the tile (categorical bands untouched).
+    #[arg(long)]
+    pub(crate) normalize: bool,
+    /// Output folder.
+    #[arg(long, default_value = "stack-out")]
+    pub(crate) out: PathBuf,
+    /// Tile cache budget in MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub(crate) cache_mib: u64,
+    /// Keep COG headers in this folder across runs (later runs open those
+    /// files with zero header requests; a file that changed is detected by
+    /// its size/ETag and re-read).
+    #[arg(long)]
+    pub(crate) header_cache: Option<PathBuf>,
+    /// A window that still fails after retries becomes NaN (listed in the
+    /// stack's `read_errors` metadata) instead of failing the stack.
+    #[arg(long)]
+    pub(crate) errors_as_nodata: bool,
+    /// Build the stack this many times in one process (the repeats are warm:
+    /// headers indexed, tiles cached) and report each repeat's time.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) repeat: usize,
+    /// Sign asset hrefs at read time: `planetary-computer` (SAS tokens; token
+    /// endpoint from $PC_SDK_SAS_URL, key from $PC_SDK_SUBSCRIPTION_KEY).
+    #[arg(long)]
+    pub(crate) sign: Option<String>,
+}
+
+impl StackArgs {
+    /// The request these arguments describe, validated.
+    pub(crate) fn request(&self) -> Result<tilestack::StackRequest> {
+        let [lon, lat] = parse_floats::<2>(&self.centroid, "centroid")?;
+        let (start, end) = parse_time(&self.time)?;
+        let mut req = tilestack::StackRequest::new(
+            [lon, lat],
+            tilestack::BandName::parse_list(&self.bands)?,
+            start,
+            end,
+        )?;
+        req.resolution = tilestack::Resolution::new(self.resolution)?;
+        req.tile_size = self.tile_size;
+        req.epsg = self.epsg.map(tilestack::Epsg::new).transpose()?;
+        req.fuse = self.fuse.parse()?;
+        req.cadence = self.cadence.parse()?;
+        req.resampling = self.resampling.parse()?;
+        req.cloud_band = self
+            .cloud_band
+            .as_deref()
+            .map(tilestack::BandName::new)
+            .transpose()?;
+        req.normalize = self.normalize;
+        req.errors_as_nodata = self.errors_as_nodata;
+        req.validate()?;
+        Ok(req)
+    }
+}
+
+/// What `tilestack bench` measures besides the first stack.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BenchArgs {
+    /// Warm repeats of the first stack.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) warm: usize,
+    /// A file of `LON,LAT` lines: stacks built one after another in this
+    /// process (the random-centroid throughput).
+    #[arg(long)]
+    pub(crate) centroids_file: Option<PathBuf>,
+    /// Stacks in flight at once over the centroid list.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) concurrency: usize,
+    /// Also measure the physical limit of the first stack.
+    #[arg(long)]
+    pub(crate) limit: bool,
+    /// Also run a training loop over the centroid list through a
+    /// `StackLoader` (fresh cache), this many milliseconds of "compute" per
+    /// stack, with and without prefetch: the time the loop waits for data.
+    #[arg(long)]
+    pub(crate) loader_step_ms: Option<u64>,
+}
+
+// `tilestack plot`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PlotArgs {
+    /// A stack.safetensors written by `tilestack stack` or `tilestack demo`.
+    pub(crate) stack: PathBuf,
+    /// At most this many days.
+    #[arg(long)]
+    pub(crate) days: Option<usize>,
+    /// First day shown (YYYY-MM-DD).
+    #[arg(long)]
+    pub(crate) start: Option<String>,
+    /// Tiles per row.
+    #[arg(long, default_value_t = 6)]
+    pub(crate) cols: usize,
+    /// Bands shown as R,G,B.
+    #[arg(long, default_value = "B04,B03,B02")]
+    pub(crate) rgb: String,
+    /// Output PNG (the time series goes next to it as <name>-timeseries.png).
+    #[arg(long, default_value = "days.png")]
+    pub(crate) out: PathBuf,
+}
+
+impl PlotArgs {
+    /// The picture's options: `--rgb`, `--start`, `--days`, `--cols`.
+    pub(crate) fn options(&self) -> Result<tilestack::PlotOptions> {
+        let bands: Vec<String> = self.rgb.split(',').map(|b| b.trim().to_string()).collect();
+        let rgb: [String; 3] = bands
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("--rgb {:?}: expected three bands R,G,B", self.rgb))?;
+        let start = self
+            .start
+            .as_deref()
+            .map(|d| {
+                chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                    .with_context(|| format!("--start {d:?} is not YYYY-MM-DD"))
+            })
+            .transpose()?;
+        Ok(tilestack::PlotOptions {
+            rgb,
+            start,
+            days: self.days,
+            cols: self.cols,
+        })
+    }
+}
+
+// `tilestack search`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SearchArgs {
+    /// STAC API landing page URL.
+    #[arg(long)]
+    pub(crate) stac: String,
+    /// Collection id.
+    #[arg(long)]
+    pub(crate) collection: String,
+    /// Bounding box W,S,E,N in degrees.
+    #[arg(long, conflicts_with = "centroid", allow_hyphen_values = true)]
+    pub(crate) bbox: Option<String>,
+    /// Centroid LON,LAT: searches the 2816 m square around it (256 px × 10 m × 1.1).
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) centroid: Option<String>,
+    /// Time range START/END (dates or RFC 3339, `..` for open ends).
+    #[arg(long)]
+    pub(crate) time: String,
+    /// `query` extension filter as JSON, e.g. '{"eo:cloud_cover":{"lt":20}}'.
+    #[arg(long)]
+    pub(crate) query: Option<String>,
+    /// Page size.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) limit: u64,
+    /// Stop after this many items.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) max_items: usize,
+    /// Save the items as an ItemCollection snapshot (stacks can be built from it offline).
+    #[arg(long)]
+    pub(crate) save: Option<PathBuf>,
+}
+
+impl SearchArgs {
+    /// The bounding box searched: `--bbox`, or the square around `--centroid`.
+    pub(crate) fn bbox(&self) -> Result<[f64; 4]> {
+        Ok(match (&self.bbox, &self.centroid) {
+            (Some(b), _) => parse_floats::<4>(b, "bbox")?,
+            (None, Some(c)) => {
+                let [lon, lat] = parse_floats::<2>(c, "centroid")?;
+                tilestack::bbox_around(lon, lat, 256.0 * 10.0 * 1.1)?
+            }
+            (None, None) => bail!("give --bbox W,S,E,N or --centroid LON,LAT"),
+        })
+    }
+
+    /// The `--query` filter, parsed as JSON.
+    pub(crate) fn query(&self) -> Result<Option<serde_json::Value>> {
+        self.query
+            .as_deref()
+            .map(|q| serde_json::from_str(q).with_context(|| format!("--query {q:?} is not JSON")))
+            .transpose()
+    }
+}
+
+/// `N` comma-separated numbers given to `--{what}`.
+pub(crate) fn parse_floats<const N: usize>(s: &str, what: &str) -> Result<[f64; N]> {
+    let v: Vec<f64> = s
+        .split(',')
+        .map(|p| p.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("--{what} {s:?}: expected {N} comma-separated numbers"))?;
+    v.try_into()
+        .map_err(|_| anyhow::anyhow!("--{what} {s:?}: expected {N} comma-separated numbers"))
+}
+
+/// A `--time` of inclusive days, `YYYY-MM-DD/YYYY-MM-DD` (the library's one
+/// date-range parser; its errors quote the input).
+pub(crate) fn parse_time(s: &str) -> Result<(chrono::NaiveDate, chrono::NaiveDate)> {
+    Ok(tilestack::parse_day_range(s)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn verbose_counts_up_to_trace_and_goes_anywhere() {
+        use tracing::level_filters::LevelFilter;
+        let level = |args: &[&str]| Cli::try_parse_from(args).unwrap().log_level();
+        let plot = ["tilestack", "plot", "s.safetensors"];
+        assert_eq!(level(&plot), LevelFilter::WARN);
+        assert_eq!(level(&["tilestack", "-v", "plot", "s"]), LevelFilter::INFO);
+        assert_eq!(
+            level(&["tilestack", "plot", "s", "-vv"]),
+            LevelFilter::DEBUG
+        );
+        assert_eq!(
+            level(&["tilestack", "-vvv", "plot", "s"]),
+            LevelFilter::TRACE
+        );
+        assert_eq!(
+            level(&["tilestack", "-vvvvv", "plot", "s"]),
+            LevelFilter::TRACE
+        );
+    }
+
+    #[test]
+    fn floats_need_exactly_n_numbers() {
+        assert_eq!(
+            parse_floats::<2>("-122.33, 37.81", "centroid").unwrap(),
+            [-122.33, 37.81]
+        );
+        let err = parse_floats::<2>("1,2,3", "centroid").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("--centroid \"1,2,3\""),
+            "{err:#}"
+        );
+        assert!(parse_floats::<4>("1,x,3,4", "bbox").is_err());
+    }
+
+    #[test]
+    fn time_is_inclusive_days_and_errors_quote_the_input() {
+        let (a, b) = parse_time("2019-08-01/2019-08-30").unwrap();
+        assert_eq!(
+            (a.to_string(), b.to_string()),
+            ("2019-08-01".into(), "2019-08-30".into())
+        );
+        let err = format!("{:#}", parse_time("2019-08-30/2019-08-01").unwrap_err());
+        assert!(
+            err.contains("time range") && err.contains("2019-08-30/2019-08-01"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn stack_args_become_a_request() {
+        let cli = Cli::try_parse_from([
+            "tilestack",
+            "stack",
+            "--snapshot",
+            "items.json",
+            "--centroid",
+            "-122.33,37.81",
+            "--bands",
+            "B04,B08",
+            "--time",
+            "2019-08-01/2019-08-10",
+            "--cloud-band",
+            "SCL",
+        ])
+        .unwrap();
+        let Cmd::Stack(a) = cli.cmd else {
+            panic!("not a stack command")
+        };
+        let req = a.request().unwrap();
+        assert_eq!(req.centroid, [-122.33, 37.81]);
+        assert_eq!(req.tile_size, 256);
+        assert!(req.cloud_band.is_some());
+    }
+
+    #[test]
+    fn plot_options_need_three_bands() {
+        let args = |rgb: &str| {
+            let cli = Cli::try_parse_from(["tilestack", "plot", "s", "--rgb", rgb]).unwrap();
+            let Cmd::Plot(p) = cli.cmd else {
+                panic!("not a plot command")
+            };
+            p
+        };
+        assert!(args("B04,B03,B02").options().is_ok());
+        let err = args("B04,B03").options().unwrap_err();
+        assert!(format!("{err}").contains("expected three bands"), "{err}");
+    }
+}

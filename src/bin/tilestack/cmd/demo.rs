@@ -1,0 +1,123 @@
+//! `tilestack demo`: the whole job on the embedded demo world — world
+//! (generated once, cached), loopback server, search, stack, pictures — and
+//! the table of days.
+
+use super::plot::write_plots;
+use super::stack::{make_reader, run_stack};
+use crate::args::DemoArgs;
+use anyhow::{Context, Result};
+use std::time::Instant;
+use tilestack::demo::{World, WorldServer};
+use tilestack::{
+    BandName, Catalog, Mask, PlotOptions, SearchRequest, StacClient, StackRequest, TileStack,
+};
+
+/// `tilestack demo`.
+pub(crate) async fn run(a: &DemoArgs) -> Result<()> {
+    let out = &a.out;
+    let recipe = super::load_recipe(a.recipe.as_deref())?;
+    let t0 = Instant::now();
+    let pb = spinner("world: generating the Oakland port demo world (first run only) ...");
+    let world = tokio::task::spawn_blocking(move || World::cached(&recipe)).await??;
+    pb.finish_and_clear();
+    let t_world = t0.elapsed();
+    println!(
+        "world:  {} ({} scenes)",
+        world.dir().display(),
+        world.manifest().scenes.len()
+    );
+    let server = WorldServer::start(&world).await?;
+    println!("server: STAC API at {} (127.0.0.1 only)", server.stac_url());
+
+    let t1 = Instant::now();
+    let [lon, lat] = world.manifest().centroid;
+    let day = |d| chrono::NaiveDate::from_ymd_opt(2019, 8, d).context("demo date");
+    let bbox = tilestack::bbox_around(lon, lat, 256.0 * 10.0 * 1.1)?;
+    let sreq = SearchRequest::new(world.manifest().collection.clone())
+        .bbox(bbox)
+        .datetime("2019-08-01/2019-08-30")?;
+    let found = StacClient::new(&server.stac_url())?.search(&sreq).await?;
+    let t_search = t1.elapsed();
+    println!(
+        "search: {} items around ({lon}, {lat}) in August 2019",
+        found.items.len()
+    );
+
+    let t2 = Instant::now();
+    let mut req = StackRequest::new(
+        [lon, lat],
+        BandName::parse_list("B04,B03,B02,B08,B11")?,
+        day(1)?,
+        day(30)?,
+    )?;
+    req.cloud_band = Some(BandName::new("SCL")?);
+    let mask = Mask::from_file(&world.terminals_path())?;
+    let catalog = Catalog::stac(&server.stac_url(), &world.manifest().collection)?;
+    let pb = spinner("stack: reading COGs over HTTP Range, warping, fusing ...");
+    let reader = make_reader(1 << 30, None, None)?;
+    let built = run_stack(&catalog, &req, Some(&mask), out, &reader, 1).await;
+    pb.finish_and_clear();
+    let built = built?;
+    let t_stack = t2.elapsed();
+    tilestack::save_snapshot(&found.items, &out.join("items.json"))?;
+
+    let t3 = Instant::now();
+    let days_png = out.join("days.png");
+    let ts = write_plots(&built.stack, &PlotOptions::default(), &days_png)?;
+    let t_plot = t3.elapsed();
+    server.shutdown().await;
+
+    println!();
+    print_days(&built.stack);
+    println!();
+    println!(
+        "phases: world {:.2} s, search {:.2} s, stack {:.2} s, plot {:.2} s",
+        t_world.as_secs_f64(),
+        t_search.as_secs_f64(),
+        t_stack.as_secs_f64(),
+        t_plot.as_secs_f64()
+    );
+    println!(
+        "stack {:?} (time, band, y, x), bands {}",
+        built.stack.data.shape(),
+        built.stack.bands.join(",")
+    );
+    for f in ["stack.safetensors", "metadata.csv", "items.json"] {
+        println!("wrote:  {}", out.join(f).display());
+    }
+    println!("wrote:  {}\nwrote:  {}", days_png.display(), ts.display());
+    Ok(())
+}
+
+/// A spinner on stderr while a long phase runs.
+fn spinner(msg: &str) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new_spinner();
+    pb.set_message(msg.to_string());
+    pb.enable_steady_tick(std::time::Duration::from_millis(120));
+    pb
+}
+
+/// The table of days the demo prints (same values as metadata.csv).
+fn print_days(stack: &TileStack) {
+    let f = |v: f32| {
+        if v.is_nan() {
+            "-".to_string()
+        } else {
+            format!("{v:.1}")
+        }
+    };
+    println!(
+        "{:<10}  {:>5}  {:>14}  {:>13}  {:>6}",
+        "date", "items", "scene cloud %", "tile cloud %", "NaN %"
+    );
+    for t in 0..stack.len() {
+        println!(
+            "{:<10}  {:>5}  {:>14}  {:>13}  {:>6}",
+            stack.days[t].to_string(),
+            stack.items[t].len(),
+            f(stack.eo_cloud_cover[t]),
+            f(100.0 * stack.tile_cloud_fraction[t]),
+            f(stack.pct_nans[t])
+        );
+    }
+}

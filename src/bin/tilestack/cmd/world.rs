@@ -1,0 +1,36 @@
+//! `tilestack world` (generate a demo world into a folder) and
+//! `tilestack serve` (serve one on 127.0.0.1).
+
+use crate::args::{ServeArgs, WorldArgs};
+use anyhow::{Context, Result};
+use std::time::Instant;
+use tilestack::demo::{World, WorldServer};
+
+/// `tilestack world`.
+pub(crate) fn world(a: &WorldArgs) -> Result<()> {
+    let recipe = super::load_recipe(a.recipe.as_deref())?;
+    let t = Instant::now();
+    let w = World::generate(&recipe, &a.out)?;
+    println!(
+        "wrote {} scenes ({:.1} MB of COGs) to {} in {:.1} s",
+        w.manifest().scenes.len(),
+        w.manifest().cog_bytes as f64 / 1e6,
+        a.out.display(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `tilestack serve`: until Ctrl-C.
+pub(crate) async fn serve(a: &ServeArgs) -> Result<()> {
+    let world = World::open(&a.dir)?;
+    let server = WorldServer::start_on(&world, &format!("127.0.0.1:{}", a.port)).await?;
+    println!("STAC API: {}", server.stac_url());
+    println!("COGs:     {}/data/", server.url());
+    println!("serving {} until interrupted (Ctrl-C)", a.dir.display());
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    server.shutdown().await;
+    Ok(())
+}

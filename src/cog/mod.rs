@@ -1,0 +1,447 @@
+//! Cloud-Optimized GeoTIFF window reads over HTTP `Range` requests.
+//!
+//! A [`CogReader`] parses each file's header once ([`CogHeader`], kept in an
+//! in-memory index keyed by href and optionally on disk in a
+//! [`HeaderStore`]), then reads a pixel window by fetching only the internal
+//! tiles it intersects — through the shared [`TileCache`], with nearby tiles
+//! coalesced into one request — and decodes them on blocking threads.
+//! Callers should share **one** reader (or at least one [`TileCache`] and
+//! [`HttpRangeClient`]) across all tasks: that is what bounds memory and lets
+//! concurrent reads of a tile share one fetch.
+//!
+//! Limits of this first cut: one sample per pixel (GDAL-style single-band
+//! COGs), tiled TIFFs only, north-up georeferencing from
+//! ModelPixelScale + ModelTiepoint.
+
+mod cache;
+mod decode;
+mod header;
+mod header_store;
+mod source;
+mod tile;
+mod window;
+
+pub use cache::TileCache;
+pub use decode::decode_tile;
+pub use header::{
+    CogHeader, IfdInfo, MAX_IMAGE_PIXELS, MAX_TILE_BYTES, MAX_TILE_PIXELS, MAX_WINDOW_PIXELS,
+    SampleType,
+};
+pub(crate) use header_store::fnv1a;
+pub use header_store::{HeaderStore, cache_root};
+pub use tile::{Samples, Tile, TileData, TileKey};
+pub use window::TileWindow;
+
+use crate::error::Cause;
+use crate::fetch::HttpRangeClient;
+use crate::{Error, PixelWindow, Result};
+use async_tiff::error::AsyncTiffError;
+use async_tiff::metadata::TiffMetadataReader;
+use async_tiff::metadata::cache::ReadaheadMetadataCache;
+use cache::{Claim, Lookup};
+use decode::decode_rows;
+use futures::FutureExt;
+use header_store::StoredHeader;
+use ndarray::Array2;
+use source::HttpFile;
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+/// First header read, in bytes; later reads double (async-tiff readahead).
+const HEADER_READAHEAD: u64 = 8 * 1024;
+
+type HeaderCell = Arc<tokio::sync::OnceCell<Arc<CogHeader>>>;
+
+/// Reads pixel windows of COGs over HTTP, fetching only the tiles a window
+/// needs. Cheap to clone; clones share the header index, cache and client.
+///
+/// # Examples
+/// ```no_run
+/// # tokio_test::block_on(async {
+/// use tilestack::{CogReader, HttpRangeClient, PixelWindow, RetryConfig, TileCache};
+/// let client = HttpRangeClient::new(RetryConfig::default())?;
+/// let reader = CogReader::new(client, TileCache::new(512 << 20));
+/// let href = "http://127.0.0.1:8080/data/a/B04.tif";
+/// let px = reader.read_window(href, 0, PixelWindow::new(100, 200, 256, 256)).await?; // ifd 0: full resolution
+/// assert_eq!(px.dim(), (256, 256));                                   // (rows, cols); NaN = nodata
+/// # Ok::<(), tilestack::Error>(())
+/// # });
+/// ```
+#[derive(Debug, Clone)]
+pub struct CogReader {
+    client: HttpRangeClient,
+    cache: TileCache,
+    headers: Arc<Mutex<HashMap<String, HeaderCell>>>,
+    store: Option<HeaderStore>,
+}
+
+impl CogReader {
+    /// A reader fetching through `client` and caching decoded tiles in `cache`.
+    pub fn new(client: HttpRangeClient, cache: TileCache) -> Self {
+        CogReader {
+            client,
+            cache,
+            headers: Arc::new(Mutex::new(HashMap::new())),
+            store: None,
+        }
+    }
+
+    /// Keeps headers in `store` too, across processes: a href whose header
+    /// is there is opened with zero requests. A tile response that shows
+    /// another size or `ETag` than the header saw fails that read with an
+    /// [`Error::Cog`] naming the href, drops the header (here and in the
+    /// store), and the next read fetches it again.
+    pub fn with_header_store(mut self, store: HeaderStore) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Forgets the header of `href` (memory and store): the next read
+    /// fetches it again.
+    pub fn forget_header(&self, href: &str) {
+        let mut map = self.headers.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(href);
+        drop(map);
+        if let Some(s) = &self.store {
+            s.remove(href);
+        }
+    }
+
+    /// The shared tile cache.
+    pub fn cache(&self) -> &TileCache {
+        &self.cache
+    }
+
+    /// The HTTP client.
+    pub fn client(&self) -> &HttpRangeClient {
+        &self.client
+    }
+
+    /// The header of `href`: from the index, or fetched and parsed once
+    /// (concurrent first calls share one parse).
+    ///
+    /// # Errors
+    /// [`Error::Http`] when the file cannot be fetched (the message names the
+    /// URL and byte range), [`Error::Cog`] when it is not a usable TIFF.
+    pub async fn header(&self, href: &str) -> Result<Arc<CogHeader>> {
+        let cell = {
+            let mut map = self.headers.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(href.to_string()).or_default().clone()
+        };
+        cell.get_or_try_init(|| self.load_header(href))
+            .await
+            .cloned()
+    }
+
+    #[tracing::instrument(level = "debug", name = "header", skip(self))]
+    async fn load_header(&self, href: &str) -> Result<Arc<CogHeader>> {
+        let t0 = std::time::Instant::now();
+        let stored = self.store.as_ref().and_then(|s| s.load(href));
+        let stored_version = stored.as_ref().map(|h| h.version.clone());
+        let file = HttpFile::new(self.client.clone(), href, stored);
+        let (record, fetched) = (file.record.clone(), file.fetched.clone());
+        let cache = ReadaheadMetadataCache::new(file).with_initial_size(HEADER_READAHEAD);
+        let tiff_err = |e: AsyncTiffError| match e {
+            // Our own read failed inside the parser: that error, unwrapped.
+            AsyncTiffError::External(inner) => match inner.downcast::<Error>() {
+                Ok(e) => *e,
+                Err(other) => Error::Cog {
+                    href: href.to_string(),
+                    message: "reading the header".into(),
+                    source: Some(Cause::from_boxed(other)),
+                },
+            },
+            e => Error::Cog {
+                href: href.to_string(),
+                message: "reading the header".into(),
+                source: Some(Cause::new(e)),
+            },
+        };
+        let mut meta = TiffMetadataReader::try_open(&cache)
+            .await
+            .map_err(tiff_err)?;
+        let le = matches!(
+            meta.endianness(),
+            async_tiff::reader::Endianness::LittleEndian
+        );
+        let ifds = meta.read_all_ifds(&cache).await.map_err(tiff_err)?;
+        let mut header = CogHeader::from_ifds(href, ifds, le)?;
+        let fetched = fetched.load(std::sync::atomic::Ordering::Relaxed);
+        header.version = match (fetched, stored_version) {
+            (false, Some(v)) => v,
+            _ => self.client.object_version(href).unwrap_or_default(),
+        };
+        if let (Some(store), true) = (&self.store, fetched) {
+            let reads = std::mem::take(&mut *record.lock().unwrap_or_else(|p| p.into_inner()));
+            let entry = StoredHeader {
+                version: header.version.clone(),
+                reads,
+            };
+            // A store that cannot be written only costs the next process
+            // its header requests: not worth failing the read.
+            if let Err(e) = store.save(href, &entry) {
+                tracing::warn!(href, error = %e.chain(), "could not persist the header");
+            }
+        }
+        tracing::debug!(
+            ifds = header.ifds.len(),
+            fetched,
+            ms = t0.elapsed().as_secs_f64() * 1e3,
+            "header read"
+        );
+        Ok(Arc::new(header))
+    }
+
+    /// The decoded tiles of IFD `ifd` that the `width × height` window at
+    /// `(col_off, row_off)` intersects (through the cache, like
+    /// [`CogReader::read_window`]), each decoded down to the window's last
+    /// row; `None` when the window misses the image. Sample them with
+    /// [`TileWindow::sample`] without copying the window first.
+    ///
+    /// # Errors
+    /// As [`CogReader::read_window`].
+    pub async fn window_tiles(
+        &self,
+        href: &str,
+        ifd: usize,
+        window: PixelWindow,
+    ) -> Result<Option<TileWindow>> {
+        if window.pixels() > MAX_WINDOW_PIXELS {
+            return Err(Error::invalid(
+                "window",
+                format!(
+                    "{}×{} px is over the 2^28 px limit",
+                    window.width, window.height
+                ),
+            ));
+        }
+        let header = self.header(href).await?;
+        let bad = |m: String| Error::cog(href, m);
+        let info = header
+            .ifds
+            .get(ifd)
+            .ok_or_else(|| bad(format!("no IFD {ifd} (file has {})", header.ifds.len())))?;
+        // The window clipped to the image, in image pixels.
+        let Some(clipped) = window.clip(info.width, info.height) else {
+            return Ok(None);
+        };
+        let (c0, c1) = (clipped.col_off, clipped.col_end());
+        let (r0, r1) = (clipped.row_off, clipped.row_end());
+        if info.tile_width == 0 || info.tile_height == 0 {
+            return Err(bad(format!("IFD {ifd} is not tiled")));
+        }
+        if info.samples_per_pixel != 1 {
+            return Err(bad(format!(
+                "IFD {ifd} has {} samples per pixel; only 1 is supported",
+                info.samples_per_pixel
+            )));
+        }
+        let (tw, th) = (info.tile_width, info.tile_height);
+        let (tx0, tx1) = (c0 / tw, (c1 - 1) / tw);
+        let (ty0, ty1) = (r0 / th, (r1 - 1) / th);
+        let xy: Vec<(usize, usize)> = (ty0..=ty1)
+            .flat_map(|y| (tx0..=tx1).map(move |x| (x, y)))
+            .collect();
+        // Rows each tile must have decoded: down to the window's last row.
+        let need: Vec<usize> = xy.iter().map(|&(_, y)| (r1 - y * th).min(th)).collect();
+        let tiles = self.tiles(&header, ifd, &xy, &need).await?;
+        Ok(Some(TileWindow {
+            window,
+            width: info.width,
+            height: info.height,
+            tile_width: tw,
+            tile_height: th,
+            tx0,
+            ty0,
+            across: tx1 - tx0 + 1,
+            down: ty1 - ty0 + 1,
+            tiles,
+        }))
+    }
+
+    /// The `width × height` window at `(col_off, row_off)` of IFD `ifd`
+    /// (0 = full resolution) as `(rows, cols)` f32; pixels outside the image
+    /// and nodata pixels are NaN. Only the intersecting tiles are fetched
+    /// (through the cache); decoding runs on blocking threads.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a window over [`MAX_WINDOW_PIXELS`], an
+    /// [`Error::Cog`] naming the href for a missing IFD, an unsupported layout
+    /// or a tile that fails to decode, and [`Error::Http`] naming the URL and
+    /// byte range for a failed fetch.
+    pub async fn read_window(
+        &self,
+        href: &str,
+        ifd: usize,
+        window: PixelWindow,
+    ) -> Result<Array2<f32>> {
+        match self.window_tiles(href, ifd, window).await? {
+            Some(tiles) => Ok(tiles.to_array()),
+            None => Ok(Array2::from_elem((window.height, window.width), f32::NAN)),
+        }
+    }
+
+    async fn tiles(
+        &self,
+        header: &Arc<CogHeader>,
+        ifd: usize,
+        xy: &[(usize, usize)],
+        need: &[usize],
+    ) -> Result<Vec<TileData>> {
+        let mut waits = Vec::with_capacity(xy.len());
+        let mut claims = Vec::new();
+        for (&(x, y), &rows) in xy.iter().zip(need) {
+            let key = TileKey {
+                href: header.href.clone(),
+                ifd,
+                x,
+                y,
+            };
+            match self.cache.lookup(&key) {
+                Lookup::Hit(t) => waits.push(futures::future::ready(Ok(t)).boxed().shared()),
+                Lookup::Wait(f) => waits.push(f),
+                Lookup::Lead(f, claim) => {
+                    waits.push(f);
+                    claims.push((x, y, rows, claim));
+                }
+            }
+        }
+        if !claims.is_empty() {
+            // Spawned so that the fetch completes (and wakes other waiters)
+            // even if this caller is cancelled.
+            let job = fetch_tiles(self.clone(), header.clone(), ifd, claims);
+            tokio::spawn(job);
+        }
+        let mut out = Vec::with_capacity(waits.len());
+        for ((w, &(x, y)), &rows) in waits.into_iter().zip(xy).zip(need) {
+            let tile = w.await.map_err(|e| e.duplicate())?;
+            out.push(if tile.rows >= rows {
+                tile
+            } else {
+                self.decode_rest(header, ifd, x, y, tile).await?
+            });
+        }
+        Ok(out)
+    }
+
+    /// The whole of a tile that was decoded only partly, from its kept
+    /// compressed bytes (no fetch); the cache keeps the whole one.
+    async fn decode_rest(
+        &self,
+        header: &Arc<CogHeader>,
+        ifd: usize,
+        x: usize,
+        y: usize,
+        partial: TileData,
+    ) -> Result<TileData> {
+        let range = header.ifds[ifd].tile_range(x, y).unwrap_or(0..0);
+        if partial.compressed.is_none() {
+            return Err(Error::cog(
+                &header.href,
+                format!("tile ({x}, {y}) of IFD {ifd}: partial tile without its bytes"),
+            ));
+        }
+        let full = decode_rows(
+            header.clone(),
+            ifd,
+            x,
+            y,
+            range,
+            partial.compressed.clone(),
+            usize::MAX,
+        )
+        .await?;
+        self.cache.upgrade(
+            &TileKey {
+                href: header.href.clone(),
+                ifd,
+                x,
+                y,
+            },
+            &full,
+        );
+        Ok(full)
+    }
+}
+
+/// Fetches the claimed tiles in one coalesced `get_ranges`, decodes each on a
+/// blocking thread and completes its claim.
+async fn fetch_tiles(
+    reader: CogReader,
+    header: Arc<CogHeader>,
+    ifd: usize,
+    claims: Vec<(usize, usize, usize, Claim)>,
+) {
+    let href = header.href.clone();
+    let info = &header.ifds[ifd];
+    let ranges: Vec<Range<u64>> = claims
+        .iter()
+        .map(|(x, y, _, _)| info.tile_range(*x, *y).unwrap_or(0..0))
+        .collect();
+    let client = &reader.client;
+    let t0 = std::time::Instant::now();
+    let fetched = client
+        .get_ranges(
+            &href,
+            ranges.iter().filter(|r| r.end > r.start).cloned().collect(),
+        )
+        .await;
+    tracing::debug!(
+        href = %href,
+        ifd,
+        tiles = ranges.len(),
+        bytes = ranges.iter().map(|r| r.end - r.start).sum::<u64>(),
+        ms = t0.elapsed().as_secs_f64() * 1e3,
+        ok = fetched.is_ok(),
+        "tile fetch"
+    );
+    // Tile offsets from a header of another version of the file would
+    // decode garbage: fail these reads and read the header again next time.
+    let fetched = match client.object_version(&href) {
+        Some(now) if header.version.differs(&now) => {
+            reader.forget_header(&href);
+            Err(Error::cog(
+                href.clone(),
+                format!(
+                    "the file changed since its header was read (size {:?} -> {:?}, ETag {:?} -> {:?}); \
+                     the header is read again on the next read",
+                    header.version.size, now.size, header.version.etag, now.etag
+                ),
+            ))
+        }
+        _ => fetched,
+    };
+    let mut fetched = match fetched {
+        Ok(b) => b.into_iter(),
+        Err(e) => {
+            let e = Arc::new(e);
+            for (_, _, _, claim) in claims {
+                claim.complete(Err(e.clone()));
+            }
+            return;
+        }
+    };
+    // Decode every tile of the batch at once (each on a blocking thread), so
+    // a multi-tile window uses all cores rather than one tile after another.
+    let jobs = claims
+        .into_iter()
+        .zip(ranges)
+        .map(|((x, y, rows, claim), range)| {
+            let bytes = if range.end > range.start {
+                fetched.next()
+            } else {
+                None // a sparse tile: all nodata
+            };
+            let header = header.clone();
+            async move {
+                let result = decode_rows(header, ifd, x, y, range, bytes, rows).await;
+                claim.complete(result.map_err(Arc::new));
+            }
+        });
+    let t0 = std::time::Instant::now();
+    let n = futures::future::join_all(jobs.collect::<Vec<_>>())
+        .await
+        .len();
+    tracing::trace!(href = %href, tiles = n, ms = t0.elapsed().as_secs_f64() * 1e3, "tile decode");
+}

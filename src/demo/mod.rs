@@ -1,0 +1,36 @@
+//! The embedded demo world: a synthetic Sentinel-2 L2A-like scene set that
+//! tilestack generates from a recipe and serves itself on 127.0.0.1.
+//!
+//! A world folder holds:
+//!
+//! ```text
+//! world.json            manifest (written last: its presence marks a complete world)
+//! collection.json       STAC collection
+//! items/<id>.json       STAC 1.0 items, asset hrefs relative to the item file
+//! data/<id>/<band>.tif  COGs: B02 B03 B04 B08 (10 m, uint16), B11 (20 m, uint16), SCL (20 m, uint8)
+//! terminals.geojson     the port-terminal polygons (WGS 84)
+//! labels/ships.geojson  ground-truth ship footprints, one feature per ship and day (`datetime`)
+//! ```
+//!
+//! Generating is deterministic: the same recipe gives byte-identical files.
+
+//! Feature `demo`. Nothing in the pipeline depends on this module: it
+//! produces STAC items and COGs like a real catalog's, and serves them on
+//! 127.0.0.1 like a real server ([`WorldServer`]: a STAC API and Range reads),
+//! so the whole job can be run, tested and measured without the internet.
+
+mod cog_writer;
+mod recipe;
+mod render;
+mod server;
+mod world;
+
+pub use cog_writer::{
+    CogOptions, CogPixels, CogWriteError, MAX_DEFLATE_LEVEL, MAX_TILE_SIZE, OverviewResampling,
+    encode_cog, write_cog,
+};
+pub use recipe::{Acquisition, Granule, OAKLAND_RECIPE, Recipe, SceneDef, SceneSpec, Terminal};
+pub use server::{RequestLog, ServerOptions, ServerStats, WorldServer};
+pub use world::{
+    GENERATOR_VERSION, MANIFEST, SceneSummary, World, WorldManifest, recipe_key, terminals_geojson,
+};

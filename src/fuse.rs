@@ -1,0 +1,248 @@
+//! Fusion kernels, sync and pure: the per-pixel rules that turn a time
+//! step's warped scenes into one slice (first valid, NaN-skipping mean and
+//! median), sat-tile-stack's all-bands-zero nodata rule, normalized
+//! differences and min–max normalization.
+
+use ndarray::Array2;
+
+/// sat-tile-stack's nodata rule on one scene's warped bands: a pixel where
+/// every band is exactly 0 becomes NaN in all of them. A band not read (all
+/// NaN, never 0) means the rule cannot apply.
+pub(crate) fn nan_where_all_zero(head: &mut [Option<Vec<f32>>]) {
+    if head.iter().any(Option::is_none) {
+        return;
+    }
+    // One pass: the first band is rarely 0, so most pixels cost one load.
+    let n = head.iter().flatten().map(Vec::len).min().unwrap_or(0);
+    let mut bands: Vec<&mut [f32]> = head.iter_mut().flatten().map(|b| &mut b[..n]).collect();
+    if let Some((first, rest)) = bands.split_first_mut() {
+        for (p, v) in first.iter_mut().enumerate() {
+            if *v == 0.0 && rest.iter().all(|b| b[p] == 0.0) {
+                *v = f32::NAN;
+                for b in rest.iter_mut() {
+                    b[p] = f32::NAN;
+                }
+            }
+        }
+    }
+}
+
+/// The warped windows of a stack, `[scene][band]` as `h × w` values; `None`
+/// where nothing was read (the asset misses the tile, or a read failed and
+/// became NaN): all NaN.
+#[derive(Debug)]
+pub(crate) struct Warped {
+    pub(crate) bands: Vec<Vec<Option<Vec<f32>>>>,
+    npx: usize,
+}
+
+impl Warped {
+    pub(crate) fn new(scenes: usize, bands: usize, npx: usize) -> Warped {
+        Warped {
+            bands: vec![vec![None; bands]; scenes],
+            npx,
+        }
+    }
+
+    pub(crate) fn put(&mut self, scene: usize, band: usize, a: Array2<f32>) {
+        let v = if a.is_standard_layout() {
+            a.into_raw_vec_and_offset().0
+        } else {
+            a.iter().copied().collect()
+        };
+        if v.len() == self.npx {
+            self.bands[scene][band] = Some(v);
+        }
+    }
+
+    pub(crate) fn band(&self, scene: usize, band: usize) -> Option<&[f32]> {
+        self.bands[scene][band].as_deref()
+    }
+}
+
+/// The first non-NaN value over the scenes in `order`, into `dst`.
+pub(crate) fn first_valid(per: &Warped, order: &[usize], b: usize, dst: &mut [f32]) {
+    dst.fill(f32::NAN);
+    for &si in order {
+        let Some(src) = per.band(si, b) else { continue };
+        for (o, &v) in dst.iter_mut().zip(src) {
+            if o.is_nan() && !v.is_nan() {
+                *o = v;
+            }
+        }
+    }
+}
+
+/// NaN-skipping mean over the scenes in `order`, into `dst`: an f64 sum in
+/// scene order, divided once (the same arithmetic as summing a per-pixel list).
+pub(crate) fn mean_of(per: &Warped, order: &[usize], b: usize, dst: &mut [f32]) {
+    let read: Vec<&[f32]> = order.iter().filter_map(|&si| per.band(si, b)).collect();
+    if let [only] = read[..] {
+        // One scene: v / 1 in f64 is v again; only NaN is normalized.
+        for (o, &v) in dst.iter_mut().zip(only) {
+            *o = if v.is_nan() { f32::NAN } else { v };
+        }
+        return;
+    }
+    let mut sum = vec![0.0f64; dst.len()];
+    let mut count = vec![0u32; dst.len()];
+    for band in read {
+        for ((s, n), &v) in sum.iter_mut().zip(count.iter_mut()).zip(band) {
+            if !v.is_nan() {
+                *s += f64::from(v);
+                *n += 1;
+            }
+        }
+    }
+    for ((o, &s), &n) in dst.iter_mut().zip(&sum).zip(&count) {
+        *o = if n == 0 {
+            f32::NAN
+        } else {
+            (s / f64::from(n)) as f32
+        };
+    }
+}
+
+pub(crate) fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// `f` of the non-NaN values over the scenes in `order`, per pixel, into `dst`.
+pub(crate) fn reduce(
+    per: &Warped,
+    order: &[usize],
+    b: usize,
+    dst: &mut [f32],
+    f: fn(&mut [f64]) -> f64,
+) {
+    let bands: Vec<&[f32]> = order.iter().filter_map(|&si| per.band(si, b)).collect();
+    let mut buf = Vec::with_capacity(bands.len());
+    for (p, o) in dst.iter_mut().enumerate() {
+        buf.clear();
+        buf.extend(
+            bands
+                .iter()
+                .map(|band| band[p])
+                .filter(|v| !v.is_nan())
+                .map(f64::from),
+        );
+        *o = if buf.is_empty() {
+            f32::NAN
+        } else {
+            f(&mut buf) as f32
+        };
+    }
+}
+
+/// `(a − b) / (a + b)`, NaN where either is NaN or the sum is 0.
+pub(crate) fn normalized_difference(a: &[f32], b: &[f32]) -> Vec<f32> {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| {
+            let sum = x + y;
+            if sum == 0.0 { f32::NAN } else { (x - y) / sum }
+        })
+        .collect()
+}
+
+pub(crate) fn normalize(a: &mut [f32]) {
+    let (lo, hi) = a
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        });
+    if lo.is_finite() {
+        let span = hi - lo;
+        for v in a.iter_mut() {
+            *v = if span > 0.0 {
+                (*v - lo) / span
+            } else {
+                0.0 * *v
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_zero_pixels_become_nan_in_every_band_and_only_those() {
+        let mut scene = vec![
+            Some(vec![0.0, 0.0, 5.0, 0.0]),
+            Some(vec![0.0, 3.0, 0.0, 0.0]),
+            Some(vec![0.0, 0.0, 0.0, f32::NAN]),
+        ];
+        nan_where_all_zero(&mut scene);
+        let bits = |v: &Option<Vec<f32>>| {
+            v.as_ref()
+                .map(|v| v.iter().map(|x| x.is_nan()).collect::<Vec<_>>())
+        };
+        // pixel 0 is 0 everywhere; pixel 3 has a NaN band: not all zero
+        assert_eq!(bits(&scene[0]), Some(vec![true, false, false, false]));
+        assert_eq!(bits(&scene[2]), Some(vec![true, false, false, true]));
+        assert_eq!(scene[1].as_ref().unwrap()[1], 3.0);
+        // a band not read: the rule cannot apply
+        let mut partial = vec![Some(vec![0.0]), None];
+        nan_where_all_zero(&mut partial);
+        assert_eq!(partial[0], Some(vec![0.0]));
+    }
+
+    #[test]
+    fn fusion_rules() {
+        let mut per = Warped::new(4, 1, 3);
+        for (si, v) in [
+            vec![1.0, f32::NAN, 4.0],
+            vec![3.0, 2.0, f32::NAN],
+            vec![8.0, 6.0, f32::NAN],
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            per.put(si, 0, Array2::from_shape_vec((1, 3), v).unwrap());
+        }
+        let run = |f: &dyn Fn(&mut [f32])| {
+            let mut v = vec![0.0f32; 3];
+            f(&mut v);
+            v
+        };
+        // scene 3 was not read: it counts as NaN everywhere
+        assert_eq!(
+            run(&|d| mean_of(&per, &[0, 3, 1], 0, d)),
+            vec![2.0, 2.0, 4.0]
+        );
+        assert_eq!(run(&|d| mean_of(&per, &[0, 1], 0, d)), vec![2.0, 2.0, 4.0]);
+        assert_eq!(
+            run(&|d| reduce(&per, &[0, 1, 2], 0, d, median)),
+            vec![3.0, 4.0, 4.0]
+        );
+        assert_eq!(
+            run(&|d| first_valid(&per, &[1, 0], 0, d)),
+            vec![3.0, 2.0, 4.0]
+        );
+        assert!(
+            run(&|d| first_valid(&per, &[3], 0, d))
+                .iter()
+                .all(|v| v.is_nan())
+        );
+        let mut n = vec![2.0, 4.0, f32::NAN];
+        normalize(&mut n);
+        assert_eq!(n[1], 1.0);
+        assert!(n[2].is_nan());
+    }
+
+    #[test]
+    fn normalized_difference_of_zero_sum_is_nan() {
+        let nd = normalized_difference(&[3.0, 3.0], &[1.0, -3.0]);
+        assert_eq!(nd[0], 0.5);
+        assert!(nd[1].is_nan());
+    }
+}

@@ -1,0 +1,210 @@
+//! Planning a stack, fetching nothing: which scenes fall in which time
+//! step, which window of which asset each needs ([`StackPlan`]), which
+//! overview to read, and where scenes come from ([`Catalog`]).
+
+use crate::cog::CogHeader;
+use crate::request::StackRequest;
+use crate::scene::Scene;
+use crate::search::StacClient;
+use crate::warp::source_window;
+use crate::{BandName, Epsg, Error, GeoTransform, GridSpec, PixelWindow, Result, Warning};
+use chrono::NaiveDate;
+use geo::Intersects;
+
+/// One COG window to read and warp.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadPlan {
+    /// Index into [`StackPlan::scenes`].
+    pub scene: usize,
+    /// Index into [`StackPlan::read_bands`].
+    pub band: usize,
+    /// Asset href.
+    pub href: String,
+    /// Source window, clipped to the image.
+    pub window: PixelWindow,
+    /// Transform of the window's top-left pixel.
+    pub window_transform: GeoTransform,
+    /// Source CRS.
+    pub epsg: Epsg,
+    /// Nodata of the asset (applied by the reader too, from the COG).
+    pub nodata: Option<f64>,
+    /// `raster:bands` scale/offset to apply, if declared.
+    pub scale_offset: Option<(f64, f64)>,
+}
+
+/// A stack description: built without fetching anything.
+#[derive(Debug, Clone)]
+pub struct StackPlan {
+    /// The request.
+    pub request: StackRequest,
+    /// Target grid.
+    pub grid: GridSpec,
+    /// Time bins and the indices of their scenes (time order).
+    pub bins: Vec<((NaiveDate, NaiveDate), Vec<usize>)>,
+    /// Scenes that intersect the tile in the time range (time order).
+    pub scenes: Vec<Scene>,
+    /// Bands read: the requested ones, then the cloud band if it is extra.
+    pub read_bands: Vec<BandName>,
+    /// Windows to read.
+    pub reads: Vec<ReadPlan>,
+    /// Non-fatal findings (e.g. no scene intersects the tile).
+    pub warnings: Vec<Warning>,
+}
+
+impl StackPlan {
+    /// Plans a stack over `scenes` (any order; see [`scenes_from_items`](crate::scenes_from_items)).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad request, [`Error::Item`] when a scene lacks a band.
+    pub fn new(scenes: &[Scene], request: &StackRequest) -> Result<StackPlan> {
+        request.validate()?;
+        let grid = request.grid()?;
+        let read_bands = request.read_bands();
+        // The tile footprint in lon/lat, for the scene footprint test.
+        let ring = grid.wgs84_ring()?;
+        let tile = geo::Polygon::new(geo::LineString::from(ring.to_vec()), vec![]);
+        let bins_t = request.bins();
+        let (t0, t1) = (
+            request.start.and_hms_opt(0, 0, 0).map(|t| t.and_utc()),
+            bins_t
+                .last()
+                .and_then(|b| b.1.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc()),
+        );
+        let mut picked: Vec<Scene> = scenes
+            .iter()
+            .filter(|s| t0.is_none_or(|t| s.datetime >= t) && t1.is_none_or(|t| s.datetime < t))
+            .filter(|s| s.footprint.intersects(&tile))
+            .cloned()
+            .collect();
+        picked.sort_by(|a, b| a.datetime.cmp(&b.datetime).then_with(|| a.id.cmp(&b.id)));
+        let mut warnings = Vec::new();
+        if picked.is_empty() {
+            warnings.push(Warning::NoScenes {
+                centroid: request.centroid,
+                start: request.start,
+                end: request.end,
+            });
+        }
+        let mut reads = Vec::new();
+        for (si, scene) in picked.iter().enumerate() {
+            for (bi, band) in read_bands.iter().enumerate() {
+                let a = scene.assets.get(band).ok_or_else(|| Error::Item {
+                    item: scene.id.clone(),
+                    message: format!(
+                        "band {band} was not converted (ask scenes_from_items for it)"
+                    ),
+                })?;
+                let (c0, r0, c1, r1) =
+                    source_window(&a.transform, a.epsg, &grid, request.resampling)?;
+                let Some(window) = PixelWindow::from_bounds(c0, r0, c1, r1, a.shape.1, a.shape.0)
+                else {
+                    continue; // this asset's grid misses the tile
+                };
+                reads.push(ReadPlan {
+                    scene: si,
+                    band: bi,
+                    href: a.href.clone(),
+                    window,
+                    window_transform: window.transform(&a.transform),
+                    epsg: a.epsg,
+                    nodata: a.nodata,
+                    scale_offset: a.scale_offset,
+                });
+            }
+        }
+        let bins = bins_t
+            .into_iter()
+            .map(|(a, b)| {
+                let idx = picked
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| {
+                        let d = s.datetime.date_naive();
+                        d >= a && d < b
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                ((a, b), idx)
+            })
+            .collect();
+        Ok(StackPlan {
+            request: request.clone(),
+            grid,
+            bins,
+            scenes: picked,
+            read_bands,
+            reads,
+            warnings,
+        })
+    }
+
+    /// Source pixels the plan will read (an estimate of work before `load`).
+    pub fn source_pixels(&self) -> u64 {
+        self.reads.iter().map(|r| r.window.pixels()).sum()
+    }
+
+    /// Rough bytes to fetch: source pixels × 2 bytes (uint16) × 0.6, a typical
+    /// DEFLATE ratio of Sentinel-2 COGs, plus one 16 KiB header per asset.
+    pub fn estimated_bytes(&self) -> u64 {
+        let hrefs: std::collections::HashSet<&str> =
+            self.reads.iter().map(|r| r.href.as_str()).collect();
+        (self.source_pixels() as f64 * 2.0 * 0.6) as u64 + hrefs.len() as u64 * 16 * 1024
+    }
+}
+
+/// The coarsest overview of `h` whose pixels are not coarser than `target`
+/// (CRS units), with its transform; `None` when full resolution fits best.
+pub(crate) fn pick_overview(h: &CogHeader, target: f64) -> Option<(usize, GeoTransform)> {
+    let main = h.ifds.first()?;
+    let mut best: Option<(usize, GeoTransform)> = None;
+    for i in 1..h.ifds.len() {
+        let info = &h.ifds[i];
+        // skip GDAL mask IFDs and anything that is not a smaller copy of the image
+        if info.width >= main.width || info.sample_type != main.sample_type || info.tile_width == 0
+        {
+            continue;
+        }
+        if let Some(t) = h.ifd_transform(i)
+            && t.dx.abs() <= target * (1.0 + 1e-9)
+            && best.as_ref().is_none_or(|(_, b)| t.dx.abs() > b.dx.abs())
+        {
+            best = Some((i, t));
+        }
+    }
+    best
+}
+
+/// Where a stack's scenes come from.
+#[derive(Debug, Clone)]
+pub enum Catalog {
+    /// A live STAC API and collection. The client (and its connection pool)
+    /// is shared by every search through this catalog: build it once with
+    /// [`Catalog::stac`].
+    Stac {
+        /// The API client.
+        client: StacClient,
+        /// Collection id.
+        collection: String,
+    },
+    /// Items from a snapshot file or memory: no STAC API needed.
+    Items(Vec<stac::Item>),
+}
+
+impl Catalog {
+    /// A live STAC API at landing page `url`, searching `collection`.
+    ///
+    /// ```
+    /// let cat = tilestack::Catalog::stac("http://127.0.0.1:8090", "sentinel-2-l2a").unwrap();
+    /// assert!(matches!(cat, tilestack::Catalog::Stac { .. }));
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a malformed URL.
+    pub fn stac(url: &str, collection: &str) -> Result<Catalog> {
+        Ok(Catalog::Stac {
+            client: StacClient::new(url)?,
+            collection: collection.to_string(),
+        })
+    }
+}

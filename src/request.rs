@@ -1,0 +1,373 @@
+//! What stack to build: [`StackRequest`] (a serde type: one TOML/JSON
+//! document is one request, with the defaults it documents), its fusion and
+//! cadence choices, and the derived bands it can ask for.
+
+use crate::warp::Resampling;
+use crate::{BandName, Epsg, Error, GridSpec, Resolution, Result, Transformer};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+/// How the scenes of one time step are fused, per pixel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fusion {
+    /// NaN-skipping mean over the step's scenes (sat-tile-stack's default).
+    #[default]
+    Mean,
+    /// First valid value in time order.
+    First,
+    /// First valid value, least cloudy scene first.
+    LeastCloudy,
+    /// NaN-skipping median.
+    Median,
+}
+
+impl std::str::FromStr for Fusion {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "mean" => Ok(Fusion::Mean),
+            "first" => Ok(Fusion::First),
+            "least-cloudy" => Ok(Fusion::LeastCloudy),
+            "median" => Ok(Fusion::Median),
+            _ => Err(Error::invalid(
+                "fuse",
+                format!("{s:?} (use mean, first, least-cloudy or median)"),
+            )),
+        }
+    }
+}
+
+/// Time binning, anchored at the range start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cadence {
+    /// One step per UTC day.
+    #[default]
+    Daily,
+    /// One step per N days.
+    Days(u32),
+    /// One step per month (from the start day to the same day next month).
+    Month,
+}
+
+impl std::str::FromStr for Cadence {
+    type Err = Error;
+    /// `day`, `month`, or `Nd` (e.g. `5d`).
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "day" | "daily" | "1d" => Ok(Cadence::Daily),
+            "month" | "monthly" => Ok(Cadence::Month),
+            _ => s
+                .strip_suffix('d')
+                .and_then(|n| n.parse::<u32>().ok())
+                .filter(|&n| n > 0)
+                .map(Cadence::Days)
+                .ok_or_else(|| Error::invalid("cadence", format!("{s:?} (use day, month or Nd)"))),
+        }
+    }
+}
+
+/// What stack to build. One TOML/JSON document = one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StackRequest {
+    /// `[lon, lat]` of the tile centre, degrees.
+    pub centroid: [f64; 2],
+    /// Bands (asset keys), in output order.
+    pub bands: Vec<BandName>,
+    /// First day (UTC), inclusive.
+    pub start: NaiveDate,
+    /// Last day (UTC), inclusive.
+    pub end: NaiveDate,
+    /// Pixel size, CRS units. Default 10 m.
+    #[serde(default = "default_resolution")]
+    pub resolution: Resolution,
+    /// Tile side, pixels. Default 256.
+    #[serde(default = "default_tile_size")]
+    pub tile_size: usize,
+    /// Target CRS; default the UTM zone of the centroid (deterministic, never "the first item's").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epsg: Option<Epsg>,
+    /// Fusion of same-step scenes. Default mean.
+    #[serde(default)]
+    pub fuse: Fusion,
+    /// Resampling. Default nearest.
+    #[serde(default)]
+    pub resampling: Resampling,
+    /// Time binning. Default daily.
+    #[serde(default)]
+    pub cadence: Cadence,
+    /// Categorical bands: never averaged (first valid, least cloudy first), never normalized. Default `["SCL"]`.
+    #[serde(default = "default_categorical")]
+    pub categorical: Vec<BandName>,
+    /// Band read for the tile's own cloud fraction (SCL), if any. Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_band: Option<BandName>,
+    /// Min–max normalize each (step, band) to 0–1 over the tile (non-categorical bands). Default false.
+    #[serde(default)]
+    pub normalize: bool,
+    /// Read a COG overview instead of the full resolution when the target grid
+    /// is at least twice as coarse (the coarsest overview not coarser than the
+    /// target), as GDAL's warper does. Default true.
+    #[serde(default = "yes")]
+    pub use_overviews: bool,
+    /// A window that still fails after retries becomes NaN and is listed in
+    /// [`TileStack::read_errors`] instead of failing the stack. Default false.
+    #[serde(default)]
+    pub errors_as_nodata: bool,
+}
+
+impl StackRequest {
+    /// A request with the defaults (10 m, 256 px, daily mean, nearest).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when `end < start` or no band is given.
+    pub fn new(
+        centroid: [f64; 2],
+        bands: Vec<BandName>,
+        start: NaiveDate,
+        end: NaiveDate,
+    ) -> Result<Self> {
+        let r = StackRequest {
+            centroid,
+            bands,
+            start,
+            end,
+            resolution: default_resolution(),
+            tile_size: default_tile_size(),
+            epsg: None,
+            fuse: Fusion::Mean,
+            resampling: Resampling::Nearest,
+            cadence: Cadence::Daily,
+            categorical: default_categorical(),
+            cloud_band: None,
+            normalize: false,
+            errors_as_nodata: false,
+            use_overviews: true,
+        };
+        r.validate()?;
+        Ok(r)
+    }
+
+    /// Checks the request.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the field.
+    pub fn validate(&self) -> Result<()> {
+        if self.end < self.start {
+            return Err(Error::invalid(
+                "time range",
+                format!("{}/{}: end is before start", self.start, self.end),
+            ));
+        }
+        if self.bands.is_empty() {
+            return Err(Error::invalid("bands", "no band requested"));
+        }
+        if self.tile_size == 0 || self.tile_size > 16384 {
+            return Err(Error::invalid(
+                "tile size",
+                format!("{} (1..=16384)", self.tile_size),
+            ));
+        }
+        let [lon, lat] = self.centroid;
+        if !(-180.0..=180.0).contains(&lon) || !(-90.0..=90.0).contains(&lat) {
+            return Err(Error::invalid(
+                "centroid",
+                format!("({lon}, {lat}) is not a lon/lat"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The target grid: `tile_size`² at `resolution` around the centroid.
+    ///
+    /// # Errors
+    /// [`Error::Crs`] when the CRS is unsupported.
+    pub fn grid(&self) -> Result<GridSpec> {
+        let [lon, lat] = self.centroid;
+        let epsg = self.epsg.unwrap_or_else(|| Epsg::utm_for(lon, lat));
+        let (x, y) = Transformer::new(Epsg::WGS84, epsg)?.transform(lon, lat)?;
+        GridSpec::tile_around(epsg, x, y, self.tile_size, self.resolution)
+    }
+
+    /// Time bins `[start, end)` anchored at `start`, the last clipped to `end + 1 day`.
+    pub fn bins(&self) -> Vec<(NaiveDate, NaiveDate)> {
+        let stop = self.end + chrono::Days::new(1);
+        let mut out = Vec::new();
+        let mut a = self.start;
+        while a < stop {
+            let b = match self.cadence {
+                Cadence::Daily => a + chrono::Days::new(1),
+                Cadence::Days(n) => a + chrono::Days::new(n.max(1) as u64),
+                Cadence::Month => add_month(a),
+            };
+            out.push((a, b.min(stop)));
+            a = b;
+        }
+        out
+    }
+
+    pub(crate) fn is_categorical(&self, b: &BandName) -> bool {
+        self.categorical.contains(b)
+    }
+
+    /// The assets to read: requested bands (the inputs of derived ones in
+    /// their place), then the cloud band if it is extra. No repeats.
+    pub fn read_bands(&self) -> Vec<BandName> {
+        let mut out: Vec<BandName> = Vec::new();
+        let mut push = |b: BandName| {
+            if !out.contains(&b) {
+                out.push(b);
+            }
+        };
+        for b in &self.bands {
+            match derived_inputs(b) {
+                Some((x, y)) => {
+                    push(BandName::known(x));
+                    push(BandName::known(y));
+                }
+                None => push(b.clone()),
+            }
+        }
+        if let Some(cb) = &self.cloud_band {
+            push(cb.clone());
+        }
+        out
+    }
+}
+
+/// Derived bands, computed from fused inputs as a normalized difference
+/// `(a − b) / (a + b)`: `ndvi` = (B08, B04), `ndwi` = (B03, B08) (Sentinel-2 keys).
+pub fn derived_inputs(band: &BandName) -> Option<(&'static str, &'static str)> {
+    match band.as_str().to_ascii_lowercase().as_str() {
+        "ndvi" => Some(("B08", "B04")),
+        "ndwi" => Some(("B03", "B08")),
+        _ => None,
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_resolution() -> Resolution {
+    Resolution::TEN_METRES
+}
+
+fn default_tile_size() -> usize {
+    256
+}
+
+fn default_categorical() -> Vec<BandName> {
+    vec![BandName::known("SCL")]
+}
+
+fn add_month(d: NaiveDate) -> NaiveDate {
+    d.checked_add_months(chrono::Months::new(1))
+        .unwrap_or(d + chrono::Days::new(31))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2019, 8, day).unwrap()
+    }
+
+    #[test]
+    fn bins_are_inclusive_and_anchored() {
+        let b = BandName::parse_list("B04").unwrap();
+        let mut r = StackRequest::new([-122.33, 37.81], b, d(1), d(30)).unwrap();
+        assert_eq!(r.bins().len(), 30);
+        r.cadence = Cadence::Days(7);
+        let bins = r.bins();
+        assert_eq!(bins.len(), 5);
+        assert_eq!(bins[4], (d(29), d(31)));
+        r.cadence = Cadence::Month;
+        r.start = NaiveDate::from_ymd_opt(2019, 5, 1).unwrap();
+        r.end = NaiveDate::from_ymd_opt(2019, 9, 30).unwrap();
+        assert_eq!(r.bins().len(), 5);
+        assert!(
+            StackRequest::new([0.0, 0.0], BandName::parse_list("B04").unwrap(), d(2), d(1))
+                .is_err()
+        );
+        assert_eq!("5d".parse::<Cadence>().unwrap(), Cadence::Days(5));
+        assert!("0d".parse::<Cadence>().is_err());
+    }
+
+    #[test]
+    fn grids_south_and_at_zone_edges() {
+        let b = BandName::parse_list("B04").unwrap();
+        // southern hemisphere: 327xx with the 10 000 km false northing
+        let r = StackRequest::new([151.21, -33.87], b.clone(), d(1), d(2)).unwrap();
+        let g = r.grid().unwrap();
+        assert_eq!(g.epsg.code(), 32756);
+        assert!(g.transform.y0 > 6_000_000.0 && g.transform.y0 < 10_000_000.0);
+        assert_eq!(g.transform.x0 % 10.0, 0.0);
+        // either side of the 120° W zone edge: 10N vs 11N, deterministic
+        let west = StackRequest::new([-120.0001, 37.0], b.clone(), d(1), d(2)).unwrap();
+        let east = StackRequest::new([-119.9999, 37.0], b.clone(), d(1), d(2)).unwrap();
+        assert_eq!(west.grid().unwrap().epsg.code(), 32610);
+        assert_eq!(east.grid().unwrap().epsg.code(), 32611);
+        // a configured EPSG wins
+        let mut forced = west.clone();
+        forced.epsg = Some(Epsg::new(32611).unwrap());
+        assert_eq!(forced.grid().unwrap().epsg.code(), 32611);
+    }
+
+    #[test]
+    fn derived_bands_read_their_inputs_once() {
+        let mut r = StackRequest::new(
+            [0.0, 0.0],
+            BandName::parse_list("B04,ndvi").unwrap(),
+            d(1),
+            d(1),
+        )
+        .unwrap();
+        r.cloud_band = Some(BandName::new("SCL").unwrap());
+        let names: Vec<String> = r.read_bands().iter().map(|b| b.to_string()).collect();
+        assert_eq!(names, ["B04", "B08", "SCL"]);
+    }
+
+    #[test]
+    fn toml_applies_the_documented_defaults_and_round_trips() {
+        let text = r#"
+            centroid = [-122.33, 37.81]
+            bands = ["B04", "B03"]
+            start = "2019-08-01"
+            end = "2019-08-30"
+        "#;
+        let parsed: StackRequest = toml::from_str(text).unwrap();
+        let want = StackRequest::new(
+            [-122.33, 37.81],
+            BandName::parse_list("B04,B03").unwrap(),
+            d(1),
+            d(30),
+        )
+        .unwrap();
+        assert_eq!(parsed, want);
+        assert_eq!(parsed.resolution.metres(), 10.0);
+        assert_eq!(parsed.tile_size, 256);
+        assert_eq!(parsed.categorical, vec![BandName::new("SCL").unwrap()]);
+        assert!(parsed.use_overviews && !parsed.errors_as_nodata && !parsed.normalize);
+        // every field set: written and read back unchanged
+        let mut full = want.clone();
+        full.epsg = Some(Epsg::new(32611).unwrap());
+        full.cloud_band = Some(BandName::new("SCL").unwrap());
+        full.fuse = Fusion::Median;
+        full.cadence = Cadence::Days(5);
+        full.resampling = Resampling::Bilinear;
+        full.normalize = true;
+        full.errors_as_nodata = true;
+        full.use_overviews = false;
+        full.tile_size = 64;
+        for r in [want, full] {
+            let back: StackRequest = toml::from_str(&toml::to_string(&r).unwrap()).unwrap();
+            assert_eq!(back, r);
+        }
+        // a missing required field names itself
+        let e = toml::from_str::<StackRequest>("bands = [\"B04\"]").unwrap_err();
+        assert!(e.to_string().contains("centroid"), "{e}");
+    }
+}
