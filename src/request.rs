@@ -112,7 +112,7 @@ pub struct StackRequest {
     #[serde(default = "yes")]
     pub use_overviews: bool,
     /// A window that still fails after retries becomes NaN and is listed in
-    /// [`TileStack::read_errors`] instead of failing the stack. Default false.
+    /// [`TileStack::read_errors`](crate::TileStack::read_errors) instead of failing the stack. Default false.
     #[serde(default)]
     pub errors_as_nodata: bool,
 }

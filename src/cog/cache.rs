@@ -19,7 +19,7 @@ struct CacheState {
     in_flight: HashMap<TileKey, SharedTile>,
 }
 
-/// The one cache of **decoded** tiles ([`Tile`]: inflated, predictor undone,
+/// The one cache of **decoded** tiles ([`Tile`](crate::Tile): inflated, predictor undone,
 /// in native samples — 2 bytes a pixel for uint16 — so a hit costs no
 /// inflate), bounded in bytes, shared by every thread and every reader.
 /// Clones share the same cache.

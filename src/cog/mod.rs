@@ -27,6 +27,7 @@ pub use header::{
     CogHeader, IfdInfo, MAX_IMAGE_PIXELS, MAX_TILE_BYTES, MAX_TILE_PIXELS, MAX_WINDOW_PIXELS,
     SampleType,
 };
+#[cfg(feature = "demo")]
 pub(crate) use header_store::fnv1a;
 pub use header_store::{HeaderStore, cache_root};
 pub use tile::{Samples, Tile, TileData, TileKey};

@@ -33,7 +33,7 @@ impl TileWindow {
     /// The window warped onto `dst` by nearest neighbour within one CRS,
     /// sampled straight from the tiles; `window_transform` georeferences
     /// the window's top-left pixel. Bit-identical to
-    /// [`crate::warp::warp`] of [`CogReader::read_window`]'s array, without
+    /// [`warp`](crate::warp()) of [`CogReader::read_window`](crate::CogReader::read_window)'s array, without
     /// that intermediate copy (pixels outside the window or the image: NaN).
     pub fn nearest(&self, window_transform: &GeoTransform, dst: &GridSpec) -> Array2<f32> {
         let PixelWindow {

@@ -195,7 +195,7 @@ pub enum CogWriteError {
 
 /// Encodes a single-band Cloud-Optimized GeoTIFF into memory.
 ///
-/// See the [module documentation](self) for the exact layout.
+/// See the module documentation of `src/demo/cog_writer.rs` for the exact layout.
 pub fn encode_cog(pixels: CogPixels<'_>, opts: &CogOptions) -> Result<Vec<u8>, CogWriteError> {
     match pixels {
         CogPixels::U8(p) => encode_typed(p, opts),
