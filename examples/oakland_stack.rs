@@ -3,7 +3,7 @@
 //! 127.0.0.1, search, read, warp, fuse and mask.
 //!
 //! ```sh
-//! cargo run --release --example oakland_stack
+//! cargo run --release --features demo --example oakland_stack
 //! ```
 
 use tilestack::Mask;

@@ -433,22 +433,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn datetimes_normalize() {
-        assert_eq!(
-            normalize_datetime("2019-08-01/2019-08-30").unwrap(),
-            "2019-08-01T00:00:00Z/2019-08-30T23:59:59Z"
+    fn search_datetime_is_the_time_range_parser() {
+        // the parsing itself is tested with TimeRange (units.rs)
+        let d = SearchRequest::new("c").datetime("2019-08-01/..").unwrap();
+        assert_eq!(d.datetime.as_deref(), Some("2019-08-01T00:00:00Z/.."));
+        assert!(
+            SearchRequest::new("c")
+                .datetime("2019-08-30/2019-08-01")
+                .is_err()
         );
-        assert_eq!(
-            normalize_datetime("2019-08-01/..").unwrap(),
-            "2019-08-01T00:00:00Z/.."
-        );
-        assert_eq!(
-            normalize_datetime("2019-08-05").unwrap(),
-            "2019-08-05T00:00:00Z/2019-08-05T23:59:59Z"
-        );
-        assert!(normalize_datetime("2019-08-30/2019-08-01").is_err());
-        assert!(normalize_datetime("yesterday").is_err());
-        assert!(normalize_datetime("../..").is_err());
     }
 
     #[test]
