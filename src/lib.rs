@@ -1,7 +1,7 @@
-#![cfg_attr(feature = "demo", doc = include_str!("../README.md"))]
+#![cfg_attr(all(feature = "demo", feature = "burn"), doc = include_str!("../README.md"))]
 #![cfg_attr(
-    not(feature = "demo"),
-    doc = "Daily satellite tile stacks from STAC + COGs, fed to burn training loops. The README, with examples that run against the demo world, is this page built with the `demo` feature."
+    not(all(feature = "demo", feature = "burn")),
+    doc = "Daily satellite tile stacks from STAC + COGs, fed to burn training loops. The README, with examples that run against the demo world, is this page built with the `demo` and `burn` features."
 )]
 //!
 //! # Where each stage lives
@@ -27,8 +27,11 @@
 //! | pictures (feature `plot`) | `plot.rs` | `plot_days`, `plot_timeseries` |
 //! | the demo world (feature `demo`) | `demo/` | `demo::World`, `demo::WorldServer` |
 
+mod batches;
 mod cog;
+mod config;
 mod crs;
+mod dataset;
 #[cfg(feature = "demo")]
 pub mod demo;
 mod error;
@@ -42,6 +45,7 @@ mod plan;
 mod plot;
 mod rasterize;
 mod request;
+mod sample;
 mod scene;
 mod search;
 mod stack;
@@ -50,12 +54,18 @@ mod train;
 mod units;
 mod warp;
 
+pub use batches::{BatchLoader, EpochBatches, HostBatch, LoaderMetrics, SampleStatus};
 pub use cog::{
     CogHeader, CogReader, HeaderStore, IfdInfo, MAX_IMAGE_PIXELS, MAX_TILE_BYTES, MAX_TILE_PIXELS,
     MAX_WINDOW_PIXELS, SampleType, Samples, Tile, TileCache, TileData, TileKey, TileWindow,
     cache_root, decode_tile,
 };
+pub use config::{
+    AugmentConfig, CatalogConfig, CatalogSource, DatasetConfig, ErrorPolicy, FilterConfig,
+    LastBatch, LayerConfig, LoaderConfig, NormalizeConfig,
+};
 pub use crs::{Transformer, bbox_around};
+pub use dataset::{DatasetReport, DatasetSample, TileDataset};
 pub use error::{Cause, Error, Result, Warning};
 pub use fetch::{
     Cloud, DEFAULT_COALESCE_GAP, DEFAULT_CONCURRENCY, DEFAULT_PER_HOST, FetchMetrics,
@@ -72,12 +82,13 @@ pub use plan::{Catalog, ReadPlan, StackPlan};
 pub use plot::{PlotOptions, plot_days, plot_timeseries, save_png};
 pub use rasterize::{Mask, MaskFeature, Rings};
 pub use request::{Cadence, Fusion, StackRequest, derived_inputs};
+pub use sample::{SamplePoint, SamplerConfig, TimeWindows, cross};
 pub use scene::{Scene, SceneAsset, scenes_from_items};
 pub use search::{
     SearchRequest, SearchResults, StacClient, load_snapshot, normalize_datetime, save_snapshot,
 };
 pub use stack::TileStack;
 #[cfg(feature = "burn")]
-pub use train::{TileBatch, TileBatcher};
+pub use train::{StackDataLoader, TileBatch, TileBatcher};
 pub use units::{BandName, Epsg, Resolution, TimeRange, parse_day_range};
 pub use warp::{Resampling, nearest_indices, source_window, warp};

@@ -350,6 +350,16 @@ impl StackPlan {
 /// # Errors
 /// An invalid request, or the search's error naming the URL.
 pub async fn search_items(catalog: &Catalog, req: &StackRequest) -> Result<Vec<stac::Item>> {
+    search_items_query(catalog, req, None).await
+}
+
+/// [`search_items`] with a STAC `query` (e.g. on `eo:cloud_cover`) sent to a
+/// STAC API; items of a snapshot are returned unfiltered (filter the scenes).
+pub(crate) async fn search_items_query(
+    catalog: &Catalog,
+    req: &StackRequest,
+    query: Option<&serde_json::Value>,
+) -> Result<Vec<stac::Item>> {
     req.validate()?;
     Ok(match catalog {
         Catalog::Items(items) => items.clone(),
@@ -364,6 +374,9 @@ pub async fn search_items(catalog: &Catalog, req: &StackRequest) -> Result<Vec<s
                 .bbox(bbox)
                 .datetime(&format!("{}/{}", req.start, last))?;
             sreq.limit = Some(250);
+            if let Some(q) = query {
+                sreq = sreq.query(q.clone());
+            }
             client.search(&sreq).await?.items
         }
     })

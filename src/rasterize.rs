@@ -87,10 +87,28 @@ impl Mask {
     /// # Errors
     /// [`Error::Crs`] when the grid CRS is unsupported.
     pub fn rasterize(&self, grid: &GridSpec, day: Option<NaiveDate>) -> Result<Array2<f32>> {
+        self.rasterize_days(grid, day.map(|d| (d, d + chrono::Days::new(1))))
+    }
+
+    /// Burns the undated features plus those dated in `[start, end)` (a
+    /// time step of several days) onto `grid`: 1 inside, 0 outside.
+    ///
+    /// # Errors
+    /// [`Error::Crs`] when the grid CRS is unsupported.
+    pub fn rasterize_days(
+        &self,
+        grid: &GridSpec,
+        days: Option<(NaiveDate, NaiveDate)>,
+    ) -> Result<Array2<f32>> {
         let t = Transformer::new(Epsg::WGS84, grid.epsg)?;
         let mut out = Array2::zeros((grid.height, grid.width));
         for f in &self.features {
-            if f.day.is_some() && f.day != day {
+            let applies = match (f.day, days) {
+                (None, _) => true,
+                (Some(d), Some((a, b))) => a <= d && d < b,
+                (Some(_), None) => false,
+            };
+            if !applies {
                 continue;
             }
             for poly in &f.polygons {

@@ -70,6 +70,7 @@ impl std::str::FromStr for Cadence {
 
 /// What stack to build. One TOML/JSON document = one request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StackRequest {
     /// `[lon, lat]` of the tile centre, degrees.
     pub centroid: [f64; 2],

@@ -173,6 +173,40 @@ impl StacClient {
         })
     }
 
+    /// The conformance classes the landing page declares (`conformsTo`).
+    ///
+    /// # Errors
+    /// [`Error::Http`] naming the URL; [`Error::Stac`] when the page is not JSON.
+    pub async fn conformance(&self) -> Result<Vec<String>> {
+        let url = self.root.to_string();
+        let page = self
+            .send_json(self.http.get(self.root.clone()), &url)
+            .await?;
+        Ok(page
+            .get("conformsTo")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Whether the API declares the `query` extension of item search. A
+    /// server that does not may answer a search with a `query` with no item
+    /// at all (stac-server's memory backend does), so filter on the client.
+    ///
+    /// # Errors
+    /// As [`StacClient::conformance`].
+    pub async fn supports_query(&self) -> Result<bool> {
+        Ok(self
+            .conformance()
+            .await?
+            .iter()
+            .any(|c| c.contains("item-search") && c.ends_with("#query")))
+    }
+
     /// Runs a search and follows every `next` link (up to `max_items`).
     ///
     /// # Errors

@@ -1,50 +1,51 @@
 //! burn adapters (feature `burn`): the only module that imports burn.
 //!
-//! * [`StackLoader`] is a burn `Dataset<TileStack>`: hand an
-//!   `Arc<StackLoader>` to burn's `DataLoaderBuilder` and keep a clone to
-//!   call [`StackLoader::set_epoch`] between epochs and read its stats.
-//!   Shuffle with [`crate::loader::LoaderOptions::shuffle`], **not** with
-//!   `DataLoaderBuilder::shuffle`: the loader prefetches ahead of each
-//!   worker's contiguous chunk of positions, which a framework-side shuffle
-//!   would scramble.
-//! * [`TileBatcher`] stacks tile stacks into a [`TileBatch`] of tensors.
+//! * [`StackDataLoader`] implements burn's `DataLoader<TileBatch>`:
+//!   tilestack owns the order, the batching and the prefetch
+//!   ([`BatchLoader`]), and hands burn whole batches as tensors. Each
+//!   `iter()` is one epoch with its own seeded order; `slice` is burn's
+//!   multi-device split (equal batch counts); `to_device` shares the
+//!   prefetcher. It works under burn's training API (`SupervisedTraining`,
+//!   which calls `iter()` once per epoch) and in a hand-written loop.
+//! * [`StackLoader`] as a burn `Dataset<TileStack>` with [`TileBatcher`],
+//!   for users who want burn's own `DataLoaderBuilder`. Its limits are
+//!   burn's: the builder freezes a shuffled order at its first epoch, keeps
+//!   up to 100 finished batches outside any byte budget, and one failing
+//!   sample ends a training run. Prefer [`StackDataLoader`].
 //!
 //! ```no_run
-//! use std::sync::Arc;
-//! use burn::data::dataloader::DataLoaderBuilder;
-//! use tilestack::{LoaderOptions, StackLoader};
-//! use tilestack::TileBatcher;
-//! # use tilestack::{BandName, CogReader, TileCache, HttpRangeClient, RetryConfig};
-//! # use tilestack::{Catalog, StackRequest};
-//! # let day = |d| chrono::NaiveDate::from_ymd_opt(2019, 8, d).unwrap();
-//! # let catalog = Catalog::stac("http://127.0.0.1:8090", "sentinel-2-l2a")?;
-//! # let reader = CogReader::new(HttpRangeClient::new(RetryConfig::default())?, TileCache::new(1 << 30));
-//! # let requests = vec![StackRequest::new([-122.33, 37.81], BandName::parse_list("B04")?, day(1), day(30))?];
-//! let opts = LoaderOptions { shuffle: Some(1), ..LoaderOptions::default() };
-//! let loader = Arc::new(StackLoader::plan(&catalog, requests, reader, None, opts)?);
-//! let data = DataLoaderBuilder::new(TileBatcher::default())
-//!     .batch_size(8)
-//!     .num_workers(2)
-//!     .build(loader.clone());
+//! use burn::data::dataloader::DataLoader;
+//! use burn::tensor::Device;
+//! use tilestack::StackDataLoader;
+//! let loader = StackDataLoader::from_config("datasets/oakland-ships.toml".as_ref(), &Device::default())?;
 //! for epoch in 0..3 {
-//!     loader.set_epoch(epoch);
-//!     for batch in data.iter() {
-//!         let batch = batch.expect("a stack failed to load");
-//!         println!("{:?}", batch.images.dims()); // [8, T, C, H, W]
+//!     for batch in loader.iter() {
+//!         let batch = batch.expect("a sample failed to load");
+//!         let [b, t, c, h, w] = batch.inputs.dims(); // no mask or label channels
+//!         let ships = batch.label("ships").expect("a label layer"); // [B, T, H, W]
+//!         let valid = &batch.valid; // [B, T, H, W]: 1 where every band has data
+//!         # let _ = (b, t, c, h, w, ships, valid, epoch);
 //!     }
+//!     println!("{}", loader.last_metrics().expect("an epoch ended"));
 //! }
 //! # Ok::<(), tilestack::Error>(())
 //! ```
 
+use crate::batches::{BatchLoader, EpochBatches, HostBatch, LoaderMetrics, SampleStatus};
+use crate::config::{DatasetConfig, LoaderConfig};
+use crate::dataset::TileDataset;
 use crate::loader::StackLoader;
 use crate::stack::TileStack;
 use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
 use burn::data::dataset::{Dataset, DatasetError};
 use burn::tensor::{Device, Tensor, TensorData};
+use chrono::NaiveDate;
+use std::sync::Arc;
 
 impl Dataset<TileStack> for StackLoader {
     fn get(&self, index: usize) -> Result<TileStack, DatasetError> {
-        StackLoader::get(self, index).map_err(DatasetError::new)
+        StackLoader::get(self, index).map_err(|e| DatasetError::new(Chained(e)))
     }
 
     fn len(&self) -> usize {
@@ -52,60 +53,261 @@ impl Dataset<TileStack> for StackLoader {
     }
 }
 
-/// Stacks [`TileStack`]s into a [`TileBatch`] on a device.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct TileBatcher {
-    /// The value NaN (nodata) pixels take in `images` (default `None`: they
-    /// stay NaN; most models want a number, e.g. `Some(0.0)`).
-    pub nan_fill: Option<f32>,
+/// A tilestack error shown with its causes: burn prints only the top error.
+#[derive(Debug)]
+struct Chained(crate::Error);
+
+impl std::fmt::Display for Chained {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.chain())
+    }
 }
 
-/// A batch of `B` tile stacks of one shape.
+impl std::error::Error for Chained {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// A batch as tensors on a device, with its samples' metadata.
 #[derive(Debug, Clone)]
 pub struct TileBatch {
-    /// `[B, T, C, H, W]` pixels (the mask band, if any, last in `C`).
-    pub images: Tensor<5>,
-    /// `[B, T]` percent of NaN pixels per step over the requested bands, 0–100.
-    pub pct_nans: Tensor<2>,
+    /// `[B, T, C, H, W]` inputs: the requested bands only (no mask or label
+    /// channels), normalized as the config says, no-data replaced by the
+    /// fill value (`normalize.fill`, default 0).
+    pub inputs: Tensor<5>,
+    /// `[B, T, H, W]`: 1 where every input band has data, else 0. Multiply
+    /// a per-pixel loss by it to keep no-data pixels out.
+    pub valid: Tensor<4>,
+    /// Label layer names, in [`TileBatch::labels`] order.
+    pub label_names: Vec<String>,
+    /// Per label layer, `[B, T, H, W]` targets (1 inside its features).
+    pub labels: Vec<Tensor<4>>,
+    /// Input mask names, in [`TileBatch::masks`] order.
+    pub mask_names: Vec<String>,
+    /// Per input mask, `[B, H, W]`.
+    pub masks: Vec<Tensor<3>>,
     /// `[B, T]` max scene `eo:cloud_cover` per step, percent; NaN when no scene.
     pub eo_cloud_cover: Tensor<2>,
+    /// `[B, T]` percent of no-data input pixels per step.
+    pub pct_nans: Tensor<2>,
+    /// `[B, T]` the tile's own cloud fraction, 0–1; NaN when no cloud band.
+    pub tile_cloud_fraction: Tensor<2>,
+    /// Dataset sample index of each row.
+    pub samples: Vec<usize>,
+    /// Sample ids.
+    pub ids: Vec<String>,
+    /// Per row, the first day of each step.
+    pub days: Vec<Vec<NaiveDate>>,
+    /// Per row, what became of the sample (replaced, failed, padded).
+    pub status: Vec<SampleStatus>,
+    /// Per row, windows read as no data after failing (`errors_as_nodata`).
+    pub read_errors: Vec<Vec<String>>,
+    /// The epoch, and the batch's index in it.
+    pub epoch: u64,
+    /// The batch's index in its epoch.
+    pub index: usize,
+}
+
+impl TileBatch {
+    /// Moves a host batch onto `device` (the arrays are handed over, not copied, on the CPU).
+    pub fn from_host(b: HostBatch, device: &Device) -> TileBatch {
+        let [n, t, c, h, w] = b.shape;
+        let t4 = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [n, t, h, w]), device);
+        let t2 = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [n, t]), device);
+        TileBatch {
+            inputs: Tensor::from_data(TensorData::new(b.inputs, [n, t, c, h, w]), device),
+            valid: t4(b.valid),
+            label_names: b.label_names,
+            labels: b.labels.into_iter().map(t4).collect(),
+            mask_names: b.mask_names,
+            masks: b
+                .masks
+                .into_iter()
+                .map(|v| Tensor::<3>::from_data(TensorData::new(v, [n, h, w]), device))
+                .collect(),
+            eo_cloud_cover: t2(b.eo_cloud_cover),
+            pct_nans: t2(b.pct_nans),
+            tile_cloud_fraction: t2(b.tile_cloud_fraction),
+            samples: b.samples,
+            ids: b.ids,
+            days: b.days,
+            status: b.status,
+            read_errors: b.read_errors,
+            epoch: b.epoch,
+            index: b.index,
+        }
+    }
+
+    /// The label layer called `name`.
+    pub fn label(&self, name: &str) -> Option<&Tensor<4>> {
+        self.label_names
+            .iter()
+            .position(|n| n == name)
+            .and_then(|i| self.labels.get(i))
+    }
+
+    /// Rows in the batch.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// True when the batch has no row.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+}
+
+/// Stacks [`TileStack`]s into a [`TileBatch`] (inputs, validity; no labels)
+/// for burn's `DataLoaderBuilder` over a [`StackLoader`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TileBatcher {
+    /// The value no-data pixels take in `inputs` (default 0; `f32::NAN` keeps them NaN).
+    pub nan_fill: f32,
+}
+
+impl Default for TileBatcher {
+    fn default() -> Self {
+        TileBatcher { nan_fill: 0.0 }
+    }
 }
 
 impl Batcher<TileStack, TileBatch> for TileBatcher {
     /// The first stack's shape is the batch's; a stack of another shape
-    /// (which [`StackLoader`] rules out when it is built) is cut or padded
-    /// with NaN, never a panic inside the training loop.
+    /// (which [`StackLoader`] rules out when it is built) is no data, never
+    /// a panic inside the training loop.
     fn batch(&self, items: Vec<TileStack>, device: &Device) -> TileBatch {
-        let b = items.len();
-        let [t, c, h, w] = items
-            .first()
-            .map(|s| {
-                let d = s.data.dim();
-                [d.0, d.1, d.2, d.3]
-            })
-            .unwrap_or([0; 4]);
-        let n = t * c * h * w;
-        let mut px = Vec::with_capacity(b * n);
-        let (mut nans, mut cloud) = (Vec::with_capacity(b * t), Vec::with_capacity(b * t));
-        for s in &items {
-            let start = px.len();
-            px.extend(s.data.iter().take(n));
-            px.resize(start + n, f32::NAN);
-            for (list, v) in [(&mut nans, &s.pct_nans), (&mut cloud, &s.eo_cloud_cover)] {
-                let start = list.len();
-                list.extend(v.iter().take(t));
-                list.resize(start + t, f32::NAN);
-            }
+        TileBatch::from_host(HostBatch::from_stacks(&items, self.nan_fill), device)
+    }
+}
+
+/// tilestack's burn `DataLoader`: batches of a [`TileDataset`] as
+/// [`TileBatch`]es (see the module docs and [`BatchLoader`] for the order,
+/// prefetch, budget, error policies and resume).
+#[derive(Debug, Clone)]
+pub struct StackDataLoader {
+    batches: BatchLoader,
+    device: Device,
+}
+
+impl StackDataLoader {
+    /// Opens the config's dataset and a loader over it with the config's
+    /// `[loader]` options, on `device`.
+    ///
+    /// # Errors
+    /// The config's and [`TileDataset::open`]'s errors, naming file and key.
+    pub fn from_config(path: &std::path::Path, device: &Device) -> crate::Result<StackDataLoader> {
+        let cfg = DatasetConfig::from_file(path)?;
+        let ds = Arc::new(TileDataset::open(&cfg)?);
+        StackDataLoader::new(ds, cfg.loader, device)
+    }
+
+    /// A loader over `ds` with `opts`, on `device`.
+    ///
+    /// # Errors
+    /// As [`BatchLoader::new`].
+    pub fn new(
+        ds: Arc<TileDataset>,
+        opts: LoaderConfig,
+        device: &Device,
+    ) -> crate::Result<StackDataLoader> {
+        Ok(StackDataLoader {
+            batches: BatchLoader::new(ds, opts)?,
+            device: device.clone(),
+        })
+    }
+
+    /// A loader over host batches made elsewhere (rank, slice), on `device`.
+    pub fn from_batches(batches: BatchLoader, device: &Device) -> StackDataLoader {
+        StackDataLoader {
+            batches,
+            device: device.clone(),
         }
-        if let Some(fill) = self.nan_fill {
-            for v in px.iter_mut().filter(|v| v.is_nan()) {
-                *v = fill;
-            }
+    }
+
+    /// The batch engine (order, resume, metrics).
+    pub fn batches(&self) -> &BatchLoader {
+        &self.batches
+    }
+
+    /// Makes the next `iter()` run `epoch` from batch `batch` (resume after
+    /// a checkpoint); see [`BatchLoader::resume`].
+    pub fn resume(&self, epoch: u64, batch: usize) {
+        self.batches.resume(epoch, batch);
+    }
+
+    /// The metrics of the last epoch that ended.
+    pub fn last_metrics(&self) -> Option<LoaderMetrics> {
+        self.batches.last_metrics()
+    }
+
+    /// The device batches are put on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+}
+
+/// One epoch as burn's iterator.
+struct BurnEpoch {
+    it: Option<EpochBatches>,
+    error: Option<crate::Error>,
+    device: Device,
+    items: usize,
+    batch_size: usize,
+}
+
+impl Iterator for BurnEpoch {
+    type Item = Result<TileBatch, DatasetError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(e) = self.error.take() {
+            return Some(Err(DatasetError::new(Chained(e))));
         }
-        TileBatch {
-            images: Tensor::from_data(TensorData::new(px, [b, t, c, h, w]), device),
-            pct_nans: Tensor::from_data(TensorData::new(nans, [b, t]), device),
-            eo_cloud_cover: Tensor::from_data(TensorData::new(cloud, [b, t]), device),
-        }
+        let b = self.it.as_mut()?.next()?;
+        Some(
+            b.map(|b| TileBatch::from_host(b, &self.device))
+                .map_err(|e| DatasetError::new(Chained(e))),
+        )
+    }
+}
+
+impl DataLoaderIterator<TileBatch> for BurnEpoch {
+    fn progress(&self) -> Progress {
+        let done = self
+            .it
+            .as_ref()
+            .map_or(0, |it| it.position() * self.batch_size);
+        Progress::new(done.min(self.items), self.items, None)
+    }
+}
+
+impl DataLoader<TileBatch> for StackDataLoader {
+    fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<TileBatch> + 'a> {
+        let (it, error) = match self.batches.iter() {
+            Ok(it) => (Some(it), None),
+            Err(e) => (None, Some(e)),
+        };
+        Box::new(BurnEpoch {
+            it,
+            error,
+            device: self.device.clone(),
+            items: self.batches.num_items(),
+            batch_size: self.batches.options().batch_size,
+        })
+    }
+
+    fn num_items(&self) -> usize {
+        self.batches.num_items()
+    }
+
+    fn to_device(&self, device: &Device) -> Arc<dyn DataLoader<TileBatch>> {
+        Arc::new(StackDataLoader::from_batches(self.batches.clone(), device))
+    }
+
+    fn slice(&self, start: usize, end: usize) -> Arc<dyn DataLoader<TileBatch>> {
+        Arc::new(StackDataLoader::from_batches(
+            self.batches.slice(start, end),
+            &self.device,
+        ))
     }
 }

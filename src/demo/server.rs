@@ -177,6 +177,9 @@ pub struct ServerOptions {
     /// `Content-Length` hold only the first half of it. Applies to 206
     /// answers; others pass through (still using up one of the N). Default 0.
     pub truncate_first: u32,
+    /// Milliseconds every request waits before it is answered (default 0):
+    /// a distant server's round trip, on loopback.
+    pub latency_ms: u64,
 }
 
 impl Default for ServerOptions {
@@ -191,12 +194,16 @@ impl Default for ServerOptions {
             fault_retry_after: None,
             reset_first: 0,
             truncate_first: 0,
+            latency_ms: 0,
         }
     }
 }
 
 async fn misbehave(State(opts): State<Arc<ServerOptions>>, req: Request, next: Next) -> Response {
     use axum::response::IntoResponse;
+    if opts.latency_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(opts.latency_ms)).await;
+    }
     let is_search = req.uri().path() == "/search";
     if is_search && !opts.post_search && req.method() == axum::http::Method::POST {
         return axum::http::StatusCode::METHOD_NOT_ALLOWED.into_response();

@@ -1,7 +1,11 @@
 //! tilestack's integration tests: one binary (see STYLE.md), real servers on 127.0.0.1.
 
+#[cfg(feature = "burn")]
+mod burn_train;
 mod cli;
 mod cog;
+#[cfg(feature = "burn")]
+mod dataloader;
 mod demo;
 mod faults;
 mod loader;

@@ -53,22 +53,20 @@ fn burn_dataloader_yields_every_sample_once_bit_identical() {
         ..LoaderOptions::default()
     };
     let loader = Arc::new(StackLoader::plan(&cat, reqs, cog_reader(), Some(mask), opts).unwrap());
-    let data = DataLoaderBuilder::new(TileBatcher {
-        nan_fill: Some(0.0),
-    })
-    .batch_size(2)
-    .num_workers(2)
-    .set_device(Device::default())
-    .build(loader.clone());
+    let data = DataLoaderBuilder::new(TileBatcher { nan_fill: 0.0 })
+        .batch_size(2)
+        .num_workers(2)
+        .set_device(Device::default())
+        .build(loader.clone());
     for epoch in 0..2 {
         loader.set_epoch(epoch);
         let mut seen = vec![0; want.len()];
         for batch in data.iter() {
             let batch = batch.unwrap();
-            let dims = batch.images.dims();
+            let dims = batch.inputs.dims();
             assert_eq!(dims[1..], [10, 3, 48, 48], "T, bands + mask, H, W");
             assert_eq!(batch.pct_nans.dims(), [dims[0], 10]);
-            let px = batch.images.into_data();
+            let px = batch.inputs.into_data();
             let px = px.as_slice::<f32>().unwrap();
             for item in px.chunks(10 * 3 * 48 * 48) {
                 let bits: Vec<u32> = item.iter().map(|v| v.to_bits()).collect();

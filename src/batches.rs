@@ -1,0 +1,1358 @@
+//! [`BatchLoader`]: tilestack's own batching — the epoch order, whole
+//! batches loaded ahead under one byte budget, error policies, seeded
+//! augmentation, resume, device slices — over a [`TileDataset`]. It hands
+//! out framework-neutral [`HostBatch`]es; the burn loader
+//! ([`StackDataLoader`](crate::StackDataLoader), feature `burn`) turns them
+//! into tensors, and `materialize` writes them to shards.
+//!
+//! How an epoch runs:
+//! * **Order**: one seeded permutation of the samples per epoch (the same
+//!   for a seed and epoch on every run and platform), cut into this rank's
+//!   share (every `world`-th position from `rank`, `n / world` of them),
+//!   then into the loader's slice, then into batches in that order.
+//! * **Prefetch**: when a batch is asked for, the next
+//!   [`LoaderConfig::prefetch_batches`] batches start loading — across the
+//!   epoch's end into the next epoch's first batches, so that a new epoch
+//!   does not start cold. A batch loads its samples concurrently; at most
+//!   [`LoaderConfig::loads_at_once`] stack loads run at once, the nearest
+//!   batch's first.
+//! * **Budget**: every batch the loader holds — loading, ready, or being
+//!   handed over — is counted at its output bytes plus its samples' stacks,
+//!   and nothing starts that would take the total past
+//!   [`LoaderConfig::budget_bytes`]. Batches handed out are the caller's.
+
+use crate::config::{AugmentConfig, ErrorPolicy, LastBatch, LoaderConfig, NormalizeConfig};
+use crate::dataset::TileDataset;
+use crate::{Error, Result, TileStack};
+use chrono::NaiveDate;
+use futures::StreamExt;
+use rand::{RngExt, SeedableRng};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::task::JoinHandle;
+
+/// What became of one sample of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SampleStatus {
+    /// Loaded as planned.
+    Ok,
+    /// Its own stack failed to load ([`ErrorPolicy::Replace`]); the batch
+    /// holds the sample named in [`HostBatch::samples`] instead.
+    Replaced {
+        /// The sample that failed.
+        failed: usize,
+        /// Why, with its causes.
+        error: String,
+    },
+    /// Its stack failed to load ([`ErrorPolicy::Nan`]): all NaN, invalid everywhere.
+    Failed {
+        /// Why, with its causes.
+        error: String,
+    },
+    /// A repeat from the start of the order, filling the last batch or a
+    /// device's slice ([`LastBatch::Pad`]).
+    Padded,
+}
+
+/// One batch in host memory. Layouts are row-major; `B` samples, `T` steps,
+/// `C` input bands, `H × W` pixels (after any crop).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostBatch {
+    /// The epoch it belongs to.
+    pub epoch: u64,
+    /// Its index in the epoch (of its slice).
+    pub index: usize,
+    /// `[B, T, C, H, W]`.
+    pub shape: [usize; 5],
+    /// `f32[B, T, C, H, W]` inputs, normalized, no-data replaced by the fill value.
+    pub inputs: Vec<f32>,
+    /// `f32[B, T, H, W]`: 1 where every input band has data, else 0.
+    pub valid: Vec<f32>,
+    /// Label layer names, in [`HostBatch::labels`] order.
+    pub label_names: Vec<String>,
+    /// Per label layer, `f32[B, T, H, W]`: 1 inside the layer's features that apply to the step.
+    pub labels: Vec<Vec<f32>>,
+    /// Input mask names, in [`HostBatch::masks`] order.
+    pub mask_names: Vec<String>,
+    /// Per input mask, `f32[B, H, W]`.
+    pub masks: Vec<Vec<f32>>,
+    /// The dataset sample index of each row.
+    pub samples: Vec<usize>,
+    /// The sample ids.
+    pub ids: Vec<String>,
+    /// Per row, the first day of each step.
+    pub days: Vec<Vec<NaiveDate>>,
+    /// `[B, T]` max scene `eo:cloud_cover`, percent; NaN when no scene.
+    pub eo_cloud_cover: Vec<f32>,
+    /// `[B, T]` percent of no-data input pixels.
+    pub pct_nans: Vec<f32>,
+    /// `[B, T]` the tile's own cloud fraction (cloud band), 0–1; NaN when not read.
+    pub tile_cloud_fraction: Vec<f32>,
+    /// Per row, what became of the sample.
+    pub status: Vec<SampleStatus>,
+    /// Per row, windows that failed and were read as no data (`errors_as_nodata`).
+    pub read_errors: Vec<Vec<String>>,
+}
+
+impl HostBatch {
+    /// Rows in the batch.
+    pub fn len(&self) -> usize {
+        self.shape[0]
+    }
+
+    /// True when the batch has no row.
+    pub fn is_empty(&self) -> bool {
+        self.shape[0] == 0
+    }
+
+    /// An empty batch of `rows` rows shaped `[T, C, H, W]`, every input NaN-free 0.
+    fn new(
+        epoch: u64,
+        index: usize,
+        rows: usize,
+        [t, c, h, w]: [usize; 4],
+        label_names: Vec<String>,
+        mask_names: Vec<String>,
+    ) -> HostBatch {
+        let px = h * w;
+        HostBatch {
+            epoch,
+            index,
+            shape: [rows, t, c, h, w],
+            inputs: vec![0.0; rows * t * c * px],
+            valid: vec![0.0; rows * t * px],
+            labels: vec![vec![0.0; rows * t * px]; label_names.len()],
+            label_names,
+            masks: vec![vec![0.0; rows * px]; mask_names.len()],
+            mask_names,
+            samples: vec![0; rows],
+            ids: vec![String::new(); rows],
+            days: vec![Vec::new(); rows],
+            eo_cloud_cover: vec![f32::NAN; rows * t],
+            pct_nans: vec![100.0; rows * t],
+            tile_cloud_fraction: vec![f32::NAN; rows * t],
+            status: vec![SampleStatus::Ok; rows],
+            read_errors: vec![Vec::new(); rows],
+        }
+    }
+
+    /// Bytes of the batch's arrays.
+    fn bytes(rows: usize, [t, c, h, w]: [usize; 4], labels: usize, masks: usize) -> u64 {
+        let px = (h * w) as u64;
+        let rows = rows as u64;
+        let t = t as u64;
+        4 * rows * (t * c as u64 * px + t * px * (1 + labels as u64) + masks as u64 * px + 3 * t)
+    }
+
+    /// A batch of stacks as they are (no augmentation, no normalization),
+    /// no-data replaced by `fill`: what burn's `Batcher` path makes. Stacks
+    /// of another shape than the first are cut or padded with no data.
+    pub fn from_stacks(stacks: &[TileStack], fill: f32) -> HostBatch {
+        let shape = stacks.first().map_or([0; 4], |s| {
+            let d = s.data.dim();
+            [d.0, d.1, d.2, d.3]
+        });
+        let mut b = HostBatch::new(0, 0, stacks.len(), shape, Vec::new(), Vec::new());
+        let map = PixelMap::identity(shape[2], shape[3]);
+        let norm = NormalizeConfig {
+            fill,
+            ..NormalizeConfig::default()
+        };
+        for (row, s) in stacks.iter().enumerate() {
+            b.write_row(row, row, s, &map, &norm, &[], &[], SampleStatus::Ok);
+        }
+        b
+    }
+
+    /// Writes one stack into row `row` through `map` (augmentation),
+    /// normalizing and filling; `labels` are `[T][H0 × W0]` per layer and
+    /// `masks` `[H0 × W0]` per layer, on the stack's grid.
+    #[allow(clippy::too_many_arguments)]
+    fn write_row(
+        &mut self,
+        row: usize,
+        sample: usize,
+        stack: &TileStack,
+        map: &PixelMap,
+        norm: &NormalizeConfig,
+        labels: &[Vec<Vec<f32>>],
+        masks: &[Vec<f32>],
+        status: SampleStatus,
+    ) {
+        let [_, t, c, h, w] = self.shape;
+        let px = h * w;
+        let (st, sc, sh, sw) = stack.data.dim();
+        let src_px = sh * sw;
+        let data = stack.data.as_slice();
+        let owned: Vec<f32>;
+        let data: &[f32] = match data {
+            Some(d) => d,
+            None => {
+                owned = stack.data.iter().copied().collect();
+                &owned
+            }
+        };
+        let same_grid = (sh, sw) == (map.src_h, map.src_w);
+        for ti in 0..t {
+            let valid = &mut self.valid[(row * t + ti) * px..(row * t + ti + 1) * px];
+            valid.fill(1.0);
+            for ci in 0..c {
+                let out = &mut self.inputs[((row * t + ti) * c + ci) * px..][..px];
+                let src = (ti < st && ci < sc && same_grid)
+                    .then(|| &data[(ti * sc + ci) * src_px..][..src_px]);
+                let (mean, std) = match (norm.mean.get(ci), norm.std.get(ci)) {
+                    (Some(&m), Some(&s)) => (m, s),
+                    _ => (0.0, 1.0),
+                };
+                for (i, o) in out.iter_mut().enumerate() {
+                    let v = src.map_or(f32::NAN, |s| s[map.index[i] as usize]);
+                    if v.is_nan() {
+                        valid[i] = 0.0;
+                        *o = norm.fill;
+                    } else {
+                        *o = (v - mean) / std;
+                    }
+                }
+            }
+            for (layer, per_step) in labels.iter().enumerate() {
+                let out = &mut self.labels[layer][(row * t + ti) * px..][..px];
+                if let Some(src) = per_step.get(ti).filter(|_| same_grid) {
+                    for (i, o) in out.iter_mut().enumerate() {
+                        *o = src[map.index[i] as usize];
+                    }
+                } else {
+                    out.fill(0.0);
+                }
+            }
+        }
+        for (layer, src) in masks.iter().enumerate() {
+            let out = &mut self.masks[layer][row * px..][..px];
+            if same_grid {
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = src[map.index[i] as usize];
+                }
+            }
+        }
+        let meta = |v: &[f32], out: &mut [f32]| {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = v.get(i).copied().unwrap_or(f32::NAN);
+            }
+        };
+        meta(
+            &stack.eo_cloud_cover,
+            &mut self.eo_cloud_cover[row * t..][..t],
+        );
+        meta(&stack.pct_nans, &mut self.pct_nans[row * t..][..t]);
+        meta(
+            &stack.tile_cloud_fraction,
+            &mut self.tile_cloud_fraction[row * t..][..t],
+        );
+        self.samples[row] = sample;
+        self.days[row] = stack.days.clone();
+        self.read_errors[row] = stack.read_errors.clone();
+        self.status[row] = status;
+    }
+
+    /// Row `row` as no data everywhere (a failed sample under [`ErrorPolicy::Nan`]).
+    fn write_failed(&mut self, row: usize, sample: usize, fill: f32, error: String) {
+        let [_, t, c, h, w] = self.shape;
+        let px = h * w;
+        self.inputs[row * t * c * px..][..t * c * px].fill(fill);
+        self.valid[row * t * px..][..t * px].fill(0.0);
+        self.samples[row] = sample;
+        self.status[row] = SampleStatus::Failed { error };
+    }
+}
+
+/// Destination pixel → source pixel of one sample's augmentation.
+#[derive(Debug, Clone, PartialEq)]
+struct PixelMap {
+    src_h: usize,
+    src_w: usize,
+    /// Source pixel index of each destination pixel (row-major).
+    index: Vec<u32>,
+}
+
+impl PixelMap {
+    fn identity(h: usize, w: usize) -> PixelMap {
+        PixelMap {
+            src_h: h,
+            src_w: w,
+            index: (0..(h * w) as u32).collect(),
+        }
+    }
+
+    /// A crop of side `s` at `(oy, ox)`, then `k` quarter turns, then flips.
+    fn new(
+        (h, w): (usize, usize),
+        s: (usize, usize),
+        (oy, ox): (usize, usize),
+        k: u8,
+        (fh, fv): (bool, bool),
+    ) -> PixelMap {
+        let (sh, sw) = s;
+        // Quarter turns need a square; a non-square crop is only flipped.
+        let k = if sh == sw { k % 4 } else { 0 };
+        let mut index = Vec::with_capacity(sh * sw);
+        for y in 0..sh {
+            for x in 0..sw {
+                let (mut sy, mut sx) = (y, x);
+                for _ in 0..k {
+                    // One counter-clockwise quarter turn: dst (y, x) ← src (x, S−1−y).
+                    (sy, sx) = (sx, sw - 1 - sy);
+                }
+                if fh {
+                    sx = sw - 1 - sx;
+                }
+                if fv {
+                    sy = sh - 1 - sy;
+                }
+                index.push(((oy + sy) * w + ox + sx) as u32);
+            }
+        }
+        PixelMap {
+            src_h: h,
+            src_w: w,
+            index,
+        }
+    }
+
+    /// The augmentation of `sample` in `epoch`, from the dataset seed alone.
+    fn augmented(
+        aug: &AugmentConfig,
+        seed: u64,
+        epoch: u64,
+        sample: usize,
+        hw: (usize, usize),
+    ) -> PixelMap {
+        let (h, w) = hw;
+        if !aug.any() {
+            return PixelMap::identity(h, w);
+        }
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(mix(&[
+            seed,
+            epoch,
+            sample as u64,
+            0xA06_u64,
+        ]));
+        let s = aug.crop.map_or((h, w), |c| (c.min(h), c.min(w)));
+        let oy = rng.random_range(0..=h - s.0);
+        let ox = rng.random_range(0..=w - s.1);
+        let k = if aug.rot90 {
+            rng.random_range(0..4u8)
+        } else {
+            0
+        };
+        let (fh, fv) = if aug.flips {
+            (rng.random_bool(0.5), rng.random_bool(0.5))
+        } else {
+            (false, false)
+        };
+        PixelMap::new((h, w), s, (oy, ox), k, (fh, fv))
+    }
+}
+
+/// SplitMix64 over the words: a portable seed from several numbers.
+fn mix(words: &[u64]) -> u64 {
+    let mut z: u64 = 0x9E37_79B9_7F4A_7C15;
+    for &v in words {
+        z = z.wrapping_add(v).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+    }
+    z
+}
+
+/// What one epoch of a [`BatchLoader`] cost, and what the training loop waited.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LoaderMetrics {
+    /// The epoch.
+    pub epoch: u64,
+    /// Batches handed out.
+    pub batches: usize,
+    /// Samples handed out (padding included).
+    pub samples: usize,
+    /// Seconds the caller's `next()` blocked, summed.
+    pub wait_s: f64,
+    /// Seconds from `iter()` to the first batch.
+    pub first_batch_s: f64,
+    /// Seconds from `iter()` to the last batch.
+    pub epoch_s: f64,
+    /// Stack loads of the epoch's batches (replacement attempts included).
+    pub loads: u64,
+    /// Loads that failed.
+    pub load_errors: u64,
+    /// Samples replaced ([`ErrorPolicy::Replace`]).
+    pub replaced: u64,
+    /// Samples handed out as no data ([`ErrorPolicy::Nan`]).
+    pub failed: u64,
+    /// Padded rows.
+    pub padded: u64,
+    /// Tile cache hits / (hits + misses) during the epoch; NaN without lookups.
+    pub cache_hit_rate: f64,
+    /// Body bytes fetched during the epoch.
+    pub bytes_fetched: u64,
+    /// Requests sent during the epoch.
+    pub requests: u64,
+    /// Most bytes the loader held at once (all epochs so far).
+    pub peak_bytes: u64,
+    /// The budget.
+    pub budget_bytes: u64,
+}
+
+impl LoaderMetrics {
+    /// Stack loads per second of epoch time.
+    pub fn loads_per_s(&self) -> f64 {
+        if self.epoch_s > 0.0 {
+            self.loads as f64 / self.epoch_s
+        } else {
+            0.0
+        }
+    }
+
+    /// The share of the epoch the caller waited for data after the first batch.
+    pub fn wait_fraction_after_first(&self) -> f64 {
+        let rest = self.epoch_s - self.first_batch_s;
+        if rest > 0.0 {
+            ((self.wait_s - self.first_batch_s).max(0.0) / rest).min(1.0)
+        } else {
+            0.0
+        }
+    }
+}
+
+impl std::fmt::Display for LoaderMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "epoch {}: {} batches ({} samples) in {:.2} s, first batch {:.3} s, waited {:.3} s \
+             ({:.1} % after the first), {} loads ({:.1}/s), cache hits {:.0} %, {:.1} MB fetched \
+             in {} requests, peak {:.0} of {:.0} MB",
+            self.epoch,
+            self.batches,
+            self.samples,
+            self.epoch_s,
+            self.first_batch_s,
+            self.wait_s,
+            100.0 * self.wait_fraction_after_first(),
+            self.loads,
+            self.loads_per_s(),
+            100.0 * self.cache_hit_rate,
+            self.bytes_fetched as f64 / 1e6,
+            self.requests,
+            self.peak_bytes as f64 / 1e6,
+            self.budget_bytes as f64 / 1e6,
+        )?;
+        for (n, what) in [
+            (self.replaced, "replaced"),
+            (self.failed, "failed (no data)"),
+            (self.padded, "padded"),
+            (self.load_errors, "load errors"),
+        ] {
+            if n > 0 {
+                write!(f, ", {n} {what}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A contiguous range of positions of this rank's epoch order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct View {
+    start: usize,
+    end: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key {
+    view: View,
+    epoch: u64,
+    batch: usize,
+}
+
+struct Slot {
+    task: JoinHandle<Result<HostBatch>>,
+    bytes: u64,
+}
+
+#[derive(Default)]
+struct State {
+    slots: HashMap<Key, Slot>,
+    /// Bytes of the slots plus the batch being handed over.
+    held: u64,
+    peak: u64,
+    /// Epoch → this rank's order (the last few).
+    orders: HashMap<u64, Arc<Vec<usize>>>,
+    /// Per view: the next epoch `iter()` starts, and the batch it starts at.
+    cursors: HashMap<View, (u64, usize)>,
+    /// Views made by `slice`: their batch counts are equalized.
+    slices: Vec<View>,
+}
+
+struct Inner {
+    ds: Arc<TileDataset>,
+    opts: LoaderConfig,
+    seed: u64,
+    rank: (usize, usize),
+    per_rank: usize,
+    handle: tokio::runtime::Handle,
+    permits: Arc<tokio::sync::Semaphore>,
+    state: Mutex<State>,
+    /// Output `[T, C, H, W]` (after crop) and source `(H, W)`.
+    out: [usize; 4],
+    src_hw: (usize, usize),
+    /// Reserved per row: output plus the row's stack while it loads.
+    row_bytes: u64,
+    /// Per epoch: stack loads finished and failed for its batches.
+    loads: Mutex<HashMap<u64, (u64, u64)>>,
+    last: Mutex<Option<LoaderMetrics>>,
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent state (plain
+        // inserts and removes): keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Batches of a [`TileDataset`] in a seeded order per epoch, loaded ahead
+/// under one byte budget (see the module docs). Cheap to clone: clones,
+/// slices and device copies share the prefetcher and the budget.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use tilestack::{BatchLoader, DatasetConfig, TileDataset};
+/// let cfg = DatasetConfig::from_file("datasets/oakland-ships.toml".as_ref())?;
+/// let loader = BatchLoader::new(Arc::new(TileDataset::open(&cfg)?), cfg.loader.clone())?;
+/// for _epoch in 0..2 {
+///     let mut batches = loader.iter()?; // one call per epoch: a new order
+///     for batch in &mut batches {
+///         let batch = batch?;
+///         println!("{:?} {:?}", batch.shape, batch.ids);
+///     }
+///     println!("{}", batches.metrics());
+/// }
+/// # Ok::<(), tilestack::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct BatchLoader {
+    inner: Arc<Inner>,
+    view: View,
+}
+
+impl std::fmt::Debug for BatchLoader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchLoader")
+            .field("samples", &self.num_items())
+            .field("batches", &self.num_batches())
+            .field("view", &self.view)
+            .field("opts", &self.inner.opts)
+            .finish()
+    }
+}
+
+impl BatchLoader {
+    /// A loader over `ds` at epoch 0, rank 0 of 1.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the option: a batch size of 0, or a budget
+    /// smaller than one batch (with both sizes).
+    pub fn new(ds: Arc<TileDataset>, opts: LoaderConfig) -> Result<BatchLoader> {
+        BatchLoader::with_rank(ds, opts, 0, 1)
+    }
+
+    /// A loader for process `rank` of `world` (multi-process training):
+    /// each rank gets `n / world` samples of every epoch's order, disjoint.
+    ///
+    /// # Errors
+    /// As [`BatchLoader::new`]; and `rank >= world`.
+    pub fn with_rank(
+        ds: Arc<TileDataset>,
+        opts: LoaderConfig,
+        rank: usize,
+        world: usize,
+    ) -> Result<BatchLoader> {
+        if world == 0 || rank >= world {
+            return Err(Error::invalid(
+                "rank",
+                format!("rank {rank} of {world}: need rank < world"),
+            ));
+        }
+        if opts.batch_size == 0 {
+            return Err(Error::invalid("loader.batch_size", "0 (at least 1)"));
+        }
+        let [t, c, h, w] = ds.shape();
+        let cfg = ds.config();
+        let crop = cfg.augment.crop.unwrap_or(h.min(w));
+        let out = if cfg.augment.crop.is_some() {
+            [t, c, crop.min(h), crop.min(w)]
+        } else {
+            [t, c, h, w]
+        };
+        let (labels, masks) = (ds.labels().len(), ds.masks().len());
+        let row_bytes = HostBatch::bytes(1, out, labels, masks) + (t * c * h * w * 4) as u64;
+        let batch_bytes = row_bytes * opts.batch_size as u64;
+        if batch_bytes > opts.budget_bytes {
+            return Err(Error::invalid(
+                "loader.budget_bytes",
+                format!(
+                    "{} bytes hold less than one batch ({batch_bytes} bytes: {} samples of \
+                     [T, C, H, W] = {:?}, with their stacks while loading)",
+                    opts.budget_bytes, opts.batch_size, out
+                ),
+            ));
+        }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let permits = opts.loads_at_once.unwrap_or(2 * cores).max(1);
+        let per_rank = ds.len() / world;
+        let inner = Inner {
+            handle: ds.handle()?,
+            seed: cfg.seed,
+            ds,
+            opts,
+            rank: (rank, world),
+            per_rank,
+            permits: Arc::new(tokio::sync::Semaphore::new(permits)),
+            state: Mutex::new(State::default()),
+            out,
+            src_hw: (h, w),
+            row_bytes,
+            loads: Mutex::new(HashMap::new()),
+            last: Mutex::new(None),
+        };
+        Ok(BatchLoader {
+            inner: Arc::new(inner),
+            view: View {
+                start: 0,
+                end: per_rank,
+            },
+        })
+    }
+
+    /// The dataset.
+    pub fn dataset(&self) -> &Arc<TileDataset> {
+        &self.inner.ds
+    }
+
+    /// The options.
+    pub fn options(&self) -> &LoaderConfig {
+        &self.inner.opts
+    }
+
+    /// Samples of an epoch in this loader (its rank's share, its slice).
+    pub fn num_items(&self) -> usize {
+        self.view.end - self.view.start
+    }
+
+    /// Batches of an epoch (equal across the slices made by [`BatchLoader::slice`]).
+    pub fn num_batches(&self) -> usize {
+        let st = self.inner.lock();
+        self.batches_locked(&st)
+    }
+
+    /// `[B, T, C, H, W]` of a full batch.
+    pub fn batch_shape(&self) -> [usize; 5] {
+        let [t, c, h, w] = self.inner.out;
+        [self.inner.opts.batch_size, t, c, h, w]
+    }
+
+    /// The part `[start, end)` of this loader's positions, as its own loader
+    /// (burn's multi-device split). Slices share the prefetcher and budget,
+    /// and every slice made from one loader runs the same number of batches:
+    /// [`LastBatch::Drop`] cuts to the smallest slice's whole batches, the
+    /// others pad to the largest's.
+    pub fn slice(&self, start: usize, end: usize) -> BatchLoader {
+        let len = self.num_items();
+        let (start, end) = (start.min(len), end.min(len).max(start.min(len)));
+        let view = View {
+            start: self.view.start + start,
+            end: self.view.start + end,
+        };
+        let mut st = self.inner.lock();
+        if !st.slices.contains(&view) {
+            st.slices.push(view);
+        }
+        let cursor = st.cursors.get(&self.view).copied();
+        if let Some(c) = cursor {
+            st.cursors.entry(view).or_insert(c);
+        }
+        BatchLoader {
+            inner: self.inner.clone(),
+            view,
+        }
+    }
+
+    /// Makes the next [`BatchLoader::iter`] run `epoch` from batch `batch`:
+    /// exactly the batches an uninterrupted run would have handed out from
+    /// there, bit-identical. Later `iter()` calls go on with `epoch + 1`.
+    pub fn resume(&self, epoch: u64, batch: usize) {
+        self.inner.lock().cursors.insert(self.view, (epoch, batch));
+    }
+
+    /// The epoch the next [`BatchLoader::iter`] runs.
+    pub fn next_epoch(&self) -> u64 {
+        self.inner.lock().cursors.get(&self.view).map_or(0, |c| c.0)
+    }
+
+    /// The metrics of the last epoch that ended (all its batches handed out).
+    pub fn last_metrics(&self) -> Option<LoaderMetrics> {
+        *self.inner.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Most bytes held at once so far.
+    pub fn peak_bytes(&self) -> u64 {
+        self.inner.lock().peak
+    }
+
+    /// `(epoch, batch)` of this loader's batches loading or ready now, in order.
+    pub fn pending(&self) -> Vec<(u64, usize)> {
+        let st = self.inner.lock();
+        let mut v: Vec<(u64, usize)> = st
+            .slots
+            .keys()
+            .filter(|k| k.view == self.view)
+            .map(|k| (k.epoch, k.batch))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// The sample indices of `epoch`'s order in this loader (rank share, slice).
+    pub fn epoch_order(&self, epoch: u64) -> Vec<usize> {
+        let order = self.order(epoch);
+        order[self.view.start..self.view.end].to_vec()
+    }
+
+    /// Starts the next epoch (each call is one epoch; see
+    /// [`BatchLoader::resume`]): its batches in order, the first ones
+    /// already loading.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when called inside an async runtime (the iterator
+    /// blocks its thread).
+    pub fn iter(&self) -> Result<EpochBatches> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(Error::invalid(
+                "BatchLoader::iter",
+                "called inside an async runtime; iterate from a plain thread \
+                 (e.g. tokio::task::spawn_blocking)",
+            ));
+        }
+        let (epoch, start, total) = {
+            let mut st = self.inner.lock();
+            let (epoch, start) = st.cursors.get(&self.view).copied().unwrap_or((0, 0));
+            st.cursors.insert(self.view, (epoch + 1, 0));
+            // Slots of this view for other epochs are no longer wanted.
+            let stale: Vec<Key> = st
+                .slots
+                .keys()
+                .filter(|k| k.view == self.view && k.epoch != epoch && k.epoch != epoch + 1)
+                .copied()
+                .collect();
+            for k in stale {
+                if let Some(s) = st.slots.remove(&k) {
+                    s.task.abort();
+                    st.held -= s.bytes;
+                }
+            }
+            (epoch, start, self.batches_locked(&st))
+        };
+        let m = &self.inner.ds.reader();
+        let snapshot = Snapshot {
+            hits: m.cache().metrics().cache_hits(),
+            misses: m.cache().metrics().cache_misses(),
+            bytes: m.client().metrics().bytes(),
+            requests: m.client().metrics().requests(),
+        };
+        let it = EpochBatches {
+            loader: self.clone(),
+            epoch,
+            next: start,
+            total,
+            t0: Instant::now(),
+            metrics: LoaderMetrics {
+                epoch,
+                budget_bytes: self.inner.opts.budget_bytes,
+                ..LoaderMetrics::default()
+            },
+            snapshot,
+            done: false,
+        };
+        // The first batches start now.
+        if start < total {
+            self.schedule(Key {
+                view: self.view,
+                epoch,
+                batch: start,
+            });
+        }
+        Ok(it)
+    }
+
+    /// Natural batch count of a view of `len` positions.
+    fn natural(&self, len: usize) -> usize {
+        let b = self.inner.opts.batch_size;
+        match self.inner.opts.last_batch {
+            LastBatch::Drop => len / b,
+            LastBatch::Keep | LastBatch::Pad => len.div_ceil(b),
+        }
+    }
+
+    fn batches_locked(&self, st: &State) -> usize {
+        let own = self.natural(self.num_items());
+        if !st.slices.contains(&self.view) {
+            return own;
+        }
+        let counts = st.slices.iter().map(|v| self.natural(v.end - v.start));
+        match self.inner.opts.last_batch {
+            LastBatch::Drop => counts.min().unwrap_or(own),
+            LastBatch::Keep | LastBatch::Pad => counts.max().unwrap_or(own),
+        }
+    }
+
+    /// This rank's order of `epoch` (all positions, before the slice).
+    fn order(&self, epoch: u64) -> Arc<Vec<usize>> {
+        let mut st = self.inner.lock();
+        if let Some(o) = st.orders.get(&epoch) {
+            return o.clone();
+        }
+        let n = self.inner.ds.len();
+        let mut order: Vec<usize> = (0..n).collect();
+        if self.inner.opts.shuffle {
+            use rand::seq::SliceRandom;
+            // Xoshiro256++ is a named, portable generator: the same seed and
+            // epoch give the same order on every platform.
+            let mut rng =
+                rand::rngs::Xoshiro256PlusPlus::seed_from_u64(mix(&[self.inner.seed, epoch]));
+            order.shuffle(&mut rng);
+        }
+        let (rank, world) = self.inner.rank;
+        let order: Arc<Vec<usize>> = Arc::new(
+            order
+                .into_iter()
+                .skip(rank)
+                .step_by(world)
+                .take(self.inner.per_rank)
+                .collect(),
+        );
+        if st.orders.len() >= 4
+            && let Some(&old) = st.orders.keys().min()
+        {
+            st.orders.remove(&old);
+        }
+        st.orders.insert(epoch, order.clone());
+        order
+    }
+
+    /// The rows of batch `key`: (dataset sample, padded?) in order.
+    fn rows(&self, key: Key) -> Vec<(usize, bool)> {
+        let order = self.order(key.epoch);
+        let pos = &order[key.view.start..key.view.end];
+        let len = pos.len();
+        let b = self.inner.opts.batch_size;
+        let first = key.batch * b;
+        let pad = self.inner.opts.last_batch == LastBatch::Pad || first >= len;
+        (first..first + b)
+            .map_while(|k| match (k < len, pad && len > 0) {
+                (true, _) => Some((pos[k], false)),
+                (false, true) => Some((pos[k % len], true)),
+                (false, false) => None,
+            })
+            .collect()
+    }
+
+    /// The `k`-th batch after `key`, into the next epoch past the end.
+    fn successor(&self, key: Key, k: usize, total: usize) -> Option<Key> {
+        let j = key.batch + k;
+        if j < total {
+            Some(Key { batch: j, ..key })
+        } else if j - total < total {
+            Some(Key {
+                epoch: key.epoch + 1,
+                batch: j - total,
+                ..key
+            })
+        } else {
+            None
+        }
+    }
+
+    /// Starts `key` and the batches after it that fit the budget.
+    fn schedule(&self, key: Key) {
+        let total = self.num_batches();
+        let ahead = self.inner.opts.prefetch_batches;
+        for k in 0..=ahead {
+            let Some(next) = self.successor(key, k, total) else {
+                break;
+            };
+            let rows = self.rows(next);
+            let bytes = self.inner.row_bytes * rows.len() as u64;
+            let mut st = self.inner.lock();
+            if st.slots.contains_key(&next) {
+                continue;
+            }
+            if st.held + bytes > self.inner.opts.budget_bytes {
+                if k > 0 {
+                    break;
+                }
+                // The asked-for batch always starts (the budget holds one
+                // batch): batches loading further ahead make room.
+                evict_after(&mut st, next, self.inner.opts.budget_bytes - bytes);
+            }
+            let task = self
+                .inner
+                .handle
+                .spawn(load_batch(self.inner.clone(), next, rows));
+            st.held += bytes;
+            st.peak = st.peak.max(st.held);
+            st.slots.insert(next, Slot { task, bytes });
+        }
+    }
+}
+
+/// Aborts the slots of `key`'s view after `key`, farthest first, until at
+/// most `room` bytes are held.
+fn evict_after(st: &mut State, key: Key, room: u64) {
+    let mut later: Vec<Key> = st
+        .slots
+        .keys()
+        .filter(|k| k.view == key.view && (k.epoch, k.batch) > (key.epoch, key.batch))
+        .copied()
+        .collect();
+    later.sort_by_key(|k| std::cmp::Reverse((k.epoch, k.batch)));
+    for k in later {
+        if st.held <= room {
+            break;
+        }
+        if let Some(s) = st.slots.remove(&k) {
+            s.task.abort();
+            st.held -= s.bytes;
+        }
+    }
+}
+
+/// Counters at the start of an epoch.
+#[derive(Debug, Clone, Copy)]
+struct Snapshot {
+    hits: u64,
+    misses: u64,
+    bytes: u64,
+    requests: u64,
+}
+
+/// One epoch of a [`BatchLoader`]: its batches in order. Each `next()`
+/// blocks until its batch is loaded (usually it already is) and starts the
+/// batches after it.
+pub struct EpochBatches {
+    loader: BatchLoader,
+    epoch: u64,
+    next: usize,
+    total: usize,
+    t0: Instant,
+    metrics: LoaderMetrics,
+    snapshot: Snapshot,
+    done: bool,
+}
+
+impl std::fmt::Debug for EpochBatches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EpochBatches")
+            .field("epoch", &self.epoch)
+            .field("next", &self.next)
+            .field("total", &self.total)
+            .finish()
+    }
+}
+
+impl EpochBatches {
+    /// The epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Batches handed out so far, counting from the epoch's first (a resumed
+    /// epoch starts past 0).
+    pub fn position(&self) -> usize {
+        self.next
+    }
+
+    /// Batches in the epoch.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// The epoch's metrics so far.
+    pub fn metrics(&self) -> LoaderMetrics {
+        let mut m = self.metrics;
+        let inner = &self.loader.inner;
+        let r = inner.ds.reader();
+        let s = &self.snapshot;
+        (m.loads, m.load_errors) = inner
+            .loads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&self.epoch)
+            .copied()
+            .unwrap_or_default();
+        let hits = r.cache().metrics().cache_hits() - s.hits;
+        let misses = r.cache().metrics().cache_misses() - s.misses;
+        m.cache_hit_rate = if hits + misses > 0 {
+            hits as f64 / (hits + misses) as f64
+        } else {
+            f64::NAN
+        };
+        m.bytes_fetched = r.client().metrics().bytes() - s.bytes;
+        m.requests = r.client().metrics().requests() - s.requests;
+        m.peak_bytes = inner.lock().peak;
+        m
+    }
+
+    fn finish(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let m = self.metrics();
+        tracing::info!(target: "tilestack::loader", "{m}");
+        *self
+            .loader
+            .inner
+            .last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(m);
+    }
+}
+
+impl Iterator for EpochBatches {
+    type Item = Result<HostBatch>;
+
+    fn next(&mut self) -> Option<Result<HostBatch>> {
+        if self.next >= self.total {
+            self.finish();
+            return None;
+        }
+        let t = Instant::now();
+        let key = Key {
+            view: self.loader.view,
+            epoch: self.epoch,
+            batch: self.next,
+        };
+        self.next += 1;
+        self.loader.schedule(key);
+        let slot = self.loader.inner.lock().slots.remove(&key);
+        let out = match slot {
+            Some(slot) => {
+                let out = self
+                    .loader
+                    .inner
+                    .handle
+                    .block_on(slot.task)
+                    .unwrap_or_else(|e| Err(Error::task("batch load", e)));
+                self.loader.inner.lock().held -= slot.bytes;
+                out
+            }
+            None => Err(Error::invalid(
+                "loader",
+                format!(
+                    "batch {} of epoch {} was not scheduled",
+                    key.batch, key.epoch
+                ),
+            )),
+        };
+        let waited = t.elapsed().as_secs_f64();
+        let m = &mut self.metrics;
+        m.wait_s += waited;
+        if m.batches == 0 {
+            m.first_batch_s = self.t0.elapsed().as_secs_f64();
+        }
+        m.batches += 1;
+        if let Ok(b) = &out {
+            m.samples += b.len();
+            for s in &b.status {
+                match s {
+                    SampleStatus::Ok => {}
+                    SampleStatus::Replaced { .. } => m.replaced += 1,
+                    SampleStatus::Failed { .. } => m.failed += 1,
+                    SampleStatus::Padded => m.padded += 1,
+                }
+            }
+        }
+        m.epoch_s = self.t0.elapsed().as_secs_f64();
+        if self.next >= self.total {
+            self.finish();
+        }
+        Some(out)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.total.saturating_sub(self.next);
+        (n, Some(n))
+    }
+}
+
+/// Per-sample layers rasterized on a plan's grid: labels `[L][T][H × W]`, masks `[M][H × W]`.
+type Layers = (Vec<Vec<Vec<f32>>>, Vec<Vec<f32>>);
+
+fn rasterize_layers(ds: &TileDataset, sample: usize) -> Result<Layers> {
+    let plan = &ds.samples()[sample].plan;
+    let flat = |a: ndarray::Array2<f32>| a.into_raw_vec_and_offset().0;
+    let labels = ds
+        .labels()
+        .iter()
+        .map(|(_, m)| {
+            plan.bins
+                .iter()
+                .map(|(bin, _)| m.rasterize_days(&plan.grid, Some(*bin)).map(flat))
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let masks = ds
+        .masks()
+        .iter()
+        .map(|(_, m)| m.rasterize_days(&plan.grid, None).map(flat))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((labels, masks))
+}
+
+/// Loads one sample's stack (one permit) and its layers.
+async fn load_one(inner: Arc<Inner>, epoch: u64, sample: usize) -> Result<(TileStack, Layers)> {
+    let _permit = inner
+        .permits
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| Error::invalid("loader", e.to_string()))?;
+    let out = inner.ds.load(sample).await;
+    {
+        let mut loads = inner.loads.lock().unwrap_or_else(|e| e.into_inner());
+        let n = loads.entry(epoch).or_default();
+        n.0 += 1;
+        n.1 += u64::from(out.is_err());
+        if loads.len() > 8
+            && let Some(&old) = loads.keys().min()
+        {
+            loads.remove(&old);
+        }
+    }
+    let stack = out?;
+    let ds = inner.ds.clone();
+    let layers = tokio::task::spawn_blocking(move || rasterize_layers(&ds, sample))
+        .await
+        .map_err(|e| Error::task("rasterize labels", e))??;
+    Ok((stack, layers))
+}
+
+/// Loads the rows of batch `key` concurrently and assembles the batch.
+async fn load_batch(inner: Arc<Inner>, key: Key, rows: Vec<(usize, bool)>) -> Result<HostBatch> {
+    let ds = inner.ds.clone();
+    let label_names = ds.labels().iter().map(|(n, _)| n.clone()).collect();
+    let mask_names = ds.masks().iter().map(|(n, _)| n.clone()).collect();
+    let mut batch = HostBatch::new(
+        key.epoch,
+        key.batch,
+        rows.len(),
+        inner.out,
+        label_names,
+        mask_names,
+    );
+    let cfg = ds.config();
+    let fill = cfg.normalize.fill;
+    let mut loads = futures::stream::iter(rows.clone().into_iter().enumerate().map(
+        |(row, (sample, _))| {
+            let inner = inner.clone();
+            async move { (row, sample, load_one(inner, key.epoch, sample).await) }
+        },
+    ))
+    .buffer_unordered(rows.len().max(1));
+    let mut failures: Vec<(usize, usize, Error)> = Vec::new();
+    while let Some((row, sample, out)) = loads.next().await {
+        match out {
+            Ok((stack, layers)) => {
+                let status = if rows[row].1 {
+                    SampleStatus::Padded
+                } else {
+                    SampleStatus::Ok
+                };
+                write(&inner, &mut batch, row, sample, &stack, &layers, status);
+            }
+            Err(e) => failures.push((row, sample, e)),
+        }
+    }
+    drop(loads);
+    failures.sort_by_key(|f| f.0);
+    for (row, sample, e) in failures {
+        match cfg.loader.errors {
+            ErrorPolicy::Fail => return Err(e),
+            ErrorPolicy::Nan => {
+                tracing::warn!(sample, error = %e.chain(), "sample handed out as no data");
+                batch.ids[row] = ds.samples()[sample].id.clone();
+                batch.write_failed(row, sample, fill, e.chain());
+            }
+            ErrorPolicy::Replace => {
+                let (by, stack, layers) = replacement(&inner, key, sample, &e).await?;
+                tracing::warn!(sample, replacement = by, error = %e.chain(), "sample replaced");
+                let status = SampleStatus::Replaced {
+                    failed: sample,
+                    error: e.chain(),
+                };
+                write(&inner, &mut batch, row, by, &stack, &layers, status);
+            }
+        }
+    }
+    Ok(batch)
+}
+
+fn write(
+    inner: &Inner,
+    batch: &mut HostBatch,
+    row: usize,
+    sample: usize,
+    stack: &TileStack,
+    layers: &Layers,
+    status: SampleStatus,
+) {
+    let ds = &inner.ds;
+    let cfg = ds.config();
+    let map = PixelMap::augmented(&cfg.augment, inner.seed, batch.epoch, sample, inner.src_hw);
+    batch.write_row(
+        row,
+        sample,
+        stack,
+        &map,
+        &cfg.normalize,
+        &layers.0,
+        &layers.1,
+        status,
+    );
+    batch.ids[row] = ds.samples()[sample].id.clone();
+}
+
+/// The first sample after `failed` in the epoch's order (wrapping) that
+/// loads: deterministic for a given set of failing samples. Up to 16 tries.
+async fn replacement(
+    inner: &Arc<Inner>,
+    key: Key,
+    failed: usize,
+    error: &Error,
+) -> Result<(usize, TileStack, Layers)> {
+    let order = {
+        let st = inner.lock();
+        st.orders.get(&key.epoch).cloned()
+    };
+    let Some(order) = order else {
+        return Err(Error::invalid("loader", "epoch order evicted"));
+    };
+    let pos = &order[key.view.start..key.view.end];
+    let at = pos.iter().position(|&s| s == failed).unwrap_or(0);
+    let tries = pos.len().min(17);
+    for k in 1..tries {
+        let candidate = pos[(at + k) % pos.len()];
+        if let Ok((stack, layers)) = load_one(inner.clone(), key.epoch, candidate).await {
+            return Ok((candidate, stack, layers));
+        }
+    }
+    Err(Error::invalid(
+        "loader.errors = replace",
+        format!(
+            "sample {failed} failed ({}) and none of the {} samples after it loaded either",
+            error.chain(),
+            tries.saturating_sub(1)
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apply(map: &PixelMap, src: &[f32]) -> Vec<f32> {
+        map.index.iter().map(|&i| src[i as usize]).collect()
+    }
+
+    #[test]
+    fn quarter_turns_compose_to_identity_and_flips_are_involutions() {
+        let src: Vec<f32> = (0..16).map(|v| v as f32).collect();
+        let one = PixelMap::new((4, 4), (4, 4), (0, 0), 1, (false, false));
+        let mut x = src.clone();
+        for _ in 0..4 {
+            x = apply(&one, &x);
+        }
+        assert_eq!(x, src);
+        assert_ne!(apply(&one, &src), src);
+        // dst (0, 0) comes from src (0, 3) for one counter-clockwise turn.
+        assert_eq!(apply(&one, &src)[0], 3.0);
+        let flip = PixelMap::new((4, 4), (4, 4), (0, 0), 0, (true, false));
+        assert_eq!(apply(&flip, &apply(&flip, &src)), src);
+        assert_eq!(apply(&flip, &src)[0], 3.0);
+    }
+
+    #[test]
+    fn crops_read_inside_the_source() {
+        let src: Vec<f32> = (0..64).map(|v| v as f32).collect();
+        let m = PixelMap::new((8, 8), (3, 3), (5, 5), 2, (true, true));
+        let out = apply(&m, &src);
+        assert_eq!(out.len(), 9);
+        // rotation by 180° then both flips is the identity on the crop
+        assert_eq!(
+            out,
+            vec![45.0, 46.0, 47.0, 53.0, 54.0, 55.0, 61.0, 62.0, 63.0]
+        );
+    }
+
+    #[test]
+    fn augmentation_is_a_function_of_seed_epoch_and_sample() {
+        let aug = AugmentConfig {
+            flips: true,
+            rot90: true,
+            crop: Some(6),
+        };
+        let a = PixelMap::augmented(&aug, 7, 1, 3, (8, 8));
+        assert_eq!(a, PixelMap::augmented(&aug, 7, 1, 3, (8, 8)));
+        let others: Vec<PixelMap> = (0..8)
+            .map(|e| PixelMap::augmented(&aug, 7, e, 3, (8, 8)))
+            .collect();
+        assert!(others.iter().any(|m| *m != a), "epochs vary the draw");
+        assert_eq!(
+            PixelMap::augmented(&AugmentConfig::default(), 7, 1, 3, (8, 8)),
+            PixelMap::identity(8, 8)
+        );
+    }
+
+    #[test]
+    fn rows_are_written_through_the_map_with_validity_and_fill() {
+        let mut stack = TileStack {
+            data: ndarray::Array4::from_shape_fn((1, 2, 2, 2), |(_, c, y, x)| {
+                if (c, y, x) == (1, 0, 0) {
+                    f32::NAN
+                } else {
+                    (c * 10 + y * 2 + x) as f32
+                }
+            }),
+            bands: vec!["a".into(), "b".into()],
+            days: vec![NaiveDate::from_ymd_opt(2019, 8, 1).unwrap_or_default()],
+            eo_cloud_cover: vec![5.0],
+            pct_nans: vec![12.5],
+            tile_cloud_fraction: vec![f32::NAN],
+            items: vec![vec![]],
+            grid: crate::GridSpec::tile_around(
+                crate::Epsg::utm_for(-122.3, 37.8),
+                500_000.0,
+                4_000_000.0,
+                2,
+                crate::Resolution::TEN_METRES,
+            )
+            .expect("grid"),
+            read_errors: vec![],
+        };
+        stack.items[0].push("s1".into());
+        let b = HostBatch::from_stacks(&[stack], -1.0);
+        assert_eq!(b.shape, [1, 1, 2, 2, 2]);
+        assert_eq!(b.inputs, vec![0.0, 1.0, 2.0, 3.0, -1.0, 11.0, 12.0, 13.0]);
+        assert_eq!(b.valid, vec![0.0, 1.0, 1.0, 1.0]);
+        assert_eq!(b.eo_cloud_cover, vec![5.0]);
+    }
+}

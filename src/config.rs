@@ -1,0 +1,545 @@
+//! Dataset configs (`datasets/*.toml`): one file describes a training set —
+//! where the scenes come from, what stack each sample is, where the samples
+//! are, what is dropped before any pixel is read, the label layers, the
+//! normalization, the augmentations and how the loader batches. The same
+//! file drives [`TileDataset::open`](crate::TileDataset::open), the burn
+//! loader and the trainer.
+//!
+//! ```toml
+//! name = "oakland-ships"
+//! seed = 7
+//!
+//! [catalog]
+//! demo = "oakland"            # or: stac = "https://…/api/stac/v1" / snapshot = "items.json"
+//! collection = "sentinel-2-l2a"
+//!
+//! [stack]                     # any StackRequest field but centroid/start/end
+//! bands = ["B04", "B03", "B02", "B08"]
+//! tile_size = 128
+//!
+//! [time]
+//! range = "2019-08-01/2019-08-30"
+//!
+//! [sampler]
+//! kind = "random"
+//! bbox = [-122.34, 37.79, -122.30, 37.82]
+//! count = 20
+//!
+//! [[labels]]
+//! name = "ships"
+//! file = "../oakland-port/ships.geojson"   # features dated by `datetime`
+//! ```
+//!
+//! Relative paths are relative to the config file. Unknown keys are errors
+//! (a typo must not silently fall back to a default); every error names the
+//! file, the key and the problem.
+
+use crate::sample::{SamplerConfig, TimeWindows};
+use crate::{Error, Mask, Result, StackRequest};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A training set, as one TOML file describes it (see the module docs).
+///
+/// # Examples
+/// ```
+/// use tilestack::DatasetConfig;
+/// let cfg = DatasetConfig::from_toml_str(r#"
+///     [catalog]
+///     stac = "http://127.0.0.1:8090"
+///     collection = "sentinel-2-l2a"
+///     [stack]
+///     bands = ["B04"]
+///     [time]
+///     range = "2019-08-01/2019-08-10"
+///     [sampler]
+///     kind = "grid"
+///     bbox = [-122.34, 37.79, -122.30, 37.82]
+///     stride_m = 1280.0
+/// "#, "inline.toml".as_ref())?;
+/// assert_eq!(cfg.loader.batch_size, 8);
+/// let bad = DatasetConfig::from_toml_str("[catalog]\nstak = 1", "typo.toml".as_ref()).unwrap_err();
+/// assert!(bad.to_string().contains("typo.toml") && bad.to_string().contains("stak"));
+/// # Ok::<(), tilestack::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    /// A name for logs and shard indexes (default: the file's stem).
+    #[serde(default)]
+    pub name: String,
+    /// Seed of every random choice: random sampler, epoch order, augmentation (default 0).
+    #[serde(default)]
+    pub seed: u64,
+    /// Where scenes come from.
+    pub catalog: CatalogConfig,
+    /// The stack each sample is: a [`StackRequest`] without centroid and days.
+    pub stack: toml::Table,
+    /// The days: one fixed window or sliding windows.
+    pub time: TimeWindows,
+    /// Where the samples are.
+    pub sampler: SamplerConfig,
+    /// Input masks: GeoJSON rasterized per sample as `[H, W]` inputs (dated
+    /// features per step are not supported here; use a label layer).
+    #[serde(default)]
+    pub masks: Vec<LayerConfig>,
+    /// Label layers: GeoJSON rasterized as `[T, H, W]` targets; a feature
+    /// with a `datetime` property labels only that day's step.
+    #[serde(default)]
+    pub labels: Vec<LayerConfig>,
+    /// What is dropped before any pixel is read.
+    #[serde(default)]
+    pub filters: FilterConfig,
+    /// Per-band normalization of the inputs.
+    #[serde(default)]
+    pub normalize: NormalizeConfig,
+    /// Seeded augmentations.
+    #[serde(default)]
+    pub augment: AugmentConfig,
+    /// How the loader batches, prefetches and handles errors.
+    #[serde(default)]
+    pub loader: LoaderConfig,
+    /// The file this config was read from (not a TOML key).
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+/// `[catalog]`: exactly one of `stac`, `snapshot`, `demo`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// A STAC API landing page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stac: Option<String>,
+    /// A snapshot file of items (`tilestack search --save`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<PathBuf>,
+    /// The embedded demo world: `"oakland"`, or a recipe file. The loader
+    /// generates it once (cached) and serves it on 127.0.0.1 itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub demo: Option<String>,
+    /// The collection searched (required with `stac`; the world's own with `demo`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collection: Option<String>,
+}
+
+/// Where a [`CatalogConfig`] points, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CatalogSource {
+    /// A STAC API and collection.
+    Stac {
+        /// Landing page URL.
+        url: String,
+        /// Collection id.
+        collection: String,
+    },
+    /// A snapshot file (absolute or relative to the working directory).
+    Snapshot(PathBuf),
+    /// A demo world recipe: `None` = the built-in Oakland port.
+    Demo(Option<PathBuf>),
+}
+
+/// A GeoJSON layer: an input mask or a label layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerConfig {
+    /// The layer's name (in batches and shard indexes).
+    pub name: String,
+    /// The GeoJSON file.
+    pub file: PathBuf,
+}
+
+/// `[filters]`: decided from the catalog alone, before any pixel is read.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// Scenes with `eo:cloud_cover` above this percent are not used (sent
+    /// as a STAC `query` and applied again to the items). Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cloud_cover: Option<f64>,
+    /// Samples with fewer steps that have a scene are dropped. Default 1.
+    #[serde(default = "one")]
+    pub min_days_with_data: usize,
+    /// A step counts as having data only when its scenes' footprints cover
+    /// at least this fraction (0–1) of the tile. Default 0 (any overlap).
+    #[serde(default)]
+    pub min_footprint_cover: f64,
+}
+
+impl Default for FilterConfig {
+    fn default() -> Self {
+        FilterConfig {
+            max_cloud_cover: None,
+            min_days_with_data: 1,
+            min_footprint_cover: 0.0,
+        }
+    }
+}
+
+fn one() -> usize {
+    1
+}
+
+/// `[normalize]`: `(x − mean) / std` per input band, in band order; absent
+/// = raw values. NaN (no data) is replaced afterwards by `fill`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NormalizeConfig {
+    /// Per-band means (empty: no normalization).
+    #[serde(default)]
+    pub mean: Vec<f32>,
+    /// Per-band standard deviations (same length as `mean`).
+    #[serde(default)]
+    pub std: Vec<f32>,
+    /// The value no-data pixels take in the inputs (after normalization).
+    /// Default 0. `nan` keeps NaN (most models then produce NaN losses).
+    #[serde(default)]
+    pub fill: f32,
+}
+
+impl Default for NormalizeConfig {
+    fn default() -> Self {
+        NormalizeConfig {
+            mean: Vec::new(),
+            std: Vec::new(),
+            fill: 0.0,
+        }
+    }
+}
+
+/// `[augment]`: seeded from (seed, epoch, sample), applied identically to
+/// inputs, validity, input masks and labels.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AugmentConfig {
+    /// Random horizontal and vertical flips.
+    #[serde(default)]
+    pub flips: bool,
+    /// Random rotations by 0, 90, 180 or 270 degrees.
+    #[serde(default)]
+    pub rot90: bool,
+    /// A random square crop of this side, pixels (must not exceed the tile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crop: Option<usize>,
+}
+
+impl AugmentConfig {
+    /// True when any augmentation is on.
+    pub fn any(&self) -> bool {
+        self.flips || self.rot90 || self.crop.is_some()
+    }
+}
+
+/// What happens to a sample whose stack fails to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorPolicy {
+    /// The batch is an error naming the sample and the cause (URL, item):
+    /// the training loop decides. The next batch is the next one.
+    #[default]
+    Fail,
+    /// The sample is replaced by the next sample of the epoch's order that
+    /// loads (deterministic), flagged [`SampleStatus::Replaced`](crate::SampleStatus::Replaced) and counted.
+    Replace,
+    /// The sample stays, all NaN (invalid everywhere), flagged
+    /// [`SampleStatus::Failed`](crate::SampleStatus::Failed) with the error.
+    Nan,
+}
+
+/// How the last, incomplete batch of an epoch (or of a device's slice) is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LastBatch {
+    /// A smaller last batch. Slices made by `slice` are padded to equal
+    /// batch counts, as with `Pad`.
+    #[default]
+    Keep,
+    /// Filled to full size with samples from the start of the order, flagged
+    /// [`SampleStatus::Padded`](crate::SampleStatus::Padded).
+    Pad,
+    /// Dropped (and slices cut to the smallest slice's count of whole batches).
+    Drop,
+}
+
+/// `[loader]`: batching, order, prefetch and errors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoaderConfig {
+    /// Samples per batch (default 8).
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// A new seeded order every epoch (default true); false = the samples' order.
+    #[serde(default = "yes")]
+    pub shuffle: bool,
+    /// The last, incomplete batch (default keep).
+    #[serde(default)]
+    pub last_batch: LastBatch,
+    /// Batches loaded ahead of the one the training loop is on (default 4).
+    #[serde(default = "default_ahead")]
+    pub prefetch_batches: usize,
+    /// Bytes of batches the loader may hold at once: loading, ready and
+    /// being handed over (default 2 GiB). Must hold at least one batch.
+    #[serde(default = "default_budget")]
+    pub budget_bytes: u64,
+    /// Stack loads running at once (default: twice the cores).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loads_at_once: Option<usize>,
+    /// Worker threads of the loader's runtime (default: the cores).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+    /// Bytes of decoded COG tiles cached (default 1 GiB).
+    #[serde(default = "default_cache")]
+    pub cache_bytes: u64,
+    /// Failing samples (default fail).
+    #[serde(default)]
+    pub errors: ErrorPolicy,
+}
+
+impl Default for LoaderConfig {
+    fn default() -> Self {
+        LoaderConfig {
+            batch_size: default_batch(),
+            shuffle: true,
+            last_batch: LastBatch::Keep,
+            prefetch_batches: default_ahead(),
+            budget_bytes: default_budget(),
+            loads_at_once: None,
+            threads: None,
+            cache_bytes: default_cache(),
+            errors: ErrorPolicy::Fail,
+        }
+    }
+}
+
+fn default_batch() -> usize {
+    8
+}
+fn default_ahead() -> usize {
+    4
+}
+fn default_budget() -> u64 {
+    2 << 30
+}
+fn default_cache() -> u64 {
+    1 << 30
+}
+fn yes() -> bool {
+    true
+}
+
+impl DatasetConfig {
+    /// Reads and checks a config file.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when unreadable; [`Error::Config`] naming the file, the
+    /// key and the problem.
+    pub fn from_file(path: &Path) -> Result<DatasetConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        DatasetConfig::from_toml_str(&text, path)
+    }
+
+    /// Parses and checks TOML text; `path` names it in errors and anchors
+    /// relative paths.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming `path`, the key and the problem.
+    pub fn from_toml_str(text: &str, path: &Path) -> Result<DatasetConfig> {
+        let mut cfg: DatasetConfig = toml::from_str(text).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        cfg.path = path.to_path_buf();
+        if cfg.name.is_empty() {
+            cfg.name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "dataset".into());
+        }
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// An [`Error::Config`] naming this file and `key`.
+    pub(crate) fn error(&self, key: &str, message: impl std::fmt::Display) -> Error {
+        Error::Config {
+            path: self.path.clone(),
+            message: format!("{key}: {message}"),
+        }
+    }
+
+    /// A path of the config, resolved against the config's folder.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        match self.path.parent() {
+            Some(dir) if p.is_relative() => dir.join(p),
+            _ => p.to_path_buf(),
+        }
+    }
+
+    /// The checked catalog source.
+    ///
+    /// # Errors
+    /// [`Error::Config`] unless exactly one of `stac`, `snapshot`, `demo` is
+    /// set, or `stac` lacks a `collection`.
+    pub fn catalog_source(&self) -> Result<CatalogSource> {
+        let c = &self.catalog;
+        match (&c.stac, &c.snapshot, &c.demo) {
+            (Some(url), None, None) => {
+                let collection = c.collection.clone().ok_or_else(|| {
+                    self.error("catalog.collection", "required with catalog.stac")
+                })?;
+                Ok(CatalogSource::Stac {
+                    url: url.clone(),
+                    collection,
+                })
+            }
+            (None, Some(p), None) => Ok(CatalogSource::Snapshot(self.resolve(p))),
+            (None, None, Some(d)) if d == "oakland" => Ok(CatalogSource::Demo(None)),
+            (None, None, Some(d)) => Ok(CatalogSource::Demo(Some(self.resolve(Path::new(d))))),
+            _ => Err(self.error(
+                "catalog",
+                "set exactly one of stac (a STAC API URL), snapshot (an items file), \
+                 demo (\"oakland\" or a recipe file)",
+            )),
+        }
+    }
+
+    /// The stack request for one sample: `[stack]` with the centroid and days.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the `stack.*` key that is unknown or malformed.
+    pub fn request(
+        &self,
+        centroid: [f64; 2],
+        start: chrono::NaiveDate,
+        end: chrono::NaiveDate,
+    ) -> Result<StackRequest> {
+        let mut t = self.stack.clone();
+        for key in ["centroid", "start", "end"] {
+            if t.contains_key(key) {
+                return Err(self.error(
+                    &format!("stack.{key}"),
+                    "comes from [sampler] and [time], not [stack]",
+                ));
+            }
+        }
+        t.insert(
+            "centroid".into(),
+            toml::Value::Array(centroid.iter().map(|&v| toml::Value::Float(v)).collect()),
+        );
+        t.insert("start".into(), toml::Value::String(start.to_string()));
+        t.insert("end".into(), toml::Value::String(end.to_string()));
+        let req: StackRequest = toml::Value::Table(t)
+            .try_into()
+            .map_err(|e: toml::de::Error| self.error("stack", e.to_string().trim_end()))?;
+        req.validate()
+            .map_err(|e| self.error("stack", e.to_string()))?;
+        Ok(req)
+    }
+
+    /// The label layers, parsed. `demo_world` is the folder of the demo
+    /// world being served, which `file = "demo:ships"` (its per-day ship
+    /// footprints) and `"demo:terminals"` name.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming this file, the `labels` entry and the GeoJSON
+    /// file's problem.
+    pub fn label_layers(&self, demo_world: Option<&Path>) -> Result<Vec<(String, Mask)>> {
+        self.layers("labels", &self.labels, demo_world)
+    }
+
+    /// The input masks, parsed (see [`DatasetConfig::label_layers`]).
+    ///
+    /// # Errors
+    /// As [`DatasetConfig::label_layers`].
+    pub fn mask_layers(&self, demo_world: Option<&Path>) -> Result<Vec<(String, Mask)>> {
+        self.layers("masks", &self.masks, demo_world)
+    }
+
+    fn layers(
+        &self,
+        key: &str,
+        layers: &[LayerConfig],
+        demo_world: Option<&Path>,
+    ) -> Result<Vec<(String, Mask)>> {
+        layers
+            .iter()
+            .map(|l| {
+                let file = l.file.to_string_lossy();
+                let p = match (file.strip_prefix("demo:"), demo_world) {
+                    (Some("ships"), Some(w)) => w.join("labels").join("ships.geojson"),
+                    (Some("terminals"), Some(w)) => w.join("terminals.geojson"),
+                    (Some(other), _) => {
+                        return Err(self.error(
+                            &format!("{key} {:?} (file)", l.name),
+                            format!(
+                                "demo:{other}: the demo world's layers are demo:ships and \
+                                 demo:terminals, with catalog.demo"
+                            ),
+                        ));
+                    }
+                    (None, _) => self.resolve(&l.file),
+                };
+                Mask::from_file(&p)
+                    .map(|m| (l.name.clone(), m))
+                    .map_err(|e| self.error(&format!("{key} {:?} (file)", l.name), e))
+            })
+            .collect()
+    }
+
+    /// Checks what can be checked without reading other files.
+    fn check(&self) -> Result<()> {
+        self.catalog_source()?;
+        let day = chrono::NaiveDate::default();
+        let probe = self.request([0.0, 0.0], day, day)?;
+        self.time.windows().map_err(|e| self.error("time", e))?;
+        let bands = probe.bands.len();
+        let n = &self.normalize;
+        if n.mean.len() != n.std.len() || (!n.mean.is_empty() && n.mean.len() != bands) {
+            return Err(self.error(
+                "normalize",
+                format!(
+                    "mean has {} values and std {}: give one of each per band ({bands})",
+                    n.mean.len(),
+                    n.std.len()
+                ),
+            ));
+        }
+        if let Some(i) = n.std.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(self.error(
+                "normalize.std",
+                format!("value {i} is {} (must be > 0)", n.std[i]),
+            ));
+        }
+        if let Some(c) = self.augment.crop
+            && (c == 0 || c > probe.tile_size)
+        {
+            return Err(self.error(
+                "augment.crop",
+                format!("{c} (1..={} = stack.tile_size)", probe.tile_size),
+            ));
+        }
+        let l = &self.loader;
+        if l.batch_size == 0 {
+            return Err(self.error("loader.batch_size", "0 (at least 1)"));
+        }
+        let f = &self.filters;
+        if !(0.0..=1.0).contains(&f.min_footprint_cover) {
+            return Err(self.error(
+                "filters.min_footprint_cover",
+                format!("{} (a fraction 0–1)", f.min_footprint_cover),
+            ));
+        }
+        if let Some(c) = f.max_cloud_cover
+            && !(0.0..=100.0).contains(&c)
+        {
+            return Err(self.error("filters.max_cloud_cover", format!("{c} (a percent 0–100)")));
+        }
+        let mut names: Vec<&str> = self.labels.iter().map(|l| l.name.as_str()).collect();
+        names.extend(self.masks.iter().map(|l| l.name.as_str()));
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(self.error("labels/masks", format!("the name {:?} is used twice", w[0])));
+        }
+        Ok(())
+    }
+}
