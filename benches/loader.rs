@@ -214,6 +214,22 @@ fn main() {
         let warm_up = BatchLoader::new(ds.clone(), cfg.loader.clone()).expect("loader");
         let _ = warm_up.iter().expect("warm-up").count();
         drop(warm_up);
+        // The same warm loads without batching: the pipeline alone, as many at once.
+        let at_once = 2 * threads;
+        let t = Instant::now();
+        let handle = ds.handle().expect("runtime");
+        let n = handle.block_on(async {
+            use futures::StreamExt;
+            futures::stream::iter((0..ds.len()).map(|i| ds.load(i)))
+                .buffer_unordered(at_once)
+                .filter(|r| std::future::ready(r.is_ok()))
+                .count()
+                .await
+        });
+        row(
+            &format!("warm_stack_loads_per_s_{threads}t"),
+            (n as f64 / t.elapsed().as_secs_f64()).into(),
+        );
         // A new loader on the same dataset: the tile cache warm, nothing prefetched.
         let loader = BatchLoader::new(ds, cfg.loader.clone()).expect("loader");
         let _ = loader.iter().expect("epoch").count();

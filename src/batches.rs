@@ -205,14 +205,29 @@ impl HostBatch {
                     (Some(&m), Some(&s)) => (m, s),
                     _ => (0.0, 1.0),
                 };
-                for (i, o) in out.iter_mut().enumerate() {
-                    let v = src.map_or(f32::NAN, |s| s[map.index[i] as usize]);
+                let put = |(o, ok): (&mut f32, &mut f32), v: f32| {
                     if v.is_nan() {
-                        valid[i] = 0.0;
+                        *ok = 0.0;
                         *o = norm.fill;
                     } else {
                         *o = (v - mean) / std;
                     }
+                };
+                match src {
+                    None => out
+                        .iter_mut()
+                        .zip(valid.iter_mut())
+                        .for_each(|p| put(p, f32::NAN)),
+                    Some(s) if map.identity => out
+                        .iter_mut()
+                        .zip(valid.iter_mut())
+                        .zip(s)
+                        .for_each(|(p, &v)| put(p, v)),
+                    Some(s) => out
+                        .iter_mut()
+                        .zip(valid.iter_mut())
+                        .zip(&map.index)
+                        .for_each(|(p, &j)| put(p, s[j as usize])),
                 }
             }
             for (layer, per_step) in labels.iter().enumerate() {
@@ -272,6 +287,8 @@ struct PixelMap {
     src_w: usize,
     /// Source pixel index of each destination pixel (row-major).
     index: Vec<u32>,
+    /// `index[i] == i` everywhere: rows are copied without the gather.
+    identity: bool,
 }
 
 impl PixelMap {
@@ -280,6 +297,7 @@ impl PixelMap {
             src_h: h,
             src_w: w,
             index: (0..(h * w) as u32).collect(),
+            identity: true,
         }
     }
 
@@ -311,10 +329,12 @@ impl PixelMap {
                 index.push(((oy + sy) * w + ox + sx) as u32);
             }
         }
+        let identity = (h, w) == s && index.iter().enumerate().all(|(i, &j)| i as u32 == j);
         PixelMap {
             src_h: h,
             src_w: w,
             index,
+            identity,
         }
     }
 
@@ -490,6 +510,8 @@ struct State {
     cursors: HashMap<View, (u64, usize)>,
     /// Views made by `slice`: their batch counts are equalized.
     slices: Vec<View>,
+    /// Stack arrays kept for the next loads (counted in `held`).
+    pool: Vec<ndarray::Array4<f32>>,
 }
 
 struct Inner {
@@ -506,12 +528,45 @@ struct Inner {
     src_hw: (usize, usize),
     /// Reserved per row: output plus the row's stack while it loads.
     row_bytes: u64,
+    /// One sample's stack array.
+    stack_bytes: u64,
     /// Per epoch: stack loads finished and failed for its batches.
     loads: Mutex<HashMap<u64, (u64, u64)>>,
     last: Mutex<Option<LoaderMetrics>>,
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Nobody can take these batches any more: stop loading them.
+        for (_, slot) in self.lock().slots.drain() {
+            slot.task.abort();
+        }
+    }
+}
+
 impl Inner {
+    /// A recycled stack array, if one is kept (its bytes pass to the slot
+    /// that reserved a stack for this row).
+    fn take_buffer(&self) -> Option<ndarray::Array4<f32>> {
+        let mut st = self.lock();
+        let b = st.pool.pop()?;
+        st.held -= self.stack_bytes;
+        Some(b)
+    }
+
+    /// Keeps a stack array for the next load while the budget has room
+    /// (at most one batch's worth); otherwise it is freed.
+    fn recycle(&self, data: ndarray::Array4<f32>) {
+        let mut st = self.lock();
+        if st.pool.len() < self.opts.batch_size
+            && st.held + self.stack_bytes <= self.opts.budget_bytes
+        {
+            st.pool.push(data);
+            st.held += self.stack_bytes;
+            st.peak = st.peak.max(st.held);
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock leaves consistent state (plain
         // inserts and removes): keep going.
@@ -621,6 +676,7 @@ impl BatchLoader {
             out,
             src_hw: (h, w),
             row_bytes,
+            stack_bytes: (t * c * h * w * 4) as u64,
             loads: Mutex::new(HashMap::new()),
             last: Mutex::new(None),
         };
@@ -1126,7 +1182,8 @@ async fn load_one(inner: Arc<Inner>, epoch: u64, sample: usize) -> Result<(TileS
         .acquire_owned()
         .await
         .map_err(|e| Error::invalid("loader", e.to_string()))?;
-    let out = inner.ds.load(sample).await;
+    let buffer = inner.take_buffer();
+    let out = inner.ds.load_reusing(sample, buffer).await;
     {
         let mut loads = inner.loads.lock().unwrap_or_else(|e| e.into_inner());
         let n = loads.entry(epoch).or_default();
@@ -1178,6 +1235,7 @@ async fn load_batch(inner: Arc<Inner>, key: Key, rows: Vec<(usize, bool)>) -> Re
                     SampleStatus::Ok
                 };
                 write(&inner, &mut batch, row, sample, &stack, &layers, status);
+                inner.recycle(stack.data);
             }
             Err(e) => failures.push((row, sample, e)),
         }
@@ -1200,6 +1258,7 @@ async fn load_batch(inner: Arc<Inner>, key: Key, rows: Vec<(usize, bool)>) -> Re
                     error: e.chain(),
                 };
                 write(&inner, &mut batch, row, by, &stack, &layers, status);
+                inner.recycle(stack.data);
             }
         }
     }

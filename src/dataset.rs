@@ -208,12 +208,25 @@ impl TileDataset {
     /// # Errors
     /// [`Error::Sample`] naming the sample and wrapping the load error (URL, item).
     pub async fn load(self: &Arc<Self>, index: usize) -> Result<TileStack> {
+        self.load_reusing(index, None).await
+    }
+
+    /// As [`TileDataset::load`], into a recycled stack array when its shape
+    /// fits (see [`StackPlan::load_reusing`]).
+    ///
+    /// # Errors
+    /// As [`TileDataset::load`].
+    pub async fn load_reusing(
+        self: &Arc<Self>,
+        index: usize,
+        buffer: Option<ndarray::Array4<f32>>,
+    ) -> Result<TileStack> {
         let s = self
             .samples
             .get(index)
             .ok_or_else(|| Error::invalid("sample", format!("no sample {index}")))?;
         s.plan
-            .load(&self.reader, None)
+            .load_reusing(&self.reader, None, buffer)
             .await
             .map_err(|e| Error::Sample {
                 index,

@@ -82,7 +82,7 @@ pub use plan::{Catalog, ReadPlan, StackPlan};
 pub use plot::{PlotOptions, plot_days, plot_timeseries, save_png};
 pub use rasterize::{Mask, MaskFeature, Rings};
 pub use request::{Cadence, Fusion, StackRequest, derived_inputs};
-pub use sample::{SamplePoint, SamplerConfig, TimeWindows, cross};
+pub use sample::{SamplePoint, SamplerConfig, TimeWindows, cross, read_points};
 pub use scene::{Scene, SceneAsset, scenes_from_items};
 pub use search::{
     SearchRequest, SearchResults, StacClient, load_snapshot, normalize_datetime, save_snapshot,

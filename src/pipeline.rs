@@ -26,8 +26,24 @@ impl StackPlan {
     ///
     /// # Errors
     /// The first failed read (naming URL and byte range) or warp.
-    #[tracing::instrument(level = "info", name = "load", skip_all, fields(scenes = self.scenes.len(), steps = self.bins.len()))]
     pub async fn load(&self, reader: &CogReader, mask: Option<&Mask>) -> Result<TileStack> {
+        self.load_reusing(reader, mask, None).await
+    }
+
+    /// As [`StackPlan::load`], writing the stack into `buffer` when it has
+    /// the stack's shape (a recycled [`TileStack::data`]): a loader that
+    /// loads many stacks of one shape then maps no fresh memory per stack.
+    /// Every value is written; the buffer's old contents never show.
+    ///
+    /// # Errors
+    /// As [`StackPlan::load`].
+    #[tracing::instrument(level = "info", name = "load", skip_all, fields(scenes = self.scenes.len(), steps = self.bins.len()))]
+    pub async fn load_reusing(
+        &self,
+        reader: &CogReader,
+        mask: Option<&Mask>,
+        buffer: Option<Array4<f32>>,
+    ) -> Result<TileStack> {
         let (h, w) = (self.grid.height, self.grid.width);
         let nb = self.read_bands.len();
         let grid = self.grid.clone();
@@ -119,13 +135,14 @@ impl StackPlan {
         let t_read = t0.elapsed();
         let plan = self.clone();
         let mask = mask.cloned();
-        let out = tokio::task::spawn_blocking(move || plan.assemble(per_scene, mask.as_ref()))
-            .await
-            .map_err(|e| Error::task("assemble", e))?
-            .map(|mut st| {
-                st.read_errors = read_errors;
-                st
-            });
+        let out =
+            tokio::task::spawn_blocking(move || plan.assemble(per_scene, mask.as_ref(), buffer))
+                .await
+                .map_err(|e| Error::task("assemble", e))?
+                .map(|mut st| {
+                    st.read_errors = read_errors;
+                    st
+                });
         tracing::info!(
             reads = self.reads.len(),
             read_errors = out.as_ref().map_or(0, |s| s.read_errors.len()),
@@ -137,7 +154,12 @@ impl StackPlan {
     }
 
     /// Fusion, metadata and mask: sync.
-    fn assemble(&self, mut per_scene: Warped, mask: Option<&Mask>) -> Result<TileStack> {
+    fn assemble(
+        &self,
+        mut per_scene: Warped,
+        mask: Option<&Mask>,
+        buffer: Option<Array4<f32>>,
+    ) -> Result<TileStack> {
         let req = &self.request;
         let (h, w) = (self.grid.height, self.grid.width);
         let nreq = req.bands.len();
@@ -162,10 +184,13 @@ impl StackPlan {
             _ => None,
         };
         let t = self.bins.len();
-        // Zeroed by the allocator (no fill pass): every step writes every
-        // value of its block. The steps are independent: assembled in
-        // parallel, each into its own (band, y, x) block of `data`.
-        let mut data = Array4::zeros((t, nout, h, w));
+        // Zeroed by the allocator (no fill pass), or a recycled buffer: every
+        // step writes every value of its block. The steps are independent:
+        // assembled in parallel, each into its own (band, y, x) block of `data`.
+        let mut data = match buffer {
+            Some(b) if b.dim() == (t, nout, h, w) && b.is_standard_layout() => b,
+            _ => Array4::zeros((t, nout, h, w)),
+        };
         let block = nout * h * w;
         let flat = data
             .as_slice_mut()

@@ -422,8 +422,23 @@ fn random(
     Ok(out)
 }
 
-/// Reads a points file: GeoJSON for `.geojson`/`.json`, CSV otherwise.
-fn read_points(path: &Path) -> Result<Vec<SamplePoint>> {
+/// Reads a points file: GeoJSON (`.geojson`/`.json`: Point features or a
+/// MultiPoint) or CSV (`lon,lat[,id]`, optional header, `#` comments).
+///
+/// # Errors
+/// [`Error::Io`] when unreadable; [`Error::Config`] naming the file and the
+/// line or feature that does not parse, or a repeated id.
+///
+/// # Examples
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let p = dir.path().join("places.csv");
+/// std::fs::write(&p, "# port\n-122.33,37.81\n-122.30,37.80,berth\n")?;
+/// let pts = tilestack::read_points(&p)?;
+/// assert_eq!((pts.len(), pts[1].id.as_str()), (2, "berth"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn read_points(path: &Path) -> Result<Vec<SamplePoint>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let is_json = path
         .extension()

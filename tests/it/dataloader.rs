@@ -140,6 +140,20 @@ fn every_sample_once_per_epoch_in_a_new_seeded_order_bit_identical_across_runs()
         assert_eq!(bits(&x.inputs), bits(&y.inputs), "bit-identical batches");
         assert_eq!(bits(&x.labels[0]), bits(&y.labels[0]));
     }
+    // Two ranks of one process group: disjoint halves of each epoch's order.
+    let ds = f.dataset(&cfg);
+    let r0 = BatchLoader::with_rank(ds.clone(), cfg.loader.clone(), 0, 2).unwrap();
+    let r1 = BatchLoader::with_rank(ds, cfg.loader.clone(), 1, 2).unwrap();
+    for e in 0..2 {
+        let (o0, o1) = (r0.epoch_order(e), r1.epoch_order(e));
+        assert_eq!(
+            (o0.len(), o1.len()),
+            (3, 3),
+            "7 samples over 2 ranks: 3 each"
+        );
+        assert!(o0.iter().all(|s| !o1.contains(s)), "disjoint");
+    }
+    assert_eq!(ids(&epoch(&r1)), r1.epoch_order(0));
     // The next epoch's first batches were loading while this one ended.
     let m = a.last_metrics().unwrap();
     assert_eq!((m.epoch, m.batches, m.samples), (1, 4, 7), "{m}");
@@ -587,6 +601,17 @@ fn filters_drop_samples_before_any_pixel_is_read_and_count_why() {
         "the demo API declares no query extension: filtered on the client: {:?}",
         r.warnings
     );
+    // A tile half off granule A's west edge: its days lack full footprint cover.
+    let edge = f.config(
+        &[WEST[0], [-122.3785, 37.805]],
+        None,
+        "[filters]\nmin_days_with_data = 1\nmin_footprint_cover = 0.9",
+    );
+    let edge = f.dataset(&edge);
+    let r = edge.report();
+    assert_eq!((r.candidates, r.kept), (2, 1), "{r}");
+    assert!(r.to_string().contains("covering 90 % of the tile"), "{r}");
+    assert_eq!(edge.samples()[0].id, "p0");
     // Every kept sample's scenes obey the cloud filter.
     for s in ds.samples() {
         assert!(
@@ -596,4 +621,34 @@ fn filters_drop_samples_before_any_pixel_is_read_and_count_why() {
                 .all(|sc| sc.cloud_cover.is_none_or(|c| c <= 50.0))
         );
     }
+}
+
+#[test]
+fn the_committed_oakland_ships_dataset_serves_itself_and_labels_ships() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/oakland-ships.toml");
+    let loader = StackDataLoader::from_config(&path, &Device::default()).unwrap();
+    let ds = loader.batches().dataset().clone();
+    assert_eq!(ds.report().candidates, 32, "{}", ds.report());
+    assert!(ds.report().kept >= 24, "{}", ds.report());
+    let mut it = loader.iter();
+    let batch = it.next().unwrap().unwrap();
+    assert_eq!(batch.inputs.dims(), [8, 30, 4, 128, 128]);
+    assert_eq!(batch.mask_names, ["terminals"]);
+    assert_eq!(batch.masks[0].dims(), [8, 128, 128]);
+    let ships: f32 = batch.label("ships").unwrap().clone().sum().into_scalar();
+    assert!(ships > 0.0, "ship pixels among 8 port tiles over 30 days");
+    let valid: f32 = batch.valid.clone().mean().into_scalar();
+    assert!(
+        valid > 0.1 && valid < 1.0,
+        "some days without data: {valid}"
+    );
+    let cloud = batch.tile_cloud_fraction.clone().into_data();
+    assert!(
+        cloud
+            .as_slice::<f32>()
+            .unwrap()
+            .iter()
+            .any(|v| v.is_finite()),
+        "SCL read for the tile cloud fraction"
+    );
 }

@@ -60,25 +60,12 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// The places of a centroids file (`lon,lat` lines), via the samplers' reader.
 fn parse_centroids(path: &std::path::Path) -> Result<Vec<[f64; 2]>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .enumerate()
-        .map(|(i, l)| {
-            let v: Vec<f64> = l
-                .split(',')
-                .map(|p| p.trim().parse::<f64>())
-                .collect::<std::result::Result<_, _>>()
-                .with_context(|| format!("{} line {}: {l:?}", path.display(), i + 1))?;
-            match v[..] {
-                [lon, lat] => Ok([lon, lat]),
-                _ => bail!("{} line {}: expected LON,LAT", path.display(), i + 1),
-            }
-        })
-        .collect()
+    Ok(tilestack::read_points(path)?
+        .into_iter()
+        .map(|p| [p.lon, p.lat])
+        .collect())
 }
 
 /// Runs the benchmark and returns its JSON.
