@@ -23,7 +23,7 @@
 //!   that fetches and decodes on the same cores.
 
 use crate::args::{BenchArgs, StackArgs};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use futures::StreamExt;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
