@@ -6,7 +6,7 @@
 //! order; the error policies behave under burn's loop (replace and nan train
 //! on; fail ends `launch` with the sample's error in its result).
 
-use crate::util::small_world;
+use crate::dataloader::{EAST, Fixture, WEST};
 use burn::module::Module;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -31,108 +31,8 @@ use tilestack::{
     TileBatch, TileDataset,
 };
 
-/// Five places west of the centroid (granule A only) and one far east (granule B only).
-const WEST: [[f64; 2]; 5] = [
-    [-122.365, 37.805],
-    [-122.360, 37.812],
-    [-122.355, 37.800],
-    [-122.350, 37.815],
-    [-122.346, 37.808],
-];
-const EAST: [f64; 2] = [-122.262, 37.81];
-
 /// A whole training run may take this long before the test fails instead of hanging.
 const RUN_LIMIT: Duration = Duration::from_secs(300);
-
-struct Fixture {
-    rt: tokio::runtime::Runtime,
-    server: WorldServer,
-    dir: tempfile::TempDir,
-}
-
-impl Fixture {
-    fn new() -> Fixture {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let server = rt.block_on(WorldServer::start(small_world())).unwrap();
-        Fixture {
-            rt,
-            server,
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    /// A config over `points` (ids `p0`, `p1`, …) with `loader` as the
-    /// `[loader]` body; `catalog` is the `[catalog]` body (default: the live
-    /// STAC API). Open its dataset before the next call rewrites the files.
-    fn config(&self, points: &[[f64; 2]], catalog: Option<&str>, loader: &str) -> DatasetConfig {
-        let csv: String = std::iter::once("lon,lat,id\n".to_string())
-            .chain(
-                points
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| format!("{},{},p{i}\n", p[0], p[1])),
-            )
-            .collect();
-        std::fs::write(self.dir.path().join("points.csv"), csv).unwrap();
-        let catalog = catalog.map(str::to_string).unwrap_or_else(|| {
-            format!(
-                "stac = {:?}\ncollection = \"sentinel-2-l2a\"",
-                self.server.stac_url()
-            )
-        });
-        let text = format!(
-            r#"seed = 3
-[catalog]
-{catalog}
-[stack]
-bands = ["B04", "B08"]
-tile_size = 32
-[time]
-range = "2019-08-01/2019-08-06"
-[sampler]
-kind = "points"
-file = "points.csv"
-[[labels]]
-name = "ships"
-file = {ships:?}
-[loader]
-{loader}
-"#,
-            ships = small_world().ships_path(),
-        );
-        let path = self.dir.path().join("data.toml");
-        std::fs::write(&path, &text).unwrap();
-        DatasetConfig::from_file(&path).unwrap()
-    }
-
-    fn dataset(&self, cfg: &DatasetConfig) -> Arc<TileDataset> {
-        Arc::new(TileDataset::open(cfg).unwrap())
-    }
-
-    /// A snapshot of the world's items in which every granule-B item's
-    /// hrefs 404: the far-east sample fails, the western ones load.
-    fn broken_snapshot(&self) -> PathBuf {
-        let client = tilestack::StacClient::new(&self.server.stac_url()).unwrap();
-        let req = tilestack::SearchRequest::new("sentinel-2-l2a");
-        let mut items = self.rt.block_on(client.search(&req)).unwrap().items;
-        let b_west = -122.3368 - 0.002;
-        let mut broken = 0;
-        for it in &mut items {
-            let epsg = it.properties.additional_fields.get("proj:code").cloned();
-            let west = it.bbox.map(|b| Vec::<f64>::from(b)[0]).unwrap_or(-180.0);
-            if west > b_west && epsg == Some(serde_json::json!("EPSG:32610")) {
-                for a in it.assets.values_mut() {
-                    a.href = format!("{}.missing", a.href);
-                }
-                broken += 1;
-            }
-        }
-        assert!(broken > 0);
-        let p = self.dir.path().join("broken.json");
-        tilestack::save_snapshot(&items, &p).unwrap();
-        p
-    }
-}
 
 /// One batch as a training or validation step received it.
 #[derive(Debug, Clone)]
@@ -320,7 +220,7 @@ fn burn_training_api_sees_every_sample_once_per_epoch_in_new_orders() {
     let pts: Vec<[f64; 2]> = (0..6)
         .map(|i| [WEST[i % 5][0] + 0.0005 * i as f64, WEST[i % 5][1]])
         .collect();
-    let cfg = f.config(&pts, None, "batch_size = 2\nprefetch_batches = 2");
+    let cfg = f.config(&pts, None, "[loader]\nbatch_size = 2\nprefetch_batches = 2");
     let ds = f.dataset(&cfg);
     assert_eq!(ds.len(), 6);
     let planned = BatchLoader::new(ds.clone(), cfg.loader.clone()).unwrap();
@@ -390,7 +290,7 @@ fn burn_training_api_error_policies() {
         let cfg = f.config(
             &pts,
             Some(&format!("snapshot = {snap:?}")),
-            &format!("batch_size = 2\nprefetch_batches = 2\nerrors = {policy:?}"),
+            &format!("[loader]\nbatch_size = 2\nprefetch_batches = 2\nerrors = {policy:?}"),
         );
         let ds = f.dataset(&cfg);
         (ds, cfg.loader)

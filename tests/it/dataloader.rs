@@ -18,23 +18,24 @@ use tilestack::{
 
 /// Five places west of the centroid (covered by granule A only) and, with
 /// `far`, one far east (granule B only).
-const WEST: [[f64; 2]; 5] = [
+pub(crate) const WEST: [[f64; 2]; 5] = [
     [-122.365, 37.805],
     [-122.360, 37.812],
     [-122.355, 37.800],
     [-122.350, 37.815],
     [-122.346, 37.808],
 ];
-const EAST: [f64; 2] = [-122.262, 37.81];
+pub(crate) const EAST: [f64; 2] = [-122.262, 37.81];
 
-struct Fixture {
-    rt: tokio::runtime::Runtime,
-    server: WorldServer,
-    dir: tempfile::TempDir,
+/// The small world served on 127.0.0.1 and a folder for configs.
+pub(crate) struct Fixture {
+    pub(crate) rt: tokio::runtime::Runtime,
+    pub(crate) server: WorldServer,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Fixture {
-    fn new() -> Fixture {
+    pub(crate) fn new() -> Fixture {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let server = rt.block_on(WorldServer::start(small_world())).unwrap();
         Fixture {
@@ -46,7 +47,12 @@ impl Fixture {
 
     /// A config over `points` with `extra` TOML appended; `catalog` is the
     /// `[catalog]` body (default: the live STAC API).
-    fn config(&self, points: &[[f64; 2]], catalog: Option<&str>, extra: &str) -> DatasetConfig {
+    pub(crate) fn config(
+        &self,
+        points: &[[f64; 2]],
+        catalog: Option<&str>,
+        extra: &str,
+    ) -> DatasetConfig {
         let csv: String = std::iter::once("lon,lat,id\n".to_string())
             .chain(
                 points
@@ -92,8 +98,30 @@ file = {ships:?}
         DatasetConfig::from_file(&path).unwrap()
     }
 
-    fn dataset(&self, cfg: &DatasetConfig) -> Arc<TileDataset> {
+    pub(crate) fn dataset(&self, cfg: &DatasetConfig) -> Arc<TileDataset> {
         Arc::new(TileDataset::open(cfg).unwrap())
+    }
+
+    /// A snapshot of the world's items in which every granule-B item's hrefs
+    /// 404: the far-east sample fails, the western ones load.
+    pub(crate) fn broken_snapshot(&self) -> PathBuf {
+        let client = tilestack::StacClient::new(&self.server.stac_url()).unwrap();
+        let req = tilestack::SearchRequest::new("sentinel-2-l2a");
+        let mut items = self.rt.block_on(client.search(&req)).unwrap().items;
+        let mut broken = 0;
+        for it in &mut items {
+            let granule = it.properties.additional_fields.get("tilestack:granule");
+            if granule == Some(&serde_json::json!("B")) {
+                for a in it.assets.values_mut() {
+                    a.href = format!("{}.missing", a.href);
+                }
+                broken += 1;
+            }
+        }
+        assert!(broken > 0);
+        let p = self.dir.path().join("broken.json");
+        tilestack::save_snapshot(&items, &p).unwrap();
+        p
     }
 }
 
@@ -330,30 +358,8 @@ fn the_byte_budget_holds_everything_the_loader_holds() {
     assert!(err.to_string().contains("loader.budget_bytes"), "{err}");
 }
 
-/// A snapshot of the world's items in which every granule-B item's hrefs
-/// 404: the far-east sample fails, the western ones load.
-fn broken_snapshot(f: &Fixture) -> PathBuf {
-    let client = tilestack::StacClient::new(&f.server.stac_url()).unwrap();
-    let req = tilestack::SearchRequest::new("sentinel-2-l2a");
-    let mut items = f.rt.block_on(client.search(&req)).unwrap().items;
-    let mut broken = 0;
-    for it in &mut items {
-        let granule = it.properties.additional_fields.get("tilestack:granule");
-        if granule == Some(&serde_json::json!("B")) {
-            for a in it.assets.values_mut() {
-                a.href = format!("{}.missing", a.href);
-            }
-            broken += 1;
-        }
-    }
-    assert!(broken > 0);
-    let p = f.dir.path().join("broken.json");
-    tilestack::save_snapshot(&items, &p).unwrap();
-    p
-}
-
 fn policy_config(f: &Fixture, errors: ErrorPolicy) -> DatasetConfig {
-    let snap = broken_snapshot(f);
+    let snap = f.broken_snapshot();
     let mut pts = WEST.to_vec();
     pts.push(EAST);
     let name = serde_json::to_value(errors).unwrap();
