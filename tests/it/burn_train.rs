@@ -21,14 +21,11 @@ use burn::train::{
     TrainingError,
 };
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tilestack::demo::WorldServer;
 use tilestack::{
-    BatchLoader, DatasetConfig, LoaderConfig, LoaderMetrics, SampleStatus, StackDataLoader,
-    TileBatch, TileDataset,
+    BatchLoader, LoaderConfig, LoaderMetrics, SampleStatus, StackDataLoader, TileBatch, TileDataset,
 };
 
 /// A whole training run may take this long before the test fails instead of hanging.
