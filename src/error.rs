@@ -323,6 +323,14 @@ pub enum Warning {
         /// Items on it.
         items: usize,
     },
+    /// Paging stopped because the server sent back to a page already read
+    /// (a repeated `next` link) or a page added no new item.
+    PagingLoop {
+        /// The page (1-based) where it stopped.
+        page: usize,
+        /// Why: `"repeated next link"` or `"page added no new item"`.
+        reason: String,
+    },
     /// No scene intersects the tile in the time range: the stack is all NaN.
     NoScenes {
         /// `[lon, lat]` of the tile centre.
@@ -343,6 +351,9 @@ impl std::fmt::Display for Warning {
                 f,
                 "page {page} returned a full page of {items} items but no next link: results may be truncated"
             ),
+            Warning::PagingLoop { page, reason } => {
+                write!(f, "paging stopped at page {page}: {reason}")
+            }
             Warning::NoScenes {
                 centroid,
                 start,

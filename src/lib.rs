@@ -85,7 +85,8 @@ pub use request::{Cadence, Fusion, StackRequest, derived_inputs};
 pub use sample::{SamplePoint, SamplerConfig, TimeWindows, cross, read_points};
 pub use scene::{Scene, SceneAsset, scenes_from_items};
 pub use search::{
-    SearchRequest, SearchResults, StacClient, load_snapshot, normalize_datetime, save_snapshot,
+    DEFAULT_SEARCH_TIMEOUT, SearchRequest, SearchResults, StacClient, load_snapshot,
+    normalize_datetime, save_snapshot,
 };
 pub use stack::TileStack;
 #[cfg(feature = "burn")]

@@ -132,9 +132,20 @@ impl StacClient {
             url::Url::parse(&s).map_err(|e| Error::invalid("STAC URL", format!("{root}: {e}")))?;
         Ok(StacClient {
             root,
-            http: reqwest::Client::new(),
+            http: http_client(DEFAULT_SEARCH_TIMEOUT)?,
             max_items: 10_000,
         })
+    }
+
+    /// The same client with another limit on each request (connecting,
+    /// sending, and reading the whole answer). Default 60 s: a server that
+    /// never answers is an error naming its URL, never a hang.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the HTTP client cannot be built.
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Result<Self> {
+        self.http = http_client(timeout)?;
+        Ok(self)
     }
 
     /// The landing page URL.
@@ -231,8 +242,22 @@ impl StacClient {
             warnings: Vec::new(),
         };
         let mut seen = std::collections::HashSet::new();
+        let mut asked = std::collections::HashSet::new();
         let mut last_body = Map::new();
         while let Some(page) = next.take() {
+            // A server whose `next` link leads back to a page already read
+            // would otherwise be paged forever.
+            let key = match &page {
+                Page::Post { url, body } => format!("POST {url} {body}"),
+                Page::Get { url } => format!("GET {url}"),
+            };
+            if !asked.insert(key) {
+                out.warnings.push(Warning::PagingLoop {
+                    page: out.pages,
+                    reason: "repeated next link".into(),
+                });
+                break;
+            }
             let (url, value) = match &page {
                 Page::Post { url, body } => {
                     if let Value::Object(m) = body {
@@ -266,6 +291,7 @@ impl StacClient {
                     stac_err("not a FeatureCollection (no \"features\" array)".into())
                 })?;
             let n = features.len();
+            let before = out.items.len();
             for f in features {
                 let id = f
                     .get("id")
@@ -294,6 +320,13 @@ impl StacClient {
             }
             next = next_page(&value, &last_body, &url)?;
             if n == 0 {
+                next = None;
+            } else if out.items.len() == before && next.is_some() {
+                // Only items already returned: following on cannot add any.
+                out.warnings.push(Warning::PagingLoop {
+                    page: out.pages,
+                    reason: "page added no new item".into(),
+                });
                 next = None;
             }
             // A server that says how many items match settles it; otherwise a
@@ -325,6 +358,17 @@ impl StacClient {
         );
         Ok(out)
     }
+}
+
+/// How long one search request may take by default (see [`StacClient::with_timeout`]).
+pub const DEFAULT_SEARCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(timeout.min(std::time::Duration::from_secs(10)))
+        .timeout(timeout)
+        .build()
+        .map_err(|e| Error::invalid("STAC client", e.to_string()))
 }
 
 /// Saves items as a STAC ItemCollection (GeoJSON FeatureCollection) file: a

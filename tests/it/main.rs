@@ -10,6 +10,7 @@ mod demo;
 mod faults;
 mod loader;
 mod pgstac;
+mod search;
 mod server;
 mod sign;
 mod stack;
