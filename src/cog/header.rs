@@ -10,6 +10,9 @@ use std::ops::Range;
 
 /// Largest image accepted, in pixels (2^34): beyond this a header is taken as corrupt.
 pub const MAX_IMAGE_PIXELS: u64 = 1 << 34;
+/// Most IFDs read from one file (full resolution, overviews, masks): a
+/// longer chain is taken as corrupt.
+pub const MAX_IFDS: usize = 256;
 /// Largest compressed tile accepted, in bytes (64 MiB).
 pub const MAX_TILE_BYTES: u64 = 64 * 1024 * 1024;
 /// Largest tile accepted, in pixels (4096 × 4096).

@@ -24,8 +24,8 @@ mod window;
 pub use cache::TileCache;
 pub use decode::decode_tile;
 pub use header::{
-    CogHeader, IfdInfo, MAX_IMAGE_PIXELS, MAX_TILE_BYTES, MAX_TILE_PIXELS, MAX_WINDOW_PIXELS,
-    SampleType,
+    CogHeader, IfdInfo, MAX_IFDS, MAX_IMAGE_PIXELS, MAX_TILE_BYTES, MAX_TILE_PIXELS,
+    MAX_WINDOW_PIXELS, SampleType,
 };
 #[cfg(feature = "demo")]
 pub(crate) use header_store::fnv1a;
@@ -166,7 +166,33 @@ impl CogReader {
             meta.endianness(),
             async_tiff::reader::Endianness::LittleEndian
         );
-        let ifds = meta.read_all_ifds(&cache).await.map_err(tiff_err)?;
+        // IFD by IFD, each offset once: a chain that points back into itself
+        // (hostile or corrupt) is an error, not an endless read.
+        let mut ifds = Vec::new();
+        let mut visited = std::collections::HashSet::new();
+        while let Some(offset) = meta.next_ifd_offset() {
+            if !visited.insert(offset) {
+                return Err(Error::Cog {
+                    href: href.to_string(),
+                    message: format!(
+                        "the IFD chain loops: IFD {} points back to offset {offset}",
+                        ifds.len()
+                    ),
+                    source: None,
+                });
+            }
+            if ifds.len() >= MAX_IFDS {
+                return Err(Error::Cog {
+                    href: href.to_string(),
+                    message: format!("more than {MAX_IFDS} IFDs"),
+                    source: None,
+                });
+            }
+            match meta.read_next_ifd(&cache).await.map_err(tiff_err)? {
+                Some(ifd) => ifds.push(ifd),
+                None => break,
+            }
+        }
         let mut header = CogHeader::from_ifds(href, ifds, le)?;
         let fetched = fetched.load(std::sync::atomic::Ordering::Relaxed);
         header.version = match (fetched, stored_version) {

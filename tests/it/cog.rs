@@ -542,3 +542,43 @@ async fn sampling_tiles_equals_window_then_warp() {
         "the edge windows must have NaN outside the image"
     );
 }
+
+/// Rewrites a classic little-endian TIFF so that its last IFD points back to
+/// its first: a chain that never ends.
+fn loop_ifds(mut b: Vec<u8>) -> Vec<u8> {
+    assert_eq!(&b[..4], b"II*\0", "a classic little-endian TIFF");
+    let u32_at =
+        |b: &[u8], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as usize;
+    let first = u32_at(&b, 4);
+    let mut at = first;
+    loop {
+        let n = u16::from_le_bytes([b[at], b[at + 1]]) as usize;
+        let next_at = at + 2 + 12 * n;
+        match u32_at(&b, next_at) {
+            0 => {
+                b[next_at..next_at + 4].copy_from_slice(&(first as u32).to_le_bytes());
+                return b;
+            }
+            next => at = next,
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_ifd_chain_that_loops_is_an_error_not_an_endless_read() {
+    let src = small_world().dir().join(band_rel(3, "B04"));
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("loop.tif");
+    std::fs::write(&bad, loop_ifds(std::fs::read(&src).unwrap())).unwrap();
+    let href = format!("file://{}", bad.display());
+    let r = reader(client(), 1 << 30);
+    let err = tokio::time::timeout(std::time::Duration::from_secs(20), r.header(&href))
+        .await
+        .expect("the header read ends")
+        .unwrap_err();
+    let msg = err.chain();
+    assert!(
+        msg.contains("loop.tif") && msg.contains("IFD chain loops"),
+        "{msg}"
+    );
+}
