@@ -182,3 +182,31 @@ async fn bench_reports_warm_stacks_without_requests_and_the_limit() {
     assert_eq!(counts(&runs[0]), (2, 0), "{runs:?}");
     assert_eq!(counts(&runs[1]), (1, 1), "{runs:?}");
 }
+
+#[test]
+fn a_negative_resolution_is_named_with_its_value() {
+    let out = tilestack()
+        .args([
+            "stack",
+            "--stac",
+            "http://127.0.0.1:9",
+            "--centroid",
+            "-122.33,37.81",
+        ])
+        .args([
+            "--bands",
+            "B04",
+            "--time",
+            "2019-08-01/2019-08-02",
+            "--resolution",
+            "-10",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--resolution") && err.contains("-10") && err.contains("> 0"),
+        "{err}"
+    );
+}

@@ -115,7 +115,7 @@ pub(crate) struct StackArgs {
     #[arg(long)]
     pub(crate) time: String,
     /// Pixel size in metres.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, allow_negative_numbers = true, value_parser = parse_resolution)]
     pub(crate) resolution: f64,
     /// Tile side in pixels.
     #[arg(long, default_value_t = 256)]
@@ -433,4 +433,16 @@ mod tests {
         let err = args("B04,B03").options().unwrap_err();
         assert!(format!("{err}").contains("expected three bands"), "{err}");
     }
+}
+
+/// `--resolution`: a positive number of metres (a negative one is read as a
+/// value, so that the message says what is wrong with it).
+fn parse_resolution(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of metres"))?;
+    tilestack::Resolution::new(v)
+        .map(tilestack::Resolution::metres)
+        .map_err(|e| e.to_string())
 }
