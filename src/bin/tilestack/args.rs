@@ -335,6 +335,18 @@ pub(crate) fn parse_time(s: &str) -> Result<(chrono::NaiveDate, chrono::NaiveDat
     Ok(tilestack::parse_day_range(s)?)
 }
 
+/// `--resolution`: a positive number of metres (a negative one is read as a
+/// value, so that the message says what is wrong with it).
+fn parse_resolution(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of metres"))?;
+    tilestack::Resolution::new(v)
+        .map(tilestack::Resolution::metres)
+        .map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,16 +445,4 @@ mod tests {
         let err = args("B04,B03").options().unwrap_err();
         assert!(format!("{err}").contains("expected three bands"), "{err}");
     }
-}
-
-/// `--resolution`: a positive number of metres (a negative one is read as a
-/// value, so that the message says what is wrong with it).
-fn parse_resolution(s: &str) -> std::result::Result<f64, String> {
-    let v: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of metres"))?;
-    tilestack::Resolution::new(v)
-        .map(tilestack::Resolution::metres)
-        .map_err(|e| e.to_string())
 }
