@@ -128,7 +128,7 @@ impl StackPlan {
                 ((a, b), idx)
             })
             .collect();
-        Ok(StackPlan {
+        let plan = StackPlan {
             request: request.clone(),
             grid,
             bins,
@@ -136,7 +136,35 @@ impl StackPlan {
             read_bands,
             reads,
             warnings,
-        })
+        };
+        let need = plan.memory_bytes();
+        if need > request.max_bytes {
+            return Err(Error::invalid(
+                "stack size",
+                format!(
+                    "{:.1} GB needed ({} steps × {} bands × {}×{} px, plus {} warped windows), over \
+                     the limit of {:.1} GB (max_bytes): ask for fewer days or bands, a smaller \
+                     tile or a coarser resolution, or raise max_bytes",
+                    need as f64 / 1e9,
+                    plan.bins.len(),
+                    request.bands.len() + 1,
+                    plan.grid.width,
+                    plan.grid.height,
+                    plan.reads.len(),
+                    request.max_bytes as f64 / 1e9
+                ),
+            ));
+        }
+        Ok(plan)
+    }
+
+    /// Bytes the stack takes in memory while it loads: the output (with
+    /// room for a mask band) plus one warped `f32` window per read, kept
+    /// until fusion.
+    pub fn memory_bytes(&self) -> u64 {
+        let px = (self.grid.width * self.grid.height) as u64 * 4;
+        let out = self.bins.len() as u64 * (self.request.bands.len() as u64 + 1) * px;
+        out + self.reads.len() as u64 * px
     }
 
     /// Source pixels the plan will read (an estimate of work before `load`).
@@ -206,5 +234,32 @@ impl Catalog {
             client: StacClient::new(url)?,
             collection: collection.to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stack_over_the_memory_limit_is_refused_before_anything_is_allocated() {
+        let day = |d| chrono::NaiveDate::from_ymd_opt(2019, 8, d).unwrap_or_default();
+        let mut req = StackRequest::new(
+            [-122.33, 37.81],
+            BandName::parse_list("B04").unwrap_or_default(),
+            day(1),
+            day(31),
+        )
+        .expect("request");
+        req.tile_size = 16384;
+        let err = StackPlan::new(&[], &req).expect_err("66 GB is over 8 GiB");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("66.6 GB needed") && msg.contains("limit of 8.6 GB"),
+            "{msg}"
+        );
+        req.tile_size = 256;
+        let plan = StackPlan::new(&[], &req).expect("a small stack");
+        assert_eq!(plan.memory_bytes(), 31 * 2 * 256 * 256 * 4);
     }
 }

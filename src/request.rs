@@ -112,6 +112,11 @@ pub struct StackRequest {
     /// target), as GDAL's warper does. Default true.
     #[serde(default = "yes")]
     pub use_overviews: bool,
+    /// Most bytes a stack may take in memory while it is built (its output
+    /// plus the warped windows kept until fusion), checked when it is
+    /// planned, before anything is allocated. Default 8 GiB.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
     /// A window that still fails after retries becomes NaN and is listed in
     /// [`TileStack::read_errors`](crate::TileStack::read_errors) instead of failing the stack. Default false.
     #[serde(default)]
@@ -145,6 +150,7 @@ impl StackRequest {
             normalize: false,
             errors_as_nodata: false,
             use_overviews: true,
+            max_bytes: default_max_bytes(),
         };
         r.validate()?;
         Ok(r)
@@ -253,6 +259,10 @@ fn yes() -> bool {
 
 fn default_resolution() -> Resolution {
     Resolution::TEN_METRES
+}
+
+fn default_max_bytes() -> u64 {
+    8 << 30
 }
 
 fn default_tile_size() -> usize {
