@@ -97,6 +97,12 @@ fn band_index(stack: &TileStack, name: &str) -> Result<usize> {
 /// assert!(img.width() > 16 && img.height() > 16);
 /// ```
 pub fn plot_days(stack: &TileStack, opts: &PlotOptions) -> Result<RgbImage> {
+    if stack.is_empty() {
+        return Err(Error::invalid(
+            "plot",
+            "the stack has no time step (its time range holds no day): nothing to draw",
+        ));
+    }
     let idx = [
         band_index(stack, &opts.rgb[0])?,
         band_index(stack, &opts.rgb[1])?,

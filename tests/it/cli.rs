@@ -210,3 +210,41 @@ fn a_negative_resolution_is_named_with_its_value() {
         "{err}"
     );
 }
+
+#[test]
+fn plot_of_a_stack_without_days_names_the_file_and_the_cause() {
+    let d = tempfile::tempdir().unwrap();
+    let grid = tilestack::GridSpec::tile_around(
+        tilestack::Epsg::utm_for(-122.33, 37.81),
+        560_000.0,
+        4_185_000.0,
+        4,
+        tilestack::Resolution::TEN_METRES,
+    )
+    .unwrap();
+    let empty = tilestack::TileStack {
+        data: ndarray::Array4::zeros((0, 3, 4, 4)),
+        bands: vec!["B04".into(), "B03".into(), "B02".into()],
+        days: vec![],
+        eo_cloud_cover: vec![],
+        pct_nans: vec![],
+        tile_cloud_fraction: vec![],
+        items: vec![],
+        grid,
+        read_errors: vec![],
+    };
+    let path = d.path().join("empty.safetensors");
+    empty.write_safetensors(&path).unwrap();
+    let out = tilestack()
+        .arg("plot")
+        .arg(&path)
+        .arg("--out")
+        .arg(d.path().join("days.png"))
+        .output()
+        .unwrap();
+    let err = one_line_error(&out);
+    assert!(
+        err.contains("empty.safetensors") && err.contains("no time step"),
+        "{err}"
+    );
+}

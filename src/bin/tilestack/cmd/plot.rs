@@ -1,7 +1,7 @@
 //! `tilestack plot`, and the two pictures `demo` draws too.
 
 use crate::args::PlotArgs;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use tilestack::{PlotOptions, TileStack};
 
@@ -9,7 +9,8 @@ use tilestack::{PlotOptions, TileStack};
 pub(crate) fn run(a: &PlotArgs) -> Result<()> {
     let st = TileStack::read_safetensors(&a.stack)?;
     let opts = a.options()?;
-    let ts = write_plots(&st, &opts, &a.out)?;
+    let ts = write_plots(&st, &opts, &a.out)
+        .with_context(|| format!("plotting {}", a.stack.display()))?;
     println!("wrote {} and {}", a.out.display(), ts.display());
     Ok(())
 }
