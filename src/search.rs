@@ -298,11 +298,10 @@ impl StacClient {
                     .and_then(Value::as_str)
                     .unwrap_or("<no id>")
                     .to_string();
-                let item: stac::Item =
-                    serde_json::from_value(f.clone()).map_err(|e| Error::Item {
-                        item: id.clone(),
-                        message: format!("not a STAC item: {e}"),
-                    })?;
+                let item: stac::Item = item_from_json(f).map_err(|e| Error::Item {
+                    item: id.clone(),
+                    message: format!("not a STAC item: {e}"),
+                })?;
                 if seen.insert(item.id.clone()) {
                     out.items.push(item);
                 } else {
@@ -412,12 +411,36 @@ pub fn load_snapshot(path: &std::path::Path) -> Result<Vec<stac::Item>> {
         .iter()
         .map(|f| {
             let id = f.get("id").and_then(Value::as_str).unwrap_or("<no id>");
-            serde_json::from_value(f.clone()).map_err(|e| Error::Item {
+            item_from_json(f).map_err(|e| Error::Item {
                 item: id.to_string(),
                 message: format!("in {}: {e}", path.display()),
             })
         })
         .collect()
+}
+
+/// An item as catalogs publish it: an asset without `href` (Planetary
+/// Computer's Landsat items have some) gets an empty one instead of failing
+/// the whole item; it is ignored unless a band asks for it, and then the
+/// error names the item and the asset.
+fn item_from_json(f: &Value) -> std::result::Result<stac::Item, serde_json::Error> {
+    let lacks_href = f
+        .get("assets")
+        .and_then(Value::as_object)
+        .is_some_and(|a| a.values().any(|x| x.get("href").is_none()));
+    if !lacks_href {
+        return serde_json::from_value(f.clone());
+    }
+    let mut f = f.clone();
+    if let Some(assets) = f.get_mut("assets").and_then(Value::as_object_mut) {
+        for a in assets.values_mut() {
+            if let Some(a) = a.as_object_mut() {
+                a.entry("href")
+                    .or_insert_with(|| Value::String(String::new()));
+            }
+        }
+    }
+    serde_json::from_value(f)
 }
 
 /// The GET form of a search: the same fields as query parameters, with
@@ -509,6 +532,40 @@ fn next_page(page: &Value, prev_body: &Map<String, Value>, url: &str) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn assets_without_href_do_not_fail_the_item_until_asked_for() {
+        let item = serde_json::json!({
+            "type": "Feature", "stac_version": "1.0.0", "id": "LC09_x", "links": [],
+            "geometry": {"type": "Polygon", "coordinates": [[[0,0],[1,0],[1,1],[0,1],[0,0]]]},
+            "bbox": [0, 0, 1, 1],
+            "properties": {"datetime": "2022-08-01T18:00:00Z", "proj:epsg": 32631},
+            "assets": {
+                "red": {"href": "http://127.0.0.1/red.tif",
+                    "proj:transform": [30, 0, 500000, 0, -30, 100000], "proj:shape": [100, 100]},
+                "qa_aerosol": {"title": "no href, as some catalogs publish it",
+                    "proj:transform": [30, 0, 500000, 0, -30, 100000], "proj:shape": [100, 100]}
+            }
+        });
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("items.json");
+        std::fs::write(
+            &p,
+            serde_json::json!({"type": "FeatureCollection", "features": [item]}).to_string(),
+        )
+        .expect("write");
+        let items = load_snapshot(&p).expect("the item parses");
+        let red = crate::BandName::new("red").expect("band");
+        assert!(crate::Scene::from_item(&items[0], &[red]).is_ok());
+        let qa = crate::BandName::new("qa_aerosol").expect("band");
+        let e = crate::Scene::from_item(&items[0], &[qa])
+            .expect_err("no href")
+            .to_string();
+        assert!(
+            e.contains("LC09_x") && e.contains("qa_aerosol") && e.contains("href"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn search_datetime_is_the_time_range_parser() {

@@ -54,6 +54,9 @@ pub struct PcSignerConfig {
     pub host_suffix: String,
     /// Attempts per token request on 429/5xx/transport errors. Default 5.
     pub attempts: u32,
+    /// Longest one token request may take (connect, send, read). Default
+    /// 30 s: an endpoint that never answers is an error, not a hang.
+    pub timeout: Duration,
 }
 
 impl Default for PcSignerConfig {
@@ -66,6 +69,7 @@ impl Default for PcSignerConfig {
             refresh_margin: Duration::from_secs(60),
             host_suffix: ".blob.core.windows.net".into(),
             attempts: 5,
+            timeout: Duration::from_secs(30),
         }
     }
 }
@@ -169,7 +173,7 @@ impl PlanetaryComputerSigner {
                 tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
             }
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let mut req = self.http.get(&url);
+            let mut req = self.http.get(&url).timeout(self.cfg.timeout);
             if let Some(k) = &self.cfg.subscription_key {
                 req = req.header("Ocp-Apim-Subscription-Key", k);
             }

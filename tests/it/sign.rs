@@ -225,3 +225,29 @@ async fn cog_reads_are_signed_per_request_and_tokens_stay_out_of_errors() {
     assert!(e.contains(&href) && e.contains("403"), "{e}");
     assert!(!e.contains("sig="), "{e}");
 }
+
+#[tokio::test]
+async fn a_token_endpoint_that_never_answers_is_an_error_not_a_hang() {
+    let addr = serve(axum::Router::new().route(
+        "/{*p}",
+        get(|| async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            StatusCode::OK
+        }),
+    ))
+    .await;
+    let signer = PlanetaryComputerSigner::new(PcSignerConfig {
+        token_url: format!("http://{addr}/token"),
+        timeout: Duration::from_millis(200),
+        attempts: 2,
+        ..PcSignerConfig::default()
+    });
+    let t = std::time::Instant::now();
+    let e = signer
+        .sign("https://acct.blob.core.windows.net/cont/x.tif")
+        .await
+        .unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    let msg = e.chain();
+    assert!(msg.contains(&addr.to_string()), "{msg}");
+}
