@@ -247,6 +247,8 @@ impl HostBatch {
                 for (i, o) in out.iter_mut().enumerate() {
                     *o = src[map.index[i] as usize];
                 }
+            } else {
+                out.fill(0.0);
             }
         }
         let meta = |v: &[f32], out: &mut [f32]| {
@@ -275,6 +277,17 @@ impl HostBatch {
         let px = h * w;
         self.inputs[row * t * c * px..][..t * c * px].fill(fill);
         self.valid[row * t * px..][..t * px].fill(0.0);
+        for l in &mut self.labels {
+            l[row * t * px..][..t * px].fill(0.0);
+        }
+        for m in &mut self.masks {
+            m[row * px..][..px].fill(0.0);
+        }
+        self.eo_cloud_cover[row * t..][..t].fill(f32::NAN);
+        self.pct_nans[row * t..][..t].fill(100.0);
+        self.tile_cloud_fraction[row * t..][..t].fill(f32::NAN);
+        self.days[row].clear();
+        self.read_errors[row].clear();
         self.samples[row] = sample;
         self.status[row] = SampleStatus::Failed { error };
     }

@@ -116,6 +116,10 @@ impl StackPlan {
                 .buffer_unordered(32)
                 .collect()
                 .await;
+        // In plan order, whatever order the reads finished in: the error
+        // reported for a failing stack is the same on every run.
+        let mut results = results;
+        results.sort_by_key(|(si, bi, _)| (*si, *bi));
         let mut per_scene = Warped::new(self.scenes.len(), nb, h * w);
         let mut read_errors = Vec::new();
         for (si, bi, r) in results {
