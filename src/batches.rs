@@ -1210,9 +1210,13 @@ async fn load_one(inner: Arc<Inner>, epoch: u64, sample: usize) -> Result<(TileS
     }
     let stack = out?;
     let ds = inner.ds.clone();
-    let layers = tokio::task::spawn_blocking(move || rasterize_layers(&ds, sample))
-        .await
-        .map_err(|e| Error::task("rasterize labels", e))??;
+    let layers = if ds.labels().is_empty() && ds.masks().is_empty() {
+        Layers::default()
+    } else {
+        tokio::task::spawn_blocking(move || rasterize_layers(&ds, sample))
+            .await
+            .map_err(|e| Error::task("rasterize labels", e))??
+    };
     Ok((stack, layers))
 }
 

@@ -188,7 +188,7 @@ impl TileDataset {
 
     /// `[T, C, H, W]` of every sample's stack (before augmentation's crop).
     pub fn shape(&self) -> [usize; 4] {
-        self.samples.first().map_or([0; 4], |s| shape(&s.plan))
+        self.samples.first().map_or([0; 4], |s| s.plan.shape())
     }
 
     /// The runtime loads run on.
@@ -283,24 +283,12 @@ fn open_on(rt: &tokio::runtime::Runtime, config: &DatasetConfig) -> Result<Opene
     })
 }
 
-fn shape(p: &StackPlan) -> [usize; 4] {
-    [
-        p.bins.len(),
-        p.request.bands.len(),
-        p.grid.height,
-        p.grid.width,
-    ]
-}
-
 fn check_shapes(samples: &[DatasetSample]) -> std::result::Result<(), String> {
-    let first = samples.first().map(|s| shape(&s.plan));
-    match samples.iter().find(|s| Some(shape(&s.plan)) != first) {
-        Some(s) => Err(format!(
-            "sample {} has shape [T, C, H, W] {:?}, the first {:?}: a dataset's samples share one shape \
-             (use time windows of equal length)",
-            s.id,
-            shape(&s.plan),
-            first.unwrap_or_default()
+    match crate::plan::other_shape(samples.iter().map(|s| &s.plan)) {
+        Some((i, shape, first)) => Err(format!(
+            "sample {} has shape [T, C, H, W] {shape:?}, the first {first:?}: a dataset's samples \
+             share one shape (use time windows of equal length)",
+            samples[i].id
         )),
         None => Ok(()),
     }

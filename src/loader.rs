@@ -498,27 +498,12 @@ fn check_rank(opts: &LoaderOptions) -> Result<()> {
 
 /// One shape for every sample: batches need it.
 fn check_shapes(plans: &[StackPlan]) -> Result<()> {
-    let shape = |p: &StackPlan| {
-        (
-            p.bins.len(),
-            p.request.bands.len(),
-            p.grid.height,
-            p.grid.width,
-        )
-    };
-    let first = plans.first().map(shape);
-    match plans
-        .iter()
-        .enumerate()
-        .find(|(_, p)| Some(shape(p)) != first)
-    {
-        Some((i, p)) => Err(Error::invalid(
+    match crate::plan::other_shape(plans) {
+        Some((i, shape, first)) => Err(Error::invalid(
             "sample",
             format!(
-                "sample {i} has shape (steps, bands, height, width) {:?}, sample 0 {:?}: \
-                 a loader's samples share one shape",
-                shape(p),
-                first.unwrap_or_default()
+                "sample {i} has shape [T, C, H, W] {shape:?}, sample 0 {first:?}: \
+                 a loader's samples share one shape"
             ),
         )),
         None => Ok(()),

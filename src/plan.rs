@@ -158,6 +158,16 @@ impl StackPlan {
         Ok(plan)
     }
 
+    /// `[T, C, H, W]` of the stack: steps, requested bands (no mask band), pixels.
+    pub fn shape(&self) -> [usize; 4] {
+        [
+            self.bins.len(),
+            self.request.bands.len(),
+            self.grid.height,
+            self.grid.width,
+        ]
+    }
+
     /// Bytes the stack takes in memory while it loads: the output (with
     /// room for a mask band) plus one warped `f32` window per read, kept
     /// until fusion.
@@ -201,6 +211,18 @@ pub(crate) fn pick_overview(h: &CogHeader, target: f64) -> Option<(usize, GeoTra
         }
     }
     best
+}
+
+/// The first plan whose shape differs from the first plan's: `(index, its
+/// shape, the first shape)`. Batches need one shape.
+pub(crate) fn other_shape<'a>(
+    plans: impl IntoIterator<Item = &'a StackPlan>,
+) -> Option<(usize, [usize; 4], [usize; 4])> {
+    let mut it = plans.into_iter().enumerate();
+    let (_, first) = it.next()?;
+    let first = first.shape();
+    it.map(|(i, p)| (i, p.shape(), first))
+        .find(|(_, s, f)| s != f)
 }
 
 /// Where a stack's scenes come from.
