@@ -22,7 +22,9 @@
 //!   [`LoaderConfig::budget_bytes`]. Batches handed out are the caller's.
 
 use crate::config::{AugmentConfig, ErrorPolicy, LastBatch, LoaderConfig, NormalizeConfig};
-use crate::dataset::TileDataset;
+use crate::dataset::{Layers, TileDataset};
+use crate::shard::ShardSet;
+use crate::source::{Counters, Source};
 use crate::{Error, Result, TileStack};
 use chrono::NaiveDate;
 use futures::StreamExt;
@@ -528,7 +530,7 @@ struct State {
 }
 
 struct Inner {
-    ds: Arc<TileDataset>,
+    ds: Source,
     opts: LoaderConfig,
     seed: u64,
     rank: (usize, usize),
@@ -633,6 +635,29 @@ impl BatchLoader {
         BatchLoader::with_rank(ds, opts, 0, 1)
     }
 
+    /// A loader over materialized shards (see [`ShardSet`]): the same
+    /// batches as [`BatchLoader::new`] over the dataset the shards were
+    /// written from, bit for bit, for the same options and epoch.
+    ///
+    /// # Errors
+    /// As [`BatchLoader::new`].
+    pub fn from_shards(shards: Arc<ShardSet>, opts: LoaderConfig) -> Result<BatchLoader> {
+        BatchLoader::over(Source::Shards(shards), opts, 0, 1)
+    }
+
+    /// As [`BatchLoader::from_shards`], for process `rank` of `world`.
+    ///
+    /// # Errors
+    /// As [`BatchLoader::with_rank`].
+    pub fn from_shards_with_rank(
+        shards: Arc<ShardSet>,
+        opts: LoaderConfig,
+        rank: usize,
+        world: usize,
+    ) -> Result<BatchLoader> {
+        BatchLoader::over(Source::Shards(shards), opts, rank, world)
+    }
+
     /// A loader for process `rank` of `world` (multi-process training):
     /// each rank gets `n / world` samples of every epoch's order, disjoint.
     ///
@@ -644,6 +669,10 @@ impl BatchLoader {
         rank: usize,
         world: usize,
     ) -> Result<BatchLoader> {
+        BatchLoader::over(Source::Online(ds), opts, rank, world)
+    }
+
+    fn over(ds: Source, opts: LoaderConfig, rank: usize, world: usize) -> Result<BatchLoader> {
         if world == 0 || rank >= world {
             return Err(Error::invalid(
                 "rank",
@@ -661,7 +690,7 @@ impl BatchLoader {
         } else {
             [t, c, h, w]
         };
-        let (labels, masks) = (ds.labels().len(), ds.masks().len());
+        let (labels, masks) = (ds.label_names().len(), ds.mask_names().len());
         let row_bytes = HostBatch::bytes(1, out, labels, masks) + (t * c * h * w * 4) as u64;
         let batch_bytes = row_bytes * opts.batch_size as u64;
         if batch_bytes > opts.budget_bytes {
@@ -702,9 +731,25 @@ impl BatchLoader {
         })
     }
 
-    /// The dataset.
-    pub fn dataset(&self) -> &Arc<TileDataset> {
-        &self.inner.ds
+    /// The dataset, when the loader builds stacks online (not over shards).
+    pub fn dataset(&self) -> Option<&Arc<TileDataset>> {
+        match &self.inner.ds {
+            Source::Online(d) => Some(d),
+            Source::Shards(_) => None,
+        }
+    }
+
+    /// The shards, when the loader reads materialized ones.
+    pub fn shards(&self) -> Option<&Arc<ShardSet>> {
+        match &self.inner.ds {
+            Source::Shards(s) => Some(s),
+            Source::Online(_) => None,
+        }
+    }
+
+    /// The config whose seed, normalization, augmentation and error policy apply.
+    pub fn config(&self) -> &crate::DatasetConfig {
+        self.inner.ds.config()
     }
 
     /// The options.
@@ -830,13 +875,7 @@ impl BatchLoader {
             }
             (epoch, start, self.batches_locked(&st))
         };
-        let m = &self.inner.ds.reader();
-        let snapshot = Snapshot {
-            hits: m.cache().metrics().cache_hits(),
-            misses: m.cache().metrics().cache_misses(),
-            bytes: m.client().metrics().bytes(),
-            requests: m.client().metrics().requests(),
-        };
+        let snapshot = self.inner.ds.counters();
         let it = EpochBatches {
             loader: self.clone(),
             epoch,
@@ -1004,15 +1043,6 @@ fn evict_after(st: &mut State, key: Key, room: u64) {
     }
 }
 
-/// Counters at the start of an epoch.
-#[derive(Debug, Clone, Copy)]
-struct Snapshot {
-    hits: u64,
-    misses: u64,
-    bytes: u64,
-    requests: u64,
-}
-
 /// One epoch of a [`BatchLoader`]: its batches in order. Each `next()`
 /// blocks until its batch is loaded (usually it already is) and starts the
 /// batches after it.
@@ -1023,7 +1053,7 @@ pub struct EpochBatches {
     total: usize,
     t0: Instant,
     metrics: LoaderMetrics,
-    snapshot: Snapshot,
+    snapshot: Counters,
     done: bool,
 }
 
@@ -1058,7 +1088,7 @@ impl EpochBatches {
     pub fn metrics(&self) -> LoaderMetrics {
         let mut m = self.metrics;
         let inner = &self.loader.inner;
-        let r = inner.ds.reader();
+        let now = inner.ds.counters();
         let s = &self.snapshot;
         (m.loads, m.load_errors) = inner
             .loads
@@ -1067,15 +1097,15 @@ impl EpochBatches {
             .get(&self.epoch)
             .copied()
             .unwrap_or_default();
-        let hits = r.cache().metrics().cache_hits() - s.hits;
-        let misses = r.cache().metrics().cache_misses() - s.misses;
+        let hits = now.hits - s.hits;
+        let misses = now.misses - s.misses;
         m.cache_hit_rate = if hits + misses > 0 {
             hits as f64 / (hits + misses) as f64
         } else {
             f64::NAN
         };
-        m.bytes_fetched = r.client().metrics().bytes() - s.bytes;
-        m.requests = r.client().metrics().requests() - s.requests;
+        m.bytes_fetched = now.bytes - s.bytes;
+        m.requests = now.requests - s.requests;
         m.peak_bytes = inner.lock().peak;
         m
     }
@@ -1163,30 +1193,6 @@ impl Iterator for EpochBatches {
     }
 }
 
-/// Per-sample layers rasterized on a plan's grid: labels `[L][T][H × W]`, masks `[M][H × W]`.
-type Layers = (Vec<Vec<Vec<f32>>>, Vec<Vec<f32>>);
-
-fn rasterize_layers(ds: &TileDataset, sample: usize) -> Result<Layers> {
-    let plan = &ds.samples()[sample].plan;
-    let flat = |a: ndarray::Array2<f32>| a.into_raw_vec_and_offset().0;
-    let labels = ds
-        .labels()
-        .iter()
-        .map(|(_, m)| {
-            plan.bins
-                .iter()
-                .map(|(bin, _)| m.rasterize_days(&plan.grid, Some(*bin)).map(flat))
-                .collect::<Result<Vec<_>>>()
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let masks = ds
-        .masks()
-        .iter()
-        .map(|(_, m)| m.rasterize_days(&plan.grid, None).map(flat))
-        .collect::<Result<Vec<_>>>()?;
-    Ok((labels, masks))
-}
-
 /// Loads one sample's stack (one permit) and its layers.
 async fn load_one(inner: Arc<Inner>, epoch: u64, sample: usize) -> Result<(TileStack, Layers)> {
     let _permit = inner
@@ -1196,7 +1202,7 @@ async fn load_one(inner: Arc<Inner>, epoch: u64, sample: usize) -> Result<(TileS
         .await
         .map_err(|e| Error::invalid("loader", e.to_string()))?;
     let buffer = inner.take_buffer();
-    let out = inner.ds.load_reusing(sample, buffer).await;
+    let out = inner.ds.load(sample, buffer).await;
     {
         let mut loads = inner.loads.lock().unwrap_or_else(|e| e.into_inner());
         let n = loads.entry(epoch).or_default();
@@ -1208,23 +1214,14 @@ async fn load_one(inner: Arc<Inner>, epoch: u64, sample: usize) -> Result<(TileS
             loads.remove(&old);
         }
     }
-    let stack = out?;
-    let ds = inner.ds.clone();
-    let layers = if ds.labels().is_empty() && ds.masks().is_empty() {
-        Layers::default()
-    } else {
-        tokio::task::spawn_blocking(move || rasterize_layers(&ds, sample))
-            .await
-            .map_err(|e| Error::task("rasterize labels", e))??
-    };
-    Ok((stack, layers))
+    out
 }
 
 /// Loads the rows of batch `key` concurrently and assembles the batch.
 async fn load_batch(inner: Arc<Inner>, key: Key, rows: Vec<(usize, bool)>) -> Result<HostBatch> {
-    let ds = inner.ds.clone();
-    let label_names = ds.labels().iter().map(|(n, _)| n.clone()).collect();
-    let mask_names = ds.masks().iter().map(|(n, _)| n.clone()).collect();
+    let ds = &inner.ds;
+    let label_names = ds.label_names();
+    let mask_names = ds.mask_names();
     let mut batch = HostBatch::new(
         key.epoch,
         key.batch,
@@ -1264,7 +1261,7 @@ async fn load_batch(inner: Arc<Inner>, key: Key, rows: Vec<(usize, bool)>) -> Re
             ErrorPolicy::Fail => return Err(e),
             ErrorPolicy::Nan => {
                 tracing::warn!(sample, error = %e.chain(), "sample handed out as no data");
-                batch.ids[row] = ds.samples()[sample].id.clone();
+                batch.ids[row] = ds.id(sample);
                 batch.write_failed(row, sample, fill, e.chain());
             }
             ErrorPolicy::Replace => {
@@ -1304,7 +1301,7 @@ fn write(
         &layers.1,
         status,
     );
-    batch.ids[row] = ds.samples()[sample].id.clone();
+    batch.ids[row] = ds.id(sample);
 }
 
 /// The first sample after `failed` in the epoch's order (wrapping) that

@@ -237,6 +237,59 @@ impl TileDataset {
     }
 }
 
+/// Per-sample layers rasterized on a plan's grid: labels `[L][T][H × W]`,
+/// masks `[M][H × W]`, 1 inside a feature and 0 outside.
+pub(crate) type Layers = (Vec<Vec<Vec<f32>>>, Vec<Vec<f32>>);
+
+impl TileDataset {
+    /// Loads sample `index`'s stack and rasterizes its label and mask layers
+    /// on its grid: what the loaders and `materialize` put in a batch row.
+    ///
+    /// # Errors
+    /// As [`TileDataset::load`]; a layer whose CRS cannot be projected.
+    pub(crate) async fn load_with_layers(
+        self: &Arc<Self>,
+        index: usize,
+        buffer: Option<ndarray::Array4<f32>>,
+    ) -> Result<(TileStack, Layers)> {
+        let stack = self.load_reusing(index, buffer).await?;
+        let layers = if self.labels.is_empty() && self.masks.is_empty() {
+            Layers::default()
+        } else {
+            let ds = self.clone();
+            tokio::task::spawn_blocking(move || ds.rasterize_layers(index))
+                .await
+                .map_err(|e| Error::task("rasterize labels", e))??
+        };
+        Ok((stack, layers))
+    }
+
+    fn rasterize_layers(&self, sample: usize) -> Result<Layers> {
+        let plan = &self
+            .samples
+            .get(sample)
+            .ok_or_else(|| Error::invalid("sample", format!("no sample {sample}")))?
+            .plan;
+        let flat = |a: ndarray::Array2<f32>| a.into_raw_vec_and_offset().0;
+        let labels = self
+            .labels
+            .iter()
+            .map(|(_, m)| {
+                plan.bins
+                    .iter()
+                    .map(|(bin, _)| m.rasterize_days(&plan.grid, Some(*bin)).map(flat))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let masks = self
+            .masks
+            .iter()
+            .map(|(_, m)| m.rasterize_days(&plan.grid, None).map(flat))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((labels, masks))
+    }
+}
+
 impl Drop for TileDataset {
     fn drop(&mut self) {
         // Without waiting: a dataset may be dropped inside async code.

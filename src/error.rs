@@ -125,6 +125,13 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// An error recorded when shards were written (a sample that failed to
+    /// load), replayed as it was by the shard loaders.
+    #[error("{message}")]
+    Recorded {
+        /// The error and its causes, as [`Error::chain`] printed them.
+        message: String,
+    },
     /// The demo world could not be made (feature `demo`).
     #[error("demo world: {message}")]
     Demo {

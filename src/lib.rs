@@ -23,6 +23,8 @@
 //! | request, plan, fusion | `request.rs`, `plan.rs`, `fuse.rs` | [`StackRequest`], [`StackPlan`], [`Catalog`] |
 //! | the wiring | `pipeline.rs` | [`build`], [`plan_stack`], [`StackPlan::load`] |
 //! | stacks, loading | `stack.rs`, `loader.rs` | [`TileStack`], [`StackLoader`] |
+//! | datasets, batches | `config.rs`, `sample.rs`, `dataset.rs`, `source.rs`, `batches.rs` | [`DatasetConfig`], [`TileDataset`], [`BatchLoader`] |
+//! | shards | `shard/` | [`materialize`], [`ShardSet`] |
 //! | burn (feature `burn`) | `train.rs` | `TileBatcher`, `TileBatch` |
 //! | pictures (feature `plot`) | `plot.rs` | `plot_days`, `plot_timeseries` |
 //! | the demo world (feature `demo`) | `demo/` | `demo::World`, `demo::WorldServer` |
@@ -48,6 +50,8 @@ mod request;
 mod sample;
 mod scene;
 mod search;
+mod shard;
+mod source;
 mod stack;
 #[cfg(feature = "burn")]
 mod train;
@@ -88,8 +92,13 @@ pub use search::{
     DEFAULT_SEARCH_TIMEOUT, SearchRequest, SearchResults, StacClient, load_snapshot,
     normalize_datetime, save_snapshot,
 };
+pub use shard::{
+    DEFAULT_SHARD_BYTES, INDEX_FORMAT, MaterializeOptions, MaterializeProgress, MaterializeReport,
+    SampleEntry, ShardIndex, ShardInfo, ShardOptions, ShardSet, Verify, config_hash, materialize,
+    merge_parts, part_from_env,
+};
 pub use stack::TileStack;
 #[cfg(feature = "burn")]
-pub use train::{StackDataLoader, TileBatch, TileBatcher};
+pub use train::{ShardDataLoader, StackDataLoader, TileBatch, TileBatcher};
 pub use units::{BandName, Epsg, Resolution, TimeRange, parse_day_range};
 pub use warp::{Resampling, nearest_indices, source_window, warp};

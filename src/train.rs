@@ -35,6 +35,7 @@ use crate::batches::{BatchLoader, EpochBatches, HostBatch, LoaderMetrics, Sample
 use crate::config::{DatasetConfig, LoaderConfig};
 use crate::dataset::TileDataset;
 use crate::loader::StackLoader;
+use crate::shard::{ShardOptions, ShardSet};
 use crate::stack::TileStack;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
@@ -50,6 +51,19 @@ impl Dataset<TileStack> for StackLoader {
 
     fn len(&self) -> usize {
         StackLoader::len(self)
+    }
+}
+
+/// Shards as a burn `Dataset`: sample `index`'s stack as the online
+/// [`StackLoader`] would build it (no label layers; prefer
+/// [`ShardDataLoader`] for training).
+impl Dataset<TileStack> for ShardSet {
+    fn get(&self, index: usize) -> Result<TileStack, DatasetError> {
+        ShardSet::load(self, index).map_err(|e| DatasetError::new(Chained(e)))
+    }
+
+    fn len(&self) -> usize {
+        ShardSet::len(self)
     }
 }
 
@@ -217,6 +231,44 @@ impl StackDataLoader {
         })
     }
 
+    /// A loader over the shards at `location` (a folder or URL prefix
+    /// written by [`materialize`](crate::materialize)), on `device`: the
+    /// same batches as the online loader over the same config, bit for
+    /// bit. With `config`, its loader options, normalization, augmentation
+    /// and seed apply (its samples must be the shards': same
+    /// [`config_hash`](crate::config_hash)); without, the config stored in
+    /// the index.
+    ///
+    /// ```no_run
+    /// use burn::tensor::Device;
+    /// use tilestack::ShardDataLoader;
+    /// let loader = ShardDataLoader::from_shards("shards/oakland-ships", None, &Device::default())?;
+    /// # Ok::<(), tilestack::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ShardSet::open_with`]'s (no index, a missing shard, another
+    /// dataset's config) and [`BatchLoader::from_shards`]'s.
+    pub fn from_shards(
+        location: &str,
+        config: Option<&std::path::Path>,
+        device: &Device,
+    ) -> crate::Result<StackDataLoader> {
+        let config = config.map(DatasetConfig::from_file).transpose()?;
+        let shards = Arc::new(ShardSet::open_with(
+            location,
+            ShardOptions {
+                config,
+                ..ShardOptions::default()
+            },
+        )?);
+        let opts = shards.config().loader.clone();
+        Ok(StackDataLoader::from_batches(
+            BatchLoader::from_shards(shards, opts)?,
+            device,
+        ))
+    }
+
     /// A loader over host batches made elsewhere (rank, slice), on `device`.
     pub fn from_batches(batches: BatchLoader, device: &Device) -> StackDataLoader {
         StackDataLoader {
@@ -246,6 +298,11 @@ impl StackDataLoader {
         &self.device
     }
 }
+
+/// The burn `DataLoader` over materialized shards: a [`StackDataLoader`]
+/// made by [`StackDataLoader::from_shards`] — one type, so that a training
+/// loop takes either.
+pub type ShardDataLoader = StackDataLoader;
 
 /// One epoch as burn's iterator.
 struct BurnEpoch {

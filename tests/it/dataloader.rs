@@ -633,7 +633,7 @@ fn filters_drop_samples_before_any_pixel_is_read_and_count_why() {
 fn the_committed_oakland_ships_dataset_serves_itself_and_labels_ships() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/oakland-ships.toml");
     let loader = StackDataLoader::from_config(&path, &Device::default()).unwrap();
-    let ds = loader.batches().dataset().clone();
+    let ds = loader.batches().dataset().unwrap().clone();
     assert_eq!(ds.report().candidates, 32, "{}", ds.report());
     assert!(ds.report().kept >= 24, "{}", ds.report());
     let mut it = loader.iter();

@@ -12,6 +12,8 @@ mod loader;
 mod pgstac;
 mod search;
 mod server;
+#[cfg(feature = "burn")]
+mod shards;
 mod sign;
 mod stack;
 mod store;

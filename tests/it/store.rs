@@ -19,7 +19,7 @@ use tilestack::{HttpRangeClient, RetryConfig};
 const BUCKET: &str = "tiles";
 
 /// A moto S3 server on a free loopback port, killed on drop.
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
     port: u16,
 }
@@ -33,7 +33,7 @@ impl Drop for Moto {
 
 impl Moto {
     /// Started and answering; panics, saying what to install, without moto.
-    async fn start() -> Moto {
+    pub(crate) async fn start() -> Moto {
         let importable = Command::new("python3")
             .args(["-c", "import moto.server, flask"])
             .stderr(Stdio::null())
@@ -84,7 +84,10 @@ impl Moto {
 
 /// A client whose `s3://tiles` is the moto server, holding `files` (key,
 /// local path), configured in code: tests must not touch `AWS_*` variables.
-async fn client_with_bucket(moto: &Moto, files: &[(&str, std::path::PathBuf)]) -> HttpRangeClient {
+pub(crate) async fn client_with_bucket(
+    moto: &Moto,
+    files: &[(&str, std::path::PathBuf)],
+) -> HttpRangeClient {
     let created = reqwest::Client::new()
         .put(format!("{}/{BUCKET}", moto.url()))
         .send()

@@ -56,6 +56,11 @@ pub(crate) enum Cmd {
     Plot(PlotArgs),
     /// Search a STAC API and list the items.
     Search(SearchArgs),
+    /// Write every sample of a dataset config as shards plus an index, for
+    /// offline training (one machine, or one part of a Kubernetes Indexed
+    /// Job / Slurm array: `--part`, else JOB_COMPLETION_INDEX or
+    /// SLURM_ARRAY_TASK_ID). A rerun keeps finished shards.
+    Materialize(MaterializeArgs),
 }
 
 // The structs below carry no `///` docs of their own: a subcommand's help
@@ -445,4 +450,47 @@ mod tests {
         let err = args("B04,B03").options().unwrap_err();
         assert!(format!("{err}").contains("expected three bands"), "{err}");
     }
+}
+
+// `tilestack materialize`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct MaterializeArgs {
+    /// The dataset config (TOML).
+    #[arg(long, required_unless_present = "merge")]
+    pub(crate) config: Option<PathBuf>,
+    /// Output folder, or s3:// gs:// az:// prefix.
+    #[arg(long)]
+    pub(crate) out: String,
+    /// Write part I of N (I from 0), e.g. 2/8.
+    #[arg(long, value_parser = parse_part)]
+    pub(crate) part: Option<(usize, usize)>,
+    /// The number of parts when the part index comes from the environment
+    /// (a Kubernetes Job's completions; Slurm: default SLURM_ARRAY_TASK_COUNT).
+    #[arg(long)]
+    pub(crate) parts: Option<usize>,
+    /// Target shard size in MiB.
+    #[arg(long, default_value_t = 256)]
+    pub(crate) shard_mb: u64,
+    /// Only merge the part indexes (index-I-of-N.json, N from --parts) into index.json.
+    #[arg(long, requires = "parts")]
+    pub(crate) merge: bool,
+}
+
+/// `I/N` with `I < N`.
+fn parse_part(s: &str) -> Result<(usize, usize)> {
+    let (i, n) = s
+        .split_once('/')
+        .with_context(|| format!("--part {s}: expected I/N, e.g. 0/4"))?;
+    let i: usize = i
+        .trim()
+        .parse()
+        .with_context(|| format!("--part {s}: I is not a number"))?;
+    let n: usize = n
+        .trim()
+        .parse()
+        .with_context(|| format!("--part {s}: N is not a number"))?;
+    if n == 0 || i >= n {
+        bail!("--part {s}: need 0 <= I < N (parts count from 0)");
+    }
+    Ok((i, n))
 }

@@ -34,6 +34,7 @@ async fn run(cli: Cli, started: Instant) -> anyhow::Result<()> {
         Cmd::Bench { stack, bench } => cmd::bench::run(started, &stack, &bench).await,
         Cmd::Plot(a) => cmd::plot::run(&a),
         Cmd::Search(a) => cmd::search::run(&a).await,
+        Cmd::Materialize(a) => cmd::materialize::run(a).await,
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub(crate) mod bench;
 pub(crate) mod demo;
+pub(crate) mod materialize;
 pub(crate) mod plot;
 pub(crate) mod search;
 pub(crate) mod stack;

@@ -1,0 +1,321 @@
+//! The shard file: a safetensors file whose samples are laid out one after
+//! another, each sample's tensors contiguous and 64-byte aligned, with the
+//! samples' index entries in its `__metadata__` (so a shard describes
+//! itself, and a rerun of `materialize` rebuilds the index from the shards
+//! it keeps).
+//!
+//! Per sample `k` (its dataset index, six digits), in this order:
+//!
+//! | tensor | dtype | shape |
+//! |---|---|---|
+//! | `{k}/data` | F32 | `[T, C, H, W]`, NaN = no data |
+//! | `{k}/eo_cloud_cover` | F32 | `[T]` |
+//! | `{k}/pct_nans` | F32 | `[T]` |
+//! | `{k}/tile_cloud_fraction` | F32 | `[T]` |
+//! | `{k}/labels` | U8 | `[L, T, H, W]`, 0/1 (when the dataset has labels) |
+//! | `{k}/masks` | U8 | `[M, H, W]`, 0/1 (when it has masks) |
+//! | `{k}/_pad` | U8 | `[p]`, zeros up to the next 64-byte boundary (when needed) |
+//!
+//! A sample that failed to load has no tensors; its entry holds the error.
+
+use super::SampleEntry;
+use crate::dataset::Layers;
+use crate::{Error, Result, TileStack};
+use std::collections::BTreeMap;
+
+/// `__metadata__["format"]` of a shard.
+pub(crate) const SHARD_FORMAT: &str = "tilestack-shard/1";
+
+/// Every sample's region starts on this boundary (in the file).
+pub(crate) const ALIGN: u64 = 64;
+
+/// One sample's bytes: its tensors, in the order above, without the pad.
+#[derive(Debug)]
+pub(crate) struct Region {
+    pub(crate) bytes: Vec<u8>,
+    /// The tensors: name suffix, dtype, shape, byte length.
+    pub(crate) tensors: Vec<(&'static str, &'static str, Vec<usize>, usize)>,
+}
+
+/// Little-endian bytes of `v` appended to `out`.
+fn put_f32s(out: &mut Vec<u8>, v: &[f32]) {
+    if cfg!(target_endian = "little") {
+        out.extend_from_slice(bytemuck::cast_slice(v));
+    } else {
+        for x in v {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+}
+
+/// A sample's region from its stack and layers.
+///
+/// # Errors
+/// [`Error::Invalid`] when a layer holds a value other than 0 or 1 (it
+/// could not be stored exactly as U8).
+pub(crate) fn encode(stack: &TileStack, layers: &Layers) -> Result<Region> {
+    let (t, c, h, w) = stack.data.dim();
+    let px = h * w;
+    let (labels, masks) = layers;
+    let data_bytes = t * c * px * 4;
+    let mut bytes = Vec::with_capacity(data_bytes + 12 * t + (labels.len() * t + masks.len()) * px);
+    match stack.data.as_slice() {
+        Some(s) => put_f32s(&mut bytes, s),
+        None => {
+            let v: Vec<f32> = stack.data.iter().copied().collect();
+            put_f32s(&mut bytes, &v);
+        }
+    }
+    let mut tensors = vec![("data", "F32", vec![t, c, h, w], data_bytes)];
+    for (name, v) in [
+        ("eo_cloud_cover", &stack.eo_cloud_cover),
+        ("pct_nans", &stack.pct_nans),
+        ("tile_cloud_fraction", &stack.tile_cloud_fraction),
+    ] {
+        let mut m = vec![f32::NAN; t];
+        for (o, x) in m.iter_mut().zip(v) {
+            *o = *x;
+        }
+        put_f32s(&mut bytes, &m);
+        tensors.push((name, "F32", vec![t], 4 * t));
+    }
+    let binary = |v: f32| -> Result<u8> {
+        if v == 0.0 {
+            Ok(0)
+        } else if v == 1.0 {
+            Ok(1)
+        } else {
+            Err(Error::invalid(
+                "layer value",
+                format!("{v}: shards store label and mask layers as 0/1"),
+            ))
+        }
+    };
+    if !labels.is_empty() {
+        for layer in labels {
+            for ti in 0..t {
+                match layer.get(ti) {
+                    Some(step) if step.len() == px => {
+                        for &v in step {
+                            bytes.push(binary(v)?);
+                        }
+                    }
+                    _ => bytes.extend(std::iter::repeat_n(0u8, px)),
+                }
+            }
+        }
+        tensors.push((
+            "labels",
+            "U8",
+            vec![labels.len(), t, h, w],
+            labels.len() * t * px,
+        ));
+    }
+    if !masks.is_empty() {
+        for m in masks {
+            if m.len() == px {
+                for &v in m {
+                    bytes.push(binary(v)?);
+                }
+            } else {
+                bytes.extend(std::iter::repeat_n(0u8, px));
+            }
+        }
+        tensors.push(("masks", "U8", vec![masks.len(), h, w], masks.len() * px));
+    }
+    Ok(Region { bytes, tensors })
+}
+
+/// Zero bytes after a region of `len` bytes up to the next boundary.
+pub(crate) fn pad_for(len: u64) -> u64 {
+    (ALIGN - len % ALIGN) % ALIGN
+}
+
+/// The shard's header (8-byte length + JSON, padded with spaces so that
+/// the data starts on a 64-byte boundary) for `regions` (sample index,
+/// region) and the metadata; fills in each entry's `offset`.
+pub(crate) fn header(
+    regions: &[(usize, &Region)],
+    entries: &mut [SampleEntry],
+    mut meta: BTreeMap<String, String>,
+) -> Result<Vec<u8>> {
+    // Offsets inside the data buffer are known before the header's length:
+    // the buffer starts at the (aligned) end of the header.
+    let mut tensors = serde_json::Map::new();
+    let mut at: u64 = 0;
+    let mut starts = Vec::with_capacity(regions.len());
+    for (k, r) in regions {
+        starts.push(at);
+        for (name, dtype, shape, len) in &r.tensors {
+            tensors.insert(
+                format!("{k:06}/{name}"),
+                serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [at, at + *len as u64]}),
+            );
+            at += *len as u64;
+        }
+        let pad = pad_for(r.bytes.len() as u64);
+        if pad > 0 {
+            tensors.insert(
+                format!("{k:06}/_pad"),
+                serde_json::json!({"dtype": "U8", "shape": [pad], "data_offsets": [at, at + pad]}),
+            );
+            at += pad;
+        }
+    }
+    // The header's length depends on the entries' offsets, which depend on
+    // the header's length: iterate until it is stable (twice at most in
+    // practice; the offsets only grow by digits).
+    let mut base: u64 = 0;
+    for _ in 0..8 {
+        for e in entries.iter_mut() {
+            if let Some(i) = regions.iter().position(|(k, _)| *k == e.index) {
+                e.offset = base + starts[i];
+            }
+        }
+        meta.insert(
+            "entries".into(),
+            serde_json::to_string(&entries).map_err(json_err)?,
+        );
+        let mut all = tensors.clone();
+        all.insert(
+            "__metadata__".into(),
+            serde_json::to_value(&meta).map_err(json_err)?,
+        );
+        let mut json = serde_json::to_vec(&serde_json::Value::Object(all)).map_err(json_err)?;
+        let total = 8 + json.len() as u64;
+        let padded = total + pad_for(total);
+        if padded == base {
+            json.resize((padded - 8) as usize, b' ');
+            let mut out = Vec::with_capacity(padded as usize);
+            out.extend_from_slice(&((padded - 8).to_le_bytes()));
+            out.extend_from_slice(&json);
+            return Ok(out);
+        }
+        base = padded;
+    }
+    Err(Error::invalid(
+        "shard header",
+        "its length did not settle (entries too large)",
+    ))
+}
+
+fn json_err(e: serde_json::Error) -> Error {
+    Error::invalid("shard header", e.to_string())
+}
+
+/// The JSON header of a shard file from its first bytes: `(header length
+/// including the 8-byte prefix, the header)`. `head` must hold at least 8
+/// bytes; returns `Ok(None)` when it holds fewer than the header.
+pub(crate) fn parse_header(
+    head: &[u8],
+    max: u64,
+) -> std::result::Result<Option<(u64, serde_json::Value)>, String> {
+    let Some(len) = head.get(..8) else {
+        return Err("shorter than a safetensors header".into());
+    };
+    let mut n = [0u8; 8];
+    n.copy_from_slice(len);
+    let n = u64::from_le_bytes(n);
+    if n > max {
+        return Err(format!("declares a {n}-byte header (more than {max})"));
+    }
+    let end = 8 + n as usize;
+    let Some(json) = head.get(8..end) else {
+        return Ok(None);
+    };
+    let v: serde_json::Value =
+        serde_json::from_slice(json).map_err(|e| format!("header is not JSON: {e}"))?;
+    Ok(Some((end as u64, v)))
+}
+
+/// The entries a shard's header lists, and its `__metadata__`.
+pub(crate) fn header_entries(
+    header: &serde_json::Value,
+) -> std::result::Result<(Vec<SampleEntry>, BTreeMap<String, String>), String> {
+    let meta: BTreeMap<String, String> = header
+        .get("__metadata__")
+        .cloned()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| format!("__metadata__: {e}"))?
+        .unwrap_or_default();
+    if meta.get("format").map(String::as_str) != Some(SHARD_FORMAT) {
+        return Err(format!(
+            "not a tilestack shard (__metadata__.format is {:?}, expected {SHARD_FORMAT:?})",
+            meta.get("format")
+        ));
+    }
+    let entries = meta
+        .get("entries")
+        .ok_or_else(|| "__metadata__ has no entries".to_string())
+        .and_then(|s| serde_json::from_str(s).map_err(|e| format!("__metadata__.entries: {e}")))?;
+    Ok((entries, meta))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pads_round_up_to_the_boundary() {
+        assert_eq!(pad_for(0), 0);
+        assert_eq!(pad_for(1), 63);
+        assert_eq!(pad_for(64), 0);
+        assert_eq!(pad_for(130), 62);
+    }
+
+    #[test]
+    fn header_lengths_are_aligned_and_parse_back() {
+        let r = Region {
+            bytes: vec![0; 10],
+            tensors: vec![("masks", "U8", vec![1, 2, 5], 10)],
+        };
+        let mut entries = vec![SampleEntry {
+            index: 3,
+            ..SampleEntry::default()
+        }];
+        let meta = BTreeMap::from([("format".to_string(), SHARD_FORMAT.to_string())]);
+        let h = header(&[(3, &r)], &mut entries, meta).expect("header");
+        assert_eq!(h.len() % 64, 0);
+        assert_eq!(entries[0].offset, h.len() as u64);
+        let (end, v) = parse_header(&h, 1 << 20).expect("parses").expect("whole");
+        assert_eq!(end, h.len() as u64);
+        assert_eq!(
+            v["000003/masks"]["data_offsets"],
+            serde_json::json!([0, 10])
+        );
+        assert_eq!(v["000003/_pad"]["shape"], serde_json::json!([54]));
+        let (back, _) = header_entries(&v).expect("entries");
+        assert_eq!(back, entries);
+    }
+
+    #[test]
+    fn non_binary_layers_are_refused() {
+        let stack = TileStack {
+            data: ndarray::Array4::zeros((1, 1, 1, 2)),
+            bands: vec!["a".into()],
+            days: vec![chrono::NaiveDate::default()],
+            eo_cloud_cover: vec![1.0],
+            pct_nans: vec![0.0],
+            tile_cloud_fraction: vec![f32::NAN],
+            items: vec![vec![]],
+            grid: crate::GridSpec {
+                epsg: crate::Epsg::WGS84,
+                transform: crate::GeoTransform::north_up(0.0, 0.0, 1.0),
+                width: 2,
+                height: 1,
+            },
+            read_errors: vec![],
+        };
+        let ok: Layers = (vec![vec![vec![0.0, 1.0]]], vec![]);
+        let r = encode(&stack, &ok).expect("binary layers encode");
+        assert_eq!(r.bytes.len(), 8 + 12 + 2);
+        let bad: Layers = (vec![vec![vec![0.5, 1.0]]], vec![]);
+        assert!(
+            encode(&stack, &bad)
+                .unwrap_err()
+                .to_string()
+                .contains("0.5")
+        );
+    }
+}

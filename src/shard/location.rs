@@ -1,0 +1,364 @@
+//! Where shards live: a local folder, or a URL prefix (`s3://`, `gs://`,
+//! `az://` through `object_store` with feature `cloud`, read and written;
+//! `http(s)://`, read only). Writes are atomic: a local file is written
+//! under a temporary name, synced and renamed; an object is uploaded whole.
+
+use crate::{Error, HttpRangeClient, Result, RetryConfig};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Index and `dataset.json` files are refused above this size.
+pub(crate) const MAX_INDEX_BYTES: u64 = 1 << 30;
+
+#[derive(Debug)]
+pub(crate) enum Location {
+    Local {
+        dir: PathBuf,
+        /// Open shard files, by name.
+        files: Mutex<HashMap<String, Arc<std::fs::File>>>,
+    },
+    Remote {
+        /// The prefix, without a trailing `/`.
+        base: String,
+        client: HttpRangeClient,
+    },
+}
+
+impl Location {
+    /// `s` as a location: a URL with a scheme other than `file://` is
+    /// remote (read through `client`, or a default client), anything else
+    /// a local folder.
+    pub(crate) fn parse(s: &str, client: Option<HttpRangeClient>) -> Result<Location> {
+        if let Some(p) = s.strip_prefix("file://") {
+            return Ok(Location::local(Path::new(p)));
+        }
+        if s.contains("://") {
+            let client = match client {
+                Some(c) => c,
+                None => HttpRangeClient::new(RetryConfig::default())?,
+            };
+            return Ok(Location::Remote {
+                base: s.trim_end_matches('/').to_string(),
+                client,
+            });
+        }
+        Ok(Location::local(Path::new(s)))
+    }
+
+    /// Another handle on the same place (no open files shared).
+    pub(crate) fn clone_for_write(&self) -> Location {
+        match self {
+            Location::Local { dir, .. } => Location::local(dir),
+            Location::Remote { base, client } => Location::Remote {
+                base: base.clone(),
+                client: client.clone(),
+            },
+        }
+    }
+
+    fn local(dir: &Path) -> Location {
+        Location::Local {
+            dir: dir.to_path_buf(),
+            files: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The file's path or URL, for messages.
+    pub(crate) fn name(&self, file: &str) -> String {
+        match self {
+            Location::Local { dir, .. } => dir.join(file).display().to_string(),
+            Location::Remote { base, .. } => format!("{base}/{file}"),
+        }
+    }
+
+    pub(crate) fn is_local(&self) -> bool {
+        matches!(self, Location::Local { .. })
+    }
+
+    /// The whole file, or `None` when it does not exist.
+    pub(crate) async fn read_all(&self, file: &str) -> Result<Option<Vec<u8>>> {
+        match self {
+            Location::Local { dir, .. } => {
+                let p = dir.join(file);
+                match tokio::fs::metadata(&p).await {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(Error::io(&p, e)),
+                    Ok(m) if m.len() > MAX_INDEX_BYTES => {
+                        return Err(Error::invalid(
+                            "shard index",
+                            format!(
+                                "{}: {} bytes (more than {MAX_INDEX_BYTES})",
+                                p.display(),
+                                m.len()
+                            ),
+                        ));
+                    }
+                    Ok(_) => {}
+                }
+                tokio::fs::read(&p)
+                    .await
+                    .map(Some)
+                    .map_err(|e| Error::io(&p, e))
+            }
+            Location::Remote { .. } => {
+                #[cfg(feature = "cloud")]
+                if let Some((store, key)) = self.object(file)? {
+                    use object_store::ObjectStoreExt;
+                    return match store.get(&key).await {
+                        Ok(r) => {
+                            if r.meta.size > MAX_INDEX_BYTES {
+                                return Err(Error::invalid(
+                                    "shard index",
+                                    format!(
+                                        "{}: {} bytes (more than {MAX_INDEX_BYTES})",
+                                        self.name(file),
+                                        r.meta.size
+                                    ),
+                                ));
+                            }
+                            let b = r.bytes().await.map_err(|e| self.store_error(file, e))?;
+                            Ok(Some(b.to_vec()))
+                        }
+                        Err(object_store::Error::NotFound { .. }) => Ok(None),
+                        Err(e) => Err(self.store_error(file, e)),
+                    };
+                }
+                let Location::Remote { client, .. } = self else {
+                    return Ok(None);
+                };
+                let url = self.name(file);
+                match client.get_range_to_eof(&url, 0..MAX_INDEX_BYTES + 1).await {
+                    Ok(b) if b.len() as u64 > MAX_INDEX_BYTES => Err(Error::invalid(
+                        "shard index",
+                        format!("{url}: more than {MAX_INDEX_BYTES} bytes"),
+                    )),
+                    Ok(b) => Ok(Some(b.to_vec())),
+                    Err(Error::Http {
+                        status: Some(404), ..
+                    }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// The file's size, or `None` when it does not exist.
+    pub(crate) async fn size(&self, file: &str) -> Result<Option<u64>> {
+        match self {
+            Location::Local { dir, .. } => {
+                let p = dir.join(file);
+                match tokio::fs::metadata(&p).await {
+                    Ok(m) => Ok(Some(m.len())),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(Error::io(&p, e)),
+                }
+            }
+            Location::Remote { .. } => {
+                #[cfg(feature = "cloud")]
+                if let Some((store, key)) = self.object(file)? {
+                    use object_store::ObjectStoreExt;
+                    return match store.head(&key).await {
+                        Ok(m) => Ok(Some(m.size)),
+                        Err(object_store::Error::NotFound { .. }) => Ok(None),
+                        Err(e) => Err(self.store_error(file, e)),
+                    };
+                }
+                Err(self.read_only(file))
+            }
+        }
+    }
+
+    /// Bytes `[offset, offset + out.len())` of the file into `out`.
+    pub(crate) async fn read_into(&self, file: &str, offset: u64, out: &mut [u8]) -> Result<()> {
+        match self {
+            Location::Local { .. } => {
+                let f = self.open(file)?;
+                let name = self.name(file);
+                // A read of a page-cached range is a memcpy: done here, on
+                // the loader's worker, rather than through a thread hop.
+                read_at(&f, offset, out).map_err(|e| {
+                    Error::invalid(
+                        "shard",
+                        format!("{name}: bytes {offset}..{}: {e}", offset + out.len() as u64),
+                    )
+                })
+            }
+            Location::Remote { client, .. } => {
+                let url = self.name(file);
+                let b = client
+                    .get_range(&url, offset..offset + out.len() as u64)
+                    .await?;
+                out.copy_from_slice(&b);
+                Ok(())
+            }
+        }
+    }
+
+    fn open(&self, file: &str) -> Result<Arc<std::fs::File>> {
+        let Location::Local { dir, files } = self else {
+            return Err(Error::invalid("shard", "not a local folder"));
+        };
+        let mut files = files.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = files.get(file) {
+            return Ok(f.clone());
+        }
+        let p = dir.join(file);
+        let f = Arc::new(std::fs::File::open(&p).map_err(|e| Error::io(&p, e))?);
+        files.insert(file.to_string(), f.clone());
+        Ok(f)
+    }
+
+    /// Writes `chunks` as the file, atomically (see the module docs).
+    pub(crate) async fn put(&self, file: &str, chunks: Vec<Bytes>) -> Result<()> {
+        match self {
+            Location::Local { dir, .. } => {
+                let (dir, file) = (dir.clone(), file.to_string());
+                tokio::task::spawn_blocking(move || put_local(&dir, &file, &chunks))
+                    .await
+                    .map_err(|e| Error::task("shard write", e))?
+            }
+            Location::Remote { .. } => {
+                #[cfg(feature = "cloud")]
+                if let Some((store, key)) = self.object(file)? {
+                    use object_store::ObjectStoreExt;
+                    let payload: object_store::PutPayload = chunks.into_iter().collect();
+                    return store
+                        .put(&key, payload)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| self.store_error(file, e));
+                }
+                let _ = chunks;
+                Err(self.read_only(file))
+            }
+        }
+    }
+
+    /// Creates the folder (local), checking it can be written.
+    pub(crate) async fn create(&self) -> Result<()> {
+        if let Location::Local { dir, .. } = self {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| Error::io(dir, e))?;
+        }
+        Ok(())
+    }
+
+    /// Files in a local folder (names), for the check that it holds nothing else.
+    pub(crate) fn list_local(&self) -> Result<Vec<String>> {
+        let Location::Local { dir, .. } = self else {
+            return Ok(Vec::new());
+        };
+        let rd = match std::fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(dir, e)),
+        };
+        let mut names = Vec::new();
+        for e in rd {
+            let e = e.map_err(|e| Error::io(dir, e))?;
+            names.push(e.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Removes leftovers of a killed run: temporary files of `file`.
+    pub(crate) fn remove_temporaries(&self, file: &str) {
+        let Location::Local { dir, .. } = self else {
+            return;
+        };
+        let prefix = format!(".{file}.tmp");
+        if let Ok(names) = self.list_local() {
+            for n in names.iter().filter(|n| n.starts_with(&prefix)) {
+                let _ = std::fs::remove_file(dir.join(n));
+            }
+        }
+    }
+
+    fn read_only(&self, file: &str) -> Error {
+        Error::invalid(
+            "shard output",
+            format!(
+                "{}: shards are written to a local folder or s3:// gs:// az:// (feature `cloud`); \
+                 http(s):// is read only",
+                self.name(file)
+            ),
+        )
+    }
+
+    #[cfg(feature = "cloud")]
+    fn object(
+        &self,
+        file: &str,
+    ) -> Result<Option<(Arc<dyn object_store::ObjectStore>, object_store::path::Path)>> {
+        let Location::Remote { client, .. } = self else {
+            return Ok(None);
+        };
+        let url = self.name(file);
+        if !crate::is_object_store_url(&url) {
+            return Ok(None);
+        }
+        client.object_stores().resolve(&url).map(Some)
+    }
+
+    #[cfg(feature = "cloud")]
+    fn store_error(&self, file: &str, e: object_store::Error) -> Error {
+        Error::Http {
+            url: self.name(file),
+            status: None,
+            message: "object store request failed".into(),
+            source: Some(crate::Cause::new(e)),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn read_at(f: &std::fs::File, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    f.read_exact_at(out, offset)
+}
+
+#[cfg(windows)]
+fn read_at(f: &std::fs::File, mut offset: u64, mut out: &mut [u8]) -> std::io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !out.is_empty() {
+        let n = f.seek_read(out, offset)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        out = &mut out[n..];
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+/// Writes `chunks` to `dir/.file.tmp.PID`, syncs, renames to `dir/file`
+/// and syncs the folder. On failure the temporary file is removed and the
+/// error names the file.
+fn put_local(dir: &Path, file: &str, chunks: &[Bytes]) -> Result<()> {
+    use std::io::Write;
+    let path = dir.join(file);
+    let tmp = dir.join(format!(".{file}.tmp.{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        for c in chunks {
+            f.write_all(c)?;
+        }
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, &path)?;
+        // The rename itself is durable once the folder is synced (best
+        // effort: not every platform can open a folder).
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(&path, e)
+    })
+}

@@ -1,0 +1,117 @@
+//! Where a [`BatchLoader`](crate::BatchLoader)'s samples come from: a
+//! [`TileDataset`] (stacks built online from the catalog) or a [`ShardSet`]
+//! (the same stacks, materialized). Everything after the load — order,
+//! batching, normalization, augmentation, error policies, resume — is the
+//! loader's one code path, which is why the two give bit-identical batches.
+
+use crate::dataset::{Layers, TileDataset};
+use crate::shard::ShardSet;
+use crate::{DatasetConfig, Result, TileStack};
+use std::sync::Arc;
+
+/// The samples a loader batches.
+#[derive(Debug, Clone)]
+pub(crate) enum Source {
+    /// Built from the catalog on demand.
+    Online(Arc<TileDataset>),
+    /// Read from shards written by `materialize`.
+    Shards(Arc<ShardSet>),
+}
+
+/// I/O counters at one moment: tile cache hits and misses, bytes and requests.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Counters {
+    pub(crate) hits: u64,
+    pub(crate) misses: u64,
+    pub(crate) bytes: u64,
+    pub(crate) requests: u64,
+}
+
+impl Source {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Source::Online(d) => d.len(),
+            Source::Shards(s) => s.len(),
+        }
+    }
+
+    /// `[T, C, H, W]` of every sample's stack.
+    pub(crate) fn shape(&self) -> [usize; 4] {
+        match self {
+            Source::Online(d) => d.shape(),
+            Source::Shards(s) => s.shape(),
+        }
+    }
+
+    /// The config whose seed, normalization, augmentation and error policy apply.
+    pub(crate) fn config(&self) -> &DatasetConfig {
+        match self {
+            Source::Online(d) => d.config(),
+            Source::Shards(s) => s.config(),
+        }
+    }
+
+    pub(crate) fn label_names(&self) -> Vec<String> {
+        match self {
+            Source::Online(d) => d.labels().iter().map(|(n, _)| n.clone()).collect(),
+            Source::Shards(s) => s.label_names().to_vec(),
+        }
+    }
+
+    pub(crate) fn mask_names(&self) -> Vec<String> {
+        match self {
+            Source::Online(d) => d.masks().iter().map(|(n, _)| n.clone()).collect(),
+            Source::Shards(s) => s.mask_names().to_vec(),
+        }
+    }
+
+    /// Sample `i`'s id.
+    pub(crate) fn id(&self, i: usize) -> String {
+        match self {
+            Source::Online(d) => d.samples().get(i).map(|s| s.id.clone()),
+            Source::Shards(s) => s.entries().get(i).map(|e| e.id.clone()),
+        }
+        .unwrap_or_default()
+    }
+
+    pub(crate) fn handle(&self) -> Result<tokio::runtime::Handle> {
+        match self {
+            Source::Online(d) => d.handle(),
+            Source::Shards(s) => s.handle(),
+        }
+    }
+
+    pub(crate) fn counters(&self) -> Counters {
+        match self {
+            Source::Online(d) => {
+                let r = d.reader();
+                Counters {
+                    hits: r.cache().metrics().cache_hits(),
+                    misses: r.cache().metrics().cache_misses(),
+                    bytes: r.client().metrics().bytes(),
+                    requests: r.client().metrics().requests(),
+                }
+            }
+            Source::Shards(s) => {
+                let (bytes, requests) = s.io();
+                Counters {
+                    bytes,
+                    requests,
+                    ..Counters::default()
+                }
+            }
+        }
+    }
+
+    /// Sample `i`'s stack (into `buffer` when its shape fits) and layers.
+    pub(crate) async fn load(
+        &self,
+        i: usize,
+        buffer: Option<ndarray::Array4<f32>>,
+    ) -> Result<(TileStack, Layers)> {
+        match self {
+            Source::Online(d) => d.load_with_layers(i, buffer).await,
+            Source::Shards(s) => s.load_with_layers(i, buffer).await,
+        }
+    }
+}

@@ -1,0 +1,553 @@
+//! Shards (`materialize`, `ShardSet`, the shard loaders) against the
+//! online loader over demo worlds served on 127.0.0.1: bit-identical
+//! batches, parts, SIGKILL and rerun, Python's one-line read, `s3://`
+//! through moto, and bad shards and folders.
+
+use crate::dataloader::{EAST, Fixture, WEST};
+use crate::util::python;
+use burn::data::dataloader::DataLoader;
+use burn::tensor::Device;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tilestack::{
+    BatchLoader, DatasetConfig, ErrorPolicy, HostBatch, MaterializeOptions, MaterializeReport,
+    SampleStatus, ShardDataLoader, ShardOptions, ShardSet, StackDataLoader, TileDataset,
+    materialize,
+};
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Every field of two batches equal, floats bit for bit (NaN included).
+fn assert_same(a: &HostBatch, b: &HostBatch) {
+    let at = format!("epoch {} batch {}", a.epoch, a.index);
+    assert_eq!(
+        (a.epoch, a.index, a.shape),
+        (b.epoch, b.index, b.shape),
+        "{at}"
+    );
+    assert_eq!(a.samples, b.samples, "{at}");
+    assert_eq!(a.ids, b.ids, "{at}");
+    assert_eq!(a.days, b.days, "{at}");
+    assert_eq!(a.status, b.status, "{at}");
+    assert_eq!(a.read_errors, b.read_errors, "{at}");
+    assert_eq!(
+        (&a.label_names, &a.mask_names),
+        (&b.label_names, &b.mask_names),
+        "{at}"
+    );
+    assert!(bits(&a.inputs) == bits(&b.inputs), "{at}: inputs differ");
+    assert!(bits(&a.valid) == bits(&b.valid), "{at}: valid differs");
+    for (x, y) in a.labels.iter().zip(&b.labels) {
+        assert!(bits(x) == bits(y), "{at}: labels differ");
+    }
+    for (x, y) in a.masks.iter().zip(&b.masks) {
+        assert!(bits(x) == bits(y), "{at}: masks differ");
+    }
+    assert_eq!(bits(&a.eo_cloud_cover), bits(&b.eo_cloud_cover), "{at}");
+    assert_eq!(bits(&a.pct_nans), bits(&b.pct_nans), "{at}");
+    assert_eq!(
+        bits(&a.tile_cloud_fraction),
+        bits(&b.tile_cloud_fraction),
+        "{at}"
+    );
+}
+
+fn epoch(loader: &BatchLoader) -> Vec<HostBatch> {
+    loader
+        .iter()
+        .unwrap()
+        .collect::<tilestack::Result<Vec<_>>>()
+        .unwrap()
+}
+
+/// Every file of a folder (name → bytes), hidden ones included.
+fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn run(
+    cfg: &DatasetConfig,
+    out: &Path,
+    part: Option<(usize, usize)>,
+    shard_bytes: u64,
+) -> MaterializeReport {
+    let opts = MaterializeOptions {
+        part,
+        shard_bytes,
+        ..MaterializeOptions::new(out.to_string_lossy())
+    };
+    materialize(cfg, &opts, &mut |_| {}).unwrap()
+}
+
+/// Seven places around the small world's western granule.
+fn seven() -> Vec<[f64; 2]> {
+    (0..7)
+        .map(|i| {
+            let p = WEST[i % WEST.len()];
+            [p[0] + 0.0007 * i as f64, p[1]]
+        })
+        .collect()
+}
+
+#[test]
+fn oakland_ships_online_and_shard_batches_are_bit_identical_for_every_sample() {
+    let cfg = DatasetConfig::from_file(Path::new("datasets/oakland-ships.toml")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    // ~40 MB shards: several shards of several samples.
+    let report = run(&cfg, out.path(), None, 40 << 20);
+    let online = Arc::new(TileDataset::open(&cfg).unwrap());
+    assert_eq!(report.samples, online.len());
+    assert!(report.failed.is_empty(), "{report}");
+    assert!(report.shards_written > 2, "{report}");
+    assert!(report.complete);
+    let shards = Arc::new(ShardSet::open(&out.path().to_string_lossy()).unwrap());
+    assert_eq!(shards.len(), online.len());
+    assert_eq!(shards.shape(), online.shape());
+    let a = BatchLoader::new(online.clone(), cfg.loader.clone()).unwrap();
+    let b = BatchLoader::from_shards(shards, cfg.loader.clone()).unwrap();
+    for e in 0..2 {
+        let (x, y) = (epoch(&a), epoch(&b));
+        assert_eq!(x.len(), y.len());
+        let mut seen: Vec<usize> = y.iter().flat_map(|b| b.samples.clone()).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), online.len(), "epoch {e}: every sample");
+        for (p, q) in x.iter().zip(&y) {
+            assert_same(p, q);
+        }
+        // Augmentation is on: the epochs differ, and equally on both sides.
+        assert!(x[0].inputs.iter().any(|v| *v != 0.0));
+    }
+    let m = b.last_metrics().unwrap();
+    assert_eq!((m.epoch, m.samples), (1, online.len()), "{m}");
+}
+
+#[test]
+fn parts_are_disjoint_cover_every_sample_and_merge_to_the_single_runs_index() {
+    let f = Fixture::new();
+    let cfg = f.config(&seven(), None, "");
+    let single = f.dir.path().join("single");
+    let parted = f.dir.path().join("parted");
+    // Two samples per shard: four shards for seven samples.
+    let sample = {
+        let one = run(&cfg, &single, None, 1);
+        one.bytes_per_sample
+    };
+    let _ = std::fs::remove_dir_all(&single);
+    let whole = run(&cfg, &single, None, 2 * sample + 10);
+    assert_eq!((whole.samples, whole.shards_written), (7, 4), "{whole}");
+    let mut covered = Vec::new();
+    let mut files = Vec::new();
+    for i in 0..3 {
+        let r = run(&cfg, &parted, Some((i, 3)), 2 * sample + 10);
+        assert_eq!(r.complete, i == 2, "the last part merges: {r}");
+        let index: tilestack::ShardIndex = serde_json::from_slice(
+            &std::fs::read(parted.join(format!("index-{i}-of-3.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(index.part, Some([i, 3]));
+        covered.extend(index.entries.iter().map(|e| e.index));
+        files.extend(index.shards.iter().map(|s| s.file.clone()));
+    }
+    covered.sort_unstable();
+    assert_eq!(covered, (0..7).collect::<Vec<_>>(), "disjoint and covering");
+    let n = files.len();
+    files.sort();
+    files.dedup();
+    assert_eq!((files.len(), n), (4, 4), "each shard written by one part");
+    // The merged index and every shard: byte-identical to the single run.
+    let (a, mut b) = (tree(&single), tree(&parted));
+    for i in 0..3 {
+        assert!(b.remove(&format!("index-{i}-of-3.json")).is_some());
+    }
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (k, v) in &a {
+        let (x, y) = (String::from_utf8_lossy(v), String::from_utf8_lossy(&b[k]));
+        let first = x.lines().zip(y.lines()).find(|(p, q)| p != q);
+        assert!(*v == b[k], "{k} differs: {first:?}");
+    }
+    // A part index is what the reader takes without index.json, and a
+    // missing part is named.
+    std::fs::remove_file(parted.join("index.json")).unwrap();
+    let s = ShardSet::open(&parted.to_string_lossy()).unwrap();
+    assert_eq!(s.len(), 7);
+    std::fs::remove_file(parted.join("index-1-of-3.json")).unwrap();
+    let e = ShardSet::open(&parted.to_string_lossy())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("index.json") && e.contains("--merge"), "{e}");
+    let e = tilestack::merge_parts(&parted.to_string_lossy(), 3, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("index-1-of-3.json"), "{e}");
+}
+
+#[test]
+fn sigkill_at_random_points_then_rerun_gives_byte_identical_shards_and_index() {
+    let f = Fixture::new();
+    let pts: Vec<[f64; 2]> = (0..16)
+        .map(|i| {
+            let p = WEST[i % WEST.len()];
+            [p[0] + 0.0006 * i as f64, p[1] - 0.0004 * i as f64]
+        })
+        .collect();
+    // 128 px, four bands: ~1.6 MB samples, one per 2 MiB shard.
+    let mut cfg = f.config(&pts, None, "");
+    let text = std::fs::read_to_string(&cfg.path)
+        .unwrap()
+        .replace(
+            "bands = [\"B04\", \"B08\"]",
+            "bands = [\"B04\", \"B03\", \"B02\", \"B08\"]",
+        )
+        .replace("tile_size = 32", "tile_size = 128");
+    let path = f.dir.path().join("kill.toml");
+    std::fs::write(&path, text).unwrap();
+    cfg = DatasetConfig::from_file(&path).unwrap();
+    assert_eq!(
+        cfg.stack.get("tile_size").and_then(|v| v.as_integer()),
+        Some(128)
+    );
+    let bin = env!("CARGO_BIN_EXE_tilestack");
+    let materialize = |out: &Path| {
+        let mut c = Command::new(bin);
+        c.args(["materialize", "--shard-mb", "2", "--config"])
+            .arg(&path)
+            .arg("--out")
+            .arg(out)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    };
+    let clean = f.dir.path().join("clean");
+    let o = materialize(&clean)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want = tree(&clean);
+    let shards = want.keys().filter(|k| k.starts_with("shard-")).count();
+    assert_eq!(shards, 16, "{:?}", want.keys().collect::<Vec<_>>());
+    // Kill points drawn from a seeded generator: once k shards exist, plus
+    // a random 0–10 ms, SIGKILL. Four rounds; at least three must land
+    // while the child still runs (a fast machine may finish the last one).
+    let killed = f.dir.path().join("killed");
+    let mut seed: u64 = 0x5EED_1234;
+    let mut next = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut interrupted = 0;
+    let count = |dir: &Path| {
+        std::fs::read_dir(dir).map_or(0, |d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("shard-"))
+            })
+            .count()
+        })
+    };
+    for round in 0..4 {
+        // 1–2 more shards than the folder holds, never the last two: room
+        // for four kills in sixteen shards.
+        let k = (count(&killed) + 1 + next(2) as usize).min(shards - 2);
+        let extra = Duration::from_millis(next(10));
+        let mut child = materialize(&killed).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if count(&killed) >= k
+                || child.try_wait().unwrap().is_some()
+                || Instant::now() > deadline
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(extra);
+        let finished = child.try_wait().unwrap().is_some();
+        child.kill().unwrap_or_default(); // SIGKILL
+        child.wait().unwrap();
+        if !finished && !killed.join("index.json").exists() {
+            interrupted += 1;
+        }
+        eprintln!(
+            "round {round}: killed after {k} shards + {extra:?} (finished before: {finished})"
+        );
+    }
+    assert!(interrupted >= 3, "every kill landed mid-run: {interrupted}");
+    let st = materialize(&killed).status().unwrap();
+    assert!(st.success());
+    let got = tree(&killed);
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "no temporary file left, no shard missing"
+    );
+    for (k, v) in &want {
+        assert!(*v == got[k], "{k} differs after kills and a rerun");
+    }
+}
+
+#[test]
+fn failed_samples_are_recorded_and_replay_each_error_policy_identically() {
+    let f = Fixture::new();
+    let snap = f.broken_snapshot();
+    let catalog = format!("snapshot = {snap:?}\ncollection = \"sentinel-2-l2a\"");
+    let mut pts = WEST[..4].to_vec();
+    pts.push(EAST);
+    for policy in ["nan", "replace"] {
+        let cfg = f.config(
+            &pts,
+            Some(&catalog),
+            &format!("[loader]\nbatch_size = 2\nerrors = \"{policy}\""),
+        );
+        let out = f.dir.path().join(format!("broken-{policy}"));
+        let r = run(&cfg, &out, None, 1 << 20);
+        assert_eq!(r.failed.len(), 1, "{r}");
+        assert_eq!(r.failed[0].0, 4, "{r}");
+        assert!(r.to_string().contains(".missing"), "{r}");
+        let a = BatchLoader::new(f.dataset(&cfg), cfg.loader.clone()).unwrap();
+        let shards = Arc::new(ShardSet::open(&out.to_string_lossy()).unwrap());
+        assert!(
+            shards.entries()[4]
+                .error
+                .as_deref()
+                .unwrap_or("")
+                .contains(".missing")
+        );
+        let b = BatchLoader::from_shards(shards, cfg.loader.clone()).unwrap();
+        let (x, y) = (epoch(&a), epoch(&b));
+        let statuses: Vec<&SampleStatus> = y.iter().flat_map(|b| &b.status).collect();
+        match cfg.loader.errors {
+            ErrorPolicy::Nan => assert!(
+                statuses
+                    .iter()
+                    .any(|s| matches!(s, SampleStatus::Failed { .. }))
+            ),
+            _ => assert!(
+                statuses
+                    .iter()
+                    .any(|s| matches!(s, SampleStatus::Replaced { failed: 4, .. }))
+            ),
+        }
+        for (p, q) in x.iter().zip(&y) {
+            assert_same(p, q);
+        }
+    }
+}
+
+#[test]
+fn python_opens_a_shard_in_one_line_and_sees_the_rust_values() {
+    let f = Fixture::new();
+    // An input mask over the western half of the places: a U8 layer too.
+    let mask = serde_json::json!({"type": "FeatureCollection", "features": [{
+        "type": "Feature", "properties": {},
+        "geometry": {"type": "Polygon", "coordinates": [[
+            [-122.37, 37.79], [-122.352, 37.79], [-122.352, 37.82], [-122.37, 37.82], [-122.37, 37.79]
+        ]]}
+    }]});
+    std::fs::write(f.dir.path().join("mask.geojson"), mask.to_string()).unwrap();
+    let cfg = f.config(
+        &seven(),
+        None,
+        "[[masks]]\nname = \"west\"\nfile = \"mask.geojson\"",
+    );
+    let out = f.dir.path().join("py");
+    let r = run(&cfg, &out, None, 200_000);
+    assert!(r.shards_written >= 2, "{r}");
+    let shards = ShardSet::open(&out.to_string_lossy()).unwrap();
+    let refs = f.dir.path().join("refs");
+    std::fs::create_dir_all(&refs).unwrap();
+    for i in 0..shards.len() {
+        let s = shards.load(i).unwrap();
+        s.write_safetensors(&refs.join(format!("{i}.safetensors")))
+            .unwrap();
+    }
+    let o = Command::new(python())
+        .arg("tests/py/check_shard.py")
+        .arg(&out)
+        .arg(&refs)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{text}");
+    assert!(text.contains(&format!("ok {}", shards.len())), "{text}");
+}
+
+#[test]
+fn shards_round_trip_through_s3_on_moto() {
+    let f = Fixture::new();
+    let cfg = f.config(&seven()[..3], None, "");
+    let local = f.dir.path().join("local");
+    run(&cfg, &local, None, 1 << 20);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let moto = rt.block_on(crate::store::Moto::start());
+    let client = rt.block_on(crate::store::client_with_bucket(&moto, &[]));
+    let url = "s3://tiles/datasets/small";
+    let opts = MaterializeOptions {
+        client: Some(client.clone()),
+        shard_bytes: 1 << 20,
+        ..MaterializeOptions::new(url)
+    };
+    let r = materialize(&cfg, &opts, &mut |_| {}).unwrap();
+    assert!(r.complete && r.written == 3, "{r}");
+    // A rerun finds every shard there and writes nothing.
+    let again = materialize(&cfg, &opts, &mut |_| {}).unwrap();
+    assert_eq!((again.written, again.kept), (0, 3), "{again}");
+    let remote = ShardSet::open_with(
+        url,
+        ShardOptions {
+            client: Some(client),
+            ..ShardOptions::default()
+        },
+    )
+    .unwrap();
+    let local = ShardSet::open(&local.to_string_lossy()).unwrap();
+    assert_eq!(remote.index(), local.index());
+    for i in 0..3 {
+        let (a, b) = (local.load(i).unwrap(), remote.load(i).unwrap());
+        assert_eq!(
+            bits(a.data.as_slice().unwrap()),
+            bits(b.data.as_slice().unwrap())
+        );
+    }
+    let a = BatchLoader::from_shards(Arc::new(local), cfg.loader.clone()).unwrap();
+    let b = BatchLoader::from_shards(Arc::new(remote), cfg.loader.clone()).unwrap();
+    for (p, q) in epoch(&a).iter().zip(&epoch(&b)) {
+        assert_same(p, q);
+    }
+    drop(moto);
+}
+
+#[test]
+fn the_burn_shard_loader_hands_out_the_online_loaders_tensors() {
+    let f = Fixture::new();
+    let cfg = f.config(&seven()[..4], None, "");
+    let out = f.dir.path().join("burn");
+    run(&cfg, &out, None, 1 << 20);
+    let dev = Device::default();
+    let online = StackDataLoader::from_config(&cfg.path, &dev).unwrap();
+    let shards: ShardDataLoader =
+        ShardDataLoader::from_shards(&out.to_string_lossy(), Some(&cfg.path), &dev).unwrap();
+    assert_eq!(online.num_items(), shards.num_items());
+    for (a, b) in online.iter().zip(shards.iter()) {
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.inputs.dims(), b.inputs.dims());
+        let (x, y) = (a.inputs.into_data(), b.inputs.into_data());
+        assert_eq!(x.as_bytes(), y.as_bytes());
+    }
+}
+
+#[test]
+fn corrupt_missing_and_foreign_shards_are_errors_naming_the_file() {
+    let f = Fixture::new();
+    let cfg = f.config(&seven()[..4], None, "");
+    let out = f.dir.path().join("bad");
+    let r = run(&cfg, &out, None, 1);
+    assert_eq!(r.shards_written, 4);
+    let dir = out.to_string_lossy().to_string();
+    // A flipped byte in a sample's data: the read names the shard.
+    let shard1 = out.join("shard-00001.safetensors");
+    let good = std::fs::read(&shard1).unwrap();
+    let mut bad = good.clone();
+    let at = bad.len() - 100;
+    bad[at] ^= 0x40;
+    std::fs::write(&shard1, &bad).unwrap();
+    let s = ShardSet::open(&dir).unwrap();
+    s.load(0).unwrap();
+    let e = s.load(1).unwrap_err().to_string();
+    assert!(
+        e.contains("shard-00001.safetensors") && e.contains("corrupt"),
+        "{e}"
+    );
+    std::fs::write(&shard1, &good).unwrap();
+    // A shard the index names is gone, or truncated.
+    std::fs::remove_file(out.join("shard-00002.safetensors")).unwrap();
+    let e = ShardSet::open(&dir).unwrap_err().to_string();
+    assert!(
+        e.contains("shard-00002.safetensors") && e.contains("does not exist"),
+        "{e}"
+    );
+    std::fs::write(out.join("shard-00002.safetensors"), b"short").unwrap();
+    let e = ShardSet::open(&dir).unwrap_err().to_string();
+    assert!(
+        e.contains("shard-00002.safetensors") && e.contains("truncated"),
+        "{e}"
+    );
+    // A rerun rewrites the bad shard (it does not match the layout).
+    let again = run(&cfg, &out, None, 1);
+    assert_eq!((again.shards_written, again.shards_kept), (1, 3), "{again}");
+    ShardSet::open(&dir).unwrap().load(2).unwrap();
+    // A config of another dataset: the error names the config and the index.
+    let other_path = f.dir.path().join("other.toml");
+    let text = std::fs::read_to_string(&cfg.path)
+        .unwrap()
+        .replace("tile_size = 32", "tile_size = 16");
+    std::fs::write(&other_path, text).unwrap();
+    let other = DatasetConfig::from_file(&other_path).unwrap();
+    let e = ShardSet::open_with(
+        &dir,
+        ShardOptions {
+            config: Some(other.clone()),
+            ..ShardOptions::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("other.toml") && e.contains("index.json") && e.contains("another dataset"),
+        "{e}"
+    );
+    // The same config with other read-time options is fine.
+    let mut same = cfg.clone();
+    same.loader.batch_size = 3;
+    ShardSet::open_with(
+        &dir,
+        ShardOptions {
+            config: Some(same),
+            ..ShardOptions::default()
+        },
+    )
+    .unwrap();
+    // Writing another dataset into the folder, or into a folder of other files.
+    let e = materialize(&other, &MaterializeOptions::new(dir.clone()), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("dataset.json") && e.contains("holds dataset"),
+        "{e}"
+    );
+    let foreign = f.dir.path().join("foreign");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("notes.txt"), "mine").unwrap();
+    let e = materialize(
+        &cfg,
+        &MaterializeOptions::new(foreign.to_string_lossy()),
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("notes.txt") && e.contains("empty folder"), "{e}");
+    // An index that is not JSON names itself.
+    std::fs::write(out.join("index.json"), b"{").unwrap();
+    let e = ShardSet::open(&dir).unwrap_err().to_string();
+    assert!(
+        e.contains("index.json") && e.contains("not a tilestack shard index"),
+        "{e}"
+    );
+}
