@@ -33,16 +33,19 @@
 //! Under `cargo test --all-targets` (no `--bench`) it runs a quick smoke
 //! pass on 4 places and 4 days.
 
+mod common;
+
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor};
+use common::{Setup, config};
 use std::sync::Arc;
 use std::time::Instant;
 use tilestack::demo::{Recipe, ServerOptions, World, WorldServer};
 use tilestack::{
-    BatchLoader, Catalog, CogReader, DatasetConfig, HttpRangeClient, RetryConfig, StackDataLoader,
-    TileCache, TileDataset, build,
+    BatchLoader, Catalog, CogReader, HttpRangeClient, RetryConfig, StackDataLoader, TileCache,
+    TileDataset, build,
 };
 
 #[derive(Module, Debug)]
@@ -67,84 +70,8 @@ impl Net {
     }
 }
 
-struct Setup {
-    full: bool,
-    places: usize,
-    days: u32,
-}
-
-fn config(dir: &std::path::Path, url: &str, s: &Setup, threads: Option<usize>) -> DatasetConfig {
-    let world = World::cached(&Recipe::oakland()).expect("the Oakland world");
-    let granule_a = world
-        .manifest()
-        .scenes
-        .iter()
-        .find(|sc| sc.granule == "A")
-        .expect("a granule-A scene")
-        .id
-        .clone();
-    let items = world.items().expect("the world's items");
-    let bbox = items
-        .iter()
-        .find(|it| it.id == granule_a)
-        .and_then(|it| it.bbox)
-        .expect("the scene's bbox");
-    let (lat_in, lon_in) = (2000.0 / 111_320.0, 2000.0 / (111_320.0 * 0.79));
-    let (w, so, e, n) = (
-        bbox.xmin() + lon_in,
-        bbox.ymin() + lat_in,
-        bbox.xmax() - lon_in,
-        bbox.ymax() - lat_in,
-    );
-    let threads = threads.map_or(String::new(), |t| {
-        format!("threads = {t}\nloads_at_once = {}", 2 * t)
-    });
-    let text = format!(
-        r#"seed = 20190801
-[catalog]
-stac = {url:?}
-collection = "sentinel-2-l2a"
-[stack]
-bands = ["B04", "B03", "B02", "B08", "B11"]
-tile_size = 256
-[time]
-range = "2019-08-01/2019-08-{days:02}"
-[sampler]
-kind = "random"
-bbox = [{w}, {so}, {e}, {n}]
-count = {places}
-[filters]
-min_days_with_data = 0
-[loader]
-batch_size = 4
-prefetch_batches = 3
-budget_bytes = 4294967296
-cache_bytes = 8589934592
-{threads}
-"#,
-        days = s.days,
-        places = s.places,
-    );
-    let p = dir.join(format!("bench-{}.toml", threads.len()));
-    std::fs::write(&p, text).expect("writing the config");
-    DatasetConfig::from_file(&p).expect("the bench config")
-}
-
 fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
-    let s = if full {
-        Setup {
-            full,
-            places: 20,
-            days: 30,
-        }
-    } else {
-        Setup {
-            full,
-            places: 4,
-            days: 4,
-        }
-    };
+    let s = Setup::from_args(20, 30);
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let world = World::cached(&Recipe::oakland()).expect("the Oakland world");

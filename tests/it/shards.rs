@@ -13,9 +13,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tilestack::{
-    BatchLoader, DatasetConfig, ErrorPolicy, HostBatch, MaterializeOptions, MaterializeReport,
-    SampleStatus, ShardDataLoader, ShardOptions, ShardSet, StackDataLoader, TileDataset,
-    materialize,
+    BatchLoader, DEFAULT_SHARD_BYTES, DatasetConfig, ErrorPolicy, HostBatch, MaterializeOptions,
+    MaterializeReport, SampleStatus, ShardDataLoader, ShardOptions, ShardSet, StackDataLoader,
+    TileDataset, materialize,
 };
 
 fn bits(v: &[f32]) -> Vec<u32> {
@@ -549,5 +549,81 @@ fn corrupt_missing_and_foreign_shards_are_errors_naming_the_file() {
     assert!(
         e.contains("index.json") && e.contains("not a tilestack shard index"),
         "{e}"
+    );
+}
+
+#[test]
+fn array_jobs_take_their_part_from_the_environment_as_the_docs_run_them() {
+    let f = Fixture::new();
+    let cfg = f.config(&seven(), None, "");
+    let single = f.dir.path().join("single");
+    let _ = run(&cfg, &single, None, DEFAULT_SHARD_BYTES);
+    let bin = env!("CARGO_BIN_EXE_tilestack");
+    let cli = |out: &Path, env: &[(&str, &str)], extra: &[&str]| {
+        let mut c = Command::new(bin);
+        c.arg("materialize")
+            .arg("--config")
+            .arg(&cfg.path)
+            .arg("--out")
+            .arg(out)
+            .args(extra)
+            .env_remove("JOB_COMPLETION_INDEX")
+            .env_remove("SLURM_ARRAY_TASK_ID")
+            .env_remove("SLURM_ARRAY_TASK_MIN")
+            .env_remove("SLURM_ARRAY_TASK_COUNT");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    // docs/materialize-slurm.sh: an array 10-12, the count from Slurm.
+    let slurm = f.dir.path().join("slurm");
+    for id in ["10", "11", "12"] {
+        let env = [
+            ("SLURM_ARRAY_TASK_ID", id),
+            ("SLURM_ARRAY_TASK_MIN", "10"),
+            ("SLURM_ARRAY_TASK_COUNT", "3"),
+        ];
+        let o = cli(&slurm, &env, &[]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // docs/materialize-job.yaml: JOB_COMPLETION_INDEX, N from --parts.
+    let k8s = f.dir.path().join("k8s");
+    for i in ["2", "0", "1"] {
+        let o = cli(&k8s, &[("JOB_COMPLETION_INDEX", i)], &["--parts", "3"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let want = tree(&single);
+    for dir in [&slurm, &k8s] {
+        let mut got = tree(dir);
+        for i in 0..3 {
+            assert!(
+                got.remove(&format!("index-{i}-of-3.json")).is_some(),
+                "part {i} of 3 in {dir:?}: {:?}",
+                got.keys().collect::<Vec<_>>()
+            );
+        }
+        assert!(got == want, "{dir:?} differs from the single run");
+    }
+    // A Job index without a count is refused, naming the variable.
+    let o = cli(
+        &f.dir.path().join("none"),
+        &[("JOB_COMPLETION_INDEX", "1")],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("JOB_COMPLETION_INDEX") && err.contains("--parts"),
+        "{err}"
+    );
+    let o = cli(
+        &f.dir.path().join("bad"),
+        &[("SLURM_ARRAY_TASK_ID", "x")],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("SLURM_ARRAY_TASK_ID"),
+        "{err}"
     );
 }
