@@ -21,11 +21,17 @@
 //!   `online_warm_samples_per_s` (the online loader with its tile cache
 //!   warm) and to two memcpy baselines over the same bytes per sample:
 //!   `memcpy_fresh` copies each sample into a newly allocated buffer (what
-//!   any loader that hands out a new batch must at least do), `memcpy_reuse`
-//!   into one reused buffer (pure copy bandwidth). The issue's target:
-//!   shard epoch ≥ 0.5 × memcpy.
+//!   any loader that hands out a new batch must at least do: its pages are
+//!   new), `memcpy_reuse` into one reused buffer (pure copy bandwidth). The
+//!   issue's target: shard epoch ≥ 0.5 × memcpy.
 //! - `shard_epoch_verify_always_samples_per_s`: the same with every read
 //!   checksummed (`Verify::Always`).
+//!
+//! The shard epochs and the memcpy baselines run in child processes (a
+//! fresh allocator each), twice: as is, and with
+//! `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (suffix `_thp`: glibc backs big
+//! buffers with transparent huge pages, so a new buffer costs a few page
+//! faults instead of one per 4 KiB).
 //!
 //! ```sh
 //! cargo bench --features demo,burn --bench shards
@@ -36,6 +42,7 @@
 mod common;
 
 use common::{Setup, config};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 use tilestack::demo::{Recipe, World, WorldServer};
@@ -89,7 +96,68 @@ fn shard_set(dir: &str, verify: Verify) -> Arc<ShardSet> {
     Arc::new(ShardSet::open_with(dir, opts).expect("the shards"))
 }
 
+/// Runs this bench as a child with `args` (and `GLIBC_TUNABLES`), and
+/// reads the `name value` lines it prints.
+fn child(args: &[&str], tunables: Option<&str>) -> BTreeMap<String, f64> {
+    let mut c = std::process::Command::new(std::env::current_exe().expect("the bench binary"));
+    c.args(args);
+    if let Some(t) = tunables {
+        c.env("GLIBC_TUNABLES", t);
+    }
+    let out = c.output().expect("the child bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The child runs: `--child-shards DIR` (shard epochs) or
+/// `--child-memcpy BYTES N` (the baselines). `None` when neither.
+fn child_main() -> Option<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let at = |flag: &str| args.iter().position(|a| a == flag).map(|i| &args[i + 1..]);
+    if let Some(rest) = at("--child-shards") {
+        let dir = rest.first()?;
+        // The first epoch reads the files (page cache) and verifies every
+        // checksum; then three epochs of a new loader on the same set.
+        let set = shard_set(dir, Verify::First);
+        let opts = set.config().loader.clone();
+        let loader = || BatchLoader::from_shards(set.clone(), opts.clone()).expect("loader");
+        println!("shard_first_epoch_samples_per_s {}", epochs_rate(loader, 1));
+        println!("shard_epoch_samples_per_s {}", epochs_rate(loader, 3));
+        let set = shard_set(dir, Verify::Always);
+        let loader = || BatchLoader::from_shards(set.clone(), opts.clone()).expect("loader");
+        println!(
+            "shard_epoch_verify_always_samples_per_s {}",
+            epochs_rate(loader, 3)
+        );
+        return Some(());
+    }
+    if let Some(rest) = at("--child-memcpy") {
+        let bytes: usize = rest.first()?.parse().ok()?;
+        let n: usize = rest.get(1)?.parse().ok()?;
+        println!("memcpy_fresh_samples_per_s {}", memcpy_rate(bytes, n, true));
+        println!(
+            "memcpy_reuse_samples_per_s {}",
+            memcpy_rate(bytes, n, false)
+        );
+        return Some(());
+    }
+    None
+}
+
 fn main() {
+    if child_main().is_some() {
+        return;
+    }
     let s = Setup::from_args(20, 30);
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -130,33 +198,39 @@ fn main() {
         (report.bytes_per_sample as f64 / report.memory_bytes_per_sample as f64).into(),
     );
 
-    // Shard epochs: the first reads the files (page cache) and verifies
-    // every checksum; then three epochs of a new loader on the same set.
-    let set = shard_set(&out_s, Verify::First);
-    let loader = || BatchLoader::from_shards(set.clone(), cfg.loader.clone()).expect("loader");
-    let first = epochs_rate(loader, 1);
-    row("shard_first_epoch_samples_per_s", first.into());
-    let rate = epochs_rate(loader, 3);
-    row("shard_epoch_samples_per_s", rate.into());
-    row(
-        "shard_epoch_mb_per_s",
-        (rate * report.bytes_per_sample as f64 / 1e6).into(),
-    );
-    let set = shard_set(&out_s, Verify::Always);
-    let loader = || BatchLoader::from_shards(set.clone(), cfg.loader.clone()).expect("loader");
-    let rate_always = epochs_rate(loader, 3);
-    row(
-        "shard_epoch_verify_always_samples_per_s",
-        rate_always.into(),
-    );
-    let bytes = usize::try_from(report.bytes_per_sample).expect("sample size");
+    // Shard epochs and the memcpy baselines, each in a child process (a
+    // fresh allocator: how many of a process's earlier big buffers it kept
+    // decides whether new ones are fresh pages, which costs more than the
+    // copy), once as is and once with glibc's transparent huge pages.
+    let bytes = report.bytes_per_sample;
     let n = report.samples.max(8);
-    let fresh = memcpy_rate(bytes, n, true);
-    let reuse = memcpy_rate(bytes, n, false);
-    row("memcpy_fresh_samples_per_s", fresh.into());
-    row("memcpy_reuse_samples_per_s", reuse.into());
-    row("shard_vs_memcpy_fresh", (rate / fresh).into());
-    row("shard_vs_memcpy_reuse", (rate / reuse).into());
+    let mut rate = f64::NAN;
+    for (tag, tunables) in [("", None), ("_thp", Some("glibc.malloc.hugetlb=1"))] {
+        let got = child(&["--child-shards", &out_s], tunables);
+        let mc = child(
+            &["--child-memcpy", &bytes.to_string(), &n.to_string()],
+            tunables,
+        );
+        let r = got["shard_epoch_samples_per_s"];
+        if tag.is_empty() {
+            rate = r;
+        }
+        for (k, v) in got.iter().chain(mc.iter()) {
+            row(&format!("{k}{tag}"), (*v).into());
+        }
+        row(
+            &format!("shard_epoch_mb_per_s{tag}"),
+            (r * bytes as f64 / 1e6).into(),
+        );
+        row(
+            &format!("shard_vs_memcpy_fresh{tag}"),
+            (r / mc["memcpy_fresh_samples_per_s"]).into(),
+        );
+        row(
+            &format!("shard_vs_memcpy_reuse{tag}"),
+            (r / mc["memcpy_reuse_samples_per_s"]).into(),
+        );
+    }
     row("shard_vs_online_warm", (rate / warm).into());
     row("samples", report.samples.into());
     row("full", s.full.into());
