@@ -16,14 +16,19 @@
 //! 1. the asset key;
 //! 2. a band `name` in the asset's `eo:bands` (STAC 1.0) or `bands` (STAC 1.1);
 //! 3. a band `common_name` (`eo:common_name` in STAC 1.1) there;
-//! 4. the same three again, ignoring ASCII case (`SCL` finds Earth Search's `scl`).
+//! 4. the same three again, ignoring ASCII case (`SCL` finds Earth Search's `scl`);
+//! 5. on Sentinel-2 items only (`platform`/`constellation`), steps 1–4 for
+//!    the band's other name in Earth Search's scheme (`B04` ↔ `red`, `B05` ↔
+//!    `rededge1`, `B8A` ↔ `nir08`, ...): Earth Search's older items name their
+//!    bands `red` in `eo:bands` too, so nothing in them says `B04`.
 //!
 //! The first step that matches decides. Steps 2–4 look only at single-band
 //! assets, so a request for `red` never lands on a three-band `visual` image;
 //! ask for a multi-band asset by its key. When several assets match in one
-//! step, assets with an `href` beat those without, GeoTIFFs (media type
-//! containing `tiff`) beat other formats (Earth Search's `red` beats
-//! `red-jp2`), and the finest pixel (`proj:transform`) beats coarser copies
+//! step, GeoTIFFs (media type containing `tiff`) beat other formats (Earth
+//! Search's `red` beats `red-jp2`), then assets with an `href` beat those
+//! without (a GeoTIFF without one is an error, not a swap for the JPEG 2000
+//! copy), and the finest pixel (`proj:transform`) beats coarser copies
 //! (CDSE's `B02_10m` beats `B02_20m`); assets still tied are an error naming
 //! them (`rededge` is B05, B06, B07 and B8A on Planetary Computer): ask by
 //! asset key or band name instead. The scene keeps the band under the name
@@ -153,9 +158,10 @@ impl Scene {
             .iter()
             .map(|(k, a)| AssetView::new(k, a, &props))
             .collect();
+        let sentinel2 = is_sentinel2(&props);
         let mut assets = BTreeMap::new();
         for band in bands {
-            let a = resolve(&views, band).map_err(err)?;
+            let a = resolve(&views, band, sentinel2).map_err(err)?;
             let field = |k: &str| present(a.json.get(k)).or_else(|| present(props.get(k)));
             let what = if a.key == band.as_str() {
                 format!("asset {}", a.key)
@@ -334,13 +340,73 @@ impl By {
     }
 }
 
+/// Sentinel-2 MSI band ids and the names Earth Search gives the same bands
+/// (asset keys, and band names on its older items, which say `red` where
+/// newer ones say `B04`). Used, both ways, only for Sentinel-2 items and
+/// only when nothing in the item itself answers.
+const SENTINEL2_ALIASES: [(&str, &str); 12] = [
+    ("B01", "coastal"),
+    ("B02", "blue"),
+    ("B03", "green"),
+    ("B04", "red"),
+    ("B05", "rededge1"),
+    ("B06", "rededge2"),
+    ("B07", "rededge3"),
+    ("B08", "nir"),
+    ("B8A", "nir08"),
+    ("B09", "nir09"),
+    ("B11", "swir16"),
+    ("B12", "swir22"),
+];
+
+/// Whether `platform` or `constellation` says Sentinel-2 (`sentinel-2b`,
+/// `Sentinel 2`, ...).
+fn is_sentinel2(props: &Map<String, Value>) -> bool {
+    ["platform", "constellation"].iter().any(|k| {
+        props.get(*k).and_then(Value::as_str).is_some_and(|v| {
+            let v: String = v
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .map(|c| c.to_ascii_lowercase())
+                .collect();
+            v.starts_with("sentinel2")
+        })
+    })
+}
+
 /// The asset that answers `band` (see the module docs), or a message that
 /// names the band and, for a band nothing answers, what the item has.
 fn resolve<'v, 'a>(
     views: &'v [AssetView<'a>],
     band: &BandName,
+    sentinel2: bool,
 ) -> Result<&'v AssetView<'a>, String> {
-    let want = band.as_str();
+    if let Some(found) = resolve_as(views, band, band.as_str()) {
+        return found;
+    }
+    let alias = SENTINEL2_ALIASES.iter().find_map(|&(id, name)| {
+        if band.as_str().eq_ignore_ascii_case(id) {
+            Some(name)
+        } else if band.as_str().eq_ignore_ascii_case(name) {
+            Some(id)
+        } else {
+            None
+        }
+    });
+    if let Some(alias) = alias.filter(|_| sentinel2)
+        && let Some(found) = resolve_as(views, band, alias)
+    {
+        return found;
+    }
+    Err(missing_band(views, band))
+}
+
+/// Steps 1–4 of the module docs for the name `want`; `None` when no step matches.
+fn resolve_as<'v, 'a>(
+    views: &'v [AssetView<'a>],
+    band: &BandName,
+    want: &str,
+) -> Option<Result<&'v AssetView<'a>, String>> {
     for ignore_case in [false, true] {
         let same = |s: &str| {
             if ignore_case {
@@ -364,22 +430,26 @@ fn resolve<'v, 'a>(
                         .is_some_and(same),
                 })
                 .collect();
-            if hits.is_empty() {
-                continue;
+            if !hits.is_empty() {
+                return Some(pick(hits, band, by));
             }
-            return pick(hits, band, by);
         }
     }
-    Err(missing_band(views, band))
+    None
 }
 
-/// One asset among those one step matched: with `href` first, then
-/// GeoTIFFs, then the finest pixel; a tie is an error naming the assets.
+/// One asset among those one step matched: GeoTIFFs first, then those with
+/// an `href`, then the finest pixel; a tie is an error naming the assets.
 fn pick<'v, 'a>(
     mut hits: Vec<&'v AssetView<'a>>,
     band: &BandName,
     by: By,
 ) -> Result<&'v AssetView<'a>, String> {
+    // GeoTIFFs first: the reader reads COGs, and a GeoTIFF without href is
+    // better reported than silently swapped for its JPEG 2000 copy.
+    if hits.iter().any(|v| v.is_tiff()) {
+        hits.retain(|v| v.is_tiff());
+    }
     if hits.iter().any(|v| v.has_href()) {
         hits.retain(|v| v.has_href());
     } else {
@@ -393,9 +463,6 @@ fn pick<'v, 'a>(
                 by.text()
             )
         });
-    }
-    if hits.iter().any(|v| v.is_tiff()) {
-        hits.retain(|v| v.is_tiff());
     }
     if let Some(finest) = hits
         .iter()
@@ -868,5 +935,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("item x: no geometry (nor bbox)"), "{e}");
+    }
+
+    #[test]
+    fn sentinel2_ids_and_earth_search_names_are_aliases_on_sentinel2_items_only() {
+        // Earth Search's older items: key `red`, band name `red`, nothing says B04
+        let mut v = base();
+        v["assets"] = json!({"red": {"href": "http://h/B04.tif", "proj:transform": [10,0,0,0,-10,0],
+            "proj:shape": [5,5], "eo:bands": [{"name": "red", "common_name": "red"}]},
+            "B8A": {"href": "http://h/B8A.tif", "proj:transform": [20,0,0,0,-20,0],
+            "proj:shape": [5,5], "eo:bands": [{"name": "B8A", "common_name": "rededge"}]}});
+        let e = key_of(&v, "B04").unwrap_err();
+        assert!(e.contains("has no band \"B04\""), "{e}");
+        v["properties"]["platform"] = json!("Sentinel-2A");
+        assert_eq!(key_of(&v, "B04").as_deref(), Ok("red"));
+        assert_eq!(key_of(&v, "nir08").as_deref(), Ok("B8A"));
+        let e = key_of(&v, "B08").unwrap_err();
+        assert!(e.contains("has no band \"B08\""), "{e}");
     }
 }
