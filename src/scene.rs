@@ -7,46 +7,8 @@
 //! (stackstac drops such bands silently, which breaks the `pct_nans`
 //! denominator downstream).
 //!
-//! # Band names either way
-//!
-//! Catalogs name the same band differently: Planetary Computer keys
-//! Sentinel-2's red band `B04` (common name `red`), Earth Search keys it
-//! `red` (band name `B04`). A requested band finds its asset by, in order:
-//!
-//! 1. the asset key;
-//! 2. a band `name` in the asset's `eo:bands` (STAC 1.0) or `bands` (STAC 1.1);
-//! 3. a band `common_name` (`eo:common_name` in STAC 1.1) there;
-//! 4. the same three again, ignoring ASCII case (`SCL` finds Earth Search's `scl`);
-//! 5. on Sentinel-2 items only (`platform`/`constellation`), steps 1–4 for
-//!    the band's other name in Earth Search's scheme (`B04` ↔ `red`, `B05` ↔
-//!    `rededge1`, `B8A` ↔ `nir08`, ...): Earth Search's older items name their
-//!    bands `red` in `eo:bands` too, so nothing in them says `B04`.
-//!
-//! The first step that matches decides. Steps 2–4 look only at single-band
-//! assets, so a request for `red` never lands on a three-band `visual` image;
-//! ask for a multi-band asset by its key. When several assets match in one
-//! step, GeoTIFFs (media type containing `tiff`) beat other formats (Earth
-//! Search's `red` beats `red-jp2`), then assets with an `href` beat those
-//! without (a GeoTIFF without one is an error, not a swap for the JPEG 2000
-//! copy), and the finest pixel (`proj:transform`) beats coarser copies
-//! (CDSE's `B02_10m` beats `B02_20m`); assets still tied are an error naming
-//! them (`rededge` is B05, B06, B07 and B8A on Planetary Computer): ask by
-//! asset key or band name instead. The scene keeps the band under the name
-//! it was asked for, and [`SceneAsset::key`] says which asset answered.
-//!
-//! # Items as catalogs publish them
-//!
-//! - An asset without `href` is ignored unless requested (then an error
-//!   naming the item, the band and the asset); see [`load_snapshot`](crate::load_snapshot).
-//! - A null geometry falls back to the `bbox` as footprint (split in two
-//!   where it crosses the antimeridian).
-//! - `datetime` null with `start_datetime`/`end_datetime`: the start is used.
-//! - `proj:*` fields on the asset override the item's; the CRS is
-//!   `proj:code` (`"EPSG:32610"`) or `proj:epsg`, asset level first.
-//! - `nodata`, scale and offset are read per asset: the asset's own
-//!   `nodata`/`raster:scale`/`raster:offset` (STAC 1.1), else its first
-//!   `raster:bands` or `bands` entry (`nodata`, `scale`/`raster:scale`,
-//!   `offset`/`raster:offset`).
+//! How a requested band finds its asset, and which catalog quirks are
+//! accepted: see [`Scene`].
 
 use crate::{BandName, Epsg, Error, GeoTransform, Result};
 use chrono::{DateTime, Utc};
@@ -77,6 +39,47 @@ pub struct SceneAsset {
 }
 
 /// A scene: one STAC item reduced to what stacks need.
+///
+/// # Band names either way
+///
+/// Catalogs name the same band differently: Planetary Computer keys
+/// Sentinel-2's red band `B04` (common name `red`), Earth Search keys it
+/// `red` (band name `B04`). A requested band finds its asset by, in order:
+///
+/// 1. the asset key;
+/// 2. a band `name` in the asset's `eo:bands` (STAC 1.0) or `bands` (STAC 1.1);
+/// 3. a band `common_name` (`eo:common_name` in STAC 1.1) there;
+/// 4. the same three again, ignoring ASCII case (`SCL` finds Earth Search's `scl`);
+/// 5. on Sentinel-2 items only (`platform`/`constellation`), steps 1–4 for
+///    the band's other name in Earth Search's scheme (`B04` ↔ `red`, `B05` ↔
+///    `rededge1`, `B8A` ↔ `nir08`, ...): Earth Search's older items name their
+///    bands `red` in `eo:bands` too, so nothing in them says `B04`.
+///
+/// The first step that matches decides. Steps 2–4 look only at single-band
+/// assets, so a request for `red` never lands on a three-band `visual` image;
+/// ask for a multi-band asset by its key. When several assets match in one
+/// step, GeoTIFFs (media type containing `tiff`) beat other formats (Earth
+/// Search's `red` beats `red-jp2`), then assets with an `href` beat those
+/// without (a GeoTIFF without one is an error, not a swap for the JPEG 2000
+/// copy), and the finest pixel (`proj:transform`) beats coarser copies
+/// (CDSE's `B02_10m` beats `B02_20m`); assets still tied are an error naming
+/// them (`rededge` is B05, B06, B07 and B8A on Planetary Computer): ask by
+/// asset key or band name instead. The scene keeps the band under the name
+/// it was asked for, and [`SceneAsset::key`] says which asset answered.
+///
+/// # Items as catalogs publish them
+///
+/// - An asset without `href` is ignored unless requested (then an error
+///   naming the item, the band and the asset); see [`load_snapshot`](crate::load_snapshot).
+/// - A null geometry falls back to the `bbox` as footprint (split in two
+///   where it crosses the antimeridian).
+/// - `datetime` null with `start_datetime`/`end_datetime`: the start is used.
+/// - `proj:*` fields on the asset override the item's; the CRS is
+///   `proj:code` (`"EPSG:32610"`) or `proj:epsg`, asset level first.
+/// - `nodata`, scale and offset are read per asset: the asset's own
+///   `nodata`/`raster:scale`/`raster:offset` (STAC 1.1), else its first
+///   `raster:bands` or `bands` entry (`nodata`, `scale`/`raster:scale`,
+///   `offset`/`raster:offset`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scene {
     /// Item id.
@@ -93,8 +96,8 @@ pub struct Scene {
 
 impl Scene {
     /// Converts an item, keeping the `bands` asked for. Each band resolves
-    /// to an asset by key, band name or common name (see the [module
-    /// docs](self) for the order and the tie rules).
+    /// to an asset by key, band name or common name (see [`Scene`] for the
+    /// order and the tie rules).
     ///
     /// # Errors
     /// [`Error::Item`] naming the item id and the missing/malformed field; a
@@ -374,7 +377,7 @@ fn is_sentinel2(props: &Map<String, Value>) -> bool {
     })
 }
 
-/// The asset that answers `band` (see the module docs), or a message that
+/// The asset that answers `band` (see [`Scene`]), or a message that
 /// names the band and, for a band nothing answers, what the item has.
 fn resolve<'v, 'a>(
     views: &'v [AssetView<'a>],
@@ -401,7 +404,7 @@ fn resolve<'v, 'a>(
     Err(missing_band(views, band))
 }
 
-/// Steps 1–4 of the module docs for the name `want`; `None` when no step matches.
+/// Steps 1–4 of [`Scene`]'s rules for the name `want`; `None` when no step matches.
 fn resolve_as<'v, 'a>(
     views: &'v [AssetView<'a>],
     band: &BandName,
