@@ -74,7 +74,9 @@ impl std::str::FromStr for Cadence {
 pub struct StackRequest {
     /// `[lon, lat]` of the tile centre, degrees.
     pub centroid: [f64; 2],
-    /// Bands (asset keys), in output order.
+    /// Bands, in output order and labelled as written here: each is an asset
+    /// key, a band name or a common name (`B04` and `red` both work on Planetary
+    /// Computer and Earth Search; see [`Scene::from_item`](crate::Scene::from_item)).
     pub bands: Vec<BandName>,
     /// First day (UTC), inclusive.
     pub start: NaiveDate,

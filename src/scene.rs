@@ -3,8 +3,12 @@
 //! Everything downstream (reads, warps, stacks) sees only `Scene`s, whose
 //! fields have been checked here: a missing field is an [`Error::Item`]
 //! naming the item and the field, and a band an item does not have is an
-//! error listing the keys it does have (stackstac drops such bands silently,
-//! which breaks the `pct_nans` denominator downstream).
+//! error listing the asset keys, band names and common names it does have
+//! (stackstac drops such bands silently, which breaks the `pct_nans`
+//! denominator downstream).
+//!
+//! How a requested band finds its asset, and which catalog quirks are
+//! accepted: see [`Scene`].
 
 use crate::{BandName, Epsg, Error, GeoTransform, Result};
 use chrono::{DateTime, Utc};
@@ -12,11 +16,14 @@ use geo::{Coord, LineString, MultiPolygon, Polygon};
 use geojson::GeometryValue;
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One asset (band) of a scene, with what a reader needs to place its pixels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SceneAsset {
+    /// Key of the item's asset that answered the requested band (e.g.
+    /// `red` on Earth Search for a request of `B04`).
+    pub key: String,
     /// Asset URL (unsigned; signing happens at read time).
     pub href: String,
     /// CRS, from `proj:code` (preferred) or `proj:epsg`, asset-level first.
@@ -32,26 +39,71 @@ pub struct SceneAsset {
 }
 
 /// A scene: one STAC item reduced to what stacks need.
+///
+/// # Band names either way
+///
+/// Catalogs name the same band differently: Planetary Computer keys
+/// Sentinel-2's red band `B04` (common name `red`), Earth Search keys it
+/// `red` (band name `B04`). A requested band finds its asset by, in order:
+///
+/// 1. the asset key;
+/// 2. a band `name` in the asset's `eo:bands` (STAC 1.0) or `bands` (STAC 1.1);
+/// 3. a band `common_name` (`eo:common_name` in STAC 1.1) there;
+/// 4. the same three again, ignoring ASCII case (`SCL` finds Earth Search's `scl`);
+/// 5. on Sentinel-2 items only (`platform`/`constellation`), steps 1–4 for
+///    the band's other name in Earth Search's scheme (`B04` ↔ `red`, `B05` ↔
+///    `rededge1`, `B8A` ↔ `nir08`, ...): Earth Search's older items name their
+///    bands `red` in `eo:bands` too, so nothing in them says `B04`.
+///
+/// The first step that matches decides. Steps 2–4 look only at single-band
+/// assets, so a request for `red` never lands on a three-band `visual` image;
+/// ask for a multi-band asset by its key. When several assets match in one
+/// step, GeoTIFFs (media type containing `tiff`) beat other formats (Earth
+/// Search's `red` beats `red-jp2`), then assets with an `href` beat those
+/// without (a GeoTIFF without one is an error, not a swap for the JPEG 2000
+/// copy), and the finest pixel (`proj:transform`) beats coarser copies
+/// (CDSE's `B02_10m` beats `B02_20m`); assets still tied are an error naming
+/// them (`rededge` is B05, B06, B07 and B8A on Planetary Computer): ask by
+/// asset key or band name instead. The scene keeps the band under the name
+/// it was asked for, and [`SceneAsset::key`] says which asset answered.
+///
+/// # Items as catalogs publish them
+///
+/// - An asset without `href` is ignored unless requested (then an error
+///   naming the item, the band and the asset); see [`load_snapshot`](crate::load_snapshot).
+/// - A null geometry falls back to the `bbox` as footprint (split in two
+///   where it crosses the antimeridian).
+/// - `datetime` null with `start_datetime`/`end_datetime`: the start is used.
+/// - `proj:*` fields on the asset override the item's; the CRS is
+///   `proj:code` (`"EPSG:32610"`) or `proj:epsg`, asset level first.
+/// - `nodata`, scale and offset are read per asset: the asset's own
+///   `nodata`/`raster:scale`/`raster:offset` (STAC 1.1), else its first
+///   `raster:bands` or `bands` entry (`nodata`, `scale`/`raster:scale`,
+///   `offset`/`raster:offset`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scene {
     /// Item id.
     pub id: String,
     /// Acquisition time (`datetime`, else `start_datetime`), UTC.
     pub datetime: DateTime<Utc>,
-    /// Footprint in WGS 84.
+    /// Footprint in WGS 84 (the geometry, else the bbox).
     pub footprint: MultiPolygon<f64>,
     /// Scene-level `eo:cloud_cover`, percent.
     pub cloud_cover: Option<f64>,
-    /// The requested bands, by name.
+    /// The requested bands, under the names they were requested by.
     pub assets: BTreeMap<BandName, SceneAsset>,
 }
 
 impl Scene {
-    /// Converts an item, keeping the `bands` asked for.
+    /// Converts an item, keeping the `bands` asked for. Each band resolves
+    /// to an asset by key, band name or common name (see [`Scene`] for the
+    /// order and the tie rules).
     ///
     /// # Errors
-    /// [`Error::Item`] naming the item id and the missing/malformed field, or
-    /// the missing band together with the asset keys the item has.
+    /// [`Error::Item`] naming the item id and the missing/malformed field; a
+    /// band no asset answers, with the asset keys, band names and common
+    /// names the item has; a band several assets answer equally, naming
+    /// them; a requested asset without `href`.
     ///
     /// # Examples
     /// ```
@@ -63,10 +115,15 @@ impl Scene {
     ///     "properties": {"datetime": "2019-08-01T18:59:21Z", "eo:cloud_cover": 3.5, "proj:code": "EPSG:32631"},
     ///     "assets": {"B04": {"href": "http://127.0.0.1/B04.tif",
     ///         "proj:transform": [10, 0, 500000, 0, -10, 100000], "proj:shape": [100, 100],
+    ///         "eo:bands": [{"name": "B04", "common_name": "red"}],
     ///         "raster:bands": [{"nodata": 0}]}}
     /// })).unwrap();
     /// let s = Scene::from_item(&item, &[BandName::new("B04").unwrap()]).unwrap();
     /// assert_eq!(s.assets.values().next().unwrap().epsg.code(), 32631);
+    /// // the same asset by its common name, kept under the name asked for
+    /// let red = BandName::new("red").unwrap();
+    /// let s = Scene::from_item(&item, &[red.clone()]).unwrap();
+    /// assert_eq!(s.assets[&red].key, "B04");
     /// let err = Scene::from_item(&item, &[BandName::new("B08").unwrap()]).unwrap_err();
     /// assert!(err.to_string().contains("B08") && err.to_string().contains("B04"));
     /// ```
@@ -81,20 +138,16 @@ impl Scene {
         let datetime = item
             .properties
             .datetime
-            .or_else(|| {
-                props
-                    .get("start_datetime")
-                    .and_then(Value::as_str)
-                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                    .map(|d| d.with_timezone(&Utc))
-            })
+            .or(item.properties.start_datetime)
             .ok_or_else(|| err("no datetime (nor start_datetime)".into()))?;
-        let geometry = item
-            .geometry
-            .as_ref()
-            .ok_or_else(|| err("no geometry".into()))?;
-        let geometry = serde_json::to_value(geometry).unwrap_or(Value::Null);
-        let footprint = parse_footprint(&geometry).map_err(|m| err(format!("geometry: {m}")))?;
+        let footprint = match (&item.geometry, &item.bbox) {
+            (Some(g), _) => {
+                let g = serde_json::to_value(g).unwrap_or(Value::Null);
+                parse_footprint(&g).map_err(|m| err(format!("geometry: {m}")))?
+            }
+            (None, Some(b)) => bbox_footprint(b).map_err(|m| err(format!("bbox: {m}")))?,
+            (None, None) => return Err(err("no geometry (nor bbox)".into())),
+        };
         let cloud_cover = match props.get("eo:cloud_cover") {
             None | Some(Value::Null) => None,
             Some(v) => Some(
@@ -103,29 +156,34 @@ impl Scene {
                     .ok_or_else(|| err(format!("eo:cloud_cover {v} is not a percentage")))?,
             ),
         };
+        let views: Vec<AssetView<'_>> = item
+            .assets
+            .iter()
+            .map(|(k, a)| AssetView::new(k, a, &props))
+            .collect();
+        let sentinel2 = is_sentinel2(&props);
         let mut assets = BTreeMap::new();
         for band in bands {
-            let Some(asset) = item.assets.get(band.as_str()) else {
-                let have: Vec<&str> = item.assets.keys().map(String::as_str).collect();
-                return Err(err(format!(
-                    "has no asset {band:?} (it has: {})",
-                    have.join(", ")
-                )));
+            let a = resolve(&views, band, sentinel2).map_err(err)?;
+            let field = |k: &str| present(a.json.get(k)).or_else(|| present(props.get(k)));
+            let what = if a.key == band.as_str() {
+                format!("asset {}", a.key)
+            } else {
+                format!("asset {} (band {band})", a.key)
             };
-            let a = serde_json::to_value(asset).unwrap_or(Value::Null);
-            let a = a.as_object().cloned().unwrap_or_default();
-            let field = |k: &str| a.get(k).or_else(|| props.get(k));
-            let epsg = crs_of(field("proj:code"), field("proj:epsg"))
-                .map_err(|m| err(format!("asset {band}: {m}")))?;
+            let epsg = crs_of(&a.json)
+                .or_else(|| crs_of(&props))
+                .unwrap_or_else(|| Err("no CRS (neither proj:code nor proj:epsg)".into()))
+                .map_err(|m| err(format!("{what}: {m}")))?;
             let transform = field("proj:transform")
                 .and_then(Value::as_array)
-                .ok_or_else(|| err(format!("asset {band}: no proj:transform")))?
+                .ok_or_else(|| err(format!("{what}: no proj:transform")))?
                 .iter()
-                .map(|v| v.as_f64())
+                .map(Value::as_f64)
                 .collect::<Option<Vec<f64>>>()
-                .ok_or_else(|| err(format!("asset {band}: proj:transform is not numbers")))?;
-            let transform = GeoTransform::from_stac(&transform)
-                .map_err(|e| err(format!("asset {band}: {e}")))?;
+                .ok_or_else(|| err(format!("{what}: proj:transform is not numbers")))?;
+            let transform =
+                GeoTransform::from_stac(&transform).map_err(|e| err(format!("{what}: {e}")))?;
             let shape = field("proj:shape")
                 .and_then(Value::as_array)
                 .and_then(|v| match v.as_slice() {
@@ -133,25 +191,13 @@ impl Scene {
                     _ => None,
                 })
                 .filter(|&(r, c)| r > 0 && c > 0)
-                .ok_or_else(|| err(format!("asset {band}: no valid proj:shape [rows, cols]")))?;
-            let rb = first_band(&a);
-            let nodata = a
-                .get("nodata")
-                .and_then(Value::as_f64)
-                .or_else(|| rb.and_then(|b| b.get("nodata")).and_then(Value::as_f64));
-            let scale = rb.and_then(|b| b.get("scale")).and_then(Value::as_f64);
-            let offset = rb.and_then(|b| b.get("offset")).and_then(Value::as_f64);
-            let scale_offset = match (scale, offset) {
-                (None, None) => None,
-                (s, o) => Some((s.unwrap_or(1.0), o.unwrap_or(0.0))),
-            };
-            if href_is_blank(&asset.href) {
-                return Err(err(format!("asset {band}: empty href")));
-            }
+                .ok_or_else(|| err(format!("{what}: no valid proj:shape [rows, cols]")))?;
+            let (nodata, scale_offset) = a.raster();
             assets.insert(
                 band.clone(),
                 SceneAsset {
-                    href: asset.href.clone(),
+                    key: a.key.to_string(),
+                    href: a.asset.href.clone(),
                     epsg,
                     transform,
                     shape,
@@ -170,30 +216,346 @@ impl Scene {
     }
 }
 
-fn href_is_blank(h: &str) -> bool {
-    h.trim().is_empty()
+/// A JSON value that is there and not `null`.
+fn present(v: Option<&Value>) -> Option<&Value> {
+    v.filter(|v| !v.is_null())
 }
 
-/// `raster:bands[0]` (STAC 1.0) or `bands[0]` (STAC 1.1) of an asset.
-fn first_band(a: &Map<String, Value>) -> Option<&Map<String, Value>> {
-    ["raster:bands", "bands"]
+/// One asset of an item as the band resolver sees it.
+struct AssetView<'a> {
+    key: &'a str,
+    asset: &'a stac::Asset,
+    /// The asset as JSON (extension fields such as `eo:bands` live here).
+    json: Map<String, Value>,
+    /// `(name, common name)` of each band in `bands` (STAC 1.1), else `eo:bands`.
+    bands: Vec<(Option<String>, Option<String>)>,
+    /// `|proj:transform[0]|`, asset level first: the pixel size for ties.
+    pixel: Option<f64>,
+}
+
+impl<'a> AssetView<'a> {
+    fn new(key: &'a str, asset: &'a stac::Asset, props: &Map<String, Value>) -> Self {
+        let json = match serde_json::to_value(asset) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        let list = ["bands", "eo:bands"].iter().find_map(|k| {
+            json.get(*k)
+                .and_then(Value::as_array)
+                .filter(|l| !l.is_empty())
+        });
+        let text = |b: &Value, keys: &[&str]| {
+            keys.iter()
+                .find_map(|k| b.get(*k).and_then(Value::as_str))
+                .map(str::to_string)
+        };
+        let bands = list
+            .map(|l| {
+                l.iter()
+                    .map(|b| {
+                        (
+                            text(b, &["name"]),
+                            text(b, &["common_name", "eo:common_name"]),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let pixel = present(json.get("proj:transform"))
+            .or_else(|| present(props.get("proj:transform")))
+            .and_then(|t| t.get(0))
+            .and_then(Value::as_f64)
+            .map(f64::abs);
+        AssetView {
+            key,
+            asset,
+            json,
+            bands,
+            pixel,
+        }
+    }
+
+    fn has_href(&self) -> bool {
+        !self.asset.href.trim().is_empty()
+    }
+
+    fn is_tiff(&self) -> bool {
+        self.asset
+            .r#type
+            .as_deref()
+            .is_some_and(|t| t.to_ascii_lowercase().contains("tiff"))
+    }
+
+    /// The single band of a single-band asset.
+    fn single_band(&self) -> Option<&(Option<String>, Option<String>)> {
+        match self.bands.as_slice() {
+            [b] => Some(b),
+            _ => None,
+        }
+    }
+
+    /// `(nodata, scale/offset)`: the asset's own fields (STAC 1.1), else its
+    /// first `raster:bands` / `bands` entry.
+    fn raster(&self) -> (Option<f64>, Option<(f64, f64)>) {
+        let band = ["raster:bands", "bands"]
+            .iter()
+            .find_map(|k| {
+                self.json
+                    .get(*k)
+                    .and_then(Value::as_array)
+                    .and_then(|v| v.first())
+            })
+            .and_then(Value::as_object);
+        let num = |keys: &[&str]| {
+            keys.iter().find_map(|k| {
+                self.json
+                    .get(*k)
+                    .and_then(Value::as_f64)
+                    .or_else(|| band.and_then(|b| b.get(*k)).and_then(Value::as_f64))
+            })
+        };
+        let nodata = num(&["nodata"]);
+        let scale = num(&["raster:scale", "scale"]);
+        let offset = num(&["raster:offset", "offset"]);
+        let scale_offset = match (scale, offset) {
+            (None, None) => None,
+            (s, o) => Some((s.unwrap_or(1.0), o.unwrap_or(0.0))),
+        };
+        (nodata, scale_offset)
+    }
+}
+
+/// How an asset answered a band request, for messages.
+#[derive(Clone, Copy, PartialEq)]
+enum By {
+    Key,
+    Name,
+    CommonName,
+}
+
+impl By {
+    fn text(self) -> &'static str {
+        match self {
+            By::Key => "asset key",
+            By::Name => "band name",
+            By::CommonName => "common name",
+        }
+    }
+}
+
+/// Sentinel-2 MSI band ids and the names Earth Search gives the same bands
+/// (asset keys, and band names on its older items, which say `red` where
+/// newer ones say `B04`). Used, both ways, only for Sentinel-2 items and
+/// only when nothing in the item itself answers.
+const SENTINEL2_ALIASES: [(&str, &str); 12] = [
+    ("B01", "coastal"),
+    ("B02", "blue"),
+    ("B03", "green"),
+    ("B04", "red"),
+    ("B05", "rededge1"),
+    ("B06", "rededge2"),
+    ("B07", "rededge3"),
+    ("B08", "nir"),
+    ("B8A", "nir08"),
+    ("B09", "nir09"),
+    ("B11", "swir16"),
+    ("B12", "swir22"),
+];
+
+/// Whether `platform` or `constellation` says Sentinel-2 (`sentinel-2b`,
+/// `Sentinel 2`, ...).
+fn is_sentinel2(props: &Map<String, Value>) -> bool {
+    ["platform", "constellation"].iter().any(|k| {
+        props.get(*k).and_then(Value::as_str).is_some_and(|v| {
+            let v: String = v
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .map(|c| c.to_ascii_lowercase())
+                .collect();
+            v.starts_with("sentinel2")
+        })
+    })
+}
+
+/// The asset that answers `band` (see [`Scene`]), or a message that
+/// names the band and, for a band nothing answers, what the item has.
+fn resolve<'v, 'a>(
+    views: &'v [AssetView<'a>],
+    band: &BandName,
+    sentinel2: bool,
+) -> Result<&'v AssetView<'a>, String> {
+    if let Some(found) = resolve_as(views, band, band.as_str()) {
+        return found;
+    }
+    let alias = SENTINEL2_ALIASES.iter().find_map(|&(id, name)| {
+        if band.as_str().eq_ignore_ascii_case(id) {
+            Some(name)
+        } else if band.as_str().eq_ignore_ascii_case(name) {
+            Some(id)
+        } else {
+            None
+        }
+    });
+    if let Some(alias) = alias.filter(|_| sentinel2)
+        && let Some(found) = resolve_as(views, band, alias)
+    {
+        return found;
+    }
+    Err(missing_band(views, band))
+}
+
+/// Steps 1–4 of [`Scene`]'s rules for the name `want`; `None` when no step matches.
+fn resolve_as<'v, 'a>(
+    views: &'v [AssetView<'a>],
+    band: &BandName,
+    want: &str,
+) -> Option<Result<&'v AssetView<'a>, String>> {
+    for ignore_case in [false, true] {
+        let same = |s: &str| {
+            if ignore_case {
+                s.eq_ignore_ascii_case(want)
+            } else {
+                s == want
+            }
+        };
+        for by in [By::Key, By::Name, By::CommonName] {
+            let hits: Vec<&AssetView<'a>> = views
+                .iter()
+                .filter(|v| match by {
+                    By::Key => same(v.key),
+                    By::Name => v
+                        .single_band()
+                        .and_then(|b| b.0.as_deref())
+                        .is_some_and(same),
+                    By::CommonName => v
+                        .single_band()
+                        .and_then(|b| b.1.as_deref())
+                        .is_some_and(same),
+                })
+                .collect();
+            if !hits.is_empty() {
+                return Some(pick(hits, band, by));
+            }
+        }
+    }
+    None
+}
+
+/// One asset among those one step matched: GeoTIFFs first, then those with
+/// an `href`, then the finest pixel; a tie is an error naming the assets.
+fn pick<'v, 'a>(
+    mut hits: Vec<&'v AssetView<'a>>,
+    band: &BandName,
+    by: By,
+) -> Result<&'v AssetView<'a>, String> {
+    // GeoTIFFs first: the reader reads COGs, and a GeoTIFF without href is
+    // better reported than silently swapped for its JPEG 2000 copy.
+    if hits.iter().any(|v| v.is_tiff()) {
+        hits.retain(|v| v.is_tiff());
+    }
+    if hits.iter().any(|v| v.has_href()) {
+        hits.retain(|v| v.has_href());
+    } else {
+        let keys: Vec<&str> = hits.iter().map(|v| v.key).collect();
+        return Err(if by == By::Key {
+            format!("asset {} has no href", keys.join(", "))
+        } else {
+            format!(
+                "asset {} (band \"{band}\" by {}) has no href",
+                keys.join(", "),
+                by.text()
+            )
+        });
+    }
+    if let Some(finest) = hits
         .iter()
-        .find_map(|k| a.get(*k).and_then(Value::as_array).and_then(|v| v.first()))
-        .and_then(Value::as_object)
+        .filter_map(|v| v.pixel)
+        .min_by(|a, b| a.total_cmp(b))
+    {
+        hits.retain(|v| v.pixel.is_none_or(|p| p <= finest));
+    }
+    match hits.as_slice() {
+        [one] => Ok(one),
+        _ => {
+            let keys: Vec<&str> = hits.iter().map(|v| v.key).collect();
+            Err(format!(
+                "band \"{band}\" is ambiguous: assets {} all match by {}; ask for one by asset key \
+                 or band name",
+                keys.join(", "),
+                by.text()
+            ))
+        }
+    }
 }
 
-/// CRS from `proj:code` (`"EPSG:32633"`, projection v2) or `proj:epsg` (v1).
-fn crs_of(code: Option<&Value>, epsg: Option<&Value>) -> std::result::Result<Epsg, String> {
-    if let Some(c) = code.and_then(Value::as_str) {
-        return c.parse::<Epsg>().map_err(|e| format!("proj:code: {e}"));
+/// The message for a band no asset answers: what the item has instead.
+fn missing_band(views: &[AssetView<'_>], band: &BandName) -> String {
+    let keys: Vec<&str> = views.iter().map(|v| v.key).collect();
+    let names: BTreeSet<&str> = views
+        .iter()
+        .flat_map(|v| v.bands.iter().filter_map(|b| b.0.as_deref()))
+        .collect();
+    let commons: BTreeSet<&str> = views
+        .iter()
+        .flat_map(|v| v.bands.iter().filter_map(|b| b.1.as_deref()))
+        .collect();
+    let list = |v: Vec<&str>| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    format!(
+        "has no band \"{band}\": no asset key, band name or common name matches (asset keys: {}; \
+         band names: {}; common names: {})",
+        list(keys),
+        list(names.into_iter().collect()),
+        list(commons.into_iter().collect()),
+    )
+}
+
+/// A footprint from a bbox `[west, south, east, north]`; one crossing the
+/// antimeridian (`west > east`) becomes two rectangles.
+fn bbox_footprint(b: &stac::Bbox) -> std::result::Result<MultiPolygon<f64>, String> {
+    let (w, s, e, n) = (b.xmin(), b.ymin(), b.xmax(), b.ymax());
+    let lon = -180.0..=180.0;
+    let lat = -90.0..=90.0;
+    if ![w, e].iter().all(|x| lon.contains(x)) || ![s, n].iter().all(|y| lat.contains(y)) || s >= n
+    {
+        return Err(format!(
+            "[{w}, {s}, {e}, {n}] is not [west, south, east, north] in lon/lat"
+        ));
     }
-    match epsg {
-        Some(v) => v
-            .as_u64()
-            .and_then(|n| Epsg::new(n as u32).ok())
-            .ok_or_else(|| format!("proj:epsg {v} is not an EPSG code")),
-        None => Err("no CRS (neither proj:code nor proj:epsg)".into()),
+    let rect = |w: f64, e: f64| {
+        Polygon::new(
+            LineString::from(vec![(w, s), (e, s), (e, n), (w, n), (w, s)]),
+            vec![],
+        )
+    };
+    Ok(if w <= e {
+        MultiPolygon::new(vec![rect(w, e)])
+    } else {
+        MultiPolygon::new(vec![rect(w, 180.0), rect(-180.0, e)])
+    })
+}
+
+/// CRS from `proj:code` (`"EPSG:32633"`, projection v2) or `proj:epsg` (v1)
+/// of one object (asset or item properties); `None` when it has neither.
+fn crs_of(obj: &Map<String, Value>) -> Option<std::result::Result<Epsg, String>> {
+    if let Some(c) = present(obj.get("proj:code")) {
+        return Some(
+            c.as_str()
+                .ok_or_else(|| format!("proj:code {c} is not a string"))
+                .and_then(|c| c.parse::<Epsg>().map_err(|e| format!("proj:code: {e}"))),
+        );
     }
+    present(obj.get("proj:epsg")).map(|v| {
+        v.as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .and_then(|n| Epsg::new(n).ok())
+            .ok_or_else(|| format!("proj:epsg {v} is not an EPSG code"))
+    })
 }
 
 /// One ring: `[lon, lat]` positions within range, closed, at least 4 of them.
@@ -450,5 +812,148 @@ mod tests {
         assert_eq!(scenes.len(), 2);
         assert_eq!(scenes[0].id, "x");
         assert_eq!(scenes[1].assets[&b("B04")].epsg.code(), 32611);
+    }
+
+    /// An item with Earth Search's naming (key `red`, band name `B04`),
+    /// its JPEG 2000 copy and a three-band `visual`, all with hrefs.
+    fn earth_search_like() -> Value {
+        let a = |name: &str, common: &str, ty: &str| {
+            json!({"href": format!("http://h/{name}"), "type": ty,
+                   "eo:bands": [{"name": name, "common_name": common}]})
+        };
+        let mut v = base();
+        v["properties"]["proj:transform"] = json!([10, 0, 0, 0, -10, 0]);
+        v["properties"]["proj:shape"] = json!([5, 5]);
+        let tif = "image/tiff; application=geotiff; profile=cloud-optimized";
+        v["assets"] = json!({
+            "red": a("B04", "red", tif),
+            "red-jp2": a("B04", "red", "image/jp2"),
+            "rededge1": a("B05", "rededge", tif),
+            "rededge2": a("B06", "rededge", tif),
+            "scl": {"href": "http://h/scl", "type": tif},
+            "visual": {"href": "http://h/visual", "type": tif, "eo:bands": [
+                {"name": "B04", "common_name": "red"}, {"name": "B03", "common_name": "green"},
+                {"name": "B02", "common_name": "blue"}]},
+            "green": {"href": "http://h/green", "type": tif,
+                      "eo:bands": [{"name": "B03", "common_name": "green"}]},
+            "thumbnail": {"href": "http://h/t.jpg", "type": "image/jpeg"}
+        });
+        v
+    }
+
+    fn key_of(v: &Value, band: &str) -> std::result::Result<String, String> {
+        Scene::from_item(&item(v.clone()), &[b(band)])
+            .map(|s| s.assets[&b(band)].key.clone())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_band_resolves_by_key_name_common_name_then_case() {
+        let v = earth_search_like();
+        assert_eq!(key_of(&v, "red").as_deref(), Ok("red"));
+        // by band name: the GeoTIFF beats its JPEG 2000 copy, the 3-band visual is not a candidate
+        assert_eq!(key_of(&v, "B04").as_deref(), Ok("red"));
+        assert_eq!(key_of(&v, "B03").as_deref(), Ok("green"));
+        // by key, a multi-band asset is still reachable
+        assert_eq!(key_of(&v, "visual").as_deref(), Ok("visual"));
+        // ignoring case, last
+        assert_eq!(key_of(&v, "SCL").as_deref(), Ok("scl"));
+        assert_eq!(key_of(&v, "b04").as_deref(), Ok("red"));
+        // the label stays the one asked for
+        let s = Scene::from_item(&item(v), &[b("B04"), b("green")]).unwrap();
+        let labels: Vec<&str> = s.assets.keys().map(BandName::as_str).collect();
+        assert_eq!(labels, ["B04", "green"]);
+        assert_eq!(s.assets[&b("B04")].href, "http://h/B04");
+    }
+
+    #[test]
+    fn ties_and_misses_say_what_the_item_has() {
+        let v = earth_search_like();
+        let e = key_of(&v, "rededge").unwrap_err();
+        assert!(
+            e.contains("item x")
+                && e.contains("\"rededge\" is ambiguous")
+                && e.contains("rededge1, rededge2")
+                && e.contains("common name"),
+            "{e}"
+        );
+        let e = key_of(&v, "B08").unwrap_err();
+        assert!(
+            e.contains("item x: has no band \"B08\"")
+                && e.contains(
+                    "asset keys: red, red-jp2, rededge1, rededge2, scl, visual, green, thumbnail"
+                )
+                && e.contains("band names: B02, B03, B04, B05, B06")
+                && e.contains("common names: blue, green, red, rededge"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_finest_copy_wins_and_a_requested_asset_needs_an_href() {
+        // CDSE-like: the same band at 10 m and 20 m, STAC 1.1 `bands` with eo:common_name
+        let mut v = base();
+        let a = |px: i32| {
+            json!({"href": format!("http://h/B02_{px}m"), "proj:transform": [px, 0, 0, 0, -px, 0],
+                   "proj:shape": [5, 5], "raster:scale": 0.0001, "raster:offset": -0.1, "nodata": 0,
+                   "bands": [{"name": "B02", "eo:common_name": "blue"}]})
+        };
+        v["assets"] = json!({"B02_20m": a(20), "B02_10m": a(10), "qa": {"href": ""}});
+        let s = Scene::from_item(&item(v.clone()), &[b("blue")]).unwrap();
+        let blue = &s.assets[&b("blue")];
+        assert_eq!(blue.key, "B02_10m");
+        assert_eq!(blue.scale_offset, Some((0.0001, -0.1)));
+        assert_eq!(blue.nodata, Some(0.0));
+        // (load_snapshot and the STAC client give an asset without href an empty one)
+        let e = key_of(&v, "qa").unwrap_err();
+        assert!(e.contains("item x: asset qa has no href"), "{e}");
+    }
+
+    #[test]
+    fn asset_proj_overrides_item_proj_and_bbox_stands_in_for_geometry() {
+        let mut v = base();
+        v["properties"]["proj:code"] = json!("EPSG:32611");
+        v["assets"]["B04"]["proj:epsg"] = json!(32612);
+        v["assets"]["B04"]["proj:code"] = Value::Null;
+        v["geometry"] = Value::Null;
+        v["bbox"] = json!([179.5, 10, -179.5, 11]);
+        v["properties"]["datetime"] = Value::Null;
+        v["properties"]["start_datetime"] = json!("2019-08-02T10:00:00Z");
+        v["properties"]["end_datetime"] = json!("2019-08-02T10:00:10Z");
+        let s = Scene::from_item(&item(v.clone()), &[b("B04")]).unwrap();
+        assert_eq!(s.assets[&b("B04")].epsg.code(), 32612);
+        assert_eq!(s.datetime.to_rfc3339(), "2019-08-02T10:00:00+00:00");
+        let r = |w: f64, e: f64| {
+            Polygon::new(
+                ls(&[(w, 10.0), (e, 10.0), (e, 11.0), (w, 11.0), (w, 10.0)]),
+                vec![],
+            )
+        };
+        assert_eq!(
+            s.footprint,
+            MultiPolygon::new(vec![r(179.5, 180.0), r(-180.0, -179.5)])
+        );
+        v["bbox"] = Value::Null;
+        let e = Scene::from_item(&item(v), &[b("B04")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("item x: no geometry (nor bbox)"), "{e}");
+    }
+
+    #[test]
+    fn sentinel2_ids_and_earth_search_names_are_aliases_on_sentinel2_items_only() {
+        // Earth Search's older items: key `red`, band name `red`, nothing says B04
+        let mut v = base();
+        v["assets"] = json!({"red": {"href": "http://h/B04.tif", "proj:transform": [10,0,0,0,-10,0],
+            "proj:shape": [5,5], "eo:bands": [{"name": "red", "common_name": "red"}]},
+            "B8A": {"href": "http://h/B8A.tif", "proj:transform": [20,0,0,0,-20,0],
+            "proj:shape": [5,5], "eo:bands": [{"name": "B8A", "common_name": "rededge"}]}});
+        let e = key_of(&v, "B04").unwrap_err();
+        assert!(e.contains("has no band \"B04\""), "{e}");
+        v["properties"]["platform"] = json!("Sentinel-2A");
+        assert_eq!(key_of(&v, "B04").as_deref(), Ok("red"));
+        assert_eq!(key_of(&v, "nir08").as_deref(), Ok("B8A"));
+        let e = key_of(&v, "B08").unwrap_err();
+        assert!(e.contains("has no band \"B08\""), "{e}");
     }
 }

@@ -2,6 +2,7 @@
 
 #[cfg(feature = "burn")]
 mod burn_train;
+mod catalogs;
 mod cli;
 mod cog;
 #[cfg(feature = "burn")]
