@@ -171,7 +171,7 @@ pub struct ShardIndex {
 /// ```
 /// let a = tilestack::DatasetConfig::from_toml_str(
 ///     "[catalog]\ndemo = \"oakland\"\n[stack]\nbands = [\"B04\"]\n[time]\nrange = \"2019-08-01/2019-08-05\"\n\
-///      [sampler]\nkind = \"points\"\npoints = [[-122.3, 37.8]]\n[loader]\nbatch_size = 4\n",
+///      [sampler]\nkind = \"random\"\nbbox = [-122.35, 37.79, -122.31, 37.83]\ncount = 4\n[loader]\nbatch_size = 4\n",
 ///     "a.toml".as_ref())?;
 /// let mut b = a.clone();
 /// b.loader.batch_size = 16; // read-time option: same shards

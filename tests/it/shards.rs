@@ -627,3 +627,37 @@ fn array_jobs_take_their_part_from_the_environment_as_the_docs_run_them() {
         "{err}"
     );
 }
+
+/// A write that fails mid-shard (here the file-size limit, as a full disk
+/// would) names the shard's path and leaves no half shard; a rerun
+/// completes the folder.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_failed_write_names_the_path_and_leaves_no_half_shard() {
+    let f = Fixture::new();
+    let cfg = f.config(&seven(), None, "");
+    let out = f.dir.path().join("limited");
+    // SIGXFSZ ignored (it survives exec), files capped at 16 KiB: the index
+    // files fit, a shard does not; write() then fails with EFBIG.
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 16; exec {:?} materialize --config {:?} --out {:?}",
+        env!("CARGO_BIN_EXE_tilestack"),
+        cfg.path,
+        out
+    );
+    let o = Command::new("bash").args(["-c", &script]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("shard-00000.safetensors") && err.to_lowercase().contains("too large"),
+        "{err}"
+    );
+    let names: Vec<String> = tree(&out).into_keys().collect();
+    assert!(
+        names.iter().all(|n| !n.contains("shard-")),
+        "no shard, no temporary: {names:?}"
+    );
+    let r = run(&cfg, &out, None, DEFAULT_SHARD_BYTES);
+    assert_eq!((r.samples, r.shards_kept), (7, 0), "{r}");
+    assert!(ShardSet::open(&out.to_string_lossy()).is_ok());
+}
