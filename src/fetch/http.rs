@@ -1,10 +1,11 @@
 //! HTTP `Range` GETs with retries: one request per attempt, signed per
 //! attempt, at most so many in flight per host; 429, 5xx, transport errors
-//! and truncated bodies retried with backoff.
+//! and truncated bodies retried with backoff; a signed read refused with 403
+//! (an expired SAS) re-signed with a fresh token and repeated once.
 
 use super::limits::HostLimits;
 use super::metrics::FetchMetrics;
-use super::retry::{MAX_RETRY_AFTER, RetryConfig};
+use super::retry::{MAX_RETRY_AFTER, RetryConfig, retry_after};
 use super::sign::Signer;
 use super::version::{ObjectVersion, Versions};
 use crate::error::Cause;
@@ -58,6 +59,8 @@ impl Http<'_> {
             source: f.source,
         };
         let mut attempt = 0u32;
+        // A signed read refused (403) is re-signed and repeated once.
+        let mut resigned = false;
         let mut cur = range.clone();
         loop {
             let signed = self.signer.sign(url).await?;
@@ -72,7 +75,20 @@ impl Http<'_> {
                         .fetch_add(b.len() as u64, Ordering::Relaxed);
                     return Ok(b);
                 }
-                Err(Attempt::Fatal(f)) => return Err(err(f, String::new())),
+                Err(Attempt::Fatal(f)) => {
+                    if f.status == Some(403) && signed != url {
+                        if resigned {
+                            return Err(err(f, " (also with a fresh token)".into()));
+                        }
+                        if self.signer.refused(url, &signed).await {
+                            resigned = true;
+                            self.metrics.retries.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(url, "signed read refused (403); re-signing once");
+                            continue;
+                        }
+                    }
+                    return Err(err(f, String::new()));
+                }
                 Err(Attempt::Eof(total)) => {
                     if total >= cur.end {
                         let f = Failure {
@@ -185,7 +201,7 @@ impl Http<'_> {
                         status: code,
                         source: None,
                     },
-                    after: retry_after(resp.headers()),
+                    after: retry_after(resp.headers()).map(|d| d.min(MAX_RETRY_AFTER)),
                 });
             }
             _ => {
@@ -249,15 +265,4 @@ fn transport(e: reqwest::Error) -> Attempt {
 fn content_range_total(h: &reqwest::header::HeaderMap) -> Option<u64> {
     let v = h.get(reqwest::header::CONTENT_RANGE)?.to_str().ok()?;
     v.rsplit('/').next()?.trim().parse().ok()
-}
-
-fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let secs: u64 = h
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }

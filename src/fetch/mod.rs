@@ -118,8 +118,10 @@ impl HttpRangeClient {
 
     /// Sign every request's URL with `signer` (e.g. Planetary Computer SAS
     /// tokens). Signing happens per attempt, so a retry after a token expired
-    /// gets a fresh one; caches and error messages keep the unsigned href, so
-    /// tokens never reach logs.
+    /// gets a fresh one, and a signed read refused with 403 (e.g. an expired
+    /// SAS) is reported to [`Signer::refused`] and, when it says so, re-signed
+    /// and repeated once; caches and error messages keep the unsigned href,
+    /// so tokens never reach logs.
     pub fn with_signer(mut self, signer: Arc<dyn Signer>) -> Self {
         self.signer = signer;
         self

@@ -59,9 +59,48 @@ impl RetryConfig {
     }
 }
 
+/// The wait a `Retry-After` header asks for: delay-seconds, or an HTTP-date
+/// (a date already past is no wait). Uncapped: callers cap it.
+pub(super) fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    // IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") is RFC 2822 syntax.
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    Some(
+        (when.with_timezone(&chrono::Utc) - chrono::Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(RETRY_AFTER, HeaderValue::from_str(v).unwrap());
+            retry_after(&h)
+        };
+        assert_eq!(with("12"), Some(Duration::from_secs(12)));
+        assert_eq!(with(" 3 "), Some(Duration::from_secs(3)));
+        assert_eq!(with("Sun, 06 Nov 1994 08:49:37 GMT"), Some(Duration::ZERO));
+        let soon = (chrono::Utc::now() + chrono::Duration::seconds(100))
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string();
+        let d = with(&soon).unwrap();
+        assert!(
+            d > Duration::from_secs(90) && d <= Duration::from_secs(100),
+            "{d:?}"
+        );
+        assert_eq!(with("soon"), None);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
 
     #[test]
     fn jitter_in_unit_interval() {

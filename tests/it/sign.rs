@@ -1,38 +1,104 @@
 //! SAS signing against a loopback token endpoint that issues short-lived
-//! tokens, and a loopback "blob" server that rejects expired ones (403).
-//! Blob hostnames resolve to 127.0.0.1 through reqwest's resolver override:
-//! no traffic leaves the machine.
+//! tokens (and, when told to, answers 429 like Planetary Computer's rate
+//! limiter), and a loopback "blob" server that rejects expired or revoked
+//! ones (403). Blob hostnames resolve to 127.0.0.1 through reqwest's resolver
+//! override: no traffic leaves the machine.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use tilestack::PixelWindow;
-use tilestack::{PcSignerConfig, PlanetaryComputerSigner, Signer};
+use tilestack::{HttpRangeClient, PcSignerConfig, PlanetaryComputerSigner, RetryConfig, Signer};
 
-#[derive(Default)]
+/// What the loopback token endpoint and blob server do, and what they saw.
 struct Counters {
+    /// Token requests answered (429s included).
     tokens: AtomicU64,
+    /// Tokens issued; a token's `sig` ends in its number.
+    issued: AtomicU64,
+    /// Blob reads let through.
     reads: AtomicU64,
+    /// Blob reads refused with 403.
     rejected: AtomicU64,
+    /// Lifetime of issued tokens, ms.
+    ttl_ms: AtomicI64,
+    /// 429s still to answer before tokens are issued.
+    throttle: AtomicU64,
+    /// The wait those 429s ask for, seconds.
+    hint_secs: AtomicU64,
+    /// Ask for it in `Retry-After` instead of the body.
+    hint_header: AtomicBool,
+    /// How long a token request takes, ms.
+    delay_ms: AtomicU64,
+    /// Tokens numbered below this are refused by the blob server (revoked).
+    revoked_below: AtomicU64,
 }
 
-const TTL_MS: i64 = 1500;
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            tokens: AtomicU64::new(0),
+            issued: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            ttl_ms: AtomicI64::new(1500),
+            throttle: AtomicU64::new(0),
+            hint_secs: AtomicU64::new(0),
+            hint_header: AtomicBool::new(false),
+            delay_ms: AtomicU64::new(0),
+            revoked_below: AtomicU64::new(0),
+        }
+    }
+}
 
 async fn token(
     State(c): State<Arc<Counters>>,
     Path((acct, cont)): Path<(String, String)>,
-) -> axum::Json<serde_json::Value> {
-    let n = c.tokens.fetch_add(1, Ordering::SeqCst);
-    let expiry = chrono::Utc::now() + chrono::Duration::milliseconds(TTL_MS);
+) -> axum::response::Response {
+    c.tokens.fetch_add(1, Ordering::SeqCst);
+    let delay = c.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let throttled = c
+        .throttle
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if throttled {
+        // What Planetary Computer's API Management answers when rate-limited.
+        let hint = c.hint_secs.load(Ordering::SeqCst);
+        return if c.hint_header.load(Ordering::SeqCst) {
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", hint.to_string())],
+                "Too Many Requests",
+            )
+                .into_response()
+        } else {
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                axum::Json(serde_json::json!({
+                    "statusCode": 429,
+                    "message": format!("Rate limit is exceeded. Try again in {hint} seconds."),
+                })),
+            )
+                .into_response()
+        };
+    }
+    let n = c.issued.fetch_add(1, Ordering::SeqCst);
+    let ttl = c.ttl_ms.load(Ordering::SeqCst);
+    let expiry = chrono::Utc::now() + chrono::Duration::milliseconds(ttl);
     let se = expiry.timestamp_millis();
     axum::Json(serde_json::json!({
         "msft:expiry": expiry.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "token": format!("st=0&se={se}&sp=rl&sv=2021&sr=c&sig={acct}-{cont}-{n}"),
     }))
+    .into_response()
 }
 
 /// Serves `app` on 127.0.0.1:0 and returns its address.
@@ -67,19 +133,41 @@ fn blob_client_and_signer(
     addr: std::net::SocketAddr,
     margin: Duration,
 ) -> (reqwest::Client, PlanetaryComputerSigner) {
+    blob_client_and_signer_with(
+        addr,
+        PcSignerConfig {
+            refresh_margin: margin,
+            ..PcSignerConfig::default()
+        },
+    )
+}
+
+/// As [`blob_client_and_signer`], with `cfg` (its `token_url` replaced).
+fn blob_client_and_signer_with(
+    addr: std::net::SocketAddr,
+    cfg: PcSignerConfig,
+) -> (reqwest::Client, PlanetaryComputerSigner) {
     let http = reqwest::Client::builder()
         .resolve(BLOB_HOST, addr)
         .build()
         .unwrap();
-    let signer = PlanetaryComputerSigner::with_client(
-        PcSignerConfig {
-            token_url: format!("http://{addr}/api/sas/v1/token"),
-            refresh_margin: margin,
-            ..PcSignerConfig::default()
-        },
-        http.clone(),
-    );
+    let cfg = PcSignerConfig {
+        token_url: format!("http://{addr}/api/sas/v1/token"),
+        ..cfg
+    };
+    let signer = PlanetaryComputerSigner::with_client(cfg, http.clone());
     (http, signer)
+}
+
+/// The token endpoint plus a blob server answering any path with 16 bytes.
+async fn serve_token_and_small_blobs(counters: &Arc<Counters>) -> std::net::SocketAddr {
+    let blobs = axum::Router::new().route("/{*path}", get(|| async { vec![7u8; 16] }));
+    serve_token_and_blobs(counters, blobs).await
+}
+
+/// An href in `container` on the loopback blob server.
+fn blob_href(addr: std::net::SocketAddr, container: &str, name: &str) -> String {
+    format!("http://{BLOB_HOST}:{}/{container}/{name}", addr.port())
 }
 
 #[tokio::test]
@@ -136,7 +224,6 @@ async fn check_token(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    use axum::response::IntoResponse;
     let q: HashMap<String, String> = req
         .uri()
         .query()
@@ -147,8 +234,14 @@ async fn check_token(
         })
         .unwrap_or_default();
     let now = chrono::Utc::now().timestamp_millis();
+    // The token's number ends its `sig`; revoked ones are refused like expired ones.
+    let number = q
+        .get("sig")
+        .and_then(|s| s.rsplit('-').next())
+        .and_then(|n| n.parse::<u64>().ok());
+    let revoked = number.is_some_and(|n| n < c.revoked_below.load(Ordering::SeqCst));
     match q.get("se").and_then(|s| s.parse::<i64>().ok()) {
-        Some(se) if se > now && q.contains_key("sig") => {
+        Some(se) if se > now && number.is_some() && !revoked => {
             c.reads.fetch_add(1, Ordering::SeqCst);
             next.run(req).await
         }
@@ -162,7 +255,6 @@ async fn check_token(
 #[tokio::test]
 async fn cog_reads_are_signed_per_request_and_tokens_stay_out_of_errors() {
     use tilestack::{CogReader, TileCache};
-    use tilestack::{HttpRangeClient, RetryConfig};
     let world = crate::util::small_world();
     let counters = Arc::new(Counters::default());
     let blobs = axum::Router::new().nest_service(
@@ -250,4 +342,236 @@ async fn a_token_endpoint_that_never_answers_is_an_error_not_a_hang() {
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     let msg = e.chain();
     assert!(msg.contains(&addr.to_string()), "{msg}");
+}
+
+#[tokio::test]
+async fn sign_rate_limited_token_endpoint_is_waited_out_as_asked() {
+    let counters = Arc::new(Counters::default());
+    // Planetary Computer's 429: the hint is in the JSON body only.
+    counters.throttle.store(2, Ordering::SeqCst);
+    counters.hint_secs.store(1, Ordering::SeqCst);
+    let addr = serve_token_and_small_blobs(&counters).await;
+    let (http, signer) = blob_client_and_signer_with(addr, PcSignerConfig::default());
+    let href = blob_href(addr, "sentinel2-l2", "B04.tif");
+    let t = Instant::now();
+    let url = signer.sign(&href).await.unwrap();
+    let elapsed = t.elapsed();
+    assert!(elapsed >= Duration::from_secs(2), "waited {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "waited {elapsed:?}");
+    assert_eq!(counters.tokens.load(Ordering::SeqCst), 3);
+    assert_eq!(signer.token_requests(), 3);
+    let status = http.get(&url).send().await.unwrap().status();
+    assert_eq!(status, reqwest::StatusCode::OK);
+}
+
+#[tokio::test]
+async fn sign_retry_after_header_is_honoured() {
+    let counters = Arc::new(Counters::default());
+    counters.throttle.store(1, Ordering::SeqCst);
+    counters.hint_secs.store(1, Ordering::SeqCst);
+    counters.hint_header.store(true, Ordering::SeqCst);
+    let addr = serve_token_and_small_blobs(&counters).await;
+    let (_, signer) = blob_client_and_signer_with(addr, PcSignerConfig::default());
+    let t = Instant::now();
+    signer
+        .sign(&blob_href(addr, "sentinel2-l2", "B04.tif"))
+        .await
+        .unwrap();
+    assert!(t.elapsed() >= Duration::from_secs(1), "{:?}", t.elapsed());
+    assert_eq!(counters.tokens.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn sign_rate_limit_hint_beyond_the_cap_fails_fast_for_every_waiter() {
+    let counters = Arc::new(Counters::default());
+    counters.throttle.store(u64::MAX, Ordering::SeqCst);
+    counters.hint_secs.store(30, Ordering::SeqCst);
+    counters.delay_ms.store(100, Ordering::SeqCst);
+    let addr = serve_token_and_small_blobs(&counters).await;
+    let (_, signer) = blob_client_and_signer_with(
+        addr,
+        PcSignerConfig {
+            max_retry_wait: Duration::from_secs(5),
+            ..PcSignerConfig::default()
+        },
+    );
+    let href = blob_href(addr, "sentinel2-l2", "B04.tif");
+    let t = Instant::now();
+    // Ten readers at once: one token request, its error shared by all.
+    let results = futures::future::join_all((0..10).map(|_| signer.sign(&href))).await;
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(counters.tokens.load(Ordering::SeqCst), 1);
+    let url = format!("http://{addr}/api/sas/v1/token/sentinel2l2a01/sentinel2-l2");
+    for r in results {
+        let e = r.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                tilestack::Error::Http {
+                    status: Some(429),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let e = e.to_string();
+        assert!(e.contains(&url), "{e}");
+        assert!(e.contains("429") && e.contains("30s"), "{e}");
+        assert!(e.contains("Try again in 30 seconds"), "{e}");
+        assert!(e.contains("max_retry_wait"), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn sign_rate_limit_retries_running_out_name_url_status_and_hint() {
+    let counters = Arc::new(Counters::default());
+    counters.throttle.store(u64::MAX, Ordering::SeqCst);
+    counters.hint_secs.store(0, Ordering::SeqCst);
+    let addr = serve_token_and_small_blobs(&counters).await;
+    let (_, signer) = blob_client_and_signer_with(
+        addr,
+        PcSignerConfig {
+            attempts: 3,
+            ..PcSignerConfig::default()
+        },
+    );
+    let e = signer
+        .sign(&blob_href(addr, "sentinel2-l2", "B04.tif"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(counters.tokens.load(Ordering::SeqCst), 3);
+    assert!(
+        e.contains(&format!(
+            "http://{addr}/api/sas/v1/token/sentinel2l2a01/sentinel2-l2"
+        )),
+        "{e}"
+    );
+    assert!(
+        e.contains("no token after 3 attempts") && e.contains("429"),
+        "{e}"
+    );
+    assert!(e.contains("Try again in 0 seconds"), "{e}");
+}
+
+#[tokio::test]
+async fn sign_short_lived_tokens_are_refreshed_before_they_expire() {
+    let counters = Arc::new(Counters::default());
+    counters.ttl_ms.store(2500, Ordering::SeqCst);
+    let addr = serve_token_and_small_blobs(&counters).await;
+    // Refreshed min(1 s, 0.5 × 2.5 s) = 1 s before expiry: every 1.5 s.
+    let (http, signer) = blob_client_and_signer_with(
+        addr,
+        PcSignerConfig {
+            refresh_margin: Duration::from_secs(1),
+            refresh_fraction: 0.5,
+            ..PcSignerConfig::default()
+        },
+    );
+    let signer = Arc::new(signer);
+    let client =
+        HttpRangeClient::with_client(http, RetryConfig::default()).with_signer(signer.clone());
+    let href = blob_href(addr, "sentinel2-l2", "B04.tif");
+    let start = Instant::now();
+    let mut reads = 0;
+    while start.elapsed() < Duration::from_millis(6000) {
+        let b = client.get_range(&href, 0..16).await.unwrap();
+        assert_eq!(b.len(), 16, "read {reads}");
+        reads += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reads > 40, "{reads} reads");
+    // Reads over 6 s with 2.5 s tokens, none refused: each token was
+    // replaced before it expired (the blob server 403s expired ones).
+    assert_eq!(counters.rejected.load(Ordering::SeqCst), 0);
+    assert_eq!(client.metrics().retries(), 0);
+    let tokens = counters.tokens.load(Ordering::SeqCst);
+    assert!(
+        (4..=5).contains(&tokens),
+        "{tokens} token requests for {reads} reads"
+    );
+    assert_eq!(signer.token_requests(), tokens);
+}
+
+#[tokio::test]
+async fn sign_concurrent_reads_with_a_cold_signer_make_one_token_request() {
+    let counters = Arc::new(Counters::default());
+    counters.ttl_ms.store(60_000, Ordering::SeqCst);
+    // A slow token endpoint: every read arrives while the first request is in flight.
+    counters.delay_ms.store(300, Ordering::SeqCst);
+    let addr = serve_token_and_small_blobs(&counters).await;
+    let (http, signer) = blob_client_and_signer_with(addr, PcSignerConfig::default());
+    let signer = Arc::new(signer);
+    let client =
+        HttpRangeClient::with_client(http, RetryConfig::default()).with_signer(signer.clone());
+    let hrefs: Vec<String> = (0..64)
+        .map(|i| {
+            let container = if i % 2 == 0 {
+                "sentinel2-l2"
+            } else {
+                "landsat-c2"
+            };
+            blob_href(addr, container, &format!("tile{i}.tif"))
+        })
+        .collect();
+    let t = Instant::now();
+    let reads = futures::future::join_all(hrefs.iter().map(|h| client.get_range(h, 0..16))).await;
+    for r in reads {
+        assert_eq!(r.unwrap().len(), 16);
+    }
+    // One token per container, the two fetched side by side.
+    assert_eq!(counters.tokens.load(Ordering::SeqCst), 2);
+    assert_eq!(signer.token_requests(), 2);
+    assert_eq!(counters.reads.load(Ordering::SeqCst), 64);
+    assert!(
+        t.elapsed() < Duration::from_millis(3000),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn sign_a_refused_token_is_refetched_once() {
+    let counters = Arc::new(Counters::default());
+    counters.ttl_ms.store(60_000, Ordering::SeqCst);
+    let addr = serve_token_and_small_blobs(&counters).await;
+    let (http, signer) = blob_client_and_signer_with(addr, PcSignerConfig::default());
+    let signer = Arc::new(signer);
+    let client =
+        HttpRangeClient::with_client(http, RetryConfig::default()).with_signer(signer.clone());
+    let href = blob_href(addr, "sentinel2-l2", "B04.tif");
+    client.get_range(&href, 0..16).await.unwrap();
+    assert_eq!(signer.token_requests(), 1);
+
+    // The cached token still looks fresh but the server now refuses it (as
+    // it refuses an expired SAS): the read drops it, fetches one, succeeds.
+    counters.revoked_below.store(1, Ordering::SeqCst);
+    assert_eq!(client.get_range(&href, 0..16).await.unwrap().len(), 16);
+    assert_eq!(signer.token_requests(), 2);
+    assert_eq!(counters.rejected.load(Ordering::SeqCst), 1);
+    assert_eq!(client.metrics().retries(), 1);
+    client.get_range(&href, 0..16).await.unwrap();
+    assert_eq!(signer.token_requests(), 2, "the new token is cached");
+
+    // Refused again with the fresh token: an error after one re-fetch, no loop.
+    counters.revoked_below.store(u64::MAX, Ordering::SeqCst);
+    let e = client.get_range(&href, 0..16).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            tilestack::Error::Http {
+                status: Some(403),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let e = e.to_string();
+    assert!(
+        e.contains(&href) && e.contains("403") && e.contains("fresh token"),
+        "{e}"
+    );
+    assert!(!e.contains("sig="), "{e}");
+    assert_eq!(signer.token_requests(), 3);
+    assert_eq!(counters.rejected.load(Ordering::SeqCst), 3);
 }
