@@ -60,9 +60,9 @@ mod warp;
 
 pub use batches::{BatchLoader, EpochBatches, HostBatch, LoaderMetrics, SampleStatus};
 pub use cog::{
-    CogHeader, CogReader, HeaderStore, IfdInfo, MAX_IFDS, MAX_IMAGE_PIXELS, MAX_TILE_BYTES,
-    MAX_TILE_PIXELS, MAX_WINDOW_PIXELS, SampleType, Samples, Tile, TileCache, TileData, TileKey,
-    TileWindow, cache_root, decode_tile,
+    CogHeader, CogReader, HeaderStore, IfdInfo, MAX_IFD_ENTRIES, MAX_IFDS, MAX_IMAGE_PIXELS,
+    MAX_TAG_VALUES, MAX_TILE_BYTES, MAX_TILE_PIXELS, MAX_WINDOW_PIXELS, SampleType, Samples, Tile,
+    TileCache, TileData, TileKey, TileWindow, cache_root, decode_tile,
 };
 pub use config::{
     AugmentConfig, CatalogConfig, CatalogSource, DatasetConfig, ErrorPolicy, FilterConfig,

@@ -17,6 +17,7 @@ mod cache;
 mod decode;
 mod header;
 mod header_store;
+mod scan;
 mod source;
 mod tile;
 mod window;
@@ -30,6 +31,7 @@ pub use header::{
 #[cfg(feature = "demo")]
 pub(crate) use header_store::fnv1a;
 pub use header_store::{HeaderStore, cache_root};
+pub use scan::{MAX_IFD_ENTRIES, MAX_TAG_VALUES};
 pub use tile::{Samples, Tile, TileData, TileKey};
 pub use window::TileWindow;
 
@@ -159,8 +161,8 @@ impl CogReader {
                 source: Some(Cause::new(e)),
             },
         };
-        let mut meta = TiffMetadataReader::try_open(&cache)
-            .await
+        let mut meta = contained(href, TiffMetadataReader::try_open(&cache))
+            .await?
             .map_err(tiff_err)?;
         let le = matches!(
             meta.endianness(),
@@ -188,7 +190,18 @@ impl CogReader {
                     source: None,
                 });
             }
-            match meta.read_next_ifd(&cache).await.map_err(tiff_err)? {
+            let size = self.client.object_version(href).and_then(|v| v.size);
+            scan::check_ifd(&cache, offset, le, meta.bigtiff(), size)
+                .await
+                .map_err(|message| Error::Cog {
+                    href: href.to_string(),
+                    message: format!("malformed TIFF: {message}"),
+                    source: None,
+                })?;
+            match contained(href, meta.read_next_ifd(&cache))
+                .await?
+                .map_err(tiff_err)?
+            {
                 Some(ifd) => ifds.push(ifd),
                 None => break,
             }
@@ -471,4 +484,29 @@ async fn fetch_tiles(
         .await
         .len();
     tracing::trace!(href = %href, tiles = n, ms = t0.elapsed().as_secs_f64() * 1e3, "tile decode");
+}
+
+/// Runs a step of the TIFF parser (async-tiff) so that a panic inside it
+/// (async-tiff 0.4 asserts on some malformed tags, e.g. a GeoKeyDirectory
+/// whose version is not 1) becomes an error naming the file instead of
+/// ending the process.
+async fn contained<T>(href: &str, step: impl std::future::Future<Output = T>) -> Result<T> {
+    use futures::FutureExt;
+    std::panic::AssertUnwindSafe(step)
+        .catch_unwind()
+        .await
+        .map_err(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            Error::Cog {
+                href: href.to_string(),
+                message: format!(
+                    "malformed TIFF header: the TIFF parser (async-tiff) panicked reading it: {what}"
+                ),
+                source: None,
+            }
+        })
 }

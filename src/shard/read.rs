@@ -417,6 +417,26 @@ async fn read_index(loc: &Location) -> Result<(ShardIndex, String)> {
     Ok((index, name))
 }
 
+impl ShardIndex {
+    /// An index from the JSON of an `index.json` (or a part's), checked as
+    /// [`ShardSet::open`] checks it: format, entries complete and in order,
+    /// each sample's region the size its shape needs. `name` names the file
+    /// in errors.
+    ///
+    /// ```
+    /// let e = tilestack::ShardIndex::from_json(b"{}", "index.json").unwrap_err();
+    /// assert!(e.to_string().contains("index.json"));
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming `name` and what is wrong.
+    pub fn from_json(bytes: &[u8], name: &str) -> Result<ShardIndex> {
+        let index = parse_index(bytes, name)?;
+        check_index(&index, name)?;
+        Ok(index)
+    }
+}
+
 /// An index from its JSON.
 pub(crate) fn parse_index(bytes: &[u8], name: &str) -> Result<ShardIndex> {
     let index: ShardIndex = serde_json::from_slice(bytes).map_err(|e| {
@@ -437,6 +457,22 @@ pub(crate) fn parse_index(bytes: &[u8], name: &str) -> Result<ShardIndex> {
     Ok(index)
 }
 
+/// Bytes of one sample's region for the index's shape and layers (`None`
+/// when a hostile shape overflows).
+fn region_bytes(index: &ShardIndex) -> Option<u64> {
+    let [t, c, h, w] = index.shape;
+    let px = h.checked_mul(w)?;
+    let data = t.checked_mul(c)?.checked_mul(px)?.checked_mul(4)?;
+    let layers = index
+        .labels
+        .len()
+        .checked_mul(t)?
+        .checked_add(index.masks.len())?
+        .checked_mul(px)?;
+    let total = data.checked_add(t.checked_mul(12)?)?.checked_add(layers)?;
+    u64::try_from(total).ok()
+}
+
 /// Entries complete, in order, each region the size the shape says.
 fn check_index(index: &ShardIndex, name: &str) -> Result<()> {
     let bad = |m: String| Error::invalid("shard index", format!("{name}: {m}"));
@@ -454,9 +490,8 @@ fn check_index(index: &ShardIndex, name: &str) -> Result<()> {
             index.shard_count
         )));
     }
-    let [t, c, h, w] = index.shape;
     let want =
-        (t * c * h * w * 4 + 12 * t + (index.labels.len() * t + index.masks.len()) * h * w) as u64;
+        region_bytes(index).ok_or_else(|| bad(format!("shape {:?} overflows", index.shape)))?;
     for (i, e) in index.entries.iter().enumerate() {
         if e.index != i {
             return Err(bad(format!("entry {i} is sample {}", e.index)));
@@ -465,6 +500,21 @@ fn check_index(index: &ShardIndex, name: &str) -> Result<()> {
             return Err(bad(format!(
                 "sample {i} in shard {} of {}",
                 e.shard, index.shard_count
+            )));
+        }
+        let in_shard = index
+            .shards
+            .iter()
+            .find(|s| s.shard == e.shard)
+            .is_some_and(|s| {
+                e.offset
+                    .checked_add(e.length)
+                    .is_some_and(|end| end <= s.bytes)
+            });
+        if e.error.is_none() && !in_shard {
+            return Err(bad(format!(
+                "sample {i} (bytes {}+{}) lies outside shard {}",
+                e.offset, e.length, e.shard
             )));
         }
         if e.error.is_none() && e.length != want {

@@ -9,6 +9,7 @@ mod cog;
 mod dataloader;
 mod demo;
 mod faults;
+mod fuzz_replay;
 mod loader;
 mod pgstac;
 mod search;

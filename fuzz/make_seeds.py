@@ -1,0 +1,73 @@
+"""Writes the fuzz targets' seed inputs into fuzz/corpus/NAME/ (run once;
+libFuzzer grows the corpus from them, `cargo fuzz cmin` minimizes it):
+small GeoTIFFs written by GDAL through rasterio in the layouts, sample types,
+predictors and codecs users bring; STAC items from the committed real
+fixtures (tests/fixtures/stac/); the repository's GeoJSON and dataset TOMLs.
+
+    python3 fuzz/make_seeds.py
+"""
+import json
+import pathlib
+import shutil
+
+import numpy as np
+import rasterio
+from rasterio.transform import from_origin
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "fuzz" / "corpus"
+
+
+def tiffs():
+    out = CORPUS / "tiff"
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(7)
+    cases = [
+        ("u16-deflate-pred2-tiled", "uint16", 1, dict(tiled=True, blockxsize=16, blockysize=16, compress="deflate", predictor=2)),
+        ("u8-lzw-striped", "uint8", 1, dict(tiled=False, compress="lzw")),
+        ("u8-3band-pixel", "uint8", 3, dict(tiled=True, blockxsize=16, blockysize=16, compress="deflate", interleave="pixel")),
+        ("u8-3band-planar", "uint8", 3, dict(tiled=True, blockxsize=16, blockysize=16, compress="deflate", interleave="band")),
+        ("f32-pred3", "float32", 1, dict(tiled=True, blockxsize=16, blockysize=16, compress="deflate", predictor=3)),
+        ("i16-none-bigtiff", "int16", 1, dict(tiled=True, blockxsize=16, blockysize=16, BIGTIFF="YES")),
+        ("u16-zstd", "uint16", 1, dict(tiled=True, blockxsize=16, blockysize=16, compress="zstd")),
+        ("u8-packbits", "uint8", 1, dict(tiled=True, blockxsize=16, blockysize=16, compress="packbits")),
+        ("u8-jpeg", "uint8", 3, dict(tiled=True, blockxsize=16, blockysize=16, compress="jpeg", photometric="ycbcr")),
+        ("f64-none", "float64", 1, dict(tiled=True, blockxsize=16, blockysize=16)),
+    ]
+    for name, dtype, bands, opts in cases:
+        data = (rng.random((bands, 40, 40)) * 200).astype(dtype)
+        path = out / f"seed-{name}.tif"
+        with rasterio.open(
+            path, "w", driver="GTiff", width=40, height=40, count=bands, dtype=dtype,
+            crs="EPSG:32610", transform=from_origin(565000, 4185000, 10, 10), nodata=0, **opts,
+        ) as ds:
+            ds.write(data)
+            if name.startswith("u16-deflate"):
+                ds.build_overviews([2], rasterio.enums.Resampling.nearest)
+
+
+def stac():
+    out = CORPUS / "stac_item"
+    out.mkdir(parents=True, exist_ok=True)
+    for f in sorted((ROOT / "tests" / "fixtures" / "stac").glob("*.json")):
+        doc = json.loads(f.read_text())
+        feats = doc.get("features", doc if isinstance(doc, list) else [doc])
+        for i, item in enumerate(feats[:2]):
+            (out / f"seed-{f.stem}-{i}.json").write_text(json.dumps(item))
+
+
+def text_seeds():
+    g = CORPUS / "geojson_mask"
+    g.mkdir(parents=True, exist_ok=True)
+    for f in sorted(ROOT.glob("datasets/**/*.geojson"))[:4]:
+        shutil.copy(f, g / f"seed-{f.name}")
+    t = CORPUS / "dataset_toml"
+    t.mkdir(parents=True, exist_ok=True)
+    for f in sorted(ROOT.glob("datasets/*.toml")):
+        shutil.copy(f, t / f"seed-{f.name}")
+
+
+if __name__ == "__main__":
+    tiffs()
+    stac()
+    text_seeds()

@@ -1,0 +1,136 @@
+//! A check of each IFD's entries before async-tiff parses them: async-tiff
+//! 0.4 allocates what an entry declares (`Vec::with_capacity(count)`, a
+//! `HashMap` sized by the entry count) and asserts on unknown tag types, so
+//! a hostile file could abort the process on a failed multi-GB allocation.
+//! Here every declared count is bounded by the format, a limit and the
+//! file's size before anything is allocated.
+
+use async_tiff::metadata::MetadataFetch;
+
+/// Most entries one IFD may declare (GDAL writes a few dozen).
+pub const MAX_IFD_ENTRIES: u64 = 4096;
+
+/// Most values one tag may declare: tile offsets and byte counts of an
+/// image at [`MAX_IMAGE_PIXELS`](super::MAX_IMAGE_PIXELS) in 256-px tiles
+/// need 2¹⁸; this leaves room and bounds async-tiff's per-value allocation.
+pub const MAX_TAG_VALUES: u64 = 1 << 22;
+
+/// Bytes of one value of TIFF type `t`, or `None` for a type TIFF 6 and
+/// BigTIFF do not define.
+fn type_size(t: u16) -> Option<u64> {
+    Some(match t {
+        1 | 2 | 6 | 7 => 1,
+        3 | 8 => 2,
+        4 | 9 | 11 | 13 => 4,
+        5 | 10 | 12 | 16 | 17 | 18 => 8,
+        _ => return None,
+    })
+}
+
+fn u16_at(b: &[u8], at: usize, le: bool) -> Option<u16> {
+    let s: [u8; 2] = b.get(at..at + 2)?.try_into().ok()?;
+    Some(if le {
+        u16::from_le_bytes(s)
+    } else {
+        u16::from_be_bytes(s)
+    })
+}
+
+fn u32_at(b: &[u8], at: usize, le: bool) -> Option<u32> {
+    let s: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
+    Some(if le {
+        u32::from_le_bytes(s)
+    } else {
+        u32::from_be_bytes(s)
+    })
+}
+
+fn u64_at(b: &[u8], at: usize, le: bool) -> Option<u64> {
+    let s: [u8; 8] = b.get(at..at + 8)?.try_into().ok()?;
+    Some(if le {
+        u64::from_le_bytes(s)
+    } else {
+        u64::from_be_bytes(s)
+    })
+}
+
+/// Checks the IFD at `offset`: its entry count, and each entry's type,
+/// value count and (when the file's `size` is known) where its values lie.
+/// `Err` says what is wrong, in words, for an error naming the file.
+pub(super) async fn check_ifd<F: MetadataFetch>(
+    fetch: &F,
+    offset: u64,
+    little_endian: bool,
+    bigtiff: bool,
+    size: Option<u64>,
+) -> std::result::Result<(), String> {
+    let le = little_endian;
+    let (count_bytes, entry_bytes, inline) = if bigtiff { (8, 20, 8) } else { (2, 12, 4) };
+    let past_end = |end: u64| size.is_some_and(|s| end > s);
+    if past_end(offset.saturating_add(count_bytes)) {
+        return Err(format!(
+            "IFD at byte {offset} lies past the end of the file"
+        ));
+    }
+    let head = fetch
+        .fetch(offset..offset + count_bytes)
+        .await
+        .map_err(|e| format!("reading the IFD at byte {offset}: {e}"))?;
+    let n = if bigtiff {
+        u64_at(&head, 0, le)
+    } else {
+        u16_at(&head, 0, le).map(u64::from)
+    }
+    .ok_or_else(|| format!("IFD at byte {offset}: truncated entry count"))?;
+    if n > MAX_IFD_ENTRIES {
+        return Err(format!(
+            "IFD at byte {offset} declares {n} entries (at most {MAX_IFD_ENTRIES})"
+        ));
+    }
+    let start = offset + count_bytes;
+    let end = start + n * entry_bytes;
+    if past_end(end) {
+        return Err(format!(
+            "IFD at byte {offset}: its {n} entries run past the end of the file"
+        ));
+    }
+    let entries = fetch
+        .fetch(start..end)
+        .await
+        .map_err(|e| format!("reading the IFD at byte {offset}: {e}"))?;
+    let eb = entry_bytes as usize;
+    for i in 0..n as usize {
+        let at = i * eb;
+        let bad = || format!("IFD at byte {offset}: entry {i} is truncated");
+        let tag = u16_at(&entries, at, le).ok_or_else(bad)?;
+        let ty = u16_at(&entries, at + 2, le).ok_or_else(bad)?;
+        let (count, value_at) = if bigtiff {
+            (
+                u64_at(&entries, at + 4, le).ok_or_else(bad)?,
+                u64_at(&entries, at + 12, le).ok_or_else(bad)?,
+            )
+        } else {
+            (
+                u64::from(u32_at(&entries, at + 4, le).ok_or_else(bad)?),
+                u64::from(u32_at(&entries, at + 8, le).ok_or_else(bad)?),
+            )
+        };
+        let Some(each) = type_size(ty) else {
+            return Err(format!(
+                "tag {tag} has type {ty}, which TIFF does not define (async-tiff cannot skip it)"
+            ));
+        };
+        if count > MAX_TAG_VALUES {
+            return Err(format!(
+                "tag {tag} declares {count} values (at most {MAX_TAG_VALUES})"
+            ));
+        }
+        let bytes = count * each;
+        if bytes > inline && past_end(value_at.saturating_add(bytes)) {
+            return Err(format!(
+                "tag {tag}: its {bytes} bytes at byte {value_at} run past the end of the file"
+            ));
+        }
+    }
+    Ok(())
+}
