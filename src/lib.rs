@@ -21,7 +21,7 @@
 //! | COG reads | `cog/` | [`CogReader`], [`CogHeader`], [`TileCache`], [`HeaderStore`], [`decode_tile`] |
 //! | warp, masks | `warp.rs`, `rasterize.rs` | [`warp()`], [`Resampling`], [`Mask`] |
 //! | request, plan, fusion | `request.rs`, `plan.rs`, `fuse.rs` | [`StackRequest`], [`StackPlan`], [`Catalog`] |
-//! | the wiring | `pipeline.rs` | [`build`], [`plan_stack`], [`StackPlan::load`] |
+//! | the wiring | `pipeline.rs`, `dry_run.rs` | [`build`], [`plan_stack`], [`StackPlan::load`], [`dry_run()`] |
 //! | stacks, loading | `stack.rs`, `loader.rs` | [`TileStack`], [`StackLoader`] |
 //! | datasets, batches | `config.rs`, `sample.rs`, `dataset.rs`, `source.rs`, `batches.rs` | [`DatasetConfig`], [`TileDataset`], [`BatchLoader`] |
 //! | shards | `shard/` | [`materialize`], [`ShardSet`] |
@@ -36,6 +36,7 @@ mod crs;
 mod dataset;
 #[cfg(feature = "demo")]
 pub mod demo;
+mod dry_run;
 mod error;
 mod fetch;
 mod fuse;
@@ -70,6 +71,9 @@ pub use config::{
 };
 pub use crs::{Transformer, bbox_around};
 pub use dataset::{DatasetReport, DatasetSample, TileDataset};
+pub use dry_run::{
+    DryRun, Fetched, GridSummary, ReadSummary, SceneSummary, StepSummary, Totals, dry_run,
+};
 pub use error::{Cause, Error, Result, Warning};
 pub use fetch::{
     Cloud, DEFAULT_COALESCE_GAP, DEFAULT_CONCURRENCY, DEFAULT_PER_HOST, FetchMetrics,

@@ -8,14 +8,14 @@ use crate::fuse::{
     Warped, first_valid, mean_of, median, nan_where_all_zero, normalize, normalized_difference,
     reduce,
 };
-use crate::plan::{Catalog, StackPlan, pick_overview};
+use crate::plan::{Catalog, StackPlan};
 use crate::rasterize::Mask;
 use crate::request::{Fusion, StackRequest, derived_inputs};
 use crate::scene::{Scene, scenes_from_items};
 use crate::search::SearchRequest;
 use crate::stack::TileStack;
-use crate::warp::{Resampling, source_window, warp};
-use crate::{Error, PixelWindow, Result};
+use crate::warp::{Resampling, warp};
+use crate::{Error, Result};
 use chrono::NaiveDate;
 use futures::StreamExt;
 use ndarray::{Array2, Array4};
@@ -48,7 +48,7 @@ impl StackPlan {
         let nb = self.read_bands.len();
         let grid = self.grid.clone();
         let resampling = self.request.resampling;
-        let use_overviews = self.request.use_overviews;
+        let plan = self;
         let t0 = std::time::Instant::now();
         // Every read, concurrently; warp on blocking threads as reads land.
         let results: Vec<(usize, usize, Result<Array2<f32>>)> =
@@ -58,30 +58,15 @@ impl StackPlan {
                     async move {
                         let (scene, band) = (rp.scene, rp.band);
                         let one = async move {
-                            let (mut ifd, mut win, mut wt) =
-                                (0usize, rp.window, rp.window_transform);
-                            if use_overviews && grid.transform.dx.abs() >= 2.0 * wt.dx.abs() {
-                                let h = reader.header(&rp.href).await?;
-                                if let Some((i, t)) = pick_overview(&h, grid.transform.dx.abs()) {
-                                    let (c0, r0, c1, r1) =
-                                        source_window(&t, rp.epsg, &grid, resampling)?;
-                                    let info = &h.ifds[i];
-                                    let Some(w) = PixelWindow::from_bounds(
-                                        c0,
-                                        r0,
-                                        c1,
-                                        r1,
-                                        info.width,
-                                        info.height,
-                                    ) else {
-                                        return Ok(Array2::from_elem(
-                                            (grid.height, grid.width),
-                                            f32::NAN,
-                                        ));
-                                    };
-                                    (ifd, win, wt) = (i, w, w.transform(&t));
-                                }
-                            }
+                            let header = if plan.may_use_overview(&rp) {
+                                Some(reader.header(&rp.href).await?)
+                            } else {
+                                None
+                            };
+                            let Some((ifd, win, wt)) = plan.read_level(&rp, header.as_deref())?
+                            else {
+                                return Ok(Array2::from_elem((grid.height, grid.width), f32::NAN));
+                            };
                             // Nearest within one CRS samples the cached tiles
                             // directly: no window copy, one pass.
                             let direct = rp.epsg == grid.epsg && resampling == Resampling::Nearest;

@@ -191,6 +191,42 @@ impl StackPlan {
     }
 }
 
+impl StackPlan {
+    /// Whether `rp` may read an overview: overviews are allowed and the
+    /// target grid is at least twice as coarse as the asset. Only then does
+    /// the choice of IFD need the COG header.
+    pub(crate) fn may_use_overview(&self, rp: &ReadPlan) -> bool {
+        self.request.use_overviews
+            && self.grid.transform.dx.abs() >= 2.0 * rp.window_transform.dx.abs()
+    }
+
+    /// The IFD, window and window transform that `rp` reads, given the
+    /// asset's header `h` when [`may_use_overview`](Self::may_use_overview)
+    /// (else full resolution, `h` unused); `None` when the window misses the
+    /// chosen overview (the read is all NaN, nothing fetched).
+    pub(crate) fn read_level(
+        &self,
+        rp: &ReadPlan,
+        h: Option<&CogHeader>,
+    ) -> Result<Option<(usize, PixelWindow, GeoTransform)>> {
+        let full = Some((0, rp.window, rp.window_transform));
+        let (Some(h), true) = (h, self.may_use_overview(rp)) else {
+            return Ok(full);
+        };
+        let Some((i, t)) = pick_overview(h, self.grid.transform.dx.abs()) else {
+            return Ok(full);
+        };
+        let (c0, r0, c1, r1) = source_window(&t, rp.epsg, &self.grid, self.request.resampling)?;
+        let Some(info) = h.ifds.get(i) else {
+            return Ok(full);
+        };
+        Ok(
+            PixelWindow::from_bounds(c0, r0, c1, r1, info.width, info.height)
+                .map(|w| (i, w, w.transform(&t))),
+        )
+    }
+}
+
 /// The coarsest overview of `h` whose pixels are not coarser than `target`
 /// (CRS units), with its transform; `None` when full resolution fits best.
 pub(crate) fn pick_overview(h: &CogHeader, target: f64) -> Option<(usize, GeoTransform)> {

@@ -156,6 +156,18 @@ impl HttpRangeClient {
         self
     }
 
+    /// The coalesce gap: ranges of one file closer than this many bytes are
+    /// fetched in one request (see [`with_coalesce_gap`](Self::with_coalesce_gap)).
+    ///
+    /// ```
+    /// let c = tilestack::HttpRangeClient::new(tilestack::RetryConfig::default()).unwrap();
+    /// assert_eq!(c.coalesce_gap(), tilestack::DEFAULT_COALESCE_GAP);
+    /// assert_eq!(c.with_coalesce_gap(0).coalesce_gap(), 0);
+    /// ```
+    pub fn coalesce_gap(&self) -> u64 {
+        self.coalesce_gap
+    }
+
     /// Merged requests in flight at once per `get_ranges` call (default 8, min 1).
     pub fn with_concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);

@@ -8,6 +8,7 @@ mod cog;
 #[cfg(feature = "burn")]
 mod dataloader;
 mod demo;
+mod dry_run;
 mod faults;
 mod fuzz_replay;
 mod loader;

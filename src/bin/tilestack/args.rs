@@ -45,7 +45,8 @@ pub(crate) enum Cmd {
     /// Measure a stack: time to first stack, warm repeats, throughput over a
     /// list of centroids and the physical limit; prints one JSON object.
     Bench {
-        /// The stack measured (`--out` and `--repeat` are not used).
+        /// The stack measured (`--out` and `--repeat` are not used;
+        /// `--dry-run` is refused).
         #[command(flatten)]
         stack: Box<StackArgs>,
         /// What to measure besides the first stack.
@@ -149,6 +150,15 @@ pub(crate) struct StackArgs {
     /// Output folder.
     #[arg(long, default_value = "stack-out")]
     pub(crate) out: PathBuf,
+    /// Print what the stack would read as JSON (days and their items, grid,
+    /// windows, IFDs, tiles, bytes, requests) and write nothing: only the
+    /// catalog search and the COG headers are fetched, never pixels.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// With --dry-run: read no COG headers either (no tile counts; bytes
+    /// are a rough estimate).
+    #[arg(long, requires = "dry_run")]
+    pub(crate) no_headers: bool,
     /// Tile cache budget in MiB.
     #[arg(long, default_value_t = 1024)]
     pub(crate) cache_mib: u64,
@@ -435,6 +445,28 @@ mod tests {
         assert_eq!(req.centroid, [-122.33, 37.81]);
         assert_eq!(req.tile_size, 256);
         assert!(req.cloud_band.is_some());
+    }
+
+    #[test]
+    fn no_headers_needs_dry_run() {
+        let base = [
+            "tilestack",
+            "stack",
+            "--stac",
+            "http://127.0.0.1:9/",
+            "--centroid",
+            "-122.33,37.81",
+            "--bands",
+            "B04",
+            "--time",
+            "2019-08-01/2019-08-10",
+        ];
+        let parse = |more: &[&str]| Cli::try_parse_from(base.iter().chain(more));
+        assert!(parse(&["--no-headers"]).is_err());
+        let Cmd::Stack(a) = parse(&["--dry-run", "--no-headers"]).unwrap().cmd else {
+            panic!("not a stack command")
+        };
+        assert!(a.dry_run && a.no_headers);
     }
 
     #[test]

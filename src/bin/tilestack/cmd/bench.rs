@@ -23,7 +23,7 @@
 //!   that fetches and decodes on the same cores.
 
 use crate::args::{BenchArgs, StackArgs};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -37,6 +37,9 @@ use tilestack::{
 /// `tilestack bench`: measures the stack `stack` describes and prints the
 /// JSON object. `started`: when the process started.
 pub(crate) async fn run(started: Instant, stack: &StackArgs, args: &BenchArgs) -> Result<()> {
+    if stack.dry_run {
+        bail!("--dry-run is for `tilestack stack`: bench measures real builds");
+    }
     let (req, catalog, mask, reader) = super::stack::stack_setup(stack)?;
     let json = measure(started, &catalog, &req, mask.as_ref(), &reader, args).await?;
     println!("{json}");

@@ -11,10 +11,20 @@ use tilestack::{
     PlanetaryComputerSigner, RetryConfig, StackRequest, TileCache,
 };
 
-/// `tilestack stack`: builds the stack, writes it, prints one line.
+/// `tilestack stack`: builds the stack, writes it, prints one line; with
+/// `--dry-run`, prints the plan's summary as JSON and writes nothing.
 pub(crate) async fn run(a: &StackArgs) -> Result<()> {
     let t = Instant::now();
     let (req, catalog, mask, reader) = stack_setup(a)?;
+    if a.dry_run {
+        let reader = (!a.no_headers).then_some(&reader);
+        let dry = tilestack::dry_run(&catalog, &req, reader).await?;
+        for w in &dry.warnings {
+            eprintln!("warning: {w}");
+        }
+        println!("{}", serde_json::to_string_pretty(&dry)?);
+        return Ok(());
+    }
     let built = run_stack(&catalog, &req, mask.as_ref(), &a.out, &reader, a.repeat).await?;
     let shape = built.stack.data.shape().to_vec();
     println!(
