@@ -582,3 +582,83 @@ async fn an_ifd_chain_that_loops_is_an_error_not_an_endless_read() {
         "{msg}"
     );
 }
+
+/// The first IFD's entries of a classic little-endian TIFF: (entry byte
+/// offset, tag, type, count).
+fn first_ifd_entries(b: &[u8]) -> Vec<(usize, u16, u16, u32)> {
+    assert_eq!(&b[..4], b"II*\0", "a classic little-endian TIFF");
+    let at = u32::from_le_bytes([b[4], b[5], b[6], b[7]]) as usize;
+    let n = u16::from_le_bytes([b[at], b[at + 1]]) as usize;
+    (0..n)
+        .map(|i| {
+            let e = at + 2 + 12 * i;
+            let u16_at = |k: usize| u16::from_le_bytes([b[k], b[k + 1]]);
+            let count = u32::from_le_bytes([b[e + 4], b[e + 5], b[e + 6], b[e + 7]]);
+            (e, u16_at(e), u16_at(e + 2), count)
+        })
+        .collect()
+}
+
+/// What the fuzzer found in async-tiff 0.4 (its corpus in fuzz/corpus/tiff
+/// holds the originals): an entry declaring billions of values made it
+/// allocate tens of GB and abort the process; an unknown tag type and a
+/// GeoKeyDirectory of another version made it panic. Each is now an error
+/// naming the file, before async-tiff allocates anything.
+#[tokio::test]
+async fn hostile_tiff_entries_are_errors_naming_the_file_not_aborts_or_panics() {
+    let src = std::fs::read(small_world().dir().join(band_rel(3, "B04"))).unwrap();
+    let entries = first_ifd_entries(&src);
+    let dir = tempfile::tempdir().unwrap();
+    let (tile_offsets, _, _, _) = *entries.iter().find(|e| e.1 == 324).expect("TileOffsets");
+    let (geokeys, _, _, _) = *entries
+        .iter()
+        .find(|e| e.1 == 34735)
+        .expect("GeoKeyDirectory");
+    let geokeys_at = {
+        let e = geokeys;
+        u32::from_le_bytes([src[e + 8], src[e + 9], src[e + 10], src[e + 11]]) as usize
+    };
+    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>, &str)> = vec![
+        (
+            "huge-count.tif",
+            Box::new(move |b| {
+                b[tile_offsets + 4..tile_offsets + 8].copy_from_slice(&u32::MAX.to_le_bytes())
+            }),
+            "declares 4294967295 values",
+        ),
+        (
+            "unknown-type.tif",
+            Box::new(move |b| {
+                b[tile_offsets + 2..tile_offsets + 4].copy_from_slice(&77u16.to_le_bytes())
+            }),
+            "type 77, which TIFF does not define",
+        ),
+        (
+            "past-the-end.tif",
+            Box::new(move |b| {
+                let end = b.len() as u32;
+                b[tile_offsets + 8..tile_offsets + 12].copy_from_slice(&end.to_le_bytes());
+            }),
+            "run past the end of the file",
+        ),
+        (
+            "geokey-version.tif",
+            Box::new(move |b| b[geokeys_at..geokeys_at + 2].copy_from_slice(&2u16.to_le_bytes())),
+            "async-tiff) panicked",
+        ),
+    ];
+    for (name, patch, want) in cases {
+        let mut b = src.clone();
+        patch(&mut b);
+        let bad = dir.path().join(name);
+        std::fs::write(&bad, b).unwrap();
+        let href = format!("file://{}", bad.display());
+        let r = reader(client(), 1 << 30);
+        let err = tokio::time::timeout(std::time::Duration::from_secs(20), r.header(&href))
+            .await
+            .expect("the header read ends")
+            .unwrap_err();
+        let msg = err.chain();
+        assert!(msg.contains(name) && msg.contains(want), "{name}: {msg}");
+    }
+}
