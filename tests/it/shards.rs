@@ -134,6 +134,21 @@ fn oakland_ships_online_and_shard_batches_are_bit_identical_for_every_sample() {
     }
     let m = b.last_metrics().unwrap();
     assert_eq!((m.epoch, m.samples), (1, online.len()), "{m}");
+    // Rank 1 of 2, a slice of it, and a resume mid-epoch: the same on both sides.
+    let a = BatchLoader::with_rank(online.clone(), cfg.loader.clone(), 1, 2).unwrap();
+    let b =
+        BatchLoader::from_shards_with_rank(b.shards().unwrap().clone(), cfg.loader.clone(), 1, 2)
+            .unwrap();
+    let (a, b) = (a.slice(2, 14), b.slice(2, 14));
+    for loader in [&a, &b] {
+        loader.resume(3, 1);
+    }
+    let (x, y) = (epoch(&a), epoch(&b));
+    assert!(!x.is_empty() && x.len() == y.len());
+    assert!(x.iter().all(|b| b.epoch == 3), "resumed in epoch 3");
+    for (p, q) in x.iter().zip(&y) {
+        assert_same(p, q);
+    }
 }
 
 #[test]
