@@ -111,22 +111,7 @@ impl TileDataset {
     /// every sample is filtered out (with the counts); a call from inside an
     /// async runtime.
     pub fn open(config: &DatasetConfig) -> Result<TileDataset> {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            return Err(Error::invalid(
-                "TileDataset::open",
-                "called inside an async runtime; call it from a plain thread \
-                 (e.g. tokio::task::spawn_blocking)",
-            ));
-        }
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        if let Some(n) = config.loader.threads {
-            b.worker_threads(n.max(1));
-        }
-        let rt = b
-            .thread_name("tilestack-data")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::invalid("dataset runtime", e.to_string()))?;
+        let rt = own_runtime("TileDataset::open", "tilestack-data", config.loader.threads)?;
         match open_on(&rt, config) {
             Ok(o) => Ok(TileDataset {
                 rt: Some(rt),
@@ -524,4 +509,29 @@ fn days_with_data(plan: &StackPlan, min_cover: f64) -> Result<usize> {
         }
     }
     Ok(n)
+}
+
+/// The runtime a dataset or shard set runs its loads on (`threads` worker
+/// threads, else one per core), refused inside another runtime: `who`
+/// names the caller in the error.
+pub(crate) fn own_runtime(
+    who: &'static str,
+    thread_name: &str,
+    threads: Option<usize>,
+) -> Result<tokio::runtime::Runtime> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err(Error::invalid(
+            who,
+            "called inside an async runtime; call it from a plain thread \
+             (e.g. tokio::task::spawn_blocking)",
+        ));
+    }
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        b.worker_threads(n.max(1));
+    }
+    b.thread_name(thread_name)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::invalid(who, format!("cannot start its runtime: {e}")))
 }

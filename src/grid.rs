@@ -39,6 +39,23 @@ impl GeoTransform {
         }
     }
 
+    /// From a GDAL geotransform `(x0, dx, 0, y0, 0, dy)` (north-up: the
+    /// rotation terms are ignored), the inverse of [`GeoTransform::to_gdal`].
+    ///
+    /// ```
+    /// use tilestack::GeoTransform;
+    /// let t = GeoTransform::from_gdal([565_000.0, 10.0, 0.0, 4_185_000.0, 0.0, -10.0]);
+    /// assert_eq!(GeoTransform::from_gdal(t.to_gdal()), t);
+    /// ```
+    pub fn from_gdal(g: [f64; 6]) -> GeoTransform {
+        GeoTransform {
+            x0: g[0],
+            dx: g[1],
+            y0: g[3],
+            dy: g[5],
+        }
+    }
+
     /// GDAL's 6-tuple `[x0, dx, 0, y0, 0, dy]`.
     pub fn to_gdal(&self) -> [f64; 6] {
         [self.x0, self.dx, 0.0, self.y0, 0.0, self.dy]

@@ -216,12 +216,7 @@ impl TileStack {
             items,
             grid: GridSpec {
                 epsg: Epsg::new(epsg)?,
-                transform: GeoTransform {
-                    x0: tr[0],
-                    dx: tr[1],
-                    y0: tr[3],
-                    dy: tr[5],
-                },
+                transform: GeoTransform::from_gdal(tr),
                 width: w,
                 height: h,
             },

@@ -109,22 +109,8 @@ impl ShardSet {
     /// from the shards' (they were written from another dataset); a call
     /// from inside an async runtime.
     pub fn open_with(location: &str, opts: ShardOptions) -> Result<ShardSet> {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            return Err(Error::invalid(
-                "ShardSet::open",
-                "called inside an async runtime; call it from a plain thread \
-                 (e.g. tokio::task::spawn_blocking)",
-            ));
-        }
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        if let Some(n) = opts.config.as_ref().and_then(|c| c.loader.threads) {
-            b.worker_threads(n.max(1));
-        }
-        let rt = b
-            .thread_name("tilestack-shards")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::invalid("shard runtime", e.to_string()))?;
+        let threads = opts.config.as_ref().and_then(|c| c.loader.threads);
+        let rt = crate::dataset::own_runtime("ShardSet::open", "tilestack-shards", threads)?;
         let loc = Location::parse(location, opts.client.clone())?;
         let opened = rt.block_on(read_index(&loc));
         let (index, index_name) = match opened {
@@ -337,15 +323,9 @@ impl ShardSet {
             .map(|layer| layer.chunks_exact(px).map(ones).collect())
             .collect();
         let masks = msk.chunks_exact(px).map(ones).collect();
-        let tr = e.transform;
         let grid = GridSpec {
             epsg: Epsg::new(e.epsg)?,
-            transform: GeoTransform {
-                x0: tr[0],
-                dx: tr[1],
-                y0: tr[3],
-                dy: tr[5],
-            },
+            transform: GeoTransform::from_gdal(e.transform),
             width: w,
             height: h,
         };

@@ -564,19 +564,24 @@ fn loop_ifds(mut b: Vec<u8>) -> Vec<u8> {
     }
 }
 
+/// The error of reading `path`'s header (within 20 s: no endless read).
+async fn header_error(path: &std::path::Path) -> String {
+    let href = format!("file://{}", path.display());
+    let r = reader(client(), 1 << 30);
+    tokio::time::timeout(std::time::Duration::from_secs(20), r.header(&href))
+        .await
+        .expect("the header read ends")
+        .expect_err("a malformed header")
+        .chain()
+}
+
 #[tokio::test]
 async fn an_ifd_chain_that_loops_is_an_error_not_an_endless_read() {
     let src = small_world().dir().join(band_rel(3, "B04"));
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("loop.tif");
     std::fs::write(&bad, loop_ifds(std::fs::read(&src).unwrap())).unwrap();
-    let href = format!("file://{}", bad.display());
-    let r = reader(client(), 1 << 30);
-    let err = tokio::time::timeout(std::time::Duration::from_secs(20), r.header(&href))
-        .await
-        .expect("the header read ends")
-        .unwrap_err();
-    let msg = err.chain();
+    let msg = header_error(&bad).await;
     assert!(
         msg.contains("loop.tif") && msg.contains("IFD chain loops"),
         "{msg}"
@@ -618,7 +623,8 @@ async fn hostile_tiff_entries_are_errors_naming_the_file_not_aborts_or_panics() 
         let e = geokeys;
         u32::from_le_bytes([src[e + 8], src[e + 9], src[e + 10], src[e + 11]]) as usize
     };
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>, &str)> = vec![
+    type Patch = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(&str, Patch, &str)> = vec![
         (
             "huge-count.tif",
             Box::new(move |b| {
@@ -652,13 +658,7 @@ async fn hostile_tiff_entries_are_errors_naming_the_file_not_aborts_or_panics() 
         patch(&mut b);
         let bad = dir.path().join(name);
         std::fs::write(&bad, b).unwrap();
-        let href = format!("file://{}", bad.display());
-        let r = reader(client(), 1 << 30);
-        let err = tokio::time::timeout(std::time::Duration::from_secs(20), r.header(&href))
-            .await
-            .expect("the header read ends")
-            .unwrap_err();
-        let msg = err.chain();
+        let msg = header_error(&bad).await;
         assert!(msg.contains(name) && msg.contains(want), "{name}: {msg}");
     }
 }

@@ -125,11 +125,11 @@ file = {ships:?}
     }
 }
 
-fn bits(v: &[f32]) -> Vec<u32> {
+pub(crate) fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
-fn epoch(loader: &BatchLoader) -> Vec<HostBatch> {
+pub(crate) fn epoch(loader: &BatchLoader) -> Vec<HostBatch> {
     loader
         .iter()
         .unwrap()

@@ -3,7 +3,7 @@
 //! batches, parts, SIGKILL and rerun, Python's one-line read, `s3://`
 //! through moto, and bad shards and folders.
 
-use crate::dataloader::{EAST, Fixture, WEST};
+use crate::dataloader::{EAST, Fixture, WEST, bits, epoch};
 use crate::util::python;
 use burn::data::dataloader::DataLoader;
 use burn::tensor::Device;
@@ -17,10 +17,6 @@ use tilestack::{
     MaterializeReport, SampleStatus, ShardDataLoader, ShardOptions, ShardSet, StackDataLoader,
     TileDataset, materialize,
 };
-
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
-}
 
 /// Every field of two batches equal, floats bit for bit (NaN included).
 fn assert_same(a: &HostBatch, b: &HostBatch) {
@@ -55,14 +51,6 @@ fn assert_same(a: &HostBatch, b: &HostBatch) {
         bits(&b.tile_cloud_fraction),
         "{at}"
     );
-}
-
-fn epoch(loader: &BatchLoader) -> Vec<HostBatch> {
-    loader
-        .iter()
-        .unwrap()
-        .collect::<tilestack::Result<Vec<_>>>()
-        .unwrap()
 }
 
 /// Every file of a folder (name → bytes), hidden ones included.
