@@ -1,8 +1,11 @@
-"""Writes the fuzz targets' seed inputs into fuzz/corpus/NAME/ (run once;
-libFuzzer grows the corpus from them, `cargo fuzz cmin` minimizes it):
+"""Writes the fuzz targets' seed inputs into fuzz/corpus/NAME/ as `seed-*`:
 small GeoTIFFs written by GDAL through rasterio in the layouts, sample types,
 predictors and codecs users bring; STAC items from the committed real
 fixtures (tests/fixtures/stac/); the repository's GeoJSON and dataset TOMLs.
+libFuzzer grows the corpus from them; `cargo fuzz cmin` renames what it
+keeps, so run this again after it. `seed-tiny.toml` (dataset_toml) and
+`seed-index.json` (shard_index, written by `tilestack materialize --config
+fuzz/corpus/dataset_toml/seed-tiny.toml`) are committed as they are.
 
     python3 fuzz/make_seeds.py
 """
