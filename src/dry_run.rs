@@ -70,6 +70,30 @@ pub struct DryRun {
     pub warnings: Vec<String>,
 }
 
+impl DryRun {
+    /// The summary of the stack with a mask band burned last (as
+    /// [`build`](crate::build) with a [`Mask`](crate::Mask) makes it): one
+    /// more band, named `mask`, in the shape, the bands and the memory.
+    /// Nothing is read for it.
+    ///
+    /// ```
+    /// # use tilestack::{BandName, StackPlan, StackRequest};
+    /// # let day = |d| chrono::NaiveDate::from_ymd_opt(2019, 8, d).unwrap();
+    /// # let req = StackRequest::new([-122.33, 37.81], BandName::parse_list("B04")?, day(1), day(3))?;
+    /// let dry = StackPlan::new(&[], &req)?.dry_run().with_mask();
+    /// assert_eq!(dry.shape, [3, 2, 256, 256]);
+    /// assert_eq!(dry.bands.last().map(String::as_str), Some("mask"));
+    /// # Ok::<(), tilestack::Error>(())
+    /// ```
+    pub fn with_mask(mut self) -> DryRun {
+        let [t, _, h, w] = self.shape;
+        self.shape[1] += 1;
+        self.bands.push("mask".into());
+        self.totals.memory_bytes += (t * h * w * 4) as u64;
+        self
+    }
+}
+
 /// The output grid of a [`DryRun`].
 ///
 /// ```

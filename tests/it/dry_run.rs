@@ -210,7 +210,7 @@ async fn the_cli_prints_the_dry_run_as_json_and_writes_nothing() {
     let server = WorldServer::start(small_world()).await.unwrap();
     let out = tempfile::tempdir().unwrap();
     let stack_out = out.path().join("stack");
-    let run = |extra: &'static [&'static str]| {
+    let run = |extra: Vec<String>| {
         let (url, stack_out) = (server.stac_url(), stack_out.clone());
         tokio::task::spawn_blocking(move || {
             std::process::Command::new(env!("CARGO_BIN_EXE_tilestack"))
@@ -225,7 +225,7 @@ async fn the_cli_prints_the_dry_run_as_json_and_writes_nothing() {
         })
     };
     server.stats().reset();
-    let o = run(&[]).await.unwrap();
+    let o = run(Vec::new()).await.unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8(o.stdout).unwrap();
     assert!(stdout.starts_with("{\n  \""), "pretty JSON: {stdout}");
@@ -258,8 +258,21 @@ async fn the_cli_prints_the_dry_run_as_json_and_writes_nothing() {
         stack_out.display()
     );
 
+    // With a mask: one more band, last, named "mask"; nothing more read.
+    let mask = small_world()
+        .terminals_path()
+        .to_string_lossy()
+        .into_owned();
+    let o = run(vec!["--no-headers".into(), "--mask".into(), mask])
+        .await
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(m["shape"], serde_json::json!([5, 3, 256, 256]));
+    assert_eq!(m["bands"], serde_json::json!(["B04", "B03", "mask"]));
+
     server.stats().reset();
-    let o = run(&["--no-headers"]).await.unwrap();
+    let o = run(vec!["--no-headers".into()]).await.unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["fetched"]["headers"], 0);

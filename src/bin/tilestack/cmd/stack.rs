@@ -18,7 +18,10 @@ pub(crate) async fn run(a: &StackArgs) -> Result<()> {
     let (req, catalog, mask, reader) = stack_setup(a)?;
     if a.dry_run {
         let reader = (!a.no_headers).then_some(&reader);
-        let dry = tilestack::dry_run(&catalog, &req, reader).await?;
+        let mut dry = tilestack::dry_run(&catalog, &req, reader).await?;
+        if mask.is_some() {
+            dry = dry.with_mask();
+        }
         for w in &dry.warnings {
             eprintln!("warning: {w}");
         }
