@@ -180,7 +180,10 @@ fn main() {
     row("online_warm_samples_per_s", warm.into());
 
     // Materialize the same config (a fresh dataset: its cache is cold).
-    let out_dir = dir.path().join("shards");
+    // Kept after the run (for a profile: `perf record -g BENCH --child-shards
+    // target/bench/shards-data`); replaced by the next run.
+    let out_dir = std::path::Path::new("target/bench/shards-data");
+    let _ = std::fs::remove_dir_all(out_dir);
     let out_s = out_dir.to_string_lossy().into_owned();
     let report = materialize(&cfg, &MaterializeOptions::new(out_s.clone()), &mut |_| {})
         .expect("materialize");

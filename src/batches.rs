@@ -574,8 +574,8 @@ impl Inner {
     /// most one per load that can run at once, or a batch's worth);
     /// otherwise it is freed. A recycled array saves the load its first-touch
     /// page faults, which cost more than the copy into it (an array is tens
-    /// of MB: on a 2-core VM, filling fresh pages runs at ~1.5 GB/s, a
-    /// memcpy into touched ones at ~19 GB/s; `benches/shards.rs`).
+    /// of MB: on a 2-core VM, a memcpy into fresh pages runs at ~1.9 GB/s,
+    /// into touched ones at ~17 GB/s; `benches/shards.rs`).
     fn recycle(&self, data: ndarray::Array4<f32>) {
         let mut st = self.lock();
         if st.pool.len() < self.pool_cap && st.held + self.stack_bytes <= self.opts.budget_bytes {

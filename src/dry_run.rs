@@ -73,7 +73,8 @@ pub struct DryRun {
 impl DryRun {
     /// The summary of the stack with a mask band burned last (as
     /// [`build`](crate::build) with a [`Mask`](crate::Mask) makes it): one
-    /// more band, named `mask`, in the shape, the bands and the memory.
+    /// more band, named `mask`, in the shape and the bands (the memory
+    /// always counts one).
     /// Nothing is read for it.
     ///
     /// ```
@@ -86,10 +87,9 @@ impl DryRun {
     /// # Ok::<(), tilestack::Error>(())
     /// ```
     pub fn with_mask(mut self) -> DryRun {
-        let [t, _, h, w] = self.shape;
+        // The memory already has room for it (`StackPlan::memory_bytes`).
         self.shape[1] += 1;
         self.bands.push("mask".into());
-        self.totals.memory_bytes += (t * h * w * 4) as u64;
         self
     }
 }
@@ -458,14 +458,14 @@ impl StackPlan {
     ) -> DryRun {
         let g = &self.grid;
         let t = &g.transform;
-        let (x1, y1) = (t.x0 + t.dx * g.width as f64, t.y0 + t.dy * g.height as f64);
+        let (left, bottom, right, top) = g.bounds();
         let grid = GridSummary {
             epsg: g.epsg,
             transform: *t,
             width: g.width,
             height: g.height,
             resolution: t.dx.abs(),
-            bounds: [t.x0.min(x1), t.y0.min(y1), t.x0.max(x1), t.y0.max(y1)],
+            bounds: [left, bottom, right, top],
         };
         let steps = self
             .bins

@@ -172,6 +172,13 @@ impl CogReader {
         // (hostile or corrupt) is an error, not an endless read.
         let mut ifds = Vec::new();
         let mut visited = std::collections::HashSet::new();
+        // The file's size, known once its first bytes came (or from the
+        // stored header): every IFD entry is checked against it.
+        let size = self
+            .client
+            .object_version(href)
+            .or_else(|| stored_version.clone())
+            .and_then(|v| v.size);
         while let Some(offset) = meta.next_ifd_offset() {
             if !visited.insert(offset) {
                 return Err(Error::Cog {
@@ -190,14 +197,9 @@ impl CogReader {
                     source: None,
                 });
             }
-            let size = self.client.object_version(href).and_then(|v| v.size);
             scan::check_ifd(&cache, offset, le, meta.bigtiff(), size)
                 .await
-                .map_err(|message| Error::Cog {
-                    href: href.to_string(),
-                    message: format!("malformed TIFF: {message}"),
-                    source: None,
-                })?;
+                .map_err(|message| Error::cog(href, format!("malformed TIFF: {message}")))?;
             match contained(href, meta.read_next_ifd(&cache))
                 .await?
                 .map_err(tiff_err)?
@@ -501,12 +503,11 @@ async fn contained<T>(href: &str, step: impl std::future::Future<Output = T>) ->
                 .map(|s| (*s).to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "no message".into());
-            Error::Cog {
-                href: href.to_string(),
-                message: format!(
+            Error::cog(
+                href,
+                format!(
                     "malformed TIFF header: the TIFF parser (async-tiff) panicked reading it: {what}"
                 ),
-                source: None,
-            }
+            )
         })
 }

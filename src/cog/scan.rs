@@ -17,7 +17,7 @@ pub const MAX_TAG_VALUES: u64 = 1 << 22;
 
 /// Bytes of one value of TIFF type `t`, or `None` for a type TIFF 6 and
 /// BigTIFF do not define.
-fn type_size(t: u16) -> Option<u64> {
+fn type_size(t: u64) -> Option<u64> {
     Some(match t {
         1 | 2 | 6 | 7 => 1,
         3 | 8 => 2,
@@ -27,30 +27,14 @@ fn type_size(t: u16) -> Option<u64> {
     })
 }
 
-fn u16_at(b: &[u8], at: usize, le: bool) -> Option<u16> {
-    let s: [u8; 2] = b.get(at..at + 2)?.try_into().ok()?;
+/// The unsigned integer of `n` bytes at `at`, in the file's byte order.
+fn uint_at(b: &[u8], at: usize, n: usize, le: bool) -> Option<u64> {
+    let bytes = b.get(at..at.checked_add(n)?)?;
+    let fold = |acc: u64, &x: &u8| (acc << 8) | u64::from(x);
     Some(if le {
-        u16::from_le_bytes(s)
+        bytes.iter().rev().fold(0, fold)
     } else {
-        u16::from_be_bytes(s)
-    })
-}
-
-fn u32_at(b: &[u8], at: usize, le: bool) -> Option<u32> {
-    let s: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
-    Some(if le {
-        u32::from_le_bytes(s)
-    } else {
-        u32::from_be_bytes(s)
-    })
-}
-
-fn u64_at(b: &[u8], at: usize, le: bool) -> Option<u64> {
-    let s: [u8; 8] = b.get(at..at + 8)?.try_into().ok()?;
-    Some(if le {
-        u64::from_le_bytes(s)
-    } else {
-        u64::from_be_bytes(s)
+        bytes.iter().fold(0, fold)
     })
 }
 
@@ -77,9 +61,9 @@ pub(super) async fn check_ifd<F: MetadataFetch>(
         .await
         .map_err(|e| format!("reading the IFD at byte {offset}: {e}"))?;
     let n = if bigtiff {
-        u64_at(&head, 0, le)
+        uint_at(&head, 0, 8, le)
     } else {
-        u16_at(&head, 0, le).map(u64::from)
+        uint_at(&head, 0, 2, le)
     }
     .ok_or_else(|| format!("IFD at byte {offset}: truncated entry count"))?;
     if n > MAX_IFD_ENTRIES {
@@ -102,19 +86,12 @@ pub(super) async fn check_ifd<F: MetadataFetch>(
     for i in 0..n as usize {
         let at = i * eb;
         let bad = || format!("IFD at byte {offset}: entry {i} is truncated");
-        let tag = u16_at(&entries, at, le).ok_or_else(bad)?;
-        let ty = u16_at(&entries, at + 2, le).ok_or_else(bad)?;
-        let (count, value_at) = if bigtiff {
-            (
-                u64_at(&entries, at + 4, le).ok_or_else(bad)?,
-                u64_at(&entries, at + 12, le).ok_or_else(bad)?,
-            )
-        } else {
-            (
-                u64::from(u32_at(&entries, at + 4, le).ok_or_else(bad)?),
-                u64::from(u32_at(&entries, at + 8, le).ok_or_else(bad)?),
-            )
-        };
+        let tag = uint_at(&entries, at, 2, le).ok_or_else(bad)?;
+        let ty = uint_at(&entries, at + 2, 2, le).ok_or_else(bad)?;
+        // Count, then value or offset: 8 bytes each in BigTIFF, else 4.
+        let w = if bigtiff { 8 } else { 4 };
+        let count = uint_at(&entries, at + 4, w, le).ok_or_else(bad)?;
+        let value_at = uint_at(&entries, at + 4 + w, w, le).ok_or_else(bad)?;
         let Some(each) = type_size(ty) else {
             return Err(format!(
                 "tag {tag} has type {ty}, which TIFF does not define (async-tiff cannot skip it)"

@@ -472,6 +472,8 @@ fn check_index(index: &ShardIndex, name: &str) -> Result<()> {
     }
     let want =
         region_bytes(index).ok_or_else(|| bad(format!("shape {:?} overflows", index.shape)))?;
+    let sizes: std::collections::HashMap<usize, u64> =
+        index.shards.iter().map(|s| (s.shard, s.bytes)).collect();
     for (i, e) in index.entries.iter().enumerate() {
         if e.index != i {
             return Err(bad(format!("entry {i} is sample {}", e.index)));
@@ -482,15 +484,11 @@ fn check_index(index: &ShardIndex, name: &str) -> Result<()> {
                 e.shard, index.shard_count
             )));
         }
-        let in_shard = index
-            .shards
-            .iter()
-            .find(|s| s.shard == e.shard)
-            .is_some_and(|s| {
-                e.offset
-                    .checked_add(e.length)
-                    .is_some_and(|end| end <= s.bytes)
-            });
+        let in_shard = sizes.get(&e.shard).is_some_and(|&bytes| {
+            e.offset
+                .checked_add(e.length)
+                .is_some_and(|end| end <= bytes)
+        });
         if e.error.is_none() && !in_shard {
             return Err(bad(format!(
                 "sample {i} (bytes {}+{}) lies outside shard {}",
