@@ -27,6 +27,33 @@ pub(crate) fn nan_where_all_zero(head: &mut [Option<Vec<f32>>]) {
     }
 }
 
+/// Cloud masking of one scene: where band `cloud` holds one of `classes`,
+/// every other band becomes NaN. A scene without that band is left as it is.
+pub(crate) fn nan_where_class(scene: &mut [Option<Vec<f32>>], cloud: usize, classes: &[u16]) {
+    let Some(Some(flags)) = scene.get(cloud).cloned() else {
+        return;
+    };
+    let masked: Vec<bool> = flags
+        .iter()
+        .map(|&v| v.is_finite() && v >= 0.0 && classes.contains(&(v as u16)))
+        .collect();
+    if !masked.contains(&true) {
+        return;
+    }
+    for (bi, band) in scene.iter_mut().enumerate() {
+        if bi == cloud {
+            continue;
+        }
+        if let Some(b) = band {
+            for (v, &m) in b.iter_mut().zip(&masked) {
+                if m {
+                    *v = f32::NAN;
+                }
+            }
+        }
+    }
+}
+
 /// The warped windows of a stack, `[scene][band]` as `h × w` values; `None`
 /// where nothing was read (the asset misses the tile, or a read failed and
 /// became NaN): all NaN.
@@ -194,6 +221,23 @@ mod tests {
         let mut partial = vec![Some(vec![0.0]), None];
         nan_where_all_zero(&mut partial);
         assert_eq!(partial[0], Some(vec![0.0]));
+    }
+
+    #[test]
+    fn cloud_classes_mask_other_bands_of_their_scene() {
+        let mut scene = vec![
+            Some(vec![1.0, 2.0, 3.0, 4.0]),
+            Some(vec![9.0, 4.0, 8.0, f32::NAN]),
+            None,
+        ];
+        nan_where_class(&mut scene, 1, &[8, 9]);
+        let b0 = scene[0].as_ref().unwrap();
+        assert!(b0[0].is_nan() && b0[2].is_nan(), "{b0:?}");
+        assert_eq!((b0[1], b0[3]), (2.0, 4.0));
+        assert_eq!(scene[1].as_ref().unwrap()[0], 9.0, "the class band stays");
+        let mut unread = vec![Some(vec![1.0]), None];
+        nan_where_class(&mut unread, 1, &[8]);
+        assert_eq!(unread[0], Some(vec![1.0]));
     }
 
     #[test]

@@ -5,8 +5,8 @@
 
 use crate::cog::{CogReader, TileWindow};
 use crate::fuse::{
-    Warped, first_valid, mean_of, median, nan_where_all_zero, normalize, normalized_difference,
-    reduce,
+    Warped, first_valid, mean_of, median, nan_where_all_zero, nan_where_class, normalize,
+    normalized_difference, reduce,
 };
 use crate::plan::{Catalog, StackPlan};
 use crate::rasterize::Mask;
@@ -163,9 +163,17 @@ impl StackPlan {
                     .is_some_and(|cb| !req.bands.contains(cb)),
             ))
             .max(1);
+        let cloud_idx = req
+            .cloud_band
+            .as_ref()
+            .and_then(|cb| self.read_bands.iter().position(|b| b == cb))
+            .filter(|_| !req.cloud_mask.is_empty());
         per_scene.bands.par_iter_mut().for_each(|scene| {
             let k = nrule.min(scene.len());
             nan_where_all_zero(&mut scene[..k]);
+            if let Some(ci) = cloud_idx {
+                nan_where_class(scene, ci, &req.cloud_mask);
+            }
         });
         let nout = nreq + usize::from(mask.is_some());
         let static_mask = match mask {

@@ -106,6 +106,15 @@ pub struct StackRequest {
     /// Band read for the tile's own cloud fraction (SCL), if any. Default none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_band: Option<BandName>,
+    /// Cloud masking: pixels whose `cloud_band` value is one of these
+    /// classes become no data in every other band of that scene *before*
+    /// same-day fusion, so a day's value is the clear scenes' composite and
+    /// `valid` is 0 under opaque cloud. For Sentinel-2's SCL, `[8, 9]`
+    /// drops medium- and high-probability cloud and keeps thin cirrus (10)
+    /// and shadow (3); `[3, 8, 9, 10]` drops all four. Needs `cloud_band`.
+    /// Default none: nothing masked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cloud_mask: Vec<u16>,
     /// Min–max normalize each (step, band) to 0–1 over the tile (non-categorical bands). Default false.
     #[serde(default)]
     pub normalize: bool,
@@ -149,6 +158,7 @@ impl StackRequest {
             cadence: Cadence::Daily,
             categorical: default_categorical(),
             cloud_band: None,
+            cloud_mask: Vec::new(),
             normalize: false,
             errors_as_nodata: false,
             use_overviews: true,
@@ -183,6 +193,15 @@ impl StackRequest {
             return Err(Error::invalid(
                 "centroid",
                 format!("({lon}, {lat}) is not a lon/lat"),
+            ));
+        }
+        if !self.cloud_mask.is_empty() && self.cloud_band.is_none() {
+            return Err(Error::invalid(
+                "cloud_mask",
+                format!(
+                    "classes {:?} need a cloud_band to read them from (e.g. \"SCL\")",
+                    self.cloud_mask
+                ),
             ));
         }
         Ok(())

@@ -108,6 +108,15 @@ pub struct SceneSpec {
     /// Swath edge `[dx, dy, nx, ny]`: valid where `(p − c − d)·n > 0`.
     #[serde(default)]
     pub edge: Option<[f64; 4]>,
+    /// Haze / thin-cloud blobs relative to the centroid, `[dx, dy, sigma_m,
+    /// amplitude]`; amplitude is the fraction mixed toward haze (≤ 0.5 in
+    /// total). Above 0.25 the SCL says thin cirrus (10), never opaque cloud.
+    #[serde(default)]
+    pub haze: Vec<[f64; 4]>,
+    /// Sun-glint blobs on water relative to the centroid, `[dx, dy,
+    /// sigma_m, amplitude]`: speckled, as bright as ships at amplitude ~1.
+    #[serde(default)]
+    pub glint: Vec<[f64; 4]>,
 }
 
 fn one() -> f64 {

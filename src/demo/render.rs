@@ -15,17 +15,32 @@ pub(crate) const BANDS: [(&str, f64, u64); 6] = [
     ("SCL", 20.0, 99),
 ];
 
-/// Surface reflectance × 10 000 per class (water, vegetation, urban, quay, ship)
-/// and of clouds, for B02 B03 B04 B08 B11.
-const REFL: [[f64; 5]; 6] = [
+/// Surface reflectance × 10 000 per [`Class`] (water, vegetation, urban,
+/// quay, ship, dark-hulled ship, container stack, white roof), for B02 B03
+/// B04 B08 B11. Containers and roofs span the bright ships' range, dark
+/// hulls sit between water and land: brightness alone cannot find ships.
+const REFL: [[f64; 5]; 8] = [
     [620.0, 540.0, 330.0, 170.0, 90.0],
     [420.0, 700.0, 480.0, 3300.0, 1700.0],
     [1050.0, 1150.0, 1250.0, 2100.0, 2300.0],
     [1550.0, 1650.0, 1750.0, 1950.0, 2500.0],
     [2600.0, 2700.0, 2800.0, 3100.0, 2600.0],
-    [7800.0, 7600.0, 7500.0, 7700.0, 4200.0],
+    [760.0, 740.0, 720.0, 1050.0, 800.0],
+    [2550.0, 2650.0, 2750.0, 2700.0, 2900.0],
+    [2750.0, 2800.0, 2850.0, 3000.0, 3100.0],
 ];
-const CLOUD: usize = 5;
+/// Opaque cloud, haze (thin cloud, aerosol: bluish) and sun glint
+/// (specular, strongest in the visible), B02 B03 B04 B08 B11.
+const CLOUD_REFL: [f64; 5] = [7800.0, 7600.0, 7500.0, 7700.0, 4200.0];
+const HAZE_REFL: [f64; 5] = [7400.0, 7000.0, 6600.0, 5600.0, 3600.0];
+const GLINT_REFL: [f64; 5] = [2300.0, 2250.0, 2200.0, 1500.0, 500.0];
+/// Container colours (B02, B03, B04 multipliers): white, red, blue, grey.
+const TINTS: [[f64; 3]; 4] = [
+    [1.05, 1.05, 1.05],
+    [0.75, 0.85, 1.3],
+    [1.3, 0.95, 0.75],
+    [0.95, 1.0, 1.0],
+];
 
 /// Surface class of a pixel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,14 +51,25 @@ pub(crate) enum Class {
     Urban = 2,
     Quay = 3,
     Ship = 4,
+    DarkShip = 5,
+    Container = 6,
+    Roof = 7,
 }
 
 /// Everything the bands of one pixel are derived from.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Sample {
     class: Class,
+    /// Object tone: brightness multiplier of a ship, container stack or roof.
+    tone: f32,
+    /// Container colour (index into `TINTS`).
+    tint: u8,
     /// Cloud density after texture, 0..1.5.
     dens: f32,
+    /// Haze (thin cloud) fraction, 0..0.5: mixes toward `HAZE_REFL`.
+    haze: f32,
+    /// Sun glint on water, 0..1.5 after texture.
+    glint: f32,
     shadow: bool,
     valid: bool,
     i: i64,
@@ -138,6 +164,10 @@ pub(crate) struct Ship {
     pub(crate) hw: f64,
     /// Terminal name, or `None` for the ship under way.
     pub(crate) terminal: Option<String>,
+    /// A dark hull (about as bright as asphalt) rather than a bright deck.
+    pub(crate) dark: bool,
+    /// Brightness multiplier of the hull.
+    pub(crate) tone: f64,
 }
 
 impl Ship {
@@ -191,8 +221,20 @@ impl WorldModel {
     }
 
     /// Ships of a day: 1–3 at the berths of each terminal, one under way.
+    /// About 40 % have dark hulls; the rest bright decks of varied tone.
     pub(crate) fn ships_for_day(&self, day: u32) -> Vec<Ship> {
         let mut rng = Rng::new(self.seed.wrapping_add(1000 + day as u64));
+        // Hull colours from their own stream: positions stay those of version 1.
+        let mut hull = Rng::new(self.seed.wrapping_add(5000 + day as u64));
+        let mut paint = move || {
+            let dark = hull.uniform(0.0, 1.0) < 0.4;
+            let tone = if dark {
+                hull.uniform(0.85, 1.2)
+            } else {
+                hull.uniform(0.85, 1.15)
+            };
+            (dark, tone)
+        };
         let mut ships = Vec::new();
         for t in &self.terminals {
             let n = 1 + rng.below(3);
@@ -201,6 +243,7 @@ impl WorldModel {
                 let width = rng.uniform(30.0, 50.0);
                 let uc = rng.uniform(-t.hu + length / 2.0, t.hu - length / 2.0);
                 let vc = rng.uniform(-t.hv + 20.0 + width / 2.0, -70.0 - width / 2.0);
+                let (dark, tone) = paint();
                 ships.push(Ship {
                     frame: t.frame,
                     uc,
@@ -208,6 +251,8 @@ impl WorldModel {
                     hl: length / 2.0,
                     hw: width / 2.0,
                     terminal: Some(t.name.clone()),
+                    dark,
+                    tone,
                 });
             }
         }
@@ -221,6 +266,7 @@ impl WorldModel {
             cy: self.yc - 2500.0 + 160.0 * day as f64,
             ..rot
         };
+        let (dark, tone) = paint();
         ships.push(Ship {
             frame: under_way,
             uc: 0.0,
@@ -228,6 +274,8 @@ impl WorldModel {
             hl: 110.0,
             hw: 18.0,
             terminal: None,
+            dark,
+            tone,
         });
         ships
     }
@@ -239,6 +287,10 @@ pub(crate) struct SceneState {
     ships: Vec<Ship>,
     /// `(x, y, sigma, amplitude)` in world coordinates.
     clouds: Vec<(f64, f64, f64, f64)>,
+    /// Haze blobs, `(x, y, sigma, amplitude)` in world coordinates.
+    haze: Vec<(f64, f64, f64, f64)>,
+    /// Sun-glint blobs, `(x, y, sigma, amplitude)` in world coordinates.
+    glint: Vec<(f64, f64, f64, f64)>,
     /// Swath edge `(x, y, nx, ny)` in world coordinates: valid where `(p − (x, y))·n > 0`.
     pub(crate) edge: Option<(f64, f64, f64, f64)>,
     seed: u64,
@@ -262,9 +314,12 @@ impl SceneState {
                 rng.uniform(0.6, 1.6),
             ));
         }
-        for c in &scene.spec.clouds_at_tile {
-            clouds.push((model.xc + c[0], model.yc + c[1], c[2], c[3]));
-        }
+        let at_tile = |v: &[[f64; 4]]| -> Vec<(f64, f64, f64, f64)> {
+            v.iter()
+                .map(|c| (model.xc + c[0], model.yc + c[1], c[2], c[3]))
+                .collect()
+        };
+        clouds.extend(at_tile(&scene.spec.clouds_at_tile));
         let edge = scene
             .spec
             .edge
@@ -272,6 +327,8 @@ impl SceneState {
         SceneState {
             ships: model.ships_for_day(scene.day),
             clouds,
+            haze: at_tile(&scene.spec.haze),
+            glint: at_tile(&scene.spec.glint),
             edge,
             seed: scene.seed,
             gain: scene.spec.gain * (1.0 + 0.02 * (scene.day as f64).sin()),
@@ -302,15 +359,33 @@ pub(crate) fn sample(model: &WorldModel, st: &SceneState, x: f64, y: f64, res: f
         }
     }
     land = (land || quay) && !berth;
-    let ship = (!land || berth) && st.ships.iter().any(|s| s.contains(x, y));
-    let class = if ship {
-        Class::Ship
+    let ship = if !land || berth {
+        st.ships.iter().find(|s| s.contains(x, y))
+    } else {
+        None
+    };
+    let (mut tone, mut tint) = (1.0f64, 0u8);
+    let class = if let Some(s) = ship {
+        tone = s.tone;
+        if s.dark { Class::DarkShip } else { Class::Ship }
     } else if quay {
-        Class::Quay
+        match container(model, x, y) {
+            Some((t, c)) => {
+                (tone, tint) = (t, c);
+                Class::Container
+            }
+            None => Class::Quay,
+        }
     } else if land && veg {
         Class::Veg
     } else if land {
-        Class::Urban
+        match roof(model.seed, x, y) {
+            Some(t) => {
+                tone = t;
+                Class::Roof
+            }
+            None => Class::Urban,
+        }
     } else {
         Class::Water
     };
@@ -331,18 +406,82 @@ pub(crate) fn sample(model: &WorldModel, st: &SceneState, x: f64, y: f64, res: f
         dens = (dens * tex).clamp(0.0, 1.5);
         shad = (shad * tex).clamp(0.0, 1.5);
     }
+    let haze = blobs(&st.haze, x, y).clamp(0.0, 0.5);
+    let mut glint = 0.0;
+    if class == Class::Water {
+        let g = blobs(&st.glint, x, y);
+        if g > 0.0 {
+            // Wave facets: speckle at 20 m, strong and uneven.
+            let facet = hash01(i.div_euclid(2), j.div_euclid(2), st.seed.wrapping_add(29));
+            glint = (g * (0.3 + 1.1 * facet)).clamp(0.0, 1.5);
+        }
+    }
     let valid = match st.edge {
         Some((ex, ey, nx, ny)) => (x - ex) * nx + (y - ey) * ny > 0.0,
         None => true,
     };
     Sample {
         class,
+        tone: tone as f32,
+        tint,
         dens: dens as f32,
+        haze: haze as f32,
+        glint: glint as f32,
         shadow: shad > 0.5 && dens <= 0.3,
         valid,
         i,
         j,
     }
+}
+
+/// Sum of Gaussian blobs `(x, y, sigma, amplitude)` at `(x, y)`.
+fn blobs(b: &[(f64, f64, f64, f64)], x: f64, y: f64) -> f64 {
+    let mut v = 0.0;
+    for &(bx, by, sig, amp) in b {
+        let s2 = 2.0 * sig * sig;
+        let d = (x - bx).powi(2) + (y - by).powi(2);
+        if d < 25.0 * s2 {
+            v += amp * (-d / s2).exp();
+        }
+    }
+    v
+}
+
+/// A container stack at `(x, y)` on a quay: the yard is a grid of 45 × 20 m
+/// stacks in 60 × 30 m cells from the quay edge inland, 70 % of cells
+/// filled; returns the stack's tone and colour.
+fn container(model: &WorldModel, x: f64, y: f64) -> Option<(f64, u8)> {
+    for (k, t) in model.terminals.iter().enumerate() {
+        let (u, v) = t.frame.local(x, y);
+        if u.abs() > t.hu - 20.0 || !(-45.0..t.hv - 40.0).contains(&v) {
+            continue;
+        }
+        let (cu, cv) = ((u + t.hu) / 60.0, (v + 45.0) / 30.0);
+        let (iu, iv) = (cu.floor() as i64, cv.floor() as i64);
+        if cu - (iu as f64) > 0.75 || cv - (iv as f64) > 0.67 {
+            return None; // an aisle
+        }
+        let seed = model.seed.wrapping_add(700 + k as u64);
+        if hash01(iu, iv, seed) > 0.7 {
+            return None;
+        }
+        let tone = 0.6 + 0.65 * hash01(iu, iv, seed.wrapping_add(1));
+        let tint = (hash01(iu, iv, seed.wrapping_add(2)) * 4.0) as u8;
+        return Some((tone, tint.min(3)));
+    }
+    None
+}
+
+/// A white roof at `(x, y)` on urban land: 12 % of 50 m cells hold a 30 m
+/// building; returns its tone.
+fn roof(seed: u64, x: f64, y: f64) -> Option<f64> {
+    let (cu, cv) = (x / 50.0, y / 50.0);
+    let (iu, iv) = (cu.floor() as i64, cv.floor() as i64);
+    if cu - (iu as f64) > 0.6 || cv - (iv as f64) > 0.6 {
+        return None;
+    }
+    let seed = seed.wrapping_add(800);
+    (hash01(iu, iv, seed) < 0.12).then(|| 0.8 + 0.45 * hash01(iu, iv, seed.wrapping_add(1)))
 }
 
 /// SCL code of a sample (0 no data, 3 shadow, 4 veg, 5 bare, 6 water, 8/9 cloud, 10 cirrus).
@@ -355,7 +494,7 @@ pub(crate) fn scl(s: &Sample) -> u8 {
         9
     } else if d > 0.5 {
         8
-    } else if d > 0.3 {
+    } else if d > 0.3 || s.haze > 0.25 {
         10
     } else if s.shadow {
         3
@@ -363,7 +502,7 @@ pub(crate) fn scl(s: &Sample) -> u8 {
         match s.class {
             Class::Water => 6,
             Class::Veg => 4,
-            Class::Urban | Class::Quay | Class::Ship => 5,
+            _ => 5,
         }
     }
 }
@@ -373,22 +512,30 @@ pub(crate) fn reflectance(s: &Sample, st: &SceneState, b: usize, band_seed: u64)
     if !s.valid {
         return 0;
     }
-    let base = REFL[s.class as usize][b];
+    let mut base = REFL[s.class as usize][b] * s.tone as f64;
+    if s.class == Class::Container && b < 3 {
+        base *= TINTS[s.tint as usize][b];
+    }
     let stat = hash01(s.i, s.j, band_seed);
     let mut v = match s.class {
-        Class::Ship => base,
+        Class::Ship | Class::DarkShip | Class::Container | Class::Roof => {
+            base * (0.93 + 0.14 * stat)
+        }
         Class::Water => base * (0.95 + 0.1 * stat),
         _ => base * (0.8 + 0.4 * stat),
     };
+    v += s.glint as f64 * GLINT_REFL[b];
     let noise = hash01(s.i, s.j, st.seed.wrapping_mul(131).wrapping_add(band_seed)) - 0.5;
     v = v * st.gain + noise * if b == 4 { 60.0 } else { 40.0 };
     if s.shadow {
         v *= 0.45;
     }
+    let h = s.haze as f64;
+    v = v * (1.0 - h) + HAZE_REFL[b] * h;
     let d = s.dens as f64;
     if d > 0.3 {
         let alpha = 0.35 + 0.65 * ((d - 0.3) / 0.6).clamp(0.0, 1.0);
-        v = v * (1.0 - alpha) + REFL[CLOUD][b] * alpha;
+        v = v * (1.0 - alpha) + CLOUD_REFL[b] * alpha;
     }
     v.round().clamp(1.0, 65535.0) as u16
 }
@@ -476,7 +623,11 @@ impl CoordMap {
         let mut out = vec![
             Sample {
                 class: Class::Water,
+                tone: 1.0,
+                tint: 0,
                 dens: 0.0,
+                haze: 0.0,
+                glint: 0.0,
                 shadow: false,
                 valid: false,
                 i: 0,
@@ -531,7 +682,7 @@ mod tests {
             sample(&m, &st, m.xc + 3000.0, m.yc + 500.0, 10.0).class,
             Class::Water
         );
-        let ship = &st.ships[0];
+        let ship = st.ships.iter().find(|s| !s.dark).expect("a bright ship");
         let (x, y) = ship.frame.world(ship.uc, ship.vc);
         let s = sample(&m, &st, x, y, 10.0);
         assert_eq!(s.class, Class::Ship);

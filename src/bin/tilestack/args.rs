@@ -144,6 +144,10 @@ pub(crate) struct StackArgs {
     /// Band read for the tile's own cloud fraction (e.g. SCL).
     #[arg(long)]
     pub(crate) cloud_band: Option<String>,
+    /// Cloud masking: classes of --cloud-band that become no data in the
+    /// other bands of their scene before same-day fusion (SCL: 8,9 = cloud).
+    #[arg(long, value_delimiter = ',', requires = "cloud_band")]
+    pub(crate) cloud_mask: Vec<u16>,
     /// Min–max normalize each (day, band) over the tile (categorical bands untouched).
     #[arg(long)]
     pub(crate) normalize: bool,
@@ -203,6 +207,7 @@ impl StackArgs {
             .as_deref()
             .map(tilestack::BandName::new)
             .transpose()?;
+        req.cloud_mask = self.cloud_mask.clone();
         req.normalize = self.normalize;
         req.errors_as_nodata = self.errors_as_nodata;
         req.validate()?;
