@@ -560,3 +560,49 @@ async fn median_least_cloudy_and_normalize_on_a_two_granule_day() {
         "both {both}, differ {differ}, one only {one_only}"
     );
 }
+
+#[tokio::test]
+async fn cloud_mask_makes_cloud_classes_no_data_and_leaves_the_rest() {
+    let mut req = oakland("B04,SCL");
+    req.tile_size = 128;
+    req.cloud_band = Some(BandName::new("SCL").unwrap());
+    let (plain, server) = stack(&req, None).await;
+    req.cloud_mask = vec![8, 9];
+    let cat = Catalog::stac(&server.stac_url(), "sentinel-2-l2a").unwrap();
+    let masked = build(&cat, &req, &cog_reader(), None).await.unwrap();
+    server.shutdown().await;
+    let (p, m) = (&plain.stack.data, &masked.stack.data);
+    let (mut cloudy, mut kept) = (0, 0);
+    for t in 0..p.shape()[0] {
+        if plain.stack.items[t].len() != 1 {
+            continue; // one scene: the fused SCL is that scene's
+        }
+        for ((b04, scl), out) in p
+            .slice(ndarray::s![t, 0, .., ..])
+            .iter()
+            .zip(p.slice(ndarray::s![t, 1, .., ..]).iter())
+            .zip(m.slice(ndarray::s![t, 0, .., ..]).iter())
+        {
+            if *scl == 8.0 || *scl == 9.0 {
+                assert!(out.is_nan(), "day {t}: cloud class {scl} kept {out}");
+                cloudy += 1;
+            } else if b04.is_finite() {
+                assert_eq!(out, b04, "day {t}: a clear pixel changed");
+                kept += 1;
+            }
+        }
+    }
+    assert!(cloudy > 1000 && kept > 100_000, "{cloudy} cloudy, {kept} kept");
+    // SCL itself is never masked; the metadata counts the new no data.
+    let same = p
+        .slice(ndarray::s![.., 1, .., ..])
+        .iter()
+        .zip(m.slice(ndarray::s![.., 1, .., ..]).iter())
+        .all(|(a, b)| a.to_bits() == b.to_bits());
+    assert!(same, "SCL changed");
+    assert!(masked.stack.pct_nans.iter().sum::<f32>() > plain.stack.pct_nans.iter().sum::<f32>());
+    // A mask without a band to read it from is refused, naming the key.
+    req.cloud_band = None;
+    let e = req.validate().unwrap_err().to_string();
+    assert!(e.contains("cloud_mask") && e.contains("cloud_band"), "{e}");
+}
