@@ -294,6 +294,9 @@ pub(crate) struct SceneState {
     /// Swath edge `(x, y, nx, ny)` in world coordinates: valid where `(p − (x, y))·n > 0`.
     pub(crate) edge: Option<(f64, f64, f64, f64)>,
     seed: u64,
+    /// Seed of the day's sea state: the scenes of one overpass see the same
+    /// glint facets.
+    day_seed: u64,
     pub(crate) gain: f64,
 }
 
@@ -331,6 +334,7 @@ impl SceneState {
             glint: at_tile(&scene.spec.glint),
             edge,
             seed: scene.seed,
+            day_seed: model.seed.wrapping_mul(31).wrapping_add(scene.day as u64),
             gain: scene.spec.gain * (1.0 + 0.02 * (scene.day as f64).sin()),
         }
     }
@@ -412,7 +416,11 @@ pub(crate) fn sample(model: &WorldModel, st: &SceneState, x: f64, y: f64, res: f
         let g = blobs(&st.glint, x, y);
         if g > 0.0 {
             // Wave facets: speckle at 20 m, strong and uneven.
-            let facet = hash01(i.div_euclid(2), j.div_euclid(2), st.seed.wrapping_add(29));
+            let facet = hash01(
+                i.div_euclid(2),
+                j.div_euclid(2),
+                st.day_seed.wrapping_add(29),
+            );
             glint = (g * (0.3 + 1.1 * facet)).clamp(0.0, 1.5);
         }
     }
@@ -687,5 +695,53 @@ mod tests {
         let s = sample(&m, &st, x, y, 10.0);
         assert_eq!(s.class, Class::Ship);
         assert!(reflectance(&s, &st, 2, 4) > 2000, "ships are bright in B04");
+    }
+
+    /// Over the terminals on a clear day, a brightness threshold low enough
+    /// to keep 90 % of ship pixels keeps more land than ship, and the dark
+    /// hulls sit below land: brightness alone cannot find the ships.
+    #[test]
+    fn brightness_alone_cannot_separate_ships() {
+        let r = Recipe::oakland();
+        let m = WorldModel::new(&r).unwrap();
+        let scene = &r.scenes()[0]; // day 1: clear, no haze, no glint
+        let st = SceneState::new(&m, scene, (m.xc, m.yc), 20_480.0);
+        let (mut ships, mut dark, mut others) = (Vec::new(), 0usize, Vec::new());
+        for row in 0..250 {
+            for col in 0..250 {
+                let (x, y) = (
+                    m.xc - 1500.0 + 10.0 * col as f64,
+                    m.yc + 1500.0 - 12.0 * row as f64,
+                );
+                let s = sample(&m, &st, x, y, 10.0);
+                let b = (0..3)
+                    .map(|b| reflectance(&s, &st, b, b as u64))
+                    .map(f64::from)
+                    .sum::<f64>()
+                    / 3.0;
+                match s.class {
+                    Class::Ship => ships.push(b),
+                    Class::DarkShip => {
+                        dark += 1;
+                        ships.push(b);
+                    }
+                    _ => others.push(b),
+                }
+            }
+        }
+        ships.sort_by(f64::total_cmp);
+        let t = ships[ships.len() / 10];
+        let land_above = others.iter().filter(|&&b| b >= t).count();
+        assert!(
+            land_above > ships.len(),
+            "{land_above} other pixels ≥ {t} vs {} ship pixels",
+            ships.len()
+        );
+        assert!(dark * 5 >= ships.len(), "{dark} dark of {}", ships.len());
+        let bright_others = others.iter().filter(|&&b| b >= 2400.0).count();
+        assert!(
+            bright_others > ships.len() / 2,
+            "{bright_others} bright non-ship pixels"
+        );
     }
 }

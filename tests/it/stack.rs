@@ -592,7 +592,10 @@ async fn cloud_mask_makes_cloud_classes_no_data_and_leaves_the_rest() {
             }
         }
     }
-    assert!(cloudy > 1000 && kept > 100_000, "{cloudy} cloudy, {kept} kept");
+    assert!(
+        cloudy > 1000 && kept > 100_000,
+        "{cloudy} cloudy, {kept} kept"
+    );
     // SCL itself is never masked; the metadata counts the new no data.
     let same = p
         .slice(ndarray::s![.., 1, .., ..])
