@@ -177,6 +177,21 @@ pub struct ServerOptions {
     /// `Content-Length` hold only the first half of it. Applies to 206
     /// answers; others pass through (still using up one of the N). Default 0.
     pub truncate_first: u32,
+    /// Data requests, after the truncations, answered with another range
+    /// than the one asked for: the `Range` header is moved 16 bytes on
+    /// before the file server sees it, so the 206 honestly names (in
+    /// `Content-Range`) and holds bytes the client did not ask for, of the
+    /// right length. A client that checks only the length takes them.
+    /// Default 0.
+    pub wrong_range_first: u32,
+    /// Data requests, after the wrong ranges, that wait [`stall_ms`] before
+    /// they are answered normally: a stall longer than the client's request
+    /// timeout. Default 0.
+    ///
+    /// [`stall_ms`]: ServerOptions::stall_ms
+    pub stall_first: u32,
+    /// How long a stalled request waits, milliseconds (default 0).
+    pub stall_ms: u64,
     /// Milliseconds every request waits before it is answered (default 0):
     /// a distant server's round trip, on loopback.
     pub latency_ms: u64,
@@ -194,6 +209,9 @@ impl Default for ServerOptions {
             fault_retry_after: None,
             reset_first: 0,
             truncate_first: 0,
+            wrong_range_first: 0,
+            stall_first: 0,
+            stall_ms: 0,
             latency_ms: 0,
         }
     }
@@ -236,6 +254,8 @@ enum Fault {
     TooMany,
     Reset,
     Truncate,
+    WrongRange,
+    Stall,
 }
 
 /// State of [`inject_faults`]: the options and the one shared position in
@@ -255,6 +275,8 @@ impl Faults {
             && o.status_429_first == 0
             && o.reset_first == 0
             && o.truncate_first == 0
+            && o.wrong_range_first == 0
+            && o.stall_first == 0
         {
             return Fault::None;
         }
@@ -267,6 +289,8 @@ impl Faults {
             (o.status_429_first, Fault::TooMany),
             (o.reset_first, Fault::Reset),
             (o.truncate_first, Fault::Truncate),
+            (o.wrong_range_first, Fault::WrongRange),
+            (o.stall_first, Fault::Stall),
         ] {
             let count = u64::from(count);
             if k < count {
@@ -283,7 +307,14 @@ const FAULT_BODY_LIMIT: usize = 256 << 20;
 /// How long a reset answer waits, after sending half its body, before aborting.
 const RESET_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
-async fn inject_faults(State(faults): State<Arc<Faults>>, req: Request, next: Next) -> Response {
+/// How far a wrong-range fault moves the range asked for, bytes.
+const WRONG_RANGE_SHIFT: u64 = 16;
+
+async fn inject_faults(
+    State(faults): State<Arc<Faults>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     use axum::http::{HeaderValue, StatusCode, header};
     use axum::response::IntoResponse;
     if !req.uri().path().starts_with("/data/") {
@@ -295,6 +326,27 @@ async fn inject_faults(State(faults): State<Arc<Faults>>, req: Request, next: Ne
         Fault::None => return next.run(req).await,
         Fault::Unavailable => Some(StatusCode::SERVICE_UNAVAILABLE),
         Fault::TooMany => Some(StatusCode::TOO_MANY_REQUESTS),
+        Fault::Stall => {
+            injected();
+            tokio::time::sleep(std::time::Duration::from_millis(faults.opts.stall_ms)).await;
+            return next.run(req).await;
+        }
+        Fault::WrongRange => {
+            let moved = req
+                .headers()
+                .get(header::RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("bytes="))
+                .and_then(|v| v.split_once('-'))
+                .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
+                .map(|(a, b)| format!("bytes={}-{}", a + WRONG_RANGE_SHIFT, b + WRONG_RANGE_SHIFT));
+            let Some(moved) = moved.and_then(|m| HeaderValue::from_str(&m).ok()) else {
+                return next.run(req).await; // no single range: nothing to move
+            };
+            req.headers_mut().insert(header::RANGE, moved);
+            injected();
+            return next.run(req).await;
+        }
         Fault::Reset | Fault::Truncate => None,
     };
     if let Some(status) = status {
@@ -523,7 +575,7 @@ mod tests {
 
     #[test]
     fn faults_come_in_field_order_after_the_skipped_requests() {
-        use Fault::{Reset, TooMany, Truncate, Unavailable};
+        use Fault::{Reset, Stall, TooMany, Truncate, Unavailable, WrongRange};
         let ok = Fault::None;
         let opts = ServerOptions {
             fault_after: 1,
@@ -531,10 +583,12 @@ mod tests {
             status_429_first: 1,
             reset_first: 1,
             truncate_first: 2,
+            wrong_range_first: 1,
+            stall_first: 1,
             ..ServerOptions::default()
         };
         assert_eq!(
-            sequence(opts, 9),
+            sequence(opts, 11),
             [
                 ok,
                 Unavailable,
@@ -543,6 +597,8 @@ mod tests {
                 Reset,
                 Truncate,
                 Truncate,
+                WrongRange,
+                Stall,
                 ok,
                 ok
             ]

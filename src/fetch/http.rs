@@ -217,6 +217,24 @@ impl Http<'_> {
             Some(t) if to_eof && t < range.end => t.saturating_sub(range.start),
             _ => want,
         };
+        // A 206 for other bytes than those asked for (a proxy or server that
+        // moved the range) has the right length but the wrong data: refuse it.
+        if let Some((first, last)) = content_range_span(resp.headers())
+            && (first != range.start || last.checked_add(1) != Some(range.start + expect))
+        {
+            return Err(Attempt::Retry {
+                failure: Failure {
+                    message: format!(
+                        "Content-Range bytes {first}-{last} is not the range asked for ({}..{})",
+                        range.start,
+                        range.start + expect
+                    ),
+                    status: code,
+                    source: None,
+                },
+                after: None,
+            });
+        }
         let body = resp.bytes().await.map_err(transport)?;
         if body.len() as u64 != expect {
             return Err(Attempt::Retry {
@@ -259,6 +277,14 @@ fn transport(e: reqwest::Error) -> Attempt {
     } else {
         Attempt::Fatal(failure)
     }
+}
+
+/// The `(a, b)` of `Content-Range: bytes a-b/N` (inclusive).
+fn content_range_span(h: &reqwest::header::HeaderMap) -> Option<(u64, u64)> {
+    let v = h.get(reqwest::header::CONTENT_RANGE)?.to_str().ok()?;
+    let (span, _) = v.trim().strip_prefix("bytes")?.trim().split_once('/')?;
+    let (a, b) = span.split_once('-')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
 }
 
 /// The `N` of `Content-Range: bytes a-b/N` or `bytes */N`.
