@@ -192,6 +192,11 @@ pub struct ServerOptions {
     pub stall_first: u32,
     /// How long a stalled request waits, milliseconds (default 0).
     pub stall_ms: u64,
+    /// After every `*_first` fault, every `fault_every`-th data request is
+    /// faulted, in turn a 503, a connection reset mid-body, a short 206 and
+    /// a 206 for another range: `10` faults 10 % of the data requests for as
+    /// long as the server runs. Default 0: off.
+    pub fault_every: u32,
     /// Milliseconds every request waits before it is answered (default 0):
     /// a distant server's round trip, on loopback.
     pub latency_ms: u64,
@@ -212,6 +217,7 @@ impl Default for ServerOptions {
             wrong_range_first: 0,
             stall_first: 0,
             stall_ms: 0,
+            fault_every: 0,
             latency_ms: 0,
         }
     }
@@ -277,6 +283,7 @@ impl Faults {
             && o.truncate_first == 0
             && o.wrong_range_first == 0
             && o.stall_first == 0
+            && o.fault_every == 0
         {
             return Fault::None;
         }
@@ -297,6 +304,16 @@ impl Faults {
                 return fault;
             }
             k -= count;
+        }
+        let every = u64::from(o.fault_every);
+        if every > 0 && (k + 1).is_multiple_of(every) {
+            const TURNS: [Fault; 4] = [
+                Fault::Unavailable,
+                Fault::Reset,
+                Fault::Truncate,
+                Fault::WrongRange,
+            ];
+            return TURNS[((k / every) % 4) as usize];
         }
         Fault::None
     }
@@ -607,6 +624,27 @@ mod tests {
             sequence(ServerOptions::default(), 5)
                 .iter()
                 .all(|&f| f == ok)
+        );
+        let every = ServerOptions {
+            fault_every: 3,
+            ..ServerOptions::default()
+        };
+        assert_eq!(
+            sequence(every, 12),
+            [
+                ok,
+                ok,
+                Unavailable,
+                ok,
+                ok,
+                Reset,
+                ok,
+                ok,
+                Truncate,
+                ok,
+                ok,
+                WrongRange
+            ]
         );
     }
 }

@@ -658,3 +658,64 @@ fn the_committed_oakland_ships_dataset_serves_itself_and_labels_ships() {
         "SCL read for the tile cloud fraction"
     );
 }
+
+/// 10 % of data requests faulted (503s, resets mid-body, short 206s, 206s
+/// for another range, in turn): a whole epoch through the loader is
+/// bit-identical to the fault-free server's, and no sample is lost.
+#[test]
+fn an_epoch_at_ten_percent_faults_is_bit_identical_to_a_fault_free_one() {
+    let f = Fixture::new();
+    let faulty =
+        f.rt.block_on(WorldServer::start_with(
+            small_world(),
+            tilestack::demo::ServerOptions {
+                fault_every: 10,
+                ..tilestack::demo::ServerOptions::default()
+            },
+        ))
+        .unwrap();
+    // No tile cache: every load fetches its tiles, three epochs over five
+    // places give the faults enough requests to hit.
+    let pts = &WEST[..];
+    let loader = "[loader]\nbatch_size = 2\nprefetch_batches = 2\ncache_bytes = 0";
+    let healthy = f.config(pts, None, loader);
+    let catalog = format!(
+        "stac = {:?}\ncollection = \"sentinel-2-l2a\"",
+        faulty.stac_url()
+    );
+    let faulted = f.config(pts, Some(&catalog), loader);
+    let run = |cfg: &DatasetConfig| {
+        let ds = f.dataset(cfg);
+        let l = BatchLoader::new(ds, cfg.loader.clone()).unwrap();
+        (0..3).flat_map(|_| epoch(&l)).collect::<Vec<_>>()
+    };
+    let (want, got) = (run(&healthy), run(&faulted));
+    let stats = faulty.stats();
+    let data = stats
+        .log()
+        .iter()
+        .filter(|l| l.path.starts_with("/data/"))
+        .count() as u64;
+    assert!(
+        // Every tenth request: one of each of the four kinds at least.
+        stats.faults_injected() >= 4 && stats.faults_injected() * 12 >= data,
+        "{} faults in {data} data requests",
+        stats.faults_injected()
+    );
+    assert_eq!(want.len(), got.len());
+    for (a, b) in want.iter().zip(&got) {
+        assert_eq!(a.samples, b.samples);
+        assert!(
+            b.status.iter().all(|s| *s == SampleStatus::Ok),
+            "{:?}",
+            b.status
+        );
+        assert_eq!(bits(&a.inputs), bits(&b.inputs));
+        assert_eq!(bits(&a.valid), bits(&b.valid));
+        assert_eq!(a.labels.len(), b.labels.len());
+        for (x, y) in a.labels.iter().zip(&b.labels) {
+            assert_eq!(bits(x), bits(y));
+        }
+    }
+    f.rt.block_on(faulty.shutdown());
+}
