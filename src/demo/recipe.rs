@@ -179,6 +179,25 @@ impl Recipe {
     }
 
     fn validate(&self) -> std::result::Result<(), String> {
+        // Both end up in file names (the cache folder, item and data
+        // folders): nothing that could leave the folder they are written in.
+        if !is_file_safe(&self.name) {
+            return Err(format!(
+                "name {:?} must be 1–64 letters, digits, '-', '_' or '.', not starting with '.'",
+                self.name
+            ));
+        }
+        for (name, g) in &self.granules {
+            if g.mgrs.is_empty()
+                || g.mgrs.len() > 10
+                || !g.mgrs.chars().all(|c| c.is_ascii_alphanumeric())
+            {
+                return Err(format!(
+                    "granule {name}: mgrs {:?} must be 1–10 letters and digits (item ids and file names are made from it)",
+                    g.mgrs
+                ));
+            }
+        }
         let [lon, lat] = self.centroid;
         if !(-180.0..=180.0).contains(&lon) || !(-80.0..=84.0).contains(&lat) {
             return Err(format!(
@@ -296,6 +315,14 @@ impl Recipe {
     }
 }
 
+/// A single path component: 1–64 of `[A-Za-z0-9._-]`, not starting with `.`.
+fn is_file_safe(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && !s.starts_with('.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 /// A parser message on one line: position, the offending source line, and the reason.
 fn one_line(s: &str) -> String {
     let lines: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
@@ -351,6 +378,24 @@ mod tests {
         let bad_day = OAKLAND_RECIPE.replace("day = 31", "day = 32");
         let e = Recipe::from_toml_str(&bad_day, p).unwrap_err().to_string();
         assert!(e.contains("day 32"), "{e}");
+        // Names that would leave the folder they are written in.
+        for (from, to) in [
+            ("name = \"oakland-port\"", "name = \"../../etc\""),
+            ("name = \"oakland-port\"", "name = \"/tmp/x\""),
+            ("name = \"oakland-port\"", "name = \"a\\u0000b\""),
+            ("mgrs = \"10SEG\"", "mgrs = \"../../../x\""),
+            ("mgrs = \"10SEG\"", "mgrs = \"10/SEG\""),
+        ] {
+            let bad = OAKLAND_RECIPE.replace(from, to);
+            assert_ne!(bad, OAKLAND_RECIPE, "{to}");
+            let e = Recipe::from_toml_str(&bad, p).unwrap_err().to_string();
+            let key = if to.starts_with("name") {
+                "name"
+            } else {
+                "mgrs"
+            };
+            assert!(e.contains(key) && e.contains("must be"), "{to}: {e}");
+        }
         let unknown = format!("{OAKLAND_RECIPE}\ncolour = 3\n");
         let e = Recipe::from_toml_str(&unknown, p).unwrap_err().to_string();
         assert!(e.contains("colour"), "{e}");
