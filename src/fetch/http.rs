@@ -146,7 +146,7 @@ impl Http<'_> {
             .map_err(transport)?;
         let status = resp.status();
         let code = Some(status.as_u16());
-        let total = content_range_total(resp.headers());
+        let (span, total) = content_range(resp.headers());
         let etag = resp
             .headers()
             .get(reqwest::header::ETAG)
@@ -219,7 +219,7 @@ impl Http<'_> {
         };
         // A 206 for other bytes than those asked for (a proxy or server that
         // moved the range) has the right length but the wrong data: refuse it.
-        if let Some((first, last)) = content_range_span(resp.headers())
+        if let Some((first, last)) = span
             && (first != range.start || last.checked_add(1) != Some(range.start + expect))
         {
             return Err(Attempt::Retry {
@@ -279,16 +279,19 @@ fn transport(e: reqwest::Error) -> Attempt {
     }
 }
 
-/// The `(a, b)` of `Content-Range: bytes a-b/N` (inclusive).
-fn content_range_span(h: &reqwest::header::HeaderMap) -> Option<(u64, u64)> {
-    let v = h.get(reqwest::header::CONTENT_RANGE)?.to_str().ok()?;
-    let (span, _) = v.trim().strip_prefix("bytes")?.trim().split_once('/')?;
-    let (a, b) = span.split_once('-')?;
-    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
-}
-
-/// The `N` of `Content-Range: bytes a-b/N` or `bytes */N`.
-fn content_range_total(h: &reqwest::header::HeaderMap) -> Option<u64> {
-    let v = h.get(reqwest::header::CONTENT_RANGE)?.to_str().ok()?;
-    v.rsplit('/').next()?.trim().parse().ok()
+/// `Content-Range: bytes a-b/N` (or `bytes */N`), parsed once: the span
+/// `(a, b)` (inclusive) and the total `N`, each where present.
+fn content_range(h: &reqwest::header::HeaderMap) -> (Option<(u64, u64)>, Option<u64>) {
+    let Some(v) = h
+        .get(reqwest::header::CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return (None, None);
+    };
+    let v = v.trim().strip_prefix("bytes").unwrap_or(v).trim();
+    let (span, total) = v.split_once('/').unwrap_or((v, ""));
+    let span = span
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)));
+    (span, total.trim().parse().ok())
 }
