@@ -4,13 +4,12 @@
 //! decoders for everything else.
 
 use super::header::{CogHeader, SampleType};
-use super::source::Fetched;
 use super::tile::{Samples, Tile, TileData};
 use crate::error::Cause;
 use crate::{Error, Result};
-use async_tiff::TypedArray;
+use async_tiff::ImageFileDirectory;
 use async_tiff::decoder::DecoderRegistry;
-use async_tiff::tags::PlanarConfiguration;
+use async_tiff::tags::{Compression, PhotometricInterpretation};
 use bytes::Bytes;
 use std::ops::Range;
 use std::sync::Arc;
@@ -67,11 +66,43 @@ pub(super) async fn decode_rows(
     bytes: Option<Bytes>,
     rows: usize,
 ) -> Result<TileData> {
-    let info = &header.ifds[ifd];
+    let mut tiles = decode_bands(header.clone(), ifd, x, y, range, bytes, rows, &[0]).await?;
+    tiles
+        .pop()
+        .ok_or_else(|| Error::cog(&header.href, "no band decoded"))
+}
+
+/// Decodes the chunk (tile or strip) `(x, y)` of IFD `ifd` from its
+/// compressed `bytes` and returns one tile per entry of `bands` (0-based;
+/// for a planar file the chunk holds exactly one band, and `bands` names it).
+/// `bytes` `None` is a sparse chunk (offset and byte count 0): GDAL reads it
+/// as nodata when there is one (NaN here), else 0.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn decode_bands(
+    header: Arc<CogHeader>,
+    ifd: usize,
+    x: usize,
+    y: usize,
+    range: Range<u64>,
+    bytes: Option<Bytes>,
+    rows: usize,
+    bands: &[usize],
+) -> Result<Vec<TileData>> {
+    let info = header
+        .ifds
+        .get(ifd)
+        .ok_or_else(|| Error::cog(&header.href, format!("no IFD {ifd}")))?;
     let (tw, th) = (info.tile_width, info.tile_height);
     let n = tw * th;
     let Some(bytes) = bytes else {
-        return Ok(Arc::new(Tile::full(tw, th, vec![f32::NAN; n])));
+        // GDAL's sparse blocks: nodata when the file has one, else 0.
+        let fill = if header.nodata.is_some() {
+            f32::NAN
+        } else {
+            0.0
+        };
+        let tile = Arc::new(Tile::full(tw, th, vec![fill; n]));
+        return Ok(bands.iter().map(|_| tile.clone()).collect());
     };
     let what = format!("tile ({x}, {y}) of IFD {ifd} (bytes {range:?})");
     let href = header.href.clone();
@@ -81,56 +112,326 @@ pub(super) async fn decode_rows(
         source,
     };
     let bad = |m: String| caused(&m, None);
-    if let Some(fast) = FastDeflate::of(&header, ifd) {
+    if let (Some(fast), [0]) = (FastDeflate::of(&header, ifd), bands) {
         let nodata = header.nodata;
         let decoded = tokio::task::spawn_blocking(move || fast.decode(&bytes, nodata, rows))
             .await
             .map_err(|e| caused("decoder task failed", Some(Cause::new(e))))?
             .map_err(bad)?;
-        return Ok(Arc::new(decoded));
+        return Ok(vec![Arc::new(decoded)]);
     }
-    let raw = &header.raw[ifd];
-    if raw.planar_configuration() != PlanarConfiguration::Chunky && info.samples_per_pixel != 1 {
-        return Err(bad("planar multi-sample tiles are not supported".into()));
-    }
-    let tile = raw
-        .fetch_tile(
-            x,
-            y,
-            &Fetched {
-                range: range.clone(),
-                bytes,
-            },
-        )
-        .await
-        .map_err(|e| caused("reading the tile", Some(Cause::new(e))))?;
+    let chunk = Chunk::of(&header, ifd, y).map_err(&bad)?;
+    let bands = bands.to_vec();
     let nodata = header.nodata;
-    let decoded = tokio::task::spawn_blocking(move || -> std::result::Result<Vec<f32>, Cause> {
-        let arr = tile
-            .decode(&DecoderRegistry::default())
-            .map_err(Cause::new)?;
-        let (data, _, _) = arr.into_inner();
-        let mut v = to_f32(data);
-        if let Some(nd) = nodata {
-            let nd32 = nd as f32;
-            for p in &mut v {
-                if *p == nd32 || (nd.is_nan() && p.is_nan()) {
-                    *p = f32::NAN;
-                }
-            }
-        }
-        Ok(v)
+    let header2 = header.clone();
+    let decoded = tokio::task::spawn_blocking(move || -> std::result::Result<_, String> {
+        let raw = &header2.raw[ifd];
+        let values = chunk.decode(raw, bytes)?;
+        Ok(chunk.split(&values, &bands, nodata))
     })
     .await
     .map_err(|e| caused("decoder task failed", Some(Cause::new(e))))?
-    .map_err(|e| caused("decoding", Some(e)))?;
-    if decoded.len() != n {
-        return Err(bad(format!(
-            "decoded {} values, expected {n}",
-            decoded.len()
-        )));
+    .map_err(bad)?;
+    Ok(decoded.into_iter().map(Arc::new).collect())
+}
+
+/// The name of a TIFF compression code, for messages and `tilestack info`
+/// (public as [`IfdInfo::compression_name`](crate::IfdInfo::compression_name)).
+pub(crate) fn compression_name(code: u16) -> &'static str {
+    match code {
+        1 => "none",
+        2 => "CCITT RLE",
+        3 => "CCITT Group 3",
+        4 => "CCITT Group 4",
+        5 => "LZW",
+        6 => "old-style JPEG",
+        7 => "JPEG",
+        8 | 32946 => "DEFLATE",
+        32773 => "PackBits",
+        34712 => "JPEG 2000",
+        34887 => "LERC",
+        34925 => "LZMA",
+        50000 => "ZSTD",
+        50001 => "WebP",
+        50002 => "JPEG XL",
+        _ => "unknown",
     }
-    Ok(Arc::new(Tile::full(tw, th, decoded)))
+}
+
+/// async-tiff's decoders plus PackBits, which async-tiff 0.4 lacks.
+fn registry() -> &'static DecoderRegistry {
+    static R: std::sync::OnceLock<DecoderRegistry> = std::sync::OnceLock::new();
+    R.get_or_init(|| {
+        let mut r = DecoderRegistry::default();
+        r.as_mut()
+            .insert(Compression::PackBits, Box::new(PackBitsDecoder));
+        r
+    })
+}
+
+/// Apple's PackBits run-length coding (TIFF compression 32773).
+#[derive(Debug)]
+struct PackBitsDecoder;
+
+impl async_tiff::decoder::Decoder for PackBitsDecoder {
+    fn decode_tile(
+        &self,
+        buffer: Bytes,
+        _: PhotometricInterpretation,
+        _: Option<&[u8]>,
+        _: u16,
+        _: u16,
+        _: Option<&[u32]>,
+    ) -> async_tiff::error::AsyncTiffResult<Vec<u8>> {
+        Ok(unpack_bits(&buffer))
+    }
+}
+
+/// PackBits: a header byte `n` then `n + 1` literal bytes (0..=127), or one
+/// byte repeated `1 - n` times (-127..=-1); -128 is a no-op. A truncated
+/// run ends the output early (the size check after decoding catches it).
+fn unpack_bits(src: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(src.len() * 2);
+    let mut i = 0;
+    while i < src.len() {
+        let n = src[i] as i8;
+        i += 1;
+        if n >= 0 {
+            let end = (i + n as usize + 1).min(src.len());
+            out.extend_from_slice(&src[i..end]);
+            i = end;
+        } else if n != -128 {
+            if let Some(&b) = src.get(i) {
+                out.extend(std::iter::repeat_n(b, 1 + n.unsigned_abs() as usize));
+            }
+            i += 1;
+        }
+    }
+    out
+}
+
+/// How one chunk (tile or strip) of an IFD decodes: everything the generic
+/// path needs, copied out of the header so it can move to a blocking thread.
+#[derive(Debug, Clone, Copy)]
+struct Chunk {
+    width: usize,
+    height: usize,
+    /// Rows actually stored (the last strip may be short).
+    rows: usize,
+    /// Samples per pixel in this chunk (1 for a planar file's band chunk).
+    samples: usize,
+    sample_type: SampleType,
+    bytes_per_sample: usize,
+    predictor: u16,
+    little_endian: bool,
+}
+
+impl Chunk {
+    fn of(header: &CogHeader, ifd: usize, y: usize) -> std::result::Result<Self, String> {
+        let info = &header.ifds[ifd];
+        let sample_type = info.sample_type.ok_or_else(|| {
+            format!(
+                "{}-bit samples of this sample format are not supported",
+                info.bits_per_sample
+            )
+        })?;
+        let rows = if info.striped {
+            info.tile_height
+                .min(info.height.saturating_sub(y * info.tile_height))
+        } else {
+            info.tile_height
+        };
+        Ok(Chunk {
+            width: info.tile_width,
+            height: info.tile_height,
+            rows,
+            samples: if info.planar { 1 } else { info.bands() },
+            sample_type,
+            bytes_per_sample: usize::from(info.bits_per_sample / 8),
+            predictor: info.predictor,
+            little_endian: header.little_endian,
+        })
+    }
+
+    /// Decompresses, undoes the predictor and returns the chunk's samples
+    /// (`rows × width × samples`, pixel-interleaved) as f32.
+    fn decode(
+        &self,
+        raw: &ImageFileDirectory,
+        bytes: Bytes,
+    ) -> std::result::Result<Vec<f32>, String> {
+        let comp = raw.compression();
+        let code = comp.to_u16();
+        let decoder = registry().as_ref().get(&comp).ok_or_else(|| {
+            format!(
+                "compression {} ({code}) is not supported (async-tiff 0.4 as built here decodes \
+                 none, DEFLATE, LZW, JPEG, ZSTD and PackBits)",
+                compression_name(code)
+            )
+        })?;
+        let mut buf = decoder
+            .decode_tile(
+                bytes,
+                raw.photometric_interpretation(),
+                raw.jpeg_tables(),
+                self.samples as u16,
+                (self.bytes_per_sample * 8) as u16,
+                raw.lerc_parameters(),
+            )
+            .map_err(|e| format!("{} decode: {e}", compression_name(code)))?;
+        let row_samples = self.width * self.samples;
+        let want = self.rows * row_samples * self.bytes_per_sample;
+        if buf.len() < want {
+            return Err(format!("decoded {} bytes, expected {want}", buf.len()));
+        }
+        buf.truncate(want);
+        let mut le = self.little_endian;
+        match self.predictor {
+            1 => {}
+            2 => undo_hdiff(
+                &mut buf,
+                row_samples,
+                self.samples,
+                self.bytes_per_sample,
+                le,
+            ),
+            3 => {
+                undo_float_predictor(&mut buf, row_samples, self.samples, self.bytes_per_sample);
+                le = true;
+            }
+            p => return Err(format!("predictor {p} is not supported")),
+        }
+        Ok(samples_to_f32(&buf, self.sample_type, le))
+    }
+
+    /// The tiles of `bands` out of the chunk's interleaved samples, nodata
+    /// as NaN; each `height` rows tall with the stored rows decoded.
+    fn split(&self, values: &[f32], bands: &[usize], nodata: Option<f64>) -> Vec<Tile> {
+        let nd = nodata.map(|v| v as f32);
+        bands
+            .iter()
+            .map(|&b| {
+                let b = if self.samples == 1 { 0 } else { b };
+                let mut v: Vec<f32> = values
+                    .iter()
+                    .skip(b)
+                    .step_by(self.samples)
+                    .map(|&p| match nd {
+                        Some(nd) if p == nd || (nd.is_nan() && p.is_nan()) => f32::NAN,
+                        _ => p,
+                    })
+                    .collect();
+                v.truncate(self.rows * self.width);
+                Tile {
+                    width: self.width,
+                    height: self.height,
+                    rows: self.rows,
+                    samples: Samples::F32(v),
+                    compressed: None,
+                }
+            })
+            .collect()
+    }
+}
+
+fn read_uint(b: &[u8], le: bool) -> u64 {
+    let mut v = 0u64;
+    if le {
+        for &x in b.iter().rev() {
+            v = (v << 8) | u64::from(x);
+        }
+    } else {
+        for &x in b {
+            v = (v << 8) | u64::from(x);
+        }
+    }
+    v
+}
+
+fn write_uint(b: &mut [u8], mut v: u64, le: bool) {
+    let n = b.len();
+    for i in 0..n {
+        let at = if le { i } else { n - 1 - i };
+        b[at] = v as u8;
+        v >>= 8;
+    }
+}
+
+/// Predictor 2: each sample is stored as the difference from the sample
+/// `stride` before it in the row (wrapping, in the sample's own width).
+fn undo_hdiff(buf: &mut [u8], row_samples: usize, stride: usize, bytes: usize, le: bool) {
+    if bytes == 1 {
+        for row in buf.chunks_exact_mut(row_samples) {
+            for i in stride..row.len() {
+                row[i] = row[i].wrapping_add(row[i - stride]);
+            }
+        }
+        return;
+    }
+    let mask = if bytes >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * bytes)) - 1
+    };
+    for row in buf.chunks_exact_mut(row_samples * bytes) {
+        for i in stride..row_samples {
+            let prev = read_uint(&row[(i - stride) * bytes..(i - stride + 1) * bytes], le);
+            let cur = &mut row[i * bytes..(i + 1) * bytes];
+            let v = read_uint(cur, le).wrapping_add(prev) & mask;
+            write_uint(cur, v, le);
+        }
+    }
+}
+
+/// Predictor 3 (TIFF Technical Note 3, as libtiff writes it): each row's
+/// bytes are differenced with a stride of the samples per pixel, after the
+/// samples were split into byte planes, most significant first. Leaves the
+/// samples little-endian, whatever the file's byte order.
+fn undo_float_predictor(buf: &mut [u8], row_samples: usize, stride: usize, bytes: usize) {
+    let mut tmp = vec![0u8; row_samples * bytes];
+    for row in buf.chunks_exact_mut(row_samples * bytes) {
+        for i in stride..row.len() {
+            row[i] = row[i].wrapping_add(row[i - stride]);
+        }
+        tmp.copy_from_slice(row);
+        for s in 0..row_samples {
+            for k in 0..bytes {
+                // plane k holds byte k counted from the most significant
+                row[s * bytes + (bytes - 1 - k)] = tmp[k * row_samples + s];
+            }
+        }
+    }
+}
+
+fn samples_to_f32(buf: &[u8], t: SampleType, le: bool) -> Vec<f32> {
+    macro_rules! conv {
+        ($ty:ty, $n:expr) => {
+            buf.chunks_exact($n)
+                .map(|c| {
+                    let mut a = [0u8; $n];
+                    a.copy_from_slice(c);
+                    let v = if le {
+                        <$ty>::from_le_bytes(a)
+                    } else {
+                        <$ty>::from_be_bytes(a)
+                    };
+                    v as f32
+                })
+                .collect()
+        };
+    }
+    match t {
+        SampleType::U8 => buf.iter().map(|&b| f32::from(b)).collect(),
+        SampleType::I8 => buf.iter().map(|&b| f32::from(b as i8)).collect(),
+        SampleType::U16 => conv!(u16, 2),
+        SampleType::I16 => conv!(i16, 2),
+        SampleType::U32 => conv!(u32, 4),
+        SampleType::I32 => conv!(i32, 4),
+        SampleType::U64 => conv!(u64, 8),
+        SampleType::I64 => conv!(i64, 8),
+        SampleType::F32 => conv!(f32, 4),
+        SampleType::F64 => conv!(f64, 8),
+    }
 }
 
 /// The common COG case decoded without async-tiff's generic path:
@@ -245,22 +546,6 @@ impl FastDeflate {
             samples,
             compressed: (rows < self.height).then(|| Bytes::copy_from_slice(compressed)),
         })
-    }
-}
-
-fn to_f32(data: TypedArray) -> Vec<f32> {
-    match data {
-        TypedArray::UInt8(v) => v.into_iter().map(f32::from).collect(),
-        TypedArray::UInt16(v) => v.into_iter().map(f32::from).collect(),
-        TypedArray::Int8(v) => v.into_iter().map(f32::from).collect(),
-        TypedArray::Int16(v) => v.into_iter().map(f32::from).collect(),
-        TypedArray::UInt32(v) => v.into_iter().map(|x| x as f32).collect(),
-        TypedArray::Int32(v) => v.into_iter().map(|x| x as f32).collect(),
-        TypedArray::UInt64(v) => v.into_iter().map(|x| x as f32).collect(),
-        TypedArray::Int64(v) => v.into_iter().map(|x| x as f32).collect(),
-        TypedArray::Float32(v) => v,
-        TypedArray::Float64(v) => v.into_iter().map(|x| x as f32).collect(),
-        TypedArray::Bool(v) => v.into_iter().map(|b| if b { 1.0 } else { 0.0 }).collect(),
     }
 }
 

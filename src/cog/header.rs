@@ -5,7 +5,7 @@
 use crate::fetch::ObjectVersion;
 use crate::{Epsg, Error, GeoTransform, Result};
 use async_tiff::ImageFileDirectory;
-use async_tiff::tags::SampleFormat;
+use async_tiff::tags::{PlanarConfiguration, SampleFormat};
 use std::ops::Range;
 
 /// Largest image accepted, in pixels (2^34): beyond this a header is taken as corrupt.
@@ -49,6 +49,10 @@ pub enum SampleType {
 impl SampleType {
     fn from_tags(format: &[SampleFormat], bits: &[u16]) -> Option<Self> {
         let f = format.first().copied().unwrap_or(SampleFormat::Uint);
+        // Every sample of one type: mixed formats or depths are not read.
+        if format.iter().any(|g| *g != f) || bits.iter().any(|b| Some(b) != bits.first()) {
+            return None;
+        }
         Some(match (f, *bits.first()?) {
             (SampleFormat::Uint, 8) => SampleType::U8,
             (SampleFormat::Uint, 16) => SampleType::U16,
@@ -92,17 +96,85 @@ pub struct IfdInfo {
     pub compression: u16,
     /// TIFF Predictor tag value (1 none, 2 horizontal, 3 floating point).
     pub predictor: u16,
+    /// Bits per sample (8 for u8, 16 for u16/i16, 32 for f32…).
+    pub bits_per_sample: u16,
+    /// Samples stored band by band (PlanarConfiguration 2, "separate"):
+    /// each band has its own tiles; else pixel-interleaved ("chunky").
+    pub planar: bool,
+    /// Stored in strips, not tiles: each strip is read as a tile of the
+    /// image's full width and RowsPerStrip rows ([`IfdInfo::tile_width`] and
+    /// [`IfdInfo::tile_height`] then give that strip size).
+    pub striped: bool,
+    /// NewSubfileType (bit 0: a reduced-resolution overview, bit 2: a mask).
+    pub subfile_type: u32,
 }
 
 impl IfdInfo {
-    /// Byte range of tile `(x, y)`, `None` outside the tile grid.
+    /// Byte range of tile `(x, y)` (of the first band when the file is
+    /// [planar](IfdInfo::planar)), `None` outside the tile grid.
     pub fn tile_range(&self, x: usize, y: usize) -> Option<Range<u64>> {
-        if x >= self.tiles_across || y >= self.tiles_down {
+        self.chunk_range(x, y, 0)
+    }
+
+    /// Byte range of tile `(x, y)` holding band `band` (0-based): the one
+    /// tile of all bands when pixel-interleaved, that band's own tile when
+    /// [planar](IfdInfo::planar); `None` outside the grid or the bands.
+    ///
+    /// # Examples
+    /// ```
+    /// # use tilestack::IfdInfo;
+    /// let info = IfdInfo {
+    ///     width: 20, height: 10, tile_width: 16, tile_height: 16, tiles_across: 2, tiles_down: 1,
+    ///     tile_offsets: vec![100, 200, 300, 400], tile_byte_counts: vec![10, 20, 30, 40],
+    ///     samples_per_pixel: 2, sample_type: None, compression: 1, predictor: 1,
+    ///     bits_per_sample: 8, planar: true, striped: false, subfile_type: 0,
+    /// };
+    /// assert_eq!(info.chunk_range(1, 0, 1), Some(400..440)); // band 2's tile (1, 0)
+    /// assert_eq!(info.chunk_range(0, 0, 2), None);
+    /// ```
+    pub fn chunk_range(&self, x: usize, y: usize, band: usize) -> Option<Range<u64>> {
+        if x >= self.tiles_across || y >= self.tiles_down || band >= self.bands() {
             return None;
         }
-        let i = y * self.tiles_across + x;
+        let per_band = if self.planar {
+            self.tiles_across * self.tiles_down
+        } else {
+            0
+        };
+        let i = band * per_band + y * self.tiles_across + x;
         let (o, n) = (*self.tile_offsets.get(i)?, *self.tile_byte_counts.get(i)?);
         Some(o..o.checked_add(n)?)
+    }
+
+    /// The name of [`IfdInfo::compression`] ("DEFLATE", "ZSTD", "LERC"…;
+    /// "unknown" for a code not in the TIFF registry).
+    ///
+    /// # Examples
+    /// ```
+    /// # use tilestack::IfdInfo;
+    /// let mut info = IfdInfo {
+    ///     width: 1, height: 1, tile_width: 1, tile_height: 1, tiles_across: 1, tiles_down: 1,
+    ///     tile_offsets: vec![8], tile_byte_counts: vec![1], samples_per_pixel: 1,
+    ///     sample_type: None, compression: 50000, predictor: 1, bits_per_sample: 8,
+    ///     planar: false, striped: false, subfile_type: 0,
+    /// };
+    /// assert_eq!(info.compression_name(), "ZSTD");
+    /// info.compression = 34887;
+    /// assert_eq!(info.compression_name(), "LERC");
+    /// ```
+    pub fn compression_name(&self) -> &'static str {
+        super::decode::compression_name(self.compression)
+    }
+
+    /// Bands (samples per pixel, at least 1).
+    pub fn bands(&self) -> usize {
+        usize::from(self.samples_per_pixel.max(1))
+    }
+
+    /// Whether this IFD is a mask (NewSubfileType bit 2), e.g. GDAL's
+    /// internal nodata mask.
+    pub fn is_mask(&self) -> bool {
+        self.subfile_type & 4 != 0
     }
 }
 
@@ -144,6 +216,16 @@ pub struct CogHeader {
     pub compression: u16,
     /// TIFF Predictor tag of the full-resolution image.
     pub predictor: u16,
+    /// Per band (index 0 = band 1): the scale GDAL's metadata gives
+    /// (`<Item role="scale">`), `None` when absent. Physical value =
+    /// raw × scale + offset; reads return raw values, as GDAL's do.
+    pub scale: Vec<Option<f64>>,
+    /// Per band: the offset GDAL's metadata gives (`<Item role="offset">`).
+    pub offset: Vec<Option<f64>>,
+    /// Byte offset of each IFD in the file, in file order.
+    pub ifd_offsets: Vec<u64>,
+    /// BigTIFF (64-bit offsets).
+    pub bigtiff: bool,
     /// The file's size and `ETag` when the header was read: a tile response
     /// showing another version means the header is stale.
     pub version: ObjectVersion,
@@ -169,14 +251,35 @@ impl CogHeader {
                     "IFD {i} declares {w}×{h} px, over the 2^34 limit"
                 )));
             }
-            let (tw, th) = (
-                d.tile_width().unwrap_or(0) as u64,
-                d.tile_height().unwrap_or(0) as u64,
-            );
-            if tw * th > MAX_TILE_PIXELS {
-                return Err(bad(format!("IFD {i} declares {tw}×{th} px tiles")));
+            let spp = u64::from(d.samples_per_pixel().max(1));
+            let planar = spp > 1 && d.planar_configuration() == PlanarConfiguration::Planar;
+            // Strips are tiles of the full width and RowsPerStrip rows
+            // (absent or larger than the image: one strip).
+            let striped = d.tile_width().is_none() && d.strip_offsets().is_some();
+            let (tw, th) = if striped {
+                let rps = d.rows_per_strip().map_or(h, u64::from).clamp(1, h.max(1));
+                (w, rps)
+            } else {
+                (
+                    d.tile_width().unwrap_or(0) as u64,
+                    d.tile_height().unwrap_or(0) as u64,
+                )
+            };
+            let what = if striped { "strips" } else { "tiles" };
+            let chunk_samples = tw * th * if planar { 1 } else { spp };
+            if tw * th > MAX_TILE_PIXELS || chunk_samples > 4 * MAX_TILE_PIXELS {
+                return Err(bad(format!(
+                    "IFD {i} declares {tw}×{th} px {what} of {spp} samples, over the limit \
+                     ({MAX_TILE_PIXELS} px, {} samples)",
+                    4 * MAX_TILE_PIXELS
+                )));
             }
-            let counts = d.tile_byte_counts().unwrap_or(&[]).to_vec();
+            let (offsets, counts) = if striped {
+                (d.strip_offsets(), d.strip_byte_counts())
+            } else {
+                (d.tile_offsets(), d.tile_byte_counts())
+            };
+            let counts = counts.unwrap_or(&[]).to_vec();
             if let Some(c) = counts.iter().find(|&&c| c > MAX_TILE_BYTES) {
                 return Err(bad(format!(
                     "IFD {i} declares a {c}-byte tile, over 64 MiB"
@@ -187,12 +290,18 @@ impl CogHeader {
             } else {
                 (0, 0)
             };
-            let offsets = d.tile_offsets().unwrap_or(&[]).to_vec();
-            if tw > 0 && (offsets.len() < across * down || counts.len() < across * down) {
+            let offsets = offsets.unwrap_or(&[]).to_vec();
+            let chunks = across * down * if planar { spp as usize } else { 1 };
+            if tw > 0 && (offsets.len() < chunks || counts.len() < chunks) {
                 return Err(bad(format!(
-                    "IFD {i}: {} tile offsets / {} byte counts for {across}×{down} tiles",
+                    "IFD {i}: {} {what} offsets / {} byte counts for {across}×{down} {what}{}",
                     offsets.len(),
-                    counts.len()
+                    counts.len(),
+                    if planar {
+                        format!(" × {spp} bands")
+                    } else {
+                        String::new()
+                    }
                 )));
             }
             ifds.push(IfdInfo {
@@ -208,6 +317,10 @@ impl CogHeader {
                 sample_type: SampleType::from_tags(d.sample_format(), d.bits_per_sample()),
                 compression: d.compression().to_u16(),
                 predictor: d.predictor().map(|p| p.to_u16()).unwrap_or(1),
+                bits_per_sample: d.bits_per_sample().first().copied().unwrap_or(1),
+                planar,
+                striped,
+                subfile_type: d.new_subfile_type().unwrap_or(0),
             });
         }
         let transform = match (first.model_pixel_scale(), first.model_tiepoint()) {
@@ -240,6 +353,7 @@ impl CogHeader {
             None => None,
         };
         let f = &ifds[0];
+        let (scale, offset) = scale_offset(first.gdal_metadata().unwrap_or(""), f.bands());
         Ok(CogHeader {
             href: href.to_string(),
             width: f.width,
@@ -252,11 +366,129 @@ impl CogHeader {
             sample_type: f.sample_type,
             compression: f.compression,
             predictor: f.predictor,
+            scale,
+            offset,
+            ifd_offsets: Vec::new(),
+            bigtiff: false,
             ifds,
             version: ObjectVersion::default(),
             raw,
             little_endian,
         })
+    }
+
+    /// Whether the file is little-endian ("II"); big-endian ("MM") otherwise.
+    pub fn little_endian(&self) -> bool {
+        self.little_endian
+    }
+
+    /// The index of the mask IFD of IFD `ifd` (GDAL's internal nodata mask:
+    /// `NewSubfileType` bit 2, the same size), if it has one.
+    pub fn mask_ifd(&self, ifd: usize) -> Option<usize> {
+        let info = self.ifds.get(ifd)?;
+        self.ifds
+            .iter()
+            .position(|m| m.is_mask() && m.width == info.width && m.height == info.height)
+    }
+
+    /// Why this file's layout is not a valid Cloud-Optimized GeoTIFF, as
+    /// GDAL's `validate_cloud_optimized_geotiff.py` and `rio cogeo validate`
+    /// judge it: `(errors, warnings)`; no errors = a valid COG layout.
+    /// Checks: the full-resolution image and overviews are tiled, the
+    /// IFDs come first in file order (main, then overviews from largest),
+    /// overviews shrink, the main IFD starts near the start of the file,
+    /// overview tiles come before the main image's, and an image over
+    /// 512 px has overviews (a warning, as there).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # tokio_test::block_on(async {
+    /// use tilestack::{CogReader, HttpRangeClient, RetryConfig, TileCache};
+    /// let reader = CogReader::new(HttpRangeClient::new(RetryConfig::default())?, TileCache::new(1 << 20));
+    /// let (errors, warnings) = reader.header("file:///data/a.tif").await?.cog_layout();
+    /// if errors.is_empty() { println!("a valid COG ({} warnings)", warnings.len()) }
+    /// # Ok::<(), tilestack::Error>(())
+    /// # });
+    /// ```
+    pub fn cog_layout(&self) -> (Vec<String>, Vec<String>) {
+        let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+        let Some(main) = self.ifds.first() else {
+            return (vec!["no IFD".into()], warnings);
+        };
+        if main.striped || main.tile_width == 0 {
+            if main.width > 512 || main.height > 512 {
+                errors.push("the full-resolution image is not tiled (strips)".to_string());
+            } else {
+                warnings.push("the image is not tiled (fine under 512 px)".to_string());
+            }
+        }
+        let overviews: Vec<(usize, &IfdInfo)> = self
+            .ifds
+            .iter()
+            .enumerate()
+            .skip(1)
+            .filter(|(_, i)| !i.is_mask())
+            .collect();
+        if overviews.is_empty() && (main.width > 512 || main.height > 512) {
+            warnings.push(format!(
+                "{}×{} px without overviews: zoomed-out reads fetch the whole image",
+                main.width, main.height
+            ));
+        }
+        let mut prev = main;
+        for &(i, o) in &overviews {
+            if o.striped || o.tile_width == 0 {
+                errors.push(format!("overview IFD {i} is not tiled"));
+            }
+            if o.width > prev.width || o.height > prev.height {
+                errors.push(format!(
+                    "overview IFD {i} ({}×{}) is larger than the image before it ({}×{})",
+                    o.width, o.height, prev.width, prev.height
+                ));
+            }
+            prev = o;
+        }
+        if let Some(&first) = self.ifd_offsets.first() {
+            if first > 300 && !self.bigtiff || first > 600 {
+                errors.push(format!(
+                    "the main IFD is at byte {first}, not at the start of the file"
+                ));
+            }
+            if self.ifd_offsets.windows(2).any(|w| w[1] < w[0]) {
+                errors.push(
+                    "IFDs are not in increasing file order (the header is not all at the start)"
+                        .to_string(),
+                );
+            }
+        }
+        // Data: the smallest overview's tiles first, the main image's last.
+        let first_data = |info: &IfdInfo| {
+            info.tile_offsets
+                .iter()
+                .zip(&info.tile_byte_counts)
+                .filter(|(_, n)| **n > 0)
+                .map(|(o, _)| *o)
+                .min()
+        };
+        let last_ifd = self.ifd_offsets.iter().copied().max().unwrap_or(0);
+        if let Some(d) = first_data(main)
+            && d < last_ifd
+        {
+            errors.push(format!(
+                "tile data of the main image (byte {d}) comes before the last IFD (byte {last_ifd})"
+            ));
+        }
+        for &(i, o) in &overviews {
+            if let (Some(m), Some(v)) = (first_data(main), first_data(o))
+                && v > m
+            {
+                errors.push(format!(
+                    "tile data of overview IFD {i} (byte {v}) comes after the main image's (byte {m})"
+                ));
+                break;
+            }
+        }
+        (errors, warnings)
     }
 
     /// The pixel → CRS transform of IFD `ifd` (overviews scale the
@@ -272,5 +504,59 @@ impl CogHeader {
             dy: t.dy * self.height as f64 / i.height as f64,
             ..t
         })
+    }
+}
+
+/// Per-band scale and offset from GDAL's metadata XML (`<Item name="SCALE"
+/// sample="0" role="scale">0.0001</Item>`); bands without one get `None`.
+fn scale_offset(xml: &str, bands: usize) -> (Vec<Option<f64>>, Vec<Option<f64>>) {
+    let (mut scale, mut offset) = (vec![None; bands], vec![None; bands]);
+    let attr = |tag: &str, name: &str| -> Option<String> {
+        let at = tag.find(&format!("{name}=\""))? + name.len() + 2;
+        let end = tag[at..].find('"')?;
+        Some(tag[at..at + end].to_string())
+    };
+    for item in xml.split("<Item").skip(1) {
+        let Some(close) = item.find('>') else {
+            continue;
+        };
+        let (tag, rest) = item.split_at(close);
+        let value = rest[1..].split("</Item>").next().unwrap_or("").trim();
+        let Some(band) = attr(tag, "sample").and_then(|b| b.parse::<usize>().ok()) else {
+            continue;
+        };
+        let slot = match attr(tag, "role").as_deref() {
+            Some("scale") => &mut scale,
+            Some("offset") => &mut offset,
+            _ => continue,
+        };
+        if let (Some(s), Ok(v)) = (slot.get_mut(band), value.parse::<f64>()) {
+            *s = Some(v);
+        }
+    }
+    (scale, offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gdal_metadata_scale_and_offset_per_band() {
+        let xml = r#"<GDALMetadata>
+  <Item name="OFFSET" sample="0" role="offset">-1000</Item>
+  <Item name="SCALE" sample="0" role="scale">0.0001</Item>
+  <Item name="SCALE" sample="2" role="scale">2.5</Item>
+  <Item name="SCALE" sample="9" role="scale">7</Item>
+  <Item name="DESCRIPTION" sample="1" role="description">nir</Item>
+</GDALMetadata>"#;
+        let (s, o) = scale_offset(xml, 3);
+        assert_eq!(s, vec![Some(0.0001), None, Some(2.5)]);
+        assert_eq!(o, vec![Some(-1000.0), None, None]);
+        assert_eq!(scale_offset("", 1), (vec![None], vec![None]));
+        assert_eq!(
+            scale_offset("<Item sample=\"0\" role=\"scale\">x", 1).0,
+            vec![None]
+        );
     }
 }

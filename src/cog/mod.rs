@@ -9,9 +9,11 @@
 //! [`HttpRangeClient`]) across all tasks: that is what bounds memory and lets
 //! concurrent reads of a tile share one fetch.
 //!
-//! Limits of this first cut: one sample per pixel (GDAL-style single-band
-//! COGs), tiled TIFFs only, north-up georeferencing from
-//! ModelPixelScale + ModelTiepoint.
+//! [`CogReader::read_window`] reads single-band files (the pipeline's
+//! case, with a fast path for 8/16-bit DEFLATE); [`CogReader::read_bands`]
+//! reads any band selection of tiled or striped, pixel-interleaved or planar
+//! GeoTIFFs. Georeferencing is north-up, from ModelPixelScale +
+//! ModelTiepoint.
 
 mod cache;
 mod decode;
@@ -42,10 +44,10 @@ use async_tiff::error::AsyncTiffError;
 use async_tiff::metadata::TiffMetadataReader;
 use async_tiff::metadata::cache::ReadaheadMetadataCache;
 use cache::{Claim, Lookup};
-use decode::decode_rows;
+use decode::{decode_bands, decode_rows};
 use futures::FutureExt;
 use header_store::StoredHeader;
-use ndarray::Array2;
+use ndarray::{Array2, Array3, Axis};
 use source::HttpFile;
 use std::collections::HashMap;
 use std::ops::Range;
@@ -171,6 +173,7 @@ impl CogReader {
         // IFD by IFD, each offset once: a chain that points back into itself
         // (hostile or corrupt) is an error, not an endless read.
         let mut ifds = Vec::new();
+        let mut ifd_offsets = Vec::new();
         let mut visited = std::collections::HashSet::new();
         // The file's size, known once its first bytes came (or from the
         // stored header): every IFD entry is checked against it.
@@ -204,11 +207,16 @@ impl CogReader {
                 .await?
                 .map_err(tiff_err)?
             {
-                Some(ifd) => ifds.push(ifd),
+                Some(ifd) => {
+                    ifds.push(ifd);
+                    ifd_offsets.push(offset);
+                }
                 None => break,
             }
         }
         let mut header = CogHeader::from_ifds(href, ifds, le)?;
+        header.ifd_offsets = ifd_offsets;
+        header.bigtiff = meta.bigtiff();
         let fetched = fetched.load(std::sync::atomic::Ordering::Relaxed);
         header.version = match (fetched, stored_version) {
             (false, Some(v)) => v,
@@ -242,13 +250,41 @@ impl CogReader {
     /// [`TileWindow::sample`] without copying the window first.
     ///
     /// # Errors
-    /// As [`CogReader::read_window`].
+    /// As [`CogReader::read_window`]; a file of more than one band is an
+    /// error here (read it with [`CogReader::read_bands`]).
     pub async fn window_tiles(
         &self,
         href: &str,
         ifd: usize,
         window: PixelWindow,
     ) -> Result<Option<TileWindow>> {
+        let header = self.header(href).await?;
+        if let Some(info) = header.ifds.get(ifd)
+            && info.samples_per_pixel != 1
+        {
+            return Err(Error::cog(
+                href,
+                format!(
+                    "IFD {ifd} has {} bands; a single-band read needs one (read_bands selects bands)",
+                    info.samples_per_pixel
+                ),
+            ));
+        }
+        Ok(self
+            .band_windows(&header, ifd, window, &[0])
+            .await?
+            .and_then(|mut w| w.pop()))
+    }
+
+    /// The tiles under `window` of each of `bands` (0-based), one
+    /// [`TileWindow`] per band; `None` when the window misses the image.
+    async fn band_windows(
+        &self,
+        header: &Arc<CogHeader>,
+        ifd: usize,
+        window: PixelWindow,
+        bands: &[usize],
+    ) -> Result<Option<Vec<TileWindow>>> {
         if window.pixels() > MAX_WINDOW_PIXELS {
             return Err(Error::invalid(
                 "window",
@@ -258,12 +294,19 @@ impl CogReader {
                 ),
             ));
         }
-        let header = self.header(href).await?;
+        let href = &header.href;
         let bad = |m: String| Error::cog(href, m);
         let info = header
             .ifds
             .get(ifd)
             .ok_or_else(|| bad(format!("no IFD {ifd} (file has {})", header.ifds.len())))?;
+        if let Some(b) = bands.iter().find(|&&b| b >= info.bands()) {
+            return Err(bad(format!(
+                "no band {} in IFD {ifd} (it has {})",
+                b + 1,
+                info.bands()
+            )));
+        }
         // The window clipped to the image, in image pixels.
         let Some(clipped) = window.clip(info.width, info.height) else {
             return Ok(None);
@@ -271,13 +314,7 @@ impl CogReader {
         let (c0, c1) = (clipped.col_off, clipped.col_end());
         let (r0, r1) = (clipped.row_off, clipped.row_end());
         if info.tile_width == 0 || info.tile_height == 0 {
-            return Err(bad(format!("IFD {ifd} is not tiled")));
-        }
-        if info.samples_per_pixel != 1 {
-            return Err(bad(format!(
-                "IFD {ifd} has {} samples per pixel; only 1 is supported",
-                info.samples_per_pixel
-            )));
+            return Err(bad(format!("IFD {ifd} has neither tiles nor strips")));
         }
         let (tw, th) = (info.tile_width, info.tile_height);
         let (tx0, tx1) = (c0 / tw, (c1 - 1) / tw);
@@ -287,19 +324,24 @@ impl CogReader {
             .collect();
         // Rows each tile must have decoded: down to the window's last row.
         let need: Vec<usize> = xy.iter().map(|&(_, y)| (r1 - y * th).min(th)).collect();
-        let tiles = self.tiles(&header, ifd, &xy, &need).await?;
-        Ok(Some(TileWindow {
-            window,
-            width: info.width,
-            height: info.height,
-            tile_width: tw,
-            tile_height: th,
-            tx0,
-            ty0,
-            across: tx1 - tx0 + 1,
-            down: ty1 - ty0 + 1,
-            tiles,
-        }))
+        let tiles = self.tiles(header, ifd, bands, &xy, &need).await?;
+        Ok(Some(
+            tiles
+                .into_iter()
+                .map(|tiles| TileWindow {
+                    window,
+                    width: info.width,
+                    height: info.height,
+                    tile_width: tw,
+                    tile_height: th,
+                    tx0,
+                    ty0,
+                    across: tx1 - tx0 + 1,
+                    down: ty1 - ty0 + 1,
+                    tiles,
+                })
+                .collect(),
+        ))
     }
 
     /// The `width × height` window at `(col_off, row_off)` of IFD `ifd`
@@ -324,28 +366,121 @@ impl CogReader {
         }
     }
 
+    /// The `width × height` window at `(col_off, row_off)` of IFD `ifd`
+    /// (0 = full resolution) for each of `bands` — **1-based**, as GDAL
+    /// numbers them; empty = every band — as `[bands, rows, cols]` f32.
+    /// Pixels outside the image, nodata pixels and pixels an internal mask
+    /// (GDAL's mask IFD) marks invalid are NaN; sparse tiles read as nodata
+    /// (NaN) when the file has one, else 0, as in GDAL. Values are raw
+    /// samples: scale and offset ([`CogHeader::scale`]) are not applied.
+    ///
+    /// Works on tiled and striped files, pixel-interleaved or planar, any
+    /// sample type of 8 to 64 bits, and the codecs async-tiff decodes
+    /// (none, DEFLATE, LZW, JPEG, ZSTD) plus PackBits.
+    ///
+    /// # Errors
+    /// As [`CogReader::read_window`], plus an [`Error::Cog`] naming the file
+    /// for a band it does not have, and for a codec that cannot be decoded
+    /// (the message names the codec).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # tokio_test::block_on(async {
+    /// use tilestack::{CogReader, HttpRangeClient, PixelWindow, RetryConfig, TileCache};
+    /// let reader = CogReader::new(HttpRangeClient::new(RetryConfig::default())?, TileCache::new(256 << 20));
+    /// // NAIP: red, green, blue, near infrared; read NIR and red
+    /// let px = reader.read_bands("file:///data/naip.tif", 0, PixelWindow::new(0, 0, 512, 512), &[4, 1]).await?;
+    /// assert_eq!(px.dim(), (2, 512, 512));
+    /// # Ok::<(), tilestack::Error>(())
+    /// # });
+    /// ```
+    pub async fn read_bands(
+        &self,
+        href: &str,
+        ifd: usize,
+        window: PixelWindow,
+        bands: &[usize],
+    ) -> Result<Array3<f32>> {
+        let header = self.header(href).await?;
+        let info = header.ifds.get(ifd).ok_or_else(|| {
+            Error::cog(
+                href,
+                format!("no IFD {ifd} (file has {})", header.ifds.len()),
+            )
+        })?;
+        let zero_based: Vec<usize> = if bands.is_empty() {
+            (0..info.bands()).collect()
+        } else {
+            let mut v = Vec::with_capacity(bands.len());
+            for &b in bands {
+                if b == 0 || b > info.bands() {
+                    return Err(Error::cog(
+                        href,
+                        format!("no band {b} in IFD {ifd}: bands are 1..={}", info.bands()),
+                    ));
+                }
+                v.push(b - 1);
+            }
+            v
+        };
+        let (h, w) = (window.height, window.width);
+        let mut out = Array3::from_elem((zero_based.len(), h, w), f32::NAN);
+        let Some(windows) = self.band_windows(&header, ifd, window, &zero_based).await? else {
+            return Ok(out);
+        };
+        for (k, tw) in windows.iter().enumerate() {
+            out.index_axis_mut(Axis(0), k).assign(&tw.to_array());
+        }
+        if let Some(m) = header.mask_ifd(ifd).filter(|&m| m != ifd)
+            && let Some(mask) = self
+                .band_windows(&header, m, window, &[0])
+                .await?
+                .and_then(|mut w| w.pop())
+        {
+            let mask = mask.to_array();
+            for mut band in out.outer_iter_mut() {
+                ndarray::Zip::from(&mut band).and(&mask).for_each(|v, &m| {
+                    if m == 0.0 {
+                        *v = f32::NAN;
+                    }
+                });
+            }
+        }
+        Ok(out)
+    }
+
     async fn tiles(
         &self,
         header: &Arc<CogHeader>,
         ifd: usize,
+        bands: &[usize],
         xy: &[(usize, usize)],
         need: &[usize],
-    ) -> Result<Vec<TileData>> {
-        let mut waits = Vec::with_capacity(xy.len());
+    ) -> Result<Vec<Vec<TileData>>> {
+        let mut waits = Vec::with_capacity(xy.len() * bands.len());
         let mut claims = Vec::new();
-        for (&(x, y), &rows) in xy.iter().zip(need) {
-            let key = TileKey {
-                href: header.href.clone(),
-                ifd,
-                x,
-                y,
-            };
-            match self.cache.lookup(&key) {
-                Lookup::Hit(t) => waits.push(futures::future::ready(Ok(t)).boxed().shared()),
-                Lookup::Wait(f) => waits.push(f),
-                Lookup::Lead(f, claim) => {
-                    waits.push(f);
-                    claims.push((x, y, rows, claim));
+        for &band in bands {
+            for (&(x, y), &rows) in xy.iter().zip(need) {
+                let key = TileKey {
+                    href: header.href.clone(),
+                    ifd,
+                    x,
+                    y,
+                    band,
+                };
+                match self.cache.lookup(&key) {
+                    Lookup::Hit(t) => waits.push(futures::future::ready(Ok(t)).boxed().shared()),
+                    Lookup::Wait(f) => waits.push(f),
+                    Lookup::Lead(f, claim) => {
+                        waits.push(f);
+                        claims.push(TileClaim {
+                            x,
+                            y,
+                            band,
+                            rows,
+                            claim,
+                        });
+                    }
                 }
             }
         }
@@ -355,10 +490,14 @@ impl CogReader {
             let job = fetch_tiles(self.clone(), header.clone(), ifd, claims);
             tokio::spawn(job);
         }
-        let mut out = Vec::with_capacity(waits.len());
-        for ((w, &(x, y)), &rows) in waits.into_iter().zip(xy).zip(need) {
+        let mut out: Vec<Vec<TileData>> =
+            bands.iter().map(|_| Vec::with_capacity(xy.len())).collect();
+        let per_band = xy.len().max(1);
+        for (i, w) in waits.into_iter().enumerate() {
+            let k = i % per_band;
+            let ((x, y), rows) = (xy[k], need[k]);
             let tile = w.await.map_err(|e| e.duplicate())?;
-            out.push(if tile.rows >= rows {
+            out[i / per_band].push(if tile.rows >= rows {
                 tile
             } else {
                 self.decode_rest(header, ifd, x, y, tile).await?
@@ -400,6 +539,7 @@ impl CogReader {
                 ifd,
                 x,
                 y,
+                band: 0,
             },
             &full,
         );
@@ -407,33 +547,72 @@ impl CogReader {
     }
 }
 
+/// One tile a reader must fetch and decode for the cache.
+struct TileClaim {
+    x: usize,
+    y: usize,
+    band: usize,
+    rows: usize,
+    claim: Claim,
+}
+
 /// Fetches the claimed tiles in one coalesced `get_ranges`, decodes each on a
-/// blocking thread and completes its claim.
+/// blocking thread and completes its claim. The bands of a pixel-interleaved
+/// tile share one fetch and one decode.
 async fn fetch_tiles(
     reader: CogReader,
     header: Arc<CogHeader>,
     ifd: usize,
-    claims: Vec<(usize, usize, usize, Claim)>,
+    claims: Vec<TileClaim>,
 ) {
     let href = header.href.clone();
     let info = &header.ifds[ifd];
-    let ranges: Vec<Range<u64>> = claims
-        .iter()
-        .map(|(x, y, _, _)| info.tile_range(*x, *y).unwrap_or(0..0))
-        .collect();
+    // One chunk per (x, y) and, for a planar file, band.
+    struct Group {
+        x: usize,
+        y: usize,
+        range: Range<u64>,
+        rows: usize,
+        bands: Vec<usize>,
+        claims: Vec<Claim>,
+    }
+    let mut groups: Vec<Group> = Vec::new();
+    let mut at: HashMap<(usize, usize, usize), usize> = HashMap::new();
+    for c in claims {
+        let chunk_band = if info.planar { c.band } else { 0 };
+        let i = *at.entry((c.x, c.y, chunk_band)).or_insert_with(|| {
+            groups.push(Group {
+                x: c.x,
+                y: c.y,
+                range: info.chunk_range(c.x, c.y, chunk_band).unwrap_or(0..0),
+                rows: 0,
+                bands: Vec::new(),
+                claims: Vec::new(),
+            });
+            groups.len() - 1
+        });
+        let g = &mut groups[i];
+        g.rows = g.rows.max(c.rows);
+        g.bands.push(c.band);
+        g.claims.push(c.claim);
+    }
     let client = &reader.client;
     let t0 = std::time::Instant::now();
     let fetched = client
         .get_ranges(
             &href,
-            ranges.iter().filter(|r| r.end > r.start).cloned().collect(),
+            groups
+                .iter()
+                .map(|g| g.range.clone())
+                .filter(|r| r.end > r.start)
+                .collect(),
         )
         .await;
     tracing::debug!(
         href = %href,
         ifd,
-        tiles = ranges.len(),
-        bytes = ranges.iter().map(|r| r.end - r.start).sum::<u64>(),
+        tiles = groups.len(),
+        bytes = groups.iter().map(|g| g.range.end - g.range.start).sum::<u64>(),
         ms = t0.elapsed().as_secs_f64() * 1e3,
         ok = fetched.is_ok(),
         "tile fetch"
@@ -458,29 +637,41 @@ async fn fetch_tiles(
         Ok(b) => b.into_iter(),
         Err(e) => {
             let e = Arc::new(e);
-            for (_, _, _, claim) in claims {
-                claim.complete(Err(e.clone()));
+            for g in groups {
+                for claim in g.claims {
+                    claim.complete(Err(e.clone()));
+                }
             }
             return;
         }
     };
     // Decode every tile of the batch at once (each on a blocking thread), so
     // a multi-tile window uses all cores rather than one tile after another.
-    let jobs = claims
-        .into_iter()
-        .zip(ranges)
-        .map(|((x, y, rows, claim), range)| {
-            let bytes = if range.end > range.start {
-                fetched.next()
-            } else {
-                None // a sparse tile: all nodata
-            };
-            let header = header.clone();
-            async move {
-                let result = decode_rows(header, ifd, x, y, range, bytes, rows).await;
-                claim.complete(result.map_err(Arc::new));
+    let jobs = groups.into_iter().map(|g| {
+        let bytes = if g.range.end > g.range.start {
+            fetched.next()
+        } else {
+            None // a sparse tile: nodata, or 0 without one (GDAL)
+        };
+        let header = header.clone();
+        async move {
+            let result =
+                decode_bands(header, ifd, g.x, g.y, g.range, bytes, g.rows, &g.bands).await;
+            match result {
+                Ok(tiles) => {
+                    for (claim, tile) in g.claims.into_iter().zip(tiles) {
+                        claim.complete(Ok(tile));
+                    }
+                }
+                Err(e) => {
+                    let e = Arc::new(e);
+                    for claim in g.claims {
+                        claim.complete(Err(e.clone()));
+                    }
+                }
             }
-        });
+        }
+    });
     let t0 = std::time::Instant::now();
     let n = futures::future::join_all(jobs.collect::<Vec<_>>())
         .await

@@ -1,6 +1,5 @@
 //! async-tiff adapters: `AsyncFileReader`s over this crate's range client
-//! (header reads, replayed from a persisted header where possible) and over
-//! bytes already fetched (tile decode).
+//! (header reads, replayed from a persisted header where possible).
 
 use super::header_store::StoredHeader;
 use crate::fetch::HttpRangeClient;
@@ -112,32 +111,5 @@ impl AsyncFileReader for HttpFile {
         Self: 'b,
     {
         Box::pin(async move { self.read_many(ranges).await.map_err(external) })
-    }
-}
-
-/// `AsyncFileReader` over bytes already fetched: hands async-tiff a tile's
-/// bytes so it can build the `Tile` to decode.
-#[derive(Debug)]
-pub(super) struct Fetched {
-    pub(super) range: Range<u64>,
-    pub(super) bytes: Bytes,
-}
-
-impl AsyncFileReader for Fetched {
-    fn get_bytes<'a, 'b>(&'a self, range: Range<u64>) -> BoxFuture<'b, AsyncTiffResult<Bytes>>
-    where
-        'a: 'b,
-        Self: 'b,
-    {
-        Box::pin(async move {
-            if range == self.range {
-                Ok(self.bytes.clone())
-            } else {
-                Err(AsyncTiffError::General(format!(
-                    "bytes {range:?} requested, {:?} fetched",
-                    self.range
-                )))
-            }
-        })
     }
 }

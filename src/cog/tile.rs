@@ -5,7 +5,7 @@ use bytes::Bytes;
 use std::ops::Range;
 use std::sync::Arc;
 
-/// Key of one decoded tile: `(href, IFD index, tile column, tile row)`.
+/// Key of one decoded tile: `(href, IFD index, tile column, tile row, band)`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TileKey {
     /// The COG's URL.
@@ -16,6 +16,8 @@ pub struct TileKey {
     pub x: usize,
     /// Tile row.
     pub y: usize,
+    /// Band, 0-based (0 for a single-band file).
+    pub band: usize,
 }
 
 /// One decoded tile, or its top rows, row-major. Edge tiles keep their full

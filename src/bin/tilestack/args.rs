@@ -62,6 +62,44 @@ pub(crate) enum Cmd {
     /// Job / Slurm array: `--part`, else JOB_COMPLETION_INDEX or
     /// SLURM_ARRAY_TASK_ID). A rerun keeps finished shards.
     Materialize(MaterializeArgs),
+    /// Describe a GeoTIFF (a path, file:// or http(s) URL), like gdalinfo:
+    /// size, bands, sample type, compression, predictor, tiles or strips,
+    /// IFDs and overviews, CRS, transform, nodata, scale/offset, and whether
+    /// its layout is a valid COG (and why not).
+    Info(InfoArgs),
+    /// Read a pixel window of a GeoTIFF into a safetensors file: tensor
+    /// `data`, f32 [bands, height, width], NaN for nodata.
+    Read(ReadArgs),
+}
+
+// `tilestack info`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct InfoArgs {
+    /// The GeoTIFF: a local path, file://, http(s):// (or s3:// gs:// az://).
+    pub(crate) href: String,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+// `tilestack read`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ReadArgs {
+    /// The GeoTIFF: a local path, file://, http(s):// (or s3:// gs:// az://).
+    pub(crate) href: String,
+    /// The window, in pixels of the IFD read: COL,ROW,WIDTH,HEIGHT
+    /// (pixels past the image are NaN).
+    #[arg(long)]
+    pub(crate) window: String,
+    /// The IFD: 0 = full resolution, then overviews in file order (see `tilestack info`).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) ifd: usize,
+    /// Bands, 1-based as in GDAL, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) bands: Vec<usize>,
+    /// The safetensors file written.
+    #[arg(long)]
+    pub(crate) out: PathBuf,
 }
 
 // The structs below carry no `///` docs of their own: a subcommand's help
@@ -114,7 +152,9 @@ pub(crate) struct StackArgs {
     /// Tile centre LON,LAT (degrees).
     #[arg(long, allow_hyphen_values = true)]
     pub(crate) centroid: String,
-    /// Bands (asset keys), comma-separated, in output order.
+    /// Bands, comma-separated, in output order: asset keys (`B04`), band
+    /// names or common names (`red`, `nir`, `swir16`), so one request reads
+    /// Planetary Computer and Earth Search items alike.
     #[arg(long)]
     pub(crate) bands: String,
     /// Time range START/END, inclusive days (YYYY-MM-DD/YYYY-MM-DD).
@@ -148,6 +188,28 @@ pub(crate) struct StackArgs {
     /// other bands of their scene before same-day fusion (SCL: 8,9 = cloud).
     #[arg(long, value_delimiter = ',', requires = "cloud_band")]
     pub(crate) cloud_mask: Vec<u16>,
+    /// Classes of --cloud-band counted as cloud in the tile's cloud fraction
+    /// (default: SCL's 3,8,9,10 = shadow, cloud medium/high, cirrus).
+    #[arg(long, value_delimiter = ',', requires = "cloud_band")]
+    pub(crate) cloud_classes: Vec<u16>,
+    /// --cloud-band is a bit-flag band (Landsat QA_PIXEL): these bits count
+    /// as cloud in the cloud fraction (default for a band named qa_pixel:
+    /// 1,2,3,4 = dilated cloud, cirrus, cloud, shadow).
+    #[arg(long, value_delimiter = ',', requires = "cloud_band")]
+    pub(crate) cloud_bits: Vec<u8>,
+    /// Bits of a bit-flag --cloud-band whose pixels become no data in the
+    /// other bands of their scene before same-day fusion (QA_PIXEL: 1,2,3,4).
+    #[arg(long, value_delimiter = ',', requires = "cloud_band")]
+    pub(crate) cloud_mask_bits: Vec<u8>,
+    /// Keep Sentinel-2 L2A digital numbers as each processing baseline wrote
+    /// them (by default the +1000 offset of baseline 04.00 and later is
+    /// removed, so stacks across 25 January 2022 are on one scale).
+    #[arg(long)]
+    pub(crate) no_harmonize: bool,
+    /// Bands converted from linear power to decibels (10·log10), e.g. the
+    /// vv,vh backscatter of Sentinel-1 RTC; zero or negative → no data.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) decibels: Vec<String>,
     /// Min–max normalize each (day, band) over the tile (categorical bands untouched).
     #[arg(long)]
     pub(crate) normalize: bool,
@@ -208,6 +270,17 @@ impl StackArgs {
             .map(tilestack::BandName::new)
             .transpose()?;
         req.cloud_mask = self.cloud_mask.clone();
+        if !self.cloud_classes.is_empty() {
+            req.cloud_classes = self.cloud_classes.clone();
+        }
+        req.cloud_bits = self.cloud_bits.clone();
+        req.cloud_mask_bits = self.cloud_mask_bits.clone();
+        req.harmonize = !self.no_harmonize;
+        req.decibels = self
+            .decibels
+            .iter()
+            .map(|b| tilestack::BandName::new(b.as_str()))
+            .collect::<std::result::Result<_, _>>()?;
         req.normalize = self.normalize;
         req.errors_as_nodata = self.errors_as_nodata;
         req.validate()?;

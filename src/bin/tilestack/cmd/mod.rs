@@ -3,8 +3,10 @@
 
 pub(crate) mod bench;
 pub(crate) mod demo;
+pub(crate) mod info;
 pub(crate) mod materialize;
 pub(crate) mod plot;
+pub(crate) mod read;
 pub(crate) mod search;
 pub(crate) mod stack;
 pub(crate) mod world;

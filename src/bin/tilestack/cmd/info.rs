@@ -1,0 +1,218 @@
+//! `tilestack info HREF [--json]`: what a GeoTIFF's header says — what a
+//! user checks first (like `gdalinfo` or `rio cogeo info`), read through the
+//! same fetch layer and header parser as every pixel read.
+
+use crate::args::InfoArgs;
+use anyhow::Result;
+use serde_json::{Value, json};
+use tilestack::{CogHeader, CogReader, HttpRangeClient, IfdInfo, RetryConfig, TileCache};
+
+/// `tilestack info`.
+pub(crate) async fn run(a: &InfoArgs) -> Result<()> {
+    let href = href_url(&a.href)?;
+    let reader = CogReader::new(
+        HttpRangeClient::new(RetryConfig::default())?,
+        TileCache::new(1 << 20),
+    );
+    let h = reader.header(&href).await?;
+    let info = describe(&h);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+    } else {
+        print_text(&h, &info);
+    }
+    Ok(())
+}
+
+/// A local path becomes a `file://` URL (absolute); URLs pass unchanged.
+pub(crate) fn href_url(href: &str) -> Result<String> {
+    if href.contains("://") {
+        return Ok(href.to_string());
+    }
+    let path = std::path::Path::new(href);
+    let abs =
+        std::fs::canonicalize(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(format!("file://{}", abs.display()))
+}
+
+fn sample_type(i: &IfdInfo) -> String {
+    match i.sample_type {
+        Some(t) => format!("{t:?}").to_lowercase(),
+        None => format!("unsupported ({} bits)", i.bits_per_sample),
+    }
+}
+
+fn layout(i: &IfdInfo) -> Value {
+    if i.striped {
+        json!({"kind": "strips", "rows_per_strip": i.tile_height, "strips": i.tiles_down})
+    } else if i.tile_width > 0 {
+        json!({"kind": "tiles", "tile_width": i.tile_width, "tile_height": i.tile_height,
+               "tiles_across": i.tiles_across, "tiles_down": i.tiles_down})
+    } else {
+        json!({"kind": "none"})
+    }
+}
+
+fn role(index: usize, i: &IfdInfo) -> &'static str {
+    match (index, i.is_mask()) {
+        (0, _) => "image",
+        (_, true) => "mask",
+        _ => "overview",
+    }
+}
+
+/// Everything `info` reports, as one JSON value (the text output prints the same).
+fn describe(h: &CogHeader) -> Value {
+    let main = &h.ifds[0];
+    let (errors, warnings) = h.cog_layout();
+    let sparse = main.tile_byte_counts.iter().filter(|&&n| n == 0).count();
+    let num = |v: Option<f64>| {
+        v.map_or(Value::Null, |v| {
+            if v.is_finite() {
+                json!(v)
+            } else {
+                json!(v.to_string())
+            }
+        })
+    };
+    json!({
+        "href": h.href,
+        "width": h.width,
+        "height": h.height,
+        "bands": main.bands(),
+        "sample_type": sample_type(main),
+        "bits_per_sample": main.bits_per_sample,
+        "compression": main.compression_name(),
+        "compression_code": main.compression,
+        "predictor": main.predictor,
+        "planar_configuration": if main.planar { "separate" } else { "contig" },
+        "layout": layout(main),
+        "sparse_blocks": sparse,
+        "bigtiff": h.bigtiff,
+        "byte_order": if h.little_endian() { "little-endian" } else { "big-endian" },
+        "crs": h.epsg.map(|e| format!("{e}")),
+        "transform": h.transform.map(|t| json!([t.x0, t.dx, 0.0, t.y0, 0.0, t.dy])),
+        "nodata": num(h.nodata),
+        "scale": h.scale.iter().map(|v| num(*v)).collect::<Vec<_>>(),
+        "offset": h.offset.iter().map(|v| num(*v)).collect::<Vec<_>>(),
+        "ifds": h.ifds.iter().enumerate().map(|(k, i)| json!({
+            "ifd": k,
+            "role": role(k, i),
+            "offset": h.ifd_offsets.get(k),
+            "width": i.width,
+            "height": i.height,
+            "bands": i.bands(),
+            "sample_type": sample_type(i),
+            "compression": i.compression_name(),
+            "layout": layout(i),
+        })).collect::<Vec<_>>(),
+        "overviews": h.ifds.iter().enumerate().skip(1).filter(|(_, i)| !i.is_mask())
+            .map(|(_, i)| json!([i.width, i.height])).collect::<Vec<_>>(),
+        "cog": {"valid": errors.is_empty(), "errors": errors, "warnings": warnings},
+    })
+}
+
+fn print_text(h: &CogHeader, v: &Value) {
+    let main = &h.ifds[0];
+    let s = |k: &str| match &v[k] {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    println!("file:         {}", h.href);
+    println!(
+        "size:         {} × {} px, {} band(s)",
+        h.width,
+        h.height,
+        main.bands()
+    );
+    println!(
+        "samples:      {} ({} bits)",
+        s("sample_type"),
+        main.bits_per_sample
+    );
+    println!(
+        "compression:  {} ({}), predictor {}",
+        main.compression_name(),
+        main.compression,
+        main.predictor
+    );
+    println!(
+        "interleave:   {}",
+        if main.planar {
+            "band (planar, separate)"
+        } else {
+            "pixel (contig)"
+        }
+    );
+    if main.striped {
+        println!(
+            "layout:       strips of {} rows ({} strips)",
+            main.tile_height, main.tiles_down
+        );
+    } else {
+        println!(
+            "layout:       tiles {} × {} ({} × {})",
+            main.tile_width, main.tile_height, main.tiles_across, main.tiles_down
+        );
+    }
+    println!(
+        "format:       {}, {}",
+        if h.bigtiff { "BigTIFF" } else { "classic TIFF" },
+        s("byte_order")
+    );
+    println!("crs:          {}", s("crs"));
+    match h.transform {
+        Some(t) => println!(
+            "transform:    origin ({}, {}), pixel size ({}, {})",
+            t.x0, t.y0, t.dx, t.dy
+        ),
+        None => println!("transform:    -"),
+    }
+    println!("nodata:       {}", s("nodata"));
+    for (b, (sc, of)) in h.scale.iter().zip(&h.offset).enumerate() {
+        if sc.is_some() || of.is_some() {
+            println!(
+                "band {}:       scale {}, offset {}",
+                b + 1,
+                sc.map_or("-".into(), |v| v.to_string()),
+                of.map_or("-".into(), |v| v.to_string())
+            );
+        }
+    }
+    if v["sparse_blocks"].as_u64().unwrap_or(0) > 0 {
+        println!(
+            "sparse:       {} empty blocks (read as nodata, or 0)",
+            v["sparse_blocks"]
+        );
+    }
+    println!("ifds:");
+    for (k, i) in h.ifds.iter().enumerate() {
+        let what = if i.striped {
+            format!("strips of {} rows", i.tile_height)
+        } else {
+            format!("tiles {}×{}", i.tile_width, i.tile_height)
+        };
+        println!(
+            "  {k:>3}  {:<8} {:>6} × {:<6} {}, {}, at byte {}",
+            role(k, i),
+            i.width,
+            i.height,
+            what,
+            i.compression_name(),
+            h.ifd_offsets.get(k).map_or("-".into(), |o| o.to_string())
+        );
+    }
+    let cog = &v["cog"];
+    if cog["valid"].as_bool().unwrap_or(false) {
+        println!("COG layout:   valid");
+    } else {
+        println!("COG layout:   NOT valid");
+    }
+    for e in cog["errors"].as_array().into_iter().flatten() {
+        println!("  error:   {}", e.as_str().unwrap_or_default());
+    }
+    for w in cog["warnings"].as_array().into_iter().flatten() {
+        println!("  warning: {}", w.as_str().unwrap_or_default());
+    }
+}
