@@ -205,6 +205,7 @@ mod tests {
                 ifd: 0,
                 x: i,
                 y: 0,
+                band: 0,
             };
             match cache.lookup(&key) {
                 Lookup::Lead(_, claim) => {

@@ -94,13 +94,11 @@ pub(super) async fn decode_bands(
         .ok_or_else(|| Error::cog(&header.href, format!("no IFD {ifd}")))?;
     let (tw, th) = (info.tile_width, info.tile_height);
     let n = tw * th;
+    // A mask IFD's samples are validity flags (0 = invalid), never nodata.
+    let nodata = if info.is_mask() { None } else { header.nodata };
     let Some(bytes) = bytes else {
         // GDAL's sparse blocks: nodata when the file has one, else 0.
-        let fill = if header.nodata.is_some() {
-            f32::NAN
-        } else {
-            0.0
-        };
+        let fill = if nodata.is_some() { f32::NAN } else { 0.0 };
         let tile = Arc::new(Tile::full(tw, th, vec![fill; n]));
         return Ok(bands.iter().map(|_| tile.clone()).collect());
     };
@@ -113,7 +111,6 @@ pub(super) async fn decode_bands(
     };
     let bad = |m: String| caused(&m, None);
     if let (Some(fast), [0]) = (FastDeflate::of(&header, ifd), bands) {
-        let nodata = header.nodata;
         let decoded = tokio::task::spawn_blocking(move || fast.decode(&bytes, nodata, rows))
             .await
             .map_err(|e| caused("decoder task failed", Some(Cause::new(e))))?
@@ -122,7 +119,6 @@ pub(super) async fn decode_bands(
     }
     let chunk = Chunk::of(&header, ifd, y).map_err(&bad)?;
     let bands = bands.to_vec();
-    let nodata = header.nodata;
     let header2 = header.clone();
     let decoded = tokio::task::spawn_blocking(move || -> std::result::Result<_, String> {
         let raw = &header2.raw[ifd];
@@ -158,15 +154,38 @@ pub(crate) fn compression_name(code: u16) -> &'static str {
     }
 }
 
-/// async-tiff's decoders plus PackBits, which async-tiff 0.4 lacks.
+/// async-tiff's decoders plus PackBits, which async-tiff 0.4 lacks, and an
+/// LZW decoder that returns an error where async-tiff's panics.
 fn registry() -> &'static DecoderRegistry {
     static R: std::sync::OnceLock<DecoderRegistry> = std::sync::OnceLock::new();
     R.get_or_init(|| {
         let mut r = DecoderRegistry::default();
         r.as_mut()
             .insert(Compression::PackBits, Box::new(PackBitsDecoder));
+        r.as_mut().insert(Compression::LZW, Box::new(LzwDecoder));
         r
     })
+}
+
+/// TIFF's LZW (compression 5): MSB-first codes with the early size switch,
+/// as libtiff writes them; corrupt data is an error.
+#[derive(Debug)]
+struct LzwDecoder;
+
+impl async_tiff::decoder::Decoder for LzwDecoder {
+    fn decode_tile(
+        &self,
+        buffer: Bytes,
+        _: PhotometricInterpretation,
+        _: Option<&[u8]>,
+        _: u16,
+        _: u16,
+        _: Option<&[u32]>,
+    ) -> async_tiff::error::AsyncTiffResult<Vec<u8>> {
+        weezl::decode::Decoder::with_tiff_size_switch(weezl::BitOrder::Msb, 8)
+            .decode(&buffer)
+            .map_err(|e| async_tiff::error::AsyncTiffError::General(format!("{e:?}")))
+    }
 }
 
 /// Apple's PackBits run-length coding (TIFF compression 32773).
@@ -221,6 +240,8 @@ struct Chunk {
     /// Samples per pixel in this chunk (1 for a planar file's band chunk).
     samples: usize,
     sample_type: SampleType,
+    /// Bits per sample as stored: 8, 16, 32, 64, or packed (1–31, MSB first).
+    bits: usize,
     bytes_per_sample: usize,
     predictor: u16,
     little_endian: bool,
@@ -247,6 +268,7 @@ impl Chunk {
             rows,
             samples: if info.planar { 1 } else { info.bands() },
             sample_type,
+            bits: usize::from(info.bits_per_sample),
             bytes_per_sample: usize::from(info.bits_per_sample / 8),
             predictor: info.predictor,
             little_endian: header.little_endian,
@@ -263,23 +285,53 @@ impl Chunk {
         let comp = raw.compression();
         let code = comp.to_u16();
         let decoder = registry().as_ref().get(&comp).ok_or_else(|| {
+            let lerc = if cfg!(feature = "lerc") {
+                ", LERC"
+            } else {
+                "; LERC with the `lerc` feature"
+            };
             format!(
-                "compression {} ({code}) is not supported (async-tiff 0.4 as built here decodes \
-                 none, DEFLATE, LZW, JPEG, ZSTD and PackBits)",
+                "compression {} ({code}) is not supported (tilestack decodes none, DEFLATE, \
+                 LZW, JPEG, ZSTD, WebP, LZMA and PackBits{lerc})",
                 compression_name(code)
             )
         })?;
-        let mut buf = decoder
-            .decode_tile(
+        // async-tiff's decoders panic on some corrupt input (LZW's
+        // `expect`, JPEG tables shorter than a marker): a panic is this
+        // tile's error, naming the codec.
+        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            decoder.decode_tile(
                 bytes,
                 raw.photometric_interpretation(),
                 raw.jpeg_tables(),
                 self.samples as u16,
-                (self.bytes_per_sample * 8) as u16,
+                self.bits as u16,
                 raw.lerc_parameters(),
             )
-            .map_err(|e| format!("{} decode: {e}", compression_name(code)))?;
+        }))
+        .map_err(|p| {
+            let why = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            format!(
+                "{} decode panicked inside async-tiff (corrupt data): {why}",
+                compression_name(code)
+            )
+        })?;
+        let mut buf = decoded.map_err(|e| format!("{} decode: {e}", compression_name(code)))?;
         let row_samples = self.width * self.samples;
+        if !matches!(self.bits, 8 | 16 | 32 | 64) {
+            // Packed samples (GDAL's NBITS): each row starts on a byte.
+            if self.predictor != 1 {
+                return Err(format!(
+                    "predictor {} on {}-bit samples is not supported",
+                    self.predictor, self.bits
+                ));
+            }
+            return unpack_samples(&buf, self.rows, row_samples, self.bits);
+        }
         let want = self.rows * row_samples * self.bytes_per_sample;
         if buf.len() < want {
             return Err(format!("decoded {} bytes, expected {want}", buf.len()));
@@ -331,6 +383,56 @@ impl Chunk {
                 }
             })
             .collect()
+    }
+}
+
+/// Packed unsigned samples of `bits` bits (1 to 31; TIFF packs them most
+/// significant bit first, whatever the byte order, each row starting on a
+/// byte boundary) as f32: `rows × row_samples` values.
+fn unpack_samples(
+    buf: &[u8],
+    rows: usize,
+    row_samples: usize,
+    bits: usize,
+) -> std::result::Result<Vec<f32>, String> {
+    if !(1..32).contains(&bits) {
+        return Err(format!("{bits}-bit samples are not supported"));
+    }
+    let row_bytes = (row_samples * bits).div_ceil(8);
+    let want = rows * row_bytes;
+    if buf.len() < want {
+        return Err(format!("decoded {} bytes, expected {want}", buf.len()));
+    }
+    let mut out = Vec::with_capacity(rows * row_samples);
+    for row in buf[..want].chunks_exact(row_bytes) {
+        let (mut acc, mut have, mut bytes) = (0u64, 0usize, row.iter());
+        for _ in 0..row_samples {
+            while have < bits {
+                acc = (acc << 8) | u64::from(*bytes.next().unwrap_or(&0));
+                have += 8;
+            }
+            have -= bits;
+            out.push(((acc >> have) & ((1u64 << bits) - 1)) as f32);
+        }
+    }
+    Ok(out)
+}
+
+/// An IEEE 754 half-precision float's bits as f32 (exact: every f16 is an f32).
+fn f16_to_f32(h: u16) -> f32 {
+    let negative = h & 0x8000 != 0;
+    let sign = u32::from(h >> 15) << 31;
+    let exp = u32::from((h >> 10) & 0x1f);
+    let man = u32::from(h & 0x3ff);
+    match (exp, man) {
+        // zero and subnormals: man · 2^-24
+        (0, m) => {
+            let v = m as f32 * f32::powi(2.0, -24);
+            if negative { -v } else { v }
+        }
+        (31, 0) => f32::from_bits(sign | 0x7f80_0000),
+        (31, m) => f32::from_bits(sign | 0x7fc0_0000 | (m << 13)),
+        (e, m) => f32::from_bits(sign | ((e + 127 - 15) << 23) | (m << 13)),
     }
 }
 
@@ -429,6 +531,17 @@ fn samples_to_f32(buf: &[u8], t: SampleType, le: bool) -> Vec<f32> {
         SampleType::I32 => conv!(i32, 4),
         SampleType::U64 => conv!(u64, 8),
         SampleType::I64 => conv!(i64, 8),
+        SampleType::F16 => buf
+            .chunks_exact(2)
+            .map(|c| {
+                let a = [c[0], c[1]];
+                f16_to_f32(if le {
+                    u16::from_le_bytes(a)
+                } else {
+                    u16::from_be_bytes(a)
+                })
+            })
+            .collect(),
         SampleType::F32 => conv!(f32, 4),
         SampleType::F64 => conv!(f64, 8),
     }
@@ -456,6 +569,9 @@ impl FastDeflate {
             _ => return None,
         };
         let ok = header.little_endian
+            && usize::from(info.bits_per_sample) == 8 * bytes_per_sample
+            // a strip file's last strip is short: the generic path knows
+            && !info.striped
             && info.samples_per_pixel == 1
             && matches!(info.compression, 8 | 32946)
             && matches!(info.predictor, 1 | 2);
@@ -582,6 +698,37 @@ mod tests {
             predictor: true,
         };
         (fast, values, Bytes::from(z.finish().unwrap()))
+    }
+
+    #[test]
+    fn packed_samples_unpack_msb_first_rows_on_byte_boundaries() {
+        // 12-bit: 0xABC, 0xDEF | 0x123 (row 2 starts on a new byte)
+        let buf = [0xAB, 0xCD, 0xEF, 0x12, 0x30];
+        assert_eq!(
+            unpack_samples(&buf, 2, 1, 12).unwrap(),
+            vec![0xABC as f32, 0x123 as f32]
+        );
+        assert_eq!(
+            unpack_samples(&buf[..3], 1, 2, 12).unwrap(),
+            vec![0xABC as f32, 0xDEF as f32]
+        );
+        // 1-bit mask rows of 10 px: 2 bytes each
+        let m = unpack_samples(&[0b1010_0000, 0b1100_0000], 1, 10, 1).unwrap();
+        assert_eq!(m, [1., 0., 1., 0., 0., 0., 0., 0., 1., 1.]);
+        assert!(unpack_samples(&[0xff], 2, 10, 1).is_err());
+        assert!(unpack_samples(&[0xff], 1, 1, 40).is_err());
+    }
+
+    #[test]
+    fn half_floats() {
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x7bff), 65504.0);
+        assert_eq!(f16_to_f32(0x0001), f32::powi(2.0, -24));
+        assert_eq!(f16_to_f32(0x8000), 0.0);
+        assert_eq!(f16_to_f32(0x7c00), f32::INFINITY);
+        assert!(f16_to_f32(0x7e00).is_nan());
+        assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
     }
 
     #[test]

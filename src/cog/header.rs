@@ -20,7 +20,10 @@ pub const MAX_TILE_PIXELS: u64 = 4096 * 4096;
 /// Largest window one [`CogReader::read_window`](crate::CogReader::read_window) call returns, in pixels (2^28).
 pub const MAX_WINDOW_PIXELS: u64 = 1 << 28;
 
-/// The numeric type of a COG's samples.
+/// The numeric type a COG's samples are read as. Packed samples narrower
+/// than their type (GDAL's `NBITS`: 1–7-bit masks and bands as [`SampleType::U8`],
+/// 12-bit as [`SampleType::U16`], 17–31-bit as [`SampleType::U32`]) keep
+/// their stored width in [`IfdInfo::bits_per_sample`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum SampleType {
@@ -40,6 +43,8 @@ pub enum SampleType {
     I32,
     /// Signed 64-bit.
     I64,
+    /// 16-bit (IEEE half) float.
+    F16,
     /// 32-bit float.
     F32,
     /// 64-bit float.
@@ -54,14 +59,15 @@ impl SampleType {
             return None;
         }
         Some(match (f, *bits.first()?) {
-            (SampleFormat::Uint, 8) => SampleType::U8,
-            (SampleFormat::Uint, 16) => SampleType::U16,
-            (SampleFormat::Uint, 32) => SampleType::U32,
+            (SampleFormat::Uint, 1..=8) => SampleType::U8,
+            (SampleFormat::Uint, 9..=16) => SampleType::U16,
+            (SampleFormat::Uint, 17..=32) => SampleType::U32,
             (SampleFormat::Uint, 64) => SampleType::U64,
             (SampleFormat::Int, 8) => SampleType::I8,
             (SampleFormat::Int, 16) => SampleType::I16,
             (SampleFormat::Int, 32) => SampleType::I32,
             (SampleFormat::Int, 64) => SampleType::I64,
+            (SampleFormat::Float, 16) => SampleType::F16,
             (SampleFormat::Float, 32) => SampleType::F32,
             (SampleFormat::Float, 64) => SampleType::F64,
             _ => return None,
@@ -96,7 +102,8 @@ pub struct IfdInfo {
     pub compression: u16,
     /// TIFF Predictor tag value (1 none, 2 horizontal, 3 floating point).
     pub predictor: u16,
-    /// Bits per sample (8 for u8, 16 for u16/i16, 32 for f32…).
+    /// Bits per sample as stored (8 for u8, 16 for u16/i16/f16, 32 for f32…;
+    /// 1 for GDAL's mask IFDs, 12 for `NBITS=12`: packed, MSB first).
     pub bits_per_sample: u16,
     /// Samples stored band by band (PlanarConfiguration 2, "separate"):
     /// each band has its own tiles; else pixel-interleaved ("chunky").

@@ -11,6 +11,7 @@ mod demo;
 mod dry_run;
 mod faults;
 mod fuzz_replay;
+mod geotiff;
 mod loader;
 mod pgstac;
 mod search;
