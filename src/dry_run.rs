@@ -179,6 +179,7 @@ pub struct SceneSummary {
 ///     href: "http://127.0.0.1:8080/data/S2B_1/B04.tif".into(),
 ///     ifd: Some(0), window: tilestack::PixelWindow::new(10, 20, 256, 256),
 ///     tile_size: Some([256, 256]), tiles: Some(4), bytes: Some(90_000), requests: Some(2),
+///     dn_offset: None, scale_offset: None,
 /// };
 /// assert_eq!(serde_json::to_value(&r).unwrap()["window"]["col_off"], 10);
 /// ```
@@ -208,6 +209,10 @@ pub struct ReadSummary {
     pub bytes: Option<u64>,
     /// Range requests for those tiles, after coalescing.
     pub requests: Option<u64>,
+    /// Sentinel-2 harmonization: DN subtracted (clipping at it) before the scale.
+    pub dn_offset: Option<f64>,
+    /// Scale and offset applied, `[scale, offset]`.
+    pub scale_offset: Option<[f64; 2]>,
 }
 
 /// Sums over a [`DryRun`]'s reads.
@@ -433,6 +438,8 @@ impl StackPlan {
             tiles: None,
             bytes: None,
             requests: None,
+            dn_offset: rp.dn_offset,
+            scale_offset: rp.scale_offset.map(|(s, o)| [s, o]),
         }
     }
 

@@ -91,7 +91,7 @@ pub use plot::{PlotOptions, plot_days, plot_timeseries, save_png};
 pub use rasterize::{Mask, MaskFeature, Rings};
 pub use request::{Cadence, Fusion, StackRequest, derived_inputs};
 pub use sample::{SamplePoint, SamplerConfig, TimeWindows, cross, read_points};
-pub use scene::{Scene, SceneAsset, scenes_from_items};
+pub use scene::{Harmonize, Scene, SceneAsset, scenes_from_items};
 pub use search::{
     DEFAULT_SEARCH_TIMEOUT, SearchRequest, SearchResults, StacClient, load_snapshot,
     normalize_datetime, save_snapshot,

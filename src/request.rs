@@ -103,9 +103,25 @@ pub struct StackRequest {
     /// Categorical bands: never averaged (first valid, least cloudy first), never normalized. Default `["SCL"]`.
     #[serde(default = "default_categorical")]
     pub categorical: Vec<BandName>,
-    /// Band read for the tile's own cloud fraction (SCL), if any. Default none.
+    /// Band read for the tile's own cloud fraction (Sentinel-2's SCL,
+    /// Landsat's `qa_pixel`), if any. It is fused as a categorical band
+    /// (never averaged). Default none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_band: Option<BandName>,
+    /// The `cloud_band` classes that count as cloud in
+    /// [`TileStack::tile_cloud_fraction`](crate::TileStack::tile_cloud_fraction).
+    /// Default `[3, 8, 9, 10]`: SCL's shadow, medium and high probability
+    /// cloud, thin cirrus.
+    #[serde(default = "default_cloud_classes")]
+    pub cloud_classes: Vec<u16>,
+    /// Read `cloud_band` as bit flags instead of classes: a pixel is cloud
+    /// when any of these bits (0 = least significant) is set, and no data
+    /// when bit 0 (fill) is. For Landsat Collection 2's `QA_PIXEL`, `[1, 2,
+    /// 3, 4]` is dilated cloud, cirrus, cloud and cloud shadow, the default
+    /// whenever `cloud_band` is named `qa_pixel` (any case) and this is empty.
+    /// Default none: classes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cloud_bits: Vec<u8>,
     /// Cloud masking: pixels whose `cloud_band` value is one of these
     /// classes become no data in every other band of that scene *before*
     /// same-day fusion, so a day's value is the clear scenes' composite and
@@ -115,6 +131,24 @@ pub struct StackRequest {
     /// Default none: nothing masked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cloud_mask: Vec<u16>,
+    /// Cloud masking by bits of a bit-flag `cloud_band` (Landsat's
+    /// `QA_PIXEL`): a pixel with any of these bits set becomes no data in
+    /// every other band of its scene before fusion, as `cloud_mask` does for
+    /// classes. `[1, 2, 3, 4]` masks dilated cloud, cirrus, cloud and
+    /// shadow. Needs `cloud_band`. Default none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cloud_mask_bits: Vec<u8>,
+    /// Harmonize Sentinel-2 L2A reflectances to one scale across processing
+    /// baseline 04.00 (see [`Harmonize`](crate::Harmonize)): a stack spanning
+    /// 25 January 2022 is continuous. Other collections are untouched.
+    /// Default true.
+    #[serde(default = "yes")]
+    pub harmonize: bool,
+    /// Bands converted from linear power to decibels, `10·log10(v)`, after
+    /// same-day fusion (the mean is taken in linear power): Sentinel-1 RTC's
+    /// `vv`, `vh`. A value ≤ 0 becomes NaN. Default none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decibels: Vec<BandName>,
     /// Min–max normalize each (step, band) to 0–1 over the tile (non-categorical bands). Default false.
     #[serde(default)]
     pub normalize: bool,
@@ -123,9 +157,10 @@ pub struct StackRequest {
     /// target), as GDAL's warper does. Default true.
     #[serde(default = "yes")]
     pub use_overviews: bool,
-    /// Most bytes a stack may take in memory while it is built (its output
-    /// plus the warped windows kept until fusion), checked when it is
-    /// planned, before anything is allocated. Default 8 GiB.
+    /// Most bytes a stack may take in memory while it is built (its output,
+    /// its fused bands and the scenes being read: see
+    /// [`StackPlan::memory_bytes`](crate::StackPlan::memory_bytes)), checked
+    /// when it is planned, before anything is allocated. Default 8 GiB.
     #[serde(default = "default_max_bytes")]
     pub max_bytes: u64,
     /// A window that still fails after retries becomes NaN and is listed in
@@ -158,7 +193,12 @@ impl StackRequest {
             cadence: Cadence::Daily,
             categorical: default_categorical(),
             cloud_band: None,
+            cloud_classes: default_cloud_classes(),
+            cloud_bits: Vec::new(),
             cloud_mask: Vec::new(),
+            cloud_mask_bits: Vec::new(),
+            harmonize: true,
+            decibels: Vec::new(),
             normalize: false,
             errors_as_nodata: false,
             use_overviews: true,
@@ -204,6 +244,42 @@ impl StackRequest {
                 ),
             ));
         }
+        if !self.cloud_mask_bits.is_empty() && self.cloud_band.is_none() {
+            return Err(Error::invalid(
+                "cloud_mask_bits",
+                format!(
+                    "bits {:?} need a cloud_band to read them from (e.g. \"qa_pixel\")",
+                    self.cloud_mask_bits
+                ),
+            ));
+        }
+        for (field, bits) in [
+            ("cloud_bits", &self.cloud_bits),
+            ("cloud_mask_bits", &self.cloud_mask_bits),
+        ] {
+            if let Some(b) = bits.iter().find(|&&b| b > 31) {
+                return Err(Error::invalid(
+                    field,
+                    format!("bit {b} (a flag band's bits are 0..=31)"),
+                ));
+            }
+        }
+        if let Some(b) = self.decibels.iter().find(|b| !self.bands.contains(b)) {
+            return Err(Error::invalid(
+                "decibels",
+                format!("{b} is not one of the requested bands {:?}", self.bands),
+            ));
+        }
+        if let Some(b) = self
+            .decibels
+            .iter()
+            .find(|b| self.is_categorical(b) || derived_inputs(b).is_some())
+        {
+            return Err(Error::invalid(
+                "decibels",
+                format!("{b} is categorical or derived: only power bands convert to dB"),
+            ));
+        }
         Ok(())
     }
 
@@ -236,9 +312,62 @@ impl StackRequest {
     }
 
     pub(crate) fn is_categorical(&self, b: &BandName) -> bool {
-        self.categorical.contains(b)
+        self.categorical.contains(b) || self.cloud_band.as_ref() == Some(b)
     }
 
+    /// How the cloud band's values are read: the bits of a flag band
+    /// (`cloud_bits`, or `[1, 2, 3, 4]` for a band named `qa_pixel`), else
+    /// `cloud_classes`.
+    pub(crate) fn cloud_rule(&self) -> CloudRule {
+        if !self.cloud_bits.is_empty() {
+            return CloudRule::Bits(bit_mask(&self.cloud_bits));
+        }
+        match &self.cloud_band {
+            Some(b) if b.as_str().eq_ignore_ascii_case("qa_pixel") => {
+                CloudRule::Bits(bit_mask(&LANDSAT_CLOUD_BITS))
+            }
+            _ => CloudRule::Classes(self.cloud_classes.clone()),
+        }
+    }
+}
+
+/// Landsat Collection 2 `QA_PIXEL` bits that count as cloud: dilated
+/// cloud (1), cirrus (2), cloud (3), cloud shadow (4).
+pub(crate) const LANDSAT_CLOUD_BITS: [u8; 4] = [1, 2, 3, 4];
+
+/// Bit numbers → a mask (bits above 31 are refused by `validate`).
+pub(crate) fn bit_mask(bits: &[u8]) -> u32 {
+    bits.iter()
+        .filter(|&&b| b < 32)
+        .fold(0u32, |m, &b| m | (1u32 << b))
+}
+
+/// How a cloud band's value says "cloud".
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum CloudRule {
+    /// One of these classes (SCL).
+    Classes(Vec<u16>),
+    /// Any of these bits set (QA_PIXEL); bit 0 set is fill (no data).
+    Bits(u32),
+}
+
+impl CloudRule {
+    /// `Some(cloud?)` for a valid pixel value, `None` for no data.
+    pub(crate) fn classify(&self, v: f32) -> Option<bool> {
+        if !v.is_finite() || v < 0.0 {
+            return None;
+        }
+        match self {
+            CloudRule::Classes(c) => Some(v <= f32::from(u16::MAX) && c.contains(&(v as u16))),
+            CloudRule::Bits(mask) => {
+                let x = v as u32;
+                (x & 1 == 0).then_some(x & mask != 0)
+            }
+        }
+    }
+}
+
+impl StackRequest {
     /// The assets to read: requested bands (the inputs of derived ones in
     /// their place), then the cloud band if it is extra. No repeats.
     pub fn read_bands(&self) -> Vec<BandName> {
@@ -272,6 +401,10 @@ pub fn derived_inputs(band: &BandName) -> Option<(&'static str, &'static str)> {
         "ndwi" => Some(("B03", "B08")),
         _ => None,
     }
+}
+
+fn default_cloud_classes() -> Vec<u16> {
+    vec![3, 8, 9, 10]
 }
 
 fn yes() -> bool {

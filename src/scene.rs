@@ -18,6 +18,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// An asset's declared `(nodata, scale/offset)`.
+type Radiometry = (Option<f64>, Option<(f64, f64)>);
+
 /// One asset (band) of a scene, with what a reader needs to place its pixels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SceneAsset {
@@ -36,6 +39,69 @@ pub struct SceneAsset {
     pub nodata: Option<f64>,
     /// `raster:bands` scale and offset, when declared (`physical = DN·scale + offset`).
     pub scale_offset: Option<(f64, f64)>,
+    /// Sentinel-2 L2A radiometry across processing baseline 04.00, when
+    /// this asset needs harmonizing (see [`Harmonize`]); `None` otherwise.
+    pub harmonize: Option<Harmonize>,
+}
+
+/// What harmonizing a Sentinel-2 L2A band to one scale across processing
+/// baseline 04.00 (25 January 2022) does to an asset.
+///
+/// From baseline 04.00 on, L2A reflectances carry `BOA_ADD_OFFSET`:
+/// `reflectance = (DN − 1000) / 10000` instead of `DN / 10000`, so a time
+/// series read as stored jumps by 1000 DN at the cutover. Catalogs say so
+/// in different ways, and a reader must apply the offset once, never twice:
+///
+/// - Planetary Computer declares no offset: items with
+///   `s2:processing_baseline` ≥ `04.00` get [`Harmonize::SubtractDn`]
+///   (`max(DN, 1000) − 1000`, Planetary Computer's own recipe), so every
+///   item is on the old DN scale.
+/// - Earth Search's `sentinel-2-c1-l2a` declares `raster:bands` scale
+///   0.0001 and offset −0.1 on new items: that declared offset is the
+///   harmonization, and nothing is added (`harmonize` is `None`).
+/// - Earth Search's `sentinel-2-l2a` (v1) items with
+///   `earthsearch:boa_offset_applied: true` had the offset removed from the
+///   data already, yet still declare offset −0.1: [`Harmonize::DropDeclaredOffset`]
+///   keeps the scale and ignores that offset (Element84/earth-search#66, #71).
+///
+/// Without `s2:processing_baseline`, the acquisition date decides.
+/// Spectral bands only (B01…B12, B8A and Earth Search's names for them);
+/// SCL, AOT, WVP and `visual` are never touched. [`StackRequest::harmonize`](crate::StackRequest::harmonize)
+/// turns it off (values as stored, declared scale/offset applied as declared).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Harmonize {
+    /// The data carries this many DN of offset and the catalog declares no
+    /// offset: subtract it, clipping at 0.
+    SubtractDn(f64),
+    /// The data is already on the old scale but the catalog still declares
+    /// an offset: apply the declared scale without that offset.
+    DropDeclaredOffset,
+}
+
+impl SceneAsset {
+    /// The radiometric steps a read applies, `(DN offset to subtract,
+    /// scale/offset)`, with Sentinel-2 harmonization on or off.
+    ///
+    /// # Examples
+    /// ```
+    /// use tilestack::{Harmonize, SceneAsset};
+    /// # let mut a = SceneAsset { key: "B04".into(), href: String::new(),
+    /// #     epsg: tilestack::Epsg::new(32610).unwrap(),
+    /// #     transform: tilestack::GeoTransform::from_stac(&[10., 0., 0., 0., -10., 0.]).unwrap(),
+    /// #     shape: (1, 1), nodata: Some(0.0), scale_offset: None, harmonize: None };
+    /// a.harmonize = Some(Harmonize::SubtractDn(1000.0));
+    /// assert_eq!(a.radiometry(true), (Some(1000.0), None));
+    /// assert_eq!(a.radiometry(false), (None, None));
+    /// ```
+    pub fn radiometry(&self, harmonize: bool) -> (Option<f64>, Option<(f64, f64)>) {
+        match (harmonize, self.harmonize) {
+            (true, Some(Harmonize::SubtractDn(k))) => (Some(k), self.scale_offset),
+            (true, Some(Harmonize::DropDeclaredOffset)) => {
+                (None, self.scale_offset.map(|(s, _)| (s, 0.0)))
+            }
+            _ => (None, self.scale_offset),
+        }
+    }
 }
 
 /// A scene: one STAC item reduced to what stacks need.
@@ -162,6 +228,7 @@ impl Scene {
             .map(|(k, a)| AssetView::new(k, a, &props))
             .collect();
         let sentinel2 = is_sentinel2(&props);
+        let s2_l2a = (sentinel2 && is_l2a(item, &props)).then(|| s2_offset_state(&props, datetime));
         let mut assets = BTreeMap::new();
         for band in bands {
             let a = resolve(&views, band, sentinel2).map_err(err)?;
@@ -192,7 +259,10 @@ impl Scene {
                 })
                 .filter(|&(r, c)| r > 0 && c > 0)
                 .ok_or_else(|| err(format!("{what}: no valid proj:shape [rows, cols]")))?;
-            let (nodata, scale_offset) = a.raster();
+            let (nodata, scale_offset) = a.raster().map_err(|m| err(format!("{what}: {m}")))?;
+            let harmonize = s2_l2a
+                .filter(|_| is_spectral_s2(a, band))
+                .and_then(|new| harmonize_rule(new, scale_offset));
             assets.insert(
                 band.clone(),
                 SceneAsset {
@@ -203,6 +273,7 @@ impl Scene {
                     shape,
                     nodata,
                     scale_offset,
+                    harmonize,
                 },
             );
         }
@@ -213,6 +284,92 @@ impl Scene {
             cloud_cover,
             assets,
         })
+    }
+}
+
+/// A nodata value as STAC writes it: a number, or `"nan"`, `"inf"`, `"-inf"`.
+fn nodata_value(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "nan" => Some(f64::NAN),
+            "inf" | "+inf" | "infinity" => Some(f64::INFINITY),
+            "-inf" | "-infinity" => Some(f64::NEG_INFINITY),
+            other => other.parse().ok(),
+        },
+        _ => None,
+    }
+}
+
+/// Sentinel-2 processing baseline 04.00's first day.
+const BASELINE_04_CUTOVER: (i32, u32, u32) = (2022, 1, 25);
+
+/// The offset state of a Sentinel-2 L2A item: `Some(true)` when its data
+/// carries `BOA_ADD_OFFSET` (baseline ≥ 04.00, or, without
+/// `s2:processing_baseline`, acquired from 25 January 2022), `Some(false)`
+/// when the data was shifted back already (`earthsearch:boa_offset_applied`
+/// or `sentinel:boa_offset_applied`), `None` for older baselines.
+fn s2_offset_state(props: &Map<String, Value>, datetime: DateTime<Utc>) -> Option<bool> {
+    let applied = [
+        "earthsearch:boa_offset_applied",
+        "sentinel:boa_offset_applied",
+    ]
+    .iter()
+    .any(|k| props.get(*k).and_then(Value::as_bool) == Some(true));
+    let baseline = ["s2:processing_baseline", "sentinel:processing_baseline"]
+        .iter()
+        .find_map(|k| props.get(*k))
+        .and_then(|v| v.as_f64().or_else(|| v.as_str()?.trim().parse().ok()));
+    let new = match baseline {
+        Some(b) => b >= 4.0,
+        None => {
+            let (y, m, d) = BASELINE_04_CUTOVER;
+            chrono::NaiveDate::from_ymd_opt(y, m, d).is_some_and(|cut| datetime.date_naive() >= cut)
+        }
+    };
+    new.then_some(!applied)
+}
+
+/// A Level-2A Sentinel-2 item: `s2:product_type` S2MSI2A, or L2A in its
+/// collection or id.
+fn is_l2a(item: &stac::Item, props: &Map<String, Value>) -> bool {
+    let has = |s: &str| s.to_ascii_lowercase().contains("l2a");
+    props
+        .get("s2:product_type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.eq_ignore_ascii_case("S2MSI2A"))
+        || item.collection.as_deref().is_some_and(has)
+        || has(&item.id)
+}
+
+/// A Sentinel-2 reflectance band (B01…B12, B8A, by asset key, band name or
+/// Earth Search's name), not SCL, AOT, WVP or a multi-band image.
+fn is_spectral_s2(a: &AssetView<'_>, band: &BandName) -> bool {
+    let spectral = |n: &str| {
+        SENTINEL2_ALIASES
+            .iter()
+            .any(|(b, es)| n.eq_ignore_ascii_case(b) || n.eq_ignore_ascii_case(es))
+            || n.eq_ignore_ascii_case("B10")
+    };
+    a.bands.len() <= 1
+        && (spectral(a.key)
+            || spectral(band.as_str())
+            || a.single_band()
+                .and_then(|(n, _)| n.as_deref())
+                .is_some_and(spectral))
+}
+
+/// The harmonization an asset needs (see [`Harmonize`]), given its item's
+/// offset state and its declared scale/offset.
+fn harmonize_rule(new: Option<bool>, scale_offset: Option<(f64, f64)>) -> Option<Harmonize> {
+    let declares_offset = scale_offset.is_some_and(|(_, o)| o != 0.0);
+    match new? {
+        // The data carries the offset: the declared one covers it, else subtract.
+        true if declares_offset => None,
+        true => Some(Harmonize::SubtractDn(1000.0)),
+        // Already shifted back: a declared offset would count it twice.
+        false if declares_offset => Some(Harmonize::DropDeclaredOffset),
+        false => None,
     }
 }
 
@@ -295,8 +452,10 @@ impl<'a> AssetView<'a> {
     }
 
     /// `(nodata, scale/offset)`: the asset's own fields (STAC 1.1), else its
-    /// first `raster:bands` / `bands` entry.
-    fn raster(&self) -> (Option<f64>, Option<(f64, f64)>) {
+    /// first `raster:bands` / `bands` entry. `nodata` may be a number or one
+    /// of the strings STAC allows (`"nan"`, `"inf"`, `"-inf"`); anything else
+    /// is an error naming the value.
+    fn raster(&self) -> std::result::Result<Radiometry, String> {
         let band = ["raster:bands", "bands"]
             .iter()
             .find_map(|k| {
@@ -314,14 +473,21 @@ impl<'a> AssetView<'a> {
                     .or_else(|| band.and_then(|b| b.get(*k)).and_then(Value::as_f64))
             })
         };
-        let nodata = num(&["nodata"]);
+        let nodata = match present(self.json.get("nodata"))
+            .or_else(|| band.and_then(|b| present(b.get("nodata"))))
+        {
+            None => None,
+            Some(v) => Some(nodata_value(v).ok_or_else(|| {
+                format!("nodata {v} is neither a number nor \"nan\", \"inf\" or \"-inf\"")
+            })?),
+        };
         let scale = num(&["raster:scale", "scale"]);
         let offset = num(&["raster:offset", "offset"]);
         let scale_offset = match (scale, offset) {
             (None, None) => None,
             (s, o) => Some((s.unwrap_or(1.0), o.unwrap_or(0.0))),
         };
-        (nodata, scale_offset)
+        Ok((nodata, scale_offset))
     }
 }
 

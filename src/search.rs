@@ -10,6 +10,9 @@ use crate::{Error, Result, TimeRange, Warning};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+#[cfg(feature = "geoparquet")]
+mod geoparquet;
+
 /// A STAC item search request (the item-search spec's fields).
 ///
 /// # Examples
@@ -370,11 +373,26 @@ fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client> {
         .map_err(|e| Error::invalid("STAC client", e.to_string()))
 }
 
-/// Saves items as a STAC ItemCollection (GeoJSON FeatureCollection) file: a
-/// catalog snapshot that later stacks can be built from with no STAC API.
+/// Saves items as a catalog snapshot that later stacks can be built from
+/// with no STAC API. The file's extension picks the format:
+///
+/// - `.parquet` or `.geoparquet` (any case): [stac-geoparquet], the bulk
+///   format Planetary Computer publishes its catalogs in; needs the
+///   `geoparquet` feature (on with `cli`). zstd-compressed, one row per item,
+///   datetimes kept to the microsecond. A null geometry is written as the
+///   `bbox`'s rectangle (the format needs a geometry; it is the footprint a
+///   [`Scene`](crate::Scene) would take from the bbox anyway).
+/// - anything else: a STAC ItemCollection (GeoJSON FeatureCollection),
+///   pretty-printed JSON.
+///
+/// [stac-geoparquet]: https://github.com/stac-utils/stac-geoparquet/blob/main/spec/stac-geoparquet-spec.md
 ///
 /// # Errors
-/// [`Error::Io`] naming the file.
+/// [`Error::Io`] naming the file; for stac-geoparquet, [`Error::Config`]
+/// naming the file when the crate is built without the `geoparquet` feature,
+/// for an empty `items` (the schema comes from the items) or when the
+/// encoder refuses the items (the cause in the message), and
+/// [`Error::Item`] for an item with neither geometry nor bbox.
 ///
 /// # Examples
 /// ```
@@ -385,18 +403,62 @@ fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client> {
 /// save_snapshot(&[item], &path).unwrap();
 /// assert_eq!(load_snapshot(&path).unwrap()[0].id, "a");
 /// ```
+///
+/// The same as stac-geoparquet (with the `geoparquet` feature):
+/// ```
+/// # #[cfg(feature = "geoparquet")] {
+/// use tilestack::{load_snapshot, save_snapshot};
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("items.parquet");
+/// let mut item = stac::Item::new("a");
+/// item.bbox = Some(stac::Bbox::new(-122.4, 37.7, -122.3, 37.8));
+/// save_snapshot(&[item], &path).unwrap();
+/// let back = load_snapshot(&path).unwrap();
+/// assert_eq!(back[0].id, "a");
+/// assert!(back[0].geometry.is_some(), "the bbox's rectangle");
+/// # }
+/// ```
 pub fn save_snapshot(items: &[stac::Item], path: &std::path::Path) -> Result<()> {
+    if is_geoparquet(path) {
+        #[cfg(feature = "geoparquet")]
+        return geoparquet::write(items, path);
+        #[cfg(not(feature = "geoparquet"))]
+        return Err(no_geoparquet(path));
+    }
     let doc = serde_json::json!({"type": "FeatureCollection", "features": items});
     let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
     std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
 }
 
-/// Loads a snapshot written by [`save_snapshot`] (any STAC ItemCollection file).
+/// Loads a snapshot written by [`save_snapshot`]: a stac-geoparquet file
+/// (`.parquet`, `.geoparquet`; from any writer, e.g. Planetary Computer's bulk
+/// files, rustac, Python's stac-geoparquet) or a STAC ItemCollection JSON file
+/// (anything else). Assets without `href` are tolerated in both (see
+/// [`Scene`](crate::Scene)).
 ///
 /// # Errors
-/// [`Error::Io`] for an unreadable file, [`Error::Config`] when it is not a
-/// FeatureCollection, [`Error::Item`] naming the first item that does not parse.
+/// [`Error::Io`] for an unreadable file; [`Error::Config`] naming the file
+/// when it is not a FeatureCollection, not a readable stac-geoparquet file
+/// (the cause in the message; a corrupt file is an error, never a panic), or
+/// when a `.parquet` path meets a crate built without the `geoparquet`
+/// feature; [`Error::Item`] naming the first item that does not parse.
+///
+/// # Examples
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("broken.parquet");
+/// std::fs::write(&path, b"PAR1 not really").unwrap();
+/// let e = tilestack::load_snapshot(&path).unwrap_err();
+/// assert!(matches!(e, tilestack::Error::Config { .. }));
+/// assert!(e.to_string().contains("broken.parquet"));
+/// ```
 pub fn load_snapshot(path: &std::path::Path) -> Result<Vec<stac::Item>> {
+    if is_geoparquet(path) {
+        #[cfg(feature = "geoparquet")]
+        return geoparquet::read(path);
+        #[cfg(not(feature = "geoparquet"))]
+        return Err(no_geoparquet(path));
+    }
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let bad = |m: String| Error::Config {
         path: path.to_path_buf(),
@@ -417,6 +479,24 @@ pub fn load_snapshot(path: &std::path::Path) -> Result<Vec<stac::Item>> {
             })
         })
         .collect()
+}
+
+/// Whether `path` names a stac-geoparquet snapshot: extension `.parquet` or
+/// `.geoparquet`, any case.
+fn is_geoparquet(path: &std::path::Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("parquet") || e.eq_ignore_ascii_case("geoparquet"))
+}
+
+#[cfg(not(feature = "geoparquet"))]
+fn no_geoparquet(path: &std::path::Path) -> Error {
+    Error::Config {
+        path: path.to_path_buf(),
+        message: "a stac-geoparquet snapshot (.parquet/.geoparquet) needs tilestack built with \
+                  `--features geoparquet` (the CLI has it); or use a .json snapshot"
+            .into(),
+    }
 }
 
 /// An item as catalogs publish it: an asset without `href` (Planetary

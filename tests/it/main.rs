@@ -11,9 +11,11 @@ mod demo;
 mod dry_run;
 mod faults;
 mod fuzz_replay;
+mod geoparquet;
 mod geotiff;
 mod loader;
 mod pgstac;
+mod real_items;
 mod search;
 mod server;
 #[cfg(feature = "burn")]
