@@ -5,12 +5,12 @@
 
 use crate::cog::{CogReader, TileWindow};
 use crate::fuse::{
-    Warped, first_valid, mean_of, median, nan_where_all_zero, nan_where_class, normalize,
-    normalized_difference, reduce,
+    BandFold, FoldRule, into_values, nan_where_all_zero, nan_where_flagged, normalize,
+    normalized_difference, to_decibels,
 };
-use crate::plan::{Catalog, StackPlan};
+use crate::plan::{Catalog, ReadPlan, StackPlan};
 use crate::rasterize::Mask;
-use crate::request::{Fusion, StackRequest, derived_inputs};
+use crate::request::{Fusion, StackRequest, bit_mask, derived_inputs};
 use crate::scene::{Scene, scenes_from_items};
 use crate::search::SearchRequest;
 use crate::stack::TileStack;
@@ -44,94 +44,65 @@ impl StackPlan {
         mask: Option<&Mask>,
         buffer: Option<Array4<f32>>,
     ) -> Result<TileStack> {
-        let (h, w) = (self.grid.height, self.grid.width);
         let nb = self.read_bands.len();
-        let grid = self.grid.clone();
-        let resampling = self.request.resampling;
-        let plan = self;
         let t0 = std::time::Instant::now();
-        // Every read, concurrently; warp on blocking threads as reads land.
-        let results: Vec<(usize, usize, Result<Array2<f32>>)> =
-            futures::stream::iter(self.reads.iter().cloned())
-                .map(|rp| {
-                    let grid = grid.clone();
-                    async move {
-                        let (scene, band) = (rp.scene, rp.band);
-                        let one = async move {
-                            let header = if plan.may_use_overview(&rp) {
-                                Some(reader.header(&rp.href).await?)
-                            } else {
-                                None
-                            };
-                            let Some((ifd, win, wt)) = plan.read_level(&rp, header.as_deref())?
-                            else {
-                                return Ok(Array2::from_elem((grid.height, grid.width), f32::NAN));
-                            };
-                            // Nearest within one CRS samples the cached tiles
-                            // directly: no window copy, one pass.
-                            let direct = rp.epsg == grid.epsg && resampling == Resampling::Nearest;
-                            let src = if direct {
-                                Source::Tiles(reader.window_tiles(&rp.href, ifd, win).await?)
-                            } else {
-                                Source::Window(reader.read_window(&rp.href, ifd, win).await?)
-                            };
-                            let warped =
-                                tokio::task::spawn_blocking(move || -> Result<Array2<f32>> {
-                                    let mut out = match src {
-                                        Source::Window(src) => {
-                                            warp(src.view(), &wt, rp.epsg, &grid, resampling)?
-                                        }
-                                        Source::Tiles(Some(tiles)) => tiles.nearest(&wt, &grid),
-                                        Source::Tiles(None) => {
-                                            Array2::from_elem((grid.height, grid.width), f32::NAN)
-                                        }
-                                    };
-                                    if let Some((scale, offset)) = rp.scale_offset {
-                                        out.mapv_inplace(|v| (v as f64 * scale + offset) as f32);
-                                    }
-                                    Ok(out)
-                                })
-                                .await
-                                .map_err(|e| Error::task("warp", e))??;
-                            Ok(warped)
-                        };
-                        (scene, band, one.await)
-                    }
-                })
-                .buffer_unordered(32)
-                .collect()
-                .await;
-        // In plan order, whatever order the reads finished in: the error
-        // reported for a failing stack is the same on every run.
-        let mut results = results;
-        results.sort_by_key(|(si, bi, _)| (*si, *bi));
-        let mut per_scene = Warped::new(self.scenes.len(), nb, h * w);
-        let mut read_errors = Vec::new();
-        for (si, bi, r) in results {
-            match r {
-                Ok(a) => per_scene.put(si, bi, a),
-                // The window stays NaN; the failure is recorded, never a silent zero.
-                Err(e) if self.request.errors_as_nodata => read_errors.push(format!(
-                    "{} {}: {}",
-                    self.scenes[si].id,
-                    self.read_bands[bi],
-                    e.chain()
-                )),
-                Err(e) => return Err(e),
+        // Each scene's reads together (plan order), the scenes in flight at
+        // once bounded so that about READS_IN_FLIGHT reads run concurrently.
+        let mut by_scene: Vec<Vec<ReadPlan>> = vec![Vec::new(); self.scenes.len()];
+        for rp in &self.reads {
+            if let Some(v) = by_scene.get_mut(rp.scene) {
+                v.push(rp.clone());
             }
+        }
+        let plan = self;
+        let scenes = futures::stream::iter(by_scene.into_iter().enumerate())
+            .map(|(si, reads)| async move {
+                let read = reads.into_iter().map(|rp| async move {
+                    let bi = rp.band;
+                    (bi, plan.read_one(reader, rp).await)
+                });
+                (si, futures::future::join_all(read).await)
+            })
+            // In plan order, whatever order the reads finish in: scenes are
+            // folded in the same order on every run (the same sums, and the
+            // same first error for a failing stack).
+            .buffered(self.scenes_in_flight());
+        futures::pin_mut!(scenes);
+        let mut steps = StepFolds::new(self);
+        let mut read_errors = Vec::new();
+        while let Some((si, results)) = scenes.next().await {
+            let mut windows: Vec<Option<Vec<f32>>> = vec![None; nb];
+            for (bi, r) in results {
+                match r {
+                    Ok(a) => windows[bi] = Some(into_values(a)),
+                    // The window stays NaN; the failure is recorded, never a silent zero.
+                    Err(e) if self.request.errors_as_nodata => read_errors.push(format!(
+                        "{} {}: {}",
+                        self.scenes[si].id,
+                        self.read_bands[bi],
+                        e.chain()
+                    )),
+                    Err(e) => return Err(e),
+                }
+            }
+            steps.add(si, windows);
         }
         read_errors.sort();
         let t_read = t0.elapsed();
+        tracing::debug!(
+            peak_fold_bytes = steps.peak_bytes,
+            "scenes folded into their steps"
+        );
+        let fused = steps.finish();
         let plan = self.clone();
         let mask = mask.cloned();
-        let out =
-            tokio::task::spawn_blocking(move || plan.assemble(per_scene, mask.as_ref(), buffer))
-                .await
-                .map_err(|e| Error::task("assemble", e))?
-                .map(|mut st| {
-                    st.read_errors = read_errors;
-                    st
-                });
+        let out = tokio::task::spawn_blocking(move || plan.assemble(&fused, mask.as_ref(), buffer))
+            .await
+            .map_err(|e| Error::task("assemble", e))?
+            .map(|mut st| {
+                st.read_errors = read_errors;
+                st
+            });
         tracing::info!(
             reads = self.reads.len(),
             read_errors = out.as_ref().map_or(0, |s| s.read_errors.len()),
@@ -142,16 +113,89 @@ impl StackPlan {
         out
     }
 
-    /// Fusion, metadata and mask: sync.
-    fn assemble(
-        &self,
-        mut per_scene: Warped,
-        mask: Option<&Mask>,
-        buffer: Option<Array4<f32>>,
-    ) -> Result<TileStack> {
+    /// Scenes read at once: enough for about [`READS_IN_FLIGHT`] concurrent
+    /// reads, at least 2.
+    pub(crate) fn scenes_in_flight(&self) -> usize {
+        (READS_IN_FLIGHT / self.read_bands.len().max(1)).max(2)
+    }
+
+    /// One read: the window (or its tiles), warped to the grid on a blocking
+    /// thread, harmonized and scaled.
+    async fn read_one(&self, reader: &CogReader, rp: ReadPlan) -> Result<Array2<f32>> {
+        let grid = self.grid.clone();
+        let resampling = self.request.resampling;
+        let header = if self.may_use_overview(&rp) {
+            Some(reader.header(&rp.href).await?)
+        } else {
+            None
+        };
+        let Some((ifd, win, wt)) = self.read_level(&rp, header.as_deref())? else {
+            return Ok(Array2::from_elem((grid.height, grid.width), f32::NAN));
+        };
+        // Nearest within one CRS samples the cached tiles directly: no
+        // window copy, one pass.
+        let direct = rp.epsg == grid.epsg && resampling == Resampling::Nearest;
+        let src = if direct {
+            Source::Tiles(reader.window_tiles(&rp.href, ifd, win).await?)
+        } else {
+            Source::Window(reader.read_window(&rp.href, ifd, win).await?)
+        };
+        tokio::task::spawn_blocking(move || -> Result<Array2<f32>> {
+            let mut out = match src {
+                Source::Window(src) => warp(src.view(), &wt, rp.epsg, &grid, resampling)?,
+                Source::Tiles(Some(tiles)) => tiles.nearest(&wt, &grid),
+                Source::Tiles(None) => Array2::from_elem((grid.height, grid.width), f32::NAN),
+            };
+            if let Some(k) = rp.dn_offset {
+                // Planetary Computer's recipe: clip at the offset, subtract it.
+                let k = k as f32;
+                out.mapv_inplace(|v| if v.is_nan() { v } else { v.max(k) - k });
+            }
+            if let Some((scale, offset)) = rp.scale_offset {
+                out.mapv_inplace(|v| (v as f64 * scale + offset) as f32);
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| Error::task("warp", e))?
+    }
+
+    /// How band `bi` of a step is fused.
+    fn fold_rule(&self, bi: usize) -> FoldRule {
         let req = &self.request;
-        let (h, w) = (self.grid.height, self.grid.width);
-        let nreq = req.bands.len();
+        if req.is_categorical(&self.read_bands[bi]) || req.fuse == Fusion::LeastCloudy {
+            return FoldRule::Ranked;
+        }
+        match req.fuse {
+            Fusion::First => FoldRule::Ranked,
+            Fusion::Median => FoldRule::Median,
+            _ => FoldRule::Mean,
+        }
+    }
+
+    /// Rank of each scene within its step for band `bi`'s
+    /// [`FoldRule::Ranked`]: least cloudy first (then plan order) for
+    /// categorical bands and `least-cloudy`, plan order for `first`.
+    fn ranks(&self, idx: &[usize]) -> (Vec<u32>, Vec<u32>) {
+        let mut by_cloud: Vec<usize> = idx.to_vec();
+        by_cloud.sort_by(|&a, &b| {
+            let ca = self.scenes[a].cloud_cover.unwrap_or(f64::INFINITY);
+            let cb = self.scenes[b].cloud_cover.unwrap_or(f64::INFINITY);
+            ca.total_cmp(&cb)
+        });
+        let mut cloud_rank = vec![0u32; idx.len()];
+        for (r, si) in by_cloud.iter().enumerate() {
+            if let Some(k) = idx.iter().position(|s| s == si) {
+                cloud_rank[k] = r as u32;
+            }
+        }
+        ((0..idx.len() as u32).collect(), cloud_rank)
+    }
+
+    /// The per-scene rules before fusion: all-bands-zero is no data, and
+    /// cloud masking by class or bit.
+    fn scene_rules(&self, scene: &mut [Option<Vec<f32>>]) {
+        let req = &self.request;
         // sat-tile-stack's rule: a pixel where all requested bands are exactly
         // 0 is nodata (here: all bands read for the request, not an extra cloud band).
         let nrule = self
@@ -163,18 +207,34 @@ impl StackPlan {
                     .is_some_and(|cb| !req.bands.contains(cb)),
             ))
             .max(1);
+        let k = nrule.min(scene.len());
+        nan_where_all_zero(&mut scene[..k]);
         let cloud_idx = req
             .cloud_band
             .as_ref()
             .and_then(|cb| self.read_bands.iter().position(|b| b == cb))
-            .filter(|_| !req.cloud_mask.is_empty());
-        per_scene.bands.par_iter_mut().for_each(|scene| {
-            let k = nrule.min(scene.len());
-            nan_where_all_zero(&mut scene[..k]);
-            if let Some(ci) = cloud_idx {
-                nan_where_class(scene, ci, &req.cloud_mask);
-            }
-        });
+            .filter(|_| !req.cloud_mask.is_empty() || !req.cloud_mask_bits.is_empty());
+        if let Some(ci) = cloud_idx {
+            let mask_bits = bit_mask(&req.cloud_mask_bits);
+            nan_where_flagged(scene, ci, |v: f32| {
+                v.is_finite()
+                    && v >= 0.0
+                    && ((v <= f32::from(u16::MAX) && req.cloud_mask.contains(&(v as u16)))
+                        || (v as u32) & mask_bits != 0)
+            });
+        }
+    }
+
+    /// Fusion is done ([`StepFolds`]); derived bands, metadata and mask: sync.
+    fn assemble(
+        &self,
+        fused: &[Option<Vec<Vec<f32>>>],
+        mask: Option<&Mask>,
+        buffer: Option<Array4<f32>>,
+    ) -> Result<TileStack> {
+        let req = &self.request;
+        let (h, w) = (self.grid.height, self.grid.width);
+        let nreq = req.bands.len();
         let nout = nreq + usize::from(mask.is_some());
         let static_mask = match mask {
             Some(m) if !m.is_time_varying() => Some(m.rasterize(&self.grid, None)?),
@@ -195,8 +255,16 @@ impl StackPlan {
         let steps: Vec<StepMeta> = flat
             .par_chunks_mut(block.max(1))
             .zip(self.bins.par_iter())
-            .map(|(chunk, ((day, _), idx))| {
-                self.assemble_step(&per_scene, *day, idx, chunk, mask, static_mask.as_ref())
+            .zip(fused.par_iter())
+            .map(|((chunk, ((day, _), idx)), fused)| {
+                self.assemble_step(
+                    fused.as_deref(),
+                    *day,
+                    idx,
+                    chunk,
+                    mask,
+                    static_mask.as_ref(),
+                )
             })
             .collect::<Result<_>>()?;
         let eo = steps.iter().map(|m| m.eo_cloud_cover).collect();
@@ -221,6 +289,125 @@ impl StackPlan {
     }
 }
 
+/// Reads in flight at once while a stack loads.
+pub(crate) const READS_IN_FLIGHT: usize = 32;
+
+/// The time steps of a stack being folded: scenes arrive in plan order, each
+/// folds into its step's [`BandFold`]s and is dropped, and a step whose
+/// scenes have all arrived is finished into its fused read bands. Scenes are
+/// in time order and steps are time ranges, so about one step is open at a
+/// time.
+struct StepFolds<'a> {
+    plan: &'a StackPlan,
+    /// Step of each scene, and its place in that step's scene list.
+    step_of: Vec<Option<(usize, usize)>>,
+    /// Open steps: their folds (one per read band, made on first use),
+    /// scenes still to come and ranks.
+    open: std::collections::BTreeMap<usize, OpenStep>,
+    /// Finished steps: each read band fused (`None`: a step without scenes).
+    fused: Vec<Option<Vec<Vec<f32>>>>,
+    /// Most bytes the open folds held at once (for the logs and the tests).
+    peak_bytes: usize,
+}
+
+struct OpenStep {
+    folds: Vec<Option<BandFold>>,
+    left: usize,
+    plan_rank: Vec<u32>,
+    cloud_rank: Vec<u32>,
+}
+
+impl<'a> StepFolds<'a> {
+    fn new(plan: &'a StackPlan) -> StepFolds<'a> {
+        let mut step_of = vec![None; plan.scenes.len()];
+        for (k, (_, idx)) in plan.bins.iter().enumerate() {
+            for (j, &si) in idx.iter().enumerate() {
+                if let Some(s) = step_of.get_mut(si) {
+                    *s = Some((k, j));
+                }
+            }
+        }
+        StepFolds {
+            plan,
+            step_of,
+            open: Default::default(),
+            fused: vec![None; plan.bins.len()],
+            peak_bytes: 0,
+        }
+    }
+
+    /// Folds scene `si`'s windows (one per read band) into its step.
+    fn add(&mut self, si: usize, mut windows: Vec<Option<Vec<f32>>>) {
+        let Some(Some((k, j))) = self.step_of.get(si).copied() else {
+            return; // in no step
+        };
+        let plan = self.plan;
+        plan.scene_rules(&mut windows);
+        let step = self.open.entry(k).or_insert_with(|| {
+            let idx = &plan.bins[k].1;
+            let (plan_rank, cloud_rank) = plan.ranks(idx);
+            OpenStep {
+                folds: (0..windows.len()).map(|_| None).collect(),
+                left: idx.len(),
+                plan_rank,
+                cloud_rank,
+            }
+        });
+        let npx = plan.grid.width * plan.grid.height;
+        for (bi, w) in windows.into_iter().enumerate() {
+            let Some(w) = w else { continue };
+            let rule = plan.fold_rule(bi);
+            let req = &plan.request;
+            let rank =
+                if req.is_categorical(&plan.read_bands[bi]) || req.fuse == Fusion::LeastCloudy {
+                    step.cloud_rank[j]
+                } else {
+                    step.plan_rank[j]
+                };
+            step.folds[bi]
+                .get_or_insert_with(|| BandFold::new(rule, npx))
+                .add(w, rank);
+        }
+        step.left = step.left.saturating_sub(1);
+        let held: usize = self
+            .open
+            .values()
+            .flat_map(|s| s.folds.iter().flatten())
+            .map(BandFold::bytes)
+            .sum();
+        self.peak_bytes = self.peak_bytes.max(held);
+        if self.open.get(&k).is_some_and(|s| s.left == 0)
+            && let Some(done) = self.open.remove(&k)
+        {
+            self.fused[k] = Some(finish(done, npx));
+        }
+    }
+
+    /// Every step's fused read bands (steps still open — scenes that never
+    /// arrived — are finished with what they have).
+    fn finish(mut self) -> Vec<Option<Vec<Vec<f32>>>> {
+        let npx = self.plan.grid.width * self.plan.grid.height;
+        for (k, step) in std::mem::take(&mut self.open) {
+            self.fused[k] = Some(finish(step, npx));
+        }
+        self.fused
+    }
+}
+
+/// A step's folds as fused bands (NaN for a band no scene had).
+fn finish(step: OpenStep, npx: usize) -> Vec<Vec<f32>> {
+    step.folds
+        .iter()
+        .map(|f| {
+            let mut v = vec![f32::NAN; npx];
+            if let Some(f) = f {
+                f.finish(&mut v);
+            }
+            v
+        })
+        .collect()
+}
+
 /// What a read hands to its warp: the window's pixels, or its tiles for a
 /// direct nearest sample.
 enum Source {
@@ -241,7 +428,7 @@ impl StackPlan {
     /// burns the mask; returns the step's metadata.
     fn assemble_step(
         &self,
-        per_scene: &Warped,
+        fused: Option<&[Vec<f32>]>,
         day: NaiveDate,
         idx: &[usize],
         out: &mut [f32],
@@ -255,13 +442,7 @@ impl StackPlan {
         let pos = |name: &str| self.read_bands.iter().position(|b| b.as_str() == name);
         let cloud_idx = req.cloud_band.as_ref().and_then(|cb| pos(cb.as_str()));
         let scenes: Vec<&Scene> = idx.iter().map(|&i| &self.scenes[i]).collect();
-        let mut by_cloud: Vec<usize> = idx.to_vec();
-        by_cloud.sort_by(|&a, &b| {
-            let ca = self.scenes[a].cloud_cover.unwrap_or(f64::INFINITY);
-            let cb = self.scenes[b].cloud_cover.unwrap_or(f64::INFINITY);
-            ca.total_cmp(&cb)
-        });
-        // Each read band is fused straight into its output slot when it is
+        // Each read band is copied straight into its output slot when it is
         // one (the first requested band of that name), else into a buffer.
         let slot_of = |bi: usize| {
             let name = &self.read_bands[bi];
@@ -270,26 +451,17 @@ impl StackPlan {
                 .position(|b| b == name && derived_inputs(b).is_none())
         };
         let mut buffers: Vec<Option<Vec<f32>>> = vec![None; nread];
-        for (bi, band) in self.read_bands.iter().enumerate() {
-            let fuse = |dst: &mut [f32]| {
-                if idx.is_empty() {
-                    dst.fill(f32::NAN);
-                } else if req.is_categorical(band) || req.fuse == Fusion::LeastCloudy {
-                    first_valid(per_scene, &by_cloud, bi, dst);
-                } else {
-                    match req.fuse {
-                        Fusion::First => first_valid(per_scene, idx, bi, dst),
-                        Fusion::Median => reduce(per_scene, idx, bi, dst, median),
-                        _ => mean_of(per_scene, idx, bi, dst),
-                    }
-                }
+        for (bi, buffer) in buffers.iter_mut().enumerate() {
+            let fuse = |dst: &mut [f32]| match fused.and_then(|f| f.get(bi)) {
+                Some(v) if v.len() == dst.len() => dst.copy_from_slice(v),
+                _ => dst.fill(f32::NAN),
             };
             match slot_of(bi) {
                 Some(oi) => fuse(&mut out[oi * npx..(oi + 1) * npx]),
                 None => {
                     let mut v = vec![0f32; npx];
                     fuse(&mut v);
-                    buffers[bi] = Some(v);
+                    *buffer = Some(v);
                 }
             }
         }
@@ -302,12 +474,14 @@ impl StackPlan {
         };
         let mut tcf = f32::NAN;
         if let Some(ci) = cloud_idx {
-            let fused = values(out, ci);
-            let valid = fused.iter().filter(|v| v.is_finite()).count();
-            let cloudy = fused
-                .iter()
-                .filter(|v| matches!(**v as i64, 3 | 8 | 9 | 10) && v.is_finite())
-                .count();
+            let rule = req.cloud_rule();
+            let (mut valid, mut cloudy) = (0usize, 0usize);
+            for v in values(out, ci) {
+                if let Some(c) = rule.classify(v) {
+                    valid += 1;
+                    cloudy += usize::from(c);
+                }
+            }
             if valid > 0 {
                 tcf = cloudy as f32 / valid as f32;
             }
@@ -327,6 +501,11 @@ impl StackPlan {
                 (None, None) => vec![f32::NAN; npx],
             };
             out[oi * npx..(oi + 1) * npx].copy_from_slice(&v);
+        }
+        for (oi, band) in req.bands.iter().enumerate() {
+            if req.decibels.contains(band) {
+                to_decibels(&mut out[oi * npx..(oi + 1) * npx]);
+            }
         }
         let nan = out[..nreq * npx].iter().filter(|v| v.is_nan()).count();
         let pct_nans = (100.0 * nan as f64 / (nreq * npx) as f64) as f32;

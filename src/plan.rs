@@ -28,7 +28,11 @@ pub struct ReadPlan {
     pub epsg: Epsg,
     /// Nodata of the asset (applied by the reader too, from the COG).
     pub nodata: Option<f64>,
-    /// `raster:bands` scale/offset to apply, if declared.
+    /// Sentinel-2 harmonization: DN to subtract (clipping at it) before
+    /// the scale, when [`StackRequest::harmonize`] is on and the asset
+    /// needs it (see [`Harmonize`](crate::Harmonize)).
+    pub dn_offset: Option<f64>,
+    /// Scale/offset to apply (`raster:bands`, as harmonization leaves it), if any.
     pub scale_offset: Option<(f64, f64)>,
 }
 
@@ -101,6 +105,7 @@ impl StackPlan {
                 else {
                     continue; // this asset's grid misses the tile
                 };
+                let (dn_offset, scale_offset) = a.radiometry(request.harmonize);
                 reads.push(ReadPlan {
                     scene: si,
                     band: bi,
@@ -109,7 +114,8 @@ impl StackPlan {
                     window_transform: window.transform(&a.transform),
                     epsg: a.epsg,
                     nodata: a.nodata,
-                    scale_offset: a.scale_offset,
+                    dn_offset,
+                    scale_offset,
                 });
             }
         }
@@ -142,15 +148,14 @@ impl StackPlan {
             return Err(Error::invalid(
                 "stack size",
                 format!(
-                    "{:.1} GB needed ({} steps × {} bands × {}×{} px, plus {} warped windows), over \
-                     the limit of {:.1} GB (max_bytes): ask for fewer days or bands, a smaller \
-                     tile or a coarser resolution, or raise max_bytes",
+                    "{:.1} GB needed ({} steps × {} bands × {}×{} px, and the bands being \
+                     fused), over the limit of {:.1} GB (max_bytes): ask for fewer days or \
+                     bands, a smaller tile or a coarser resolution, or raise max_bytes",
                     need as f64 / 1e9,
                     plan.bins.len(),
                     request.bands.len() + 1,
                     plan.grid.width,
                     plan.grid.height,
-                    plan.reads.len(),
                     request.max_bytes as f64 / 1e9
                 ),
             ));
@@ -169,12 +174,30 @@ impl StackPlan {
     }
 
     /// Bytes the stack takes in memory while it loads: the output (with
-    /// room for a mask band) plus one warped `f32` window per read, kept
-    /// until fusion.
+    /// room for a mask band) and each step's fused read bands, plus the
+    /// scenes in flight and the open steps' running fusion. Scenes are folded
+    /// into their step as they arrive, so this grows with the output, not
+    /// with the number of scenes — except for `median` fusion, which keeps
+    /// every window of its largest step.
     pub fn memory_bytes(&self) -> u64 {
         let px = (self.grid.width * self.grid.height) as u64 * 4;
-        let out = self.bins.len() as u64 * (self.request.bands.len() as u64 + 1) * px;
-        out + self.reads.len() as u64 * px
+        let nb = self.read_bands.len() as u64;
+        let t = self.bins.len() as u64;
+        let out = t * (self.request.bands.len() as u64 + 1) * px;
+        let with_scenes = self.bins.iter().filter(|(_, i)| !i.is_empty()).count() as u64;
+        let fused = with_scenes * nb * px;
+        let scenes = self.scenes.len().min(self.scenes_in_flight()) as u64;
+        let in_flight = scenes * nb * px;
+        let open = if self.scenes.is_empty() {
+            0
+        } else if self.request.fuse == crate::Fusion::Median {
+            let most = self.bins.iter().map(|(_, i)| i.len()).max().unwrap_or(0);
+            most as u64 * nb * px
+        } else {
+            // two open steps (one finishing, the next starting), sum + count
+            2 * nb * px * 3
+        };
+        out + fused + in_flight + open
     }
 
     /// Source pixels the plan will read (an estimate of work before `load`).

@@ -13,4 +13,6 @@ if ! python3 -c "import rasterio, rio_cogeo, moto.server, flask, safetensors" 2>
 fi
 cargo test --features cli,burn --lib --bins --examples --benches
 cargo test --features cli,burn --test it -- "$@"
+# Its own binary: a counting global allocator measures a stack's heap peak.
+cargo test --features cli,burn --test memory -- "$@"
 cargo test --features cli,burn --doc

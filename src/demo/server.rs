@@ -200,6 +200,10 @@ pub struct ServerOptions {
     /// Milliseconds every request waits before it is answered (default 0):
     /// a distant server's round trip, on loopback.
     pub latency_ms: u64,
+    /// Paths (e.g. `/data/SCENE/B08.tif`) answered `503 Service
+    /// Unavailable` on every request: an asset that is down for good, where
+    /// retries cannot help. Default none.
+    pub down: Vec<String>,
 }
 
 impl Default for ServerOptions {
@@ -219,6 +223,7 @@ impl Default for ServerOptions {
             stall_ms: 0,
             fault_every: 0,
             latency_ms: 0,
+            down: Vec::new(),
         }
     }
 }
@@ -227,6 +232,9 @@ async fn misbehave(State(opts): State<Arc<ServerOptions>>, req: Request, next: N
     use axum::response::IntoResponse;
     if opts.latency_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(opts.latency_ms)).await;
+    }
+    if opts.down.iter().any(|p| p == req.uri().path()) {
+        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     let is_search = req.uri().path() == "/search";
     if is_search && !opts.post_search && req.method() == axum::http::Method::POST {

@@ -720,3 +720,114 @@ fn an_epoch_at_ten_percent_faults_is_bit_identical_to_a_fault_free_one() {
     }
     f.rt.block_on(faulty.shutdown());
 }
+
+/// One asset down for good (every request for it answered 503, retries
+/// spent): through burn's `DataLoader` trait, each error policy does what
+/// its documentation says, the epoch goes on, and nothing else is lost.
+#[test]
+fn an_asset_down_for_good_under_each_error_policy_through_burns_dataloader() {
+    let f = Fixture::new();
+    let client = tilestack::StacClient::new(&f.server.stac_url()).unwrap();
+    let items =
+        f.rt.block_on(client.search(&tilestack::SearchRequest::new("sentinel-2-l2a")))
+            .unwrap()
+            .items;
+    // B08 of every granule-B scene: the far-east sample's only scenes.
+    let down: Vec<String> = items
+        .iter()
+        .filter(|it| {
+            it.properties.additional_fields.get("tilestack:granule")
+                == Some(&serde_json::json!("B"))
+        })
+        .map(|it| format!("/data/{}/B08.tif", it.id))
+        .collect();
+    assert!(!down.is_empty());
+    let server =
+        f.rt.block_on(WorldServer::start_with(
+            small_world(),
+            tilestack::demo::ServerOptions {
+                down: down.clone(),
+                ..tilestack::demo::ServerOptions::default()
+            },
+        ))
+        .unwrap();
+    let catalog = format!(
+        "stac = {:?}\ncollection = \"sentinel-2-l2a\"",
+        server.stac_url()
+    );
+    let mut pts = WEST.to_vec();
+    pts.push(EAST);
+    let run = |policy: ErrorPolicy| {
+        let name = serde_json::to_value(policy).unwrap();
+        let cfg = f.config(
+            &pts,
+            Some(&catalog),
+            &format!("[loader]\nbatch_size = 2\nshuffle = false\nerrors = {name}"),
+        );
+        let ds = f.dataset(&cfg);
+        let east = ds.samples().iter().position(|s| s.id == "p5").unwrap();
+        let loader = StackDataLoader::new(ds, cfg.loader.clone(), &Device::default()).unwrap();
+        let out: Vec<_> = loader.iter().collect();
+        (east, out, loader.last_metrics().unwrap())
+    };
+
+    // fail: the batch holding the sample is an error naming it, the URL and
+    // the status; the other batches come, whole.
+    let (east, out, m) = run(ErrorPolicy::Fail);
+    assert_eq!(out.len(), 3, "the epoch goes on past the error");
+    let errs: Vec<String> = out
+        .iter()
+        .filter_map(|r| r.as_ref().err().map(|e| e.to_string()))
+        .collect();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].contains(&format!("sample {east}")), "{}", errs[0]);
+    assert!(errs[0].contains("B08.tif"), "names the URL: {}", errs[0]);
+    assert!(errs[0].contains("503"), "names the status: {}", errs[0]);
+    let ok: usize = out.iter().flatten().map(|b| b.samples.len()).sum();
+    assert_eq!(ok, 4, "the other batches are whole");
+    assert_eq!(m.load_errors, 1, "{m}");
+
+    // replace: the sample's row holds the next sample that loads, flagged.
+    let (east, out, m) = run(ErrorPolicy::Replace);
+    let batches: Vec<_> = out.into_iter().map(|b| b.unwrap()).collect();
+    let rows: Vec<usize> = batches.iter().flat_map(|b| b.samples.clone()).collect();
+    assert_eq!(rows.len(), 6, "every row filled");
+    assert!(!rows.contains(&east));
+    let flagged: Vec<_> = batches
+        .iter()
+        .flat_map(|b| b.status.iter())
+        .filter_map(|s| match s {
+            SampleStatus::Replaced { failed, error } => Some((*failed, error.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(flagged.len(), 1);
+    assert_eq!(flagged[0].0, east);
+    assert!(flagged[0].1.contains("503"), "{}", flagged[0].1);
+    assert_eq!(m.replaced, 1, "{m}");
+
+    // nan: the row stays, invalid everywhere, flagged with the error.
+    let (east, out, m) = run(ErrorPolicy::Nan);
+    let batches: Vec<_> = out.into_iter().map(|b| b.unwrap()).collect();
+    let (b, row) = batches
+        .iter()
+        .find_map(|b| b.samples.iter().position(|&s| s == east).map(|r| (b, r)))
+        .unwrap();
+    assert!(matches!(&b.status[row], SampleStatus::Failed { .. }));
+    let valid = b.valid.clone().into_data();
+    let valid = valid.as_slice::<f32>().unwrap();
+    let px = 6 * 32 * 32;
+    assert!(valid[row * px..][..px].iter().all(|v| *v == 0.0));
+    assert!(valid.contains(&1.0), "the other rows have valid pixels");
+    assert_eq!(m.failed, 1, "{m}");
+    // only the asset that is down was refused
+    let refused: Vec<_> = server
+        .stats()
+        .log()
+        .into_iter()
+        .filter(|l| l.status == 503)
+        .map(|l| l.path)
+        .collect();
+    assert!(!refused.is_empty());
+    assert!(refused.iter().all(|p| down.contains(p)), "{refused:?}");
+}
