@@ -121,6 +121,12 @@ pub struct CatalogConfig {
     /// The collection searched (required with `stac`; the world's own with `demo`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collection: Option<String>,
+    /// Sign asset hrefs at read time: `"planetary-computer"` (SAS tokens
+    /// from `$PC_SDK_SAS_URL`, key from `$PC_SDK_SUBSCRIPTION_KEY`, see
+    /// [`PcSignerConfig`](crate::PcSignerConfig)) or `"none"` (the default).
+    /// Tokens live only in memory: never in shards, indexes or logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign: Option<String>,
 }
 
 /// Where a [`CatalogConfig`] points, checked.
@@ -375,12 +381,31 @@ impl DatasetConfig {
         }
     }
 
+    /// The signer `catalog.sign` asks for, if any.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming `catalog.sign` for a value other than
+    /// `"planetary-computer"` or `"none"`.
+    pub fn signer(&self) -> Result<Option<std::sync::Arc<dyn crate::Signer>>> {
+        match self.catalog.sign.as_deref() {
+            None | Some("none") => Ok(None),
+            Some("planetary-computer") => Ok(Some(std::sync::Arc::new(
+                crate::PlanetaryComputerSigner::new(crate::PcSignerConfig::default()),
+            ))),
+            Some(other) => Err(self.error(
+                "catalog.sign",
+                format!("{other:?}: use \"planetary-computer\" or \"none\""),
+            )),
+        }
+    }
+
     /// The checked catalog source.
     ///
     /// # Errors
     /// [`Error::Config`] unless exactly one of `stac`, `snapshot`, `demo` is
     /// set, or `stac` lacks a `collection`.
     pub fn catalog_source(&self) -> Result<CatalogSource> {
+        self.signer()?;
         let c = &self.catalog;
         match (&c.stac, &c.snapshot, &c.demo) {
             (Some(url), None, None) => {

@@ -306,10 +306,11 @@ fn open_on(rt: &tokio::runtime::Runtime, config: &DatasetConfig) -> Result<Opene
         return Err(config.error("sampler", format!("no sample left: {report}")));
     }
     check_shapes(&samples).map_err(|e| config.error("stack", e))?;
-    let reader = CogReader::new(
-        HttpRangeClient::new(RetryConfig::default())?,
-        TileCache::new(config.loader.cache_bytes),
-    );
+    let mut client = HttpRangeClient::new(RetryConfig::default())?;
+    if let Some(signer) = config.signer()? {
+        client = client.with_signer(signer);
+    }
+    let reader = CogReader::new(client, TileCache::new(config.loader.cache_bytes));
     tracing::info!(dataset = %config.name, %report, "dataset opened");
     Ok(Opened {
         reader,

@@ -93,7 +93,10 @@ pub struct PcSignerConfig {
     /// a token living less than the margin is not refetched for every read.
     /// Clamped to `0..=1`. Default 0.25.
     pub refresh_fraction: f64,
-    /// Host suffix of signable hrefs. Default `.blob.core.windows.net`.
+    /// Host suffix of signable hrefs. Default `$TILESTACK_SIGN_HOST_SUFFIX`
+    /// (a mirror or proxy of Azure Blob Storage, or a test server) or
+    /// `.blob.core.windows.net`; the account is the host's first label and
+    /// the container the path's first segment.
     pub host_suffix: String,
     /// Attempts per token request on 429/5xx/transport errors. Default 5.
     pub attempts: u32,
@@ -116,7 +119,8 @@ impl Default for PcSignerConfig {
             subscription_key: std::env::var("PC_SDK_SUBSCRIPTION_KEY").ok(),
             refresh_margin: Duration::from_secs(300),
             refresh_fraction: 0.25,
-            host_suffix: ".blob.core.windows.net".into(),
+            host_suffix: std::env::var("TILESTACK_SIGN_HOST_SUFFIX")
+                .unwrap_or_else(|_| ".blob.core.windows.net".into()),
             attempts: 5,
             timeout: Duration::from_secs(30),
             max_retry_wait: Duration::from_secs(60),

@@ -17,6 +17,7 @@ mod loader;
 mod pgstac;
 mod real_items;
 mod search;
+mod secrets;
 mod server;
 #[cfg(feature = "burn")]
 mod shards;
