@@ -702,12 +702,15 @@ mod tests {
 
     #[test]
     fn packed_samples_unpack_msb_first_rows_on_byte_boundaries() {
-        // 12-bit: 0xABC, 0xDEF | 0x123 (row 2 starts on a new byte)
-        let buf = [0xAB, 0xCD, 0xEF, 0x12, 0x30];
+        // 12-bit rows of one sample: 0xABC | 0x123, each row padded to a
+        // byte boundary (row 2 starts on a new byte)
+        let rows = [0xAB, 0xC0, 0x12, 0x30];
         assert_eq!(
-            unpack_samples(&buf, 2, 1, 12).unwrap(),
+            unpack_samples(&rows, 2, 1, 12).unwrap(),
             vec![0xABC as f32, 0x123 as f32]
         );
+        // rows of two samples: 0xABC, 0xDEF (3 bytes, no padding)
+        let buf = [0xAB, 0xCD, 0xEF];
         assert_eq!(
             unpack_samples(&buf[..3], 1, 2, 12).unwrap(),
             vec![0xABC as f32, 0xDEF as f32]
