@@ -248,3 +248,57 @@ fn plot_of_a_stack_without_days_names_the_file_and_the_cause() {
         "{err}"
     );
 }
+
+#[test]
+fn catalog_flags_are_checked_and_name_the_flag() {
+    let d = tempfile::tempdir().unwrap();
+    let snap = d.path().join("empty.json");
+    std::fs::write(&snap, r#"{"type": "FeatureCollection", "features": []}"#).unwrap();
+    let base = |extra: &[&str]| {
+        let mut c = tilestack();
+        c.args(["stack", "--dry-run", "--snapshot"])
+            .arg(&snap)
+            .args([
+                "--centroid",
+                "-122.33,37.81",
+                "--time",
+                "2019-08-01/2019-08-02",
+            ])
+            .args(extra);
+        c.output().unwrap()
+    };
+    // dB of a band not in the stack
+    let err = one_line_error(&base(&["--bands", "vv", "--decibels", "vh"]));
+    assert!(err.contains("decibels") && err.contains("vh"), "{err}");
+    // bits past 31
+    let out = base(&[
+        "--bands",
+        "red",
+        "--cloud-band",
+        "qa_pixel",
+        "--cloud-mask-bits",
+        "3,40",
+    ]);
+    let err = one_line_error(&out);
+    assert!(
+        err.contains("cloud_mask_bits") && err.contains("40"),
+        "{err}"
+    );
+    // the flags that are fine parse, and a dry run of no items says so
+    let out = base(&[
+        "--bands",
+        "red,qa_pixel",
+        "--cloud-band",
+        "qa_pixel",
+        "--cloud-bits",
+        "1,3",
+        "--cloud-mask-bits",
+        "3",
+        "--no-harmonize",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
