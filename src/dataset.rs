@@ -419,7 +419,10 @@ async fn plan_all(
             let query = query.as_ref();
             async move {
                 let req = config.request(centroid, start, end)?;
-                let items = search_items_query(catalog, &req, query).await?;
+                let (items, warnings) = search_items_query(catalog, &req, query).await?;
+                for w in &warnings {
+                    tracing::warn!(warning = %w, "catalog");
+                }
                 let scenes = scenes_from_items(&items, &req.read_bands())?;
                 let before = scenes.len();
                 let scenes: Vec<_> = match config.filters.max_cloud_cover {

@@ -311,12 +311,21 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Warning {
-    /// A search page repeated an item already returned (kept once).
+    /// A search page (or a snapshot's items) repeated an item already
+    /// returned (kept once).
     DuplicateItem {
         /// The item id.
         id: String,
-        /// The page (1-based) it was repeated on.
+        /// The page (1-based) it was repeated on; 0 for items given (a snapshot).
         page: usize,
+    },
+    /// A server returned an item of a collection the search did not ask
+    /// for (skipped).
+    OtherCollection {
+        /// The item id.
+        id: String,
+        /// Its collection.
+        collection: String,
     },
     /// A search stopped at its item cap.
     MaxItems {
@@ -352,7 +361,14 @@ pub enum Warning {
 impl std::fmt::Display for Warning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Warning::DuplicateItem { id, page: 0 } => {
+                write!(f, "duplicate item {id} in the items given (kept once)")
+            }
             Warning::DuplicateItem { id, page } => write!(f, "duplicate item {id} on page {page}"),
+            Warning::OtherCollection { id, collection } => write!(
+                f,
+                "item {id} is of collection {collection}, not one searched: skipped"
+            ),
             Warning::MaxItems { max_items } => write!(f, "stopped at max_items = {max_items}"),
             Warning::MaybeTruncated { page, items } => write!(
                 f,

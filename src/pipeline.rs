@@ -15,7 +15,7 @@ use crate::scene::{Scene, scenes_from_items};
 use crate::search::SearchRequest;
 use crate::stack::TileStack;
 use crate::warp::{Resampling, warp};
-use crate::{Error, Result};
+use crate::{Error, Result, Warning};
 use chrono::NaiveDate;
 use futures::StreamExt;
 use ndarray::{Array2, Array4};
@@ -551,7 +551,7 @@ impl StackPlan {
 /// # Errors
 /// An invalid request, or the search's error naming the URL.
 pub async fn search_items(catalog: &Catalog, req: &StackRequest) -> Result<Vec<stac::Item>> {
-    search_items_query(catalog, req, None).await
+    Ok(search_items_query(catalog, req, None).await?.0)
 }
 
 /// [`search_items`] with a STAC `query` (e.g. on `eo:cloud_cover`) sent to a
@@ -560,10 +560,27 @@ pub(crate) async fn search_items_query(
     catalog: &Catalog,
     req: &StackRequest,
     query: Option<&serde_json::Value>,
-) -> Result<Vec<stac::Item>> {
+) -> Result<(Vec<stac::Item>, Vec<Warning>)> {
     req.validate()?;
     Ok(match catalog {
-        Catalog::Items(items) => items.clone(),
+        Catalog::Items(items) => {
+            // A snapshot may repeat an item (a merged or re-saved search):
+            // kept once, as a search does.
+            let mut seen = std::collections::HashSet::new();
+            let mut warnings = Vec::new();
+            let mut kept = Vec::with_capacity(items.len());
+            for it in items {
+                if seen.insert(it.id.as_str()) {
+                    kept.push(it.clone());
+                } else {
+                    warnings.push(Warning::DuplicateItem {
+                        id: it.id.clone(),
+                        page: 0,
+                    });
+                }
+            }
+            (kept, warnings)
+        }
         Catalog::Stac { client, collection } => {
             let bbox = req.grid()?.wgs84_bbox()?;
             let last = req
@@ -578,7 +595,8 @@ pub(crate) async fn search_items_query(
             if let Some(q) = query {
                 sreq = sreq.query(q.clone());
             }
-            client.search(&sreq).await?.items
+            let res = client.search(&sreq).await?;
+            (res.items, res.warnings)
         }
     })
 }
@@ -634,9 +652,11 @@ pub async fn plan_stack(
     req: &StackRequest,
 ) -> Result<(StackPlan, Vec<stac::Item>)> {
     let t0 = std::time::Instant::now();
-    let items = search_items(catalog, req).await?;
+    let (items, warnings) = search_items_query(catalog, req, None).await?;
     let scenes = scenes_from_items(&items, &req.read_bands())?;
-    let plan = StackPlan::new(&scenes, req)?;
+    let mut plan = StackPlan::new(&scenes, req)?;
+    // the search's warnings reach the caller with the plan's own
+    plan.warnings.splice(0..0, warnings);
     tracing::info!(
         items = items.len(),
         scenes = plan.scenes.len(),

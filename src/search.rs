@@ -305,7 +305,18 @@ impl StacClient {
                     item: id.clone(),
                     message: format!("not a STAC item: {e}"),
                 })?;
-                if seen.insert(item.id.clone()) {
+                let other = item
+                    .collection
+                    .as_ref()
+                    .filter(|c| !req.collections.is_empty() && !req.collections.contains(c));
+                if let Some(c) = other {
+                    // A server that ignores `collections` (or a shared
+                    // index): another collection's bands are not this one's.
+                    out.warnings.push(Warning::OtherCollection {
+                        id,
+                        collection: c.clone(),
+                    });
+                } else if seen.insert(item.id.clone()) {
                     out.items.push(item);
                 } else {
                     out.warnings.push(Warning::DuplicateItem {

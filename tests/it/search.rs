@@ -112,3 +112,71 @@ async fn a_server_that_never_answers_is_an_error_naming_it_not_a_hang() {
     let msg = err.chain();
     assert!(msg.contains(&addr.to_string()), "{msg}");
 }
+
+#[tokio::test]
+async fn items_of_another_collection_and_repeated_ids_are_skipped_with_warnings() {
+    // A server that ignores `collections`: one page, three items of "c",
+    // one of "landsat", and a repeated id.
+    let (addr, _) = serve(|_, _| {
+        let of = |id: &str, c: &str| {
+            item(id).replacen(
+                "\"links\"",
+                &format!("\"collection\": \"{c}\", \"links\""),
+                1,
+            )
+        };
+        Some(format!(
+            r#"{{"type": "FeatureCollection", "features": [{}, {}, {}, {}, {}], "links": []}}"#,
+            of("a", "c"),
+            of("l", "landsat"),
+            of("b", "c"),
+            of("a", "c"),
+            item("no-collection"),
+        ))
+    })
+    .await;
+    let client = StacClient::new(&format!("http://{addr}")).unwrap();
+    let res = client.search(&SearchRequest::new("c")).await.unwrap();
+    let ids: Vec<&str> = res.items.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "no-collection"]);
+    let text: Vec<String> = res.warnings.iter().map(|w| w.to_string()).collect();
+    assert!(
+        res.warnings.contains(&Warning::OtherCollection {
+            id: "l".into(),
+            collection: "landsat".into()
+        }),
+        "{text:?}"
+    );
+    assert!(
+        text.iter().any(|t| t == "duplicate item a on page 1"),
+        "{text:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_snapshot_that_repeats_an_item_plans_it_once_and_says_so() {
+    let mut json: serde_json::Value = serde_json::from_str(&item("x")).unwrap();
+    json["geometry"] = serde_json::json!({"type": "Polygon", "coordinates": [[
+        [-122.5, 37.5], [-122.0, 37.5], [-122.0, 38.0], [-122.5, 38.0], [-122.5, 37.5]]]});
+    json["properties"]["proj:epsg"] = serde_json::json!(32610);
+    json["assets"] = serde_json::json!({"B04": {"href": "http://127.0.0.1:9/b04.tif",
+        "proj:transform": [10.0, 0.0, 500000.0, 0.0, -10.0, 4200000.0], "proj:shape": [100, 100]}});
+    let it: stac::Item = serde_json::from_value(json).unwrap();
+    let req = tilestack::StackRequest::new(
+        [-122.33, 37.81],
+        tilestack::BandName::parse_list("B04").unwrap(),
+        "2019-08-01".parse().unwrap(),
+        "2019-08-02".parse().unwrap(),
+    )
+    .unwrap();
+    let (plan, items) =
+        tilestack::plan_stack(&tilestack::Catalog::Items(vec![it.clone(), it]), &req)
+            .await
+            .unwrap();
+    assert_eq!((plan.scenes.len(), items.len()), (1, 1));
+    let text: Vec<String> = plan.warnings.iter().map(|w| w.to_string()).collect();
+    assert!(
+        text.contains(&"duplicate item x in the items given (kept once)".to_string()),
+        "{text:?}"
+    );
+}
