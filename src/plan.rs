@@ -186,7 +186,8 @@ impl StackPlan {
         let out = t * (self.request.bands.len() as u64 + 1) * px;
         let with_scenes = self.bins.iter().filter(|(_, i)| !i.is_empty()).count() as u64;
         let fused = with_scenes * nb * px;
-        let scenes = self.scenes.len().min(self.scenes_in_flight()) as u64;
+        // read, and read waiting in the channel to be folded
+        let scenes = self.scenes.len().min(2 * self.scenes_in_flight()) as u64;
         let in_flight = scenes * nb * px;
         let open = if self.scenes.is_empty() {
             0
