@@ -285,15 +285,19 @@ impl Chunk {
         let comp = raw.compression();
         let code = comp.to_u16();
         let decoder = registry().as_ref().get(&comp).ok_or_else(|| {
-            let lerc = if cfg!(feature = "lerc") {
-                ", LERC"
-            } else {
-                "; LERC with the `lerc` feature"
+            let optional = |on: bool, name: &str| {
+                if on {
+                    format!(", {name}")
+                } else {
+                    format!("; {name} with the `{}` feature", name.to_lowercase())
+                }
             };
             format!(
                 "compression {} ({code}) is not supported (tilestack decodes none, DEFLATE, \
-                 LZW, JPEG, ZSTD, WebP, LZMA and PackBits{lerc})",
-                compression_name(code)
+                 LZW, JPEG, ZSTD, LZMA and PackBits{}{})",
+                compression_name(code),
+                optional(cfg!(feature = "webp"), "WebP"),
+                optional(cfg!(feature = "lerc"), "LERC"),
             )
         })?;
         // async-tiff's decoders panic on some corrupt input (LZW's
