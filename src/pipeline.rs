@@ -177,36 +177,39 @@ impl StackPlan {
         .map_err(|e| Error::task("warp", e))?
     }
 
+    /// Whether band `bi` takes the least cloudy valid scene first
+    /// (categorical bands, and `least-cloudy` fusion).
+    fn ranked_by_cloud(&self, bi: usize) -> bool {
+        self.request.is_categorical(&self.read_bands[bi])
+            || self.request.fuse == Fusion::LeastCloudy
+    }
+
     /// How band `bi` of a step is fused.
     fn fold_rule(&self, bi: usize) -> FoldRule {
-        let req = &self.request;
-        if req.is_categorical(&self.read_bands[bi]) || req.fuse == Fusion::LeastCloudy {
+        if self.ranked_by_cloud(bi) {
             return FoldRule::Ranked;
         }
-        match req.fuse {
+        match self.request.fuse {
             Fusion::First => FoldRule::Ranked,
             Fusion::Median => FoldRule::Median,
             _ => FoldRule::Mean,
         }
     }
 
-    /// Rank of each scene within its step for band `bi`'s
-    /// [`FoldRule::Ranked`]: least cloudy first (then plan order) for
-    /// categorical bands and `least-cloudy`, plan order for `first`.
-    fn ranks(&self, idx: &[usize]) -> (Vec<u32>, Vec<u32>) {
-        let mut by_cloud: Vec<usize> = idx.to_vec();
-        by_cloud.sort_by(|&a, &b| {
-            let ca = self.scenes[a].cloud_cover.unwrap_or(f64::INFINITY);
-            let cb = self.scenes[b].cloud_cover.unwrap_or(f64::INFINITY);
+    /// Each scene's rank in its step (`idx` order) by cloud cover, least
+    /// cloudy first, ties (and no cover, last) in plan order.
+    fn cloud_ranks(&self, idx: &[usize]) -> Vec<u32> {
+        let mut order: Vec<usize> = (0..idx.len()).collect();
+        order.sort_by(|&a, &b| {
+            let ca = self.scenes[idx[a]].cloud_cover.unwrap_or(f64::INFINITY);
+            let cb = self.scenes[idx[b]].cloud_cover.unwrap_or(f64::INFINITY);
             ca.total_cmp(&cb)
         });
-        let mut cloud_rank = vec![0u32; idx.len()];
-        for (r, si) in by_cloud.iter().enumerate() {
-            if let Some(k) = idx.iter().position(|s| s == si) {
-                cloud_rank[k] = r as u32;
-            }
+        let mut rank = vec![0u32; idx.len()];
+        for (r, &k) in order.iter().enumerate() {
+            rank[k] = r as u32;
         }
-        ((0..idx.len() as u32).collect(), cloud_rank)
+        rank
     }
 
     /// The per-scene rules before fusion: all-bands-zero is no data, and
@@ -343,7 +346,8 @@ struct StepFolds<'a> {
 struct OpenStep {
     folds: Vec<Option<BandFold>>,
     left: usize,
-    plan_rank: Vec<u32>,
+    /// Rank by cloud cover of each of the step's scenes (its place in plan
+    /// order is its other rank).
     cloud_rank: Vec<u32>,
 }
 
@@ -375,25 +379,21 @@ impl<'a> StepFolds<'a> {
         plan.scene_rules(&mut windows);
         let step = self.open.entry(k).or_insert_with(|| {
             let idx = &plan.bins[k].1;
-            let (plan_rank, cloud_rank) = plan.ranks(idx);
             OpenStep {
                 folds: (0..windows.len()).map(|_| None).collect(),
                 left: idx.len(),
-                plan_rank,
-                cloud_rank,
+                cloud_rank: plan.cloud_ranks(idx),
             }
         });
         let npx = plan.grid.width * plan.grid.height;
         for (bi, w) in windows.into_iter().enumerate() {
             let Some(w) = w else { continue };
             let rule = plan.fold_rule(bi);
-            let req = &plan.request;
-            let rank =
-                if req.is_categorical(&plan.read_bands[bi]) || req.fuse == Fusion::LeastCloudy {
-                    step.cloud_rank[j]
-                } else {
-                    step.plan_rank[j]
-                };
+            let rank = if plan.ranked_by_cloud(bi) {
+                step.cloud_rank[j]
+            } else {
+                j as u32
+            };
             step.folds[bi]
                 .get_or_insert_with(|| BandFold::new(rule, npx))
                 .add(w, rank);

@@ -170,32 +170,38 @@ impl Placement {
         let bytes: Vec<u8> = px.iter().flat_map(|v| v.to_le_bytes()).collect();
         std::fs::write(&raw, bytes).unwrap();
         let s = |v: f64| v.to_string();
-        let out = std::process::Command::new(python())
-            .arg(script())
-            .args(["f32-cog", raw.to_str().unwrap(), path.to_str().unwrap()])
-            .args([
-                WINDOW.to_string(),
-                WINDOW.to_string(),
-                self.epsg.to_string(),
-            ])
-            .args([
-                s(self.window_x0()),
-                s(self.window_y0()),
-                s(self.dx),
-                s(nodata as f64),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        script([
+            "f32-cog".to_string(),
+            raw.to_str().unwrap().to_string(),
+            path.to_str().unwrap().to_string(),
+            WINDOW.to_string(),
+            WINDOW.to_string(),
+            self.epsg.to_string(),
+            s(self.window_x0()),
+            s(self.window_y0()),
+            s(self.dx),
+            s(nodata as f64),
+        ]);
     }
 }
 
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py/real_items.py")
+/// Runs tests/py/real_items.py with `args`; its stdout (it must succeed).
+fn script<I, S>(args: I) -> Vec<u8>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = std::process::Command::new(python())
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py/real_items.py"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }
 
 /// A reflectance-like digital number, never 0 (the nodata).
@@ -444,23 +450,14 @@ async fn landsat_scale_offset_and_qa_pixel_cloud_fraction_against_numpy_bit_ops(
     }
     let path = dir.path().join("landsat.safetensors");
     s.write_safetensors(&path).unwrap();
-    let out = std::process::Command::new(python())
-        .arg(script())
-        .args([
-            "qa-cloud-fraction",
-            path.to_str().unwrap(),
-            "qa_pixel",
-            "1,2,3,4",
-        ])
-        .args(&qa_files)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut args: Vec<std::ffi::OsString> = ["qa-cloud-fraction", path.to_str().unwrap()]
+        .iter()
+        .map(|a| a.into())
+        .collect();
+    args.extend(["qa_pixel".into(), "1,2,3,4".into()]);
+    args.extend(qa_files.iter().map(|f| f.as_os_str().to_owned()));
+    let out = script(args);
+    let v: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["qa_equal"], true, "the stack's QA band is GDAL's warp");
     let fractions = v["fractions"].as_array().unwrap();
     for (k, f) in fractions.iter().enumerate() {
