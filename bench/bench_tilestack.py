@@ -44,7 +44,6 @@ import bench_stackstac as peer  # noqa: E402  (read-only use of the peer's helpe
 
 
 # --------------------------------------------------------------------------- tilestack runs
-LOADER_STEP_MS = 100  # simulated compute per stack in the training-loop figure
 def timed_stack(binary, work, out, centroid, log):
     wrap = ["/usr/bin/time", "-v"] if os.path.exists("/usr/bin/time") else []
     wall, printed, _, err = cs.run_tilestack(binary, work, out, centroid, quiet=True, wrap=wrap)
@@ -57,7 +56,7 @@ def bench_process(binary, work, centroids_file, concurrency, log, limit, cores=N
     """One `tilestack bench` process (pinned to the first `cores` cores with taskset when given; its
     thread pools size themselves from that affinity); its JSON plus the server-side counts."""
     extra = ["--warm", "3", "--centroids-file", centroids_file, "--concurrency", str(concurrency)]
-    extra += ["--limit", "--loader-step-ms", str(LOADER_STEP_MS)] if limit else []
+    extra += ["--limit"] if limit else []
     wrap = ["taskset", "-c", ",".join(str(c) for c in range(cores))] if cores else []
     wall, _, out, _ = cs.run_tilestack(binary, work, os.path.join(work, "bench", "ts_bench"), quiet=True,
                                        sub="bench", extra=extra, wrap=wrap)
@@ -341,16 +340,6 @@ def report(res):
             rate = v["random"]["stacks_per_s"]
             print(f"| {k} | {v['first_build_s']:.3f} | {min(v['warm_s']):.3f} | {rate:.3f} | "
                   f"{rate / base:.2f}× |" if base else f"| {k} | … | … | {rate:.3f} | — |")
-    ld = b1.get("loader")
-    if ld:
-        print(f"\ntraining loop through StackLoader over the {ld['n']} random centroids, {ld['step_ms']} ms of compute "
-              f"per stack, fresh 1 GiB cache (tilestack bench --loader-step-ms):")
-        print("| prefetch | total, s | data wait, s | first wait, s | later waits: median / max, ms | "
-              "prefetched (ready / in flight) |\n|---|---|---|---|---|---|")
-        for r in ld["runs"]:
-            print(f"| {r['prefetch']} | {r['total_s']:.2f} | {r['wait_s']:.3f} | {r['first_wait_s']:.3f} | "
-                  f"{r['later_wait_median_s'] * 1e3:.2f} / {r['later_wait_max_s'] * 1e3:.0f} | "
-                  f"{r['ready']} / {r['in_flight']} |")
     wf = b1.get("warm_floor")
     if wf:
         print(f"\nwarm stack split (tilestack bench, best of 3): search alone {wf['search_s'] * 1e3:.1f} ms, load "

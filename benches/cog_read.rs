@@ -39,6 +39,11 @@
 //! cargo bench --features demo --bench cog_read
 //! ```
 
+use std::hint::black_box;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
+
 use async_tiff::decoder::DecoderRegistry;
 use async_tiff::error::AsyncTiffResult;
 use async_tiff::metadata::TiffMetadataReader;
@@ -47,15 +52,11 @@ use async_tiff::{Tile, TypedArray};
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use futures::future::BoxFuture;
-use std::hint::black_box;
-use std::ops::Range;
-use std::path::PathBuf;
-use std::time::Duration;
-use tilestack::PixelWindow;
-use tilestack::demo::WorldServer;
-use tilestack::demo::{Recipe, World};
-use tilestack::{CogReader, TileCache};
-use tilestack::{HttpRangeClient, RetryConfig};
+use tilestack::cog::TileCache;
+use tilestack::demo::{Recipe, World, WorldServer};
+use tilestack::fetch::RetryConfig;
+use tilestack::geo::PixelWindow;
+use tilestack::{CogReader, HttpRangeClient};
 
 /// The window of the cold and warm reads: (col, row, width, height), full resolution.
 const WINDOW: (usize, usize, usize, usize) = (384, 384, 256, 256);
@@ -224,7 +225,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             rt.block_on(async {
                 for (i, t) in tiles.iter().enumerate() {
-                    let tile = tilestack::decode_tile(
+                    let tile = tilestack::cog::decode_tile(
                         header.clone(),
                         0,
                         i % across,

@@ -35,17 +35,19 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor};
 use common::{Setup, config};
-use std::sync::Arc;
-use std::time::Instant;
+use tilestack::cog::TileCache;
 use tilestack::demo::{Recipe, ServerOptions, World, WorldServer};
+use tilestack::fetch::RetryConfig;
 use tilestack::{
-    BatchLoader, Catalog, CogReader, HttpRangeClient, RetryConfig, StackDataLoader, TileCache,
-    TileDataset, build,
+    BatchLoader, Catalog, CogReader, HttpRangeClient, StackDataLoader, TileDataset, build,
 };
 
 #[derive(Module, Debug)]

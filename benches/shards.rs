@@ -41,14 +41,14 @@
 
 mod common;
 
-use common::{Setup, config};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
+
+use common::{Setup, config};
 use tilestack::demo::{Recipe, World, WorldServer};
-use tilestack::{
-    BatchLoader, MaterializeOptions, ShardOptions, ShardSet, TileDataset, Verify, materialize,
-};
+use tilestack::shard::{MaterializeOptions, ShardOptions, Verify};
+use tilestack::{BatchLoader, ShardSet, TileDataset, materialize};
 
 /// Samples per second of `epochs` epochs of a new loader, wall clock from
 /// its creation: no batch prefetched before the clock starts (a loader

@@ -6,13 +6,11 @@
 //! cargo run --release --features demo --example oakland_stack
 //! ```
 
-use tilestack::Mask;
-use tilestack::demo::WorldServer;
-use tilestack::demo::{Recipe, World};
-use tilestack::{BandName, Error};
-use tilestack::{Catalog, StackRequest, build};
-use tilestack::{CogReader, TileCache};
-use tilestack::{HttpRangeClient, RetryConfig};
+use tilestack::cog::TileCache;
+use tilestack::demo::{Recipe, World, WorldServer};
+use tilestack::fetch::RetryConfig;
+use tilestack::geo::Mask;
+use tilestack::{BandName, Catalog, CogReader, Error, HttpRangeClient, StackRequest, build};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

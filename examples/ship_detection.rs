@@ -37,6 +37,10 @@
 //! burnpack record), `metrics.json`, and `heldout.png` (held-out days: RGB,
 //! true ships outlined cyan, predicted ships yellow, no data grey).
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
@@ -46,13 +50,10 @@ use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use chrono::NaiveDate;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Instant;
-use tilestack::{
-    AugmentConfig, BatchLoader, DatasetConfig, SampleStatus, ShardOptions, ShardSet,
-    StackDataLoader, TileBatch, TileDataset,
-};
+use tilestack::dataset::AugmentConfig;
+use tilestack::loader::SampleStatus;
+use tilestack::shard::ShardOptions;
+use tilestack::{BatchLoader, DatasetConfig, ShardSet, StackDataLoader, TileBatch, TileDataset};
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -400,14 +401,11 @@ fn loaders(o: &Opts, device: &Device) -> Res<Loaders> {
     }
     let names: Vec<String> = cfg
         .stack
-        .get("bands")
-        .and_then(|b| b.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_ascii_lowercase))
-                .collect()
-        })
-        .unwrap_or_default();
+        .fields()
+        .bands
+        .iter()
+        .map(|b| b.to_string().to_ascii_lowercase())
+        .collect();
     let bands = train.batches().batch_shape()[2];
     let find = |keys: [&str; 2], fallback: usize| {
         names
@@ -1272,7 +1270,7 @@ mod tests {
         let shards = dir.path().join("shards");
         tilestack::materialize(
             &cfg,
-            &tilestack::MaterializeOptions::new(shards.display().to_string()),
+            &tilestack::shard::MaterializeOptions::new(shards.display().to_string()),
             &mut |_| {},
         )
         .expect("materialize");

@@ -8,10 +8,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use tilestack::{
-    BandName, CogReader, DatasetConfig, Epsg, GridSpec, HttpRangeClient, Mask, PixelWindow,
-    Resolution, RetryConfig, ShardIndex, TileCache, load_snapshot, scenes_from_items,
-};
+
+use tilestack::cog::TileCache;
+use tilestack::fetch::RetryConfig;
+use tilestack::geo::{GridSpec, Mask, PixelWindow};
+use tilestack::shard::ShardIndex;
+use tilestack::stac::{load_snapshot, scenes_from_items};
+use tilestack::{BandName, CogReader, DatasetConfig, Epsg, HttpRangeClient, Resolution};
 
 /// Under libFuzzer: a panic hook that prints without aborting, so that a
 /// panic tilestack contains (a third-party parser's, turned into an error)

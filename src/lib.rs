@@ -6,103 +6,78 @@
 //!
 //! # Where each stage lives
 //!
-//! Modules are private; every public name is re-exported here, once. The
-//! stages, in the order data flows through them (each imports only from
-//! stages above it):
+//! One public module per stage, in the order data flows through them. Each
+//! module imports only from the modules above it in this table (and from
+//! its own files), and inside the crate every import names the module that
+//! defines the item (`crate::geo::grid::GridSpec`), so the import graph is
+//! this table; `tests/stages.py` checks both in CI.
 //!
-//! | stage | file | main names |
+//! | stage | module | what it holds |
 //! |---|---|---|
-//! | errors, warnings | `error.rs` | [`Error`], [`Warning`], [`Cause`] |
-//! | units | `units.rs` | [`Epsg`], [`Resolution`], [`BandName`], [`TimeRange`] |
-//! | CRS, grids | `crs.rs`, `grid.rs` | [`Transformer`], [`GeoTransform`], [`GridSpec`], [`PixelWindow`] |
-//! | STAC search | `search.rs` | [`StacClient`], [`SearchRequest`], [`load_snapshot`] |
-//! | items → scenes | `scene.rs` | [`Scene`], [`scenes_from_items`] |
-//! | moving bytes | `fetch/` | [`HttpRangeClient`], [`RetryConfig`], [`coalesce`], [`PlanetaryComputerSigner`] |
-//! | COG reads | `cog/` | [`CogReader`], [`CogHeader`], [`TileCache`], [`HeaderStore`], [`decode_tile`] |
-//! | warp, masks | `warp.rs`, `rasterize.rs` | [`warp()`], [`Resampling`], [`Mask`] |
-//! | request, plan, fusion | `request.rs`, `plan.rs`, `fuse.rs` | [`StackRequest`], [`StackPlan`], [`Catalog`] |
-//! | the wiring | `pipeline.rs`, `dry_run.rs` | [`build`], [`plan_stack`], [`StackPlan::load`], [`dry_run()`] |
-//! | stacks, loading | `stack.rs`, `loader.rs` | [`TileStack`], [`StackLoader`] |
-//! | datasets, batches | `config.rs`, `sample.rs`, `dataset.rs`, `source.rs`, `batches.rs` | [`DatasetConfig`], [`TileDataset`], [`BatchLoader`] |
-//! | shards | `shard/` | [`materialize`], [`ShardSet`] |
-//! | burn (feature `burn`) | `train.rs` | `TileBatcher`, `TileBatch` |
-//! | pictures (feature `plot`) | `plot.rs` | `plot_days`, `plot_timeseries` |
-//! | the demo world (feature `demo`) | `demo/` | `demo::World`, `demo::WorldServer` |
+//! | errors, warnings | [`error`] | [`Error`], [`Warning`], [`error::Cause`] |
+//! | units | [`units`] | [`Epsg`], [`Resolution`], [`BandName`], [`units::TimeRange`] |
+//! | geometry (pure, no I/O) | [`geo`] | CRS transforms, grids and windows, warping, rasterized masks |
+//! | moving bytes | [`fetch`] | [`HttpRangeClient`], retries, per-host limits, coalescing, signing, object stores |
+//! | COG reads | [`cog`] | [`CogReader`], headers and their index, the tile cache, decoding, windows |
+//! | catalogs | [`stac`] | [`stac::StacClient`], snapshots (JSON, stac-geoparquet), items → [`stac::Scene`]s |
+//! | stacks | [`stack`] | [`StackRequest`] → [`StackPlan`] → [`TileStack`]: [`build`], [`plan_stack`], fusion, dry runs |
+//! | datasets | [`dataset`] | [`DatasetConfig`] (`datasets/*.toml`), samplers, [`TileDataset`] |
+//! | shards | [`shard`] | [`materialize`], [`ShardSet`] |
+//! | batches | [`loader`] | [`BatchLoader`]: epoch order, prefetch under a byte budget, augmentation, metrics |
+//! | burn (feature `burn`) | `burn` | `StackDataLoader`, `ShardDataLoader`, `TileBatch`; burn's `Dataset` on [`TileDataset`] |
+//! | pictures (feature `plot`) | `plot` | `plot_days`, `plot_timeseries` |
+//! | the demo world (feature `demo`) | `demo` | `demo::World`, `demo::WorldServer`; nothing above imports it |
+//!
+//! The names at the crate root are the ones a user types first; every
+//! other public name lives in its stage's module.
 
-mod batches;
-mod cog;
-mod config;
-mod crs;
-mod dataset;
+pub mod error;
+pub(crate) mod runtime;
+pub mod units;
+
+pub mod geo;
+
+pub mod fetch;
+
+pub mod cog;
+
+pub mod stac;
+
+pub mod stack;
+
+pub mod dataset;
+
+pub mod shard;
+
+pub mod loader;
+
+#[cfg(feature = "burn")]
+pub mod burn;
+
+#[cfg(feature = "plot")]
+pub mod plot;
+
 #[cfg(feature = "demo")]
 pub mod demo;
-mod dry_run;
-mod error;
-mod fetch;
-mod fuse;
-mod grid;
-mod loader;
-mod pipeline;
-mod plan;
-#[cfg(feature = "plot")]
-mod plot;
-mod rasterize;
-mod request;
-mod sample;
-mod scene;
-mod search;
-mod shard;
-mod source;
-mod stack;
-#[cfg(feature = "burn")]
-mod train;
-mod units;
-mod warp;
 
-pub use batches::{BatchLoader, EpochBatches, HostBatch, LoaderMetrics, SampleStatus};
-pub use cog::{
-    CogHeader, CogReader, HeaderStore, IfdInfo, MAX_IFD_ENTRIES, MAX_IFDS, MAX_IMAGE_PIXELS,
-    MAX_TAG_VALUES, MAX_TILE_BYTES, MAX_TILE_PIXELS, MAX_WINDOW_PIXELS, SampleType, Samples, Tile,
-    TileCache, TileData, TileKey, TileWindow, cache_root, decode_tile,
-};
-pub use config::{
-    AugmentConfig, CatalogConfig, CatalogSource, DatasetConfig, ErrorPolicy, FilterConfig,
-    LastBatch, LayerConfig, LoaderConfig, NormalizeConfig,
-};
-pub use crs::{Transformer, bbox_around};
-pub use dataset::{DatasetReport, DatasetSample, TileDataset};
-pub use dry_run::{
-    DryRun, Fetched, GridSummary, ReadSummary, SceneSummary, StepSummary, Totals, dry_run,
-};
-pub use error::{Cause, Error, Result, Warning};
-pub use fetch::{
-    Cloud, DEFAULT_COALESCE_GAP, DEFAULT_CONCURRENCY, DEFAULT_PER_HOST, FetchMetrics,
-    HttpRangeClient, NoSigner, ObjectVersion, PcSignerConfig, PlanetaryComputerSigner, RetryConfig,
-    Signer, coalesce, is_object_store_url,
-};
-#[cfg(feature = "cloud")]
-pub use fetch::{ObjectStores, ObjectUrl, object_store};
-pub use grid::{GeoTransform, GridSpec, PixelWindow};
-pub use loader::{LoaderOptions, LoaderStats, StackLoader};
-pub use pipeline::{Built, build, plan_stack, search_items};
-pub use plan::{Catalog, ReadPlan, StackPlan};
-#[cfg(feature = "plot")]
-pub use plot::{PlotOptions, plot_days, plot_timeseries, save_png};
-pub use rasterize::{Mask, MaskFeature, Rings};
-pub use request::{Cadence, Fusion, StackRequest, derived_inputs};
-pub use sample::{SamplePoint, SamplerConfig, TimeWindows, cross, read_points};
-pub use scene::{Harmonize, Scene, SceneAsset, scenes_from_items};
-pub use search::{
-    DEFAULT_SEARCH_TIMEOUT, SearchRequest, SearchResults, StacClient, load_snapshot,
-    normalize_datetime, save_snapshot,
-};
-pub use shard::{
-    DEFAULT_SHARD_BYTES, INDEX_FORMAT, MaterializeOptions, MaterializeProgress, MaterializeReport,
-    SampleEntry, ShardIndex, ShardInfo, ShardOptions, ShardSet, Verify, config_hash, materialize,
-    merge_parts, part_from_env,
-};
-pub use stack::TileStack;
 #[cfg(feature = "burn")]
-pub use train::{ShardDataLoader, StackDataLoader, TileBatch, TileBatcher};
-pub use units::{BandName, Epsg, Resolution, TimeRange, parse_day_range};
-pub use warp::{Resampling, nearest_indices, source_window, warp};
+#[doc(no_inline)]
+pub use burn::{ShardDataLoader, StackDataLoader, TileBatch};
+#[doc(no_inline)]
+pub use cog::CogReader;
+#[doc(no_inline)]
+pub use dataset::{DatasetConfig, LoaderConfig, TileDataset};
+#[doc(no_inline)]
+pub use error::{Error, Result, Warning};
+#[doc(no_inline)]
+pub use fetch::HttpRangeClient;
+#[doc(no_inline)]
+pub use loader::BatchLoader;
+#[doc(no_inline)]
+pub use shard::{ShardSet, materialize};
+#[doc(no_inline)]
+pub use stac::Catalog;
+#[doc(no_inline)]
+pub use stack::{StackPlan, StackRequest, TileStack, build, plan_stack};
+#[doc(no_inline)]
+pub use units::{BandName, Epsg, Resolution};

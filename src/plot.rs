@@ -3,10 +3,11 @@
 //! with date, cloud % and NaN %) and a time series of cloud and NaN %.
 //! Text uses a bundled 8×8 bitmap font: no system font lookups.
 
-use crate::stack::TileStack;
-use crate::{Error, Result};
 use chrono::NaiveDate;
 use image::{Rgb, RgbImage};
+
+use crate::error::{Error, Result};
+use crate::stack::TileStack;
 
 /// What [`plot_days`] draws.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,8 +87,8 @@ fn band_index(stack: &TileStack, name: &str) -> Result<usize> {
 ///
 /// # Examples
 /// ```
-/// use tilestack::{plot_days, PlotOptions};
-/// # use tilestack::{TileStack, GridSpec, GeoTransform, Epsg};
+/// use tilestack::{plot::PlotOptions, plot::plot_days};
+/// # use tilestack::{Epsg, TileStack, geo::GeoTransform, geo::GridSpec};
 /// # let stack = TileStack { data: ndarray::Array4::from_elem((2, 3, 8, 8), 100.0), bands: vec!["B04".into(), "B03".into(), "B02".into()],
 /// #   days: vec![chrono::NaiveDate::from_ymd_opt(2019, 8, 1).unwrap(), chrono::NaiveDate::from_ymd_opt(2019, 8, 2).unwrap()],
 /// #   eo_cloud_cover: vec![0.0, f32::NAN], pct_nans: vec![0.0, 100.0], tile_cloud_fraction: vec![f32::NAN; 2], items: vec![vec![], vec![]],

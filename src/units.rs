@@ -1,8 +1,10 @@
 //! Validated units and identifiers: an EPSG code is not an index, metres are not degrees.
 
-use crate::{Error, Result};
-use serde::{Deserialize, Serialize};
 use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
 
 /// An EPSG code of a coordinate reference system, e.g. `Epsg::new(32610)`.
 ///
@@ -111,7 +113,7 @@ impl std::str::FromStr for Epsg {
 pub struct Resolution(f64);
 
 impl Resolution {
-    /// 10 m: Sentinel-2's finest bands, and a [`StackRequest`](crate::StackRequest)'s default.
+    /// 10 m: Sentinel-2's finest bands, and a [`StackRequest`](crate::stack::request::StackRequest)'s default.
     pub const TEN_METRES: Resolution = Resolution(10.0);
 
     /// Validates a resolution.
@@ -240,7 +242,7 @@ impl fmt::Display for BandName {
 ///
 /// # Examples
 /// ```
-/// use tilestack::TimeRange;
+/// use tilestack::units::TimeRange;
 /// let r: TimeRange = "2019-08-01/2019-08-30".parse()?;
 /// assert_eq!(r.to_stac(), "2019-08-01T00:00:00Z/2019-08-30T23:59:59Z");
 /// let open: TimeRange = "2019-08-01/..".parse()?;
@@ -324,9 +326,9 @@ impl std::str::FromStr for TimeRange {
 ///
 /// # Examples
 /// ```
-/// let (a, b) = tilestack::parse_day_range("2019-08-01/2019-08-30")?;
+/// let (a, b) = tilestack::units::parse_day_range("2019-08-01/2019-08-30")?;
 /// assert_eq!((b - a).num_days(), 29);
-/// assert!(tilestack::parse_day_range("2019-08-01/..").is_err());
+/// assert!(tilestack::units::parse_day_range("2019-08-01/..").is_err());
 /// # Ok::<(), tilestack::Error>(())
 /// ```
 pub fn parse_day_range(s: &str) -> Result<(chrono::NaiveDate, chrono::NaiveDate)> {

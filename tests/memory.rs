@@ -10,8 +10,10 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
+
 use tilestack::demo::WorldServer;
-use tilestack::{BandName, Catalog, Fusion, StackRequest, plan_stack, search_items};
+use tilestack::stack::{Fusion, search_items};
+use tilestack::{BandName, Catalog, StackRequest, plan_stack};
 
 #[allow(dead_code)]
 #[path = "it/util.rs"]
@@ -117,8 +119,8 @@ async fn ten_thousand_items_for_one_tile_take_memory_of_the_output_not_of_the_sc
         let windows = n * plan.read_bands.len() * tile * tile * 4;
         // one reader for the plan: a small tile cache (its bytes count too)
         let reader = tilestack::CogReader::new(
-            tilestack::HttpRangeClient::new(tilestack::RetryConfig::default()).unwrap(),
-            tilestack::TileCache::new(32 << 20),
+            tilestack::HttpRangeClient::new(tilestack::fetch::RetryConfig::default()).unwrap(),
+            tilestack::cog::TileCache::new(32 << 20),
         );
         let (stack, peak) = peak_of(plan.load(&reader, None)).await;
         let stack = stack.unwrap();

@@ -1,13 +1,15 @@
 //! The one byte-bounded LRU cache of decoded tiles, shared by every reader,
 //! with single-flight fetches (concurrent readers of a tile await one fetch).
 
-use super::tile::{TileData, TileKey};
-use crate::Error;
-use crate::fetch::FetchMetrics;
-use futures::future::{BoxFuture, FutureExt, Shared};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+
+use crate::cog::tile::{TileData, TileKey};
+use crate::error::Error;
+use crate::fetch::metrics::FetchMetrics;
 
 /// A tile fetch that several readers may await.
 pub(crate) type SharedTile = Shared<BoxFuture<'static, std::result::Result<TileData, Arc<Error>>>>;
@@ -19,7 +21,7 @@ struct CacheState {
     in_flight: HashMap<TileKey, SharedTile>,
 }
 
-/// The one cache of **decoded** tiles ([`Tile`](crate::Tile): inflated, predictor undone,
+/// The one cache of **decoded** tiles ([`Tile`](crate::cog::tile::Tile): inflated, predictor undone,
 /// in native samples — 2 bytes a pixel for uint16 — so a hit costs no
 /// inflate), bounded in bytes, shared by every thread and every reader.
 /// Clones share the same cache.
@@ -30,7 +32,7 @@ struct CacheState {
 ///
 /// # Examples
 /// ```
-/// use tilestack::TileCache;
+/// use tilestack::cog::TileCache;
 /// let cache = TileCache::new(256 * 1024 * 1024);
 /// assert_eq!(cache.budget(), 256 * 1024 * 1024);
 /// assert_eq!(cache.bytes_used(), 0);

@@ -3,23 +3,24 @@
 //! into native samples, stopping at the rows a window needs) and async-tiff's
 //! decoders for everything else.
 
-use super::header::{CogHeader, SampleType};
-use super::tile::{Samples, Tile, TileData};
-use crate::error::Cause;
-use crate::{Error, Result};
+use std::ops::Range;
+use std::sync::Arc;
+
 use async_tiff::ImageFileDirectory;
 use async_tiff::decoder::DecoderRegistry;
 use async_tiff::tags::{Compression, PhotometricInterpretation};
 use bytes::Bytes;
-use std::ops::Range;
-use std::sync::Arc;
+
+use crate::cog::header::{CogHeader, SampleType, compression_name};
+use crate::cog::tile::{Samples, Tile, TileData};
+use crate::error::{Cause, Error, Result};
 
 /// Extra output room of a partial inflate: more than the longest element
 /// libdeflate writes at once (a 65,535-byte stored block).
 const PARTIAL_SLACK: usize = 66 * 1024;
 /// Decodes tile `(x, y)` of IFD `ifd` from its compressed `bytes` (fetched
 /// by any means: the reader's own fetch, a shard, a test) on a blocking
-/// thread: the whole tile, nodata as NaN. What [`CogReader::read_window`](crate::CogReader::read_window)
+/// thread: the whole tile, nodata as NaN. What [`CogReader::read_window`](crate::cog::CogReader::read_window)
 /// does to every tile it fetches, without the fetch and the cache.
 ///
 /// # Errors
@@ -29,7 +30,7 @@ const PARTIAL_SLACK: usize = 66 * 1024;
 /// # Examples
 /// ```no_run
 /// # tokio_test::block_on(async {
-/// use tilestack::{decode_tile, CogReader, HttpRangeClient, RetryConfig, TileCache};
+/// use tilestack::{CogReader, HttpRangeClient, cog::TileCache, cog::decode_tile, fetch::RetryConfig};
 /// let url = "http://127.0.0.1:8080/data/a/B04.tif";
 /// let client = HttpRangeClient::new(RetryConfig::default())?;
 /// let reader = CogReader::new(client.clone(), TileCache::new(1 << 30));
@@ -129,29 +130,6 @@ pub(super) async fn decode_bands(
     .map_err(|e| caused("decoder task failed", Some(Cause::new(e))))?
     .map_err(bad)?;
     Ok(decoded.into_iter().map(Arc::new).collect())
-}
-
-/// The name of a TIFF compression code, for messages and `tilestack info`
-/// (public as [`IfdInfo::compression_name`](crate::IfdInfo::compression_name)).
-pub(crate) fn compression_name(code: u16) -> &'static str {
-    match code {
-        1 => "none",
-        2 => "CCITT RLE",
-        3 => "CCITT Group 3",
-        4 => "CCITT Group 4",
-        5 => "LZW",
-        6 => "old-style JPEG",
-        7 => "JPEG",
-        8 | 32946 => "DEFLATE",
-        32773 => "PackBits",
-        34712 => "JPEG 2000",
-        34887 => "LERC",
-        34925 => "LZMA",
-        50000 => "ZSTD",
-        50001 => "WebP",
-        50002 => "JPEG XL",
-        _ => "unknown",
-    }
 }
 
 /// async-tiff's decoders plus PackBits, which async-tiff 0.4 lacks, and an
@@ -314,11 +292,7 @@ impl Chunk {
             )
         }))
         .map_err(|p| {
-            let why = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let why = crate::runtime::panic_text(&*p);
             format!(
                 "{} decode panicked inside async-tiff (corrupt data): {why}",
                 compression_name(code)
@@ -671,8 +645,9 @@ impl FastDeflate {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use std::io::Write;
+
+    use super::*;
 
     /// A 512×512 u16 tile of smooth-plus-noise values, predictor-2 encoded
     /// and zlib-compressed at `level` (0 = stored blocks only).

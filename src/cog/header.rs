@@ -2,11 +2,15 @@
 //! sample type, compression, georeferencing and nodata — checked against
 //! limits before anything is allocated from it.
 
-use crate::fetch::ObjectVersion;
-use crate::{Epsg, Error, GeoTransform, Result};
+use std::ops::Range;
+
 use async_tiff::ImageFileDirectory;
 use async_tiff::tags::{PlanarConfiguration, SampleFormat};
-use std::ops::Range;
+
+use crate::error::{Error, Result};
+use crate::fetch::version::ObjectVersion;
+use crate::geo::grid::GeoTransform;
+use crate::units::Epsg;
 
 /// Largest image accepted, in pixels (2^34): beyond this a header is taken as corrupt.
 pub const MAX_IMAGE_PIXELS: u64 = 1 << 34;
@@ -17,7 +21,7 @@ pub const MAX_IFDS: usize = 256;
 pub const MAX_TILE_BYTES: u64 = 64 * 1024 * 1024;
 /// Largest tile accepted, in pixels (4096 × 4096).
 pub const MAX_TILE_PIXELS: u64 = 4096 * 4096;
-/// Largest window one [`CogReader::read_window`](crate::CogReader::read_window) call returns, in pixels (2^28).
+/// Largest window one [`CogReader::read_window`](crate::cog::CogReader::read_window) call returns, in pixels (2^28).
 pub const MAX_WINDOW_PIXELS: u64 = 1 << 28;
 
 /// The numeric type a COG's samples are read as. Packed samples narrower
@@ -129,7 +133,7 @@ impl IfdInfo {
     ///
     /// # Examples
     /// ```
-    /// # use tilestack::IfdInfo;
+    /// # use tilestack::cog::IfdInfo;
     /// let info = IfdInfo {
     ///     width: 20, height: 10, tile_width: 16, tile_height: 16, tiles_across: 2, tiles_down: 1,
     ///     tile_offsets: vec![100, 200, 300, 400], tile_byte_counts: vec![10, 20, 30, 40],
@@ -158,7 +162,7 @@ impl IfdInfo {
     ///
     /// # Examples
     /// ```
-    /// # use tilestack::IfdInfo;
+    /// # use tilestack::cog::IfdInfo;
     /// let mut info = IfdInfo {
     ///     width: 1, height: 1, tile_width: 1, tile_height: 1, tiles_across: 1, tiles_down: 1,
     ///     tile_offsets: vec![8], tile_byte_counts: vec![1], samples_per_pixel: 1,
@@ -170,7 +174,7 @@ impl IfdInfo {
     /// assert_eq!(info.compression_name(), "LERC");
     /// ```
     pub fn compression_name(&self) -> &'static str {
-        super::decode::compression_name(self.compression)
+        compression_name(self.compression)
     }
 
     /// Bands (samples per pixel, at least 1).
@@ -190,7 +194,7 @@ impl IfdInfo {
 /// # Examples
 /// ```no_run
 /// # tokio_test::block_on(async {
-/// use tilestack::{CogReader, HttpRangeClient, RetryConfig, TileCache};
+/// use tilestack::{CogReader, HttpRangeClient, cog::TileCache, fetch::RetryConfig};
 /// let reader = CogReader::new(HttpRangeClient::new(RetryConfig::default())?, TileCache::new(1 << 30));
 /// let h = reader.header("http://127.0.0.1:8080/data/a/B04.tif").await?;
 /// println!("{}×{} px, {} overviews, nodata {:?}", h.width, h.height, h.ifds.len() - 1, h.nodata);
@@ -410,7 +414,7 @@ impl CogHeader {
     /// # Examples
     /// ```no_run
     /// # tokio_test::block_on(async {
-    /// use tilestack::{CogReader, HttpRangeClient, RetryConfig, TileCache};
+    /// use tilestack::{CogReader, HttpRangeClient, cog::TileCache, fetch::RetryConfig};
     /// let reader = CogReader::new(HttpRangeClient::new(RetryConfig::default())?, TileCache::new(1 << 20));
     /// let (errors, warnings) = reader.header("file:///data/a.tif").await?.cog_layout();
     /// if errors.is_empty() { println!("a valid COG ({} warnings)", warnings.len()) }
@@ -565,5 +569,28 @@ mod tests {
             scale_offset("<Item sample=\"0\" role=\"scale\">x", 1).0,
             vec![None]
         );
+    }
+}
+
+/// The name of a TIFF compression code, for messages and `tilestack info`
+/// (public as [`IfdInfo::compression_name`]).
+pub(crate) fn compression_name(code: u16) -> &'static str {
+    match code {
+        1 => "none",
+        2 => "CCITT RLE",
+        3 => "CCITT Group 3",
+        4 => "CCITT Group 4",
+        5 => "LZW",
+        6 => "old-style JPEG",
+        7 => "JPEG",
+        8 | 32946 => "DEFLATE",
+        32773 => "PackBits",
+        34712 => "JPEG 2000",
+        34887 => "LERC",
+        34925 => "LZMA",
+        50000 => "ZSTD",
+        50001 => "WebP",
+        50002 => "JPEG XL",
+        _ => "unknown",
     }
 }

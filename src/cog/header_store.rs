@@ -8,18 +8,20 @@
 //! same parser instead of fetching them. The entry is trusted until a tile
 //! response shows another size or `ETag` for the file: then the read fails
 //! with an error naming the href, the entry is dropped, and the next read
-//! fetches the header again (see [`crate::CogReader::with_header_store`]).
+//! fetches the header again (see [`crate::cog::CogReader::with_header_store`]).
 //!
 //! The format is private to this crate and versioned by its first line; an
 //! entry that does not parse is treated as absent (and removed), never as a
 //! header.
 
-use crate::fetch::ObjectVersion;
-use crate::{Error, Result};
-use bytes::Bytes;
 use std::io::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::fetch::version::ObjectVersion;
 
 const MAGIC: &[u8] = b"tilestack-cog-header/1\n";
 /// An entry larger than this is not a header (corrupt or foreign file).
@@ -30,7 +32,7 @@ const MAX_ENTRY_BYTES: u64 = 256 * 1024 * 1024;
 /// # Examples
 /// ```no_run
 /// # tokio_test::block_on(async {
-/// use tilestack::{CogReader, HeaderStore, HttpRangeClient, RetryConfig, TileCache};
+/// use tilestack::{CogReader, HttpRangeClient, cog::HeaderStore, cog::TileCache, fetch::RetryConfig};
 /// let store = HeaderStore::open(HeaderStore::default_dir())?;
 /// let reader = CogReader::new(HttpRangeClient::new(RetryConfig::default())?, TileCache::new(1 << 30))
 ///     .with_header_store(store);
@@ -240,7 +242,7 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
 ///
 /// # Examples
 /// ```
-/// assert!(tilestack::cache_root().is_absolute() || std::env::var_os("TILESTACK_CACHE").is_some());
+/// assert!(tilestack::cog::cache_root().is_absolute() || std::env::var_os("TILESTACK_CACHE").is_some());
 /// ```
 pub fn cache_root() -> PathBuf {
     if let Some(p) = std::env::var_os("TILESTACK_CACHE") {

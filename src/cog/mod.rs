@@ -15,43 +15,42 @@
 //! GeoTIFFs. Georeferencing is north-up, from ModelPixelScale +
 //! ModelTiepoint.
 
-mod cache;
-mod decode;
-mod header;
-mod header_store;
-mod scan;
-mod source;
-mod tile;
-mod window;
+pub(crate) mod cache;
+pub(crate) mod decode;
+pub(crate) mod header;
+pub(crate) mod header_store;
+pub(crate) mod scan;
+pub(crate) mod source;
+pub(crate) mod tile;
+pub(crate) mod window;
 
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use async_tiff::error::AsyncTiffError;
+use async_tiff::metadata::TiffMetadataReader;
+use async_tiff::metadata::cache::ReadaheadMetadataCache;
 pub use cache::TileCache;
+use cache::{Claim, Lookup};
 pub use decode::decode_tile;
+use decode::{decode_bands, decode_rows};
+use futures::FutureExt;
 pub use header::{
     CogHeader, IfdInfo, MAX_IFDS, MAX_IMAGE_PIXELS, MAX_TILE_BYTES, MAX_TILE_PIXELS,
     MAX_WINDOW_PIXELS, SampleType,
 };
-#[cfg(feature = "demo")]
-pub(crate) use header_store::fnv1a;
+use header_store::StoredHeader;
 pub use header_store::{HeaderStore, cache_root};
+use ndarray::{Array2, Array3, Axis};
 pub use scan::{MAX_IFD_ENTRIES, MAX_TAG_VALUES};
+use source::HttpFile;
 pub use tile::{Samples, Tile, TileData, TileKey};
 pub use window::TileWindow;
 
-use crate::error::Cause;
+use crate::error::{Cause, Error, Result};
 use crate::fetch::HttpRangeClient;
-use crate::{Error, PixelWindow, Result};
-use async_tiff::error::AsyncTiffError;
-use async_tiff::metadata::TiffMetadataReader;
-use async_tiff::metadata::cache::ReadaheadMetadataCache;
-use cache::{Claim, Lookup};
-use decode::{decode_bands, decode_rows};
-use futures::FutureExt;
-use header_store::StoredHeader;
-use ndarray::{Array2, Array3, Axis};
-use source::HttpFile;
-use std::collections::HashMap;
-use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use crate::geo::grid::PixelWindow;
 
 /// First header read, in bytes; later reads double (async-tiff readahead).
 const HEADER_READAHEAD: u64 = 8 * 1024;
@@ -64,7 +63,7 @@ type HeaderCell = Arc<tokio::sync::OnceCell<Arc<CogHeader>>>;
 /// # Examples
 /// ```no_run
 /// # tokio_test::block_on(async {
-/// use tilestack::{CogReader, HttpRangeClient, PixelWindow, RetryConfig, TileCache};
+/// use tilestack::{CogReader, HttpRangeClient, cog::TileCache, fetch::RetryConfig, geo::PixelWindow};
 /// let client = HttpRangeClient::new(RetryConfig::default())?;
 /// let reader = CogReader::new(client, TileCache::new(512 << 20));
 /// let href = "http://127.0.0.1:8080/data/a/B04.tif";
@@ -386,7 +385,7 @@ impl CogReader {
     /// # Examples
     /// ```no_run
     /// # tokio_test::block_on(async {
-    /// use tilestack::{CogReader, HttpRangeClient, PixelWindow, RetryConfig, TileCache};
+    /// use tilestack::{CogReader, HttpRangeClient, cog::TileCache, fetch::RetryConfig, geo::PixelWindow};
     /// let reader = CogReader::new(HttpRangeClient::new(RetryConfig::default())?, TileCache::new(256 << 20));
     /// // NAIP: red, green, blue, near infrared; read NIR and red
     /// let px = reader.read_bands("file:///data/naip.tif", 0, PixelWindow::new(0, 0, 512, 512), &[4, 1]).await?;
@@ -689,11 +688,10 @@ async fn contained<T>(href: &str, step: impl std::future::Future<Output = T>) ->
         .catch_unwind()
         .await
         .map_err(|panic| {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "no message".into());
+            let what = match crate::runtime::panic_text(&*panic) {
+                t if t.is_empty() => "no message".to_string(),
+                t => t,
+            };
             Error::cog(
                 href,
                 format!(

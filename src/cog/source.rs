@@ -1,15 +1,17 @@
 //! async-tiff adapters: `AsyncFileReader`s over this crate's range client
 //! (header reads, replayed from a persisted header where possible).
 
-use super::header_store::StoredHeader;
-use crate::fetch::HttpRangeClient;
-use crate::{Error, Result};
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
 use async_tiff::error::{AsyncTiffError, AsyncTiffResult};
 use async_tiff::reader::AsyncFileReader;
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use std::ops::Range;
-use std::sync::{Arc, Mutex};
+
+use crate::cog::header_store::StoredHeader;
+use crate::error::{Error, Result};
+use crate::fetch::HttpRangeClient;
 
 /// The reads of one header parse: each range as asked, with what came back.
 pub(super) type HeaderReads = Vec<(Range<u64>, Bytes)>;

@@ -1,9 +1,10 @@
 //! Decoded tiles: native samples kept as read (u8/u16) or f32, turned into
 //! f32 with nodata as NaN only for the pixels a window copies out.
 
-use bytes::Bytes;
 use std::ops::Range;
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 /// Key of one decoded tile: `(href, IFD index, tile column, tile row, band)`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -92,7 +93,7 @@ impl Tile {
     ///
     /// # Examples
     /// ```
-    /// use tilestack::Tile;
+    /// use tilestack::cog::Tile;
     /// let t = Tile::full(2, 2, vec![1.0, 2.0, 3.0, 4.0]);
     /// let mut out = [0.0f32; 2];
     /// t.copy_row(1, 0..2, &mut out);
@@ -152,7 +153,7 @@ impl Tile {
     /// not decoded, or a column past the tile, gives NaN.
     ///
     /// ```
-    /// use tilestack::{Samples, Tile};
+    /// use tilestack::{cog::Samples, cog::Tile};
     /// let t = Tile { width: 3, height: 1, rows: 1, compressed: None,
     ///     samples: Samples::U8 { values: vec![5, 0, 7], nodata: Some(0) } };
     /// let mut out = [0f32; 4];

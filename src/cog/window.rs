@@ -1,13 +1,14 @@
 //! The decoded tiles under one window, sampled straight into an output grid
 //! (nearest neighbour), or copied into a plain window array.
 
-use super::tile::TileData;
-use crate::warp::nearest_indices;
-use crate::{GeoTransform, GridSpec, PixelWindow};
 use ndarray::Array2;
 
+use crate::cog::tile::TileData;
+use crate::geo::grid::{GeoTransform, GridSpec, PixelWindow};
+use crate::geo::warp::nearest_indices;
+
 /// The decoded tiles under a window of one IFD, from
-/// [`CogReader::window_tiles`](crate::CogReader::window_tiles): sampled straight from the tiles, so that a
+/// [`CogReader::window_tiles`](crate::cog::CogReader::window_tiles): sampled straight from the tiles, so that a
 /// nearest-neighbour warp needs no intermediate window copy.
 #[derive(Debug, Clone)]
 pub struct TileWindow {
@@ -33,7 +34,7 @@ impl TileWindow {
     /// The window warped onto `dst` by nearest neighbour within one CRS,
     /// sampled straight from the tiles; `window_transform` georeferences
     /// the window's top-left pixel. Bit-identical to
-    /// [`warp`](crate::warp()) of [`CogReader::read_window`](crate::CogReader::read_window)'s array, without
+    /// [`warp`](crate::geo::warp()) of [`CogReader::read_window`](crate::cog::CogReader::read_window)'s array, without
     /// that intermediate copy (pixels outside the window or the image: NaN).
     pub fn nearest(&self, window_transform: &GeoTransform, dst: &GridSpec) -> Array2<f32> {
         let PixelWindow {

@@ -724,9 +724,9 @@ fn encode_typed<T: Sample>(pixels: &[T], opts: &CogOptions) -> Result<Vec<u8>, C
     Ok(out)
 }
 
-impl From<CogWriteError> for crate::Error {
+impl From<CogWriteError> for crate::error::Error {
     fn from(e: CogWriteError) -> Self {
-        crate::Error::Demo {
+        crate::error::Error::Demo {
             message: "writing a COG".into(),
             source: Some(crate::error::Cause::new(e)),
         }

@@ -19,11 +19,11 @@
 //! 127.0.0.1 like a real server ([`WorldServer`]: a STAC API and Range reads),
 //! so the whole job can be run, tested and measured without the internet.
 
-mod cog_writer;
-mod recipe;
-mod render;
-mod server;
-mod world;
+pub(crate) mod cog_writer;
+pub(crate) mod recipe;
+pub(crate) mod render;
+pub(crate) mod server;
+pub(crate) mod world;
 
 pub use cog_writer::{
     CogOptions, CogPixels, CogWriteError, MAX_DEFLATE_LEVEL, MAX_TILE_SIZE, OverviewResampling,

@@ -1,9 +1,12 @@
 //! The TOML recipe a demo world is generated from.
 
-use crate::{Epsg, Error, Result};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::units::Epsg;
 
 /// The embedded Oakland port recipe (`datasets/oakland-port/recipe.toml`).
 pub const OAKLAND_RECIPE: &str = include_str!("../../datasets/oakland-port/recipe.toml");

@@ -1,9 +1,12 @@
 //! The world as a continuous function of coordinates in the recipe's CRS:
 //! coast, terminals, ships, clouds, swath edges. Pure and deterministic.
 
-use super::recipe::{Recipe, SceneDef};
-use crate::{Epsg, Result, Transformer};
 use rayon::prelude::*;
+
+use crate::demo::recipe::{Recipe, SceneDef};
+use crate::error::Result;
+use crate::geo::crs::Transformer;
+use crate::units::Epsg;
 
 /// Bands written per scene: name, resolution (m), seed of its texture.
 pub(crate) const BANDS: [(&str, f64, u64); 6] = [

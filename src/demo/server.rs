@@ -11,17 +11,18 @@
 //! (503, 429, connections dropped mid-body, short bodies) so that retry paths
 //! are tested against a real socket rather than a mock.
 
-use super::world::World;
-use crate::{Error, Result};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use stac::api::TransactionClient;
 use stac_server::{Api, MemoryBackend};
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::demo::world::World;
+use crate::error::{Error, Result};
 
 /// One served request, as logged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -426,7 +427,7 @@ async fn inject_faults(
 /// # Examples
 /// ```no_run
 /// # tokio_test::block_on(async {
-/// use tilestack::demo::{Recipe, World, WorldServer};
+/// use tilestack::{demo::Recipe, demo::World, demo::WorldServer};
 /// let world = World::cached(&Recipe::oakland()).unwrap();
 /// let server = WorldServer::start(&world).await.unwrap();
 /// println!("STAC API at {}", server.stac_url());

@@ -16,8 +16,8 @@ pub const DEFAULT_COALESCE_GAP: u64 = 1024;
 ///
 /// # Examples
 /// ```
-/// assert_eq!(tilestack::coalesce(&[10..20, 0..8], 3), vec![0..20]);
-/// assert_eq!(tilestack::coalesce(&[10..20, 0..8], 2), vec![0..8, 10..20]);
+/// assert_eq!(tilestack::fetch::coalesce(&[10..20, 0..8], 3), vec![0..20]);
+/// assert_eq!(tilestack::fetch::coalesce(&[10..20, 0..8], 2), vec![0..8, 10..20]);
 /// ```
 pub fn coalesce(ranges: &[Range<u64>], gap: u64) -> Vec<Range<u64>> {
     let mut sorted: Vec<Range<u64>> = ranges.iter().filter(|r| r.end > r.start).cloned().collect();

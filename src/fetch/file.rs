@@ -1,14 +1,15 @@
 //! `file://` hrefs: byte ranges of local files, with the contract of an HTTP
 //! range read (exactly the range, or up to the end when reading to EOF).
 
-use super::metrics::FetchMetrics;
-use super::version::{ObjectVersion, Versions};
-use crate::error::Cause;
-use crate::{Error, Result};
-use bytes::Bytes;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use crate::error::{Cause, Error, Result};
+use crate::fetch::metrics::FetchMetrics;
+use crate::fetch::version::{ObjectVersion, Versions};
 
 /// Bytes `range` of the local file `path` (href `url`): exactly the range,
 /// or with `to_eof` up to the end of the file. Read on a blocking thread;

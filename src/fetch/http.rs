@@ -3,17 +3,18 @@
 //! and truncated bodies retried with backoff; a signed read refused with 403
 //! (an expired SAS) re-signed with a fresh token and repeated once.
 
-use super::limits::HostLimits;
-use super::metrics::FetchMetrics;
-use super::retry::{MAX_RETRY_AFTER, RetryConfig, retry_after};
-use super::sign::Signer;
-use super::version::{ObjectVersion, Versions};
-use crate::error::Cause;
-use crate::{Error, Result};
-use bytes::Bytes;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::error::{Cause, Error, Result};
+use crate::fetch::limits::HostLimits;
+use crate::fetch::metrics::FetchMetrics;
+use crate::fetch::retry::{MAX_RETRY_AFTER, RetryConfig, retry_after};
+use crate::fetch::sign::Signer;
+use crate::fetch::version::{ObjectVersion, Versions};
 
 /// What one HTTP range read needs from its client.
 pub(super) struct Http<'a> {

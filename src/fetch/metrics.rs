@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 ///
 /// # Examples
 /// ```
-/// use tilestack::FetchMetrics;
+/// use tilestack::fetch::FetchMetrics;
 /// let m = FetchMetrics::default();
 /// assert_eq!((m.requests(), m.bytes(), m.cache_hits()), (0, 0, 0));
 /// ```

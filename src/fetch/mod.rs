@@ -8,20 +8,26 @@
 //! metrics. Nothing here decodes; decoding lives in the COG reader and runs
 //! on blocking threads.
 
-mod coalesce;
-mod file;
-mod http;
-mod limits;
-mod metrics;
+pub(crate) mod coalesce;
+pub(crate) mod file;
+pub(crate) mod http;
+pub(crate) mod limits;
+pub(crate) mod metrics;
 #[cfg(feature = "cloud")]
-mod object;
-mod retry;
-mod scheme;
-mod sign;
-mod version;
+pub(crate) mod object;
+pub(crate) mod retry;
+pub(crate) mod scheme;
+pub(crate) mod sign;
+pub(crate) mod version;
 
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
 pub use coalesce::{DEFAULT_COALESCE_GAP, coalesce};
+use futures::stream::{self, StreamExt, TryStreamExt};
 pub use limits::DEFAULT_PER_HOST;
+use limits::HostLimits;
 pub use metrics::FetchMetrics;
 #[cfg(feature = "cloud")]
 pub use object::{ObjectStores, ObjectUrl, object_store};
@@ -29,15 +35,9 @@ pub use retry::RetryConfig;
 pub use scheme::{Cloud, is_object_store_url};
 pub use sign::{NoSigner, PcSignerConfig, PlanetaryComputerSigner, Signer};
 pub use version::ObjectVersion;
-
-use crate::error::Cause;
-use crate::{Error, Result};
-use bytes::Bytes;
-use futures::stream::{self, StreamExt, TryStreamExt};
-use limits::HostLimits;
-use std::ops::Range;
-use std::sync::Arc;
 use version::Versions;
+
+use crate::error::{Cause, Error, Result};
 
 /// Merged requests in flight at once per [`HttpRangeClient::get_ranges`] call.
 pub const DEFAULT_CONCURRENCY: usize = 8;
@@ -48,7 +48,7 @@ pub const DEFAULT_CONCURRENCY: usize = 8;
 /// # Examples
 /// ```no_run
 /// # tokio_test::block_on(async {
-/// use tilestack::{HttpRangeClient, RetryConfig};
+/// use tilestack::{HttpRangeClient, fetch::RetryConfig};
 /// let client = HttpRangeClient::new(RetryConfig::default())?;
 /// let head = client.get_range("http://127.0.0.1:8080/data/a/B04.tif", 0..16).await?;
 /// assert_eq!(head.len(), 16);
@@ -143,7 +143,7 @@ impl HttpRangeClient {
         &self.stores
     }
 
-    /// Count into `metrics` instead (e.g. the ones of a [`TileCache`](crate::TileCache)).
+    /// Count into `metrics` instead (e.g. the ones of a [`TileCache`](crate::cog::cache::TileCache)).
     pub fn with_metrics(mut self, metrics: Arc<FetchMetrics>) -> Self {
         self.metrics = metrics;
         self
@@ -160,8 +160,8 @@ impl HttpRangeClient {
     /// fetched in one request (see [`with_coalesce_gap`](Self::with_coalesce_gap)).
     ///
     /// ```
-    /// let c = tilestack::HttpRangeClient::new(tilestack::RetryConfig::default()).unwrap();
-    /// assert_eq!(c.coalesce_gap(), tilestack::DEFAULT_COALESCE_GAP);
+    /// let c = tilestack::HttpRangeClient::new(tilestack::fetch::RetryConfig::default()).unwrap();
+    /// assert_eq!(c.coalesce_gap(), tilestack::fetch::DEFAULT_COALESCE_GAP);
     /// assert_eq!(c.with_coalesce_gap(0).coalesce_gap(), 0);
     /// ```
     pub fn coalesce_gap(&self) -> u64 {

@@ -17,32 +17,31 @@
 //! so COG reads work on `s3://` hrefs unchanged. Create the registry once and
 //! share it: every store keeps its own connection pool and credential cache.
 //!
-//! [`HttpRangeClient`]: crate::HttpRangeClient
+//! [`HttpRangeClient`]: crate::fetch::HttpRangeClient
 
-use super::metrics::FetchMetrics;
-use super::retry::RetryConfig;
-use super::scheme::Cloud;
-use super::version::{ObjectVersion, Versions};
-use crate::error::Cause;
-use crate::{Error, Result};
-use bytes::Bytes;
-use object_store::ObjectStore;
-use object_store::path::Path;
-use object_store::{GetOptions, ObjectStoreExt};
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 /// The `object_store` crate this module builds on, re-exported so that a
 /// store you [`register`](ObjectStores::register) has the matching version.
 pub use object_store;
+use object_store::path::Path;
+use object_store::{GetOptions, ObjectStore, ObjectStoreExt};
+
+use crate::error::{Cause, Error, Result};
+use crate::fetch::metrics::FetchMetrics;
+use crate::fetch::retry::RetryConfig;
+use crate::fetch::scheme::Cloud;
+use crate::fetch::version::{ObjectVersion, Versions};
 
 /// An object-store href split into the store it lives in and its key.
 ///
 /// # Examples
 /// ```
-/// use tilestack::{Cloud, ObjectUrl};
+/// use tilestack::{fetch::Cloud, fetch::ObjectUrl};
 /// let u = ObjectUrl::parse("s3://sentinel-cogs/tiles/10/S/EG/B04.tif")?;
 /// assert_eq!(u.cloud, Cloud::S3);
 /// assert_eq!(u.store_key, "s3://sentinel-cogs");
@@ -100,7 +99,7 @@ impl ObjectUrl {
 
 /// One [`ObjectStore`] per (scheme, bucket): built lazily from the
 /// environment, or registered by the caller. Share one registry (in an
-/// [`Arc`]) per process; [`HttpRangeClient`](crate::HttpRangeClient)
+/// [`Arc`]) per process; [`HttpRangeClient`](crate::fetch::HttpRangeClient)
 /// and its clones do.
 ///
 /// Stores built here retry the way the client does: our [`RetryConfig`] maps
@@ -108,7 +107,7 @@ impl ObjectUrl {
 /// with base 2; `request_timeout` as the per-request timeout), whose retries
 /// cover connect errors, timeouts, 429 and 5xx. Those retries happen inside
 /// `object_store`, so they are not counted in
-/// [`FetchMetrics::retries`](crate::FetchMetrics::retries). Stores
+/// [`FetchMetrics::retries`](crate::fetch::metrics::FetchMetrics::retries). Stores
 /// you register keep their own retry settings.
 ///
 /// # Examples
@@ -117,8 +116,8 @@ impl ObjectUrl {
 /// ```no_run
 /// # tokio_test::block_on(async {
 /// use std::sync::Arc;
-/// use tilestack::{HttpRangeClient, RetryConfig};
-/// use tilestack::object_store::aws::AmazonS3Builder;
+/// use tilestack::{HttpRangeClient, fetch::RetryConfig};
+/// use tilestack::fetch::object_store::aws::AmazonS3Builder;
 ///
 /// let client = HttpRangeClient::new(RetryConfig::default())?;
 /// let minio = AmazonS3Builder::new()
@@ -257,7 +256,7 @@ impl ObjectStores {
 }
 
 /// Bytes `range` of the object `key` in `store` (href `url`), with
-/// [`HttpRangeClient::get_range`](crate::HttpRangeClient::get_range)'s
+/// [`HttpRangeClient::get_range`](crate::fetch::HttpRangeClient::get_range)'s
 /// contract: exactly the range, or with `to_eof` what exists of it. The
 /// object's size and ETag are recorded under `url`. Errors name the byte
 /// range; `object_store`'s error is kept as the cause.

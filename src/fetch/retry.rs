@@ -6,13 +6,13 @@ use std::time::Duration;
 /// The longest `Retry-After` honoured; longer waits are capped to this.
 pub(super) const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
-/// How [`HttpRangeClient`](crate::HttpRangeClient) retries failed requests: exponential backoff with
+/// How [`HttpRangeClient`](crate::fetch::HttpRangeClient) retries failed requests: exponential backoff with
 /// full jitter on connect errors, timeouts, 429, 5xx and truncated bodies.
 ///
 /// # Examples
 /// ```
 /// use std::time::Duration;
-/// use tilestack::RetryConfig;
+/// use tilestack::fetch::RetryConfig;
 /// let cfg = RetryConfig { max_retries: 2, ..RetryConfig::default() };
 /// assert_eq!(cfg.initial_backoff, Duration::from_millis(100));
 /// ```

@@ -19,7 +19,7 @@ impl Cloud {
     ///
     /// # Examples
     /// ```
-    /// use tilestack::Cloud;
+    /// use tilestack::fetch::Cloud;
     /// assert_eq!(Cloud::from_scheme("s3a"), Some(Cloud::S3));
     /// assert_eq!(Cloud::from_scheme("https"), None);
     /// ```
@@ -38,8 +38,8 @@ impl Cloud {
 ///
 /// # Examples
 /// ```
-/// assert!(tilestack::is_object_store_url("gs://bucket/a.tif"));
-/// assert!(!tilestack::is_object_store_url("https://host/a.tif"));
+/// assert!(tilestack::fetch::is_object_store_url("gs://bucket/a.tif"));
+/// assert!(!tilestack::fetch::is_object_store_url("https://host/a.tif"));
 /// ```
 pub fn is_object_store_url(href: &str) -> bool {
     href.split_once("://")

@@ -10,14 +10,15 @@
 //! see [`PlanetaryComputerSigner`] (its docs are rendered, this module's
 //! are not).
 
-use crate::error::Cause;
-use crate::{Error, Result};
-use chrono::{DateTime, Utc};
-use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+
+use crate::error::{Cause, Error, Result};
 
 /// Turns an asset href into the URL to read. Applied to every request.
 pub trait Signer: Send + Sync + std::fmt::Debug {
@@ -63,7 +64,7 @@ impl<S: Signer + ?Sized> Signer for Arc<S> {
 /// # Examples
 /// ```
 /// use std::time::Duration;
-/// use tilestack::PcSignerConfig;
+/// use tilestack::fetch::PcSignerConfig;
 /// let cfg = PcSignerConfig {
 ///     // give up at once when the endpoint asks for more than 30 s
 ///     max_retry_wait: Duration::from_secs(30),
@@ -212,13 +213,13 @@ struct SlotState {
 ///   tokens are not refetched for every read. A refresh that fails while the
 ///   old token is still valid keeps using the old one.
 /// - **403 on a signed read** (an expired or revoked SAS):
-///   [`HttpRangeClient`](crate::HttpRangeClient) calls [`Signer::refused`],
+///   [`HttpRangeClient`](crate::fetch::HttpRangeClient) calls [`Signer::refused`],
 ///   which drops that token, and re-signs and retries the read **once**.
 ///
 /// # Examples
 /// ```
 /// # tokio_test::block_on(async {
-/// use tilestack::{PcSignerConfig, PlanetaryComputerSigner, Signer};
+/// use tilestack::{fetch::PcSignerConfig, fetch::PlanetaryComputerSigner, fetch::Signer};
 /// let s = PlanetaryComputerSigner::new(PcSignerConfig::default());
 /// // not an Azure Blob href: unchanged, no token requested
 /// assert_eq!(s.sign("http://127.0.0.1:8089/a.tif").await.unwrap(), "http://127.0.0.1:8089/a.tif");
@@ -231,7 +232,7 @@ struct SlotState {
 /// ```no_run
 /// # async fn f() -> tilestack::Result<()> {
 /// use std::sync::Arc;
-/// use tilestack::{HttpRangeClient, PcSignerConfig, PlanetaryComputerSigner, RetryConfig};
+/// use tilestack::{HttpRangeClient, fetch::PcSignerConfig, fetch::PlanetaryComputerSigner, fetch::RetryConfig};
 /// let signer = PlanetaryComputerSigner::new(PcSignerConfig::default());
 /// let client = HttpRangeClient::new(RetryConfig::default())?.with_signer(Arc::new(signer));
 /// let head = client

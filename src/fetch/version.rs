@@ -21,7 +21,7 @@ impl ObjectVersion {
     ///
     /// # Examples
     /// ```
-    /// use tilestack::ObjectVersion;
+    /// use tilestack::fetch::ObjectVersion;
     /// let v = |size, etag: Option<&str>| ObjectVersion { size, etag: etag.map(String::from) };
     /// assert!(v(Some(10), None).differs(&v(Some(11), None)));
     /// assert!(v(Some(10), Some("a")).differs(&v(Some(10), Some("b"))));

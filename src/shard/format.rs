@@ -18,10 +18,12 @@
 //!
 //! A sample that failed to load has no tensors; its entry holds the error.
 
-use super::SampleEntry;
-use crate::dataset::Layers;
-use crate::{Error, Result, TileStack};
 use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+use crate::shard::index::SampleEntry;
+use crate::stack::file::{frame_header, put_f32s, tensor_entry};
+use crate::stack::{Layers, TileStack};
 
 /// `__metadata__["format"]` of a shard.
 pub(crate) const SHARD_FORMAT: &str = "tilestack-shard/1";
@@ -37,17 +39,6 @@ pub(crate) struct Region {
     pub(crate) tensors: Vec<(&'static str, &'static str, Vec<usize>, usize)>,
 }
 
-/// Little-endian bytes of `v` appended to `out`.
-fn put_f32s(out: &mut Vec<u8>, v: &[f32]) {
-    if cfg!(target_endian = "little") {
-        out.extend_from_slice(bytemuck::cast_slice(v));
-    } else {
-        for x in v {
-            out.extend_from_slice(&x.to_le_bytes());
-        }
-    }
-}
-
 /// A sample's region from its stack and layers.
 ///
 /// # Errors
@@ -56,34 +47,17 @@ fn put_f32s(out: &mut Vec<u8>, v: &[f32]) {
 pub(crate) fn encode(stack: &TileStack, layers: &Layers) -> Result<Region> {
     let (t, c, h, w) = stack.data.dim();
     let px = h * w;
-    let (labels, masks) = layers;
+    let (labels, masks) = (&layers.labels, &layers.masks);
     let data_bytes = t * c * px * 4;
     let mut bytes = Vec::with_capacity(data_bytes + 12 * t + (labels.len() * t + masks.len()) * px);
-    match stack.data.as_slice() {
-        Some(s) => put_f32s(&mut bytes, s),
-        None => {
-            let v: Vec<f32> = stack.data.iter().copied().collect();
-            put_f32s(&mut bytes, &v);
-        }
+    let mut tensors = Vec::with_capacity(6);
+    for (name, shape, values) in stack.tensors() {
+        put_f32s(&mut bytes, &values);
+        tensors.push((name, "F32", shape, values.len() * 4));
     }
-    let mut tensors = vec![("data", "F32", vec![t, c, h, w], data_bytes)];
-    for (name, v) in [
-        ("eo_cloud_cover", &stack.eo_cloud_cover),
-        ("pct_nans", &stack.pct_nans),
-        ("tile_cloud_fraction", &stack.tile_cloud_fraction),
-    ] {
-        let mut m = vec![f32::NAN; t];
-        for (o, x) in m.iter_mut().zip(v) {
-            *o = *x;
-        }
-        put_f32s(&mut bytes, &m);
-        tensors.push((name, "F32", vec![t], 4 * t));
-    }
-    let binary = |v: f32| -> Result<u8> {
-        if v == 0.0 {
-            Ok(0)
-        } else if v == 1.0 {
-            Ok(1)
+    let binary = |v: u8| -> Result<u8> {
+        if v <= 1 {
+            Ok(v)
         } else {
             Err(Error::invalid(
                 "layer value",
@@ -149,7 +123,7 @@ pub(crate) fn header(
         for (name, dtype, shape, len) in &r.tensors {
             tensors.insert(
                 format!("{k:06}/{name}"),
-                serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [at, at + *len as u64]}),
+                tensor_entry(dtype, shape, at, *len as u64),
             );
             at += *len as u64;
         }
@@ -157,7 +131,7 @@ pub(crate) fn header(
         if pad > 0 {
             tensors.insert(
                 format!("{k:06}/_pad"),
-                serde_json::json!({"dtype": "U8", "shape": [pad], "data_offsets": [at, at + pad]}),
+                tensor_entry("U8", &[pad as usize], at, pad),
             );
             at += pad;
         }
@@ -181,17 +155,12 @@ pub(crate) fn header(
             "__metadata__".into(),
             serde_json::to_value(&meta).map_err(json_err)?,
         );
-        let mut json = serde_json::to_vec(&serde_json::Value::Object(all)).map_err(json_err)?;
-        let total = 8 + json.len() as u64;
-        let padded = total + pad_for(total);
-        if padded == base {
-            json.resize((padded - 8) as usize, b' ');
-            let mut out = Vec::with_capacity(padded as usize);
-            out.extend_from_slice(&((padded - 8).to_le_bytes()));
-            out.extend_from_slice(&json);
+        let json = serde_json::to_vec(&serde_json::Value::Object(all)).map_err(json_err)?;
+        let out = frame_header(json, ALIGN);
+        if out.len() as u64 == base {
             return Ok(out);
         }
-        base = padded;
+        base = out.len() as u64;
     }
     Err(Error::invalid(
         "shard header",
@@ -299,18 +268,24 @@ mod tests {
             pct_nans: vec![0.0],
             tile_cloud_fraction: vec![f32::NAN],
             items: vec![vec![]],
-            grid: crate::GridSpec {
-                epsg: crate::Epsg::WGS84,
-                transform: crate::GeoTransform::north_up(0.0, 0.0, 1.0),
+            grid: crate::geo::grid::GridSpec {
+                epsg: crate::units::Epsg::WGS84,
+                transform: crate::geo::grid::GeoTransform::north_up(0.0, 0.0, 1.0),
                 width: 2,
                 height: 1,
             },
             read_errors: vec![],
         };
-        let ok: Layers = (vec![vec![vec![0.0, 1.0]]], vec![]);
+        let ok = Layers {
+            labels: vec![vec![vec![0, 1]]],
+            masks: vec![],
+        };
         let r = encode(&stack, &ok).expect("binary layers encode");
         assert_eq!(r.bytes.len(), 8 + 12 + 2);
-        let bad: Layers = (vec![vec![vec![0.5, 1.0]]], vec![]);
+        let bad = Layers {
+            labels: vec![vec![vec![2, 1]]],
+            masks: vec![],
+        };
         assert!(
             encode(&stack, &bad)
                 .unwrap_err()

@@ -3,11 +3,15 @@
 //! `http(s)://`, read only). Writes are atomic: a local file is written
 //! under a temporary name, synced and renamed; an object is uploaded whole.
 
-use crate::{Error, HttpRangeClient, Result, RetryConfig};
-use bytes::Bytes;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::fetch::HttpRangeClient;
+use crate::fetch::retry::RetryConfig;
 
 /// Index and `dataset.json` files are refused above this size.
 pub(crate) const MAX_INDEX_BYTES: u64 = 1 << 30;
@@ -298,7 +302,7 @@ impl Location {
             return Ok(None);
         };
         let url = self.name(file);
-        if !crate::is_object_store_url(&url) {
+        if !crate::fetch::scheme::is_object_store_url(&url) {
             return Ok(None);
         }
         client.object_stores().resolve(&url).map(Some)
@@ -310,7 +314,7 @@ impl Location {
             url: self.name(file),
             status: None,
             message: "object store request failed".into(),
-            source: Some(crate::Cause::new(e)),
+            source: Some(crate::error::Cause::new(e)),
         }
     }
 }

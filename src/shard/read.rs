@@ -1,13 +1,20 @@
 //! [`ShardSet`]: materialized shards opened for reading.
 
-use super::location::Location;
-use super::{INDEX_FORMAT, SampleEntry, ShardIndex, config_hash, shard_file};
-use crate::dataset::Layers;
-use crate::{
-    DatasetConfig, Epsg, Error, GeoTransform, GridSpec, HttpRangeClient, Result, TileStack,
-};
-use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::config::DatasetConfig;
+use crate::error::{Error, Result};
+use crate::fetch::HttpRangeClient;
+use crate::geo::grid::{GeoTransform, GridSpec};
+use crate::shard::config_hash;
+use crate::shard::index::{
+    SampleEntry, ShardIndex, check_index, local_parts, parse_index, shard_file,
+};
+use crate::shard::location::Location;
+use crate::stack::{Layers, SampleLayout, TileStack};
+use crate::units::Epsg;
 
 /// When a sample's checksum is checked against the index.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,11 +45,11 @@ pub struct ShardOptions {
     pub client: Option<HttpRangeClient>,
 }
 
-/// Shards written by [`materialize`](crate::materialize), opened: the index
+/// Shards written by [`materialize`](crate::shard::materialize::materialize), opened: the index
 /// read and checked, local shard files checked for presence and size. Loads
-/// samples as the online [`TileDataset`](crate::TileDataset) does — the
+/// samples as the online [`TileDataset`](crate::dataset::TileDataset) does — the
 /// stack, its label and mask layers — for
-/// [`BatchLoader::from_shards`](crate::BatchLoader::from_shards).
+/// [`BatchLoader::from_shards`](crate::loader::BatchLoader::from_shards).
 ///
 /// ```no_run
 /// use std::sync::Arc;
@@ -110,7 +117,7 @@ impl ShardSet {
     /// from inside an async runtime.
     pub fn open_with(location: &str, opts: ShardOptions) -> Result<ShardSet> {
         let threads = opts.config.as_ref().and_then(|c| c.loader.threads);
-        let rt = crate::dataset::own_runtime("ShardSet::open", "tilestack-shards", threads)?;
+        let rt = crate::runtime::own_runtime("ShardSet::open", "tilestack-shards", threads)?;
         let loc = Location::parse(location, opts.client.clone())?;
         let opened = rt.block_on(read_index(&loc));
         let (index, index_name) = match opened {
@@ -183,6 +190,11 @@ impl ShardSet {
     /// `[T, C, H, W]` of every sample.
     pub fn shape(&self) -> [usize; 4] {
         self.index.shape
+    }
+
+    /// The layout every sample shares: shape, bands, label and mask names.
+    pub fn layout(&self) -> SampleLayout {
+        self.index.layout()
     }
 
     /// Label layer names.
@@ -263,6 +275,7 @@ impl ShardSet {
         let file = shard_file(e.shard);
         let name = self.location.name(&file);
         let data_bytes = (t * c * px * 4) as u64;
+        // The index was checked at open: its region size does not overflow.
         let rest_len = 12 * t + (nl * t + nm) * px;
         let mut rest = vec![0u8; rest_len];
         {
@@ -316,13 +329,13 @@ impl ShardSet {
         let eo_cloud_cover = f32s(&meta[..4 * t]);
         let pct_nans = f32s(&meta[4 * t..8 * t]);
         let tile_cloud_fraction = f32s(&meta[8 * t..]);
-        let ones = |b: &[u8]| -> Vec<f32> { b.iter().map(|&v| f32::from(v)).collect() };
+
         let (lab, msk) = layers.split_at(nl * t * px);
         let labels = lab
             .chunks_exact(t * px)
-            .map(|layer| layer.chunks_exact(px).map(ones).collect())
+            .map(|layer| layer.chunks_exact(px).map(<[u8]>::to_vec).collect())
             .collect();
-        let masks = msk.chunks_exact(px).map(ones).collect();
+        let masks = msk.chunks_exact(px).map(<[u8]>::to_vec).collect();
         let grid = GridSpec {
             epsg: Epsg::new(e.epsg)?,
             transform: GeoTransform::from_gdal(e.transform),
@@ -340,7 +353,7 @@ impl ShardSet {
             grid,
             read_errors: e.read_errors.clone(),
         };
-        Ok((stack, (labels, masks)))
+        Ok((stack, Layers { labels, masks }))
     }
 }
 
@@ -352,7 +365,7 @@ async fn read_index(loc: &Location) -> Result<(ShardIndex, String)> {
         Some(bytes) => parse_index(&bytes, &name)?,
         None => {
             let parts = if loc.is_local() {
-                super::write::local_parts(loc).await?
+                local_parts(loc).await?
             } else {
                 None
             };
@@ -395,112 +408,4 @@ async fn read_index(loc: &Location) -> Result<(ShardIndex, String)> {
         }
     }
     Ok((index, name))
-}
-
-impl ShardIndex {
-    /// An index from the JSON of an `index.json` (or a part's), checked as
-    /// [`ShardSet::open`] checks it: format, entries complete and in order,
-    /// each sample's region the size its shape needs. `name` names the file
-    /// in errors.
-    ///
-    /// ```
-    /// let e = tilestack::ShardIndex::from_json(b"{}", "index.json").unwrap_err();
-    /// assert!(e.to_string().contains("index.json"));
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::Invalid`] naming `name` and what is wrong.
-    pub fn from_json(bytes: &[u8], name: &str) -> Result<ShardIndex> {
-        let index = parse_index(bytes, name)?;
-        check_index(&index, name)?;
-        Ok(index)
-    }
-}
-
-/// An index from its JSON.
-pub(crate) fn parse_index(bytes: &[u8], name: &str) -> Result<ShardIndex> {
-    let index: ShardIndex = serde_json::from_slice(bytes).map_err(|e| {
-        Error::invalid(
-            "shard index",
-            format!("{name}: not a tilestack shard index: {e}"),
-        )
-    })?;
-    if index.format != INDEX_FORMAT {
-        return Err(Error::invalid(
-            "shard index",
-            format!(
-                "{name}: format {:?}, this tilestack reads {INDEX_FORMAT:?}",
-                index.format
-            ),
-        ));
-    }
-    Ok(index)
-}
-
-/// Bytes of one sample's region for the index's shape and layers (`None`
-/// when a hostile shape overflows).
-fn region_bytes(index: &ShardIndex) -> Option<u64> {
-    let [t, c, h, w] = index.shape;
-    let px = h.checked_mul(w)?;
-    let data = t.checked_mul(c)?.checked_mul(px)?.checked_mul(4)?;
-    let layers = index
-        .labels
-        .len()
-        .checked_mul(t)?
-        .checked_add(index.masks.len())?
-        .checked_mul(px)?;
-    let total = data.checked_add(t.checked_mul(12)?)?.checked_add(layers)?;
-    u64::try_from(total).ok()
-}
-
-/// Entries complete, in order, each region the size the shape says.
-fn check_index(index: &ShardIndex, name: &str) -> Result<()> {
-    let bad = |m: String| Error::invalid("shard index", format!("{name}: {m}"));
-    if index.entries.len() != index.samples {
-        return Err(bad(format!(
-            "{} entries for {} samples",
-            index.entries.len(),
-            index.samples
-        )));
-    }
-    if index.shards.len() != index.shard_count {
-        return Err(bad(format!(
-            "{} shards listed of {}",
-            index.shards.len(),
-            index.shard_count
-        )));
-    }
-    let want =
-        region_bytes(index).ok_or_else(|| bad(format!("shape {:?} overflows", index.shape)))?;
-    let sizes: std::collections::HashMap<usize, u64> =
-        index.shards.iter().map(|s| (s.shard, s.bytes)).collect();
-    for (i, e) in index.entries.iter().enumerate() {
-        if e.index != i {
-            return Err(bad(format!("entry {i} is sample {}", e.index)));
-        }
-        if e.shard >= index.shard_count {
-            return Err(bad(format!(
-                "sample {i} in shard {} of {}",
-                e.shard, index.shard_count
-            )));
-        }
-        let in_shard = sizes.get(&e.shard).is_some_and(|&bytes| {
-            e.offset
-                .checked_add(e.length)
-                .is_some_and(|end| end <= bytes)
-        });
-        if e.error.is_none() && !in_shard {
-            return Err(bad(format!(
-                "sample {i} (bytes {}+{}) lies outside shard {}",
-                e.offset, e.length, e.shard
-            )));
-        }
-        if e.error.is_none() && e.length != want {
-            return Err(bad(format!(
-                "sample {i} has {} bytes, its shape {:?} needs {want}",
-                e.length, index.shape
-            )));
-        }
-    }
-    Ok(())
 }

@@ -6,7 +6,11 @@
 //! order; the error policies behave under burn's loop (replace and nan train
 //! on; fail ends `launch` with the sample's error in its result).
 
-use crate::dataloader::{EAST, Fixture, WEST};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
 use burn::module::Module;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -20,13 +24,10 @@ use burn::train::{
     InferenceStep, Learner, RegressionOutput, SupervisedTraining, TrainOutput, TrainStep,
     TrainingError,
 };
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::mpsc::RecvTimeoutError;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tilestack::{
-    BatchLoader, LoaderConfig, LoaderMetrics, SampleStatus, StackDataLoader, TileBatch, TileDataset,
-};
+use tilestack::loader::{LoaderMetrics, SampleStatus};
+use tilestack::{BatchLoader, LoaderConfig, StackDataLoader, TileBatch, TileDataset};
+
+use crate::dataloader::{EAST, Fixture, WEST};
 
 /// A whole training run may take this long before the test fails instead of hanging.
 const RUN_LIMIT: Duration = Duration::from_secs(300);

@@ -3,9 +3,11 @@
 //! scenes and plans with nothing fetched, and one band request works on
 //! both catalogs' naming.
 
-use geo::InteriorPoint;
 use std::path::PathBuf;
-use tilestack::{BandName, Catalog, Scene, StackRequest, load_snapshot, plan_stack};
+
+use geo::InteriorPoint;
+use tilestack::stac::{Scene, load_snapshot};
+use tilestack::{BandName, Catalog, StackRequest, plan_stack};
 
 /// The fixture files: (file, bands every item of it must resolve).
 const FILES: &[(&str, &[&str])] = &[

@@ -105,7 +105,7 @@ fn serve_then_search_and_save_a_snapshot() {
     assert!(stdout.contains("total: 16 items in 4 pages"), "{stdout}");
     assert!(stdout.contains("S2A_MSIL2A_20190813T185921_R013_T11SKB_20190813T000000"));
     assert!(stdout.contains("EPSG:32611"));
-    let items = tilestack::load_snapshot(&snap).unwrap();
+    let items = tilestack::stac::load_snapshot(&snap).unwrap();
     assert_eq!(items.len(), 16);
 }
 
@@ -126,14 +126,7 @@ async fn bench_reports_warm_stacks_without_requests_and_the_limit() {
         "-122.33,37.81",
     ])
     .args(["--bands", "B04,B08", "--time", "2019-08-01/2019-08-10"])
-    .args([
-        "--warm",
-        "2",
-        "--limit",
-        "--loader-step-ms",
-        "1",
-        "--centroids-file",
-    ])
+    .args(["--warm", "2", "--limit", "--centroids-file"])
     .arg(&cents);
     // blocking: the server keeps running on the other runtime threads
     let out = tokio::task::spawn_blocking(move || cmd.output())
@@ -161,7 +154,9 @@ async fn bench_reports_warm_stacks_without_requests_and_the_limit() {
     // gaps under the coalescing gap that merged ranges span
     let ranges = lim["ranges"].as_u64().unwrap();
     assert!(
-        bytes > 0 && bytes <= fetched && fetched - bytes < ranges * tilestack::DEFAULT_COALESCE_GAP,
+        bytes > 0
+            && bytes <= fetched
+            && fetched - bytes < ranges * tilestack::fetch::DEFAULT_COALESCE_GAP,
         "{lim}"
     );
     assert!(ranges <= lim["ranges_strict"].as_u64().unwrap(), "{lim}");
@@ -214,7 +209,7 @@ fn a_negative_resolution_is_named_with_its_value() {
 #[test]
 fn plot_of_a_stack_without_days_names_the_file_and_the_cause() {
     let d = tempfile::tempdir().unwrap();
-    let grid = tilestack::GridSpec::tile_around(
+    let grid = tilestack::geo::GridSpec::tile_around(
         tilestack::Epsg::utm_for(-122.33, 37.81),
         560_000.0,
         4_185_000.0,

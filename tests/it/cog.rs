@@ -1,12 +1,15 @@
 //! COG window reads over HTTP Range: only the needed tiles, cached, de-duplicated,
 //! and equal to what GDAL reads.
 
-use crate::util::{python, small_world};
 use std::collections::BTreeSet;
-use tilestack::PixelWindow;
+
+use tilestack::cog::TileCache;
 use tilestack::demo::WorldServer;
-use tilestack::{CogReader, TileCache};
-use tilestack::{HttpRangeClient, RetryConfig};
+use tilestack::fetch::RetryConfig;
+use tilestack::geo::PixelWindow;
+use tilestack::{CogReader, HttpRangeClient};
+
+use crate::util::{python, small_world};
 
 const TILE_BYTES: u64 = 256 * 256 * 4;
 
@@ -394,7 +397,7 @@ async fn a_persisted_header_opens_the_file_with_zero_header_requests() {
     let server = WorldServer::start(small_world()).await.unwrap();
     let url = band_url(&server, 3, "B04");
     let d = tempfile::tempdir().unwrap();
-    let store = || tilestack::HeaderStore::open(d.path()).unwrap();
+    let store = || tilestack::cog::HeaderStore::open(d.path()).unwrap();
     let first = reader(client(), 1 << 30).with_header_store(store());
     let want = first
         .read_window(&url, 0, PixelWindow::new(300, 20, 100, 100))
@@ -436,7 +439,7 @@ async fn a_file_changed_under_a_persisted_header_is_an_error_then_reread() {
     );
     std::fs::copy(&old, &cog).unwrap();
     let href = format!("file://{}", cog.display());
-    let store = || tilestack::HeaderStore::open(d.path().join("headers")).unwrap();
+    let store = || tilestack::cog::HeaderStore::open(d.path().join("headers")).unwrap();
     reader(client(), 1 << 30)
         .with_header_store(store())
         .read_window(&href, 0, PixelWindow::new(0, 0, 300, 300))
@@ -476,8 +479,7 @@ async fn a_file_changed_under_a_persisted_header_is_an_error_then_reread() {
 /// uint16 (nodata 0) and uint8 bands — and it fetches nothing more.
 #[tokio::test]
 async fn sampling_tiles_equals_window_then_warp() {
-    use tilestack::{GeoTransform, GridSpec};
-    use tilestack::{Resampling, source_window, warp};
+    use tilestack::geo::{GeoTransform, GridSpec, Resampling, source_window, warp};
     let server = WorldServer::start(small_world()).await.unwrap();
     let r = reader(client(), 1 << 30);
     let mut edge_cases = 0;

@@ -4,17 +4,18 @@
 //! augmentation, labels — in a hand-written loop and through burn's
 //! `split_dataloader`.
 
-use crate::util::{cog_reader, small_world};
-use burn::data::dataloader::DataLoader;
-use burn::tensor::Device;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use burn::data::dataloader::DataLoader;
+use burn::tensor::Device;
+use tilestack::dataset::ErrorPolicy;
 use tilestack::demo::WorldServer;
-use tilestack::{
-    BatchLoader, Catalog, DatasetConfig, ErrorPolicy, HostBatch, SampleStatus, StackDataLoader,
-    TileDataset, build,
-};
+use tilestack::loader::{HostBatch, SampleStatus};
+use tilestack::{BatchLoader, Catalog, DatasetConfig, StackDataLoader, TileDataset, build};
+
+use crate::util::{cog_reader, small_world};
 
 /// Five places west of the centroid (covered by granule A only) and, with
 /// `far`, one far east (granule B only).
@@ -105,8 +106,8 @@ file = {ships:?}
     /// A snapshot of the world's items in which every granule-B item's hrefs
     /// 404: the far-east sample fails, the western ones load.
     pub(crate) fn broken_snapshot(&self) -> PathBuf {
-        let client = tilestack::StacClient::new(&self.server.stac_url()).unwrap();
-        let req = tilestack::SearchRequest::new("sentinel-2-l2a");
+        let client = tilestack::stac::StacClient::new(&self.server.stac_url()).unwrap();
+        let req = tilestack::stac::SearchRequest::new("sentinel-2-l2a");
         let mut items = self.rt.block_on(client.search(&req)).unwrap().items;
         let mut broken = 0;
         for it in &mut items {
@@ -120,7 +121,7 @@ file = {ships:?}
         }
         assert!(broken > 0);
         let p = self.dir.path().join("broken.json");
-        tilestack::save_snapshot(&items, &p).unwrap();
+        tilestack::stac::save_snapshot(&items, &p).unwrap();
         p
     }
 }
@@ -727,9 +728,9 @@ fn an_epoch_at_ten_percent_faults_is_bit_identical_to_a_fault_free_one() {
 #[test]
 fn an_asset_down_for_good_under_each_error_policy_through_burns_dataloader() {
     let f = Fixture::new();
-    let client = tilestack::StacClient::new(&f.server.stac_url()).unwrap();
+    let client = tilestack::stac::StacClient::new(&f.server.stac_url()).unwrap();
     let items =
-        f.rt.block_on(client.search(&tilestack::SearchRequest::new("sentinel-2-l2a")))
+        f.rt.block_on(client.search(&tilestack::stac::SearchRequest::new("sentinel-2-l2a")))
             .unwrap()
             .items;
     // B08 of every granule-B scene: the far-east sample's only scenes.

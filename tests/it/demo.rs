@@ -1,9 +1,11 @@
 //! `tilestack demo` and `tilestack plot`: the files a new user gets, and the pictures.
 
-use crate::util::{small_recipe, small_world, target_dir};
 use std::process::Command;
+
 use tilestack::TileStack;
-use tilestack::{PlotOptions, plot_days, plot_timeseries};
+use tilestack::plot::{PlotOptions, plot_days, plot_timeseries};
+
+use crate::util::{small_recipe, small_world, target_dir};
 
 fn tilestack() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tilestack"))

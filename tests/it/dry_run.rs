@@ -3,10 +3,13 @@
 //! equal what a cold build then fetches, and nothing but the search and the
 //! COG headers fetched while planning.
 
-use crate::util::{cog_reader, day, small_world};
 use std::collections::HashSet;
+
 use tilestack::demo::WorldServer;
-use tilestack::{BandName, Catalog, DryRun, Resolution, StackRequest, build, dry_run};
+use tilestack::stack::{DryRun, dry_run};
+use tilestack::{BandName, Catalog, Resolution, StackRequest, build};
+
+use crate::util::{cog_reader, day, small_world};
 
 fn oakland(bands: &str, last: u32) -> StackRequest {
     StackRequest::new(

@@ -3,14 +3,17 @@
 //! show up in the metrics; too many faults give an error naming the URL and
 //! byte range — never a panic, never zeros — and a silent server times out.
 
-use crate::util::small_world;
-use ndarray::Array2;
 use std::ops::Range;
 use std::time::{Duration, Instant};
-use tilestack::CogReader;
-use tilestack::PixelWindow;
+
+use ndarray::Array2;
+use tilestack::cog::TileCache;
 use tilestack::demo::{ServerOptions, WorldServer};
-use tilestack::{HttpRangeClient, RetryConfig, TileCache};
+use tilestack::fetch::RetryConfig;
+use tilestack::geo::PixelWindow;
+use tilestack::{CogReader, HttpRangeClient};
+
+use crate::util::small_world;
 
 /// The window read throughout: 256×256 px over four 256 px tiles of scene 0's B04.
 const WINDOW: (usize, usize, usize, usize) = (200, 150, 256, 256);
@@ -319,9 +322,10 @@ async fn a_server_that_never_answers_times_out_naming_the_url() {
 /// A slow range server that records how many requests it serves at once.
 #[tokio::test]
 async fn requests_per_host_stay_under_the_limit() {
-    use axum::http::{HeaderMap, StatusCode, header};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::http::{HeaderMap, StatusCode, header};
     #[derive(Default)]
     struct Load {
         now: AtomicUsize,

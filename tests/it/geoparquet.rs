@@ -4,13 +4,14 @@
 //! written elsewhere (Python's stac-geoparquet) loads, and a corrupt file is
 //! an error naming it.
 
-use crate::util::{cog_reader, day, small_world};
-use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
 use tilestack::demo::WorldServer;
-use tilestack::{
-    BandName, Catalog, Scene, StackRequest, build, load_snapshot, save_snapshot, scenes_from_items,
-};
+use tilestack::stac::{Scene, load_snapshot, save_snapshot, scenes_from_items};
+use tilestack::{BandName, Catalog, StackRequest, build};
+
+use crate::util::{cog_reader, day, small_world};
 
 /// tests/fixtures/stac: 68 real items (see its PROVENANCE.md).
 const FIXTURES: &[&str] = &[
@@ -232,7 +233,7 @@ async fn a_stack_from_a_geoparquet_snapshot_equals_the_one_from_the_json_snapsho
     )
     .unwrap();
     req.cloud_band = Some(BandName::new("SCL").unwrap());
-    let items = tilestack::search_items(&live, &req).await.unwrap();
+    let items = tilestack::stack::search_items(&live, &req).await.unwrap();
     assert!(items.len() > 3);
     let dir = tempfile::tempdir().unwrap();
     let (json, parquet) = (

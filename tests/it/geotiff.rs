@@ -7,10 +7,11 @@
 //! bytes, an undecodable codec) that must end in exit code 1 and a message
 //! naming the file: never a panic's 101, a signal, or a hang.
 
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 fn corpus() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/geotiff")

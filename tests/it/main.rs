@@ -13,7 +13,6 @@ mod faults;
 mod fuzz_replay;
 mod geoparquet;
 mod geotiff;
-mod loader;
 mod pgstac;
 mod real_items;
 mod search;

@@ -10,16 +10,18 @@
 //! database once per test binary with `pypgstac load`, then search it with
 //! tilestack's own client.
 
-use crate::util::small_world;
-use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
+
+use serde_json::{Value, json};
 use tilestack::BandName;
 use tilestack::demo::WorldServer;
-use tilestack::{SearchRequest, SearchResults, StacClient, load_snapshot, save_snapshot};
+use tilestack::stac::{SearchRequest, SearchResults, StacClient, load_snapshot, save_snapshot};
+
+use crate::util::small_world;
 
 const COLLECTION: &str = "sentinel-2-l2a";
 const AUGUST: &str = "2019-08-01/2019-08-30";
@@ -85,7 +87,7 @@ fn run_pypgstac(pypgstac: &str, table: &str, file: &Path, dsn: &str) {
 }
 
 fn oakland_august() -> SearchRequest {
-    let bbox = tilestack::bbox_around(-122.33, 37.81, 2816.0).unwrap();
+    let bbox = tilestack::geo::bbox_around(-122.33, 37.81, 2816.0).unwrap();
     SearchRequest::new(COLLECTION)
         .bbox(bbox)
         .datetime(AUGUST)
@@ -287,7 +289,7 @@ async fn pgstac_results_survive_a_snapshot_without_a_server() {
     }
 
     let bands = BandName::parse_list("B04,B11").unwrap();
-    let scenes = tilestack::scenes_from_items(&loaded, &bands).unwrap();
+    let scenes = tilestack::stac::scenes_from_items(&loaded, &bands).unwrap();
     assert_eq!(scenes.len(), 16);
     assert!(scenes.windows(2).all(|p| p[0].datetime <= p[1].datetime));
     for s in &scenes {

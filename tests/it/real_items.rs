@@ -14,15 +14,16 @@
 //!   numpy bit ops (tests/py/real_items.py); cloud masking by bits.
 //! - Sentinel-1 RTC: float32 backscatter (written by GDAL), vv in decibels.
 
-use crate::util::{cog_reader, python};
+use std::path::{Path, PathBuf};
+
 use geo::InteriorPoint;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
 use tilestack::demo::{CogOptions, CogPixels, write_cog};
-use tilestack::{
-    BandName, Catalog, Epsg, Resolution, Scene, StackRequest, TileStack, Transformer, build,
-    load_snapshot,
-};
+use tilestack::geo::Transformer;
+use tilestack::stac::{Scene, load_snapshot};
+use tilestack::{BandName, Catalog, Epsg, Resolution, StackRequest, TileStack, build};
+
+use crate::util::{cog_reader, python};
 
 /// Side of the window of the item's grid written as a COG, in pixels.
 const WINDOW: usize = 128;

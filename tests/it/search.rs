@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tilestack::{SearchRequest, StacClient, Warning};
+
+use tilestack::Warning;
+use tilestack::stac::{SearchRequest, StacClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Serves every request with `answer(n, addr)` (n = 0, 1, …), or never answers when it returns None.

@@ -5,13 +5,15 @@
 //! The blob server refuses any read without the token, so the reads that
 //! succeed prove the token was used.
 
-use crate::util::small_world;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::util::small_world;
 
 const KEY: &str = "PLANTEDKEY7f3a9c";
 const SIG: &str = "PLANTEDSIG51d0e2";
@@ -113,7 +115,7 @@ async fn a_planted_key_and_token_appear_in_no_log_error_stack_shard_or_index() {
         }
     }
     let snap = root.join("snap.json");
-    tilestack::save_snapshot(&items, &snap).unwrap();
+    tilestack::stac::save_snapshot(&items, &snap).unwrap();
     let mut broken = items.clone();
     for it in &mut broken {
         if let Some(a) = it.assets.get_mut("B08") {
@@ -121,7 +123,7 @@ async fn a_planted_key_and_token_appear_in_no_log_error_stack_shard_or_index() {
         }
     }
     let broken_snap = root.join("broken.json");
-    tilestack::save_snapshot(&broken, &broken_snap).unwrap();
+    tilestack::stac::save_snapshot(&broken, &broken_snap).unwrap();
     std::fs::write(
         root.join("points.csv"),
         "lon,lat,id\n-122.36,37.805,a\n-122.35,37.81,b\n",
@@ -280,7 +282,7 @@ async fn hostile_item_ids_and_asset_keys_write_nothing_outside_the_output() {
         }
     }
     let snap = root.join("snap.json");
-    tilestack::save_snapshot(&items, &snap).unwrap();
+    tilestack::stac::save_snapshot(&items, &snap).unwrap();
     std::fs::write(
         root.join("points.csv"),
         "lon,lat,id\n-122.36,37.805,../../escape-point\n",

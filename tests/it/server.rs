@@ -1,9 +1,10 @@
 //! Loopback servers: Range semantics and the in-process STAC API.
 
-use crate::util::small_world;
 use reqwest::StatusCode;
 use tilestack::demo::WorldServer;
-use tilestack::{SearchRequest, StacClient};
+use tilestack::stac::{SearchRequest, StacClient};
+
+use crate::util::small_world;
 
 fn first_cog() -> (String, Vec<u8>) {
     let w = small_world();
@@ -72,7 +73,7 @@ async fn stac_search_returns_the_worlds_items() {
     let server = WorldServer::start(w).await.unwrap();
     let client = StacClient::new(&server.stac_url()).unwrap();
     let [lon, lat] = w.manifest().centroid;
-    let bbox = tilestack::bbox_around(lon, lat, 2816.0).unwrap();
+    let bbox = tilestack::geo::bbox_around(lon, lat, 2816.0).unwrap();
     let mut req = SearchRequest::new("sentinel-2-l2a")
         .bbox(bbox)
         .datetime("2019-08-01/2019-08-30")
@@ -129,7 +130,7 @@ async fn stac_search_returns_the_worlds_items() {
     }
 
     // A box far west of the day-23 swath edge excludes that scene by footprint.
-    let west = tilestack::bbox_around(lon - 0.12, lat, 500.0).unwrap();
+    let west = tilestack::geo::bbox_around(lon - 0.12, lat, 500.0).unwrap();
     let res = client
         .search(
             &SearchRequest::new("sentinel-2-l2a")
@@ -176,21 +177,21 @@ fn snapshot_errors_name_the_file_or_item() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("snap.json");
     std::fs::write(&p, "{\"type\": \"Feature\"}").unwrap();
-    let e = tilestack::load_snapshot(&p).unwrap_err().to_string();
+    let e = tilestack::stac::load_snapshot(&p).unwrap_err().to_string();
     assert!(e.contains("snap.json") && e.contains("features"), "{e}");
     std::fs::write(
         &p,
         r#"{"features": [{"id": "broken-1", "type": "Feature", "geometry": 7}]}"#,
     )
     .unwrap();
-    let e = tilestack::load_snapshot(&p).unwrap_err().to_string();
+    let e = tilestack::stac::load_snapshot(&p).unwrap_err().to_string();
     assert!(e.contains("broken-1"), "{e}");
 }
 
 fn oakland_request(limit: u64) -> SearchRequest {
     let [lon, lat] = small_world().manifest().centroid;
     let mut req = SearchRequest::new("sentinel-2-l2a")
-        .bbox(tilestack::bbox_around(lon, lat, 2816.0).unwrap())
+        .bbox(tilestack::geo::bbox_around(lon, lat, 2816.0).unwrap())
         .datetime("2019-08-01/2019-08-30")
         .unwrap();
     req.limit = Some(limit);
@@ -286,7 +287,7 @@ async fn items_convert_to_scenes_with_proj_code_only() {
         }
     }
     let bands = tilestack::BandName::parse_list("B04,B11").unwrap();
-    let scenes = tilestack::scenes_from_items(&res.items, &bands).unwrap();
+    let scenes = tilestack::stac::scenes_from_items(&res.items, &bands).unwrap();
     assert_eq!(scenes.len(), 16);
     assert!(
         scenes.windows(2).all(|w| w[0].datetime <= w[1].datetime),
@@ -297,7 +298,7 @@ async fn items_convert_to_scenes_with_proj_code_only() {
     assert_eq!(z.assets[&bands[1]].transform.dx, 20.0);
     assert_eq!(z.assets[&bands[0]].nodata, Some(0.0));
     let missing = tilestack::BandName::parse_list("B04,B12").unwrap();
-    let e = tilestack::scenes_from_items(&res.items, &missing)
+    let e = tilestack::stac::scenes_from_items(&res.items, &missing)
         .unwrap_err()
         .to_string();
     assert!(

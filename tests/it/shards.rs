@@ -3,20 +3,24 @@
 //! batches, parts, SIGKILL and rerun, Python's one-line read, `s3://`
 //! through moto, and bad shards and folders.
 
-use crate::dataloader::{EAST, Fixture, WEST, bits, epoch};
-use crate::util::python;
-use burn::data::dataloader::DataLoader;
-use burn::tensor::Device;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use burn::data::dataloader::DataLoader;
+use burn::tensor::Device;
+use tilestack::dataset::ErrorPolicy;
+use tilestack::loader::{HostBatch, SampleStatus};
+use tilestack::shard::{DEFAULT_SHARD_BYTES, MaterializeOptions, MaterializeReport, ShardOptions};
 use tilestack::{
-    BatchLoader, DEFAULT_SHARD_BYTES, DatasetConfig, ErrorPolicy, HostBatch, MaterializeOptions,
-    MaterializeReport, SampleStatus, ShardDataLoader, ShardOptions, ShardSet, StackDataLoader,
-    TileDataset, materialize,
+    BatchLoader, DatasetConfig, ShardDataLoader, ShardSet, StackDataLoader, TileDataset,
+    materialize,
 };
+
+use crate::dataloader::{EAST, Fixture, WEST, bits, epoch};
+use crate::util::python;
 
 /// Every field of two batches equal, floats bit for bit (NaN included).
 fn assert_same(a: &HostBatch, b: &HostBatch) {
@@ -158,7 +162,7 @@ fn parts_are_disjoint_cover_every_sample_and_merge_to_the_single_runs_index() {
     for i in 0..3 {
         let r = run(&cfg, &parted, Some((i, 3)), 2 * sample + 10);
         assert_eq!(r.complete, i == 2, "the last part merges: {r}");
-        let index: tilestack::ShardIndex = serde_json::from_slice(
+        let index: tilestack::shard::ShardIndex = serde_json::from_slice(
             &std::fs::read(parted.join(format!("index-{i}-of-3.json"))).unwrap(),
         )
         .unwrap();
@@ -193,7 +197,7 @@ fn parts_are_disjoint_cover_every_sample_and_merge_to_the_single_runs_index() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("index.json") && e.contains("--merge"), "{e}");
-    let e = tilestack::merge_parts(&parted.to_string_lossy(), 3, None)
+    let e = tilestack::shard::merge_parts(&parted.to_string_lossy(), 3, None)
         .unwrap_err()
         .to_string();
     assert!(e.contains("index-1-of-3.json"), "{e}");
@@ -220,10 +224,7 @@ fn sigkill_at_random_points_then_rerun_gives_byte_identical_shards_and_index() {
     let path = f.dir.path().join("kill.toml");
     std::fs::write(&path, text).unwrap();
     cfg = DatasetConfig::from_file(&path).unwrap();
-    assert_eq!(
-        cfg.stack.get("tile_size").and_then(|v| v.as_integer()),
-        Some(128)
-    );
+    assert_eq!(cfg.stack.fields().tile_size, 128);
     let bin = env!("CARGO_BIN_EXE_tilestack");
     let materialize = |out: &Path| {
         let mut c = Command::new(bin);

@@ -4,16 +4,18 @@
 //! ones (403). Blob hostnames resolve to 127.0.0.1 through reqwest's resolver
 //! override: no traffic leaves the machine.
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::get;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tilestack::PixelWindow;
-use tilestack::{HttpRangeClient, PcSignerConfig, PlanetaryComputerSigner, RetryConfig, Signer};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tilestack::HttpRangeClient;
+use tilestack::fetch::{PcSignerConfig, PlanetaryComputerSigner, RetryConfig, Signer};
+use tilestack::geo::PixelWindow;
 
 /// What the loopback token endpoint and blob server do, and what they saw.
 struct Counters {
@@ -254,7 +256,8 @@ async fn check_token(
 
 #[tokio::test]
 async fn cog_reads_are_signed_per_request_and_tokens_stay_out_of_errors() {
-    use tilestack::{CogReader, TileCache};
+    use tilestack::CogReader;
+    use tilestack::cog::TileCache;
     let world = crate::util::small_world();
     let counters = Arc::new(Counters::default());
     let blobs = axum::Router::new().nest_service(

@@ -1,13 +1,15 @@
 //! Daily tile stacks end to end over HTTP, checked against GDAL (rasterio).
 
-use crate::util::{cog_reader, day, python, small_world};
-use tilestack::Mask;
-use tilestack::TileStack;
+use tilestack::cog::TileCache;
 use tilestack::demo::WorldServer;
-use tilestack::{BandName, Epsg};
-use tilestack::{Catalog, Fusion, StackRequest, build};
-use tilestack::{CogReader, TileCache};
-use tilestack::{HttpRangeClient, RetryConfig};
+use tilestack::fetch::RetryConfig;
+use tilestack::geo::Mask;
+use tilestack::stack::Fusion;
+use tilestack::{
+    BandName, Catalog, CogReader, Epsg, HttpRangeClient, StackRequest, TileStack, build,
+};
+
+use crate::util::{cog_reader, day, python, small_world};
 
 fn oakland(bands: &str) -> StackRequest {
     StackRequest::new(
@@ -19,7 +21,7 @@ fn oakland(bands: &str) -> StackRequest {
     .unwrap()
 }
 
-async fn stack(req: &StackRequest, mask: Option<&Mask>) -> (tilestack::Built, WorldServer) {
+async fn stack(req: &StackRequest, mask: Option<&Mask>) -> (tilestack::stack::Built, WorldServer) {
     let server = WorldServer::start(small_world()).await.unwrap();
     let cat = Catalog::stac(&server.stac_url(), "sentinel-2-l2a").unwrap();
     let built = build(&cat, req, &cog_reader(), mask).await.unwrap();
@@ -264,10 +266,10 @@ async fn snapshot_builds_the_same_stack_without_a_stac_api() {
     let (online, server) = stack(&req, None).await;
     let dir = tempfile::tempdir().unwrap();
     let snap = dir.path().join("items.json");
-    tilestack::save_snapshot(&online.items, &snap).unwrap();
+    tilestack::stac::save_snapshot(&online.items, &snap).unwrap();
     // The STAC API is not used: build from the snapshot while only the file server answers.
     let offline = build(
-        &Catalog::Items(tilestack::load_snapshot(&snap).unwrap()),
+        &Catalog::Items(tilestack::stac::load_snapshot(&snap).unwrap()),
         &req,
         &cog_reader(),
         None,

@@ -3,18 +3,20 @@
 //! Without moto these tests fail, saying how to install it: a run that
 //! could not test S3 never looks green.
 
-use crate::util::small_world;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tilestack::Error;
-use tilestack::PixelWindow;
+
+use tilestack::cog::TileCache;
 use tilestack::demo::WorldServer;
-use tilestack::object_store::aws::AmazonS3Builder;
-use tilestack::object_store::{ObjectStoreExt, PutPayload};
-use tilestack::{CogReader, TileCache};
-use tilestack::{HttpRangeClient, RetryConfig};
+use tilestack::fetch::RetryConfig;
+use tilestack::fetch::object_store::aws::AmazonS3Builder;
+use tilestack::fetch::object_store::{ObjectStoreExt, PutPayload};
+use tilestack::geo::PixelWindow;
+use tilestack::{CogReader, Error, HttpRangeClient};
+
+use crate::util::small_world;
 
 const BUCKET: &str = "tiles";
 
@@ -243,7 +245,7 @@ async fn s3_range_contract_and_errors() {
         .with_bucket_name("tilestack-no-such-bucket-configured")
         .with_access_key_id("testing")
         .with_secret_access_key("testing")
-        .with_retry(tilestack::object_store::RetryConfig {
+        .with_retry(tilestack::fetch::object_store::RetryConfig {
             max_retries: 0,
             ..Default::default()
         })

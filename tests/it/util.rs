@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
+
 use tilestack::demo::{Recipe, World};
 
 /// A smaller Oakland world (768 px scenes, 256 px COG tiles) so debug-mode
@@ -52,7 +53,8 @@ pub(crate) fn day(d: u32) -> chrono::NaiveDate {
 /// A reader with default retries and a 1 GiB cache.
 pub(crate) fn cog_reader() -> tilestack::CogReader {
     tilestack::CogReader::new(
-        tilestack::HttpRangeClient::new(tilestack::RetryConfig::default()).expect("an HTTP client"),
-        tilestack::TileCache::new(1 << 30),
+        tilestack::HttpRangeClient::new(tilestack::fetch::RetryConfig::default())
+            .expect("an HTTP client"),
+        tilestack::cog::TileCache::new(1 << 30),
     )
 }

@@ -1,8 +1,10 @@
 //! The demo world: valid COGs (checked by GDAL/rio-cogeo), determinism, labels.
 
-use crate::util::{python, small_world};
 use std::process::Command;
+
 use tilestack::demo::{Recipe, World};
+
+use crate::util::{python, small_world};
 
 #[test]
 fn cogs_are_valid_and_match_item_metadata() {

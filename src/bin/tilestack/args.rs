@@ -3,9 +3,10 @@
 //! Parse errors from the typed parsers here are `anyhow` errors naming the
 //! flag and its value (printed as one line by `main`), not clap usage errors.
 
+use std::path::PathBuf;
+
 use anyhow::{Context, Result, bail};
 use clap::{ArgAction, Parser, Subcommand};
-use std::path::PathBuf;
 
 /// Daily satellite tile stacks from STAC + COGs, for burn training loops.
 #[derive(Debug, Parser)]
@@ -304,11 +305,6 @@ pub(crate) struct BenchArgs {
     /// Also measure the physical limit of the first stack.
     #[arg(long)]
     pub(crate) limit: bool,
-    /// Also run a training loop over the centroid list through a
-    /// `StackLoader` (fresh cache), this many milliseconds of "compute" per
-    /// stack, with and without prefetch: the time the loop waits for data.
-    #[arg(long)]
-    pub(crate) loader_step_ms: Option<u64>,
 }
 
 // `tilestack plot`.
@@ -335,7 +331,7 @@ pub(crate) struct PlotArgs {
 
 impl PlotArgs {
     /// The picture's options: `--rgb`, `--start`, `--days`, `--cols`.
-    pub(crate) fn options(&self) -> Result<tilestack::PlotOptions> {
+    pub(crate) fn options(&self) -> Result<tilestack::plot::PlotOptions> {
         let bands: Vec<String> = self.rgb.split(',').map(|b| b.trim().to_string()).collect();
         let rgb: [String; 3] = bands
             .try_into()
@@ -348,7 +344,7 @@ impl PlotArgs {
                     .with_context(|| format!("--start {d:?} is not YYYY-MM-DD"))
             })
             .transpose()?;
-        Ok(tilestack::PlotOptions {
+        Ok(tilestack::plot::PlotOptions {
             rgb,
             start,
             days: self.days,
@@ -396,7 +392,7 @@ impl SearchArgs {
             (Some(b), _) => parse_floats::<4>(b, "bbox")?,
             (None, Some(c)) => {
                 let [lon, lat] = parse_floats::<2>(c, "centroid")?;
-                tilestack::bbox_around(lon, lat, 256.0 * 10.0 * 1.1)?
+                tilestack::geo::bbox_around(lon, lat, 256.0 * 10.0 * 1.1)?
             }
             (None, None) => bail!("give --bbox W,S,E,N or --centroid LON,LAT"),
         })
@@ -425,7 +421,7 @@ pub(crate) fn parse_floats<const N: usize>(s: &str, what: &str) -> Result<[f64; 
 /// A `--time` of inclusive days, `YYYY-MM-DD/YYYY-MM-DD` (the library's one
 /// date-range parser; its errors quote the input).
 pub(crate) fn parse_time(s: &str) -> Result<(chrono::NaiveDate, chrono::NaiveDate)> {
-    Ok(tilestack::parse_day_range(s)?)
+    Ok(tilestack::units::parse_day_range(s)?)
 }
 
 /// `--resolution`: a positive number of metres (a negative one is read as a
@@ -442,8 +438,9 @@ fn parse_resolution(s: &str) -> std::result::Result<f64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use clap::CommandFactory;
+
+    use super::*;
 
     #[test]
     fn the_command_line_is_consistent() {

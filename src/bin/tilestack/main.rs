@@ -7,11 +7,12 @@
 mod args;
 mod cmd;
 
-use args::{Cli, Cmd};
-use clap::Parser;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Instant;
+
+use args::{Cli, Cmd};
+use clap::Parser;
 
 /// Log events to stderr: `RUST_LOG` when set, else the level `-v` asks for.
 fn install_tracing(level: tracing::level_filters::LevelFilter) {

@@ -11,28 +11,30 @@
 //!   and the time to write an output array of the stack's shape once.
 //! * `random`: stacks over a list of centroids in one process with the
 //!   default cache, `concurrency` stacks in flight.
-//! * `loader` (with `--loader-step-ms`): a training loop over the centroid
-//!   list through a prefetching `StackLoader`: how long it waits for data.
+//!
+//! A training loop's wait for data is measured by `cargo bench --bench
+//! loader` (`starved`: a real burn step through `StackDataLoader`).
 //! * `limit`: the physical limit for the first stack: the compressed internal
 //!   tiles its windows intersect (at the IFD used), as byte ranges; the time
 //!   to fetch exactly those with a plain concurrent range client (a fresh
 //!   reqwest client, no cache, one GET per range the HTTP client would fetch:
-//!   the same `tilestack::coalesce` at its default gap); the time to
+//!   the same `tilestack::fetch::coalesce` at its default gap); the time to
 //!   inflate them whole with libdeflate on all cores and on one; and both
 //!   overlapped (each range inflated as it lands), the limit for any client
 //!   that fetches and decodes on the same cores.
 
-use crate::args::{BenchArgs, StackArgs};
-use anyhow::{Context, Result, bail};
-use futures::StreamExt;
-use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::time::Instant;
-use tilestack::{
-    Built, Catalog, CogReader, HttpRangeClient, LoaderOptions, Mask, RetryConfig, StackLoader,
-    StackPlan, StackRequest, TileCache, build, plan_stack,
-};
+
+use anyhow::{Context, Result, bail};
+use futures::StreamExt;
+use rayon::prelude::*;
+use tilestack::geo::Mask;
+use tilestack::stack::Built;
+use tilestack::{Catalog, CogReader, StackPlan, StackRequest, build, plan_stack};
+
+use crate::args::{BenchArgs, StackArgs};
 
 /// `tilestack bench`: measures the stack `stack` describes and prints the
 /// JSON object. `started`: when the process started.
@@ -65,7 +67,7 @@ fn peak_rss_mb() -> Option<f64> {
 
 /// The places of a centroids file (`lon,lat` lines), via the samplers' reader.
 fn parse_centroids(path: &std::path::Path) -> Result<Vec<[f64; 2]>> {
-    Ok(tilestack::read_points(path)?
+    Ok(tilestack::dataset::read_points(path)?
         .into_iter()
         .map(|p| [p.lon, p.lat])
         .collect())
@@ -162,15 +164,6 @@ async fn measure(
         }),
     );
     out.insert("peak_rss_mb".into(), peak_rss_mb().into());
-    // Last: its loaders hold caches of their own beside this reader's.
-    if let (Some(path), Some(step)) = (&args.centroids_file, args.loader_step_ms) {
-        let centroids = parse_centroids(path)?;
-        out.insert(
-            "loader".into(),
-            loader_wait(catalog, req, &centroids, mask, step).await?,
-        );
-        out.insert("peak_rss_mb_with_loaders".into(), peak_rss_mb().into());
-    }
     Ok(serde_json::Value::Object(out))
 }
 
@@ -192,7 +185,7 @@ async fn warm_floor(
     let shape = first.stack.data.raw_dim();
     for _ in 0..n {
         let t = Instant::now();
-        tilestack::search_items(catalog, req).await?;
+        tilestack::stack::search_items(catalog, req).await?;
         search.push(seconds(t));
         let t = Instant::now();
         first.plan.load(reader, mask).await?;
@@ -210,67 +203,6 @@ async fn warm_floor(
         "search_s": best(&search), "load_s": best(&load), "output_write_s": best(&write),
         "output_bytes": first.stack.data.len() * 4,
     }))
-}
-
-/// A training loop over `centroids` through a `StackLoader` with a fresh
-/// 1 GiB cache: `get`, then `step_ms` of compute, for each position; once
-/// without prefetch and once with 4 ahead. Runs on a plain thread, as a data
-/// loader's worker does.
-async fn loader_wait(
-    catalog: &Catalog,
-    req: &StackRequest,
-    centroids: &[[f64; 2]],
-    mask: Option<&Mask>,
-    step_ms: u64,
-) -> Result<serde_json::Value> {
-    let requests: Vec<StackRequest> = centroids
-        .iter()
-        .map(|c| StackRequest {
-            centroid: *c,
-            ..req.clone()
-        })
-        .collect();
-    let (catalog, mask) = (catalog.clone(), mask.cloned());
-    let run = move |prefetch: usize| -> Result<serde_json::Value> {
-        let reader = CogReader::new(
-            HttpRangeClient::new(RetryConfig::default())?,
-            TileCache::new(1 << 30),
-        );
-        let opts = LoaderOptions {
-            prefetch,
-            ..LoaderOptions::default()
-        };
-        let loader = StackLoader::plan(&catalog, requests.clone(), reader, mask.clone(), opts)?;
-        let t = Instant::now();
-        let mut waits = Vec::new();
-        for p in 0..loader.len() {
-            let w = Instant::now();
-            let stack = loader.get(p)?;
-            waits.push(seconds(w));
-            drop(stack); // outside the wait: freeing 47 MB takes ms
-            std::thread::sleep(std::time::Duration::from_millis(step_ms));
-        }
-        let st = loader.stats();
-        // After the first stack (which nothing can prefetch):
-        let mut rest = waits.get(1..).unwrap_or(&[]).to_vec();
-        rest.sort_by(f64::total_cmp);
-        Ok(serde_json::json!({
-            "prefetch": prefetch, "total_s": seconds(t), "wait_s": st.wait_s,
-            "first_wait_s": waits.first(),
-            "later_wait_median_s": rest.get(rest.len() / 2),
-            "later_wait_max_s": rest.last(),
-            "ready": st.ready, "in_flight": st.in_flight, "on_demand": st.on_demand,
-            "peak_prefetch_bytes": st.peak_prefetch_bytes,
-        }))
-    };
-    let handle = std::thread::spawn(move || -> Result<Vec<serde_json::Value>> {
-        Ok(vec![run(0)?, run(4)?])
-    });
-    let runs = tokio::task::spawn_blocking(move || handle.join())
-        .await
-        .context("loader thread")?
-        .map_err(|_| anyhow::anyhow!("loader thread panicked"))??;
-    Ok(serde_json::json!({ "step_ms": step_ms, "n": centroids.len(), "runs": runs }))
 }
 
 /// One plain GET of `r` (the limit's client: no retries, no cache).
@@ -291,13 +223,13 @@ async fn get_range(client: &reqwest::Client, href: &str, r: &Range<u64>) -> Resu
 /// library's coalescing at the client's default gap (a gap's bytes are
 /// fetched with the tiles around it).
 fn fetched_ranges(ranges: &[Range<u64>]) -> Vec<Range<u64>> {
-    tilestack::coalesce(ranges, tilestack::DEFAULT_COALESCE_GAP)
+    tilestack::fetch::coalesce(ranges, tilestack::fetch::DEFAULT_COALESCE_GAP)
 }
 
 /// How many contiguous runs these tile ranges make (touching or overlapping
 /// ranges are one run; any gap starts another).
 fn contiguous_runs(ranges: &[Range<u64>]) -> usize {
-    tilestack::coalesce(ranges, 1).len()
+    tilestack::fetch::coalesce(ranges, 1).len()
 }
 
 /// The physical limit of `plan`'s reads (see the module docs).
@@ -311,7 +243,7 @@ async fn limit(plan: &StackPlan, reader: &CogReader) -> Result<serde_json::Value
     for r in &plan.reads {
         let h = reader.header(&r.href).await?;
         let info = &h.ifds[0];
-        let tilestack::PixelWindow {
+        let tilestack::geo::PixelWindow {
             col_off: c0,
             row_off: r0,
             width: w,
@@ -330,7 +262,7 @@ async fn limit(plan: &StackPlan, reader: &CogReader) -> Result<serde_json::Value
             }
         }
         let bps = match info.sample_type {
-            Some(tilestack::SampleType::U8) => 1,
+            Some(tilestack::cog::SampleType::U8) => 1,
             _ => 2,
         };
         headers.insert(r.href.clone(), (h.clone(), tw * th * bps));
@@ -459,7 +391,7 @@ async fn limit(plan: &StackPlan, reader: &CogReader) -> Result<serde_json::Value
     futures::stream::iter(
         decode_jobs
             .into_iter()
-            .map(|(h, tx, ty, z)| tilestack::decode_tile(h, 0, tx, ty, z)),
+            .map(|(h, tx, ty, z)| tilestack::cog::decode_tile(h, 0, tx, ty, z)),
     )
     .buffer_unordered(64)
     .collect::<Vec<_>>()
@@ -483,7 +415,7 @@ mod tests {
 
     #[test]
     fn the_limit_fetches_what_the_client_fetches() {
-        let gap = tilestack::DEFAULT_COALESCE_GAP;
+        let gap = tilestack::fetch::DEFAULT_COALESCE_GAP;
         // GDAL's 4-byte trailer + leader between tiles, a gap just under the
         // client's, then one the client does not bridge; out of order.
         let a = 0..100;
@@ -492,7 +424,10 @@ mod tests {
         let d = c.end + gap..c.end + gap + 50;
         let tiles = vec![d.clone(), b.clone(), a.clone(), c.clone()];
         assert_eq!(fetched_ranges(&tiles), vec![a.start..c.end, d.clone()]);
-        assert_eq!(fetched_ranges(&tiles), tilestack::coalesce(&tiles, gap));
+        assert_eq!(
+            fetched_ranges(&tiles),
+            tilestack::fetch::coalesce(&tiles, gap)
+        );
         // Runs: only touching (or overlapping) tiles join.
         assert_eq!(contiguous_runs(&tiles), 4);
         assert_eq!(contiguous_runs(&[0..10, 10..12, 13..14, 11..12]), 2);

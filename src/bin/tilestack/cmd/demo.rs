@@ -2,15 +2,18 @@
 //! (generated once, cached), loopback server, search, stack, pictures — and
 //! the table of days.
 
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use tilestack::demo::{World, WorldServer};
+use tilestack::geo::Mask;
+use tilestack::plot::PlotOptions;
+use tilestack::stac::{SearchRequest, StacClient};
+use tilestack::{BandName, Catalog, StackRequest, TileStack};
+
 use super::plot::write_plots;
 use super::stack::{make_reader, run_stack};
 use crate::args::DemoArgs;
-use anyhow::{Context, Result};
-use std::time::Instant;
-use tilestack::demo::{World, WorldServer};
-use tilestack::{
-    BandName, Catalog, Mask, PlotOptions, SearchRequest, StacClient, StackRequest, TileStack,
-};
 
 /// `tilestack demo`.
 pub(crate) async fn run(a: &DemoArgs) -> Result<()> {
@@ -32,7 +35,7 @@ pub(crate) async fn run(a: &DemoArgs) -> Result<()> {
     let t1 = Instant::now();
     let [lon, lat] = world.manifest().centroid;
     let day = |d| chrono::NaiveDate::from_ymd_opt(2019, 8, d).context("demo date");
-    let bbox = tilestack::bbox_around(lon, lat, 256.0 * 10.0 * 1.1)?;
+    let bbox = tilestack::geo::bbox_around(lon, lat, 256.0 * 10.0 * 1.1)?;
     let sreq = SearchRequest::new(world.manifest().collection.clone())
         .bbox(bbox)
         .datetime("2019-08-01/2019-08-30")?;
@@ -59,7 +62,7 @@ pub(crate) async fn run(a: &DemoArgs) -> Result<()> {
     pb.finish_and_clear();
     let built = built?;
     let t_stack = t2.elapsed();
-    tilestack::save_snapshot(&found.items, &out.join("items.json"))?;
+    tilestack::stac::save_snapshot(&found.items, &out.join("items.json"))?;
 
     let t3 = Instant::now();
     let days_png = out.join("days.png");

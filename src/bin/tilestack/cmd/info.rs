@@ -2,10 +2,13 @@
 //! user checks first (like `gdalinfo` or `rio cogeo info`), read through the
 //! same fetch layer and header parser as every pixel read.
 
-use crate::args::InfoArgs;
 use anyhow::Result;
 use serde_json::{Value, json};
-use tilestack::{CogHeader, CogReader, HttpRangeClient, IfdInfo, RetryConfig, TileCache};
+use tilestack::cog::{CogHeader, IfdInfo, TileCache};
+use tilestack::fetch::RetryConfig;
+use tilestack::{CogReader, HttpRangeClient};
+
+use crate::args::InfoArgs;
 
 /// `tilestack info`.
 pub(crate) async fn run(a: &InfoArgs) -> Result<()> {

@@ -1,8 +1,10 @@
 //! `tilestack materialize`: a dataset config's samples as shards.
 
-use crate::args::MaterializeArgs;
 use anyhow::{Context, Result};
-use tilestack::{DatasetConfig, MaterializeOptions, materialize, merge_parts, part_from_env};
+use tilestack::shard::{MaterializeOptions, merge_parts, part_from_env};
+use tilestack::{DatasetConfig, materialize};
+
+use crate::args::MaterializeArgs;
 
 pub(crate) async fn run(a: MaterializeArgs) -> Result<()> {
     // A plain thread, not spawn_blocking: the dataset runs its own runtime,

@@ -11,8 +11,9 @@ pub(crate) mod search;
 pub(crate) mod stack;
 pub(crate) mod world;
 
-use anyhow::Result;
 use std::path::Path;
+
+use anyhow::Result;
 use tilestack::demo::Recipe;
 
 /// The recipe at `path`, or the embedded Oakland port one (`world`, `demo`).

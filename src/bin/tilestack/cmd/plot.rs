@@ -1,9 +1,12 @@
 //! `tilestack plot`, and the two pictures `demo` draws too.
 
-use crate::args::PlotArgs;
-use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
-use tilestack::{PlotOptions, TileStack};
+
+use anyhow::{Context, Result};
+use tilestack::TileStack;
+use tilestack::plot::PlotOptions;
+
+use crate::args::PlotArgs;
 
 /// `tilestack plot`.
 pub(crate) fn run(a: &PlotArgs) -> Result<()> {
@@ -18,9 +21,9 @@ pub(crate) fn run(a: &PlotArgs) -> Result<()> {
 /// Writes the days picture and, beside it, the time series; returns the
 /// time series' path.
 pub(crate) fn write_plots(stack: &TileStack, opts: &PlotOptions, out: &Path) -> Result<PathBuf> {
-    tilestack::save_png(&tilestack::plot_days(stack, opts)?, out)?;
+    tilestack::plot::save_png(&tilestack::plot::plot_days(stack, opts)?, out)?;
     let stem = out.file_stem().and_then(|s| s.to_str()).unwrap_or("days");
     let ts = out.with_file_name(format!("{stem}-timeseries.png"));
-    tilestack::save_png(&tilestack::plot_timeseries(stack)?, &ts)?;
+    tilestack::plot::save_png(&tilestack::plot::plot_timeseries(stack)?, &ts)?;
     Ok(ts)
 }

@@ -2,10 +2,15 @@
 //! one window of a GeoTIFF into a safetensors file — the reader as users and
 //! tests call it from a shell.
 
-use crate::args::ReadArgs;
 use anyhow::{Context, Result, bail};
-use safetensors::{Dtype, tensor::TensorView};
-use tilestack::{CogReader, HttpRangeClient, PixelWindow, RetryConfig, TileCache};
+use safetensors::Dtype;
+use safetensors::tensor::TensorView;
+use tilestack::cog::TileCache;
+use tilestack::fetch::RetryConfig;
+use tilestack::geo::PixelWindow;
+use tilestack::{CogReader, HttpRangeClient};
+
+use crate::args::ReadArgs;
 
 /// `tilestack read`.
 pub(crate) async fn run(a: &ReadArgs) -> Result<()> {

@@ -1,8 +1,9 @@
 //! `tilestack search`: one STAC search, its items listed (and saved).
 
-use crate::args::SearchArgs;
 use anyhow::Result;
-use tilestack::{SearchRequest, SearchResults, StacClient};
+use tilestack::stac::{SearchRequest, SearchResults, StacClient};
+
+use crate::args::SearchArgs;
 
 /// `tilestack search`.
 pub(crate) async fn run(a: &SearchArgs) -> Result<()> {
@@ -18,7 +19,7 @@ pub(crate) async fn run(a: &SearchArgs) -> Result<()> {
     let res = client.search(&req).await?;
     print_results(&res);
     if let Some(p) = &a.save {
-        tilestack::save_snapshot(&res.items, p)?;
+        tilestack::stac::save_snapshot(&res.items, p)?;
         println!("saved {} items to {}", res.items.len(), p.display());
     }
     Ok(())

@@ -1,15 +1,18 @@
 //! `tilestack stack`, and what `bench` and `demo` share with it: the reader,
 //! the setup from `StackArgs`, and a stack built and written.
 
-use crate::args::StackArgs;
-use anyhow::{Context, Result, bail};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
-use tilestack::{
-    Built, Catalog, CogReader, HeaderStore, HttpRangeClient, Mask, PcSignerConfig,
-    PlanetaryComputerSigner, RetryConfig, StackRequest, TileCache,
-};
+
+use anyhow::{Context, Result, bail};
+use tilestack::cog::{HeaderStore, TileCache};
+use tilestack::fetch::{PcSignerConfig, PlanetaryComputerSigner, RetryConfig};
+use tilestack::geo::Mask;
+use tilestack::stack::Built;
+use tilestack::{Catalog, CogReader, HttpRangeClient, StackRequest};
+
+use crate::args::StackArgs;
 
 /// `tilestack stack`: builds the stack, writes it, prints one line; with
 /// `--dry-run`, prints the plan's summary as JSON and writes nothing.
@@ -18,7 +21,7 @@ pub(crate) async fn run(a: &StackArgs) -> Result<()> {
     let (req, catalog, mask, reader) = stack_setup(a)?;
     if a.dry_run {
         let reader = (!a.no_headers).then_some(&reader);
-        let mut dry = tilestack::dry_run(&catalog, &req, reader).await?;
+        let mut dry = tilestack::stack::dry_run(&catalog, &req, reader).await?;
         if mask.is_some() {
             dry = dry.with_mask();
         }
@@ -82,7 +85,7 @@ pub(crate) fn stack_setup(
 fn stack_inputs(a: &StackArgs) -> Result<(Catalog, Option<Mask>)> {
     let mask = a.mask.as_deref().map(Mask::from_file).transpose()?;
     let catalog = match (&a.stac, &a.snapshot) {
-        (_, Some(p)) => Catalog::Items(tilestack::load_snapshot(p)?),
+        (_, Some(p)) => Catalog::Items(tilestack::stac::load_snapshot(p)?),
         (Some(u), None) => Catalog::stac(u, &a.collection)?,
         (None, None) => bail!("give --stac URL or --snapshot FILE"),
     };

@@ -1,10 +1,12 @@
 //! `tilestack world` (generate a demo world into a folder) and
 //! `tilestack serve` (serve one on 127.0.0.1).
 
-use crate::args::{ServeArgs, WorldArgs};
-use anyhow::{Context, Result};
 use std::time::Instant;
+
+use anyhow::{Context, Result};
 use tilestack::demo::{World, WorldServer};
+
+use crate::args::{ServeArgs, WorldArgs};
 
 /// `tilestack world`.
 pub(crate) fn world(a: &WorldArgs) -> Result<()> {

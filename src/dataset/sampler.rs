@@ -3,16 +3,22 @@
 //! (one fixed window or sliding windows of days). Framework-neutral, sync,
 //! and pure except for reading the files the tables name.
 
-use crate::{Epsg, Error, Mask, Result, Transformer, parse_day_range};
-use chrono::{Days, NaiveDate};
-use geo::{Intersects, LineString, MultiPolygon, Point, Polygon};
-use geojson::{Feature, Geometry, GeometryValue, feature::Id};
-use rand::{RngExt, SeedableRng};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+use chrono::{Days, NaiveDate};
+use geo::{Intersects, LineString, MultiPolygon, Point, Polygon};
+use geojson::feature::Id;
+use geojson::{Feature, Geometry, GeometryValue};
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::geo::crs::Transformer;
+use crate::geo::rasterize::Mask;
+use crate::units::{Epsg, parse_day_range};
 
 /// Most centres a grid sampler may consider before clipping to its area: a
 /// guard against a stride given in the wrong unit (1 m over a country).
@@ -30,7 +36,7 @@ const EDGE_STEPS: usize = 32;
 ///
 /// # Examples
 /// ```
-/// let p = tilestack::SamplePoint { id: "oakland".into(), lon: -122.27, lat: 37.80 };
+/// let p = tilestack::dataset::SamplePoint { id: "oakland".into(), lon: -122.27, lat: 37.80 };
 /// assert_eq!(serde_json::to_string(&p).unwrap(), r#"{"id":"oakland","lon":-122.27,"lat":37.8}"#);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,7 +60,7 @@ pub struct SamplePoint {
 ///
 /// # Examples
 /// ```
-/// use tilestack::SamplerConfig;
+/// use tilestack::dataset::SamplerConfig;
 /// #[derive(serde::Deserialize)]
 /// struct Config { sampler: SamplerConfig }
 /// let c: Config = toml::from_str(r#"
@@ -434,7 +440,7 @@ fn random(
 /// let dir = tempfile::tempdir()?;
 /// let p = dir.path().join("places.csv");
 /// std::fs::write(&p, "# port\n-122.33,37.81\n-122.30,37.80,berth\n")?;
-/// let pts = tilestack::read_points(&p)?;
+/// let pts = tilestack::dataset::read_points(&p)?;
 /// assert_eq!((pts.len(), pts[1].id.as_str()), (2, "berth"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -632,7 +638,7 @@ fn feature_point(v: &Value, index: usize) -> std::result::Result<SamplePoint, St
 ///
 /// # Examples
 /// ```
-/// use tilestack::TimeWindows;
+/// use tilestack::dataset::TimeWindows;
 /// let t: TimeWindows = toml::from_str(r#"
 ///     range = "2019-08-01/2019-08-30"
 ///     window_days = 10
@@ -718,7 +724,7 @@ impl TimeWindows {
 ///
 /// # Examples
 /// ```
-/// use tilestack::{SamplePoint, cross};
+/// use tilestack::{dataset::SamplePoint, dataset::cross};
 /// let d = |s: &str| s.parse::<chrono::NaiveDate>().unwrap();
 /// let p = |id: &str| SamplePoint { id: id.into(), lon: 0.0, lat: 0.0 };
 /// let w = [(d("2019-08-01"), d("2019-08-10")), (d("2019-08-11"), d("2019-08-20"))];
@@ -738,8 +744,9 @@ pub fn cross(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use std::fs;
+
+    use super::*;
 
     /// A temp folder holding `dataset.toml` (never written: only its path
     /// matters) and the given files.

@@ -2,7 +2,7 @@
 //! where the scenes come from, what stack each sample is, where the samples
 //! are, what is dropped before any pixel is read, the label layers, the
 //! normalization, the augmentations and how the loader batches. The same
-//! file drives [`TileDataset::open`](crate::TileDataset::open), the burn
+//! file drives [`TileDataset::open`](crate::dataset::TileDataset::open), the burn
 //! loader and the trainer.
 //!
 //! ```toml
@@ -34,10 +34,14 @@
 //! (a typo must not silently fall back to a default); every error names the
 //! file, the key and the problem.
 
-use crate::sample::{SamplerConfig, TimeWindows};
-use crate::{Error, Mask, Result, StackRequest};
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::sampler::{SamplerConfig, TimeWindows};
+use crate::error::{Error, Result};
+use crate::geo::rasterize::Mask;
+use crate::stack::request::{StackRequest, StackTemplate};
 
 /// A training set, as one TOML file describes it (see the module docs).
 ///
@@ -73,8 +77,9 @@ pub struct DatasetConfig {
     pub seed: u64,
     /// Where scenes come from.
     pub catalog: CatalogConfig,
-    /// The stack each sample is: a [`StackRequest`] without centroid and days.
-    pub stack: toml::Table,
+    /// The stack each sample is: a [`StackRequest`] without centroid and
+    /// days, parsed once (defaults applied, unknown keys refused).
+    pub stack: StackTemplate,
     /// The days: one fixed window or sliding windows.
     pub time: TimeWindows,
     /// Where the samples are.
@@ -123,7 +128,7 @@ pub struct CatalogConfig {
     pub collection: Option<String>,
     /// Sign asset hrefs at read time: `"planetary-computer"` (SAS tokens
     /// from `$PC_SDK_SAS_URL`, key from `$PC_SDK_SUBSCRIPTION_KEY`, see
-    /// [`PcSignerConfig`](crate::PcSignerConfig)) or `"none"` (the default).
+    /// [`PcSignerConfig`](crate::fetch::sign::PcSignerConfig)) or `"none"` (the default).
     /// Tokens live only in memory: never in shards, indexes or logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sign: Option<String>,
@@ -245,10 +250,10 @@ pub enum ErrorPolicy {
     #[default]
     Fail,
     /// The sample is replaced by the next sample of the epoch's order that
-    /// loads (deterministic), flagged [`SampleStatus::Replaced`](crate::SampleStatus::Replaced) and counted.
+    /// loads (deterministic), flagged [`SampleStatus::Replaced`](crate::loader::SampleStatus::Replaced) and counted.
     Replace,
     /// The sample stays, all NaN (invalid everywhere), flagged
-    /// [`SampleStatus::Failed`](crate::SampleStatus::Failed) with the error.
+    /// [`SampleStatus::Failed`](crate::loader::SampleStatus::Failed) with the error.
     Nan,
 }
 
@@ -261,7 +266,7 @@ pub enum LastBatch {
     #[default]
     Keep,
     /// Filled to full size with samples from the start of the order, flagged
-    /// [`SampleStatus::Padded`](crate::SampleStatus::Padded).
+    /// [`SampleStatus::Padded`](crate::loader::SampleStatus::Padded).
     Pad,
     /// Dropped (and slices cut to the smallest slice's count of whole batches).
     Drop,
@@ -386,11 +391,13 @@ impl DatasetConfig {
     /// # Errors
     /// [`Error::Config`] naming `catalog.sign` for a value other than
     /// `"planetary-computer"` or `"none"`.
-    pub fn signer(&self) -> Result<Option<std::sync::Arc<dyn crate::Signer>>> {
+    pub fn signer(&self) -> Result<Option<std::sync::Arc<dyn crate::fetch::sign::Signer>>> {
         match self.catalog.sign.as_deref() {
             None | Some("none") => Ok(None),
             Some("planetary-computer") => Ok(Some(std::sync::Arc::new(
-                crate::PlanetaryComputerSigner::new(crate::PcSignerConfig::default()),
+                crate::fetch::sign::PlanetaryComputerSigner::new(
+                    crate::fetch::sign::PcSignerConfig::default(),
+                ),
             ))),
             Some(other) => Err(self.error(
                 "catalog.sign",
@@ -438,27 +445,9 @@ impl DatasetConfig {
         start: chrono::NaiveDate,
         end: chrono::NaiveDate,
     ) -> Result<StackRequest> {
-        let mut t = self.stack.clone();
-        for key in ["centroid", "start", "end"] {
-            if t.contains_key(key) {
-                return Err(self.error(
-                    &format!("stack.{key}"),
-                    "comes from [sampler] and [time], not [stack]",
-                ));
-            }
-        }
-        t.insert(
-            "centroid".into(),
-            toml::Value::Array(centroid.iter().map(|&v| toml::Value::Float(v)).collect()),
-        );
-        t.insert("start".into(), toml::Value::String(start.to_string()));
-        t.insert("end".into(), toml::Value::String(end.to_string()));
-        let req: StackRequest = toml::Value::Table(t)
-            .try_into()
-            .map_err(|e: toml::de::Error| self.error("stack", e.to_string().trim_end()))?;
-        req.validate()
-            .map_err(|e| self.error("stack", e.to_string()))?;
-        Ok(req)
+        self.stack
+            .at(centroid, start, end)
+            .map_err(|e| self.error("stack", e))
     }
 
     /// The label layers, parsed. `demo_world` is the folder of the demo

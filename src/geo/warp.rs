@@ -1,8 +1,11 @@
 //! Warping a source raster window onto a target grid: nearest (default, as
 //! stackstac) or bilinear, across CRSs. Sync and pure.
 
-use crate::{GeoTransform, GridSpec, Result, Transformer};
 use ndarray::{Array2, ArrayView2};
+
+use crate::error::Result;
+use crate::geo::crs::Transformer;
+use crate::geo::grid::{GeoTransform, GridSpec};
 
 /// Resampling method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -17,12 +20,12 @@ pub enum Resampling {
 }
 
 impl std::str::FromStr for Resampling {
-    type Err = crate::Error;
+    type Err = crate::error::Error;
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "nearest" | "near" => Ok(Resampling::Nearest),
             "bilinear" => Ok(Resampling::Bilinear),
-            _ => Err(crate::Error::invalid(
+            _ => Err(crate::error::Error::invalid(
                 "resampling",
                 format!("{s:?} (use nearest or bilinear)"),
             )),
@@ -46,7 +49,7 @@ struct Mapping {
 const STEP: usize = 16;
 
 impl Mapping {
-    fn new(src: &GeoTransform, src_epsg: crate::Epsg, dst: &GridSpec) -> Result<Self> {
+    fn new(src: &GeoTransform, src_epsg: crate::units::Epsg, dst: &GridSpec) -> Result<Self> {
         let t = Transformer::new(dst.epsg, src_epsg)?;
         let step = if dst.epsg == src_epsg { 1 } else { STEP };
         let nodes_w = dst.width.div_ceil(step) + 1;
@@ -87,12 +90,12 @@ impl Mapping {
 /// `dst`. Target pixels that fall outside the source are NaN.
 ///
 /// # Errors
-/// [`crate::Error::Crs`] when a CRS is unsupported.
+/// [`crate::error::Error::Crs`] when a CRS is unsupported.
 ///
 /// # Examples
 /// ```
 /// use ndarray::array;
-/// use tilestack::{Epsg, GeoTransform, GridSpec, warp, Resampling};
+/// use tilestack::{Epsg, geo::GeoTransform, geo::GridSpec, geo::Resampling, geo::warp};
 /// let epsg = Epsg::new(32610).unwrap();
 /// // a 2×2 raster at 20 m onto a 4×4 grid at 10 m: each value covers 2×2 pixels
 /// let src = array![[1.0f32, 2.0], [3.0, 4.0]];
@@ -105,7 +108,7 @@ impl Mapping {
 pub fn warp(
     src: ArrayView2<'_, f32>,
     src_transform: &GeoTransform,
-    src_epsg: crate::Epsg,
+    src_epsg: crate::units::Epsg,
     dst: &GridSpec,
     resampling: Resampling,
 ) -> Result<Array2<f32>> {
@@ -170,7 +173,7 @@ fn nearest_same_crs(src: ArrayView2<'_, f32>, st: &GeoTransform, dst: &GridSpec)
 /// exactly `out[r][c] = src[row[r]][col[c]]`.
 ///
 /// ```
-/// use tilestack::{Epsg, GeoTransform, GridSpec, nearest_indices};
+/// use tilestack::{Epsg, geo::GeoTransform, geo::GridSpec, geo::nearest_indices};
 /// let epsg = Epsg::new(32610).unwrap();
 /// let dst = GridSpec { epsg, transform: GeoTransform::north_up(0.0, 40.0, 10.0), width: 4, height: 4 };
 /// // a 2×2 source at 20 m: each source pixel covers 2×2 target pixels
@@ -240,10 +243,10 @@ fn bilinear(src: &ArrayView2<'_, f32>, x: f64, y: f64) -> f32 {
 /// (2 for bilinear). Computed from the target's densified boundary.
 ///
 /// # Errors
-/// [`crate::Error::Crs`] when a CRS is unsupported.
+/// [`crate::error::Error::Crs`] when a CRS is unsupported.
 pub fn source_window(
     src_transform: &GeoTransform,
-    src_epsg: crate::Epsg,
+    src_epsg: crate::units::Epsg,
     dst: &GridSpec,
     resampling: Resampling,
 ) -> Result<(i64, i64, i64, i64)> {
@@ -287,7 +290,7 @@ pub fn source_window(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Epsg;
+    use crate::units::Epsg;
 
     #[test]
     fn nearest_never_invents_values_across_zones() {
@@ -307,7 +310,7 @@ mod tests {
             558_976.0,
             4_184_946.0,
             64,
-            crate::Resolution::new(10.0).unwrap(),
+            crate::units::Resolution::new(10.0).unwrap(),
         )
         .unwrap();
         let out = warp(src.view(), &st, e11, &dst, Resampling::Nearest).unwrap();

@@ -1,8 +1,10 @@
 //! Georeferenced pixel grids: affine transforms and tile grids.
 
-use crate::crs::Transformer;
-use crate::{Epsg, Error, Resolution, Result};
 use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::geo::crs::Transformer;
+use crate::units::{Epsg, Resolution};
 
 /// A north-up affine pixel → CRS transform: `x = x0 + col·dx`, `y = y0 + row·dy`
 /// with `dy < 0`. Coordinates refer to pixel **corners**; the centre of pixel
@@ -10,7 +12,7 @@ use serde::{Deserialize, Serialize};
 ///
 /// # Examples
 /// ```
-/// use tilestack::GeoTransform;
+/// use tilestack::geo::GeoTransform;
 /// let t = GeoTransform::north_up(557_700.0, 4_186_220.0, 10.0);
 /// assert_eq!(t.to_gdal(), [557_700.0, 10.0, 0.0, 4_186_220.0, 0.0, -10.0]);
 /// assert_eq!(t.pixel_center(0, 0), (557_705.0, 4_186_215.0));
@@ -43,7 +45,7 @@ impl GeoTransform {
     /// rotation terms are ignored), the inverse of [`GeoTransform::to_gdal`].
     ///
     /// ```
-    /// use tilestack::GeoTransform;
+    /// use tilestack::geo::GeoTransform;
     /// let t = GeoTransform::from_gdal([565_000.0, 10.0, 0.0, 4_185_000.0, 0.0, -10.0]);
     /// assert_eq!(GeoTransform::from_gdal(t.to_gdal()), t);
     /// ```
@@ -117,7 +119,7 @@ impl GeoTransform {
 ///
 /// # Examples
 /// ```
-/// use tilestack::{Epsg, GridSpec, Resolution};
+/// use tilestack::{Epsg, Resolution, geo::GridSpec};
 /// let epsg = Epsg::new(32610).unwrap();
 /// let g = GridSpec::tile_around(epsg, 558_976.1, 4_184_946.3, 256, Resolution::new(10.0).unwrap()).unwrap();
 /// assert_eq!((g.transform.x0, g.transform.y0), (557_700.0, 4_186_220.0));
@@ -201,7 +203,7 @@ impl GridSpec {
     ///
     /// # Examples
     /// ```
-    /// use tilestack::{Epsg, GridSpec, Resolution};
+    /// use tilestack::{Epsg, Resolution, geo::GridSpec};
     /// let g = GridSpec::tile_around(Epsg::new(32610)?, 558_980.0, 4_184_950.0, 256, Resolution::new(10.0)?)?;
     /// let [w, s, e, n] = g.wgs84_bbox()?;
     /// assert!(w < -122.32 && e > -122.34 && s < 37.81 && n > 37.81);
@@ -233,7 +235,7 @@ impl GridSpec {
 ///
 /// # Examples
 /// ```
-/// use tilestack::{GeoTransform, PixelWindow};
+/// use tilestack::{geo::GeoTransform, geo::PixelWindow};
 /// let w = PixelWindow::from_bounds(-5, 10, 30, 20, 25, 100).unwrap(); // clipped to 25 × 100 px
 /// assert_eq!(w, PixelWindow::new(0, 10, 25, 10));
 /// let t = w.transform(&GeoTransform::north_up(500_000.0, 4_200_000.0, 10.0));

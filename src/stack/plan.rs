@@ -1,15 +1,17 @@
 //! Planning a stack, fetching nothing: which scenes fall in which time
 //! step, which window of which asset each needs ([`StackPlan`]), which
-//! overview to read, and where scenes come from ([`Catalog`]).
+//! overview to read.
 
-use crate::cog::CogHeader;
-use crate::request::StackRequest;
-use crate::scene::Scene;
-use crate::search::StacClient;
-use crate::warp::source_window;
-use crate::{BandName, Epsg, Error, GeoTransform, GridSpec, PixelWindow, Result, Warning};
 use chrono::NaiveDate;
 use geo::Intersects;
+
+use crate::cog::header::CogHeader;
+use crate::error::{Error, Result, Warning};
+use crate::geo::grid::{GeoTransform, GridSpec, PixelWindow};
+use crate::geo::warp::source_window;
+use crate::stac::scene::Scene;
+use crate::stack::request::StackRequest;
+use crate::units::{BandName, Epsg};
 
 /// One COG window to read and warp.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,7 +32,7 @@ pub struct ReadPlan {
     pub nodata: Option<f64>,
     /// Sentinel-2 harmonization: DN to subtract (clipping at it) before
     /// the scale, when [`StackRequest::harmonize`] is on and the asset
-    /// needs it (see [`Harmonize`](crate::Harmonize)).
+    /// needs it (see [`Harmonize`](crate::stac::scene::Harmonize)).
     pub dn_offset: Option<f64>,
     /// Scale/offset to apply (`raster:bands`, as harmonization leaves it), if any.
     pub scale_offset: Option<(f64, f64)>,
@@ -56,7 +58,7 @@ pub struct StackPlan {
 }
 
 impl StackPlan {
-    /// Plans a stack over `scenes` (any order; see [`scenes_from_items`](crate::scenes_from_items)).
+    /// Plans a stack over `scenes` (any order; see [`scenes_from_items`](crate::stac::scene::scenes_from_items)).
     ///
     /// # Errors
     /// [`Error::Invalid`] for a bad request, [`Error::Item`] when a scene lacks a band.
@@ -191,7 +193,7 @@ impl StackPlan {
         let in_flight = scenes * nb * px;
         let open = if self.scenes.is_empty() {
             0
-        } else if self.request.fuse == crate::Fusion::Median {
+        } else if self.request.fuse == crate::stack::request::Fusion::Median {
             let most = self.bins.iter().map(|(_, i)| i.len()).max().unwrap_or(0);
             most as u64 * nb * px
         } else {
@@ -283,40 +285,6 @@ pub(crate) fn other_shape<'a>(
     let first = first.shape();
     it.map(|(i, p)| (i, p.shape(), first))
         .find(|(_, s, f)| s != f)
-}
-
-/// Where a stack's scenes come from.
-#[derive(Debug, Clone)]
-pub enum Catalog {
-    /// A live STAC API and collection. The client (and its connection pool)
-    /// is shared by every search through this catalog: build it once with
-    /// [`Catalog::stac`].
-    Stac {
-        /// The API client.
-        client: StacClient,
-        /// Collection id.
-        collection: String,
-    },
-    /// Items from a snapshot file or memory: no STAC API needed.
-    Items(Vec<stac::Item>),
-}
-
-impl Catalog {
-    /// A live STAC API at landing page `url`, searching `collection`.
-    ///
-    /// ```
-    /// let cat = tilestack::Catalog::stac("http://127.0.0.1:8090", "sentinel-2-l2a").unwrap();
-    /// assert!(matches!(cat, tilestack::Catalog::Stac { .. }));
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::Invalid`] for a malformed URL.
-    pub fn stac(url: &str, collection: &str) -> Result<Catalog> {
-        Ok(Catalog::Stac {
-            client: StacClient::new(url)?,
-            collection: collection.to_string(),
-        })
-    }
 }
 
 #[cfg(test)]

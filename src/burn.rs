@@ -7,8 +7,8 @@
 //!   multi-device split (equal batch counts); `to_device` shares the
 //!   prefetcher. It works under burn's training API (`SupervisedTraining`,
 //!   which calls `iter()` once per epoch) and in a hand-written loop.
-//! * [`StackLoader`] as a burn `Dataset<TileStack>` with [`TileBatcher`],
-//!   for users who want burn's own `DataLoaderBuilder`. Its limits are
+//! * [`TileDataset`] (and [`ShardSet`]) as a burn `Dataset<TileStack>` with
+//!   [`TileBatcher`], for users who want burn's own `DataLoaderBuilder`. Its limits are
 //!   burn's: the builder freezes a shuffled order at its first epoch, keeps
 //!   up to 100 finished batches outside any byte budget, and one failing
 //!   sample ends a training run. Prefer [`StackDataLoader`].
@@ -31,31 +31,40 @@
 //! # Ok::<(), tilestack::Error>(())
 //! ```
 
-use crate::batches::{BatchLoader, EpochBatches, HostBatch, LoaderMetrics, SampleStatus};
-use crate::config::{DatasetConfig, LoaderConfig};
-use crate::dataset::TileDataset;
-use crate::loader::StackLoader;
-use crate::shard::{ShardOptions, ShardSet};
-use crate::stack::TileStack;
+use std::sync::Arc;
+
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
 use burn::data::dataset::{Dataset, DatasetError};
 use burn::tensor::{Device, Tensor, TensorData};
 use chrono::NaiveDate;
-use std::sync::Arc;
 
-impl Dataset<TileStack> for StackLoader {
+use crate::dataset::TileDataset;
+use crate::dataset::config::{DatasetConfig, LoaderConfig};
+use crate::loader::{BatchLoader, EpochBatches, HostBatch, LoaderMetrics, SampleStatus};
+use crate::shard::read::{ShardOptions, ShardSet};
+use crate::stack::TileStack;
+
+/// A dataset as a burn `Dataset`, for burn's own `DataLoaderBuilder` with
+/// [`TileBatcher`]: sample `index`'s stack (no label or mask layers; those
+/// come with [`StackDataLoader`]), loaded on the dataset's runtime. burn's
+/// builder then owns the order and the prefetch, with its limits: it
+/// freezes a shuffled order at its first epoch, keeps up to 100 finished
+/// batches outside any byte budget, and one failing sample ends a training
+/// run (the error names the sample). Prefer [`StackDataLoader`].
+impl Dataset<TileStack> for TileDataset {
     fn get(&self, index: usize) -> Result<TileStack, DatasetError> {
-        StackLoader::get(self, index).map_err(|e| DatasetError::new(Chained(e)))
+        self.load_blocking(index)
+            .map_err(|e| DatasetError::new(Chained(e)))
     }
 
     fn len(&self) -> usize {
-        StackLoader::len(self)
+        TileDataset::len(self)
     }
 }
 
-/// Shards as a burn `Dataset`: sample `index`'s stack as the online
-/// [`StackLoader`] would build it (no label layers; prefer
+/// Shards as a burn `Dataset`: sample `index`'s stack as
+/// [`TileDataset`]'s `Dataset` gives it (no label layers; prefer
 /// [`ShardDataLoader`] for training).
 impl Dataset<TileStack> for ShardSet {
     fn get(&self, index: usize) -> Result<TileStack, DatasetError> {
@@ -69,7 +78,7 @@ impl Dataset<TileStack> for ShardSet {
 
 /// A tilestack error shown with its causes: burn prints only the top error.
 #[derive(Debug)]
-struct Chained(crate::Error);
+struct Chained(crate::error::Error);
 
 impl std::fmt::Display for Chained {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -173,7 +182,7 @@ impl TileBatch {
 }
 
 /// Stacks [`TileStack`]s into a [`TileBatch`] (inputs, validity; no labels)
-/// for burn's `DataLoaderBuilder` over a [`StackLoader`].
+/// for burn's `DataLoaderBuilder` over a [`TileDataset`] or [`ShardSet`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TileBatcher {
     /// The value no-data pixels take in `inputs` (default 0; `f32::NAN` keeps them NaN).
@@ -188,7 +197,7 @@ impl Default for TileBatcher {
 
 impl Batcher<TileStack, TileBatch> for TileBatcher {
     /// The first stack's shape is the batch's; a stack of another shape
-    /// (which [`StackLoader`] rules out when it is built) is no data, never
+    /// (which [`TileDataset::open`] rules out) is no data, never
     /// a panic inside the training loop.
     fn batch(&self, items: Vec<TileStack>, device: &Device) -> TileBatch {
         TileBatch::from_host(HostBatch::from_stacks(&items, self.nan_fill), device)
@@ -210,7 +219,10 @@ impl StackDataLoader {
     ///
     /// # Errors
     /// The config's and [`TileDataset::open`]'s errors, naming file and key.
-    pub fn from_config(path: &std::path::Path, device: &Device) -> crate::Result<StackDataLoader> {
+    pub fn from_config(
+        path: &std::path::Path,
+        device: &Device,
+    ) -> crate::error::Result<StackDataLoader> {
         let cfg = DatasetConfig::from_file(path)?;
         let ds = Arc::new(TileDataset::open(&cfg)?);
         StackDataLoader::new(ds, cfg.loader, device)
@@ -224,7 +236,7 @@ impl StackDataLoader {
         ds: Arc<TileDataset>,
         opts: LoaderConfig,
         device: &Device,
-    ) -> crate::Result<StackDataLoader> {
+    ) -> crate::error::Result<StackDataLoader> {
         Ok(StackDataLoader {
             batches: BatchLoader::new(ds, opts)?,
             device: device.clone(),
@@ -232,11 +244,11 @@ impl StackDataLoader {
     }
 
     /// A loader over the shards at `location` (a folder or URL prefix
-    /// written by [`materialize`](crate::materialize)), on `device`: the
+    /// written by [`materialize`](crate::shard::materialize::materialize)), on `device`: the
     /// same batches as the online loader over the same config, bit for
     /// bit. With `config`, its loader options, normalization, augmentation
     /// and seed apply (its samples must be the shards': same
-    /// [`config_hash`](crate::config_hash)); without, the config stored in
+    /// [`config_hash`](crate::shard::config_hash)); without, the config stored in
     /// the index.
     ///
     /// ```no_run
@@ -253,7 +265,7 @@ impl StackDataLoader {
         location: &str,
         config: Option<&std::path::Path>,
         device: &Device,
-    ) -> crate::Result<StackDataLoader> {
+    ) -> crate::error::Result<StackDataLoader> {
         let config = config.map(DatasetConfig::from_file).transpose()?;
         let shards = Arc::new(ShardSet::open_with(
             location,
@@ -307,7 +319,7 @@ pub type ShardDataLoader = StackDataLoader;
 /// One epoch as burn's iterator.
 struct BurnEpoch {
     it: Option<EpochBatches>,
-    error: Option<crate::Error>,
+    error: Option<crate::error::Error>,
     device: Device,
     items: usize,
     batch_size: usize,

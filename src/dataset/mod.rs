@@ -2,20 +2,36 @@
 //! demo world served on loopback when the config asks for it), the samples
 //! placed, searched, planned and filtered before any pixel is read, the
 //! label and mask layers parsed. It loads one sample's stack on demand;
-//! [`BatchLoader`](crate::BatchLoader) and the burn loader batch them.
+//! [`BatchLoader`](crate::loader::BatchLoader) and the burn loader batch them.
+//!
+//! May import: every stage up to [`crate::stack`].
 
-use crate::config::{CatalogSource, DatasetConfig};
-use crate::pipeline::search_items_query;
-use crate::sample::SamplePoint;
-use crate::{
-    Catalog, CogReader, Error, HttpRangeClient, Mask, Result, RetryConfig, StackPlan, TileCache,
-    TileStack, scenes_from_items,
-};
-use chrono::NaiveDate;
-use futures::StreamExt;
+pub(crate) mod config;
+pub(crate) mod sampler;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+use chrono::NaiveDate;
+pub use config::{
+    AugmentConfig, CatalogConfig, CatalogSource, DatasetConfig, ErrorPolicy, FilterConfig,
+    LastBatch, LayerConfig, LoaderConfig, NormalizeConfig,
+};
+use futures::StreamExt;
+pub use sampler::{SamplePoint, SamplerConfig, TimeWindows, cross, read_points};
+
+use crate::cog::CogReader;
+use crate::cog::cache::TileCache;
+use crate::error::{Error, Result};
+use crate::fetch::HttpRangeClient;
+use crate::fetch::retry::RetryConfig;
+use crate::geo::rasterize::Mask;
+use crate::stac::catalog::Catalog;
+use crate::stac::scene::scenes_from_items;
+use crate::stack::load::search_items_query;
+use crate::stack::plan::StackPlan;
+use crate::stack::{Layers, SampleLayout, TileStack};
 
 /// One sample of a dataset: a place, a time window and its plan.
 #[derive(Debug, Clone)]
@@ -87,7 +103,7 @@ pub struct TileDataset {
     report: DatasetReport,
     /// Keeps the demo world's server alive as long as the dataset.
     #[cfg(feature = "demo")]
-    _server: Option<crate::demo::WorldServer>,
+    _server: Option<crate::demo::server::WorldServer>,
 }
 
 impl std::fmt::Debug for TileDataset {
@@ -111,7 +127,11 @@ impl TileDataset {
     /// every sample is filtered out (with the counts); a call from inside an
     /// async runtime.
     pub fn open(config: &DatasetConfig) -> Result<TileDataset> {
-        let rt = own_runtime("TileDataset::open", "tilestack-data", config.loader.threads)?;
+        let rt = crate::runtime::own_runtime(
+            "TileDataset::open",
+            "tilestack-data",
+            config.loader.threads,
+        )?;
         match open_on(&rt, config) {
             Ok(o) => Ok(TileDataset {
                 rt: Some(rt),
@@ -161,7 +181,21 @@ impl TileDataset {
         &self.reader
     }
 
-    /// The label layers (name, features).
+    /// The layout every sample shares: shape, bands, label and mask names.
+    pub fn layout(&self) -> SampleLayout {
+        SampleLayout {
+            shape: self.shape(),
+            bands: self
+                .samples
+                .first()
+                .map(|s| s.plan.request.bands.iter().map(|b| b.to_string()).collect())
+                .unwrap_or_default(),
+            labels: self.labels.iter().map(|(n, _)| n.clone()).collect(),
+            masks: self.masks.iter().map(|(n, _)| n.clone()).collect(),
+        }
+    }
+
+    /// The label layers: name and features.
     pub fn labels(&self) -> &[(String, Mask)] {
         &self.labels
     }
@@ -192,8 +226,19 @@ impl TileDataset {
     ///
     /// # Errors
     /// [`Error::Sample`] naming the sample and wrapping the load error (URL, item).
-    pub async fn load(self: &Arc<Self>, index: usize) -> Result<TileStack> {
+    pub async fn load(&self, index: usize) -> Result<TileStack> {
         self.load_reusing(index, None).await
+    }
+
+    /// [`TileDataset::load`] for synchronous code, on the dataset's own
+    /// runtime: what burn's `Dataset::get` calls.
+    ///
+    /// # Errors
+    /// As [`TileDataset::load`]; [`Error::Invalid`] when called inside an
+    /// async runtime (use [`TileDataset::load`] there), never a panic.
+    pub fn load_blocking(&self, index: usize) -> Result<TileStack> {
+        crate::runtime::refuse_inside_async("TileDataset::load_blocking", "use TileDataset::load")?;
+        self.handle()?.block_on(self.load_reusing(index, None))
     }
 
     /// As [`TileDataset::load`], into a recycled stack array when its shape
@@ -202,7 +247,7 @@ impl TileDataset {
     /// # Errors
     /// As [`TileDataset::load`].
     pub async fn load_reusing(
-        self: &Arc<Self>,
+        &self,
         index: usize,
         buffer: Option<ndarray::Array4<f32>>,
     ) -> Result<TileStack> {
@@ -221,10 +266,6 @@ impl TileDataset {
             })
     }
 }
-
-/// Per-sample layers rasterized on a plan's grid: labels `[L][T][H × W]`,
-/// masks `[M][H × W]`, 1 inside a feature and 0 outside.
-pub(crate) type Layers = (Vec<Vec<Vec<f32>>>, Vec<Vec<f32>>);
 
 impl TileDataset {
     /// Loads sample `index`'s stack and rasterizes its label and mask layers
@@ -255,7 +296,8 @@ impl TileDataset {
             .get(sample)
             .ok_or_else(|| Error::invalid("sample", format!("no sample {sample}")))?
             .plan;
-        let flat = |a: ndarray::Array2<f32>| a.into_raw_vec_and_offset().0;
+        // The rasterizer writes exactly 0.0 or 1.0.
+        let flat = |a: ndarray::Array2<f32>| a.iter().map(|&v| u8::from(v != 0.0)).collect();
         let labels = self
             .labels
             .iter()
@@ -271,7 +313,7 @@ impl TileDataset {
             .iter()
             .map(|(_, m)| m.rasterize_days(&plan.grid, None).map(flat))
             .collect::<Result<Vec<_>>>()?;
-        Ok((labels, masks))
+        Ok(Layers { labels, masks })
     }
 }
 
@@ -323,7 +365,7 @@ fn open_on(rt: &tokio::runtime::Runtime, config: &DatasetConfig) -> Result<Opene
 }
 
 fn check_shapes(samples: &[DatasetSample]) -> std::result::Result<(), String> {
-    match crate::plan::other_shape(samples.iter().map(|s| &s.plan)) {
+    match crate::stack::plan::other_shape(samples.iter().map(|s| &s.plan)) {
         Some((i, shape, first)) => Err(format!(
             "sample {} has shape [T, C, H, W] {shape:?}, the first {first:?}: a dataset's samples \
              share one shape (use time windows of equal length)",
@@ -334,7 +376,7 @@ fn check_shapes(samples: &[DatasetSample]) -> std::result::Result<(), String> {
 }
 
 #[cfg(feature = "demo")]
-type Server = Option<crate::demo::WorldServer>;
+type Server = Option<crate::demo::server::WorldServer>;
 #[cfg(not(feature = "demo"))]
 type Server = ();
 
@@ -345,13 +387,15 @@ async fn open_catalog(config: &DatasetConfig) -> Result<(Catalog, Server, Option
             Ok((Catalog::stac(&url, &collection)?, Server::default(), None))
         }
         CatalogSource::Snapshot(p) => {
-            let items =
-                crate::load_snapshot(&p).map_err(|e| config.error("catalog.snapshot", e))?;
+            let items = crate::stac::snapshot::load_snapshot(&p)
+                .map_err(|e| config.error("catalog.snapshot", e))?;
             Ok((Catalog::Items(items), Server::default(), None))
         }
         #[cfg(feature = "demo")]
         CatalogSource::Demo(recipe) => {
-            use crate::demo::{Recipe, World, WorldServer};
+            use crate::demo::recipe::Recipe;
+            use crate::demo::server::WorldServer;
+            use crate::demo::world::World;
             let recipe = match recipe {
                 None => Recipe::oakland(),
                 Some(p) => Recipe::from_file(&p).map_err(|e| config.error("catalog.demo", e))?,
@@ -513,29 +557,4 @@ fn days_with_data(plan: &StackPlan, min_cover: f64) -> Result<usize> {
         }
     }
     Ok(n)
-}
-
-/// The runtime a dataset or shard set runs its loads on (`threads` worker
-/// threads, else one per core), refused inside another runtime: `who`
-/// names the caller in the error.
-pub(crate) fn own_runtime(
-    who: &'static str,
-    thread_name: &str,
-    threads: Option<usize>,
-) -> Result<tokio::runtime::Runtime> {
-    if tokio::runtime::Handle::try_current().is_ok() {
-        return Err(Error::invalid(
-            who,
-            "called inside an async runtime; call it from a plain thread \
-             (e.g. tokio::task::spawn_blocking)",
-        ));
-    }
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = threads {
-        b.worker_threads(n.max(1));
-    }
-    b.thread_name(thread_name)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::invalid(who, format!("cannot start its runtime: {e}")))
 }

@@ -3,7 +3,7 @@
 //!
 //! What differs from the `stac` crate's own `from_reader`/`into_writer`, and why:
 //! - Reading tolerates assets without `href` (through the same
-//!   [`item_from_json`](super::item_from_json) as JSON snapshots): the
+//!   [`item_from_json`](crate::stac::snapshot::item_from_json) as JSON snapshots): the
 //!   crate's reader refuses the whole file for one such asset.
 //! - Writing keeps datetimes to the microsecond: the crate's encoder stores
 //!   `datetime`, `start_datetime`, … as millisecond timestamps, which would
@@ -11,38 +11,33 @@
 //!   stack metadata built from them. The columns are re-made from the items'
 //!   own values as microsecond timestamps (what Python's stac-geoparquet writes).
 //! - A null geometry is written as the `bbox`'s rectangle (two where it
-//!   crosses the antimeridian), the footprint [`Scene`](crate::Scene) takes
+//!   crosses the antimeridian), the footprint [`Scene`](crate::stac::scene::Scene) takes
 //!   from it anyway: stac-geoparquet requires a geometry, and the encoder
 //!   fails on a null one.
 //! - Both run under `catch_unwind`: the parquet and geoarrow code has
 //!   `expect`s reachable from a malformed file, and a corrupt snapshot must
 //!   be an error naming the file, not a crash.
 
-use crate::{Error, Result};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::Arc;
+
 use arrow_array::{
     Array, ArrayRef, RecordBatch, TimestampMicrosecondArray, TimestampMillisecondArray,
 };
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use geoparquet::reader::{GeoParquetReaderBuilder, GeoParquetRecordBatchReader};
-use parquet::arrow::{ArrowWriter, arrow_reader::ParquetRecordBatchReaderBuilder};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Map, Value};
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
-use std::sync::Arc;
+
+use crate::error::{Error, Result};
 
 fn config(path: &Path, message: String) -> Error {
     Error::Config {
         path: path.to_path_buf(),
         message,
     }
-}
-
-/// The text of a caught panic.
-fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// Reads every item of a stac-geoparquet file.
@@ -54,7 +49,7 @@ pub(crate) fn read(path: &Path) -> Result<Vec<stac::Item>> {
                 path,
                 format!(
                     "not a readable stac-geoparquet file (the parquet reader panicked: {})",
-                    panic_text(p.as_ref())
+                    crate::runtime::panic_text(p.as_ref())
                 ),
             )
         })?
@@ -63,7 +58,7 @@ pub(crate) fn read(path: &Path) -> Result<Vec<stac::Item>> {
         .map(|row| {
             let f = Value::Object(row);
             let id = f.get("id").and_then(Value::as_str).unwrap_or("<no id>");
-            super::item_from_json(&f).map_err(|e| Error::Item {
+            crate::stac::snapshot::item_from_json(&f).map_err(|e| Error::Item {
                 item: id.to_string(),
                 message: format!("in {}: {e}", path.display()),
             })
@@ -108,7 +103,7 @@ pub(crate) fn write(items: &[stac::Item], path: &Path) -> Result<()> {
                 path,
                 format!(
                     "stac-geoparquet encoding panicked: {}",
-                    panic_text(p.as_ref())
+                    crate::runtime::panic_text(p.as_ref())
                 ),
             )
         })?

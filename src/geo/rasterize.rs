@@ -2,12 +2,16 @@
 //! (GDAL/rasterio `all_touched=False`): a pixel is burned when its centre is
 //! inside the polygon (even-odd rule, holes respected). Sync and pure.
 
-use crate::{Epsg, Error, GridSpec, Result, Transformer};
 use chrono::NaiveDate;
 use geojson::{Feature, GeoJson, Geometry, GeometryValue, Position};
 use ndarray::Array2;
 use serde::Deserialize;
 use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::geo::crs::Transformer;
+use crate::geo::grid::GridSpec;
+use crate::units::Epsg;
 
 /// Rings of one polygon (outer first, then holes), `[lon, lat]` positions.
 pub type Rings = Vec<Vec<(f64, f64)>>;
@@ -25,7 +29,7 @@ pub struct MaskFeature {
 ///
 /// # Examples
 /// ```
-/// use tilestack::Mask;
+/// use tilestack::geo::Mask;
 /// let m = Mask::from_geojson_str(r#"{"type": "Polygon",
 ///     "coordinates": [[[-122.33,37.81],[-122.32,37.81],[-122.32,37.82],[-122.33,37.81]]]}"#, "inline").unwrap();
 /// assert_eq!(m.features.len(), 1);
@@ -438,7 +442,7 @@ mod tests {
             558_976.0,
             4_184_946.0,
             64,
-            crate::Resolution::new(10.0).unwrap(),
+            crate::units::Resolution::new(10.0).unwrap(),
         )
         .unwrap();
         let d3 = NaiveDate::from_ymd_opt(2019, 8, 3);

@@ -1,13 +1,16 @@
-//! Where a [`BatchLoader`](crate::BatchLoader)'s samples come from: a
+//! Where a [`BatchLoader`](crate::loader::BatchLoader)'s samples come from: a
 //! [`TileDataset`] (stacks built online from the catalog) or a [`ShardSet`]
 //! (the same stacks, materialized). Everything after the load — order,
 //! batching, normalization, augmentation, error policies, resume — is the
 //! loader's one code path, which is why the two give bit-identical batches.
 
-use crate::dataset::{Layers, TileDataset};
-use crate::shard::ShardSet;
-use crate::{DatasetConfig, Result, TileStack};
 use std::sync::Arc;
+
+use crate::dataset::TileDataset;
+use crate::dataset::config::DatasetConfig;
+use crate::error::Result;
+use crate::shard::read::ShardSet;
+use crate::stack::{Layers, SampleLayout, TileStack};
 
 /// The samples a loader batches.
 #[derive(Debug, Clone)]
@@ -35,14 +38,6 @@ impl Source {
         }
     }
 
-    /// `[T, C, H, W]` of every sample's stack.
-    pub(crate) fn shape(&self) -> [usize; 4] {
-        match self {
-            Source::Online(d) => d.shape(),
-            Source::Shards(s) => s.shape(),
-        }
-    }
-
     /// The config whose seed, normalization, augmentation and error policy apply.
     pub(crate) fn config(&self) -> &DatasetConfig {
         match self {
@@ -51,17 +46,11 @@ impl Source {
         }
     }
 
-    pub(crate) fn label_names(&self) -> Vec<String> {
+    /// The layout every sample shares.
+    pub(crate) fn layout(&self) -> SampleLayout {
         match self {
-            Source::Online(d) => d.labels().iter().map(|(n, _)| n.clone()).collect(),
-            Source::Shards(s) => s.label_names().to_vec(),
-        }
-    }
-
-    pub(crate) fn mask_names(&self) -> Vec<String> {
-        match self {
-            Source::Online(d) => d.masks().iter().map(|(n, _)| n.clone()).collect(),
-            Source::Shards(s) => s.mask_names().to_vec(),
+            Source::Online(d) => d.layout(),
+            Source::Shards(s) => s.layout(),
         }
     }
 

@@ -2,7 +2,7 @@
 //! batches loaded ahead under one byte budget, error policies, seeded
 //! augmentation, resume, device slices — over a [`TileDataset`]. It hands
 //! out framework-neutral [`HostBatch`]es; the burn loader
-//! ([`StackDataLoader`](crate::StackDataLoader), feature `burn`) turns them
+//! ([`StackDataLoader`](crate::burn::StackDataLoader), feature `burn`) turns them
 //! into tensors, and `materialize` writes them to shards.
 //!
 //! How an epoch runs:
@@ -20,478 +20,32 @@
 //!   handed over — is counted at its output bytes plus its samples' stacks,
 //!   and nothing starts that would take the total past
 //!   [`LoaderConfig::budget_bytes`]. Batches handed out are the caller's.
+//!
+//! May import: every stage up to [`crate::shard`] (a loader runs over a
+//! dataset or its shards).
 
-use crate::config::{AugmentConfig, ErrorPolicy, LastBatch, LoaderConfig, NormalizeConfig};
-use crate::dataset::{Layers, TileDataset};
-use crate::shard::ShardSet;
-use crate::source::{Counters, Source};
-use crate::{Error, Result, TileStack};
-use chrono::NaiveDate;
-use futures::StreamExt;
-use rand::{RngExt, SeedableRng};
+pub(crate) mod augment;
+pub(crate) mod batch;
+pub(crate) mod metrics;
+pub(crate) mod source;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+pub use batch::{HostBatch, SampleStatus};
+use futures::StreamExt;
+pub use metrics::LoaderMetrics;
+use rand::SeedableRng;
 use tokio::task::JoinHandle;
 
-/// What became of one sample of a batch.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SampleStatus {
-    /// Loaded as planned.
-    Ok,
-    /// Its own stack failed to load ([`ErrorPolicy::Replace`]); the batch
-    /// holds the sample named in [`HostBatch::samples`] instead.
-    Replaced {
-        /// The sample that failed.
-        failed: usize,
-        /// Why, with its causes.
-        error: String,
-    },
-    /// Its stack failed to load ([`ErrorPolicy::Nan`]): all NaN, invalid everywhere.
-    Failed {
-        /// Why, with its causes.
-        error: String,
-    },
-    /// A repeat from the start of the order, filling the last batch or a
-    /// device's slice ([`LastBatch::Pad`]).
-    Padded,
-}
-
-/// One batch in host memory. Layouts are row-major; `B` samples, `T` steps,
-/// `C` input bands, `H × W` pixels (after any crop).
-#[derive(Debug, Clone, PartialEq)]
-pub struct HostBatch {
-    /// The epoch it belongs to.
-    pub epoch: u64,
-    /// Its index in the epoch (of its slice).
-    pub index: usize,
-    /// `[B, T, C, H, W]`.
-    pub shape: [usize; 5],
-    /// `f32[B, T, C, H, W]` inputs, normalized, no-data replaced by the fill value.
-    pub inputs: Vec<f32>,
-    /// `f32[B, T, H, W]`: 1 where every input band has data, else 0.
-    pub valid: Vec<f32>,
-    /// Label layer names, in [`HostBatch::labels`] order.
-    pub label_names: Vec<String>,
-    /// Per label layer, `f32[B, T, H, W]`: 1 inside the layer's features that apply to the step.
-    pub labels: Vec<Vec<f32>>,
-    /// Input mask names, in [`HostBatch::masks`] order.
-    pub mask_names: Vec<String>,
-    /// Per input mask, `f32[B, H, W]`.
-    pub masks: Vec<Vec<f32>>,
-    /// The dataset sample index of each row.
-    pub samples: Vec<usize>,
-    /// The sample ids.
-    pub ids: Vec<String>,
-    /// Per row, the first day of each step.
-    pub days: Vec<Vec<NaiveDate>>,
-    /// `[B, T]` max scene `eo:cloud_cover`, percent; NaN when no scene.
-    pub eo_cloud_cover: Vec<f32>,
-    /// `[B, T]` percent of no-data input pixels.
-    pub pct_nans: Vec<f32>,
-    /// `[B, T]` the tile's own cloud fraction (cloud band), 0–1; NaN when not read.
-    pub tile_cloud_fraction: Vec<f32>,
-    /// Per row, what became of the sample.
-    pub status: Vec<SampleStatus>,
-    /// Per row, windows that failed and were read as no data (`errors_as_nodata`).
-    pub read_errors: Vec<Vec<String>>,
-}
-
-impl HostBatch {
-    /// Rows in the batch.
-    pub fn len(&self) -> usize {
-        self.shape[0]
-    }
-
-    /// True when the batch has no row.
-    pub fn is_empty(&self) -> bool {
-        self.shape[0] == 0
-    }
-
-    /// An empty batch of `rows` rows shaped `[T, C, H, W]`, every input NaN-free 0.
-    fn new(
-        epoch: u64,
-        index: usize,
-        rows: usize,
-        [t, c, h, w]: [usize; 4],
-        label_names: Vec<String>,
-        mask_names: Vec<String>,
-    ) -> HostBatch {
-        let px = h * w;
-        HostBatch {
-            epoch,
-            index,
-            shape: [rows, t, c, h, w],
-            inputs: vec![0.0; rows * t * c * px],
-            valid: vec![0.0; rows * t * px],
-            labels: vec![vec![0.0; rows * t * px]; label_names.len()],
-            label_names,
-            masks: vec![vec![0.0; rows * px]; mask_names.len()],
-            mask_names,
-            samples: vec![0; rows],
-            ids: vec![String::new(); rows],
-            days: vec![Vec::new(); rows],
-            eo_cloud_cover: vec![f32::NAN; rows * t],
-            pct_nans: vec![100.0; rows * t],
-            tile_cloud_fraction: vec![f32::NAN; rows * t],
-            status: vec![SampleStatus::Ok; rows],
-            read_errors: vec![Vec::new(); rows],
-        }
-    }
-
-    /// Bytes of the batch's arrays.
-    fn bytes(rows: usize, [t, c, h, w]: [usize; 4], labels: usize, masks: usize) -> u64 {
-        let px = (h * w) as u64;
-        let rows = rows as u64;
-        let t = t as u64;
-        4 * rows * (t * c as u64 * px + t * px * (1 + labels as u64) + masks as u64 * px + 3 * t)
-    }
-
-    /// A batch of stacks as they are (no augmentation, no normalization),
-    /// no-data replaced by `fill`: what burn's `Batcher` path makes. Stacks
-    /// of another shape than the first are cut or padded with no data.
-    pub fn from_stacks(stacks: &[TileStack], fill: f32) -> HostBatch {
-        let shape = stacks.first().map_or([0; 4], |s| {
-            let d = s.data.dim();
-            [d.0, d.1, d.2, d.3]
-        });
-        let mut b = HostBatch::new(0, 0, stacks.len(), shape, Vec::new(), Vec::new());
-        let map = PixelMap::identity(shape[2], shape[3]);
-        let norm = NormalizeConfig {
-            fill,
-            ..NormalizeConfig::default()
-        };
-        for (row, s) in stacks.iter().enumerate() {
-            b.write_row(row, row, s, &map, &norm, &[], &[], SampleStatus::Ok);
-        }
-        b
-    }
-
-    /// Writes one stack into row `row` through `map` (augmentation),
-    /// normalizing and filling; `labels` are `[T][H0 × W0]` per layer and
-    /// `masks` `[H0 × W0]` per layer, on the stack's grid.
-    #[allow(clippy::too_many_arguments)]
-    fn write_row(
-        &mut self,
-        row: usize,
-        sample: usize,
-        stack: &TileStack,
-        map: &PixelMap,
-        norm: &NormalizeConfig,
-        labels: &[Vec<Vec<f32>>],
-        masks: &[Vec<f32>],
-        status: SampleStatus,
-    ) {
-        let [_, t, c, h, w] = self.shape;
-        let px = h * w;
-        let (st, sc, sh, sw) = stack.data.dim();
-        let src_px = sh * sw;
-        let data = stack.data.as_slice();
-        let owned: Vec<f32>;
-        let data: &[f32] = match data {
-            Some(d) => d,
-            None => {
-                owned = stack.data.iter().copied().collect();
-                &owned
-            }
-        };
-        let same_grid = (sh, sw) == (map.src_h, map.src_w);
-        for ti in 0..t {
-            let valid = &mut self.valid[(row * t + ti) * px..(row * t + ti + 1) * px];
-            valid.fill(1.0);
-            for ci in 0..c {
-                let out = &mut self.inputs[((row * t + ti) * c + ci) * px..][..px];
-                let src = (ti < st && ci < sc && same_grid)
-                    .then(|| &data[(ti * sc + ci) * src_px..][..src_px]);
-                let (mean, std) = match (norm.mean.get(ci), norm.std.get(ci)) {
-                    (Some(&m), Some(&s)) => (m, s),
-                    _ => (0.0, 1.0),
-                };
-                // Branch-free (selects), so that the loop vectorizes.
-                let put = |(o, ok): (&mut f32, &mut f32), v: f32| {
-                    let nan = v.is_nan();
-                    let z = (v - mean) / std;
-                    *o = if nan { norm.fill } else { z };
-                    *ok = if nan { 0.0 } else { *ok };
-                };
-                match src {
-                    None => out
-                        .iter_mut()
-                        .zip(valid.iter_mut())
-                        .for_each(|p| put(p, f32::NAN)),
-                    Some(s) if map.identity => out
-                        .iter_mut()
-                        .zip(valid.iter_mut())
-                        .zip(s)
-                        .for_each(|(p, &v)| put(p, v)),
-                    Some(s) => out
-                        .iter_mut()
-                        .zip(valid.iter_mut())
-                        .zip(&map.index)
-                        .for_each(|(p, &j)| put(p, s[j as usize])),
-                }
-            }
-            for (layer, per_step) in labels.iter().enumerate() {
-                let out = &mut self.labels[layer][(row * t + ti) * px..][..px];
-                if let Some(src) = per_step.get(ti).filter(|_| same_grid) {
-                    for (i, o) in out.iter_mut().enumerate() {
-                        *o = src[map.index[i] as usize];
-                    }
-                } else {
-                    out.fill(0.0);
-                }
-            }
-        }
-        for (layer, src) in masks.iter().enumerate() {
-            let out = &mut self.masks[layer][row * px..][..px];
-            if same_grid {
-                for (i, o) in out.iter_mut().enumerate() {
-                    *o = src[map.index[i] as usize];
-                }
-            } else {
-                out.fill(0.0);
-            }
-        }
-        let meta = |v: &[f32], out: &mut [f32]| {
-            for (i, o) in out.iter_mut().enumerate() {
-                *o = v.get(i).copied().unwrap_or(f32::NAN);
-            }
-        };
-        meta(
-            &stack.eo_cloud_cover,
-            &mut self.eo_cloud_cover[row * t..][..t],
-        );
-        meta(&stack.pct_nans, &mut self.pct_nans[row * t..][..t]);
-        meta(
-            &stack.tile_cloud_fraction,
-            &mut self.tile_cloud_fraction[row * t..][..t],
-        );
-        self.samples[row] = sample;
-        self.days[row] = stack.days.clone();
-        self.read_errors[row] = stack.read_errors.clone();
-        self.status[row] = status;
-    }
-
-    /// Row `row` as no data everywhere (a failed sample under [`ErrorPolicy::Nan`]).
-    fn write_failed(&mut self, row: usize, sample: usize, fill: f32, error: String) {
-        let [_, t, c, h, w] = self.shape;
-        let px = h * w;
-        self.inputs[row * t * c * px..][..t * c * px].fill(fill);
-        self.valid[row * t * px..][..t * px].fill(0.0);
-        for l in &mut self.labels {
-            l[row * t * px..][..t * px].fill(0.0);
-        }
-        for m in &mut self.masks {
-            m[row * px..][..px].fill(0.0);
-        }
-        self.eo_cloud_cover[row * t..][..t].fill(f32::NAN);
-        self.pct_nans[row * t..][..t].fill(100.0);
-        self.tile_cloud_fraction[row * t..][..t].fill(f32::NAN);
-        self.days[row].clear();
-        self.read_errors[row].clear();
-        self.samples[row] = sample;
-        self.status[row] = SampleStatus::Failed { error };
-    }
-}
-
-/// Destination pixel → source pixel of one sample's augmentation.
-#[derive(Debug, Clone, PartialEq)]
-struct PixelMap {
-    src_h: usize,
-    src_w: usize,
-    /// Source pixel index of each destination pixel (row-major).
-    index: Vec<u32>,
-    /// `index[i] == i` everywhere: rows are copied without the gather.
-    identity: bool,
-}
-
-impl PixelMap {
-    fn identity(h: usize, w: usize) -> PixelMap {
-        PixelMap {
-            src_h: h,
-            src_w: w,
-            index: (0..(h * w) as u32).collect(),
-            identity: true,
-        }
-    }
-
-    /// A crop of side `s` at `(oy, ox)`, then `k` quarter turns, then flips.
-    fn new(
-        (h, w): (usize, usize),
-        s: (usize, usize),
-        (oy, ox): (usize, usize),
-        k: u8,
-        (fh, fv): (bool, bool),
-    ) -> PixelMap {
-        let (sh, sw) = s;
-        // Quarter turns need a square; a non-square crop is only flipped.
-        let k = if sh == sw { k % 4 } else { 0 };
-        let mut index = Vec::with_capacity(sh * sw);
-        for y in 0..sh {
-            for x in 0..sw {
-                let (mut sy, mut sx) = (y, x);
-                for _ in 0..k {
-                    // One counter-clockwise quarter turn: dst (y, x) ← src (x, S−1−y).
-                    (sy, sx) = (sx, sw - 1 - sy);
-                }
-                if fh {
-                    sx = sw - 1 - sx;
-                }
-                if fv {
-                    sy = sh - 1 - sy;
-                }
-                index.push(((oy + sy) * w + ox + sx) as u32);
-            }
-        }
-        let identity = (h, w) == s && index.iter().enumerate().all(|(i, &j)| i as u32 == j);
-        PixelMap {
-            src_h: h,
-            src_w: w,
-            index,
-            identity,
-        }
-    }
-
-    /// The augmentation of `sample` in `epoch`, from the dataset seed alone.
-    fn augmented(
-        aug: &AugmentConfig,
-        seed: u64,
-        epoch: u64,
-        sample: usize,
-        hw: (usize, usize),
-    ) -> PixelMap {
-        let (h, w) = hw;
-        if !aug.any() {
-            return PixelMap::identity(h, w);
-        }
-        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(mix(&[
-            seed,
-            epoch,
-            sample as u64,
-            0xA06_u64,
-        ]));
-        let s = aug.crop.map_or((h, w), |c| (c.min(h), c.min(w)));
-        let oy = rng.random_range(0..=h - s.0);
-        let ox = rng.random_range(0..=w - s.1);
-        let k = if aug.rot90 {
-            rng.random_range(0..4u8)
-        } else {
-            0
-        };
-        let (fh, fv) = if aug.flips {
-            (rng.random_bool(0.5), rng.random_bool(0.5))
-        } else {
-            (false, false)
-        };
-        PixelMap::new((h, w), s, (oy, ox), k, (fh, fv))
-    }
-}
-
-/// SplitMix64 over the words: a portable seed from several numbers.
-fn mix(words: &[u64]) -> u64 {
-    let mut z: u64 = 0x9E37_79B9_7F4A_7C15;
-    for &v in words {
-        z = z.wrapping_add(v).wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-    }
-    z
-}
-
-/// What one epoch of a [`BatchLoader`] cost, and what the training loop waited.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct LoaderMetrics {
-    /// The epoch.
-    pub epoch: u64,
-    /// Batches handed out.
-    pub batches: usize,
-    /// Samples handed out (padding included).
-    pub samples: usize,
-    /// Seconds the caller's `next()` blocked, summed.
-    pub wait_s: f64,
-    /// Seconds from `iter()` to the first batch.
-    pub first_batch_s: f64,
-    /// Seconds from `iter()` to the last batch.
-    pub epoch_s: f64,
-    /// Stack loads of the epoch's batches (replacement attempts included).
-    pub loads: u64,
-    /// Loads that failed.
-    pub load_errors: u64,
-    /// Samples replaced ([`ErrorPolicy::Replace`]).
-    pub replaced: u64,
-    /// Samples handed out as no data ([`ErrorPolicy::Nan`]).
-    pub failed: u64,
-    /// Padded rows.
-    pub padded: u64,
-    /// Tile cache hits / (hits + misses) during the epoch; NaN without lookups.
-    pub cache_hit_rate: f64,
-    /// Body bytes fetched during the epoch.
-    pub bytes_fetched: u64,
-    /// Requests sent during the epoch.
-    pub requests: u64,
-    /// Most bytes the loader held at once (all epochs so far).
-    pub peak_bytes: u64,
-    /// The budget.
-    pub budget_bytes: u64,
-}
-
-impl LoaderMetrics {
-    /// Stack loads per second of epoch time.
-    pub fn loads_per_s(&self) -> f64 {
-        if self.epoch_s > 0.0 {
-            self.loads as f64 / self.epoch_s
-        } else {
-            0.0
-        }
-    }
-
-    /// The share of the epoch the caller waited for data after the first batch.
-    pub fn wait_fraction_after_first(&self) -> f64 {
-        let rest = self.epoch_s - self.first_batch_s;
-        if rest > 0.0 {
-            ((self.wait_s - self.first_batch_s).max(0.0) / rest).min(1.0)
-        } else {
-            0.0
-        }
-    }
-}
-
-impl std::fmt::Display for LoaderMetrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "epoch {}: {} batches ({} samples) in {:.2} s, first batch {:.3} s, waited {:.3} s \
-             ({:.1} % after the first), {} loads ({:.1}/s), cache hits {:.0} %, {:.1} MB fetched \
-             in {} requests, peak {:.0} of {:.0} MB",
-            self.epoch,
-            self.batches,
-            self.samples,
-            self.epoch_s,
-            self.first_batch_s,
-            self.wait_s,
-            100.0 * self.wait_fraction_after_first(),
-            self.loads,
-            self.loads_per_s(),
-            100.0 * self.cache_hit_rate,
-            self.bytes_fetched as f64 / 1e6,
-            self.requests,
-            self.peak_bytes as f64 / 1e6,
-            self.budget_bytes as f64 / 1e6,
-        )?;
-        for (n, what) in [
-            (self.replaced, "replaced"),
-            (self.failed, "failed (no data)"),
-            (self.padded, "padded"),
-            (self.load_errors, "load errors"),
-        ] {
-            if n > 0 {
-                write!(f, ", {n} {what}")?;
-            }
-        }
-        Ok(())
-    }
-}
+use crate::dataset::TileDataset;
+use crate::dataset::config::{ErrorPolicy, LastBatch, LoaderConfig};
+use crate::error::{Error, Result};
+use crate::loader::augment::{PixelMap, mix};
+use crate::loader::source::{Counters, Source};
+use crate::shard::read::ShardSet;
+use crate::stack::{Layers, TileStack};
 
 /// A contiguous range of positions of this rank's epoch order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -685,7 +239,8 @@ impl BatchLoader {
         if opts.batch_size == 0 {
             return Err(Error::invalid("loader.batch_size", "0 (at least 1)"));
         }
-        let [t, c, h, w] = ds.shape();
+        let layout = ds.layout();
+        let [t, c, h, w] = layout.shape;
         let cfg = ds.config();
         let crop = cfg.augment.crop.unwrap_or(h.min(w));
         let out = if cfg.augment.crop.is_some() {
@@ -693,7 +248,7 @@ impl BatchLoader {
         } else {
             [t, c, h, w]
         };
-        let (labels, masks) = (ds.label_names().len(), ds.mask_names().len());
+        let (labels, masks) = (layout.labels.len(), layout.masks.len());
         let row_bytes = HostBatch::bytes(1, out, labels, masks) + (t * c * h * w * 4) as u64;
         let batch_bytes = row_bytes * opts.batch_size as u64;
         if batch_bytes > opts.budget_bytes {
@@ -753,7 +308,7 @@ impl BatchLoader {
     }
 
     /// The config whose seed, normalization, augmentation and error policy apply.
-    pub fn config(&self) -> &crate::DatasetConfig {
+    pub fn config(&self) -> &crate::dataset::config::DatasetConfig {
         self.inner.ds.config()
     }
 
@@ -1225,15 +780,14 @@ async fn load_one(inner: Arc<Inner>, epoch: u64, sample: usize) -> Result<(TileS
 /// Loads the rows of batch `key` concurrently and assembles the batch.
 async fn load_batch(inner: Arc<Inner>, key: Key, rows: Vec<(usize, bool)>) -> Result<HostBatch> {
     let ds = &inner.ds;
-    let label_names = ds.label_names();
-    let mask_names = ds.mask_names();
+    let layout = ds.layout();
     let mut batch = HostBatch::new(
         key.epoch,
         key.batch,
         rows.len(),
         inner.out,
-        label_names,
-        mask_names,
+        layout.labels,
+        layout.masks,
     );
     let cfg = ds.config();
     let fill = cfg.normalize.fill;
@@ -1296,16 +850,7 @@ fn write(
     let ds = &inner.ds;
     let cfg = ds.config();
     let map = PixelMap::augmented(&cfg.augment, inner.seed, batch.epoch, sample, inner.src_hw);
-    batch.write_row(
-        row,
-        sample,
-        stack,
-        &map,
-        &cfg.normalize,
-        &layers.0,
-        &layers.1,
-        status,
-    );
+    batch.write_row(row, sample, stack, &map, &cfg.normalize, layers, status);
     batch.ids[row] = ds.id(sample);
 }
 
@@ -1341,96 +886,4 @@ async fn replacement(
             tries.saturating_sub(1)
         ),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn apply(map: &PixelMap, src: &[f32]) -> Vec<f32> {
-        map.index.iter().map(|&i| src[i as usize]).collect()
-    }
-
-    #[test]
-    fn quarter_turns_compose_to_identity_and_flips_are_involutions() {
-        let src: Vec<f32> = (0..16).map(|v| v as f32).collect();
-        let one = PixelMap::new((4, 4), (4, 4), (0, 0), 1, (false, false));
-        let mut x = src.clone();
-        for _ in 0..4 {
-            x = apply(&one, &x);
-        }
-        assert_eq!(x, src);
-        assert_ne!(apply(&one, &src), src);
-        // dst (0, 0) comes from src (0, 3) for one counter-clockwise turn.
-        assert_eq!(apply(&one, &src)[0], 3.0);
-        let flip = PixelMap::new((4, 4), (4, 4), (0, 0), 0, (true, false));
-        assert_eq!(apply(&flip, &apply(&flip, &src)), src);
-        assert_eq!(apply(&flip, &src)[0], 3.0);
-    }
-
-    #[test]
-    fn crops_read_inside_the_source() {
-        let src: Vec<f32> = (0..64).map(|v| v as f32).collect();
-        let m = PixelMap::new((8, 8), (3, 3), (5, 5), 2, (true, true));
-        let out = apply(&m, &src);
-        assert_eq!(out.len(), 9);
-        // rotation by 180° then both flips is the identity on the crop
-        assert_eq!(
-            out,
-            vec![45.0, 46.0, 47.0, 53.0, 54.0, 55.0, 61.0, 62.0, 63.0]
-        );
-    }
-
-    #[test]
-    fn augmentation_is_a_function_of_seed_epoch_and_sample() {
-        let aug = AugmentConfig {
-            flips: true,
-            rot90: true,
-            crop: Some(6),
-        };
-        let a = PixelMap::augmented(&aug, 7, 1, 3, (8, 8));
-        assert_eq!(a, PixelMap::augmented(&aug, 7, 1, 3, (8, 8)));
-        let others: Vec<PixelMap> = (0..8)
-            .map(|e| PixelMap::augmented(&aug, 7, e, 3, (8, 8)))
-            .collect();
-        assert!(others.iter().any(|m| *m != a), "epochs vary the draw");
-        assert_eq!(
-            PixelMap::augmented(&AugmentConfig::default(), 7, 1, 3, (8, 8)),
-            PixelMap::identity(8, 8)
-        );
-    }
-
-    #[test]
-    fn rows_are_written_through_the_map_with_validity_and_fill() {
-        let mut stack = TileStack {
-            data: ndarray::Array4::from_shape_fn((1, 2, 2, 2), |(_, c, y, x)| {
-                if (c, y, x) == (1, 0, 0) {
-                    f32::NAN
-                } else {
-                    (c * 10 + y * 2 + x) as f32
-                }
-            }),
-            bands: vec!["a".into(), "b".into()],
-            days: vec![NaiveDate::from_ymd_opt(2019, 8, 1).unwrap_or_default()],
-            eo_cloud_cover: vec![5.0],
-            pct_nans: vec![12.5],
-            tile_cloud_fraction: vec![f32::NAN],
-            items: vec![vec![]],
-            grid: crate::GridSpec::tile_around(
-                crate::Epsg::utm_for(-122.3, 37.8),
-                500_000.0,
-                4_000_000.0,
-                2,
-                crate::Resolution::TEN_METRES,
-            )
-            .expect("grid"),
-            read_errors: vec![],
-        };
-        stack.items[0].push("s1".into());
-        let b = HostBatch::from_stacks(&[stack], -1.0);
-        assert_eq!(b.shape, [1, 1, 2, 2, 2]);
-        assert_eq!(b.inputs, vec![0.0, 1.0, 2.0, 3.0, -1.0, 11.0, 12.0, 13.0]);
-        assert_eq!(b.valid, vec![0.0, 1.0, 1.0, 1.0]);
-        assert_eq!(b.eo_cloud_cover, vec![5.0]);
-    }
 }

@@ -7,8 +7,10 @@
 //! proj4rs cannot build (e.g. one that needs a datum grid file), is an
 //! [`Error::Crs`] naming the code, never a silent guess.
 
-use crate::{Epsg, Error, Result};
 use proj4rs::proj::Proj;
+
+use crate::error::{Error, Result};
+use crate::units::Epsg;
 
 /// The PROJ string of an EPSG code, from `crs-definitions`.
 fn proj_string(epsg: Epsg) -> Result<&'static str> {
@@ -27,7 +29,7 @@ fn proj_string(epsg: Epsg) -> Result<&'static str> {
 ///
 /// # Examples
 /// ```
-/// use tilestack::{Epsg, Transformer};
+/// use tilestack::{Epsg, geo::Transformer};
 /// let t = Transformer::new(Epsg::WGS84, Epsg::new(32610).unwrap()).unwrap();
 /// let (x, y) = t.transform(-122.33, 37.81).unwrap();
 /// assert!((x - 558_976.0).abs() < 1.0 && (y - 4_184_946.0).abs() < 1.0);
@@ -148,7 +150,7 @@ impl Clone for Transformer {
 ///
 /// # Examples
 /// ```
-/// let b = tilestack::bbox_around(-122.33, 37.81, 2816.0).unwrap();
+/// let b = tilestack::geo::bbox_around(-122.33, 37.81, 2816.0).unwrap();
 /// assert!(b[0] < -122.33 && b[2] > -122.33 && b[1] < 37.81 && b[3] > 37.81);
 /// assert!((b[3] - b[1] - 0.0254).abs() < 0.001); // 2816 m of latitude
 /// ```

@@ -5,17 +5,22 @@
 //! fetched), which give the overview choice, the tiles and their exact byte
 //! counts.
 
-use crate::cog::CogReader;
-use crate::fetch::coalesce;
-use crate::pipeline::plan_stack;
-use crate::plan::{Catalog, StackPlan};
-use crate::request::StackRequest;
-use crate::{Epsg, GeoTransform, PixelWindow, Result};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::StreamExt;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+
+use crate::cog::CogReader;
+use crate::error::Result;
+use crate::fetch::coalesce;
+use crate::geo::grid::{GeoTransform, PixelWindow};
+use crate::stac::catalog::Catalog;
+use crate::stack::load::plan_stack;
+use crate::stack::plan::StackPlan;
+use crate::stack::request::StackRequest;
+use crate::units::Epsg;
 
 /// What a stack would read, and what finding it out fetched: the JSON that
 /// `tilestack stack --dry-run` prints.
@@ -72,7 +77,7 @@ pub struct DryRun {
 
 impl DryRun {
     /// The summary of the stack with a mask band burned last (as
-    /// [`build`](crate::build) with a [`Mask`](crate::Mask) makes it): one
+    /// [`build`](crate::stack::load::build) with a [`Mask`](crate::geo::rasterize::Mask) makes it): one
     /// more band, named `mask`, in the shape and the bands (the memory
     /// always counts one).
     /// Nothing is read for it.
@@ -146,7 +151,7 @@ pub struct StepSummary {
 /// One scene of a [`DryRun`].
 ///
 /// ```
-/// let s = tilestack::SceneSummary {
+/// let s = tilestack::stack::SceneSummary {
 ///     id: "S2B_1".into(),
 ///     datetime: "2019-08-01T18:49:00Z".parse().unwrap(),
 ///     cloud_cover: Some(3.5),
@@ -174,10 +179,10 @@ pub struct SceneSummary {
 /// (`window` is then the full-resolution one).
 ///
 /// ```
-/// let r = tilestack::ReadSummary {
+/// let r = tilestack::stack::ReadSummary {
 ///     item: "S2B_1".into(), band: "B04".into(), asset: "B04".into(),
 ///     href: "http://127.0.0.1:8080/data/S2B_1/B04.tif".into(),
-///     ifd: Some(0), window: tilestack::PixelWindow::new(10, 20, 256, 256),
+///     ifd: Some(0), window: tilestack::geo::PixelWindow::new(10, 20, 256, 256),
 ///     tile_size: Some([256, 256]), tiles: Some(4), bytes: Some(90_000), requests: Some(2),
 ///     dn_offset: None, scale_offset: None,
 /// };
@@ -319,7 +324,7 @@ impl StackPlan {
     /// # Examples
     /// ```no_run
     /// # tokio_test::block_on(async {
-    /// use tilestack::{plan_stack, BandName, Catalog, CogReader, HttpRangeClient, RetryConfig, StackRequest, TileCache};
+    /// use tilestack::{BandName, Catalog, CogReader, HttpRangeClient, StackRequest, cog::TileCache, fetch::RetryConfig, plan_stack};
     /// let day = |d| chrono::NaiveDate::from_ymd_opt(2019, 8, d).unwrap();
     /// let req = StackRequest::new([-122.33, 37.81], BandName::parse_list("B04")?, day(1), day(10))?;
     /// let (plan, _) = plan_stack(&Catalog::stac("http://127.0.0.1:8090/", "sentinel-2-l2a")?, &req).await?;
@@ -336,13 +341,14 @@ impl StackPlan {
         let mut hrefs: Vec<&str> = self.reads.iter().map(|r| r.href.as_str()).collect();
         hrefs.sort_unstable();
         hrefs.dedup();
-        let headers: HashMap<&str, Arc<crate::CogHeader>> = futures::stream::iter(hrefs)
-            .map(|href| async move { reader.header(href).await.map(|h| (href, h)) })
-            .buffer_unordered(32)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_>>()?;
+        let headers: HashMap<&str, Arc<crate::cog::header::CogHeader>> =
+            futures::stream::iter(hrefs)
+                .map(|href| async move { reader.header(href).await.map(|h| (href, h)) })
+                .buffer_unordered(32)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<_>>()?;
         let fetched = Fetched {
             catalog_items: None,
             headers: headers.len(),
@@ -417,7 +423,7 @@ impl StackPlan {
 
     fn read_summary(
         &self,
-        rp: &crate::ReadPlan,
+        rp: &crate::stack::plan::ReadPlan,
         ifd: Option<usize>,
         window: PixelWindow,
     ) -> ReadSummary {
@@ -539,7 +545,7 @@ impl Fetched {
 /// # Examples
 /// ```no_run
 /// # tokio_test::block_on(async {
-/// use tilestack::{dry_run, BandName, Catalog, CogReader, HttpRangeClient, RetryConfig, StackRequest, TileCache};
+/// use tilestack::{BandName, Catalog, CogReader, HttpRangeClient, StackRequest, cog::TileCache, fetch::RetryConfig, stack::dry_run};
 /// let day = |d| chrono::NaiveDate::from_ymd_opt(2019, 8, d).unwrap();
 /// let req = StackRequest::new([-122.33, 37.81], BandName::parse_list("B04,B03,B02")?, day(1), day(30))?;
 /// let reader = CogReader::new(HttpRangeClient::new(RetryConfig::default())?, TileCache::new(1 << 30));

@@ -3,23 +3,26 @@
 //! fetches nothing; loading is async (reads run concurrently; decode, warp
 //! and fusion run on blocking threads).
 
-use crate::cog::{CogReader, TileWindow};
-use crate::fuse::{
-    BandFold, FoldRule, into_values, nan_where_all_zero, nan_where_flagged, normalize,
-    normalized_difference, to_decibels,
-};
-use crate::plan::{Catalog, ReadPlan, StackPlan};
-use crate::rasterize::Mask;
-use crate::request::{Fusion, StackRequest, bit_mask, derived_inputs};
-use crate::scene::{Scene, scenes_from_items};
-use crate::search::SearchRequest;
-use crate::stack::TileStack;
-use crate::warp::{Resampling, warp};
-use crate::{Error, Result, Warning};
 use chrono::NaiveDate;
 use futures::StreamExt;
 use ndarray::{Array2, Array4};
 use rayon::prelude::*;
+
+use crate::cog::CogReader;
+use crate::cog::window::TileWindow;
+use crate::error::{Error, Result, Warning};
+use crate::geo::rasterize::Mask;
+use crate::geo::warp::{Resampling, warp};
+use crate::stac::catalog::Catalog;
+use crate::stac::client::SearchRequest;
+use crate::stac::scene::{Scene, scenes_from_items};
+use crate::stack::TileStack;
+use crate::stack::fuse::{
+    BandFold, FoldRule, into_values, nan_where_all_zero, nan_where_flagged, normalize,
+    normalized_difference, to_decibels,
+};
+use crate::stack::plan::{ReadPlan, StackPlan};
+use crate::stack::request::{Fusion, StackRequest, bit_mask, derived_inputs};
 
 impl StackPlan {
     /// Reads, warps, fuses and assembles the stack; `mask` becomes the last band.
@@ -650,7 +653,7 @@ pub struct Built {
 /// # Examples
 /// ```no_run
 /// # tokio_test::block_on(async {
-/// use tilestack::{build, BandName, Catalog, CogReader, HttpRangeClient, RetryConfig, StackRequest, TileCache};
+/// use tilestack::{BandName, Catalog, CogReader, HttpRangeClient, StackRequest, build, cog::TileCache, fetch::RetryConfig};
 /// let day = |d| chrono::NaiveDate::from_ymd_opt(2019, 8, d).unwrap();
 /// let req = StackRequest::new([-122.33, 37.81], BandName::parse_list("B04,B03,B02")?, day(1), day(30))?;
 /// let reader = CogReader::new(HttpRangeClient::new(RetryConfig::default())?, TileCache::new(1 << 30));

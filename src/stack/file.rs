@@ -1,46 +1,84 @@
-//! [`TileStack`]: the daily tile stack, and its files (`stack.safetensors`,
-//! `metadata.csv`).
+//! The stack's files: `stack.safetensors` (the tensors and their metadata)
+//! and `metadata.csv`; and the one safetensors encoding of a stack's
+//! tensors and of a header, which the shard files ([`crate::shard`]) use for
+//! every sample they hold.
 
-use crate::{Epsg, Error, GeoTransform, GridSpec, Result};
-use chrono::NaiveDate;
-use ndarray::Array4;
 use std::path::Path;
 
-/// A stack of `T` time steps × `C` bands × `H` × `W` pixels on one grid.
-/// NaN is nodata. When a mask was given its band is last, named `mask`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TileStack {
-    /// `f32[T, C, H, W]`.
-    pub data: Array4<f32>,
-    /// Band names, in `C` order.
-    pub bands: Vec<String>,
-    /// First day of each time step (UTC).
-    pub days: Vec<NaiveDate>,
-    /// Max scene-level `eo:cloud_cover` of each step, percent; NaN when no scene.
-    pub eo_cloud_cover: Vec<f32>,
-    /// NaN pixels of each step over the requested bands (mask excluded), percent 0–100.
-    pub pct_nans: Vec<f32>,
-    /// The tile's own cloud fraction (SCL 3, 8, 9, 10 among valid SCL pixels), 0–1;
-    /// NaN when no cloud band was read or the step has no valid SCL pixel.
-    pub tile_cloud_fraction: Vec<f32>,
-    /// Scene ids that supplied each step (provenance).
-    pub items: Vec<Vec<String>>,
-    /// The tile grid.
-    pub grid: GridSpec,
-    /// Windows that failed and were filled with NaN (`errors_as_nodata`):
-    /// `"<item id> <band>: <error>"`. Empty when every read succeeded.
-    pub read_errors: Vec<String>,
+use chrono::NaiveDate;
+use ndarray::Array4;
+
+use crate::error::{Error, Result};
+use crate::geo::grid::{GeoTransform, GridSpec};
+use crate::stack::TileStack;
+use crate::units::Epsg;
+
+/// Little-endian bytes of `v` appended to `out`.
+pub(crate) fn put_f32s(out: &mut Vec<u8>, v: &[f32]) {
+    if cfg!(target_endian = "little") {
+        out.extend_from_slice(bytemuck::cast_slice(v));
+    } else {
+        for x in v {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+}
+
+/// A header entry: `{"dtype", "shape", "data_offsets": [start, start + len]}`.
+pub(crate) fn tensor_entry(
+    dtype: &str,
+    shape: &[usize],
+    start: u64,
+    len: u64,
+) -> serde_json::Value {
+    serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [start, start + len]})
+}
+
+/// A safetensors header from its JSON: the 8-byte length, then the JSON
+/// padded with spaces so that the data after it starts on an `align`-byte
+/// boundary of the file.
+pub(crate) fn frame_header(mut json: Vec<u8>, align: u64) -> Vec<u8> {
+    let total = 8 + json.len() as u64;
+    let padded = total + (align - total % align) % align;
+    json.resize((padded - 8) as usize, b' ');
+    let mut out = Vec::with_capacity(padded as usize);
+    out.extend_from_slice(&(padded - 8).to_le_bytes());
+    out.extend_from_slice(&json);
+    out
 }
 
 impl TileStack {
-    /// Number of time steps.
-    pub fn len(&self) -> usize {
-        self.days.len()
-    }
-
-    /// True when there is no time step.
-    pub fn is_empty(&self) -> bool {
-        self.days.is_empty()
+    /// The stack's tensors in file order, with their shapes: `data`
+    /// (`[T, C, H, W]`), then `eo_cloud_cover`, `pct_nans` and
+    /// `tile_cloud_fraction` (`[T]`, each padded with NaN or cut to `T`).
+    pub(crate) fn tensors(&self) -> [(&'static str, Vec<usize>, std::borrow::Cow<'_, [f32]>); 4] {
+        use std::borrow::Cow;
+        let t = self.days.len();
+        let data = match self.data.as_slice() {
+            Some(d) => Cow::Borrowed(d),
+            None => Cow::Owned(self.data.iter().copied().collect()),
+        };
+        let per_step = |v: &[f32]| -> Vec<f32> {
+            let mut m = vec![f32::NAN; t];
+            for (o, x) in m.iter_mut().zip(v) {
+                *o = *x;
+            }
+            m
+        };
+        [
+            ("data", self.data.shape().to_vec(), data),
+            (
+                "eo_cloud_cover",
+                vec![t],
+                Cow::Owned(per_step(&self.eo_cloud_cover)),
+            ),
+            ("pct_nans", vec![t], Cow::Owned(per_step(&self.pct_nans))),
+            (
+                "tile_cloud_fraction",
+                vec![t],
+                Cow::Owned(per_step(&self.tile_cloud_fraction)),
+            ),
+        ]
     }
 
     /// Writes `stack.safetensors`: tensors `data` (f32 `[T, C, H, W]`),
@@ -51,7 +89,6 @@ impl TileStack {
     /// # Errors
     /// [`Error::Io`] naming the file.
     pub fn write_safetensors(&self, path: &Path) -> Result<()> {
-        let t = self.days.len();
         let dates: Vec<String> = self.days.iter().map(|d| d.to_string()).collect();
         let meta: std::collections::BTreeMap<&str, String> = [
             ("dates", serde_json::to_string(&dates)),
@@ -70,51 +107,30 @@ impl TileStack {
         .collect();
         // Written by hand rather than with `safetensors::serialize`, whose
         // metadata is a HashMap: sorted keys make equal stacks equal files.
-        let owned: Vec<f32>;
-        let data: &[f32] = match self.data.as_slice() {
-            Some(d) => d,
-            None => {
-                owned = self.data.iter().copied().collect();
-                &owned
-            }
-        };
-        let tensors: [(&str, Vec<usize>, &[f32]); 4] = [
-            ("data", self.data.shape().to_vec(), data),
-            ("eo_cloud_cover", vec![t], &self.eo_cloud_cover),
-            ("pct_nans", vec![t], &self.pct_nans),
-            ("tile_cloud_fraction", vec![t], &self.tile_cloud_fraction),
-        ];
+        let tensors = self.tensors();
         let mut header = serde_json::Map::new();
         header.insert(
             "__metadata__".into(),
             serde_json::to_value(&meta).unwrap_or_default(),
         );
-        let mut offset = 0usize;
+        let mut offset = 0u64;
         for (name, shape, values) in &tensors {
-            let len = values.len() * 4;
-            header.insert(
-                name.to_string(),
-                serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + len]}),
-            );
+            let len = values.len() as u64 * 4;
+            header.insert(name.to_string(), tensor_entry("F32", shape, offset, len));
             offset += len;
         }
-        let mut head = serde_json::to_vec(&serde_json::Value::Object(header)).unwrap_or_default();
-        while !head.len().is_multiple_of(8) {
-            head.push(b' ');
-        }
+        let json = serde_json::to_vec(&serde_json::Value::Object(header)).unwrap_or_default();
+        let head = frame_header(json, 8);
         // Streamed in 1 MiB pieces: no second copy of the stack in memory.
         let write = || -> std::io::Result<()> {
             use std::io::Write;
             let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
-            f.write_all(&(head.len() as u64).to_le_bytes())?;
             f.write_all(&head)?;
             let mut buf = Vec::with_capacity(1 << 20);
             for (_, _, values) in &tensors {
                 for chunk in values.chunks(1 << 18) {
                     buf.clear();
-                    for v in chunk {
-                        buf.extend_from_slice(&v.to_le_bytes());
-                    }
+                    put_f32s(&mut buf, chunk);
                     f.write_all(&buf)?;
                 }
             }

@@ -1,20 +1,25 @@
 //! [`materialize`]: a dataset config's samples, written once as shards.
 
-use super::format::{self, Region, SHARD_FORMAT};
-use super::location::Location;
-use super::read::parse_index;
-use super::{
-    DEFAULT_SHARD_BYTES, INDEX_FORMAT, SampleEntry, ShardIndex, ShardInfo, config_hash,
-    part_index_file, part_shards, shard_file,
-};
-use crate::dataset::TileDataset;
-use crate::{DatasetConfig, Error, HttpRangeClient, Result};
-use bytes::Bytes;
-use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::TileDataset;
+use crate::dataset::config::DatasetConfig;
+use crate::error::{Error, Result};
+use crate::fetch::HttpRangeClient;
+use crate::shard::format::{self, Region, SHARD_FORMAT};
+use crate::shard::index::{
+    INDEX_FORMAT, SampleEntry, ShardIndex, ShardInfo, index_json, merge, part_index_file,
+    part_shards, read_parts, shard_file, try_merge,
+};
+use crate::shard::location::Location;
+use crate::shard::{DEFAULT_SHARD_BYTES, config_hash};
+use crate::stack::SampleLayout;
 
 /// What [`materialize`] writes and where.
 #[derive(Debug, Clone)]
@@ -200,14 +205,14 @@ struct Layout {
 
 /// Writes every sample of `cfg` (or of one part) as shards plus an index
 /// into `opts.out`, through the online loader's load path; see the
-/// [module docs](crate::ShardSet) for the files and why they are so. A
+/// [module docs](crate::shard::read::ShardSet) for the files and why they are so. A
 /// rerun after a crash keeps the finished shards and writes the same bytes
 /// for the rest. `progress` is called after every sample and shard.
 ///
 /// Call it from a plain thread (it runs its own runtime).
 ///
 /// ```no_run
-/// use tilestack::{DatasetConfig, MaterializeOptions, materialize};
+/// use tilestack::{DatasetConfig, materialize, shard::MaterializeOptions};
 /// let cfg = DatasetConfig::from_file("datasets/oakland-ships.toml".as_ref())?;
 /// let report = materialize(&cfg, &MaterializeOptions::new("shards/oakland-ships"), &mut |p| {
 ///     eprintln!("{}/{} samples", p.samples_done, p.samples_total);
@@ -445,21 +450,20 @@ fn memory_bytes(index: &ShardIndex) -> u64 {
 
 /// The layout a config gives: samples per shard from the target size.
 fn layout(ds: &TileDataset, cfg: &DatasetConfig, shard_bytes: u64) -> Layout {
-    let shape = ds.shape();
-    let [t, c, h, w] = shape;
-    let labels: Vec<String> = ds.labels().iter().map(|(n, _)| n.clone()).collect();
-    let masks: Vec<String> = ds.masks().iter().map(|(n, _)| n.clone()).collect();
-    let region = (t * c * h * w * 4 + 12 * t + (labels.len() * t + masks.len()) * h * w) as u64;
-    let stride = region + format::pad_for(region);
+    let layout = ds.layout();
+    // A shape that overflows is refused when the dataset's requests are checked.
+    let region = layout.region_bytes().unwrap_or(u64::MAX);
+    let stride = region.saturating_add(format::pad_for(region));
+    let SampleLayout {
+        shape,
+        bands,
+        labels,
+        masks,
+    } = layout;
     let sps = usize::try_from((shard_bytes / stride.max(1)).max(1)).unwrap_or(usize::MAX);
     let samples = ds.len();
     let shard_count = samples.div_ceil(sps);
     let hash = config_hash(cfg);
-    let bands = ds
-        .samples()
-        .first()
-        .map(|s| s.plan.request.bands.iter().map(|b| b.to_string()).collect())
-        .unwrap_or_default();
     let identity = Identity {
         format: INDEX_FORMAT.into(),
         name: cfg.name.clone(),
@@ -651,7 +655,7 @@ fn assemble(
 
 /// The index entry of a loaded sample (its region's checksum and length are
 /// filled in here; its offset when the shard's header is made).
-fn entry_of(ds: &TileDataset, s: usize, stack: &crate::TileStack) -> SampleEntry {
+fn entry_of(ds: &TileDataset, s: usize, stack: &crate::stack::TileStack) -> SampleEntry {
     let mut e = base_entry(ds, s);
     let opt =
         |v: &[f32]| -> Vec<Option<f32>> { v.iter().map(|x| (!x.is_nan()).then_some(*x)).collect() };
@@ -688,105 +692,6 @@ fn failed_entry(ds: &TileDataset, s: usize, error: String) -> SampleEntry {
     }
 }
 
-fn index_json(index: &ShardIndex) -> Result<Vec<u8>> {
-    let mut v = serde_json::to_vec_pretty(index)
-        .map_err(|e| Error::invalid("shard index", e.to_string()))?;
-    v.push(b'\n');
-    Ok(v)
-}
-
-/// One index of every part's (all of `0..n`), checked to be one dataset
-/// and to cover it.
-fn merge(parts: Vec<ShardIndex>, name: &str) -> Result<ShardIndex> {
-    let Some(first) = parts.first() else {
-        return Err(Error::invalid("shard index", format!("{name}: no part")));
-    };
-    let mut out = first.clone();
-    out.part = None;
-    out.shards.clear();
-    out.entries.clear();
-    for p in &parts {
-        if p.config_hash != out.config_hash || p.samples_per_shard != out.samples_per_shard {
-            return Err(Error::invalid(
-                "shard index",
-                format!(
-                    "{name}: part {:?} is another dataset or layout (config hash {}, {} samples \
-                     per shard; part 0: {}, {})",
-                    p.part,
-                    p.config_hash,
-                    p.samples_per_shard,
-                    out.config_hash,
-                    out.samples_per_shard
-                ),
-            ));
-        }
-        out.shards.extend(p.shards.iter().cloned());
-        out.entries.extend(p.entries.iter().cloned());
-    }
-    out.shards.sort_by_key(|s| s.shard);
-    out.entries.sort_by_key(|e| e.index);
-    if out.entries.len() != out.samples || out.shards.len() != out.shard_count {
-        return Err(Error::invalid(
-            "shard index",
-            format!(
-                "{name}: the parts hold {} of {} samples and {} of {} shards",
-                out.entries.len(),
-                out.samples,
-                out.shards.len(),
-                out.shard_count
-            ),
-        ));
-    }
-    Ok(out)
-}
-
-/// Reads parts `0..n`'s indexes; `None` when one is missing.
-async fn read_parts(loc: &Location, n: usize) -> Result<Option<Vec<ShardIndex>>> {
-    let mut parts = Vec::with_capacity(n);
-    for i in 0..n {
-        let f = part_index_file(i, n);
-        match loc.read_all(&f).await? {
-            Some(b) => parts.push(parse_index(&b, &loc.name(&f))?),
-            None => return Ok(None),
-        }
-    }
-    Ok(Some(parts))
-}
-
-/// Writes `index.json` when every part's index is there; true when it did.
-async fn try_merge(loc: &Location, n: usize) -> Result<bool> {
-    let Some(parts) = read_parts(loc, n).await? else {
-        return Ok(false);
-    };
-    let index = merge(parts, &loc.name("index.json"))?;
-    loc.put("index.json", vec![Bytes::from(index_json(&index)?)])
-        .await?;
-    Ok(true)
-}
-
-/// The merged index of a local folder's part indexes, when one count `N`
-/// has all its parts there (what [`ShardSet`](crate::ShardSet) reads when
-/// `index.json` is missing).
-pub(crate) async fn local_parts(loc: &Location) -> Result<Option<ShardIndex>> {
-    let mut counts: Vec<usize> = loc
-        .list_local()?
-        .iter()
-        .filter_map(|f| {
-            let rest = f.strip_prefix("index-")?.strip_suffix(".json")?;
-            let (_, n) = rest.split_once("-of-")?;
-            n.parse().ok()
-        })
-        .collect();
-    counts.sort_unstable();
-    counts.dedup();
-    for n in counts {
-        if let Some(parts) = read_parts(loc, n).await? {
-            return merge(parts, &loc.name("index.json")).map(Some);
-        }
-    }
-    Ok(None)
-}
-
 /// Merges the part indexes `index-I-of-N.json` at `out` into `index.json`
 /// (what the last part to finish does by itself): for runs whose parts
 /// finished while another was still writing, or to check a finished run.
@@ -795,10 +700,7 @@ pub(crate) async fn local_parts(loc: &Location) -> Result<Option<ShardIndex>> {
 /// [`Error::Invalid`] naming the first missing part, or parts of another
 /// dataset; the write's errors.
 pub fn merge_parts(out: &str, n: usize, client: Option<HttpRangeClient>) -> Result<ShardIndex> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::invalid("merge runtime", e.to_string()))?;
+    let rt = crate::runtime::own_runtime("merge_parts", "tilestack-merge", Some(1))?;
     let loc = Location::parse(out, client)?;
     rt.block_on(async {
         for i in 0..n {

@@ -10,13 +10,17 @@
 //! How a requested band finds its asset, and which catalog quirks are
 //! accepted: see [`Scene`].
 
-use crate::{BandName, Epsg, Error, GeoTransform, Result};
+use std::collections::{BTreeMap, BTreeSet};
+
 use chrono::{DateTime, Utc};
 use geo::{Coord, LineString, MultiPolygon, Polygon};
 use geojson::GeometryValue;
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, BTreeSet};
+
+use crate::error::{Error, Result};
+use crate::geo::grid::GeoTransform;
+use crate::units::{BandName, Epsg};
 
 /// An asset's declared `(nodata, scale/offset)`.
 type Radiometry = (Option<f64>, Option<(f64, f64)>);
@@ -66,7 +70,7 @@ pub struct SceneAsset {
 ///
 /// Without `s2:processing_baseline`, the acquisition date decides.
 /// Spectral bands only (B01…B12, B8A and Earth Search's names for them);
-/// SCL, AOT, WVP and `visual` are never touched. [`StackRequest::harmonize`](crate::StackRequest::harmonize)
+/// SCL, AOT, WVP and `visual` are never touched. [`StackRequest::harmonize`](crate::stack::request::StackRequest::harmonize)
 /// turns it off (values as stored, declared scale/offset applied as declared).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Harmonize {
@@ -84,10 +88,10 @@ impl SceneAsset {
     ///
     /// # Examples
     /// ```
-    /// use tilestack::{Harmonize, SceneAsset};
+    /// use tilestack::{stac::Harmonize, stac::SceneAsset};
     /// # let mut a = SceneAsset { key: "B04".into(), href: String::new(),
     /// #     epsg: tilestack::Epsg::new(32610).unwrap(),
-    /// #     transform: tilestack::GeoTransform::from_stac(&[10., 0., 0., 0., -10., 0.]).unwrap(),
+    /// #     transform: tilestack::geo::GeoTransform::from_stac(&[10., 0., 0., 0., -10., 0.]).unwrap(),
     /// #     shape: (1, 1), nodata: Some(0.0), scale_offset: None, harmonize: None };
     /// a.harmonize = Some(Harmonize::SubtractDn(1000.0));
     /// assert_eq!(a.radiometry(true), (Some(1000.0), None));
@@ -136,7 +140,7 @@ impl SceneAsset {
 /// # Items as catalogs publish them
 ///
 /// - An asset without `href` is ignored unless requested (then an error
-///   naming the item, the band and the asset); see [`load_snapshot`](crate::load_snapshot).
+///   naming the item, the band and the asset); see [`load_snapshot`](crate::stac::snapshot::load_snapshot).
 /// - A null geometry falls back to the `bbox` as footprint (split in two
 ///   where it crosses the antimeridian).
 /// - `datetime` null with `start_datetime`/`end_datetime`: the start is used.
@@ -173,7 +177,7 @@ impl Scene {
     ///
     /// # Examples
     /// ```
-    /// use tilestack::{BandName, Scene};
+    /// use tilestack::{BandName, stac::Scene};
     /// let item: stac::Item = serde_json::from_value(serde_json::json!({
     ///     "type": "Feature", "stac_version": "1.0.0", "id": "s1", "links": [],
     ///     "geometry": {"type": "Polygon", "coordinates": [[[0,0],[1,0],[1,1],[0,1],[0,0]]]},
@@ -800,8 +804,9 @@ pub fn scenes_from_items(items: &[stac::Item], bands: &[BandName]) -> Result<Vec
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use serde_json::json;
+
+    use super::*;
 
     fn item(v: Value) -> stac::Item {
         serde_json::from_value(v).unwrap()

@@ -2,10 +2,14 @@
 //! document is one request, with the defaults it documents), its fusion and
 //! cadence choices, and the derived bands it can ask for.
 
-use crate::warp::Resampling;
-use crate::{BandName, Epsg, Error, GridSpec, Resolution, Result, Transformer};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::geo::crs::Transformer;
+use crate::geo::grid::GridSpec;
+use crate::geo::warp::Resampling;
+use crate::units::{BandName, Epsg, Resolution};
 
 /// How the scenes of one time step are fused, per pixel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -76,7 +80,7 @@ pub struct StackRequest {
     pub centroid: [f64; 2],
     /// Bands, in output order and labelled as written here: each is an asset
     /// key, a band name or a common name (`B04` and `red` both work on Planetary
-    /// Computer and Earth Search; see [`Scene::from_item`](crate::Scene::from_item)).
+    /// Computer and Earth Search; see [`Scene::from_item`](crate::stac::scene::Scene::from_item)).
     pub bands: Vec<BandName>,
     /// First day (UTC), inclusive.
     pub start: NaiveDate,
@@ -109,7 +113,7 @@ pub struct StackRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_band: Option<BandName>,
     /// The `cloud_band` classes that count as cloud in
-    /// [`TileStack::tile_cloud_fraction`](crate::TileStack::tile_cloud_fraction).
+    /// [`TileStack::tile_cloud_fraction`](crate::stack::TileStack::tile_cloud_fraction).
     /// Default `[3, 8, 9, 10]`: SCL's shadow, medium and high probability
     /// cloud, thin cirrus.
     #[serde(default = "default_cloud_classes")]
@@ -139,7 +143,7 @@ pub struct StackRequest {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cloud_mask_bits: Vec<u8>,
     /// Harmonize Sentinel-2 L2A reflectances to one scale across processing
-    /// baseline 04.00 (see [`Harmonize`](crate::Harmonize)): a stack spanning
+    /// baseline 04.00 (see [`Harmonize`](crate::stac::scene::Harmonize)): a stack spanning
     /// 25 January 2022 is continuous. Other collections are untouched.
     /// Default true.
     #[serde(default = "yes")]
@@ -159,12 +163,12 @@ pub struct StackRequest {
     pub use_overviews: bool,
     /// Most bytes a stack may take in memory while it is built (its output,
     /// its fused bands and the scenes being read: see
-    /// [`StackPlan::memory_bytes`](crate::StackPlan::memory_bytes)), checked
+    /// [`StackPlan::memory_bytes`](crate::stack::plan::StackPlan::memory_bytes)), checked
     /// when it is planned, before anything is allocated. Default 8 GiB.
     #[serde(default = "default_max_bytes")]
     pub max_bytes: u64,
     /// A window that still fails after retries becomes NaN and is listed in
-    /// [`TileStack::read_errors`](crate::TileStack::read_errors) instead of failing the stack. Default false.
+    /// [`TileStack::read_errors`](crate::stack::TileStack::read_errors) instead of failing the stack. Default false.
     #[serde(default)]
     pub errors_as_nodata: bool,
 }
@@ -430,6 +434,115 @@ fn default_categorical() -> Vec<BandName> {
 fn add_month(d: NaiveDate) -> NaiveDate {
     d.checked_add_months(chrono::Months::new(1))
         .unwrap_or(d + chrono::Days::new(31))
+}
+
+/// The keys of a [`StackRequest`] that each sample of a dataset supplies
+/// (from its sampler and time window), so a [`StackTemplate`] refuses them.
+const PER_SAMPLE: [&str; 3] = ["centroid", "start", "end"];
+
+/// A [`StackRequest`] without its place and days: a dataset config's
+/// `[stack]` table, parsed once with its defaults applied and unknown or
+/// malformed keys refused naming the key. [`StackTemplate::at`] makes each
+/// sample's request cheaply (a clone and three fields). Its serialized form
+/// (the parsed values, defaults included) is what a dataset's
+/// [`config_hash`](crate::shard::config_hash) covers, so two configs that
+/// differ only in formatting, comments or spelled-out defaults hash the same.
+///
+/// # Examples
+/// ```
+/// use tilestack::stack::StackTemplate;
+/// let t: toml::Table = toml::from_str("bands = [\"B04\"]\ntile_size = 64").unwrap();
+/// let template = StackTemplate::from_table(t).unwrap();
+/// let day = |d| chrono::NaiveDate::from_ymd_opt(2019, 8, d).unwrap();
+/// let req = template.at([-122.33, 37.81], day(1), day(30)).unwrap();
+/// assert_eq!((req.tile_size, req.resolution.get()), (64, 10.0));
+///
+/// let t: toml::Table = toml::from_str("bands = [\"B04\"]\ntile_sise = 64").unwrap();
+/// assert!(StackTemplate::from_table(t).unwrap_err().to_string().contains("tile_sise"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "toml::Table")]
+pub struct StackTemplate {
+    /// The parsed request, at a placeholder place and days (never handed out).
+    request: StackRequest,
+}
+
+impl StackTemplate {
+    /// Parses a `[stack]` table.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] (`what` = `"stack"`) naming the key that is
+    /// unknown, malformed, or one of `centroid`, `start`, `end` (they come
+    /// from each sample), or the request check that fails.
+    pub fn from_table(mut table: toml::Table) -> Result<StackTemplate> {
+        if let Some(key) = PER_SAMPLE.iter().find(|k| table.contains_key(**k)) {
+            return Err(Error::invalid(
+                "stack",
+                format!("stack.{key}: comes from [sampler] and [time], not [stack]"),
+            ));
+        }
+        let day = NaiveDate::default();
+        table.insert(
+            "centroid".into(),
+            toml::Value::Array(vec![toml::Value::Float(0.0), toml::Value::Float(0.0)]),
+        );
+        table.insert("start".into(), toml::Value::String(day.to_string()));
+        table.insert("end".into(), toml::Value::String(day.to_string()));
+        let request: StackRequest =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    Error::invalid("stack", e.to_string().trim_end().to_string())
+                })?;
+        request.validate()?;
+        Ok(StackTemplate { request })
+    }
+
+    /// The request for one sample: this template at `centroid`, from
+    /// `start` to `end` (inclusive).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] from [`StackRequest::validate`] (a centroid that
+    /// is no lon/lat, `end` before `start`).
+    pub fn at(&self, centroid: [f64; 2], start: NaiveDate, end: NaiveDate) -> Result<StackRequest> {
+        let req = StackRequest {
+            centroid,
+            start,
+            end,
+            ..self.request.clone()
+        };
+        req.validate()?;
+        Ok(req)
+    }
+
+    /// The template's fields as a request at a placeholder place (0°, 0°)
+    /// and day (1970-01-01): for reading `bands`, `tile_size` and the rest.
+    pub fn fields(&self) -> &StackRequest {
+        &self.request
+    }
+}
+
+impl TryFrom<toml::Table> for StackTemplate {
+    type Error = Error;
+
+    fn try_from(table: toml::Table) -> Result<StackTemplate> {
+        StackTemplate::from_table(table)
+    }
+}
+
+/// The parsed values without the per-sample keys.
+impl Serialize for StackTemplate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let value = serde_json::to_value(&self.request).map_err(serde::ser::Error::custom)?;
+        let mut map = match value {
+            serde_json::Value::Object(m) => m,
+            _ => return Err(serde::ser::Error::custom("a request serializes as a map")),
+        };
+        for k in PER_SAMPLE {
+            map.remove(k);
+        }
+        map.serialize(s)
+    }
 }
 
 #[cfg(test)]
