@@ -30,6 +30,9 @@
 //! }
 //! # Ok::<(), tilestack::Error>(())
 //! ```
+//!
+//! May import: every stage up to [`crate::loader`]; nothing else in the crate
+//! imports burn.
 
 use std::sync::Arc;
 

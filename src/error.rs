@@ -5,6 +5,8 @@
 //! print them with the whole chain (`{:#}` through `anyhow`, or
 //! [`Error::chain`]) to see both. Decisions are made on fields (an HTTP
 //! status, a variant), never on message text.
+//!
+//! May import: nothing of the crate (stage 0: every other module imports it).
 
 use std::path::PathBuf;
 use std::sync::Arc;

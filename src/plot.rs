@@ -2,6 +2,8 @@
 //! daily RGB tiles (2–98 % stretch, NaN grey, mask outlined in red, titles
 //! with date, cloud % and NaN %) and a time series of cloud and NaN %.
 //! Text uses a bundled 8×8 bitmap font: no system font lookups.
+//!
+//! May import: [`crate::error`], [`crate::stack`] (the stack it draws).
 
 use chrono::NaiveDate;
 use image::{Rgb, RgbImage};

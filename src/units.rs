@@ -1,4 +1,6 @@
 //! Validated units and identifiers: an EPSG code is not an index, metres are not degrees.
+//!
+//! May import: [`crate::error`] only (stage 0).
 
 use std::fmt;
 

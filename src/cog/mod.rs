@@ -14,6 +14,8 @@
 //! reads any band selection of tiled or striped, pixel-interleaved or planar
 //! GeoTIFFs. Georeferencing is north-up, from ModelPixelScale +
 //! ModelTiepoint.
+//!
+//! May import: [`crate::error`], [`crate::units`], [`crate::geo`], [`crate::fetch`].
 
 pub(crate) mod cache;
 pub(crate) mod decode;

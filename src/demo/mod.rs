@@ -13,6 +13,11 @@
 //! ```
 //!
 //! Generating is deterministic: the same recipe gives byte-identical files.
+//!
+//! May import: any stage (it generates COGs, items and labels and serves
+//! them). No stage imports it, except [`crate::dataset`] for a config that
+//! names the demo world (`[catalog] demo = "oakland"`): such a dataset
+//! generates and serves its world itself.
 
 //! Feature `demo`. Nothing in the pipeline depends on this module: it
 //! produces STAC items and COGs like a real catalog's, and serves them on
@@ -32,5 +37,5 @@ pub use cog_writer::{
 pub use recipe::{Acquisition, Granule, OAKLAND_RECIPE, Recipe, SceneDef, SceneSpec, Terminal};
 pub use server::{RequestLog, ServerOptions, ServerStats, WorldServer};
 pub use world::{
-    GENERATOR_VERSION, MANIFEST, SceneSummary, World, WorldManifest, recipe_key, terminals_geojson,
+    GENERATOR_VERSION, MANIFEST, World, WorldManifest, WorldScene, recipe_key, terminals_geojson,
 };

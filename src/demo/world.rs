@@ -37,14 +37,14 @@ pub struct WorldManifest {
     /// The world CRS.
     pub epsg: Epsg,
     /// One entry per scene.
-    pub scenes: Vec<SceneSummary>,
+    pub scenes: Vec<WorldScene>,
     /// Total bytes of the COGs.
     pub cog_bytes: u64,
 }
 
 /// A scene as listed in the manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SceneSummary {
+pub struct WorldScene {
     /// Item id.
     pub id: String,
     /// Acquisition time (RFC 3339).
@@ -280,7 +280,7 @@ fn write_scene(
     scene: &SceneDef,
     out: &Path,
     ext: f64,
-) -> Result<(Value, SceneSummary, u64)> {
+) -> Result<(Value, WorldScene, u64)> {
     let g = &recipe.granules[&scene.granule];
     let to_g = Transformer::new(Epsg::WGS84, g.epsg)?;
     let (xg, yg) = to_g.transform(recipe.centroid[0], recipe.centroid[1])?;
@@ -383,7 +383,7 @@ fn write_scene(
         "links": [],
         "assets": assets,
     });
-    let summary = SceneSummary {
+    let summary = WorldScene {
         id: scene.id.clone(),
         datetime: dt,
         granule: scene.granule.clone(),

@@ -7,6 +7,8 @@
 //! reader: clones share the connection pool, the per-host limits and the
 //! metrics. Nothing here decodes; decoding lives in the COG reader and runs
 //! on blocking threads.
+//!
+//! May import: [`crate::error`], [`crate::units`].
 
 pub(crate) mod coalesce;
 pub(crate) mod file;

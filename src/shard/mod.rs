@@ -47,6 +47,9 @@
 //! memory map: the bytes are copied once either way (into the loader's
 //! array), and a shard truncated or replaced under a running loader is an
 //! error naming it instead of a `SIGBUS`.
+//!
+//! May import: every stage up to [`crate::dataset`] (`materialize` writes a
+//! dataset through the online load path).
 
 pub(crate) mod format;
 pub(crate) mod index;
@@ -89,7 +92,7 @@ pub fn config_hash(cfg: &DatasetConfig) -> String {
     #[derive(Serialize)]
     struct Identity<'a> {
         catalog: &'a crate::dataset::config::CatalogConfig,
-        stack: &'a crate::stack::request::StackTemplate,
+        stack: serde_json::Value,
         time: &'a crate::dataset::sampler::TimeWindows,
         sampler: &'a crate::dataset::sampler::SamplerConfig,
         labels: &'a [crate::dataset::config::LayerConfig],
@@ -99,7 +102,7 @@ pub fn config_hash(cfg: &DatasetConfig) -> String {
     }
     let what = Identity {
         catalog: &cfg.catalog,
-        stack: &cfg.stack,
+        stack: cfg.stack.canonical(),
         time: &cfg.time,
         sampler: &cfg.sampler,
         labels: &cfg.labels,

@@ -443,10 +443,13 @@ const PER_SAMPLE: [&str; 3] = ["centroid", "start", "end"];
 /// A [`StackRequest`] without its place and days: a dataset config's
 /// `[stack]` table, parsed once with its defaults applied and unknown or
 /// malformed keys refused naming the key. [`StackTemplate::at`] makes each
-/// sample's request cheaply (a clone and three fields). Its serialized form
-/// (the parsed values, defaults included) is what a dataset's
+/// sample's request cheaply (a clone and three fields). Two templates are
+/// equal when their parsed values are; [`StackTemplate::canonical`] (the
+/// parsed values, defaults included) is what a dataset's
 /// [`config_hash`](crate::shard::config_hash) covers, so two configs that
-/// differ only in formatting, comments or spelled-out defaults hash the same.
+/// differ only in formatting, comments or spelled-out defaults hash the
+/// same. It serializes as the table it was parsed from (what a shard index
+/// records as the config it was written from).
 ///
 /// # Examples
 /// ```
@@ -460,11 +463,19 @@ const PER_SAMPLE: [&str; 3] = ["centroid", "start", "end"];
 /// let t: toml::Table = toml::from_str("bands = [\"B04\"]\ntile_sise = 64").unwrap();
 /// assert!(StackTemplate::from_table(t).unwrap_err().to_string().contains("tile_sise"));
 /// ```
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "toml::Table")]
 pub struct StackTemplate {
     /// The parsed request, at a placeholder place and days (never handed out).
     request: StackRequest,
+    /// The table as written.
+    table: toml::Table,
+}
+
+impl PartialEq for StackTemplate {
+    fn eq(&self, other: &StackTemplate) -> bool {
+        self.request == other.request
+    }
 }
 
 impl StackTemplate {
@@ -474,7 +485,9 @@ impl StackTemplate {
     /// [`Error::Invalid`] (`what` = `"stack"`) naming the key that is
     /// unknown, malformed, or one of `centroid`, `start`, `end` (they come
     /// from each sample), or the request check that fails.
-    pub fn from_table(mut table: toml::Table) -> Result<StackTemplate> {
+    pub fn from_table(table: toml::Table) -> Result<StackTemplate> {
+        let written = table.clone();
+        let mut table = table;
         if let Some(key) = PER_SAMPLE.iter().find(|k| table.contains_key(**k)) {
             return Err(Error::invalid(
                 "stack",
@@ -495,7 +508,10 @@ impl StackTemplate {
                     Error::invalid("stack", e.to_string().trim_end().to_string())
                 })?;
         request.validate()?;
-        Ok(StackTemplate { request })
+        Ok(StackTemplate {
+            request,
+            table: written,
+        })
     }
 
     /// The request for one sample: this template at `centroid`, from
@@ -520,6 +536,19 @@ impl StackTemplate {
     pub fn fields(&self) -> &StackRequest {
         &self.request
     }
+
+    /// The parsed values, defaults included, without `centroid`, `start`
+    /// and `end`: equal for templates that are equal, whatever their TOML
+    /// looked like.
+    pub fn canonical(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(&self.request).unwrap_or_default();
+        if let Some(map) = value.as_object_mut() {
+            for k in PER_SAMPLE {
+                map.remove(k);
+            }
+        }
+        value
+    }
 }
 
 impl TryFrom<toml::Table> for StackTemplate {
@@ -530,18 +559,10 @@ impl TryFrom<toml::Table> for StackTemplate {
     }
 }
 
-/// The parsed values without the per-sample keys.
+/// The table as written.
 impl Serialize for StackTemplate {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let value = serde_json::to_value(&self.request).map_err(serde::ser::Error::custom)?;
-        let mut map = match value {
-            serde_json::Value::Object(m) => m,
-            _ => return Err(serde::ser::Error::custom("a request serializes as a map")),
-        };
-        for k in PER_SAMPLE {
-            map.remove(k);
-        }
-        map.serialize(s)
+        self.table.serialize(s)
     }
 }
 

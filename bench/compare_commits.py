@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Old against new in one run: builds the `tilestack` binary of two commits
+(release), then alternates them on the same machine, the same demo world and
+the same loopback server, so that a difference is the code's and not the
+machine's mood.
+
+    python3 bench/compare_commits.py                      # 879d593 vs the working tree, 5 pairs
+    python3 bench/compare_commits.py --old f537428 --pairs 8
+    python3 bench/compare_commits.py --outputs            # also: same bytes out?
+
+What it measures, per pair (the order inside a pair alternates: old-new,
+new-old, ...):
+  * the cold Oakland stack, `tilestack stack` in a fresh process (fresh tile
+    cache, no header store): B04 B03 B02 B08 B11 + SCL cloud band, the
+    terminals mask, August 2019 daily, 256 px at 10 m, around the world's
+    centroid. `stack_s` is the time the command prints (request, search,
+    plan, reads, warp, fusion, mask, files written); `process_s` is the
+    process's wall time (start-up included).
+With --outputs: `tilestack demo`'s stack.safetensors and `tilestack
+materialize --config datasets/oakland-ships.toml` (shards and index) from
+both binaries, sha256 of each file, and whether they are equal.
+
+Builds go to target/compare/ (a worktree per commit, one shared
+CARGO_TARGET_DIR so dependencies build once); the working tree is built in
+place (`--new .`). The world is generated once into target/compare/world by
+the new binary and served by it for both.
+"""
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORK = os.path.join(ROOT, "target", "compare")
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def build(rev):
+    """The release binary of `rev` ('.' = the working tree), copied to
+    target/compare/bin/tilestack-<name>; returns its path."""
+    os.makedirs(os.path.join(WORK, "bin"), exist_ok=True)
+    if rev == ".":
+        src, name = ROOT, "worktree"
+    else:
+        name = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", rev], check=True,
+                              capture_output=True, text=True).stdout.strip()
+        src = os.path.join(WORK, "src-" + name)
+        if not os.path.isdir(src):
+            sh(["git", "-C", ROOT, "worktree", "add", "--detach", src, rev])
+    toml = open(os.path.join(src, "Cargo.toml"), encoding="utf-8").read()
+    features = [] if re.search(r'^default\s*=\s*\[[^\]]*"cli"', toml, re.M) else ["--features", "cli"]
+    target = os.path.join(WORK, "target") if rev != "." else os.path.join(ROOT, "target")
+    env = dict(os.environ, CARGO_TARGET_DIR=target)
+    sh(["cargo", "build", "--release", "--bin", "tilestack", *features], cwd=src, env=env)
+    out = os.path.join(WORK, "bin", "tilestack-" + name)
+    shutil.copy2(os.path.join(target, "release", "tilestack"), out)
+    return out
+
+
+def serve(binary):
+    world = os.path.join(WORK, "world")
+    if not os.path.exists(os.path.join(world, "world.json")):
+        sh([binary, "world", "--out", world])
+    p = subprocess.Popen([binary, "serve", world, "--port", "0"], stdout=subprocess.PIPE, text=True)
+    url = None
+    for line in p.stdout:
+        m = re.match(r"STAC API:\s*(\S+)", line)
+        if m:
+            url = m.group(1)
+            break
+    if not url:
+        p.kill()
+        sys.exit("the world server did not start")
+    manifest = json.load(open(os.path.join(world, "world.json"), encoding="utf-8"))
+    return p, url, world, manifest["centroid"]
+
+
+def stack_once(binary, url, world, centroid, out):
+    shutil.rmtree(out, ignore_errors=True)
+    env = dict(os.environ, TILESTACK_CACHE=os.path.join(out, "cache"))
+    cmd = [binary, "stack", "--stac", url, "--centroid", f"{centroid[0]},{centroid[1]}",
+           "--bands", "B04,B03,B02,B08,B11", "--cloud-band", "SCL",
+           "--mask", os.path.join(world, "terminals.geojson"),
+           "--time", "2019-08-01/2019-08-30", "--out", out]
+    t = time.perf_counter()
+    r = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t
+    m = re.search(r"in ([0-9.]+) s\s*$", r.stdout.strip())
+    return wall, float(m.group(1)) if m else float("nan"), os.path.join(out, "stack.safetensors")
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for b in iter(lambda: f.read(1 << 20), b""):
+            h.update(b)
+    return h.hexdigest()
+
+
+def outputs(binary, tag):
+    """sha256 of every file `demo` and `materialize` write, by relative path;
+    for the shard files also with the dataset's config hash blanked (the hash
+    covers the config's parsed values since the stage redesign, so it differs
+    from 0.1's while the samples' bytes do not)."""
+    base = os.path.join(WORK, "out-" + tag)
+    shutil.rmtree(base, ignore_errors=True)
+    os.makedirs(base)
+    sh([binary, "demo", "--out", os.path.join(base, "demo")], stdout=subprocess.DEVNULL, cwd=ROOT)
+    sh([binary, "materialize", "--config", os.path.join(ROOT, "datasets", "oakland-ships.toml"),
+        "--out", os.path.join(base, "shards")], stdout=subprocess.DEVNULL, cwd=ROOT)
+    got = {}
+    for d in ("demo/stack.safetensors",):
+        got[d] = sha256(os.path.join(base, d))
+    shards = os.path.join(base, "shards")
+    config_hash = json.load(open(os.path.join(shards, "index.json"), encoding="utf-8"))["config_hash"]
+    for f in sorted(os.listdir(shards)):
+        got["shards/" + f] = sha256(os.path.join(shards, f))
+        data = open(os.path.join(shards, f), "rb").read().replace(config_hash.encode(), b"H" * 64)
+        got["shards/" + f + " (config hash blanked)"] = hashlib.sha256(data).hexdigest()
+    return got
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--old", default="879d593")
+    ap.add_argument("--new", default=".")
+    ap.add_argument("--pairs", type=int, default=5)
+    ap.add_argument("--outputs", action="store_true")
+    a = ap.parse_args()
+    old, new = build(a.old), build(a.new)
+    server, url, world, centroid = serve(new)
+    try:
+        rows = []
+        for i in range(a.pairs):
+            order = [("old", old), ("new", new)] if i % 2 == 0 else [("new", new), ("old", old)]
+            row = {}
+            for tag, b in order:
+                wall, printed, _ = stack_once(b, url, world, centroid, os.path.join(WORK, "run-" + tag))
+                row[tag] = (printed, wall)
+            rows.append(row)
+            print(f"pair {i + 1}: old stack {row['old'][0]:.3f} s (process {row['old'][1]:.3f} s), "
+                  f"new stack {row['new'][0]:.3f} s (process {row['new'][1]:.3f} s)", flush=True)
+        med = {t: (statistics.median(r[t][0] for r in rows), statistics.median(r[t][1] for r in rows))
+               for t in ("old", "new")}
+        result = {
+            "old": a.old, "new": a.new, "pairs": a.pairs,
+            "stack_s": {t: [r[t][0] for r in rows] for t in ("old", "new")},
+            "process_s": {t: [r[t][1] for r in rows] for t in ("old", "new")},
+            "median_stack_s": {t: med[t][0] for t in med},
+            "median_process_s": {t: med[t][1] for t in med},
+            "new_over_old_stack": med["new"][0] / med["old"][0],
+            "new_over_old_process": med["new"][1] / med["old"][1],
+            "binary_mb": {"old": os.path.getsize(old) / 1e6, "new": os.path.getsize(new) / 1e6},
+        }
+        if a.outputs:
+            o, n = outputs(old, "old"), outputs(new, "new")
+            result["outputs"] = {k: {"old": o.get(k), "new": n.get(k), "same": o.get(k) == n.get(k)}
+                                 for k in sorted(set(o) | set(n))}
+        print(json.dumps(result, indent=1))
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
