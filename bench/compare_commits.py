@@ -20,9 +20,9 @@ With --outputs: `tilestack demo`'s stack.safetensors and `tilestack
 materialize --config datasets/oakland-ships.toml` (shards and index) from
 both binaries, sha256 of each file, and whether they are equal.
 
-Builds go to target/compare/ (a worktree per commit, one shared
-CARGO_TARGET_DIR so dependencies build once); the working tree is built in
-place (`--new .`). The world is generated once into target/compare/world by
+Builds go to target/compare/ (a worktree per commit, one shared target
+folder, CARGO_TARGET_DIR when set, so dependencies build once); the working
+tree is built from where it is (`--new .`). The world is generated once into target/compare/world by
 the new binary and served by it for both.
 """
 import argparse
@@ -59,7 +59,8 @@ def build(rev):
             sh(["git", "-C", ROOT, "worktree", "add", "--detach", src, rev])
     toml = open(os.path.join(src, "Cargo.toml"), encoding="utf-8").read()
     features = [] if re.search(r'^default\s*=\s*\[[^\]]*"cli"', toml, re.M) else ["--features", "cli"]
-    target = os.path.join(WORK, "target") if rev != "." else os.path.join(ROOT, "target")
+    # One target folder for both (CARGO_TARGET_DIR if set): dependencies build once.
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(WORK, "target")
     env = dict(os.environ, CARGO_TARGET_DIR=target)
     sh(["cargo", "build", "--release", "--bin", "tilestack", *features], cwd=src, env=env)
     out = os.path.join(WORK, "bin", "tilestack-" + name)

@@ -89,8 +89,9 @@ fn band_index(stack: &TileStack, name: &str) -> Result<usize> {
 ///
 /// # Examples
 /// ```
-/// use tilestack::{plot::PlotOptions, plot::plot_days};
-/// # use tilestack::{Epsg, TileStack, geo::GeoTransform, geo::GridSpec};
+/// use tilestack::plot::{PlotOptions, plot_days};
+/// # use tilestack::geo::{GeoTransform, GridSpec};
+/// # use tilestack::{Epsg, TileStack};
 /// # let stack = TileStack { data: ndarray::Array4::from_elem((2, 3, 8, 8), 100.0), bands: vec!["B04".into(), "B03".into(), "B02".into()],
 /// #   days: vec![chrono::NaiveDate::from_ymd_opt(2019, 8, 1).unwrap(), chrono::NaiveDate::from_ymd_opt(2019, 8, 2).unwrap()],
 /// #   eo_cloud_cover: vec![0.0, f32::NAN], pct_nans: vec![0.0, 100.0], tile_cloud_fraction: vec![f32::NAN; 2], items: vec![vec![], vec![]],

@@ -30,7 +30,9 @@ const PARTIAL_SLACK: usize = 66 * 1024;
 /// # Examples
 /// ```no_run
 /// # tokio_test::block_on(async {
-/// use tilestack::{CogReader, HttpRangeClient, cog::TileCache, cog::decode_tile, fetch::RetryConfig};
+/// use tilestack::cog::{TileCache, decode_tile};
+/// use tilestack::fetch::RetryConfig;
+/// use tilestack::{CogReader, HttpRangeClient};
 /// let url = "http://127.0.0.1:8080/data/a/B04.tif";
 /// let client = HttpRangeClient::new(RetryConfig::default())?;
 /// let reader = CogReader::new(client.clone(), TileCache::new(1 << 30));

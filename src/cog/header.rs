@@ -194,7 +194,9 @@ impl IfdInfo {
 /// # Examples
 /// ```no_run
 /// # tokio_test::block_on(async {
-/// use tilestack::{CogReader, HttpRangeClient, cog::TileCache, fetch::RetryConfig};
+/// use tilestack::cog::TileCache;
+/// use tilestack::fetch::RetryConfig;
+/// use tilestack::{CogReader, HttpRangeClient};
 /// let reader = CogReader::new(HttpRangeClient::new(RetryConfig::default())?, TileCache::new(1 << 30));
 /// let h = reader.header("http://127.0.0.1:8080/data/a/B04.tif").await?;
 /// println!("{}×{} px, {} overviews, nodata {:?}", h.width, h.height, h.ifds.len() - 1, h.nodata);
@@ -414,7 +416,9 @@ impl CogHeader {
     /// # Examples
     /// ```no_run
     /// # tokio_test::block_on(async {
-    /// use tilestack::{CogReader, HttpRangeClient, cog::TileCache, fetch::RetryConfig};
+    /// use tilestack::cog::TileCache;
+    /// use tilestack::fetch::RetryConfig;
+    /// use tilestack::{CogReader, HttpRangeClient};
     /// let reader = CogReader::new(HttpRangeClient::new(RetryConfig::default())?, TileCache::new(1 << 20));
     /// let (errors, warnings) = reader.header("file:///data/a.tif").await?.cog_layout();
     /// if errors.is_empty() { println!("a valid COG ({} warnings)", warnings.len()) }

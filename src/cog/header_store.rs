@@ -32,7 +32,9 @@ const MAX_ENTRY_BYTES: u64 = 256 * 1024 * 1024;
 /// # Examples
 /// ```no_run
 /// # tokio_test::block_on(async {
-/// use tilestack::{CogReader, HttpRangeClient, cog::HeaderStore, cog::TileCache, fetch::RetryConfig};
+/// use tilestack::cog::{HeaderStore, TileCache};
+/// use tilestack::fetch::RetryConfig;
+/// use tilestack::{CogReader, HttpRangeClient};
 /// let store = HeaderStore::open(HeaderStore::default_dir())?;
 /// let reader = CogReader::new(HttpRangeClient::new(RetryConfig::default())?, TileCache::new(1 << 30))
 ///     .with_header_store(store);

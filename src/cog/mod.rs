@@ -65,7 +65,10 @@ type HeaderCell = Arc<tokio::sync::OnceCell<Arc<CogHeader>>>;
 /// # Examples
 /// ```no_run
 /// # tokio_test::block_on(async {
-/// use tilestack::{CogReader, HttpRangeClient, cog::TileCache, fetch::RetryConfig, geo::PixelWindow};
+/// use tilestack::cog::TileCache;
+/// use tilestack::fetch::RetryConfig;
+/// use tilestack::geo::PixelWindow;
+/// use tilestack::{CogReader, HttpRangeClient};
 /// let client = HttpRangeClient::new(RetryConfig::default())?;
 /// let reader = CogReader::new(client, TileCache::new(512 << 20));
 /// let href = "http://127.0.0.1:8080/data/a/B04.tif";
@@ -387,7 +390,10 @@ impl CogReader {
     /// # Examples
     /// ```no_run
     /// # tokio_test::block_on(async {
-    /// use tilestack::{CogReader, HttpRangeClient, cog::TileCache, fetch::RetryConfig, geo::PixelWindow};
+    /// use tilestack::cog::TileCache;
+    /// use tilestack::fetch::RetryConfig;
+    /// use tilestack::geo::PixelWindow;
+    /// use tilestack::{CogReader, HttpRangeClient};
     /// let reader = CogReader::new(HttpRangeClient::new(RetryConfig::default())?, TileCache::new(256 << 20));
     /// // NAIP: red, green, blue, near infrared; read NIR and red
     /// let px = reader.read_bands("file:///data/naip.tif", 0, PixelWindow::new(0, 0, 512, 512), &[4, 1]).await?;

@@ -153,7 +153,7 @@ impl Tile {
     /// not decoded, or a column past the tile, gives NaN.
     ///
     /// ```
-    /// use tilestack::{cog::Samples, cog::Tile};
+    /// use tilestack::cog::{Samples, Tile};
     /// let t = Tile { width: 3, height: 1, rows: 1, compressed: None,
     ///     samples: Samples::U8 { values: vec![5, 0, 7], nodata: Some(0) } };
     /// let mut out = [0f32; 4];

@@ -724,7 +724,7 @@ impl TimeWindows {
 ///
 /// # Examples
 /// ```
-/// use tilestack::{dataset::SamplePoint, dataset::cross};
+/// use tilestack::dataset::{SamplePoint, cross};
 /// let d = |s: &str| s.parse::<chrono::NaiveDate>().unwrap();
 /// let p = |id: &str| SamplePoint { id: id.into(), lon: 0.0, lat: 0.0 };
 /// let w = [(d("2019-08-01"), d("2019-08-10")), (d("2019-08-11"), d("2019-08-20"))];

@@ -427,7 +427,7 @@ async fn inject_faults(
 /// # Examples
 /// ```no_run
 /// # tokio_test::block_on(async {
-/// use tilestack::{demo::Recipe, demo::World, demo::WorldServer};
+/// use tilestack::demo::{Recipe, World, WorldServer};
 /// let world = World::cached(&Recipe::oakland()).unwrap();
 /// let server = WorldServer::start(&world).await.unwrap();
 /// println!("STAC API at {}", server.stac_url());

@@ -63,7 +63,7 @@ pub struct WorldScene {
 ///
 /// # Examples
 /// ```no_run
-/// use tilestack::{demo::Recipe, demo::World};
+/// use tilestack::demo::{Recipe, World};
 /// let world = World::cached(&Recipe::oakland()).unwrap(); // generates once, then reuses
 /// println!("{} scenes in {}", world.manifest().scenes.len(), world.dir().display());
 /// ```

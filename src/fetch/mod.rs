@@ -50,7 +50,8 @@ pub const DEFAULT_CONCURRENCY: usize = 8;
 /// # Examples
 /// ```no_run
 /// # tokio_test::block_on(async {
-/// use tilestack::{HttpRangeClient, fetch::RetryConfig};
+/// use tilestack::fetch::RetryConfig;
+/// use tilestack::HttpRangeClient;
 /// let client = HttpRangeClient::new(RetryConfig::default())?;
 /// let head = client.get_range("http://127.0.0.1:8080/data/a/B04.tif", 0..16).await?;
 /// assert_eq!(head.len(), 16);

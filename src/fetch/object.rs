@@ -41,7 +41,7 @@ use crate::fetch::version::{ObjectVersion, Versions};
 ///
 /// # Examples
 /// ```
-/// use tilestack::{fetch::Cloud, fetch::ObjectUrl};
+/// use tilestack::fetch::{Cloud, ObjectUrl};
 /// let u = ObjectUrl::parse("s3://sentinel-cogs/tiles/10/S/EG/B04.tif")?;
 /// assert_eq!(u.cloud, Cloud::S3);
 /// assert_eq!(u.store_key, "s3://sentinel-cogs");
@@ -116,7 +116,8 @@ impl ObjectUrl {
 /// ```no_run
 /// # tokio_test::block_on(async {
 /// use std::sync::Arc;
-/// use tilestack::{HttpRangeClient, fetch::RetryConfig};
+/// use tilestack::fetch::RetryConfig;
+/// use tilestack::HttpRangeClient;
 /// use tilestack::fetch::object_store::aws::AmazonS3Builder;
 ///
 /// let client = HttpRangeClient::new(RetryConfig::default())?;

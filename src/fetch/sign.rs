@@ -219,7 +219,7 @@ struct SlotState {
 /// # Examples
 /// ```
 /// # tokio_test::block_on(async {
-/// use tilestack::{fetch::PcSignerConfig, fetch::PlanetaryComputerSigner, fetch::Signer};
+/// use tilestack::fetch::{PcSignerConfig, PlanetaryComputerSigner, Signer};
 /// let s = PlanetaryComputerSigner::new(PcSignerConfig::default());
 /// // not an Azure Blob href: unchanged, no token requested
 /// assert_eq!(s.sign("http://127.0.0.1:8089/a.tif").await.unwrap(), "http://127.0.0.1:8089/a.tif");
@@ -232,7 +232,8 @@ struct SlotState {
 /// ```no_run
 /// # async fn f() -> tilestack::Result<()> {
 /// use std::sync::Arc;
-/// use tilestack::{HttpRangeClient, fetch::PcSignerConfig, fetch::PlanetaryComputerSigner, fetch::RetryConfig};
+/// use tilestack::fetch::{PcSignerConfig, PlanetaryComputerSigner, RetryConfig};
+/// use tilestack::HttpRangeClient;
 /// let signer = PlanetaryComputerSigner::new(PcSignerConfig::default());
 /// let client = HttpRangeClient::new(RetryConfig::default())?.with_signer(Arc::new(signer));
 /// let head = client

@@ -29,7 +29,8 @@ fn proj_string(epsg: Epsg) -> Result<&'static str> {
 ///
 /// # Examples
 /// ```
-/// use tilestack::{Epsg, geo::Transformer};
+/// use tilestack::geo::Transformer;
+/// use tilestack::Epsg;
 /// let t = Transformer::new(Epsg::WGS84, Epsg::new(32610).unwrap()).unwrap();
 /// let (x, y) = t.transform(-122.33, 37.81).unwrap();
 /// assert!((x - 558_976.0).abs() < 1.0 && (y - 4_184_946.0).abs() < 1.0);

@@ -119,7 +119,8 @@ impl GeoTransform {
 ///
 /// # Examples
 /// ```
-/// use tilestack::{Epsg, Resolution, geo::GridSpec};
+/// use tilestack::geo::GridSpec;
+/// use tilestack::{Epsg, Resolution};
 /// let epsg = Epsg::new(32610).unwrap();
 /// let g = GridSpec::tile_around(epsg, 558_976.1, 4_184_946.3, 256, Resolution::new(10.0).unwrap()).unwrap();
 /// assert_eq!((g.transform.x0, g.transform.y0), (557_700.0, 4_186_220.0));
@@ -203,7 +204,8 @@ impl GridSpec {
     ///
     /// # Examples
     /// ```
-    /// use tilestack::{Epsg, Resolution, geo::GridSpec};
+    /// use tilestack::geo::GridSpec;
+    /// use tilestack::{Epsg, Resolution};
     /// let g = GridSpec::tile_around(Epsg::new(32610)?, 558_980.0, 4_184_950.0, 256, Resolution::new(10.0)?)?;
     /// let [w, s, e, n] = g.wgs84_bbox()?;
     /// assert!(w < -122.32 && e > -122.34 && s < 37.81 && n > 37.81);
@@ -235,7 +237,7 @@ impl GridSpec {
 ///
 /// # Examples
 /// ```
-/// use tilestack::{geo::GeoTransform, geo::PixelWindow};
+/// use tilestack::geo::{GeoTransform, PixelWindow};
 /// let w = PixelWindow::from_bounds(-5, 10, 30, 20, 25, 100).unwrap(); // clipped to 25 × 100 px
 /// assert_eq!(w, PixelWindow::new(0, 10, 25, 10));
 /// let t = w.transform(&GeoTransform::north_up(500_000.0, 4_200_000.0, 10.0));

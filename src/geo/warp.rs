@@ -95,7 +95,8 @@ impl Mapping {
 /// # Examples
 /// ```
 /// use ndarray::array;
-/// use tilestack::{Epsg, geo::GeoTransform, geo::GridSpec, geo::Resampling, geo::warp};
+/// use tilestack::geo::{GeoTransform, GridSpec, Resampling, warp};
+/// use tilestack::Epsg;
 /// let epsg = Epsg::new(32610).unwrap();
 /// // a 2×2 raster at 20 m onto a 4×4 grid at 10 m: each value covers 2×2 pixels
 /// let src = array![[1.0f32, 2.0], [3.0, 4.0]];
@@ -173,7 +174,8 @@ fn nearest_same_crs(src: ArrayView2<'_, f32>, st: &GeoTransform, dst: &GridSpec)
 /// exactly `out[r][c] = src[row[r]][col[c]]`.
 ///
 /// ```
-/// use tilestack::{Epsg, geo::GeoTransform, geo::GridSpec, geo::nearest_indices};
+/// use tilestack::geo::{GeoTransform, GridSpec, nearest_indices};
+/// use tilestack::Epsg;
 /// let epsg = Epsg::new(32610).unwrap();
 /// let dst = GridSpec { epsg, transform: GeoTransform::north_up(0.0, 40.0, 10.0), width: 4, height: 4 };
 /// // a 2×2 source at 20 m: each source pixel covers 2×2 target pixels

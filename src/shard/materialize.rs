@@ -212,7 +212,8 @@ struct Layout {
 /// Call it from a plain thread (it runs its own runtime).
 ///
 /// ```no_run
-/// use tilestack::{DatasetConfig, materialize, shard::MaterializeOptions};
+/// use tilestack::shard::MaterializeOptions;
+/// use tilestack::{DatasetConfig, materialize};
 /// let cfg = DatasetConfig::from_file("datasets/oakland-ships.toml".as_ref())?;
 /// let report = materialize(&cfg, &MaterializeOptions::new("shards/oakland-ships"), &mut |p| {
 ///     eprintln!("{}/{} samples", p.samples_done, p.samples_total);

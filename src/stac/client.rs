@@ -106,7 +106,7 @@ pub struct SearchResults {
 /// # Examples
 /// ```no_run
 /// # tokio_test::block_on(async {
-/// use tilestack::{stac::SearchRequest, stac::StacClient};
+/// use tilestack::stac::{SearchRequest, StacClient};
 /// let client = StacClient::new("http://127.0.0.1:8090/").unwrap();
 /// let res = client.search(&SearchRequest::new("sentinel-2-l2a")).await.unwrap();
 /// println!("{} items", res.items.len());

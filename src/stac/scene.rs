@@ -88,7 +88,7 @@ impl SceneAsset {
     ///
     /// # Examples
     /// ```
-    /// use tilestack::{stac::Harmonize, stac::SceneAsset};
+    /// use tilestack::stac::{Harmonize, SceneAsset};
     /// # let mut a = SceneAsset { key: "B04".into(), href: String::new(),
     /// #     epsg: tilestack::Epsg::new(32610).unwrap(),
     /// #     transform: tilestack::geo::GeoTransform::from_stac(&[10., 0., 0., 0., -10., 0.]).unwrap(),
@@ -177,7 +177,8 @@ impl Scene {
     ///
     /// # Examples
     /// ```
-    /// use tilestack::{BandName, stac::Scene};
+    /// use tilestack::stac::Scene;
+    /// use tilestack::BandName;
     /// let item: stac::Item = serde_json::from_value(serde_json::json!({
     ///     "type": "Feature", "stac_version": "1.0.0", "id": "s1", "links": [],
     ///     "geometry": {"type": "Polygon", "coordinates": [[[0,0],[1,0],[1,1],[0,1],[0,0]]]},

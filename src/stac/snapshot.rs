@@ -30,7 +30,7 @@ use crate::stac::geoparquet as stac_geoparquet;
 ///
 /// # Examples
 /// ```
-/// use tilestack::{stac::load_snapshot, stac::save_snapshot};
+/// use tilestack::stac::{load_snapshot, save_snapshot};
 /// let dir = tempfile::tempdir().unwrap();
 /// let path = dir.path().join("items.json");
 /// let item = stac::Item::new("a");
@@ -41,7 +41,7 @@ use crate::stac::geoparquet as stac_geoparquet;
 /// The same as stac-geoparquet (with the `geoparquet` feature):
 /// ```
 /// # #[cfg(feature = "geoparquet")] {
-/// use tilestack::{stac::load_snapshot, stac::save_snapshot};
+/// use tilestack::stac::{load_snapshot, save_snapshot};
 /// let dir = tempfile::tempdir().unwrap();
 /// let path = dir.path().join("items.parquet");
 /// let mut item = stac::Item::new("a");

@@ -324,7 +324,9 @@ impl StackPlan {
     /// # Examples
     /// ```no_run
     /// # tokio_test::block_on(async {
-    /// use tilestack::{BandName, Catalog, CogReader, HttpRangeClient, StackRequest, cog::TileCache, fetch::RetryConfig, plan_stack};
+    /// use tilestack::cog::TileCache;
+    /// use tilestack::fetch::RetryConfig;
+    /// use tilestack::{BandName, Catalog, CogReader, HttpRangeClient, StackRequest, plan_stack};
     /// let day = |d| chrono::NaiveDate::from_ymd_opt(2019, 8, d).unwrap();
     /// let req = StackRequest::new([-122.33, 37.81], BandName::parse_list("B04")?, day(1), day(10))?;
     /// let (plan, _) = plan_stack(&Catalog::stac("http://127.0.0.1:8090/", "sentinel-2-l2a")?, &req).await?;
@@ -545,7 +547,10 @@ impl Fetched {
 /// # Examples
 /// ```no_run
 /// # tokio_test::block_on(async {
-/// use tilestack::{BandName, Catalog, CogReader, HttpRangeClient, StackRequest, cog::TileCache, fetch::RetryConfig, stack::dry_run};
+/// use tilestack::cog::TileCache;
+/// use tilestack::fetch::RetryConfig;
+/// use tilestack::stack::dry_run;
+/// use tilestack::{BandName, Catalog, CogReader, HttpRangeClient, StackRequest};
 /// let day = |d| chrono::NaiveDate::from_ymd_opt(2019, 8, d).unwrap();
 /// let req = StackRequest::new([-122.33, 37.81], BandName::parse_list("B04,B03,B02")?, day(1), day(30))?;
 /// let reader = CogReader::new(HttpRangeClient::new(RetryConfig::default())?, TileCache::new(1 << 30));

@@ -653,7 +653,9 @@ pub struct Built {
 /// # Examples
 /// ```no_run
 /// # tokio_test::block_on(async {
-/// use tilestack::{BandName, Catalog, CogReader, HttpRangeClient, StackRequest, build, cog::TileCache, fetch::RetryConfig};
+/// use tilestack::cog::TileCache;
+/// use tilestack::fetch::RetryConfig;
+/// use tilestack::{BandName, Catalog, CogReader, HttpRangeClient, StackRequest, build};
 /// let day = |d| chrono::NaiveDate::from_ymd_opt(2019, 8, d).unwrap();
 /// let req = StackRequest::new([-122.33, 37.81], BandName::parse_list("B04,B03,B02")?, day(1), day(30))?;
 /// let reader = CogReader::new(HttpRangeClient::new(RetryConfig::default())?, TileCache::new(1 << 30));
