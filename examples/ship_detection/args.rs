@@ -1,0 +1,221 @@
+//! The command line (`--help` lists it) and the burn device `--device` names.
+//!
+//! Every option has a default, so a bare `cargo run --example ship_detection`
+//! trains on the embedded Oakland demo world.
+
+use std::path::PathBuf;
+
+use burn::tensor::Device;
+use chrono::NaiveDate;
+use clap::{CommandFactory, Parser};
+
+use crate::Res;
+
+/// The dataset config a bare run trains on.
+const DEFAULT_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/oakland-ships.toml");
+
+/// ship_detection: train a UNet on daily tile stacks, evaluate on held-out days
+// `args_override_self`: a flag given twice keeps its last value.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "ship_detection", args_override_self = true)]
+pub(crate) struct Opts {
+    /// dataset config (default datasets/oakland-ships.toml)
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG, hide_default_value = true)]
+    pub(crate) config: PathBuf,
+    /// train from shards written by `tilestack materialize`
+    #[arg(long, value_name = "DIR|URL")]
+    pub(crate) shards: Option<String>,
+    /// load a saved model and evaluate it on the held-out days only
+    #[arg(long, value_name = "MODEL")]
+    pub(crate) eval: Option<PathBuf>,
+    /// outputs: model.bpk, metrics.json, heldout.png
+    #[arg(long, value_name = "DIR", default_value = "ship-detection-out")]
+    pub(crate) out: PathBuf,
+    /// label layer (default: the config's first)
+    #[arg(long, value_name = "NAME")]
+    pub(crate) label: Option<String>,
+    /// first held-out day, YYYY-MM-DD (default: 60 % into the time range)
+    #[arg(long, value_name = "DAY", value_parser = day)]
+    pub(crate) holdout_from: Option<NaiveDate>,
+    /// training epochs
+    #[arg(long, value_name = "N", default_value_t = 24)]
+    pub(crate) epochs: usize,
+    /// Adam learning rate at the start (cosine decay to 5 % of it)
+    #[arg(long, value_name = "X", default_value_t = 2e-3)]
+    pub(crate) lr: f64,
+    /// first-level channels
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub(crate) width: usize,
+    /// day tiles per optimizer step
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub(crate) micro_batch: usize,
+    /// train on random N px crops of each sample (default: whole tiles);
+    /// evaluation always sees whole tiles
+    #[arg(long, value_name = "N")]
+    pub(crate) crop: Option<usize>,
+    /// BCE weight of ship pixels
+    #[arg(long, value_name = "X", default_value_t = 8.0)]
+    pub(crate) pos_weight: f32,
+    /// optimizer steps per epoch at most (shortened runs)
+    #[arg(long, value_name = "N")]
+    pub(crate) max_steps: Option<usize>,
+    /// burn backend (cuda/wgpu need the cargo feature)
+    #[arg(long, value_name = "cpu|cuda|wgpu", default_value = default_device())]
+    pub(crate) device: String,
+    /// model initialisation and step order
+    #[arg(long, value_name = "N", default_value_t = 7)]
+    pub(crate) seed: u64,
+    /// only the final line
+    #[arg(long)]
+    pub(crate) quiet: bool,
+}
+
+impl Opts {
+    /// This process's options. On a bad command line, prints clap's error
+    /// and exits with status 2; `--help` prints the help and exits with 0.
+    pub(crate) fn from_args() -> Opts {
+        Opts::parse().checked().unwrap_or_else(|e| e.exit())
+    }
+
+    /// `--crop 0` is whole tiles; `--width` and `--micro-batch` are > 0.
+    fn checked(mut self) -> Result<Opts, clap::Error> {
+        self.crop = self.crop.filter(|&n| n > 0);
+        if self.width == 0 || self.micro_batch == 0 {
+            return Err(Opts::command().error(
+                clap::error::ErrorKind::ValueValidation,
+                "--width and --micro-batch must be > 0",
+            ));
+        }
+        Ok(self)
+    }
+}
+
+/// The defaults of a bare command line.
+impl Default for Opts {
+    fn default() -> Self {
+        Opts::parse_from(["ship_detection"])
+    }
+}
+
+/// `--holdout-from`: exactly `YYYY-MM-DD`.
+fn day(s: &str) -> Result<NaiveDate, chrono::ParseError> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+}
+
+fn default_device() -> &'static str {
+    if cfg!(feature = "cuda") {
+        "cuda"
+    } else if cfg!(feature = "wgpu") {
+        "wgpu"
+    } else {
+        "cpu"
+    }
+}
+
+/// The burn device `--device` names.
+pub(crate) fn device(name: &str) -> Res<Device> {
+    Ok(match name {
+        "cpu" | "flex" => Device::flex(),
+        #[cfg(feature = "cuda")]
+        "cuda" => Device::cuda(0),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+        other => {
+            return Err(format!(
+                "--device {other:?}: this build has cpu{}{} (cargo features cuda, wgpu)",
+                if cfg!(feature = "cuda") { ", cuda" } else { "" },
+                if cfg!(feature = "wgpu") { ", wgpu" } else { "" },
+            )
+            .into());
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Opts, clap::Error> {
+        Opts::try_parse_from(std::iter::once("ship_detection").chain(args.iter().copied()))?
+            .checked()
+    }
+
+    /// The defaults and rules of the hand-written parser clap replaced.
+    #[test]
+    fn the_command_line_keeps_its_flags_and_defaults() {
+        Opts::command().debug_assert();
+        let o = parse(&[]).expect("a bare command line");
+        assert_eq!(o.config, PathBuf::from(DEFAULT_CONFIG));
+        assert_eq!(o.out, PathBuf::from("ship-detection-out"));
+        assert_eq!((o.epochs, o.width, o.micro_batch, o.seed), (24, 16, 8, 7));
+        assert_eq!(
+            (o.lr.to_bits(), o.pos_weight.to_bits()),
+            (2e-3f64.to_bits(), 8f32.to_bits())
+        );
+        assert_eq!(o.device, default_device());
+        assert!(o.shards.is_none() && o.eval.is_none() && o.label.is_none());
+        assert!(o.holdout_from.is_none() && o.crop.is_none() && o.max_steps.is_none());
+        assert!(!o.quiet);
+
+        let o = parse(&[
+            "--config",
+            "c.toml",
+            "--shards",
+            "s3://b/shards",
+            "--eval",
+            "m.bpk",
+            "--out",
+            "o",
+            "--label",
+            "ships",
+            "--holdout-from",
+            "2019-08-20",
+            "--epochs",
+            "3",
+            "--epochs",
+            "5",
+            "--lr",
+            "0.01",
+            "--width",
+            "4",
+            "--micro-batch",
+            "2",
+            "--crop",
+            "32",
+            "--pos-weight",
+            "2.5",
+            "--max-steps",
+            "6",
+            "--device",
+            "cpu",
+            "--seed",
+            "9",
+            "--quiet",
+        ])
+        .expect("every flag");
+        assert_eq!(o.epochs, 5, "a repeated flag keeps its last value");
+        assert_eq!(o.holdout_from, NaiveDate::from_ymd_opt(2019, 8, 20));
+        assert_eq!(
+            (o.crop, o.max_steps, o.width, o.micro_batch, o.seed),
+            (Some(32), Some(6), 4, 2, 9)
+        );
+        assert_eq!(o.shards.as_deref(), Some("s3://b/shards"));
+        assert!(o.quiet);
+
+        assert_eq!(
+            parse(&["--crop", "0"]).expect("--crop 0").crop,
+            None,
+            "whole tiles"
+        );
+        for bad in [
+            &["--width", "0"][..],
+            &["--micro-batch", "0"],
+            &["--holdout-from", "2019-8-20x"],
+            &["--epochs"],
+            &["--frobnicate"],
+            &["extra"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}
