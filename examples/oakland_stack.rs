@@ -20,6 +20,7 @@ async fn main() -> Result<(), Error> {
         chrono::NaiveDate::from_ymd_opt(2019, 8, d).ok_or(Error::Invalid {
             what: "day",
             message: format!("2019-08-{d}"),
+            source: None,
         })
     };
     let mut req = StackRequest::new(

@@ -14,11 +14,27 @@ use std::sync::Arc;
 /// Everything that can go wrong in tilestack, each variant naming the culprit
 /// (file, URL, item id or field) so the message alone says what to fix.
 ///
+/// Every variant that wraps another error keeps it as its
+/// [`source`](std::error::Error::source) (a [`Cause`]), never formatted into
+/// its message: `Display` prints this error's own sentence, and
+/// [`Error::chain`] (or `{:#}` through `anyhow`) prints it with every cause.
+///
+/// [`Error::Invalid`] is bad input from the caller (a value, a config, a
+/// request); [`Error::Internal`] is a failure inside tilestack that no input
+/// explains (a runtime that could not start or has shut down, closed load
+/// permits), worth a bug report.
+///
 /// # Examples
 /// ```
 /// let e = tilestack::Resolution::new(-10.0).unwrap_err();
 /// assert!(matches!(e, tilestack::Error::Invalid { what: "resolution", .. }));
 /// assert!(e.to_string().contains("-10"));
+///
+/// // A cause is kept as the source, and `chain` prints it after the message.
+/// let e = tilestack::DatasetConfig::from_toml_str("[sampler", "bad.toml".as_ref()).unwrap_err();
+/// assert!(matches!(e, tilestack::Error::Config { .. }));
+/// assert!(std::error::Error::source(&e).is_some());
+/// assert!(e.chain().len() > e.to_string().len());
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -39,6 +55,9 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong with it.
         message: String,
+        /// The parser's error (TOML, JSON, GeoJSON, Parquet), if any.
+        #[source]
+        source: Option<Cause>,
     },
     /// A folder is not a generated demo world.
     #[error("{path} is not a tilestack world: {message}")]
@@ -47,14 +66,35 @@ pub enum Error {
         path: PathBuf,
         /// What is missing.
         message: String,
+        /// The I/O or JSON error behind it, if any.
+        #[source]
+        source: Option<Cause>,
     },
-    /// A value given by the caller is out of range or malformed.
+    /// A value given by the caller (an argument, a config value, a request,
+    /// a file the caller points at) is out of range or malformed.
     #[error("invalid {what}: {message}")]
     Invalid {
         /// Which input (e.g. `resolution`, `bbox`, `--centroid`).
         what: &'static str,
         /// Why it is rejected.
         message: String,
+        /// The parser's error behind it, if any.
+        #[source]
+        source: Option<Cause>,
+    },
+    /// A failure inside tilestack that no input explains: a runtime that
+    /// could not start or has shut down, closed load permits, an HTTP client
+    /// that could not be built, an array not laid out as it was built. A
+    /// bug, or the machine (threads, memory, TLS), not the caller's input.
+    #[error("internal error in {what}: {message}")]
+    Internal {
+        /// Which part of tilestack (e.g. `loader`, `shard header`).
+        what: &'static str,
+        /// What failed.
+        message: String,
+        /// The error behind it, if any.
+        #[source]
+        source: Option<Cause>,
     },
     /// A coordinate reference system is not supported or a projection failed.
     #[error("CRS EPSG:{epsg}: {message}")]
@@ -63,6 +103,9 @@ pub enum Error {
         epsg: u32,
         /// What failed.
         message: String,
+        /// The projection library's error, if any.
+        #[source]
+        source: Option<Cause>,
     },
     /// A request for a file or an API failed (after retries, where they
     /// apply): HTTP, a local `file://` read, or an object store.
@@ -85,6 +128,9 @@ pub enum Error {
         url: String,
         /// What was wrong with the answer.
         message: String,
+        /// The JSON or server error behind it, if any.
+        #[source]
+        source: Option<Cause>,
     },
     /// A STAC item lacks a field the stack needs, or has a malformed one.
     #[error("item {item}: {message}")]
@@ -93,6 +139,9 @@ pub enum Error {
         item: String,
         /// The missing or malformed field and why.
         message: String,
+        /// The parser's error behind it (JSON, GeoJSON, a date), if any.
+        #[source]
+        source: Option<Cause>,
     },
     /// A COG is malformed, unsupported or a tile failed to decode.
     #[error("COG {href}: {message}")]
@@ -101,7 +150,9 @@ pub enum Error {
         href: String,
         /// What is wrong.
         message: String,
-        /// The TIFF parser's or decoder's error, if any.
+        /// The TIFF parser's or decoder's error, if any (a
+        /// [`DecodeError`](crate::cog::DecodeError) for a tile that
+        /// did not decode).
         #[source]
         source: Option<Cause>,
     },
@@ -154,11 +205,137 @@ impl Error {
         }
     }
 
-    /// Shorthand for an [`Error::Invalid`].
+    /// Shorthand for an [`Error::Invalid`] without a cause.
     pub(crate) fn invalid(what: &'static str, message: impl Into<String>) -> Self {
         Error::Invalid {
             what,
             message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::Invalid`] whose cause (a parser's error) is its source.
+    pub(crate) fn invalid_because(
+        what: &'static str,
+        message: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Invalid {
+            what,
+            message: message.into(),
+            source: Some(Cause::new(cause)),
+        }
+    }
+
+    /// Shorthand for an [`Error::Internal`] without a cause.
+    pub(crate) fn internal(what: &'static str, message: impl Into<String>) -> Self {
+        Error::Internal {
+            what,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::Internal`] whose cause is its source.
+    pub(crate) fn internal_because(
+        what: &'static str,
+        message: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Internal {
+            what,
+            message: message.into(),
+            source: Some(Cause::new(cause)),
+        }
+    }
+
+    /// Shorthand for an [`Error::Config`] on `path` without a cause.
+    pub(crate) fn config(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Config {
+            path: path.into(),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::Config`] on `path` whose cause (the parser's error) is its
+    /// source.
+    pub(crate) fn config_because(
+        path: impl Into<PathBuf>,
+        message: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Config {
+            path: path.into(),
+            message: message.into(),
+            source: Some(Cause::new(cause)),
+        }
+    }
+
+    /// Shorthand for an [`Error::Crs`] without a cause.
+    pub(crate) fn crs(epsg: u32, message: impl Into<String>) -> Self {
+        Error::Crs {
+            epsg,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::Crs`] whose cause (the projection library's error) is its
+    /// source.
+    pub(crate) fn crs_because(
+        epsg: u32,
+        message: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Crs {
+            epsg,
+            message: message.into(),
+            source: Some(Cause::new(cause)),
+        }
+    }
+
+    /// Shorthand for an [`Error::Stac`] without a cause.
+    pub(crate) fn stac(url: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Stac {
+            url: url.into(),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::Stac`] whose cause is its source.
+    pub(crate) fn stac_because(
+        url: impl Into<String>,
+        message: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Stac {
+            url: url.into(),
+            message: message.into(),
+            source: Some(Cause::new(cause)),
+        }
+    }
+
+    /// Shorthand for an [`Error::Item`] without a cause.
+    pub(crate) fn item(item: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Item {
+            item: item.into(),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::Item`] whose cause (the parser's error) is its source.
+    pub(crate) fn item_because(
+        item: impl Into<String>,
+        message: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Item {
+            item: item.into(),
+            message: message.into(),
+            source: Some(Cause::new(cause)),
         }
     }
 
@@ -178,6 +355,20 @@ impl Error {
             href: href.into(),
             message: message.into(),
             source: None,
+        }
+    }
+
+    /// An [`Error::Cog`] whose cause (the TIFF parser's or decoder's error)
+    /// is its source.
+    pub(crate) fn cog_because(
+        href: impl Into<String>,
+        message: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Cog {
+            href: href.into(),
+            message: message.into(),
+            source: Some(Cause::new(cause)),
         }
     }
 
@@ -203,10 +394,12 @@ impl Error {
         let mut src = std::error::Error::source(self);
         while let Some(s) = src {
             let text = s.to_string();
+            // a parser's message may end in a newline (TOML's do)
+            let text = text.trim_end();
             // Some variants already print their cause (`Io`): no repeats.
-            if !out.ends_with(&text) {
+            if !out.ends_with(text) {
                 out.push_str(": ");
-                out.push_str(&text);
+                out.push_str(text);
             }
             src = s.source();
         }
@@ -215,8 +408,59 @@ impl Error {
 
     /// A copy of an error shared between the readers waiting on one tile:
     /// the same variant, fields and cause (a cause is shared, not copied).
+    /// An [`Error::Io`]'s cause cannot be shared: the copy keeps its kind and
+    /// its text.
     pub(crate) fn duplicate(&self) -> Error {
         match self {
+            Error::Io { path, source } => Error::Io {
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            Error::Config {
+                path,
+                message,
+                source,
+            } => Error::Config {
+                path: path.clone(),
+                message: message.clone(),
+                source: source.clone(),
+            },
+            Error::NotAWorld {
+                path,
+                message,
+                source,
+            } => Error::NotAWorld {
+                path: path.clone(),
+                message: message.clone(),
+                source: source.clone(),
+            },
+            Error::Invalid {
+                what,
+                message,
+                source,
+            } => Error::Invalid {
+                what,
+                message: message.clone(),
+                source: source.clone(),
+            },
+            Error::Internal {
+                what,
+                message,
+                source,
+            } => Error::Internal {
+                what,
+                message: message.clone(),
+                source: source.clone(),
+            },
+            Error::Crs {
+                epsg,
+                message,
+                source,
+            } => Error::Crs {
+                epsg: *epsg,
+                message: message.clone(),
+                source: source.clone(),
+            },
             Error::Http {
                 url,
                 status,
@@ -225,6 +469,24 @@ impl Error {
             } => Error::Http {
                 url: url.clone(),
                 status: *status,
+                message: message.clone(),
+                source: source.clone(),
+            },
+            Error::Stac {
+                url,
+                message,
+                source,
+            } => Error::Stac {
+                url: url.clone(),
+                message: message.clone(),
+                source: source.clone(),
+            },
+            Error::Item {
+                item,
+                message,
+                source,
+            } => Error::Item {
+                item: item.clone(),
                 message: message.clone(),
                 source: source.clone(),
             },
@@ -241,15 +503,108 @@ impl Error {
                 what,
                 source: source.clone(),
             },
-            Error::Invalid { what, message } => Error::Invalid {
-                what,
+            Error::Sample {
+                index,
+                lon,
+                lat,
+                source,
+            } => Error::Sample {
+                index: *index,
+                lon: *lon,
+                lat: *lat,
+                source: Box::new(source.duplicate()),
+            },
+            Error::Recorded { message } => Error::Recorded {
                 message: message.clone(),
             },
-            other => Error::Cog {
-                href: String::new(),
-                message: other.chain(),
-                source: None,
+            Error::Demo { message, source } => Error::Demo {
+                message: message.clone(),
+                source: source.clone(),
             },
+        }
+    }
+}
+
+/// A message and, when a foreign error is behind it, that error: what a
+/// pure helper (a GeoJSON or CSV parser, a scene field check) returns before
+/// its caller names the file, item or key and turns it into an [`Error`].
+/// Prefixing it with [`Problem::context`] keeps the cause.
+#[derive(Debug)]
+pub(crate) struct Problem {
+    /// What is wrong, without the cause's text.
+    pub(crate) message: String,
+    /// The error behind it, if any.
+    pub(crate) source: Option<Cause>,
+}
+
+impl Problem {
+    /// A problem `message` whose cause is `cause`.
+    pub(crate) fn because(
+        message: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Problem {
+        Problem {
+            message: message.into(),
+            source: Some(Cause::new(cause)),
+        }
+    }
+
+    /// `"{prefix}: {message}"`, the cause kept.
+    pub(crate) fn context(self, prefix: impl std::fmt::Display) -> Problem {
+        Problem {
+            message: format!("{prefix}: {}", self.message),
+            source: self.source,
+        }
+    }
+
+    /// An [`Error::Config`] on `path` with this message and cause.
+    pub(crate) fn config(self, path: impl Into<PathBuf>) -> Error {
+        Error::Config {
+            path: path.into(),
+            message: self.message,
+            source: self.source,
+        }
+    }
+
+    /// An [`Error::Item`] on `item` with this message and cause.
+    pub(crate) fn item(self, item: impl Into<String>) -> Error {
+        Error::Item {
+            item: item.into(),
+            message: self.message,
+            source: self.source,
+        }
+    }
+
+    /// An [`Error::Invalid`] of `what` with this message and cause.
+    pub(crate) fn invalid(self, what: &'static str) -> Error {
+        Error::Invalid {
+            what,
+            message: self.message,
+            source: self.source,
+        }
+    }
+}
+
+impl From<String> for Problem {
+    fn from(message: String) -> Problem {
+        Problem {
+            message,
+            source: None,
+        }
+    }
+}
+
+impl From<&str> for Problem {
+    fn from(message: &str) -> Problem {
+        Problem::from(message.to_string())
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.source {
+            Some(s) => write!(f, "{}: {s}", self.message),
+            None => f.write_str(&self.message),
         }
     }
 }
@@ -414,5 +769,281 @@ mod tests {
         // Io prints its cause already: not twice
         let e = Error::io("/x", std::io::Error::other("gone"));
         assert_eq!(e.chain(), "/x: gone");
+    }
+
+    /// One error of every variant, each built with a cause where it has one.
+    fn every_variant() -> Vec<Error> {
+        let cause = || std::io::Error::other("the cause");
+        vec![
+            Error::io("/x", cause()),
+            Error::config_because("/c.toml", "not a dataset config", cause()),
+            Error::NotAWorld {
+                path: "/w".into(),
+                message: "world.json".into(),
+                source: Some(Cause::new(cause())),
+            },
+            Error::invalid_because("resolution", "-10", cause()),
+            Error::internal_because("loader", "its load permits are closed", cause()),
+            Error::crs_because(32610, "projecting (0, 0)", cause()),
+            Error::Http {
+                url: "http://h/a.tif".into(),
+                status: Some(503),
+                message: "bytes 0..16".into(),
+                source: Some(Cause::new(cause())),
+            },
+            Error::stac_because("http://h/search", "response is not JSON", cause()),
+            Error::item_because("S2A_1", "geometry", cause()),
+            Error::cog_because("http://h/a.tif", "tile (0, 0) of IFD 0", cause()),
+            Error::Task {
+                what: "warp",
+                source: Cause::new(cause()),
+            },
+            Error::Sample {
+                index: 3,
+                lon: 1.0,
+                lat: 2.0,
+                source: Box::new(Error::io("/y", cause())),
+            },
+            Error::Demo {
+                message: "writing a COG".into(),
+                source: Some(Cause::new(cause())),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_wrapping_variant_keeps_its_cause_as_source() {
+        let all = every_variant();
+        // every variant but Recorded (which replays text) wraps a cause
+        assert_eq!(all.len(), 13);
+        for e in &all {
+            let source = std::error::Error::source(e);
+            assert!(source.is_some(), "{e:?} has no source");
+            // the cause is printed once, by chain, after the message
+            let chain = e.chain();
+            assert!(chain.starts_with(&e.to_string()), "{chain}");
+            assert_eq!(chain.matches("the cause").count(), 1, "{chain}");
+            // a duplicate is the same variant with the same chain
+            let d = e.duplicate();
+            assert_eq!(
+                std::mem::discriminant(&d),
+                std::mem::discriminant(e),
+                "{e:?}"
+            );
+            assert_eq!(d.chain(), chain);
+        }
+        // built without a cause, the optional ones have none
+        for e in [
+            Error::config("/c.toml", "x"),
+            Error::invalid("resolution", "x"),
+            Error::internal("loader", "x"),
+            Error::crs(32610, "x"),
+            Error::stac("http://h", "x"),
+            Error::item("S2A_1", "x"),
+            Error::cog("http://h/a.tif", "x"),
+            Error::http("http://h/a.tif", "x"),
+        ] {
+            assert!(std::error::Error::source(&e).is_none(), "{e:?}");
+            assert_eq!(e.chain(), e.to_string());
+        }
+        let r = Error::Recorded {
+            message: "sample 3 at 1,2: HTTP h: 503".into(),
+        };
+        assert_eq!(r.duplicate().chain(), r.chain());
+    }
+
+    #[test]
+    fn a_cause_is_shared_not_copied_by_duplicate() {
+        let e = Error::invalid_because("EPSG code", "\"x\"", "x".parse::<u32>().unwrap_err());
+        let d = e.duplicate();
+        let (
+            Error::Invalid {
+                source: Some(a), ..
+            },
+            Error::Invalid {
+                source: Some(b), ..
+            },
+        ) = (&e, &d)
+        else {
+            panic!("{e:?} / {d:?}");
+        };
+        assert!(std::ptr::addr_eq(a.get(), b.get()));
+        assert!(a.get().is::<std::num::ParseIntError>());
+    }
+
+    #[test]
+    fn problem_context_keeps_the_cause() {
+        let p = Problem::because("not JSON", serde_json::from_str::<u8>("{").unwrap_err())
+            .context("feature 2");
+        assert_eq!(p.message, "feature 2: not JSON");
+        let e = p.config("/pts.geojson");
+        assert!(matches!(&e, Error::Config { message, .. } if message == "feature 2: not JSON"));
+        let source = std::error::Error::source(&e).expect("the JSON error");
+        assert!(
+            source
+                .downcast_ref::<Cause>()
+                .is_some_and(|c| c.get().is::<serde_json::Error>())
+        );
+        // a plain message has no cause
+        let e = Problem::from("no geometry")
+            .context("feature 0")
+            .item("S2A_1");
+        assert_eq!(e.to_string(), "item S2A_1: feature 0: no geometry");
+        assert!(std::error::Error::source(&e).is_none());
+    }
+
+    /// The source of `e` as `T`, through the [`Cause`] that holds it.
+    fn cause_of<T: std::error::Error + 'static>(e: &Error) -> Option<&T> {
+        std::error::Error::source(e)?
+            .downcast_ref::<Cause>()?
+            .get()
+            .downcast_ref::<T>()
+    }
+
+    // One per converted area: the cause survives as the source.
+
+    #[test]
+    fn a_config_with_broken_toml_has_the_toml_error_as_source() {
+        let e = crate::dataset::config::DatasetConfig::from_toml_str(
+            "[sampler\nkind = 1",
+            std::path::Path::new("bad.toml"),
+        )
+        .unwrap_err();
+        assert!(matches!(&e, Error::Config { path, .. } if path.ends_with("bad.toml")));
+        let toml = cause_of::<toml::de::Error>(&e).expect("the TOML error");
+        assert!(
+            e.chain().contains(toml.to_string().trim_end()),
+            "{}",
+            e.chain()
+        );
+        // a bad value inside: the key's Config error wraps the value's error
+        let e = crate::dataset::config::DatasetConfig::from_toml_str(
+            "[catalog]\nsnapshot = \"s.json\"\n[sampler]\nkind = \"grid\"\n\
+             bbox = [0.0, 0.0, 1.0, 1.0]\nstride_m = 1000.0\n[stack]\nbands = [\"B04\"]\n\
+             [time]\nrange = \"2019-08-30/2019-08-01\"\n",
+            std::path::Path::new("c.toml"),
+        )
+        .unwrap_err();
+        let inner = cause_of::<Error>(&e).expect("the time range's error");
+        assert!(
+            matches!(
+                inner,
+                Error::Invalid {
+                    what: "time.range",
+                    ..
+                }
+            ),
+            "{inner:?}"
+        );
+        assert!(e.chain().contains("2019-08-30/2019-08-01"), "{}", e.chain());
+    }
+
+    #[test]
+    fn a_snapshot_that_is_not_json_has_the_json_error_as_source() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("items.json");
+        std::fs::write(&p, "{").expect("write");
+        let e = crate::stac::snapshot::load_snapshot(&p).unwrap_err();
+        assert!(matches!(&e, Error::Config { message, .. } if message == "not JSON"));
+        assert!(cause_of::<serde_json::Error>(&e).is_some(), "{e:?}");
+        // an item that does not parse: the Item error keeps serde's
+        std::fs::write(
+            &p,
+            r#"{"type": "FeatureCollection", "features": [{"id": "x", "type": "Feature", "links": 5}]}"#,
+        )
+        .expect("write");
+        let e = crate::stac::snapshot::load_snapshot(&p).unwrap_err();
+        assert!(
+            matches!(&e, Error::Item { item, .. } if item == "x"),
+            "{e:?}"
+        );
+        assert!(cause_of::<serde_json::Error>(&e).is_some(), "{e:?}");
+    }
+
+    #[test]
+    fn a_malformed_item_field_keeps_the_parser_error() {
+        let item: stac::Item = serde_json::from_value(serde_json::json!({
+            "type": "Feature", "stac_version": "1.0.0", "id": "s1", "links": [],
+            "geometry": {"type": "Polygon", "coordinates": [[[0,0],[1,0],[1,1],[0,1],[0,0]]]},
+            "bbox": [0,0,1,1],
+            "properties": {"datetime": "2019-08-01T18:59:21Z", "proj:code": "EPSG:x"},
+            "assets": {"B04": {"href": "http://h/B04.tif",
+                "proj:transform": [10, 0, 500000, 0, -10, 100000], "proj:shape": [100, 100]}}
+        }))
+        .expect("an item");
+        let band = crate::units::BandName::new("B04").expect("band");
+        let e = crate::stac::scene::Scene::from_item(&item, &[band]).unwrap_err();
+        assert!(
+            matches!(&e, Error::Item { item, message, .. }
+                if item == "s1" && message == "asset B04: proj:code"),
+            "{e:?}"
+        );
+        let inner = cause_of::<Error>(&e).expect("the EPSG code's error");
+        assert!(
+            matches!(
+                inner,
+                Error::Invalid {
+                    what: "EPSG code",
+                    ..
+                }
+            ),
+            "{inner:?}"
+        );
+        assert!(
+            cause_of::<std::num::ParseIntError>(inner).is_some(),
+            "{inner:?}"
+        );
+    }
+
+    #[test]
+    fn a_bad_time_range_keeps_the_date_parser_error() {
+        let e = "2019-08-01/yesterday"
+            .parse::<crate::units::TimeRange>()
+            .unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                Error::Invalid {
+                    what: "time range",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(cause_of::<chrono::ParseError>(&e).is_some(), "{e:?}");
+        assert!(e.to_string().contains("yesterday"), "{e}");
+    }
+
+    #[test]
+    fn a_safetensors_file_that_is_not_one_keeps_the_reader_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("x.safetensors");
+        std::fs::write(&p, b"not a stack").expect("write");
+        let e = crate::stack::TileStack::read_safetensors(&p).unwrap_err();
+        assert!(
+            matches!(&e, Error::Config { message, .. } if message == "not a safetensors file"),
+            "{e:?}"
+        );
+        assert!(
+            cause_of::<safetensors::SafeTensorError>(&e).is_some(),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_shard_index_that_is_not_json_keeps_the_json_error() {
+        let e = crate::shard::index::ShardIndex::from_json(b"{", "index.json").unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                Error::Invalid {
+                    what: "shard index",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(cause_of::<serde_json::Error>(&e).is_some(), "{e:?}");
+        assert!(e.to_string().contains("index.json"), "{e}");
     }
 }

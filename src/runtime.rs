@@ -35,7 +35,7 @@ pub(crate) fn own_runtime(
     b.thread_name(thread_name)
         .enable_all()
         .build()
-        .map_err(|e| Error::invalid(who, format!("cannot start its runtime: {e}")))
+        .map_err(|e| Error::internal_because(who, "cannot start its runtime", e))
 }
 
 /// The message of a caught panic (`&str` or `String` payloads), else `""`.

@@ -95,9 +95,9 @@ impl std::str::FromStr for Epsg {
             .strip_prefix("EPSG:")
             .or_else(|| t.strip_prefix("epsg:"))
             .unwrap_or(t);
-        let code: u32 = digits
-            .parse()
-            .map_err(|_| Error::invalid("EPSG code", format!("{s:?} is not EPSG:<number>")))?;
+        let code: u32 = digits.parse().map_err(|e| {
+            Error::invalid_because("EPSG code", format!("{s:?} is not EPSG:<number>"), e)
+        })?;
         Epsg::new(code)
     }
 }
@@ -291,7 +291,13 @@ impl std::str::FromStr for TimeRange {
             }
             chrono::DateTime::parse_from_rfc3339(s)
                 .map(|t| Some(t.with_timezone(&chrono::Utc)))
-                .map_err(|e| bad(&format!("{s:?} is neither YYYY-MM-DD nor RFC 3339 ({e})")))
+                .map_err(|e| {
+                    Error::invalid_because(
+                        "time range",
+                        format!("{range:?}: {s:?} is neither YYYY-MM-DD nor RFC 3339"),
+                        e,
+                    )
+                })
         };
         let parts: Vec<&str> = range.split('/').collect();
         match parts.as_slice() {

@@ -15,9 +15,146 @@ use crate::cog::header::{CogHeader, SampleType, compression_name};
 use crate::cog::tile::{Samples, Tile, TileData};
 use crate::error::{Cause, Error, Result};
 
+/// A tile (or strip) that did not decode: which file, IFD, tile and bytes,
+/// which codec, and why ([`DecodeErrorKind`]). The decoder's own error, where
+/// there is one, is its [`source`](std::error::Error::source). It reaches
+/// callers as the source of an [`Error::Cog`] naming the same file and tile.
+///
+/// # Examples
+/// ```no_run
+/// # tokio_test::block_on(async {
+/// use tilestack::{CogReader, HttpRangeClient, cog::DecodeError, cog::TileCache, fetch::RetryConfig};
+/// use tilestack::geo::PixelWindow;
+/// let reader = CogReader::new(HttpRangeClient::new(RetryConfig::default())?, TileCache::new(1 << 30));
+/// let href = "file:///data/corrupt.tif";
+/// let e = reader.read_window(href, 0, PixelWindow::new(0, 0, 64, 64)).await.unwrap_err();
+/// if let Some(d) = std::error::Error::source(&e)
+///     .and_then(|s| s.downcast_ref::<tilestack::error::Cause>())
+///     .and_then(|c| c.get().downcast_ref::<DecodeError>())
+/// {
+///     println!("{} tile ({}, {}) of IFD {}: {}", d.codec, d.x, d.y, d.ifd, d.kind);
+/// }
+/// # Ok::<(), tilestack::Error>(())
+/// # });
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct DecodeError {
+    /// The file's URL.
+    pub href: String,
+    /// The codec's name (`DEFLATE`, `LZW`, `JPEG`, ...; see
+    /// [`IfdInfo::compression_name`](crate::cog::IfdInfo::compression_name)).
+    pub codec: &'static str,
+    /// The IFD (0 = full resolution).
+    pub ifd: usize,
+    /// The tile's (or strip's) column.
+    pub x: usize,
+    /// The tile's (or strip's) row.
+    pub y: usize,
+    /// The tile's compressed bytes in the file.
+    pub bytes: Range<u64>,
+    /// What went wrong.
+    pub kind: DecodeErrorKind,
+}
+
+/// Why a tile did not decode.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DecodeErrorKind {
+    /// No decoder for the file's compression in this build (some are
+    /// features: `webp`, `lerc`).
+    UnsupportedCompression {
+        /// The TIFF compression code.
+        code: u16,
+    },
+    /// A sample layout the decoders do not read (a sample format, a
+    /// predictor, a bit depth).
+    Unsupported(String),
+    /// The codec refused the bytes: its error is the source.
+    Codec(Cause),
+    /// The codec panicked on the bytes (contained; corrupt data).
+    Panicked(String),
+    /// The codec returned fewer bytes than the tile holds.
+    Short {
+        /// Bytes decoded.
+        decoded: usize,
+        /// Bytes the tile needs.
+        expected: usize,
+    },
+}
+
+impl std::fmt::Display for DecodeErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeErrorKind::UnsupportedCompression { code } => {
+                let optional = |on: bool, name: &str| {
+                    if on {
+                        format!(", {name}")
+                    } else {
+                        format!("; {name} with the `{}` feature", name.to_lowercase())
+                    }
+                };
+                write!(
+                    f,
+                    "compression {} ({code}) is not supported (tilestack decodes none, DEFLATE, \
+                     LZW, JPEG, ZSTD, LZMA and PackBits{}{})",
+                    compression_name(*code),
+                    optional(cfg!(feature = "webp"), "WebP"),
+                    optional(cfg!(feature = "lerc"), "LERC"),
+                )
+            }
+            DecodeErrorKind::Unsupported(what) => write!(f, "{what} is not supported"),
+            DecodeErrorKind::Codec(_) => f.write_str("the decoder failed"),
+            DecodeErrorKind::Panicked(why) => {
+                write!(
+                    f,
+                    "the decoder panicked inside async-tiff (corrupt data): {why}"
+                )
+            }
+            DecodeErrorKind::Short { decoded, expected } => {
+                write!(f, "decoded {decoded} bytes, expected {expected}")
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            // the message names the codec already
+            DecodeErrorKind::UnsupportedCompression { .. } => write!(f, "{}", self.kind),
+            // the decoder's own error follows, as the source
+            DecodeErrorKind::Codec(_) => write!(f, "{} decode failed", self.codec),
+            kind => write!(f, "{} decode: {kind}", self.codec),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            DecodeErrorKind::Codec(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+impl DecodeError {
+    /// The [`Error::Cog`] for this failure: its message names the tile and
+    /// bytes, its source is this error.
+    fn into_error(self) -> Error {
+        let message = format!(
+            "tile ({}, {}) of IFD {} (bytes {:?})",
+            self.x, self.y, self.ifd, self.bytes
+        );
+        Error::cog_because(self.href.clone(), message, self)
+    }
+}
+
 /// Extra output room of a partial inflate: more than the longest element
 /// libdeflate writes at once (a 65,535-byte stored block).
 const PARTIAL_SLACK: usize = 66 * 1024;
+
 /// Decodes tile `(x, y)` of IFD `ifd` from its compressed `bytes` (fetched
 /// by any means: the reader's own fetch, a shard, a test) on a blocking
 /// thread: the whole tile, nodata as NaN. What [`CogReader::read_window`](crate::cog::CogReader::read_window)
@@ -25,7 +162,8 @@ const PARTIAL_SLACK: usize = 66 * 1024;
 ///
 /// # Errors
 /// [`Error::Cog`] naming the href, tile and byte range when the bytes do not
-/// decode to the tile's size.
+/// decode to the tile's size, with a [`DecodeError`] (the codec, the tile,
+/// the decoder's own error) as its source.
 ///
 /// # Examples
 /// ```no_run
@@ -106,31 +244,40 @@ pub(super) async fn decode_bands(
         return Ok(bands.iter().map(|_| tile.clone()).collect());
     };
     let what = format!("tile ({x}, {y}) of IFD {ifd} (bytes {range:?})");
-    let href = header.href.clone();
-    let caused = move |m: &str, source: Option<Cause>| Error::Cog {
-        href: href.clone(),
-        message: format!("{what}: {m}"),
-        source,
+    let task_failed = |e: tokio::task::JoinError| {
+        Error::cog_because(&header.href, format!("{what}: decoder task failed"), e)
     };
-    let bad = |m: String| caused(&m, None);
+    let bad = |kind: DecodeErrorKind| {
+        DecodeError {
+            href: header.href.clone(),
+            codec: info.compression_name(),
+            ifd,
+            x,
+            y,
+            bytes: range.clone(),
+            kind,
+        }
+        .into_error()
+    };
     if let (Some(fast), [0]) = (FastDeflate::of(&header, ifd), bands) {
         let decoded = tokio::task::spawn_blocking(move || fast.decode(&bytes, nodata, rows))
             .await
-            .map_err(|e| caused("decoder task failed", Some(Cause::new(e))))?
+            .map_err(task_failed)?
             .map_err(bad)?;
         return Ok(vec![Arc::new(decoded)]);
     }
-    let chunk = Chunk::of(&header, ifd, y).map_err(&bad)?;
+    let chunk = Chunk::of(&header, ifd, y).map_err(bad)?;
     let bands = bands.to_vec();
     let header2 = header.clone();
-    let decoded = tokio::task::spawn_blocking(move || -> std::result::Result<_, String> {
-        let raw = &header2.raw[ifd];
-        let values = chunk.decode(raw, bytes)?;
-        Ok(chunk.split(&values, &bands, nodata))
-    })
-    .await
-    .map_err(|e| caused("decoder task failed", Some(Cause::new(e))))?
-    .map_err(bad)?;
+    let decoded =
+        tokio::task::spawn_blocking(move || -> std::result::Result<_, DecodeErrorKind> {
+            let raw = &header2.raw[ifd];
+            let values = chunk.decode(raw, bytes)?;
+            Ok(chunk.split(&values, &bands, nodata))
+        })
+        .await
+        .map_err(task_failed)?
+        .map_err(bad)?;
     Ok(decoded.into_iter().map(Arc::new).collect())
 }
 
@@ -164,7 +311,7 @@ impl async_tiff::decoder::Decoder for LzwDecoder {
     ) -> async_tiff::error::AsyncTiffResult<Vec<u8>> {
         weezl::decode::Decoder::with_tiff_size_switch(weezl::BitOrder::Msb, 8)
             .decode(&buffer)
-            .map_err(|e| async_tiff::error::AsyncTiffError::General(format!("{e:?}")))
+            .map_err(|e| async_tiff::error::AsyncTiffError::External(Box::new(e)))
     }
 }
 
@@ -228,13 +375,13 @@ struct Chunk {
 }
 
 impl Chunk {
-    fn of(header: &CogHeader, ifd: usize, y: usize) -> std::result::Result<Self, String> {
+    fn of(header: &CogHeader, ifd: usize, y: usize) -> std::result::Result<Self, DecodeErrorKind> {
         let info = &header.ifds[ifd];
         let sample_type = info.sample_type.ok_or_else(|| {
-            format!(
-                "{}-bit samples of this sample format are not supported",
+            DecodeErrorKind::Unsupported(format!(
+                "{}-bit samples of this sample format",
                 info.bits_per_sample
-            )
+            ))
         })?;
         let rows = if info.striped {
             info.tile_height
@@ -261,25 +408,13 @@ impl Chunk {
         &self,
         raw: &ImageFileDirectory,
         bytes: Bytes,
-    ) -> std::result::Result<Vec<f32>, String> {
+    ) -> std::result::Result<Vec<f32>, DecodeErrorKind> {
         let comp = raw.compression();
         let code = comp.to_u16();
-        let decoder = registry().as_ref().get(&comp).ok_or_else(|| {
-            let optional = |on: bool, name: &str| {
-                if on {
-                    format!(", {name}")
-                } else {
-                    format!("; {name} with the `{}` feature", name.to_lowercase())
-                }
-            };
-            format!(
-                "compression {} ({code}) is not supported (tilestack decodes none, DEFLATE, \
-                 LZW, JPEG, ZSTD, LZMA and PackBits{}{})",
-                compression_name(code),
-                optional(cfg!(feature = "webp"), "WebP"),
-                optional(cfg!(feature = "lerc"), "LERC"),
-            )
-        })?;
+        let decoder = registry()
+            .as_ref()
+            .get(&comp)
+            .ok_or(DecodeErrorKind::UnsupportedCompression { code })?;
         // async-tiff's decoders panic on some corrupt input (LZW's
         // `expect`, JPEG tables shorter than a marker): a panic is this
         // tile's error, naming the codec.
@@ -293,28 +428,25 @@ impl Chunk {
                 raw.lerc_parameters(),
             )
         }))
-        .map_err(|p| {
-            let why = crate::runtime::panic_text(&*p);
-            format!(
-                "{} decode panicked inside async-tiff (corrupt data): {why}",
-                compression_name(code)
-            )
-        })?;
-        let mut buf = decoded.map_err(|e| format!("{} decode: {e}", compression_name(code)))?;
+        .map_err(|p| DecodeErrorKind::Panicked(crate::runtime::panic_text(&*p)))?;
+        let mut buf = decoded.map_err(|e| DecodeErrorKind::Codec(Cause::new(e)))?;
         let row_samples = self.width * self.samples;
         if !matches!(self.bits, 8 | 16 | 32 | 64) {
             // Packed samples (GDAL's NBITS): each row starts on a byte.
             if self.predictor != 1 {
-                return Err(format!(
-                    "predictor {} on {}-bit samples is not supported",
+                return Err(DecodeErrorKind::Unsupported(format!(
+                    "predictor {} on {}-bit samples",
                     self.predictor, self.bits
-                ));
+                )));
             }
             return unpack_samples(&buf, self.rows, row_samples, self.bits);
         }
         let want = self.rows * row_samples * self.bytes_per_sample;
         if buf.len() < want {
-            return Err(format!("decoded {} bytes, expected {want}", buf.len()));
+            return Err(DecodeErrorKind::Short {
+                decoded: buf.len(),
+                expected: want,
+            });
         }
         buf.truncate(want);
         let mut le = self.little_endian;
@@ -331,7 +463,7 @@ impl Chunk {
                 undo_float_predictor(&mut buf, row_samples, self.samples, self.bytes_per_sample);
                 le = true;
             }
-            p => return Err(format!("predictor {p} is not supported")),
+            p => return Err(DecodeErrorKind::Unsupported(format!("predictor {p}"))),
         }
         Ok(samples_to_f32(&buf, self.sample_type, le))
     }
@@ -374,14 +506,17 @@ fn unpack_samples(
     rows: usize,
     row_samples: usize,
     bits: usize,
-) -> std::result::Result<Vec<f32>, String> {
+) -> std::result::Result<Vec<f32>, DecodeErrorKind> {
     if !(1..32).contains(&bits) {
-        return Err(format!("{bits}-bit samples are not supported"));
+        return Err(DecodeErrorKind::Unsupported(format!("{bits}-bit samples")));
     }
     let row_bytes = (row_samples * bits).div_ceil(8);
     let want = rows * row_bytes;
     if buf.len() < want {
-        return Err(format!("decoded {} bytes, expected {want}", buf.len()));
+        return Err(DecodeErrorKind::Short {
+            decoded: buf.len(),
+            expected: want,
+        });
     }
     let mut out = Vec::with_capacity(rows * row_samples);
     for row in buf[..want].chunks_exact(row_bytes) {
@@ -577,7 +712,7 @@ impl FastDeflate {
         compressed: &Bytes,
         nodata: Option<f64>,
         rows: usize,
-    ) -> std::result::Result<Tile, String> {
+    ) -> std::result::Result<Tile, DecodeErrorKind> {
         let row_bytes = self.width * self.bytes_per_sample;
         let full = row_bytes * self.height;
         let avail = rows.saturating_mul(row_bytes).saturating_add(PARTIAL_SLACK);
@@ -587,17 +722,25 @@ impl FastDeflate {
             let mut raw = vec![0u8; full];
             let got = inflater
                 .zlib_decompress(compressed, &mut raw)
-                .map_err(|e| format!("inflate: {e}"))?;
+                .map_err(|e| DecodeErrorKind::Codec(Cause::new(e)))?;
             if got != full {
-                return Err(format!("inflated {got} bytes, expected {full}"));
+                return Err(DecodeErrorKind::Short {
+                    decoded: got,
+                    expected: full,
+                });
             }
             (raw, self.height)
         } else {
             let mut raw = vec![0u8; avail];
             match inflater.zlib_decompress(compressed, &mut raw) {
                 Err(libdeflater::DecompressionError::InsufficientSpace) => {}
-                Ok(got) => return Err(format!("inflated {got} bytes, expected {full}")),
-                Err(e) => return Err(format!("inflate: {e}")),
+                Ok(got) => {
+                    return Err(DecodeErrorKind::Short {
+                        decoded: got,
+                        expected: full,
+                    });
+                }
+                Err(e) => return Err(DecodeErrorKind::Codec(Cause::new(e))),
             }
             raw.truncate(rows * row_bytes);
             (raw, rows)
@@ -767,5 +910,54 @@ mod tests {
         let mut bad = z.to_vec();
         bad[2] ^= 0xff; // first deflate block header
         assert!(fast.decode(&Bytes::from(bad), None, usize::MAX).is_err());
+    }
+
+    #[test]
+    fn a_corrupt_tile_names_codec_and_tile_and_keeps_the_decoder_error() {
+        let (fast, _, z) = tile(6);
+        let mut bad = z.to_vec();
+        bad[2] ^= 0xff;
+        let kind = fast
+            .decode(&Bytes::from(bad), None, usize::MAX)
+            .expect_err("corrupt");
+        let cause = match &kind {
+            DecodeErrorKind::Codec(c) => c.clone(),
+            other => panic!("not the codec's error: {other:?}"),
+        };
+        assert!(
+            cause.get().is::<libdeflater::DecompressionError>(),
+            "{cause:?}"
+        );
+        let e = DecodeError {
+            href: "http://h/a.tif".into(),
+            codec: compression_name(8),
+            ifd: 1,
+            x: 2,
+            y: 3,
+            bytes: 100..200,
+            kind,
+        }
+        .into_error();
+        // the Error names file and tile; its source is the DecodeError,
+        // naming the codec, whose source is libdeflate's error
+        assert!(
+            matches!(&e, Error::Cog { href, message, .. }
+                if href == "http://h/a.tif" && message == "tile (2, 3) of IFD 1 (bytes 100..200)"),
+            "{e:?}"
+        );
+        let source = std::error::Error::source(&e).expect("the decode error");
+        let d = source
+            .downcast_ref::<Cause>()
+            .and_then(|c| c.get().downcast_ref::<DecodeError>())
+            .expect("a DecodeError");
+        assert_eq!((d.codec, d.ifd, d.x, d.y), ("DEFLATE", 1, 2, 3));
+        assert!(d.to_string().starts_with("DEFLATE decode"), "{d}");
+        assert!(std::error::Error::source(d).is_some());
+        assert!(
+            e.chain()
+                .ends_with(&format!("DEFLATE decode failed: {cause}")),
+            "{}",
+            e.chain()
+        );
     }
 }

@@ -348,7 +348,10 @@ impl CogHeader {
             _ => None,
         };
         let epsg = match first.geo_key_directory().and_then(|g| g.epsg_code()) {
-            Some(code) => Some(Epsg::new(code.into()).map_err(|e| bad(e.to_string()))?),
+            Some(code) => Some(
+                Epsg::new(code.into())
+                    .map_err(|e| Error::cog_because(href, "its GeoKeys' EPSG code", e))?,
+            ),
             None => None,
         };
         let nodata = match first.gdal_nodata() {
@@ -358,9 +361,9 @@ impl CogHeader {
                     "nan" => f64::NAN,
                     "inf" => f64::INFINITY,
                     "-inf" => f64::NEG_INFINITY,
-                    v => v
-                        .parse::<f64>()
-                        .map_err(|_| bad(format!("GDAL_NODATA {s:?} is not a number")))?,
+                    v => v.parse::<f64>().map_err(|e| {
+                        Error::cog_because(href, format!("GDAL_NODATA {s:?} is not a number"), e)
+                    })?,
                 })
             }
             None => None,
@@ -552,6 +555,29 @@ fn scale_offset(xml: &str, bands: usize) -> (Vec<Option<f64>>, Vec<Option<f64>>)
     (scale, offset)
 }
 
+/// The name of a TIFF compression code, for messages and `tilestack info`
+/// (public as [`IfdInfo::compression_name`]).
+pub(crate) fn compression_name(code: u16) -> &'static str {
+    match code {
+        1 => "none",
+        2 => "CCITT RLE",
+        3 => "CCITT Group 3",
+        4 => "CCITT Group 4",
+        5 => "LZW",
+        6 => "old-style JPEG",
+        7 => "JPEG",
+        8 | 32946 => "DEFLATE",
+        32773 => "PackBits",
+        34712 => "JPEG 2000",
+        34887 => "LERC",
+        34925 => "LZMA",
+        50000 => "ZSTD",
+        50001 => "WebP",
+        50002 => "JPEG XL",
+        _ => "unknown",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -573,28 +599,5 @@ mod tests {
             scale_offset("<Item sample=\"0\" role=\"scale\">x", 1).0,
             vec![None]
         );
-    }
-}
-
-/// The name of a TIFF compression code, for messages and `tilestack info`
-/// (public as [`IfdInfo::compression_name`]).
-pub(crate) fn compression_name(code: u16) -> &'static str {
-    match code {
-        1 => "none",
-        2 => "CCITT RLE",
-        3 => "CCITT Group 3",
-        4 => "CCITT Group 4",
-        5 => "LZW",
-        6 => "old-style JPEG",
-        7 => "JPEG",
-        8 | 32946 => "DEFLATE",
-        32773 => "PackBits",
-        34712 => "JPEG 2000",
-        34887 => "LERC",
-        34925 => "LZMA",
-        50000 => "ZSTD",
-        50001 => "WebP",
-        50002 => "JPEG XL",
-        _ => "unknown",
     }
 }

@@ -35,7 +35,7 @@ use async_tiff::metadata::TiffMetadataReader;
 use async_tiff::metadata::cache::ReadaheadMetadataCache;
 pub use cache::TileCache;
 use cache::{Claim, Lookup};
-pub use decode::decode_tile;
+pub use decode::{DecodeError, DecodeErrorKind, decode_tile};
 use decode::{decode_bands, decode_rows};
 use futures::FutureExt;
 pub use header::{
@@ -206,7 +206,11 @@ impl CogReader {
             }
             scan::check_ifd(&cache, offset, le, meta.bigtiff(), size)
                 .await
-                .map_err(|message| Error::cog(href, format!("malformed TIFF: {message}")))?;
+                .map_err(|p| Error::Cog {
+                    href: href.to_string(),
+                    message: format!("malformed TIFF: {}", p.message),
+                    source: p.source,
+                })?;
             match contained(href, meta.read_next_ifd(&cache))
                 .await?
                 .map_err(tiff_err)?
@@ -356,8 +360,10 @@ impl CogReader {
     /// # Errors
     /// [`Error::Invalid`] for a window over [`MAX_WINDOW_PIXELS`], an
     /// [`Error::Cog`] naming the href for a missing IFD, an unsupported layout
-    /// or a tile that fails to decode, and [`Error::Http`] naming the URL and
-    /// byte range for a failed fetch.
+    /// or a tile that fails to decode (then naming the tile, with a
+    /// [`DecodeError`] as its source: codec, tile, and the decoder's own
+    /// error), and [`Error::Http`] naming the URL and byte range for a failed
+    /// fetch.
     pub async fn read_window(
         &self,
         href: &str,
@@ -385,7 +391,7 @@ impl CogReader {
     /// # Errors
     /// As [`CogReader::read_window`], plus an [`Error::Cog`] naming the file
     /// for a band it does not have, and for a codec that cannot be decoded
-    /// (the message names the codec).
+    /// (its [`DecodeError`] source names the codec).
     ///
     /// # Examples
     /// ```no_run
@@ -525,9 +531,12 @@ impl CogReader {
     ) -> Result<TileData> {
         let range = header.ifds[ifd].tile_range(x, y).unwrap_or(0..0);
         if partial.compressed.is_none() {
-            return Err(Error::cog(
-                &header.href,
-                format!("tile ({x}, {y}) of IFD {ifd}: partial tile without its bytes"),
+            return Err(Error::internal(
+                "COG reader",
+                format!(
+                    "{}: tile ({x}, {y}) of IFD {ifd}: partial tile without its bytes",
+                    header.href
+                ),
             ));
         }
         let full = decode_rows(

@@ -7,6 +7,8 @@
 
 use async_tiff::metadata::MetadataFetch;
 
+use crate::error::Problem;
+
 /// Most entries one IFD may declare (GDAL writes a few dozen).
 pub const MAX_IFD_ENTRIES: u64 = 4096;
 
@@ -40,26 +42,25 @@ fn uint_at(b: &[u8], at: usize, n: usize, le: bool) -> Option<u64> {
 
 /// Checks the IFD at `offset`: its entry count, and each entry's type,
 /// value count and (when the file's `size` is known) where its values lie.
-/// `Err` says what is wrong, in words, for an error naming the file.
+/// `Err` says what is wrong, in words, for an error naming the file; a
+/// failed read keeps its error as the cause.
 pub(super) async fn check_ifd<F: MetadataFetch>(
     fetch: &F,
     offset: u64,
     little_endian: bool,
     bigtiff: bool,
     size: Option<u64>,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), Problem> {
     let le = little_endian;
     let (count_bytes, entry_bytes, inline) = if bigtiff { (8, 20, 8) } else { (2, 12, 4) };
     let past_end = |end: u64| size.is_some_and(|s| end > s);
     if past_end(offset.saturating_add(count_bytes)) {
-        return Err(format!(
-            "IFD at byte {offset} lies past the end of the file"
-        ));
+        return Err(format!("IFD at byte {offset} lies past the end of the file").into());
     }
     let head = fetch
         .fetch(offset..offset + count_bytes)
         .await
-        .map_err(|e| format!("reading the IFD at byte {offset}: {e}"))?;
+        .map_err(|e| Problem::because(format!("reading the IFD at byte {offset}"), e))?;
     let n = if bigtiff {
         uint_at(&head, 0, 8, le)
     } else {
@@ -69,19 +70,20 @@ pub(super) async fn check_ifd<F: MetadataFetch>(
     if n > MAX_IFD_ENTRIES {
         return Err(format!(
             "IFD at byte {offset} declares {n} entries (at most {MAX_IFD_ENTRIES})"
-        ));
+        )
+        .into());
     }
     let start = offset + count_bytes;
     let end = start + n * entry_bytes;
     if past_end(end) {
-        return Err(format!(
-            "IFD at byte {offset}: its {n} entries run past the end of the file"
-        ));
+        return Err(
+            format!("IFD at byte {offset}: its {n} entries run past the end of the file").into(),
+        );
     }
     let entries = fetch
         .fetch(start..end)
         .await
-        .map_err(|e| format!("reading the IFD at byte {offset}: {e}"))?;
+        .map_err(|e| Problem::because(format!("reading the IFD at byte {offset}"), e))?;
     let eb = entry_bytes as usize;
     for i in 0..n as usize {
         let at = i * eb;
@@ -95,18 +97,20 @@ pub(super) async fn check_ifd<F: MetadataFetch>(
         let Some(each) = type_size(ty) else {
             return Err(format!(
                 "tag {tag} has type {ty}, which TIFF does not define (async-tiff cannot skip it)"
-            ));
+            )
+            .into());
         };
         if count > MAX_TAG_VALUES {
-            return Err(format!(
-                "tag {tag} declares {count} values (at most {MAX_TAG_VALUES})"
-            ));
+            return Err(
+                format!("tag {tag} declares {count} values (at most {MAX_TAG_VALUES})").into(),
+            );
         }
         let bytes = count * each;
         if bytes > inline && past_end(value_at.saturating_add(bytes)) {
             return Err(format!(
                 "tag {tag}: its {bytes} bytes at byte {value_at} run past the end of the file"
-            ));
+            )
+            .into());
         }
     }
     Ok(())

@@ -63,7 +63,9 @@ use crate::stack::request::{StackRequest, StackTemplate};
 /// "#, "inline.toml".as_ref())?;
 /// assert_eq!(cfg.loader.batch_size, 8);
 /// let bad = DatasetConfig::from_toml_str("[catalog]\nstak = 1", "typo.toml".as_ref()).unwrap_err();
-/// assert!(bad.to_string().contains("typo.toml") && bad.to_string().contains("stak"));
+/// assert!(bad.to_string().contains("typo.toml"));
+/// // the TOML parser's error is the source: `chain` prints it after the message
+/// assert!(std::error::Error::source(&bad).is_some() && bad.chain().contains("stak"));
 /// # Ok::<(), tilestack::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -353,12 +355,11 @@ impl DatasetConfig {
     /// relative paths.
     ///
     /// # Errors
-    /// [`Error::Config`] naming `path`, the key and the problem.
+    /// [`Error::Config`] naming `path`, the key and the problem, with the
+    /// TOML parser's error (or the key's own [`Error`]) as its source.
     pub fn from_toml_str(text: &str, path: &Path) -> Result<DatasetConfig> {
-        let mut cfg: DatasetConfig = toml::from_str(text).map_err(|e| Error::Config {
-            path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
+        let mut cfg: DatasetConfig = toml::from_str(text)
+            .map_err(|e| Error::config_because(path, "not a dataset config", e))?;
         cfg.path = path.to_path_buf();
         if cfg.name.is_empty() {
             cfg.name = path
@@ -372,10 +373,13 @@ impl DatasetConfig {
 
     /// An [`Error::Config`] naming this file and `key`.
     pub(crate) fn error(&self, key: &str, message: impl std::fmt::Display) -> Error {
-        Error::Config {
-            path: self.path.clone(),
-            message: format!("{key}: {message}"),
-        }
+        Error::config(&self.path, format!("{key}: {message}"))
+    }
+
+    /// An [`Error::Config`] naming this file and `key`, caused by `cause`
+    /// (its source: a bad value's [`Error::Invalid`], a file's own error).
+    pub(crate) fn error_because(&self, key: &str, cause: Error) -> Error {
+        Error::config_because(&self.path, key, cause)
     }
 
     /// A path of the config, resolved against the config's folder.
@@ -447,7 +451,7 @@ impl DatasetConfig {
     ) -> Result<StackRequest> {
         self.stack
             .at(centroid, start, end)
-            .map_err(|e| self.error("stack", e))
+            .map_err(|e| self.error_because("stack", e))
     }
 
     /// The label layers, parsed. `demo_world` is the folder of the demo
@@ -495,7 +499,7 @@ impl DatasetConfig {
                 };
                 Mask::from_file(&p)
                     .map(|m| (l.name.clone(), m))
-                    .map_err(|e| self.error(&format!("{key} {:?} (file)", l.name), e))
+                    .map_err(|e| self.error_because(&format!("{key} {:?} (file)", l.name), e))
             })
             .collect()
     }
@@ -505,7 +509,9 @@ impl DatasetConfig {
         self.catalog_source()?;
         let day = chrono::NaiveDate::default();
         let probe = self.request([0.0, 0.0], day, day)?;
-        self.time.windows().map_err(|e| self.error("time", e))?;
+        self.time
+            .windows()
+            .map_err(|e| self.error_because("time", e))?;
         let bands = probe.bands.len();
         let n = &self.normalize;
         if n.mean.len() != n.std.len() || (!n.mean.is_empty() && n.mean.len() != bands) {

@@ -124,8 +124,9 @@ impl TileDataset {
     /// # Errors
     /// [`Error::Config`] naming the config file and key (sampler, label
     /// files, catalog); a search error naming the URL; [`Error::Config`] when
-    /// every sample is filtered out (with the counts); a call from inside an
-    /// async runtime.
+    /// every sample is filtered out (with the counts); [`Error::Invalid`] for
+    /// a call from inside an async runtime; [`Error::Internal`] when its
+    /// runtime cannot start.
     pub fn open(config: &DatasetConfig) -> Result<TileDataset> {
         let rt = crate::runtime::own_runtime(
             "TileDataset::open",
@@ -213,12 +214,12 @@ impl TileDataset {
     /// The runtime loads run on.
     ///
     /// # Errors
-    /// [`Error::Invalid`] while dropping.
+    /// [`Error::Internal`] while dropping (its runtime is shut down).
     pub fn handle(&self) -> Result<tokio::runtime::Handle> {
         self.rt
             .as_ref()
             .map(|r| r.handle().clone())
-            .ok_or_else(|| Error::invalid("dataset", "shut down"))
+            .ok_or_else(|| Error::internal("dataset", "its runtime is shut down"))
     }
 
     /// Loads sample `index`'s stack (no mask band: masks and labels are
@@ -339,7 +340,10 @@ struct Opened {
 
 fn open_on(rt: &tokio::runtime::Runtime, config: &DatasetConfig) -> Result<Opened> {
     let points = config.sampler.points(&config.path, config.seed)?;
-    let windows = config.time.windows().map_err(|e| config.error("time", e))?;
+    let windows = config
+        .time
+        .windows()
+        .map_err(|e| config.error_because("time", e))?;
     let (catalog, server, world) = rt.block_on(open_catalog(config))?;
     let labels = config.label_layers(world.as_deref())?;
     let masks = config.mask_layers(world.as_deref())?;
@@ -388,7 +392,7 @@ async fn open_catalog(config: &DatasetConfig) -> Result<(Catalog, Server, Option
         }
         CatalogSource::Snapshot(p) => {
             let items = crate::stac::snapshot::load_snapshot(&p)
-                .map_err(|e| config.error("catalog.snapshot", e))?;
+                .map_err(|e| config.error_because("catalog.snapshot", e))?;
             Ok((Catalog::Items(items), Server::default(), None))
         }
         #[cfg(feature = "demo")]
@@ -398,7 +402,9 @@ async fn open_catalog(config: &DatasetConfig) -> Result<(Catalog, Server, Option
             use crate::demo::world::World;
             let recipe = match recipe {
                 None => Recipe::oakland(),
-                Some(p) => Recipe::from_file(&p).map_err(|e| config.error("catalog.demo", e))?,
+                Some(p) => {
+                    Recipe::from_file(&p).map_err(|e| config.error_because("catalog.demo", e))?
+                }
             };
             let world = tokio::task::spawn_blocking(move || World::cached(&recipe))
                 .await

@@ -15,7 +15,7 @@ use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Problem, Result};
 use crate::geo::crs::Transformer;
 use crate::geo::rasterize::Mask;
 use crate::units::{Epsg, parse_day_range};
@@ -216,10 +216,7 @@ impl SamplerConfig {
     /// - [`Error::Crs`] when the area cannot be projected to UTM.
     pub fn points(&self, config_path: &Path, dataset_seed: u64) -> Result<Vec<SamplePoint>> {
         let base = config_path.parent().unwrap_or(Path::new(""));
-        let cfg = |message: String| Error::Config {
-            path: config_path.to_path_buf(),
-            message,
-        };
+        let cfg = |message: String| Error::config(config_path, message);
         let pts = match self {
             SamplerConfig::Points { file } => read_points(&base.join(file))?,
             SamplerConfig::Grid {
@@ -299,10 +296,7 @@ fn check_bbox(&[w, s, e, n]: &[f64; 4]) -> std::result::Result<(), String> {
 
 /// Reads a polygon area: the union of the file's polygons.
 fn read_polygon(path: &Path) -> Result<Area> {
-    let bad = |message: String| Error::Config {
-        path: path.to_path_buf(),
-        message,
-    };
+    let bad = |message: String| Error::config(path, message);
     let mask = Mask::from_file(path)?;
     let mut polys = Vec::new();
     let mut b = [
@@ -450,12 +444,9 @@ pub fn read_points(path: &Path) -> Result<Vec<SamplePoint>> {
         .extension()
         .and_then(|x| x.to_str())
         .is_some_and(|x| x.eq_ignore_ascii_case("geojson") || x.eq_ignore_ascii_case("json"));
-    let bad = |message: String| Error::Config {
-        path: path.to_path_buf(),
-        message,
-    };
+    let bad = |message: String| Error::config(path, message);
     let pts = if is_json {
-        geojson_points(&text).map_err(bad)?
+        geojson_points(&text).map_err(|p| p.config(path))?
     } else {
         csv_points(&text).map_err(bad)?
     };
@@ -552,9 +543,10 @@ fn header(fields: &[&str]) -> std::result::Result<(usize, usize, Option<usize>),
     }
 }
 
-/// Parses GeoJSON points; errors name the feature.
-fn geojson_points(text: &str) -> std::result::Result<Vec<SamplePoint>, String> {
-    let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+/// Parses GeoJSON points; errors name the feature and keep the JSON or
+/// GeoJSON parser's error as their cause.
+fn geojson_points(text: &str) -> std::result::Result<Vec<SamplePoint>, Problem> {
+    let v: Value = serde_json::from_str(text).map_err(|e| Problem::because("not JSON", e))?;
     let kind = v.get("type").and_then(Value::as_str);
     let mut out = Vec::new();
     match kind {
@@ -564,13 +556,13 @@ fn geojson_points(text: &str) -> std::result::Result<Vec<SamplePoint>, String> {
                 .and_then(Value::as_array)
                 .ok_or("FeatureCollection without a features array")?;
             for (i, fv) in fs.iter().enumerate() {
-                let p = feature_point(fv, i).map_err(|m| format!("feature {i}: {m}"))?;
+                let p = feature_point(fv, i).map_err(|p| p.context(format!("feature {i}")))?;
                 out.push(p);
             }
         }
         Some("Feature") => out.push(feature_point(&v, 0)?),
-        Some("Point" | "MultiPoint") => {
-            let g = Geometry::deserialize(&v).map_err(|e| e.to_string())?;
+        Some(t @ ("Point" | "MultiPoint")) => {
+            let g = Geometry::deserialize(&v).map_err(|e| Problem::because(t, e))?;
             for (i, pos) in geometry_positions(&g)?.into_iter().enumerate() {
                 out.push(SamplePoint {
                     id: format!("p{i}"),
@@ -582,7 +574,8 @@ fn geojson_points(text: &str) -> std::result::Result<Vec<SamplePoint>, String> {
         Some(t) => {
             return Err(format!(
                 "{t} is not a FeatureCollection of Points, a Point or a MultiPoint"
-            ));
+            )
+            .into());
         }
         None => return Err("no GeoJSON \"type\"".into()),
     }
@@ -603,15 +596,12 @@ fn geometry_positions(g: &Geometry) -> std::result::Result<Vec<(f64, f64)>, Stri
 }
 
 /// One Point feature as a sample point (`index` makes the fallback id).
-fn feature_point(v: &Value, index: usize) -> std::result::Result<SamplePoint, String> {
-    let f = Feature::deserialize(v).map_err(|e| e.to_string())?;
+fn feature_point(v: &Value, index: usize) -> std::result::Result<SamplePoint, Problem> {
+    let f = Feature::deserialize(v).map_err(|e| Problem::because("not a GeoJSON Feature", e))?;
     let g = f.geometry.as_ref().ok_or("no geometry")?;
     let pos = geometry_positions(g)?;
     let [(lon, lat)] = pos.as_slice() else {
-        return Err(format!(
-            "{} positions where one Point was expected",
-            pos.len()
-        ));
+        return Err(format!("{} positions where one Point was expected", pos.len()).into());
     };
     let prop = |k: &str| match f.property(k) {
         Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
@@ -675,7 +665,13 @@ impl TimeWindows {
     /// (0, or given without `time.window_days`).
     pub fn windows(&self) -> Result<Vec<(NaiveDate, NaiveDate)>> {
         let (first, last) = parse_day_range(&self.range).map_err(|e| match e {
-            Error::Invalid { message, .. } => Error::invalid("time.range", message),
+            Error::Invalid {
+                message, source, ..
+            } => Error::Invalid {
+                what: "time.range",
+                message,
+                source,
+            },
             other => other,
         })?;
         let Some(window) = self.window_days else {
@@ -893,6 +889,14 @@ mod tests {
         let msg = |text: &str| points_of("pts.geojson", text).unwrap_err().to_string();
         let e = msg("{");
         assert!(e.contains("pts.geojson") && e.contains("not JSON"), "{e}");
+        // the JSON parser's error is the source, not part of the message
+        let e = points_of("pts.geojson", "{").unwrap_err();
+        assert!(
+            matches!(&e, Error::Config { message, .. } if message == "not JSON"),
+            "{e}"
+        );
+        let cause = std::error::Error::source(&e).expect("the JSON error");
+        assert!(e.chain().ends_with(&cause.to_string()), "{}", e.chain());
         let e = msg(&serde_json::json!({"type": "FeatureCollection", "features": [
             {"type": "Feature", "properties": {},
              "geometry": {"type": "Point", "coordinates": [1.0, 2.0]}},

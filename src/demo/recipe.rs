@@ -1,11 +1,11 @@
 //! The TOML recipe a demo world is generated from.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Problem, Result};
 use crate::units::Epsg;
 
 /// The embedded Oakland port recipe (`datasets/oakland-port/recipe.toml`).
@@ -170,25 +170,24 @@ impl Recipe {
     /// Parses and validates recipe text; `path` is only used in messages.
     ///
     /// # Errors
-    /// [`Error::Config`] naming `path` and the problem.
+    /// [`Error::Config`] naming `path` and the problem, with the TOML (or
+    /// time) parser's error as its source.
     pub fn from_toml_str(s: &str, path: &Path) -> Result<Recipe> {
-        let cfg = |message: String| Error::Config {
-            path: PathBuf::from(path),
-            message,
-        };
-        let r: Recipe = toml::from_str(s).map_err(|e| cfg(one_line(&e.to_string())))?;
-        r.validate().map_err(cfg)?;
+        let r: Recipe =
+            toml::from_str(s).map_err(|e| Error::config_because(path, "not a recipe", e))?;
+        r.validate().map_err(|p| p.config(path))?;
         Ok(r)
     }
 
-    fn validate(&self) -> std::result::Result<(), String> {
+    fn validate(&self) -> std::result::Result<(), Problem> {
         // Both end up in file names (the cache folder, item and data
         // folders): nothing that could leave the folder they are written in.
         if !is_file_safe(&self.name) {
             return Err(format!(
                 "name {:?} must be 1–64 letters, digits, '-', '_' or '.', not starting with '.'",
                 self.name
-            ));
+            )
+            .into());
         }
         for (name, g) in &self.granules {
             if g.mgrs.is_empty()
@@ -198,42 +197,34 @@ impl Recipe {
                 return Err(format!(
                     "granule {name}: mgrs {:?} must be 1–10 letters and digits (item ids and file names are made from it)",
                     g.mgrs
-                ));
+                ).into());
             }
         }
         let [lon, lat] = self.centroid;
         if !(-180.0..=180.0).contains(&lon) || !(-80.0..=84.0).contains(&lat) {
-            return Err(format!(
-                "centroid {:?} is outside UTM coverage",
-                self.centroid
-            ));
+            return Err(format!("centroid {:?} is outside UTM coverage", self.centroid).into());
         }
         if self.epsg.as_utm().is_none() {
-            return Err(format!("epsg {} must be a UTM zone", self.epsg));
+            return Err(format!("epsg {} must be a UTM zone", self.epsg).into());
         }
         if !(64..=16384).contains(&self.scene_size) || !self.scene_size.is_multiple_of(2) {
-            return Err(format!(
-                "scene_size {} must be even, 64..=16384",
-                self.scene_size
-            ));
+            return Err(format!("scene_size {} must be even, 64..=16384", self.scene_size).into());
         }
         if self.cog_tile_size == 0 || !self.cog_tile_size.is_multiple_of(16) {
             return Err(format!(
                 "cog_tile_size {} must be a positive multiple of 16",
                 self.cog_tile_size
-            ));
+            )
+            .into());
         }
         if !(1..=12).contains(&self.month) {
-            return Err(format!("month {} must be 1..=12", self.month));
+            return Err(format!("month {} must be 1..=12", self.month).into());
         }
         chrono::NaiveTime::parse_from_str(&self.time, "%H:%M:%S")
-            .map_err(|e| format!("time {:?}: {e}", self.time))?;
+            .map_err(|e| Problem::because(format!("time {:?}", self.time), e))?;
         for (name, g) in &self.granules {
             if g.epsg.as_utm().is_none() {
-                return Err(format!(
-                    "granule {name}: epsg {} must be a UTM zone",
-                    g.epsg
-                ));
+                return Err(format!("granule {name}: epsg {} must be a UTM zone", g.epsg).into());
             }
         }
         if self.acquisitions.is_empty() {
@@ -244,7 +235,8 @@ impl Recipe {
                 return Err(format!(
                     "acquisition day {} is not in {}-{:02}",
                     a.day, self.year, self.month
-                ));
+                )
+                .into());
             }
             for s in &a.scenes {
                 if !self.granules.contains_key(&s.granule) {
@@ -253,22 +245,23 @@ impl Recipe {
                         a.day,
                         s.granule,
                         self.granules.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ));
+                    )
+                    .into());
                 }
                 if !(s.gain > 0.0 && s.gain.is_finite()) {
-                    return Err(format!("day {}: gain {} must be > 0", a.day, s.gain));
+                    return Err(format!("day {}: gain {} must be > 0", a.day, s.gain).into());
                 }
                 if let Some(e) = s.edge
                     && e[2] == 0.0
                     && e[3] == 0.0
                 {
-                    return Err(format!("day {}: edge normal is zero", a.day));
+                    return Err(format!("day {}: edge normal is zero", a.day).into());
                 }
             }
         }
         for t in &self.terminals {
             if !(t.half_length > 0.0 && t.half_width > 0.0) {
-                return Err(format!("terminal {:?}: sizes must be > 0", t.name));
+                return Err(format!("terminal {:?}: sizes must be > 0", t.name).into());
             }
         }
         Ok(())
@@ -326,24 +319,6 @@ fn is_file_safe(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-/// A parser message on one line: position, the offending source line, and the reason.
-fn one_line(s: &str) -> String {
-    let lines: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    // toml errors read "TOML parse error at line 3, column 5 | 3 | key = value | ^^^ | message"
-    let source = lines
-        .iter()
-        .filter_map(|l| l.split_once(" | ").map(|(_, src)| src.trim()))
-        .find(|src| !src.is_empty() && !src.starts_with('^'));
-    match (lines.first(), lines.last()) {
-        (Some(first), Some(last)) if lines.len() > 1 => match source {
-            Some(src) => format!("{first}: `{src}`: {last}"),
-            None => format!("{first}: {last}"),
-        },
-        (Some(first), _) => first.to_string(),
-        _ => s.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,7 +344,11 @@ mod tests {
     #[test]
     fn malformed_recipes_name_the_problem() {
         let p = Path::new("bad.toml");
-        let e = Recipe::from_toml_str("name = ", p).unwrap_err().to_string();
+        let e = Recipe::from_toml_str("name = ", p).unwrap_err();
+        // the TOML parser's error is the source (the CLI prints it on one line)
+        let cause = std::error::Error::source(&e).expect("the TOML error");
+        assert!(cause.to_string().contains("line 1"), "{cause}");
+        let e = e.to_string();
         assert!(e.starts_with("bad.toml: "), "{e}");
         assert!(!e.contains('\n'), "one line: {e}");
         let bad_granule =
@@ -400,7 +379,7 @@ mod tests {
             assert!(e.contains(key) && e.contains("must be"), "{to}: {e}");
         }
         let unknown = format!("{OAKLAND_RECIPE}\ncolour = 3\n");
-        let e = Recipe::from_toml_str(&unknown, p).unwrap_err().to_string();
+        let e = Recipe::from_toml_str(&unknown, p).unwrap_err().chain();
         assert!(e.contains("colour"), "{e}");
     }
 }

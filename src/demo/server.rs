@@ -476,7 +476,7 @@ impl WorldServer {
         let bind = opts.bind.as_str();
         let want: SocketAddr = bind
             .parse()
-            .map_err(|e| Error::invalid("bind address", format!("{bind}: {e}")))?;
+            .map_err(|e| Error::invalid_because("bind address", bind, e))?;
         if !want.ip().is_loopback() {
             return Err(Error::invalid(
                 "bind address",
@@ -490,27 +490,24 @@ impl WorldServer {
         let root = format!("http://{addr}");
 
         let mut backend = MemoryBackend::new();
-        let stac_err = |m: String| Error::Stac {
-            url: root.clone(),
-            message: m,
-        };
         backend
             .add_collection(world.collection()?)
             .await
-            .map_err(|e| stac_err(e.to_string()))?;
+            .map_err(|e| Error::stac_because(&root, "adding the collection", e))?;
         for mut item in world.items()? {
             for asset in item.assets.values_mut() {
                 if let Some(rel) = asset.href.strip_prefix("../") {
                     asset.href = format!("{root}/{rel}");
                 }
             }
+            let id = item.id.clone();
             backend
                 .add_item(item)
                 .await
-                .map_err(|e| stac_err(e.to_string()))?;
+                .map_err(|e| Error::stac_because(&root, format!("adding item {id}"), e))?;
         }
         let api = Api::new(backend, &format!("{root}/"))
-            .map_err(|e| stac_err(e.to_string()))?
+            .map_err(|e| Error::stac_because(&root, "building the API", e))?
             .id("tilestack-demo")
             .description("tilestack demo world");
         let stats = Arc::new(ServerStats::default());

@@ -9,7 +9,7 @@ use crate::cog::header_store::{cache_root, fnv1a};
 use crate::demo::cog_writer::{self, CogOptions, CogPixels, OverviewResampling};
 use crate::demo::recipe::{Recipe, SceneDef};
 use crate::demo::render::{self, BANDS, CoordMap, SceneState, WorldModel};
-use crate::error::{Error, Result};
+use crate::error::{Error, Problem, Result};
 use crate::geo::crs::Transformer;
 use crate::units::Epsg;
 
@@ -91,15 +91,13 @@ impl World {
         let not = |message: String| Error::NotAWorld {
             path: dir.to_path_buf(),
             message,
+            source: None,
         };
         if !dir.is_dir() {
             return Err(not("not a folder".into()));
         }
         let mpath = dir.join(MANIFEST);
-        let text = std::fs::read_to_string(&mpath)
-            .map_err(|e| not(format!("cannot read {MANIFEST}: {e}")))?;
-        let manifest: WorldManifest =
-            serde_json::from_str(&text).map_err(|e| not(format!("{MANIFEST}: {e}")))?;
+        let manifest: WorldManifest = read_json(&mpath).map_err(|p| broken(dir, p))?;
         if manifest.kind != "tilestack-world" {
             return Err(not(format!("{MANIFEST}: kind is {:?}", manifest.kind)));
         }
@@ -233,7 +231,7 @@ impl World {
     /// [`Error::NotAWorld`] when the file is unreadable or not a collection.
     pub fn collection(&self) -> Result<stac::Collection> {
         let p = self.dir.join("collection.json");
-        read_json(&p).map_err(|m| self.broken(m))
+        read_json(&p).map_err(|p| broken(&self.dir, p))
     }
 
     /// The STAC items as stored (asset hrefs relative to the item file), in time order.
@@ -246,22 +244,28 @@ impl World {
             .iter()
             .map(|s| {
                 let p = self.dir.join("items").join(format!("{}.json", s.id));
-                read_json(&p).map_err(|m| self.broken(m))
+                read_json(&p).map_err(|p| broken(&self.dir, p))
             })
             .collect()
     }
+}
 
-    fn broken(&self, message: String) -> Error {
-        Error::NotAWorld {
-            path: self.dir.clone(),
-            message,
-        }
+/// An [`Error::NotAWorld`] for the folder `dir`: `p` names the file and
+/// keeps the I/O or JSON error behind it.
+fn broken(dir: &Path, p: Problem) -> Error {
+    Error::NotAWorld {
+        path: dir.to_path_buf(),
+        message: p.message,
+        source: p.source,
     }
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(p: &Path) -> std::result::Result<T, String> {
-    let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
+/// A JSON file of the world: a problem naming the file (`cannot read` it,
+/// or its path when it does not parse) with the I/O or JSON error as cause.
+fn read_json<T: serde::de::DeserializeOwned>(p: &Path) -> std::result::Result<T, Problem> {
+    let text = std::fs::read_to_string(p)
+        .map_err(|e| Problem::because(format!("cannot read {}", p.display()), e))?;
+    serde_json::from_str(&text).map_err(|e| Problem::because(p.display().to_string(), e))
 }
 
 fn write_json(p: &Path, v: &Value) -> Result<()> {

@@ -272,10 +272,12 @@ impl HttpRangeClient {
 
     #[cfg(feature = "cloud")]
     async fn fetch_object(&self, url: &str, range: Range<u64>, to_eof: bool) -> Result<Bytes> {
-        let (store, key) = self
-            .stores
-            .resolve(url)
-            .map_err(|e| Error::http(url, format!("bytes {}..{}: {e}", range.start, range.end)))?;
+        let (store, key) = self.stores.resolve(url).map_err(|e| Error::Http {
+            url: url.to_string(),
+            status: None,
+            message: format!("bytes {}..{}", range.start, range.end),
+            source: Some(Cause::new(e)),
+        })?;
         let _permit = self.hosts.acquire(url).await;
         object::read_object(
             url,

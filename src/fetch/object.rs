@@ -68,7 +68,8 @@ impl ObjectUrl {
     /// object path.
     pub fn parse(href: &str) -> Result<ObjectUrl> {
         let invalid = |m: String| Error::invalid("object store URL", format!("{href}: {m}"));
-        let url = url::Url::parse(href).map_err(|e| invalid(e.to_string()))?;
+        let url = url::Url::parse(href)
+            .map_err(|e| Error::invalid_because("object store URL", href, e))?;
         let (cloud, scheme) = match url.scheme() {
             "s3" | "s3a" => (Cloud::S3, "s3"),
             "gs" => (Cloud::Gcs, "gs"),
@@ -88,7 +89,13 @@ impl ObjectUrl {
             "" => bucket.to_string(),
             user => format!("{user}@{bucket}"),
         };
-        let key = Path::from_url_path(url.path()).map_err(|e| invalid(e.to_string()))?;
+        let key = Path::from_url_path(url.path()).map_err(|e| {
+            Error::invalid_because(
+                "object store URL",
+                format!("{href}: not a valid object path"),
+                e,
+            )
+        })?;
         Ok(ObjectUrl {
             cloud,
             store_key: format!("{scheme}://{authority}"),
@@ -184,8 +191,8 @@ impl ObjectStores {
     ///
     /// # Errors
     /// [`Error::Invalid`] when `href` is not an object-store URL or the
-    /// store's configuration is incomplete or malformed (the message is
-    /// `object_store`'s, naming the missing setting).
+    /// store's configuration is incomplete or malformed (`object_store`'s
+    /// error, naming the missing setting, is its source).
     pub fn resolve(&self, href: &str) -> Result<(Arc<dyn ObjectStore>, Path)> {
         let u = ObjectUrl::parse(href)?;
         if let Some(s) = self.lock().get(&u.store_key) {
@@ -194,10 +201,7 @@ impl ObjectStores {
         // Built outside the lock: builders may read credential files. Two
         // racing first uses build twice and keep the first; that is harmless.
         let built = self.build(&u).map_err(|e| {
-            Error::invalid(
-                "object store configuration",
-                format!("{}: {e}", u.store_key),
-            )
+            Error::invalid_because("object store configuration", u.store_key.clone(), e)
         })?;
         let store = self.lock().entry(u.store_key).or_insert(built).clone();
         Ok((store, u.key))
@@ -417,7 +421,8 @@ mod tests {
             ("s3:///key", "no bucket"),
             ("not a url", "relative URL"),
         ] {
-            let e = ObjectUrl::parse(href).unwrap_err().to_string();
+            // the URL parser's error ("relative URL") is the source: chain prints it
+            let e = ObjectUrl::parse(href).unwrap_err().chain();
             assert!(e.contains(href) && e.contains(want), "{href}: {e}");
         }
     }

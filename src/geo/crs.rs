@@ -18,9 +18,11 @@ fn proj_string(epsg: Epsg) -> Result<&'static str> {
         .ok()
         .and_then(crs_definitions::from_code)
         .map(|def| def.proj4)
-        .ok_or_else(|| Error::Crs {
-            epsg: epsg.code(),
-            message: "unknown code (not in the crs-definitions EPSG table)".into(),
+        .ok_or_else(|| {
+            Error::crs(
+                epsg.code(),
+                "unknown code (not in the crs-definitions EPSG table)",
+            )
         })
 }
 
@@ -52,9 +54,8 @@ impl Transformer {
     /// [`Error::Crs`] when either code is unsupported.
     pub fn new(src: Epsg, dst: Epsg) -> Result<Self> {
         let mk = |e: Epsg| {
-            Proj::from_proj_string(proj_string(e)?).map_err(|err| Error::Crs {
-                epsg: e.code(),
-                message: err.to_string(),
+            Proj::from_proj_string(proj_string(e)?).map_err(|err| {
+                Error::crs_because(e.code(), "proj4rs cannot build its definition", err)
             })
         };
         Ok(Transformer {
@@ -100,10 +101,11 @@ impl Transformer {
         }
         let mut p = (px, py, 0.0);
         proj4rs::transform::transform(&self.src_proj, &self.dst_proj, &mut p).map_err(|e| {
-            Error::Crs {
-                epsg: self.dst.code(),
-                message: format!("projecting ({x}, {y}) from {}: {e}", self.src),
-            }
+            Error::crs_because(
+                self.dst.code(),
+                format!("projecting ({x}, {y}) from {}", self.src),
+                e,
+            )
         })?;
         let (mut ox, mut oy) = (p.0, p.1);
         if self.dst_proj.is_latlong() {
@@ -111,10 +113,10 @@ impl Transformer {
             oy = oy.to_degrees();
         }
         if !ox.is_finite() || !oy.is_finite() {
-            return Err(Error::Crs {
-                epsg: self.dst.code(),
-                message: format!("({x}, {y}) from {} has no finite image", self.src),
-            });
+            return Err(Error::crs(
+                self.dst.code(),
+                format!("({x}, {y}) from {} has no finite image", self.src),
+            ));
         }
         Ok((ox, oy))
     }

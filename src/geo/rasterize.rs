@@ -8,7 +8,7 @@ use ndarray::Array2;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Problem, Result};
 use crate::geo::crs::Transformer;
 use crate::geo::grid::GridSpec;
 use crate::units::Epsg;
@@ -54,35 +54,22 @@ impl Mask {
     /// Parses GeoJSON text; `source` names it in errors.
     ///
     /// # Errors
-    /// [`Error::Config`] naming `source` and the malformed part.
+    /// [`Error::Config`] naming `source` and the malformed part, with the
+    /// JSON, GeoJSON or date parser's error as its source where one is behind it.
     pub fn from_geojson_str(text: &str, source: &str) -> Result<Mask> {
-        let bad = |m: String| Error::Config {
-            path: source.into(),
-            message: m,
-        };
-        let v: Value = serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
-        Mask::from_geojson(&v).map_err(bad)
+        let v: Value =
+            serde_json::from_str(text).map_err(|e| Error::config_because(source, "not JSON", e))?;
+        parse(&v).map_err(|p| p.config(source))
     }
 
     /// Parses a GeoJSON value.
     ///
     /// # Errors
-    /// A message naming the malformed feature.
-    pub fn from_geojson(v: &Value) -> std::result::Result<Mask, String> {
-        let features = match GeoJson::deserialize(v).map_err(|e| explain(v, &e))? {
-            GeoJson::FeatureCollection(fc) => fc
-                .features
-                .iter()
-                .enumerate()
-                .map(|(i, f)| feature(f).map_err(|m| format!("feature {i}: {m}")))
-                .collect::<std::result::Result<_, _>>()?,
-            GeoJson::Feature(f) => vec![feature(&f)?],
-            GeoJson::Geometry(g) => vec![MaskFeature {
-                polygons: geometry(&g)?,
-                day: None,
-            }],
-        };
-        Ok(Mask { features })
+    /// [`Error::Invalid`] (`what` = `"GeoJSON mask"`) naming the malformed
+    /// feature, with the GeoJSON or date parser's error as its source where
+    /// one is behind it.
+    pub fn from_geojson(v: &Value) -> Result<Mask> {
+        parse(v).map_err(|p| p.invalid("GeoJSON mask"))
     }
 
     /// Burns the features that apply to `day` (all undated ones, plus those
@@ -152,43 +139,62 @@ const GEOJSON_TYPES: [&str; 9] = [
     "GeometryCollection",
 ];
 
+/// The mask of a GeoJSON value, or what is wrong with it.
+fn parse(v: &Value) -> std::result::Result<Mask, Problem> {
+    let features = match GeoJson::deserialize(v).map_err(|e| explain(v, e))? {
+        GeoJson::FeatureCollection(fc) => fc
+            .features
+            .iter()
+            .enumerate()
+            .map(|(i, f)| feature(f).map_err(|p| p.context(format!("feature {i}"))))
+            .collect::<std::result::Result<_, _>>()?,
+        GeoJson::Feature(f) => vec![feature(&f)?],
+        GeoJson::Geometry(g) => vec![MaskFeature {
+            polygons: geometry(&g)?,
+            day: None,
+        }],
+    };
+    Ok(Mask { features })
+}
+
 /// Says where and why `v`, which `geojson` rejected with `e`, is malformed:
 /// the first feature (by index) or sub-geometry that fails on its own,
-/// explained in turn, or a type that is no geometry at all.
-fn explain(v: &Value, e: &dyn std::fmt::Display) -> String {
+/// explained in turn, or a type that is no geometry at all. Where only
+/// `geojson`'s error says more, it is the cause, behind the type's name.
+fn explain(v: &Value, e: serde_json::Error) -> Problem {
     let members = |key: &str| v.get(key).and_then(Value::as_array);
-    let bad_geometry = |g: &Value| Geometry::deserialize(g).err().map(|ge| explain(g, &ge));
+    let bad_geometry = |g: &Value| Geometry::deserialize(g).err().map(|ge| explain(g, ge));
     match v.get("type").and_then(Value::as_str) {
         None => "no GeoJSON \"type\"".into(),
-        Some("FeatureCollection") => match members("features") {
+        Some(t @ "FeatureCollection") => match members("features") {
             None => "FeatureCollection without a features array".into(),
             Some(fs) => fs
                 .iter()
                 .enumerate()
                 .find_map(|(i, f)| {
                     let fe = Feature::deserialize(f).err()?;
-                    Some(format!("feature {i}: {}", explain(f, &fe)))
+                    Some(explain(f, fe).context(format!("feature {i}")))
                 })
-                .unwrap_or_else(|| e.to_string()),
+                .unwrap_or_else(|| Problem::because(t, e)),
         },
-        Some("Feature") => v
+        Some(t @ "Feature") => v
             .get("geometry")
             .filter(|g| !g.is_null())
             .and_then(bad_geometry)
-            .unwrap_or_else(|| e.to_string()),
-        Some("GeometryCollection") => match members("geometries") {
+            .unwrap_or_else(|| Problem::because(t, e)),
+        Some(t @ "GeometryCollection") => match members("geometries") {
             None => "GeometryCollection without a geometries array".into(),
             Some(gs) => gs
                 .iter()
                 .find_map(bad_geometry)
-                .unwrap_or_else(|| e.to_string()),
+                .unwrap_or_else(|| Problem::because(t, e)),
         },
-        Some(t) if GEOJSON_TYPES.contains(&t) => format!("{t}: {e}"),
-        Some(t) => format!("{t} is not a polygonal geometry"),
+        Some(t) if GEOJSON_TYPES.contains(&t) => Problem::because(t, e),
+        Some(t) => format!("{t} is not a polygonal geometry").into(),
     }
 }
 
-fn feature(f: &Feature) -> std::result::Result<MaskFeature, String> {
+fn feature(f: &Feature) -> std::result::Result<MaskFeature, Problem> {
     let g = f.geometry.as_ref().ok_or("no geometry")?;
     let day = match f.property("datetime") {
         None | Some(Value::Null) => None,
@@ -196,9 +202,9 @@ fn feature(f: &Feature) -> std::result::Result<MaskFeature, String> {
             chrono::DateTime::parse_from_rfc3339(s)
                 .map(|d| d.with_timezone(&chrono::Utc).date_naive())
                 .or_else(|_| NaiveDate::parse_from_str(s, "%Y-%m-%d"))
-                .map_err(|e| format!("datetime {s:?}: {e}"))?,
+                .map_err(|e| Problem::because(format!("datetime {s:?}"), e))?,
         ),
-        Some(other) => return Err(format!("datetime {other} is not a string")),
+        Some(other) => return Err(format!("datetime {other} is not a string").into()),
     };
     Ok(MaskFeature {
         polygons: geometry(g)?,
@@ -294,8 +300,14 @@ mod tests {
         assert_eq!(b.sum(), 0.0);
     }
 
+    /// The mask, or the message of what is wrong (its cause, if any, apart).
     fn parse(v: serde_json::Value) -> std::result::Result<Mask, String> {
-        Mask::from_geojson(&v)
+        super::parse(&v).map_err(|p| p.message)
+    }
+
+    /// What is wrong with `v`, message and cause.
+    fn problem(v: serde_json::Value) -> Problem {
+        super::parse(&v).expect_err("malformed")
     }
 
     #[test]
@@ -357,11 +369,33 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.features[0].day, NaiveDate::from_ymd_opt(2020, 1, 2));
-        let e = parse(json!({"type": "FeatureCollection", "features": [
+        // the date parser's error is the cause, behind the feature and the value
+        let e = problem(json!({"type": "FeatureCollection", "features": [
             {"type": "Feature", "properties": {}, "geometry": poly},
-            {"type": "Feature", "properties": {"datetime": "yesterday"}, "geometry": poly}]}))
+            {"type": "Feature", "properties": {"datetime": "yesterday"}, "geometry": poly}]}));
+        assert_eq!(e.message, "feature 1: datetime \"yesterday\"");
+        let cause = e.source.as_ref().expect("the date parser's error");
+        assert!(cause.get().is::<chrono::ParseError>(), "{cause:?}");
+        assert!(
+            e.to_string()
+                .starts_with("feature 1: datetime \"yesterday\": "),
+            "{e}"
+        );
+        // and through the public entry point it is the Error's source
+        let e = Mask::from_geojson(&json!({"type": "Feature",
+            "properties": {"datetime": "yesterday"}, "geometry": poly}))
         .unwrap_err();
-        assert!(e.starts_with("feature 1: datetime \"yesterday\": "), "{e}");
+        assert!(
+            matches!(
+                &e,
+                Error::Invalid {
+                    what: "GeoJSON mask",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(std::error::Error::source(&e).is_some(), "{e:?}");
         let e = parse(json!({"type": "Feature", "properties": {"datetime": 5}, "geometry": poly}))
             .unwrap_err();
         assert_eq!(e, "datetime 5 is not a string");
@@ -395,9 +429,15 @@ mod tests {
             fc(json!({"type": "Feature", "properties": {}, "geometry": null})),
             "feature 1: no geometry"
         );
-        let e = fc(json!({"type": "Feature", "properties": {},
-            "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, "a"], [1, 1], [0, 0]]]}}));
-        assert!(e.starts_with("feature 1: Polygon: "), "{e}");
+        // where only geojson's error says more, it is the cause, behind the type
+        let e = problem(json!({"type": "FeatureCollection", "features": [
+            {"type": "Feature", "properties": {}, "geometry": poly},
+            {"type": "Feature", "properties": {},
+            "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, "a"], [1, 1], [0, 0]]]}}]}));
+        assert_eq!(e.message, "feature 1: Polygon");
+        let cause = e.source.as_ref().expect("geojson's error");
+        assert!(cause.get().is::<serde_json::Error>(), "{cause:?}");
+        assert!(e.to_string().starts_with("feature 1: Polygon: "), "{e}");
         assert_eq!(
             parse(json!({"type": "Polygon", "coordinates": [[[0, 0], [1], [1, 1], [0, 0]]]}))
                 .unwrap_err(),
@@ -426,6 +466,14 @@ mod tests {
             e.contains("m.geojson") && e.contains("MultiPoint is not a polygonal"),
             "{e}"
         );
+        // text that is not JSON: the JSON parser's error is the Config's source
+        let e = Mask::from_geojson_str("{", "bad.geojson").unwrap_err();
+        assert!(
+            matches!(&e, Error::Config { message, .. } if message == "not JSON"),
+            "{e}"
+        );
+        let cause = std::error::Error::source(&e).expect("the JSON error");
+        assert!(e.chain().ends_with(&cause.to_string()), "{}", e.chain());
     }
 
     #[test]

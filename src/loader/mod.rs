@@ -41,7 +41,7 @@ use tokio::task::JoinHandle;
 
 use crate::dataset::TileDataset;
 use crate::dataset::config::{ErrorPolicy, LastBatch, LoaderConfig};
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 use crate::loader::augment::{PixelMap, mix};
 use crate::loader::source::{Counters, Source};
 use crate::shard::read::ShardSet;
@@ -714,7 +714,7 @@ impl Iterator for EpochBatches {
                 self.loader.inner.lock().held -= slot.bytes;
                 out
             }
-            None => Err(Error::invalid(
+            None => Err(Error::internal(
                 "loader",
                 format!(
                     "batch {} of epoch {} was not scheduled",
@@ -760,7 +760,7 @@ async fn load_one(inner: Arc<Inner>, epoch: u64, sample: usize) -> Result<(TileS
         .clone()
         .acquire_owned()
         .await
-        .map_err(|e| Error::invalid("loader", e.to_string()))?;
+        .map_err(|e| Error::internal_because("loader", "its load permits are closed", e))?;
     let buffer = inner.take_buffer();
     let out = inner.ds.load(sample, buffer).await;
     {
@@ -867,7 +867,7 @@ async fn replacement(
         st.orders.get(&key.epoch).cloned()
     };
     let Some(order) = order else {
-        return Err(Error::invalid("loader", "epoch order evicted"));
+        return Err(Error::internal("loader", "epoch order evicted"));
     };
     let pos = &order[key.view.start..key.view.end];
     let at = pos.iter().position(|&s| s == failed).unwrap_or(0);
@@ -878,12 +878,12 @@ async fn replacement(
             return Ok((candidate, stack, layers));
         }
     }
-    Err(Error::invalid(
-        "loader.errors = replace",
-        format!(
-            "sample {failed} failed ({}) and none of the {} samples after it loaded either",
-            error.chain(),
+    Err(Error::Invalid {
+        what: "loader.errors = replace",
+        message: format!(
+            "sample {failed} failed and none of the {} samples after it loaded either",
             tries.saturating_sub(1)
         ),
-    ))
+        source: Some(Cause::new(error.duplicate())),
+    })
 }

@@ -162,14 +162,49 @@ pub(crate) fn header(
         }
         base = out.len() as u64;
     }
-    Err(Error::invalid(
+    Err(Error::internal(
         "shard header",
         "its length did not settle (entries too large)",
     ))
 }
 
 fn json_err(e: serde_json::Error) -> Error {
-    Error::invalid("shard header", e.to_string())
+    Error::internal_because("shard header", "cannot write it as JSON", e)
+}
+
+/// What is wrong with a shard file's header, as [`parse_header`] and
+/// [`header_entries`] find it; the JSON parser's error is the source.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HeaderError {
+    /// Fewer than the 8 bytes of the header's length.
+    #[error("shorter than a safetensors header")]
+    Short,
+    /// The header's length is over the limit.
+    #[error("declares a {declared}-byte header (more than {max})")]
+    TooLarge {
+        /// The length the file declares.
+        declared: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The header is not JSON.
+    #[error("header is not JSON")]
+    NotJson(#[source] serde_json::Error),
+    /// `__metadata__` is not a map of strings.
+    #[error("__metadata__")]
+    Metadata(#[source] serde_json::Error),
+    /// `__metadata__.format` is not a shard's.
+    #[error("not a tilestack shard (__metadata__.format is {found:?}, expected {SHARD_FORMAT:?})")]
+    NotAShard {
+        /// The format found, if any.
+        found: Option<String>,
+    },
+    /// `__metadata__` lacks `entries`.
+    #[error("__metadata__ has no entries")]
+    NoEntries,
+    /// `__metadata__.entries` does not parse.
+    #[error("__metadata__.entries")]
+    Entries(#[source] serde_json::Error),
 }
 
 /// The JSON header of a shard file from its first bytes: `(header length
@@ -178,46 +213,44 @@ fn json_err(e: serde_json::Error) -> Error {
 pub(crate) fn parse_header(
     head: &[u8],
     max: u64,
-) -> std::result::Result<Option<(u64, serde_json::Value)>, String> {
+) -> std::result::Result<Option<(u64, serde_json::Value)>, HeaderError> {
     let Some(len) = head.get(..8) else {
-        return Err("shorter than a safetensors header".into());
+        return Err(HeaderError::Short);
     };
     let mut n = [0u8; 8];
     n.copy_from_slice(len);
     let n = u64::from_le_bytes(n);
     if n > max {
-        return Err(format!("declares a {n}-byte header (more than {max})"));
+        return Err(HeaderError::TooLarge { declared: n, max });
     }
     let end = 8 + n as usize;
     let Some(json) = head.get(8..end) else {
         return Ok(None);
     };
-    let v: serde_json::Value =
-        serde_json::from_slice(json).map_err(|e| format!("header is not JSON: {e}"))?;
+    let v: serde_json::Value = serde_json::from_slice(json).map_err(HeaderError::NotJson)?;
     Ok(Some((end as u64, v)))
 }
 
 /// The entries a shard's header lists, and its `__metadata__`.
 pub(crate) fn header_entries(
     header: &serde_json::Value,
-) -> std::result::Result<(Vec<SampleEntry>, BTreeMap<String, String>), String> {
+) -> std::result::Result<(Vec<SampleEntry>, BTreeMap<String, String>), HeaderError> {
     let meta: BTreeMap<String, String> = header
         .get("__metadata__")
         .cloned()
         .map(serde_json::from_value)
         .transpose()
-        .map_err(|e| format!("__metadata__: {e}"))?
+        .map_err(HeaderError::Metadata)?
         .unwrap_or_default();
     if meta.get("format").map(String::as_str) != Some(SHARD_FORMAT) {
-        return Err(format!(
-            "not a tilestack shard (__metadata__.format is {:?}, expected {SHARD_FORMAT:?})",
-            meta.get("format")
-        ));
+        return Err(HeaderError::NotAShard {
+            found: meta.get("format").cloned(),
+        });
     }
     let entries = meta
         .get("entries")
-        .ok_or_else(|| "__metadata__ has no entries".to_string())
-        .and_then(|s| serde_json::from_str(s).map_err(|e| format!("__metadata__.entries: {e}")))?;
+        .ok_or(HeaderError::NoEntries)
+        .and_then(|s| serde_json::from_str(s).map_err(HeaderError::Entries))?;
     Ok((entries, meta))
 }
 
@@ -256,6 +289,33 @@ mod tests {
         assert_eq!(v["000003/_pad"]["shape"], serde_json::json!([54]));
         let (back, _) = header_entries(&v).expect("entries");
         assert_eq!(back, entries);
+    }
+
+    #[test]
+    fn header_errors_are_typed_and_keep_the_json_error() {
+        assert!(matches!(parse_header(&[0; 4], 64), Err(HeaderError::Short)));
+        let big = 100u64.to_le_bytes();
+        assert!(matches!(
+            parse_header(&big, 64),
+            Err(HeaderError::TooLarge {
+                declared: 100,
+                max: 64
+            })
+        ));
+        let mut head = 3u64.to_le_bytes().to_vec();
+        head.extend_from_slice(b"{x}");
+        let e = parse_header(&head, 64).unwrap_err();
+        assert!(matches!(e, HeaderError::NotJson(_)), "{e}");
+        assert!(std::error::Error::source(&e).is_some(), "{e:?}");
+        let v = serde_json::json!({"__metadata__": {"format": SHARD_FORMAT, "entries": "[1"}});
+        let e = header_entries(&v).unwrap_err();
+        assert!(matches!(e, HeaderError::Entries(_)), "{e}");
+        assert!(std::error::Error::source(&e).is_some(), "{e:?}");
+        let v = serde_json::json!({"__metadata__": {"format": "other"}});
+        assert!(matches!(
+            header_entries(&v),
+            Err(HeaderError::NotAShard { found: Some(f) }) if f == "other"
+        ));
     }
 
     #[test]

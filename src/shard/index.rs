@@ -148,7 +148,8 @@ impl ShardIndex {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Invalid`] naming `name` and what is wrong.
+    /// [`Error::Invalid`] naming `name` and what is wrong (the JSON parser's
+    /// error as its source when it is not an index at all).
     pub fn from_json(bytes: &[u8], name: &str) -> Result<ShardIndex> {
         let index = parse_index(bytes, name)?;
         check_index(&index, name)?;
@@ -159,9 +160,10 @@ impl ShardIndex {
 /// An index from its JSON.
 pub(crate) fn parse_index(bytes: &[u8], name: &str) -> Result<ShardIndex> {
     let index: ShardIndex = serde_json::from_slice(bytes).map_err(|e| {
-        Error::invalid(
+        Error::invalid_because(
             "shard index",
-            format!("{name}: not a tilestack shard index: {e}"),
+            format!("{name}: not a tilestack shard index"),
+            e,
         )
     })?;
     if index.format != INDEX_FORMAT {
@@ -232,7 +234,7 @@ pub(crate) fn check_index(index: &ShardIndex, name: &str) -> Result<()> {
 
 pub(crate) fn index_json(index: &ShardIndex) -> Result<Vec<u8>> {
     let mut v = serde_json::to_vec_pretty(index)
-        .map_err(|e| Error::invalid("shard index", e.to_string()))?;
+        .map_err(|e| Error::internal_because("shard index", "cannot write it as JSON", e))?;
     v.push(b'\n');
     Ok(v)
 }

@@ -183,9 +183,10 @@ impl Location {
                 // A read of a page-cached range is a memcpy: done here, on
                 // the loader's worker, rather than through a thread hop.
                 read_at(&f, offset, out).map_err(|e| {
-                    Error::invalid(
+                    Error::invalid_because(
                         "shard",
-                        format!("{name}: bytes {offset}..{}: {e}", offset + out.len() as u64),
+                        format!("{name}: bytes {offset}..{}", offset + out.len() as u64),
+                        e,
                     )
                 })
             }
@@ -202,7 +203,7 @@ impl Location {
 
     fn open(&self, file: &str) -> Result<Arc<std::fs::File>> {
         let Location::Local { dir, files } = self else {
-            return Err(Error::invalid("shard", "not a local folder"));
+            return Err(Error::internal("shard", "not a local folder"));
         };
         let mut files = files.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(f) = files.get(file) {

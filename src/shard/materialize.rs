@@ -147,11 +147,9 @@ impl std::fmt::Display for MaterializeReport {
 pub fn part_from_env(parts: Option<usize>) -> Result<Option<(usize, usize)>> {
     let var = |k: &'static str| -> Result<Option<usize>> {
         match std::env::var(k) {
-            Ok(v) => v
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| Error::invalid(k, format!("{v:?} is not a non-negative integer"))),
+            Ok(v) => v.trim().parse().map(Some).map_err(|e| {
+                Error::invalid_because(k, format!("{v:?} is not a non-negative integer"), e)
+            }),
             Err(_) => Ok(None),
         }
     };
@@ -508,9 +506,10 @@ async fn claim(loc: &Location, id: &Identity) -> Result<()> {
     match loc.read_all("dataset.json").await? {
         Some(bytes) => {
             let there: Identity = serde_json::from_slice(&bytes).map_err(|e| {
-                Error::invalid(
+                Error::invalid_because(
                     "shard output",
-                    format!("{name} is not a tilestack dataset file ({e}): choose an empty folder"),
+                    format!("{name} is not a tilestack dataset file: choose an empty folder"),
+                    e,
                 )
             })?;
             if there.config_hash != id.config_hash || there.name != id.name {
@@ -552,8 +551,9 @@ async fn claim(loc: &Location, id: &Identity) -> Result<()> {
                     ),
                 ));
             }
-            let json = serde_json::to_vec_pretty(id)
-                .map_err(|e| Error::invalid("dataset.json", e.to_string()))?;
+            let json = serde_json::to_vec_pretty(id).map_err(|e| {
+                Error::internal_because("dataset.json", "cannot write it as JSON", e)
+            })?;
             loc.put("dataset.json", vec![Bytes::from(json)]).await
         }
     }
@@ -699,7 +699,8 @@ fn failed_entry(ds: &TileDataset, s: usize, error: String) -> SampleEntry {
 ///
 /// # Errors
 /// [`Error::Invalid`] naming the first missing part, or parts of another
-/// dataset; the write's errors.
+/// dataset; the write's errors; [`Error::Internal`] when its runtime cannot
+/// start.
 pub fn merge_parts(out: &str, n: usize, client: Option<HttpRangeClient>) -> Result<ShardIndex> {
     let rt = crate::runtime::own_runtime("merge_parts", "tilestack-merge", Some(1))?;
     let loc = Location::parse(out, client)?;

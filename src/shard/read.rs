@@ -113,8 +113,9 @@ impl ShardSet {
     /// [`Error::Invalid`] naming the index or shard file: no index, parts
     /// missing, an index of another format, a shard missing or of another
     /// size; [`Error::Config`] naming the config file when its hash differs
-    /// from the shards' (they were written from another dataset); a call
-    /// from inside an async runtime.
+    /// from the shards' (they were written from another dataset);
+    /// [`Error::Invalid`] for a call from inside an async runtime;
+    /// [`Error::Internal`] when its runtime cannot start.
     pub fn open_with(location: &str, opts: ShardOptions) -> Result<ShardSet> {
         let threads = opts.config.as_ref().and_then(|c| c.loader.threads);
         let rt = crate::runtime::own_runtime("ShardSet::open", "tilestack-shards", threads)?;
@@ -210,12 +211,12 @@ impl ShardSet {
     /// The runtime loads run on.
     ///
     /// # Errors
-    /// [`Error::Invalid`] while dropping.
+    /// [`Error::Internal`] while dropping (its runtime is shut down).
     pub fn handle(&self) -> Result<tokio::runtime::Handle> {
         self.rt
             .as_ref()
             .map(|r| r.handle().clone())
-            .ok_or_else(|| Error::invalid("shards", "shut down"))
+            .ok_or_else(|| Error::internal("shards", "its runtime is shut down"))
     }
 
     /// Bytes read and reads made so far.
@@ -281,7 +282,7 @@ impl ShardSet {
         {
             let slice = data
                 .as_slice_mut()
-                .ok_or_else(|| Error::invalid("shard", "stack array not contiguous"))?;
+                .ok_or_else(|| Error::internal("shard", "stack array not contiguous"))?;
             let bytes: &mut [u8] = bytemuck::cast_slice_mut(slice);
             self.location.read_into(&file, e.offset, bytes).await?;
             self.location

@@ -29,7 +29,8 @@ impl Catalog {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Invalid`] for a malformed URL.
+    /// [`Error::Invalid`] for a malformed URL (the URL parser's error as
+    /// its source); [`Error::Internal`] when the HTTP client cannot be built.
     pub fn stac(url: &str, collection: &str) -> Result<Catalog> {
         Ok(Catalog::Stac {
             client: StacClient::new(url)?,

@@ -124,14 +124,14 @@ impl StacClient {
     /// A client for the API whose landing page is `root`.
     ///
     /// # Errors
-    /// [`Error::Invalid`] for a malformed URL.
+    /// [`Error::Invalid`] for a malformed URL (the URL parser's error as
+    /// its source); [`Error::Internal`] when the HTTP client cannot be built.
     pub fn new(root: &str) -> Result<Self> {
         let mut s = root.to_string();
         if !s.ends_with('/') {
             s.push('/');
         }
-        let root =
-            url::Url::parse(&s).map_err(|e| Error::invalid("STAC URL", format!("{root}: {e}")))?;
+        let root = url::Url::parse(&s).map_err(|e| Error::invalid_because("STAC URL", root, e))?;
         Ok(StacClient {
             root,
             http: http_client(DEFAULT_SEARCH_TIMEOUT)?,
@@ -144,7 +144,7 @@ impl StacClient {
     /// never answers is an error naming its URL, never a hang.
     ///
     /// # Errors
-    /// [`Error::Invalid`] when the HTTP client cannot be built.
+    /// [`Error::Internal`] when the HTTP client cannot be built.
     pub fn with_timeout(mut self, timeout: std::time::Duration) -> Result<Self> {
         self.http = http_client(timeout)?;
         Ok(self)
@@ -180,10 +180,7 @@ impl StacClient {
                 source: None,
             });
         }
-        serde_json::from_str(&text).map_err(|e| Error::Stac {
-            url: url.to_string(),
-            message: format!("response is not JSON: {e}"),
-        })
+        serde_json::from_str(&text).map_err(|e| Error::stac_because(url, "response is not JSON", e))
     }
 
     /// The conformance classes the landing page declares (`conformsTo`).
@@ -232,7 +229,7 @@ impl StacClient {
         let search_url = self
             .root
             .join("search")
-            .map_err(|e| Error::invalid("STAC URL", e.to_string()))?;
+            .map_err(|e| Error::invalid_because("STAC URL", format!("{}search", self.root), e))?;
         let body = serde_json::to_value(req).unwrap_or_default();
         let mut next: Option<Page> = Some(Page::Post {
             url: search_url.to_string(),
@@ -282,15 +279,11 @@ impl StacClient {
                 Page::Get { url } => (url.clone(), self.send_json(self.http.get(url), url).await?),
             };
             out.pages += 1;
-            let stac_err = |m: String| Error::Stac {
-                url: url.clone(),
-                message: m,
-            };
             let features = value
                 .get("features")
                 .and_then(Value::as_array)
                 .ok_or_else(|| {
-                    stac_err("not a FeatureCollection (no \"features\" array)".into())
+                    Error::stac(&url, "not a FeatureCollection (no \"features\" array)")
                 })?;
             let n = features.len();
             let before = out.items.len();
@@ -300,10 +293,8 @@ impl StacClient {
                     .and_then(Value::as_str)
                     .unwrap_or("<no id>")
                     .to_string();
-                let item: stac::Item = item_from_json(f).map_err(|e| Error::Item {
-                    item: id.clone(),
-                    message: format!("not a STAC item: {e}"),
-                })?;
+                let item: stac::Item = item_from_json(f)
+                    .map_err(|e| Error::item_because(&id, "not a STAC item", e))?;
                 let other = item
                     .collection
                     .as_ref()
@@ -380,14 +371,14 @@ fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client> {
         .connect_timeout(timeout.min(std::time::Duration::from_secs(10)))
         .timeout(timeout)
         .build()
-        .map_err(|e| Error::invalid("STAC client", e.to_string()))
+        .map_err(|e| Error::internal_because("STAC client", "cannot build the HTTP client", e))
 }
 
 /// The GET form of a search: the same fields as query parameters, with
 /// `intersects`, `query` and `sortby` JSON-encoded.
 fn get_url(post_url: &str, req: &SearchRequest) -> Result<String> {
     let mut url =
-        url::Url::parse(post_url).map_err(|e| Error::invalid("STAC URL", e.to_string()))?;
+        url::Url::parse(post_url).map_err(|e| Error::invalid_because("STAC URL", post_url, e))?;
     {
         let mut q = url.query_pairs_mut();
         if !req.collections.is_empty() {
@@ -444,10 +435,7 @@ fn next_page(page: &Value, prev_body: &Map<String, Value>, url: &str) -> Result<
     let href = link
         .get("href")
         .and_then(Value::as_str)
-        .ok_or_else(|| Error::Stac {
-            url: url.to_string(),
-            message: "next link without href".into(),
-        })?
+        .ok_or_else(|| Error::stac(url, "next link without href"))?
         .to_string();
     let method = link.get("method").and_then(Value::as_str).unwrap_or("GET");
     if method.eq_ignore_ascii_case("POST") {

@@ -31,13 +31,12 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Map, Value};
 
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 
-fn config(path: &Path, message: String) -> Error {
-    Error::Config {
-        path: path.to_path_buf(),
-        message,
-    }
+/// A finding of our own (no foreign error behind it) as the [`Cause`] that
+/// `rows` fails with beside the parquet, arrow and geoarrow errors.
+fn finding(m: &str) -> Cause {
+    Cause::from_boxed(m.into())
 }
 
 /// Reads every item of a stac-geoparquet file.
@@ -45,7 +44,7 @@ pub(crate) fn read(path: &Path) -> Result<Vec<stac::Item>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let rows = catch_unwind(AssertUnwindSafe(|| rows(bytes::Bytes::from(bytes))))
         .map_err(|p| {
-            config(
+            Error::config(
                 path,
                 format!(
                     "not a readable stac-geoparquet file (the parquet reader panicked: {})",
@@ -53,44 +52,40 @@ pub(crate) fn read(path: &Path) -> Result<Vec<stac::Item>> {
                 ),
             )
         })?
-        .map_err(|m| config(path, format!("not a readable stac-geoparquet file: {m}")))?;
+        .map_err(|e| Error::config_because(path, "not a readable stac-geoparquet file", e))?;
     rows.into_iter()
         .map(|row| {
             let f = Value::Object(row);
             let id = f.get("id").and_then(Value::as_str).unwrap_or("<no id>");
-            crate::stac::snapshot::item_from_json(&f).map_err(|e| Error::Item {
-                item: id.to_string(),
-                message: format!("in {}: {e}", path.display()),
-            })
+            crate::stac::snapshot::item_from_json(&f)
+                .map_err(|e| Error::item_because(id, format!("in {}", path.display()), e))
         })
         .collect()
 }
 
 /// The file's rows as STAC item JSON (geometry back to GeoJSON, `bbox` back
 /// to an array, properties nested again).
-fn rows(bytes: bytes::Bytes) -> std::result::Result<Vec<Map<String, Value>>, String> {
-    let text = |e: &dyn std::fmt::Display| e.to_string();
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| text(&e))?;
+fn rows(bytes: bytes::Bytes) -> std::result::Result<Vec<Map<String, Value>>, Cause> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(Cause::new)?;
     let geo = builder
         .geoparquet_metadata()
-        .ok_or("no \"geo\" metadata (a parquet file, but not GeoParquet)")?
-        .map_err(|e| text(&e))?;
+        .ok_or_else(|| finding("no \"geo\" metadata (a parquet file, but not GeoParquet)"))?
+        .map_err(Cause::new)?;
     let schema = builder
         .geoarrow_schema(&geo, true, Default::default())
-        .map_err(|e| text(&e))?;
-    let batches = builder.build().map_err(|e| text(&e))?;
-    let reader = GeoParquetRecordBatchReader::try_new(batches, schema).map_err(|e| text(&e))?;
-    stac::geoarrow::json::from_record_batch_reader(reader).map_err(|e| text(&e))
+        .map_err(Cause::new)?;
+    let batches = builder.build().map_err(Cause::new)?;
+    let reader = GeoParquetRecordBatchReader::try_new(batches, schema).map_err(Cause::new)?;
+    stac::geoarrow::json::from_record_batch_reader(reader).map_err(Cause::new)
 }
 
 /// Writes `items` as one stac-geoparquet file (zstd, as `stac` writes by default).
 pub(crate) fn write(items: &[stac::Item], path: &Path) -> Result<()> {
     if items.is_empty() {
-        return Err(config(
+        return Err(Error::config(
             path,
             "no items to write: a stac-geoparquet file takes its schema from its items \
-             (save an empty snapshot as .json)"
-                .into(),
+             (save an empty snapshot as .json)",
         ));
     }
     let items = items
@@ -99,7 +94,7 @@ pub(crate) fn write(items: &[stac::Item], path: &Path) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let bytes = catch_unwind(AssertUnwindSafe(|| encode(items)))
         .map_err(|p| {
-            config(
+            Error::config(
                 path,
                 format!(
                     "stac-geoparquet encoding panicked: {}",
@@ -107,7 +102,7 @@ pub(crate) fn write(items: &[stac::Item], path: &Path) -> Result<()> {
                 ),
             )
         })?
-        .map_err(|m| config(path, format!("stac-geoparquet encoding failed: {m}")))?;
+        .map_err(|e| Error::config_because(path, "stac-geoparquet encoding failed", e))?;
     std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
 }
 
@@ -118,13 +113,13 @@ fn with_geometry(item: &stac::Item, path: &Path) -> Result<stac::Item> {
         return Ok(item);
     }
     let Some(b) = item.bbox else {
-        return Err(Error::Item {
-            item: item.id.clone(),
-            message: format!(
+        return Err(Error::item(
+            item.id.clone(),
+            format!(
                 "writing {}: no geometry nor bbox (stac-geoparquet needs a geometry)",
                 path.display()
             ),
-        });
+        ));
     };
     let (w, s, e, n) = (b.xmin(), b.ymin(), b.xmax(), b.ymax());
     // the rings Scene::from_item makes of a bbox, vertex for vertex
@@ -134,16 +129,18 @@ fn with_geometry(item: &stac::Item, path: &Path) -> Result<stac::Item> {
     } else {
         serde_json::json!({"type": "MultiPolygon", "coordinates": [rect(w, 180.0), rect(-180.0, e)]})
     };
-    item.geometry = Some(serde_json::from_value(geometry).map_err(|e| Error::Item {
-        item: item.id.clone(),
-        message: format!("writing {}: its bbox as geometry: {e}", path.display()),
+    item.geometry = Some(serde_json::from_value(geometry).map_err(|e| {
+        Error::item_because(
+            item.id.clone(),
+            format!("writing {}: its bbox as geometry", path.display()),
+            e,
+        )
     })?);
     Ok(item)
 }
 
 /// The file's bytes: `stac`'s encoder and metadata, datetimes in microseconds.
-fn encode(items: Vec<stac::Item>) -> std::result::Result<Vec<u8>, String> {
-    let text = |e: &dyn std::fmt::Display| e.to_string();
+fn encode(items: Vec<stac::Item>) -> std::result::Result<Vec<u8>, Cause> {
     // each row's datetime fields as the items give them, before encoding
     let props: Vec<Map<String, Value>> = items
         .iter()
@@ -153,17 +150,17 @@ fn encode(items: Vec<stac::Item>) -> std::result::Result<Vec<u8>, String> {
         })
         .collect();
     let (state, batch) =
-        stac::geoparquet::WriterState::new(Default::default(), items).map_err(|e| text(&e))?;
-    let batch = microsecond_datetimes(batch, &props).map_err(|e| text(&e))?;
+        stac::geoparquet::WriterState::new(Default::default(), items).map_err(Cause::new)?;
+    let batch = microsecond_datetimes(batch, &props).map_err(Cause::new)?;
     let mut out = Vec::new();
     let options = stac::geoparquet::WriterOptions::default();
-    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(options.into()))
-        .map_err(|e| text(&e))?;
-    writer.write(&batch).map_err(|e| text(&e))?;
-    for kv in state.into_metadata().map_err(|e| text(&e))? {
+    let mut writer =
+        ArrowWriter::try_new(&mut out, batch.schema(), Some(options.into())).map_err(Cause::new)?;
+    writer.write(&batch).map_err(Cause::new)?;
+    for kv in state.into_metadata().map_err(Cause::new)? {
         writer.append_key_value_metadata(kv);
     }
-    writer.close().map_err(|e| text(&e))?;
+    writer.close().map_err(Cause::new)?;
     Ok(out)
 }
 

@@ -18,7 +18,7 @@ use geojson::GeometryValue;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Problem, Result};
 use crate::geo::grid::GeoTransform;
 use crate::units::{BandName, Epsg};
 
@@ -200,10 +200,7 @@ impl Scene {
     /// ```
     pub fn from_item(item: &stac::Item, bands: &[BandName]) -> Result<Scene> {
         let id = item.id.clone();
-        let err = |m: String| Error::Item {
-            item: id.clone(),
-            message: m,
-        };
+        let err = |m: String| Error::item(&id, m);
         let props = serde_json::to_value(&item.properties).unwrap_or(Value::Null);
         let props = props.as_object().cloned().unwrap_or_default();
         let datetime = item
@@ -214,7 +211,7 @@ impl Scene {
         let footprint = match (&item.geometry, &item.bbox) {
             (Some(g), _) => {
                 let g = serde_json::to_value(g).unwrap_or(Value::Null);
-                parse_footprint(&g).map_err(|m| err(format!("geometry: {m}")))?
+                parse_footprint(&g).map_err(|p| p.context("geometry").item(&id))?
             }
             (None, Some(b)) => bbox_footprint(b).map_err(|m| err(format!("bbox: {m}")))?,
             (None, None) => return Err(err("no geometry (nor bbox)".into())),
@@ -246,7 +243,7 @@ impl Scene {
             let epsg = crs_of(&a.json)
                 .or_else(|| crs_of(&props))
                 .unwrap_or_else(|| Err("no CRS (neither proj:code nor proj:epsg)".into()))
-                .map_err(|m| err(format!("{what}: {m}")))?;
+                .map_err(|p| p.context(&what).item(&id))?;
             let transform = field("proj:transform")
                 .and_then(Value::as_array)
                 .ok_or_else(|| err(format!("{what}: no proj:transform")))?
@@ -254,8 +251,8 @@ impl Scene {
                 .map(Value::as_f64)
                 .collect::<Option<Vec<f64>>>()
                 .ok_or_else(|| err(format!("{what}: proj:transform is not numbers")))?;
-            let transform =
-                GeoTransform::from_stac(&transform).map_err(|e| err(format!("{what}: {e}")))?;
+            let transform = GeoTransform::from_stac(&transform)
+                .map_err(|e| Error::item_because(&id, &what, e))?;
             let shape = field("proj:shape")
                 .and_then(Value::as_array)
                 .and_then(|v| match v.as_slice() {
@@ -713,19 +710,22 @@ fn bbox_footprint(b: &stac::Bbox) -> std::result::Result<MultiPolygon<f64>, Stri
 
 /// CRS from `proj:code` (`"EPSG:32633"`, projection v2) or `proj:epsg` (v1)
 /// of one object (asset or item properties); `None` when it has neither.
-fn crs_of(obj: &Map<String, Value>) -> Option<std::result::Result<Epsg, String>> {
+fn crs_of(obj: &Map<String, Value>) -> Option<std::result::Result<Epsg, Problem>> {
     if let Some(c) = present(obj.get("proj:code")) {
         return Some(
             c.as_str()
-                .ok_or_else(|| format!("proj:code {c} is not a string"))
-                .and_then(|c| c.parse::<Epsg>().map_err(|e| format!("proj:code: {e}"))),
+                .ok_or_else(|| Problem::from(format!("proj:code {c} is not a string")))
+                .and_then(|c| {
+                    c.parse::<Epsg>()
+                        .map_err(|e| Problem::because("proj:code", e))
+                }),
         );
     }
     present(obj.get("proj:epsg")).map(|v| {
         v.as_u64()
             .and_then(|n| u32::try_from(n).ok())
             .and_then(|n| Epsg::new(n).ok())
-            .ok_or_else(|| format!("proj:epsg {v} is not an EPSG code"))
+            .ok_or_else(|| Problem::from(format!("proj:epsg {v} is not an EPSG code")))
     })
 }
 
@@ -758,15 +758,17 @@ fn polygon(rings: &[Vec<geojson::Position>]) -> std::result::Result<Polygon<f64>
     Ok(Polygon::new(outer, holes))
 }
 
-/// A GeoJSON Polygon/MultiPolygon, validated.
-pub(crate) fn parse_footprint(g: &Value) -> std::result::Result<MultiPolygon<f64>, String> {
-    let not_polygonal = |t: &str| format!("type {t} is not a Polygon or MultiPolygon");
+/// A GeoJSON Polygon/MultiPolygon, validated; a malformed one keeps the
+/// GeoJSON parser's error as its cause.
+pub(crate) fn parse_footprint(g: &Value) -> std::result::Result<MultiPolygon<f64>, Problem> {
+    let not_polygonal =
+        |t: &str| Problem::from(format!("type {t} is not a Polygon or MultiPolygon"));
     let geometry = geojson::Geometry::deserialize(g).map_err(|e| {
         match g.get("type").and_then(Value::as_str) {
-            None => "no type".to_string(),
+            None => Problem::from("no type"),
             Some(t @ ("Polygon" | "MultiPolygon")) => match g.get("coordinates") {
-                None => "no coordinates".to_string(),
-                Some(_) => format!("malformed {t}: {e}"),
+                None => Problem::from("no coordinates"),
+                Some(_) => Problem::because(format!("malformed {t}"), e),
             },
             // not a geometry type at all (geojson names the ones it knows)
             Some(t) => not_polygonal(t),
@@ -910,7 +912,7 @@ mod tests {
 
     #[test]
     fn footprint_errors_say_what_is_wrong() {
-        let err = |g: Value| parse_footprint(&g).unwrap_err();
+        let err = |g: Value| parse_footprint(&g).unwrap_err().message;
         assert_eq!(
             err(json!({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1]]]})),
             "ring is not closed or has fewer than 4 positions"
@@ -957,9 +959,15 @@ mod tests {
         );
         assert_eq!(err(json!({"coordinates": [[[0, 0]]]})), "no type");
         assert_eq!(err(json!({"type": "Polygon"})), "no coordinates");
-        let e =
-            err(json!({"type": "Polygon", "coordinates": [[[0, "a"], [1, 0], [1, 1], [0, 0]]]}));
-        assert!(e.starts_with("malformed Polygon: "), "{e}");
+        // the GeoJSON parser's own error is the cause, not part of the message
+        let e = parse_footprint(
+            &json!({"type": "Polygon", "coordinates": [[[0, "a"], [1, 0], [1, 1], [0, 0]]]}),
+        )
+        .unwrap_err();
+        assert_eq!(e.message, "malformed Polygon");
+        let cause = e.source.as_ref().expect("the parser's error");
+        assert!(cause.get().is::<serde_json::Error>(), "{cause:?}");
+        assert!(!cause.to_string().is_empty());
         // and through an item, the message names the item and the geometry
         let mut v = base();
         v["geometry"] = json!({"type": "LineString", "coordinates": [[0, 0], [1, 1]]});

@@ -25,7 +25,7 @@ use crate::stac::geoparquet as stac_geoparquet;
 /// [`Error::Io`] naming the file; for stac-geoparquet, [`Error::Config`]
 /// naming the file when the crate is built without the `geoparquet` feature,
 /// for an empty `items` (the schema comes from the items) or when the
-/// encoder refuses the items (the cause in the message), and
+/// encoder refuses the items (the encoder's error as its source), and
 /// [`Error::Item`] for an item with neither geometry nor bbox.
 ///
 /// # Examples
@@ -73,7 +73,8 @@ pub fn save_snapshot(items: &[stac::Item], path: &std::path::Path) -> Result<()>
 /// # Errors
 /// [`Error::Io`] for an unreadable file; [`Error::Config`] naming the file
 /// when it is not a FeatureCollection, not a readable stac-geoparquet file
-/// (the cause in the message; a corrupt file is an error, never a panic), or
+/// (the parser's error as its source; a corrupt file is an error, never a
+/// panic), or
 /// when a `.parquet` path meets a crate built without the `geoparquet`
 /// feature; [`Error::Item`] naming the first item that does not parse.
 ///
@@ -94,23 +95,18 @@ pub fn load_snapshot(path: &std::path::Path) -> Result<Vec<stac::Item>> {
         return Err(no_geoparquet(path));
     }
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let bad = |m: String| Error::Config {
-        path: path.to_path_buf(),
-        message: m,
-    };
-    let v: Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let v: Value =
+        serde_json::from_str(&text).map_err(|e| Error::config_because(path, "not JSON", e))?;
     let feats = v
         .get("features")
         .and_then(Value::as_array)
-        .ok_or_else(|| bad("not an ItemCollection (no \"features\" array)".into()))?;
+        .ok_or_else(|| Error::config(path, "not an ItemCollection (no \"features\" array)"))?;
     feats
         .iter()
         .map(|f| {
             let id = f.get("id").and_then(Value::as_str).unwrap_or("<no id>");
-            item_from_json(f).map_err(|e| Error::Item {
-                item: id.to_string(),
-                message: format!("in {}: {e}", path.display()),
-            })
+            item_from_json(f)
+                .map_err(|e| Error::item_because(id, format!("in {}", path.display()), e))
         })
         .collect()
 }
@@ -125,12 +121,11 @@ fn is_geoparquet(path: &std::path::Path) -> bool {
 
 #[cfg(not(feature = "geoparquet"))]
 fn no_geoparquet(path: &std::path::Path) -> Error {
-    Error::Config {
-        path: path.to_path_buf(),
-        message: "a stac-geoparquet snapshot (.parquet/.geoparquet) needs tilestack built with \
-                  `--features geoparquet` (the CLI has it); or use a .json snapshot"
-            .into(),
-    }
+    Error::config(
+        path,
+        "a stac-geoparquet snapshot (.parquet/.geoparquet) needs tilestack built with \
+         `--features geoparquet` (the CLI has it); or use a .json snapshot",
+    )
 }
 
 /// An item as catalogs publish it: an asset without `href` (Planetary

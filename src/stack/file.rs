@@ -47,11 +47,14 @@ pub(crate) fn frame_header(mut json: Vec<u8>, align: u64) -> Vec<u8> {
     out
 }
 
+/// A tensor of a stack file: its name, shape and values.
+pub(crate) type NamedTensor<'a> = (&'static str, Vec<usize>, std::borrow::Cow<'a, [f32]>);
+
 impl TileStack {
     /// The stack's tensors in file order, with their shapes: `data`
     /// (`[T, C, H, W]`), then `eo_cloud_cover`, `pct_nans` and
     /// `tile_cloud_fraction` (`[T]`, each padded with NaN or cut to `T`).
-    pub(crate) fn tensors(&self) -> [(&'static str, Vec<usize>, std::borrow::Cow<'_, [f32]>); 4] {
+    pub(crate) fn tensors(&self) -> [NamedTensor<'_>; 4] {
         use std::borrow::Cow;
         let t = self.days.len();
         let data = match self.data.as_slice() {
@@ -142,28 +145,27 @@ impl TileStack {
     /// Reads a file written by [`TileStack::write_safetensors`].
     ///
     /// # Errors
-    /// [`Error::Config`] naming the file and what is missing or malformed.
+    /// [`Error::Config`] naming the file and what is missing or malformed,
+    /// with the safetensors, JSON or date parser's error as its source.
     pub fn read_safetensors(path: &Path) -> Result<TileStack> {
         let buf = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let bad = |m: String| Error::Config {
-            path: path.to_path_buf(),
-            message: m,
-        };
+        let bad = |m: String| Error::config(path, m);
         let st = safetensors::SafeTensors::deserialize(&buf)
-            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+            .map_err(|e| Error::config_because(path, "not a safetensors file", e))?;
         let (_, header) = safetensors::SafeTensors::read_metadata(&buf)
-            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+            .map_err(|e| Error::config_because(path, "not a safetensors file", e))?;
         let meta = header.metadata().clone().unwrap_or_default();
         let field = |k: &str| -> Result<serde_json::Value> {
             let s = meta
                 .get(k)
                 .ok_or_else(|| bad(format!("not a tile stack: metadata has no {k:?}")))?;
-            serde_json::from_str(s).map_err(|e| bad(format!("metadata {k:?}: {e}")))
+            serde_json::from_str(s)
+                .map_err(|e| Error::config_because(path, format!("metadata {k:?}"), e))
         };
         let tensor = |k: &str| -> Result<(Vec<usize>, Vec<f32>)> {
-            let t = st
-                .tensor(k)
-                .map_err(|_| bad(format!("not a tile stack: no tensor {k:?}")))?;
+            let t = st.tensor(k).map_err(|e| {
+                Error::config_because(path, format!("not a tile stack: no tensor {k:?}"), e)
+            })?;
             if t.dtype() != safetensors::Dtype::F32 {
                 return Err(bad(format!(
                     "tensor {k:?} is {:?}, expected F32",
@@ -183,24 +185,26 @@ impl TileStack {
                 "tensor \"data\" has shape {shape:?}, expected [T, C, H, W]"
             )));
         };
-        let data = Array4::from_shape_vec((t, c, h, w), data).map_err(|e| bad(e.to_string()))?;
-        let dates: Vec<String> =
-            serde_json::from_value(field("dates")?).map_err(|e| bad(format!("dates: {e}")))?;
+        let data = Array4::from_shape_vec((t, c, h, w), data).map_err(|e| {
+            Error::config_because(path, "tensor \"data\" does not fill its shape", e)
+        })?;
+        let dates: Vec<String> = serde_json::from_value(field("dates")?)
+            .map_err(|e| Error::config_because(path, "dates", e))?;
         let days = dates
             .iter()
             .map(|d| {
                 NaiveDate::parse_from_str(d, "%Y-%m-%d")
-                    .map_err(|e| bad(format!("date {d:?}: {e}")))
+                    .map_err(|e| Error::config_because(path, format!("date {d:?}"), e))
             })
             .collect::<Result<Vec<_>>>()?;
-        let bands: Vec<String> =
-            serde_json::from_value(field("bands")?).map_err(|e| bad(format!("bands: {e}")))?;
-        let epsg: u32 =
-            serde_json::from_value(field("epsg")?).map_err(|e| bad(format!("epsg: {e}")))?;
+        let bands: Vec<String> = serde_json::from_value(field("bands")?)
+            .map_err(|e| Error::config_because(path, "bands", e))?;
+        let epsg: u32 = serde_json::from_value(field("epsg")?)
+            .map_err(|e| Error::config_because(path, "epsg", e))?;
         let tr: [f64; 6] = serde_json::from_value(field("transform")?)
-            .map_err(|e| bad(format!("transform: {e}")))?;
-        let items: Vec<Vec<String>> =
-            serde_json::from_value(field("items")?).map_err(|e| bad(format!("items: {e}")))?;
+            .map_err(|e| Error::config_because(path, "transform", e))?;
+        let items: Vec<Vec<String>> = serde_json::from_value(field("items")?)
+            .map_err(|e| Error::config_because(path, "items", e))?;
         if days.len() != t || bands.len() != c || items.len() != t {
             return Err(bad(format!(
                 "{} dates, {} bands, {} item lists for data of shape {shape:?}",
@@ -218,7 +222,8 @@ impl TileStack {
             }
         };
         let read_errors: Vec<String> = match meta.get("read_errors") {
-            Some(v) => serde_json::from_str(v).map_err(|e| bad(format!("read_errors: {e}")))?,
+            Some(v) => serde_json::from_str(v)
+                .map_err(|e| Error::config_because(path, "read_errors", e))?,
             None => Vec::new(),
         };
         Ok(TileStack {

@@ -274,7 +274,7 @@ impl StackPlan {
         let block = nout * h * w;
         let flat = data
             .as_slice_mut()
-            .ok_or_else(|| Error::invalid("stack", "output array is not contiguous".to_string()))?;
+            .ok_or_else(|| Error::internal("stack", "output array is not contiguous"))?;
         let steps: Vec<StepMeta> = flat
             .par_chunks_mut(block.max(1))
             .zip(self.bins.par_iter())

@@ -95,11 +95,11 @@ impl StackPlan {
         let mut reads = Vec::new();
         for (si, scene) in picked.iter().enumerate() {
             for (bi, band) in read_bands.iter().enumerate() {
-                let a = scene.assets.get(band).ok_or_else(|| Error::Item {
-                    item: scene.id.clone(),
-                    message: format!(
-                        "band {band} was not converted (ask scenes_from_items for it)"
-                    ),
+                let a = scene.assets.get(band).ok_or_else(|| {
+                    Error::item(
+                        &scene.id,
+                        format!("band {band} was not converted (ask scenes_from_items for it)"),
+                    )
                 })?;
                 let (c0, r0, c1, r1) =
                     source_window(&a.transform, a.epsg, &grid, request.resampling)?;

@@ -458,13 +458,13 @@ const PER_SAMPLE: [&str; 3] = ["centroid", "start", "end"];
 /// let template = StackTemplate::from_table(t).unwrap();
 /// let day = |d| chrono::NaiveDate::from_ymd_opt(2019, 8, d).unwrap();
 /// let req = template.at([-122.33, 37.81], day(1), day(30)).unwrap();
-/// assert_eq!((req.tile_size, req.resolution.get()), (64, 10.0));
+/// assert_eq!((req.tile_size, req.resolution.metres()), (64, 10.0));
 ///
 /// let t: toml::Table = toml::from_str("bands = [\"B04\"]\ntile_sise = 64").unwrap();
-/// assert!(StackTemplate::from_table(t).unwrap_err().to_string().contains("tile_sise"));
+/// // the TOML error is the source: `chain` prints it after the message
+/// assert!(StackTemplate::from_table(t).unwrap_err().chain().contains("tile_sise"));
 /// ```
-#[derive(Debug, Clone, Deserialize)]
-#[serde(try_from = "toml::Table")]
+#[derive(Debug, Clone)]
 pub struct StackTemplate {
     /// The parsed request, at a placeholder place and days (never handed out).
     request: StackRequest,
@@ -505,7 +505,7 @@ impl StackTemplate {
             toml::Value::Table(table)
                 .try_into()
                 .map_err(|e: toml::de::Error| {
-                    Error::invalid("stack", e.to_string().trim_end().to_string())
+                    Error::invalid_because("stack", "not a [stack] table", e)
                 })?;
         request.validate()?;
         Ok(StackTemplate {
@@ -556,6 +556,16 @@ impl TryFrom<toml::Table> for StackTemplate {
 
     fn try_from(table: toml::Table) -> Result<StackTemplate> {
         StackTemplate::from_table(table)
+    }
+}
+
+/// A `[stack]` table through [`StackTemplate::from_table`]. serde keeps only
+/// an error's text, so it gets the whole chain: the TOML parser's message
+/// (the unknown key) is the cause, not part of the [`Error`]'s own message.
+impl<'de> Deserialize<'de> for StackTemplate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let table = toml::Table::deserialize(d)?;
+        StackTemplate::from_table(table).map_err(|e| serde::de::Error::custom(e.chain()))
     }
 }
 

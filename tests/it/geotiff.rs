@@ -399,3 +399,63 @@ fn hostile_files_exit_1_naming_the_file_never_a_panic_signal_or_hang() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// A corrupt tile read through the library: an `Error::Cog` naming the file
+/// and tile, whose source is a `DecodeError` naming the codec and the tile,
+/// whose source in turn is the decoder's own error.
+#[tokio::test]
+async fn a_corrupt_tile_is_a_typed_decode_error_with_the_decoder_error_as_source() {
+    use tilestack::cog::{DecodeError, DecodeErrorKind, TileCache};
+    use tilestack::error::Cause;
+    use tilestack::fetch::RetryConfig;
+    use tilestack::geo::PixelWindow;
+    use tilestack::{CogReader, Error, HttpRangeClient};
+
+    let mut b = std::fs::read(corpus().join("codec_lzw_uint8.tif")).unwrap();
+    let tiles = tile_offsets(&b);
+    for &(_, off) in &tiles {
+        for k in 0..8 {
+            b[off as usize + k] = 0xff;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("corrupt-lzw.tif");
+    std::fs::write(&path, &b).unwrap();
+    let href = format!("file://{}", path.display());
+    let reader = CogReader::new(
+        HttpRangeClient::new(RetryConfig::default()).unwrap(),
+        TileCache::new(1 << 20),
+    );
+    let e = reader
+        .read_window(&href, 0, PixelWindow::new(0, 0, 8, 8))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Cog { href: h, message, .. }
+            if *h == href && message.starts_with("tile (0, 0) of IFD 0")),
+        "{e:?}"
+    );
+    let d = std::error::Error::source(&e)
+        .and_then(|s| s.downcast_ref::<Cause>())
+        .and_then(|c| c.get().downcast_ref::<DecodeError>())
+        .unwrap_or_else(|| panic!("no DecodeError behind {e:?}"));
+    assert_eq!((d.codec, d.ifd, d.x, d.y), ("LZW", 0, 0, 0));
+    assert_eq!(d.href, href);
+    assert!(
+        matches!(
+            &d.kind,
+            DecodeErrorKind::Codec(_) | DecodeErrorKind::Short { .. }
+        ),
+        "{:?}",
+        d.kind
+    );
+    if matches!(&d.kind, DecodeErrorKind::Codec(_)) {
+        assert!(std::error::Error::source(d).is_some(), "{d:?}");
+    }
+    // the chain names the file, the tile and the codec, once each
+    let chain = e.chain();
+    assert!(
+        chain.contains(&href) && chain.contains("tile (0, 0)") && chain.contains("LZW decode"),
+        "{chain}"
+    );
+}

@@ -433,7 +433,7 @@ fn parse_resolution(s: &str) -> std::result::Result<f64, String> {
         .map_err(|_| format!("{s:?} is not a number of metres"))?;
     tilestack::Resolution::new(v)
         .map(tilestack::Resolution::metres)
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.chain())
 }
 
 #[cfg(test)]

@@ -55,8 +55,53 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli, started)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&format!("{e:#}")));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// An error and its causes on one line. The library keeps a parser's own
+/// error as the cause, and some (TOML's) print several lines: the position,
+/// the offending source line under a `N |` gutter, carets, the reason. Here
+/// the gutter and carets go, the source line is quoted, and the rest are
+/// joined with `": "`: `bad.toml: not a recipe: TOML parse error at line 2,
+/// column 8: `seed = "x"`: invalid type: string "x", expected u64`.
+fn one_line(text: &str) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        match line.split_once('|') {
+            // a gutter line: `|`, `N | source`, `| ^^^^`
+            Some((gutter, src)) if gutter.trim().chars().all(|c| c.is_ascii_digit()) => {
+                let src = src.trim();
+                let marks = src.chars().all(|c| matches!(c, '^' | '-' | '~' | ' '));
+                if !gutter.trim().is_empty() && !src.is_empty() && !marks {
+                    parts.push(format!("`{src}`"));
+                }
+            }
+            _ => parts.push(line.to_string()),
+        }
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn errors_print_on_one_line() {
+        assert_eq!(
+            one_line("a.toml: bad: no such key"),
+            "a.toml: bad: no such key"
+        );
+        let toml = "bad.toml: not a recipe: TOML parse error at line 2, column 8\n  |\n2 | seed = \"x\"\n  |        ^^^\ninvalid type: string \"x\", expected u64\n";
+        assert_eq!(
+            one_line(toml),
+            "bad.toml: not a recipe: TOML parse error at line 2, column 8: `seed = \"x\"`: \
+             invalid type: string \"x\", expected u64"
+        );
+        // a `|` that is no gutter stays
+        assert_eq!(one_line("use a | b"), "use a | b");
     }
 }
