@@ -191,21 +191,191 @@ pub fn bbox_around(lon: f64, lat: f64, side_m: f64) -> Result<[f64; 4]> {
 mod tests {
     use super::*;
 
+    // Reference coordinates from PROJ (the library `cs2cs` is the command
+    // line of), made by `python3 tests/py/crs_reference.py` (PROJ 9.5.1,
+    // pyproj 3.7.2) and pasted as printed; the script says which points and
+    // why. Tolerances: 1e-6 m for metres, 1e-9° (0.1 mm) for degrees, with
+    // two exceptions, both datum shifts:
+    // - the inverse of 2056 and 27700: PROJ's own inverse (an iterated
+    //   geocentric conversion) is off its forward by up to 1.4e-8°, so the
+    //   tolerance there is 1e-7° (1 cm);
+    // - 27700 forward: proj4rs expands `+datum=OSGB36` with its own table's
+    //   rotations and scale (0.1502″, 0.2470″, 0.8421″, −20.4894 ppm), PROJ 9
+    //   with EPSG:1314's (0.15″, 0.247″, 0.842″, −20.489 ppm): 3.0 mm apart
+    //   at Caister, against a Helmert good to metres. 5 mm against PROJ's
+    //   meaning here, and 1e-6 m against PROJ given proj4rs's parameters
+    //   (`OSGB36_AS_PROJ4RS`): that difference is the whole difference.
+    const TOL_M: f64 = 1e-6;
+    const TOL_DEG: f64 = 1e-9;
+    const TOL_DEG_DATUM: f64 = 1e-7;
+    const TOL_M_OSGB36: f64 = 5e-3;
+
+    /// WGS 84 → `epsg`: `(epsg, lon, lat, x, y, lon', lat')`, where
+    /// `(lon', lat')` is PROJ's inverse of `(x, y)`.
+    #[rustfmt::skip]
+    const FORWARD: &[(u32, f64, f64, f64, f64, f64, f64)] = &[
+        (32610, -122.33, 37.81, 558975.9913338715, 4184945.86439381, -122.33, 37.81),
+        (32610, -123.0, 0.0, 500000.0, 0.0, -123.00000000000001, 0.0),
+        (32610, -125.5, 10.0, 225928.94661300455, 1106451.2782543444, -125.5, 10.0),
+        (32610, -120.0, 60.0, 667294.8211244522, 6655205.483634564, -119.99999999999999, 59.99999999999999),
+        (32610, -121.0, 83.5, 525272.0266635641, 9272714.161412228, -121.0, 83.49999999999999),
+        (32611, -122.33, 37.81, 30666.274595042923, 4198139.234138285, -122.33, 37.81),
+        (32611, -117.0, 45.0, 500000.0, 4982950.400226552, -117.0, 45.0),
+        (32633, 15.0, 1e-06, 500000.00000000175, 0.11053004611126571, 14.999999999999998, 9.999999999999997e-07),
+        (32633, 12.5, 52.5, 330306.230340728, 5819589.929162902, 12.5, 52.50000000000001),
+        (32633, 18.0, 70.0, 614473.7147457985, 7768690.108775233, 18.0, 70.0),
+        (32601, -180.0, 5.0, 167286.20126155898, 553423.9868833314, -180.0, 5.0),
+        (32601, -174.0, 40.0, 756099.6479702791, 4432069.056898517, -174.0, 40.0),
+        (32660, 179.999, 5.0, 832602.7936156782, 553423.479927391, 179.999, 4.999999999999998),
+        (32660, 177.0, 66.0, 500000.00000000116, 7319910.044451311, 177.0, 66.0),
+        (32756, 153.0, -1e-06, 500000.0, 9999999.889469953, 153.0, -1.0000000057438595e-06),
+        (32756, 151.2, -33.9, 333568.9410115521, 6247473.33684402, 151.2, -33.9),
+        (32756, 150.0, -79.5, 438993.4555653581, 1172650.181101203, 150.0, -79.5),
+        (32733, 15.0, -10.0, 500000.00000000175, 8894587.508698922, 14.999999999999998, -10.0),
+        (32733, 18.4, -33.9, 814420.3309513011, 6243724.840074809, 18.400000000000002, -33.89999999999999),
+        (32701, -177.0, -45.0, 500000.0, 5017049.599773448, -177.0, -45.0),
+        (32760, 176.0, -40.0, 414639.5381572299, 5571763.935366911, 176.0, -39.999999999999986),
+        (3413, -45.0, 75.0, 0.0, -1633879.4974707854, -45.0, 74.99999999999999),
+        (3413, 30.0, 85.0, 523499.63311123673, -140271.30393014505, 29.999999999999993, 84.99999999999999),
+        (3413, -150.0, 65.0, -2656535.2532370463, 711816.4757696748, -150.0, 64.9999999999997),
+        (3031, 0.0, -75.0, 0.0, 1638783.2384072365, 0.0, -74.99999999999999),
+        (3031, 120.0, -85.0, 470765.60548799724, -271796.6490537122, 119.99999999999999, -84.99999999999999),
+        (3031, -60.0, -65.0, -2388932.766882399, 1379250.976035471, -59.99999999999999, -64.9999999999997),
+        (3857, -122.33, 37.81, -13617713.308741156, 4552619.846112671, -122.33, 37.809999999999995),
+        (3857, 151.2, -33.9, 16831507.007942963, -4015382.36007316, 151.2, -33.9),
+        (3857, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
+        (3857, 179.0, 84.0, 19926188.85199597, 18807214.096747704, 179.0, 84.0),
+        (2056, 8.730497222222223, 46.044130555555554, 2700000.01830365, 1100000.0360814238, 8.730497231174622, 46.04413056511255),
+        (2056, 7.4386, 46.9511, 2599997.532515652, 1200001.9164401442, 7.4386000073846805, 46.95110001030519),
+        (27700, 1.7160739722222222, 52.65800783333333, 651411.222202788, 313180.59658757754, 1.7160739861246386, 52.65800782959935),
+        (27700, -0.1276, 51.5072, 530043.1949814068, 180358.20862000342, -0.12759998749567045, 51.50719999539548),
+    ];
+
+    /// WGS 84 → 27700 by PROJ with proj4rs's OSGB36 parameters spelled
+    /// out: `(lon, lat, x, y)`.
+    #[rustfmt::skip]
+    const OSGB36_AS_PROJ4RS: &[(f64, f64, f64, f64)] = &[
+        (1.7160739722222222, 52.65800783333333, 651411.225222073, 313180.5965499977),
+        (-0.1276, 51.5072, 530043.1978688776, 180358.20869920042),
+    ];
+
+    /// Projected → projected through WGS 84: `(src, dst, x, y, x', y')`.
+    #[rustfmt::skip]
+    const PROJECTED: &[(u32, u32, f64, f64, f64, f64)] = &[
+        (32610, 32611, 558976.0, 4184946.0, 30666.292003433744, 4198139.3692674935),
+        (32610, 32611, 800000.0, 5000000.0, 327848.039923321, 4995254.459385508),
+        (32611, 32610, 223000.0, 4190000.0, 751162.5955942739, 4189169.778371558),
+        (32756, 32655, 500000.0, 9000000.0, 1160555.612608449, -1005453.241165227),
+    ];
+
+    /// [`bbox_around`]: `(lon, lat, side_m, [west, south, east, north])`.
+    #[rustfmt::skip]
+    const BBOX_AROUND: &[(f64, f64, f64, [f64; 4])] = &[
+        (-122.33, 37.81, 2816.0, [-122.34610658746809, 37.79721826433135, -122.31388793871479, 37.8227796191449]),
+        (151.2, -33.9, 5120.0, [151.17183229289745, -33.923479074823945, 151.2281528102017, -33.876515319328796]),
+        (-122.999, 0.001, 1000.0, [-123.00349337378415, -0.0035236568411984993, -122.99450662621311, 0.00552365683763748]),
+    ];
+
+    fn epsg(code: u32) -> Epsg {
+        Epsg::new(code).unwrap()
+    }
+
+    /// `got` within `tol` of `want`, both coordinates.
+    fn assert_near(got: (f64, f64), want: (f64, f64), tol: f64, what: &str) {
+        assert!(
+            approx::abs_diff_eq!(got.0, want.0, epsilon = tol)
+                && approx::abs_diff_eq!(got.1, want.1, epsilon = tol),
+            "{what}: got ({:?}, {:?}), PROJ ({:?}, {:?}), off by ({:e}, {:e}), tolerance {tol:e}",
+            got.0,
+            got.1,
+            want.0,
+            want.1,
+            got.0 - want.0,
+            got.1 - want.1,
+        );
+    }
+
     #[test]
-    fn utm_known_points() {
-        // Reference values from PROJ 9 (`echo "-122.33 37.81" | cs2cs EPSG:4326 EPSG:32610`).
-        let t = Transformer::new(Epsg::WGS84, Epsg::new(32610).unwrap()).unwrap();
-        let (x, y) = t.transform(-123.0, 0.0).unwrap();
-        assert!((x - 500_000.0).abs() < 1e-6 && y.abs() < 1e-6);
-        // southern hemisphere: false northing 10 000 km
-        let s = Transformer::new(Epsg::WGS84, Epsg::new(32756).unwrap()).unwrap();
-        let (x, y) = s.transform(153.0, -0.000001).unwrap();
-        assert!((x - 500_000.0).abs() < 1e-3 && (y - 10_000_000.0).abs() < 1.0);
-        // zone 10 -> zone 11 round trip
-        let z = Transformer::new(Epsg::new(32610).unwrap(), Epsg::new(32611).unwrap()).unwrap();
-        let (a, b) = z.transform(558_976.0, 4_184_946.0).unwrap();
-        let (c, d) = z.inverse().transform(a, b).unwrap();
-        assert!((c - 558_976.0).abs() < 1e-6 && (d - 4_184_946.0).abs() < 1e-6);
+    fn forward_and_inverse_match_proj() {
+        // every UTM zone family the crate names (north, south, both edges),
+        // polar stereographic north and south, web mercator, two national grids
+        let codes: std::collections::BTreeSet<u32> = FORWARD.iter().map(|p| p.0).collect();
+        assert_eq!(codes.len(), 14, "{codes:?}");
+        for &(code, lon, lat, x, y, lon_back, lat_back) in FORWARD {
+            let t = Transformer::new(Epsg::WGS84, epsg(code)).unwrap();
+            let what = format!("({lon}, {lat}) -> EPSG:{code}");
+            let tol = if code == 27700 { TOL_M_OSGB36 } else { TOL_M };
+            assert_near(t.transform(lon, lat).unwrap(), (x, y), tol, &what);
+            let tol = if [2056, 27700].contains(&code) {
+                TOL_DEG_DATUM
+            } else {
+                TOL_DEG
+            };
+            let what = format!("({x}, {y}) EPSG:{code} -> 4326");
+            let back = t.inverse().transform(x, y).unwrap();
+            assert_near(back, (lon_back, lat_back), tol, &what);
+        }
+    }
+
+    #[test]
+    fn osgb36_matches_proj_given_the_same_parameters() {
+        let t = Transformer::new(Epsg::WGS84, epsg(27700)).unwrap();
+        for &(lon, lat, x, y) in OSGB36_AS_PROJ4RS {
+            let what = format!("({lon}, {lat}) -> EPSG:27700 (proj4rs's OSGB36)");
+            assert_near(t.transform(lon, lat).unwrap(), (x, y), TOL_M, &what);
+        }
+    }
+
+    #[test]
+    fn projected_to_projected_matches_proj() {
+        for &(src, dst, x, y, xo, yo) in PROJECTED {
+            let t = Transformer::new(epsg(src), epsg(dst)).unwrap();
+            let what = format!("({x}, {y}) EPSG:{src} -> EPSG:{dst}");
+            assert_near(t.transform(x, y).unwrap(), (xo, yo), TOL_M, &what);
+            // and back: the input again (both directions are exact UTM)
+            let what = format!("({xo}, {yo}) EPSG:{dst} -> EPSG:{src}");
+            assert_near(t.inverse().transform(xo, yo).unwrap(), (x, y), TOL_M, &what);
+        }
+    }
+
+    #[test]
+    fn bbox_around_matches_proj() {
+        for &(lon, lat, side, want) in BBOX_AROUND {
+            let got = bbox_around(lon, lat, side).unwrap();
+            let what = format!("bbox_around({lon}, {lat}, {side})");
+            assert_near((got[0], got[1]), (want[0], want[1]), TOL_DEG, &what);
+            assert_near((got[2], got[3]), (want[2], want[3]), TOL_DEG, &what);
+        }
+    }
+
+    #[test]
+    fn the_same_crs_is_the_identity_bit_for_bit() {
+        for code in [4326, 32610, 3857] {
+            let t = Transformer::new(epsg(code), epsg(code)).unwrap();
+            let (x, y) = t.transform(-122.33, 37.81).unwrap();
+            assert_eq!(
+                (x.to_bits(), y.to_bits()),
+                ((-122.33f64).to_bits(), 37.81f64.to_bits())
+            );
+        }
+    }
+
+    #[test]
+    fn the_script_used_the_crate_strings_of_the_datum_grids() {
+        // tests/py/crs_reference.py gives PROJ these strings for 2056 and
+        // 27700 (not the EPSG codes, whose best transformation PROJ would
+        // choose itself): the crate must still define them so
+        assert_eq!(
+            proj_string(epsg(2056)).unwrap(),
+            "+proj=somerc +lat_0=46.95240555555556 +lon_0=7.439583333333333 +k_0=1 \
+             +x_0=2600000 +y_0=1200000 +ellps=bessel +towgs84=674.374,15.056,405.346,0,0,0,0 \
+             +units=m +no_defs"
+        );
+        assert_eq!(
+            proj_string(epsg(27700)).unwrap(),
+            "+proj=tmerc +lat_0=49 +lon_0=-2 +k=0.9996012717 +x_0=400000 +y_0=-100000 \
+             +datum=OSGB36 +units=m +no_defs"
+        );
     }
 
     #[test]

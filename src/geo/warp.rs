@@ -315,11 +315,120 @@ mod tests {
             crate::units::Resolution::new(10.0).unwrap(),
         )
         .unwrap();
+        assert_eq!(
+            (st.x0, st.y0),
+            (29_160.0, 4_199_630.0),
+            "the script's source"
+        );
+        assert_eq!(
+            (dst.transform.x0, dst.transform.y0),
+            (558_660.0, 4_185_260.0),
+            "the script's target"
+        );
         let out = warp(src.view(), &st, e11, &dst, Resampling::Nearest).unwrap();
         let set: std::collections::HashSet<u32> = src.iter().map(|v| v.to_bits()).collect();
         assert!(out.iter().all(|v| set.contains(&v.to_bits())));
-        // the zone-11 grid is rotated ~3.7° against zone 10: rows drift across columns
-        assert_ne!(out[[0, 0]] as i64 / 1000, out[[0, 63]] as i64 / 1000);
+        // The zone-11 grid is rotated ~3.7° against zone 10, so source rows
+        // drift across target columns: the source pixel GDAL takes for the
+        // corners and the centre (`gdalwarp -r near -et 0`, from
+        // `python3 tests/py/warp_reference.py`, case zone11_to_zone10_64).
+        #[rustfmt::skip]
+        let gdal: [(usize, usize, Option<(usize, usize)>); 5] = [
+            (0, 0, Some((116, 121))),
+            (0, 63, Some((120, 184))),
+            (63, 0, Some((179, 117))),
+            (63, 63, Some((183, 180))),
+            (32, 32, Some((150, 151))),
+        ];
+        for (r, c, want) in gdal {
+            assert_eq!(source_pixel(out[[r, c]]), want, "target ({r}, {c})");
+        }
+    }
+
+    /// The source `(row, col)` a value of `row * 1000 + col` names, or
+    /// `None` for NaN (outside the source).
+    fn source_pixel(v: f32) -> Option<(usize, usize)> {
+        (!v.is_nan()).then(|| (v as usize / 1000, v as usize % 1000))
+    }
+
+    #[test]
+    fn nearest_across_zones_takes_gdals_source_pixels() {
+        // GDAL's choice for every pixel of an 8 × 8 grid at 40 m in zone 10
+        // over a 10 m source in zone 11 (`gdalwarp -r near -et 0` through
+        // rasterio: `python3 tests/py/warp_reference.py`, case
+        // zone11_to_zone10_8x8; rows drift by one source row every ~4
+        // target columns): `[row][col] = Some((source row, source col))`.
+        #[rustfmt::skip]
+        let gdal: [[Option<(usize, usize)>; 8]; 8] = [
+            [Some((136, 139)), Some((137, 143)), Some((137, 147)), Some((137, 151)), Some((137, 155)), Some((138, 159)), Some((138, 163)), Some((138, 167))],
+            [Some((140, 139)), Some((141, 143)), Some((141, 147)), Some((141, 151)), Some((141, 155)), Some((142, 159)), Some((142, 163)), Some((142, 167))],
+            [Some((144, 139)), Some((145, 143)), Some((145, 147)), Some((145, 151)), Some((145, 155)), Some((146, 159)), Some((146, 163)), Some((146, 167))],
+            [Some((148, 138)), Some((149, 142)), Some((149, 146)), Some((149, 150)), Some((149, 154)), Some((150, 158)), Some((150, 162)), Some((150, 167))],
+            [Some((152, 138)), Some((153, 142)), Some((153, 146)), Some((153, 150)), Some((153, 154)), Some((154, 158)), Some((154, 162)), Some((154, 166))],
+            [Some((156, 138)), Some((157, 142)), Some((157, 146)), Some((157, 150)), Some((157, 154)), Some((158, 158)), Some((158, 162)), Some((158, 166))],
+            [Some((160, 138)), Some((161, 142)), Some((161, 146)), Some((161, 150)), Some((161, 154)), Some((162, 158)), Some((162, 162)), Some((162, 166))],
+            [Some((164, 137)), Some((165, 141)), Some((165, 145)), Some((165, 149)), Some((165, 153)), Some((166, 157)), Some((166, 161)), Some((166, 165))],
+        ];
+        let (e10, e11) = (Epsg::new(32610).unwrap(), Epsg::new(32611).unwrap());
+        let src = Array2::from_shape_fn((300, 300), |(r, c)| (r * 1000 + c) as f32);
+        let st = GeoTransform::north_up(29_160.0, 4_199_630.0, 10.0);
+        let dst = GridSpec::tile_around(
+            e10,
+            558_976.0,
+            4_184_946.0,
+            8,
+            crate::units::Resolution::new(40.0).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            (dst.transform.x0, dst.transform.y0),
+            (558_840.0, 4_185_080.0)
+        );
+        let out = warp(src.view(), &st, e11, &dst, Resampling::Nearest).unwrap();
+        let got: Vec<Vec<_>> = out
+            .rows()
+            .into_iter()
+            .map(|row| row.iter().map(|&v| source_pixel(v)).collect())
+            .collect();
+        let want: Vec<Vec<_>> = gdal.iter().map(|row| row.to_vec()).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn nearest_within_a_crs_takes_gdals_source_pixels() {
+        // A 6 × 5 source at 20 m onto a 16 × 16 grid at 10 m that overhangs
+        // it on all four sides, centres never on a source edge. GDAL's
+        // source row per target row and column per target column
+        // (`python3 tests/py/warp_reference.py`, case same_crs):
+        #[rustfmt::skip]
+        let rows: [Option<usize>; 16] = [None, None, Some(0), Some(0), Some(1), Some(1), Some(2), Some(2), Some(3), Some(3), Some(4), Some(4), Some(5), Some(5), None, None];
+        #[rustfmt::skip]
+        let cols: [Option<usize>; 16] = [None, None, None, Some(0), Some(0), Some(1), Some(1), Some(2), Some(2), Some(3), Some(3), Some(4), Some(4), None, None, None];
+        let e = Epsg::new(32610).unwrap();
+        let st = GeoTransform::north_up(499_980.0, 4_200_020.0, 20.0);
+        let dst = GridSpec {
+            epsg: e,
+            transform: GeoTransform::north_up(499_953.0, 4_200_043.0, 10.0),
+            width: 16,
+            height: 16,
+        };
+        assert_eq!(
+            nearest_indices(&st, 6, 5, &dst),
+            (rows.to_vec(), cols.to_vec())
+        );
+        // and the warp itself: out[r][c] = src[rows[r]][cols[c]], NaN where
+        // either is outside, on the fast path and on the general one
+        let src = Array2::from_shape_fn((6, 5), |(r, c)| (r * 1000 + c) as f32);
+        let fast = warp(src.view(), &st, e, &dst, Resampling::Nearest).unwrap();
+        let map = Mapping::new(&st, e, &dst).unwrap();
+        for ((r, c), &v) in fast.indexed_iter() {
+            let want = rows[r].zip(cols[c]);
+            assert_eq!(source_pixel(v), want, "target ({r}, {c})");
+            let (sc, sr) = map.at(c, r);
+            let general = (sc >= 0.0 && sr >= 0.0 && sc < 5.0 && sr < 6.0)
+                .then(|| (sr.floor() as usize, sc.floor() as usize));
+            assert_eq!(general, want, "general mapping at ({r}, {c})");
+        }
     }
 
     #[test]
@@ -364,11 +473,20 @@ mod tests {
             width: 2,
             height: 2,
         };
+        // Target centres (10, 10), (20, 10), (10, 0), (20, 0) are source
+        // pixel coordinates (1, 1), (2, 1), (1, 2), (2, 2): corners shared by
+        // source pixels, so bilinear weighs its two or four neighbours
+        // equally (clamped at the edge): (0+10+20+30)/4, (10+30)/2,
+        // (20+30)/2, 30, all exact in f32; nearest takes the pixel below
+        // right of each corner, inside the source only for the first.
         let out = warp(src.view(), &st, e, &dst, Resampling::Bilinear).unwrap();
-        assert!((out[[0, 0]] - 15.0).abs() < 1e-5, "{out}");
+        assert_eq!(out, ndarray::array![[15.0f32, 20.0], [25.0, 30.0]]);
         let nn = warp(src.view(), &st, e, &dst, Resampling::Nearest).unwrap();
         assert_eq!(nn[[0, 0]], 30.0);
-        assert!(nn[[0, 1]].is_nan(), "{nn}");
+        assert!(
+            nn[[0, 1]].is_nan() && nn[[1, 0]].is_nan() && nn[[1, 1]].is_nan(),
+            "{nn}"
+        );
         let w = source_window(&st, e, &dst, Resampling::Nearest).unwrap();
         assert_eq!(w, (-1, -1, 4, 4));
     }
