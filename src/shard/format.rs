@@ -347,6 +347,9 @@ mod tests {
             masks: vec![],
         };
         let e = encode(&stack, &bad).unwrap_err().to_string();
-        assert!(e.contains("2: shards store label and mask layers as 0/1"), "{e}");
+        assert!(
+            e.contains("2: shards store label and mask layers as 0/1"),
+            "{e}"
+        );
     }
 }
