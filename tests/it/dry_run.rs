@@ -39,6 +39,9 @@ type Read = (
     u64,
 );
 
+/// A [`Read`] as a dry run's JSON gives it.
+type ReadRow = (String, String, u64, [u64; 4], u64, u64, u64);
+
 /// Oakland, B04 and B11 with SCL as cloud band, 1–12 August, 256 px at 10 m
 /// from (557700, 4186220). B04's windows are the grid's 256 px plus a pixel
 /// each side; the 20 m bands' 128 + 2; granule B's start at its west edge.
@@ -110,7 +113,7 @@ fn assert_reference(v: &serde_json::Value, want: &Reference) {
     let want_counts: Vec<u64> = want.items_per_day.iter().map(|&n| n as u64).collect();
     assert_eq!(counts, want_counts, "items per day");
     let n = |x: &serde_json::Value| x.as_u64().unwrap_or_else(|| panic!("{x} is not a count"));
-    let mut got: Vec<(String, String, u64, [u64; 4], u64, u64, u64)> = v["reads"]
+    let mut got: Vec<ReadRow> = v["reads"]
         .as_array()
         .unwrap()
         .iter()
@@ -135,7 +138,7 @@ fn assert_reference(v: &serde_json::Value, want: &Reference) {
         })
         .collect();
     got.sort();
-    let expected: Vec<_> = want
+    let expected: Vec<ReadRow> = want
         .reads
         .iter()
         .map(|&(item, band, ifd, w, tiles, bytes, requests)| {
