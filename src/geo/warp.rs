@@ -333,7 +333,7 @@ mod tests {
         // corners and the centre (`gdalwarp -r near -et 0`, from
         // `python3 tests/py/warp_reference.py`, case zone11_to_zone10_64).
         #[rustfmt::skip]
-        let gdal: [(usize, usize, Option<(usize, usize)>); 5] = [
+        let gdal: [(usize, usize, SourcePixel); 5] = [
             (0, 0, Some((116, 121))),
             (0, 63, Some((120, 184))),
             (63, 0, Some((179, 117))),
@@ -345,10 +345,12 @@ mod tests {
         }
     }
 
-    /// The source `(row, col)` a value of `row * 1000 + col` names, or
-    /// `None` for NaN (outside the source).
-    fn source_pixel(v: f32) -> Option<(usize, usize)> {
-        (!v.is_nan()).then(|| (v as usize / 1000, v as usize % 1000))
+    /// A source pixel `(row, col)`, or `None` outside the source.
+    type SourcePixel = Option<(usize, usize)>;
+
+    /// The source pixel a value of `row * 1000 + col` names (NaN: none).
+    fn source_pixel(v: f32) -> SourcePixel {
+        (!v.is_nan()).then_some((v as usize / 1000, v as usize % 1000))
     }
 
     #[test]
@@ -359,7 +361,7 @@ mod tests {
         // zone11_to_zone10_8x8; rows drift by one source row every ~4
         // target columns): `[row][col] = Some((source row, source col))`.
         #[rustfmt::skip]
-        let gdal: [[Option<(usize, usize)>; 8]; 8] = [
+        let gdal: [[SourcePixel; 8]; 8] = [
             [Some((136, 139)), Some((137, 143)), Some((137, 147)), Some((137, 151)), Some((137, 155)), Some((138, 159)), Some((138, 163)), Some((138, 167))],
             [Some((140, 139)), Some((141, 143)), Some((141, 147)), Some((141, 151)), Some((141, 155)), Some((142, 159)), Some((142, 163)), Some((142, 167))],
             [Some((144, 139)), Some((145, 143)), Some((145, 147)), Some((145, 151)), Some((145, 155)), Some((146, 159)), Some((146, 163)), Some((146, 167))],

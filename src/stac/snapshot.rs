@@ -179,7 +179,19 @@ mod tests {
         .expect("write");
         let items = load_snapshot(&p).expect("the item parses");
         let red = crate::units::BandName::new("red").expect("band");
-        assert!(crate::stac::scene::Scene::from_item(&items[0], &[red]).is_ok());
+        let scene = crate::stac::scene::Scene::from_item(&items[0], std::slice::from_ref(&red))
+            .expect("red has an href");
+        assert_eq!(scene.id, "LC09_x");
+        assert_eq!(scene.assets.keys().collect::<Vec<_>>(), [&red]);
+        let a = &scene.assets[&red];
+        assert_eq!(
+            (a.key.as_str(), a.href.as_str(), a.epsg.code(), a.shape),
+            ("red", "http://127.0.0.1/red.tif", 32631, (100, 100))
+        );
+        assert_eq!(
+            a.transform,
+            crate::geo::grid::GeoTransform::north_up(500_000.0, 100_000.0, 30.0)
+        );
         let qa = crate::units::BandName::new("qa_aerosol").expect("band");
         let e = crate::stac::scene::Scene::from_item(&items[0], &[qa])
             .expect_err("no href")

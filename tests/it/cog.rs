@@ -56,7 +56,20 @@ async fn window_inside_one_tile_fetches_one_tile() {
         (768, 768, 256, 256)
     );
     assert_eq!(h.nodata, Some(0.0));
-    assert!(h.epsg.is_some() && h.transform.is_some());
+    // granule A of the small world: its upper left is the centroid's UTM
+    // 10N point (558975.99, 4184945.86) less 0.55 of the 7680 m scene east
+    // and plus 0.45 of it north, rounded to 60 m (the recipe's rule); GDAL
+    // reads the same (`rasterio.open(B04.tif).transform` is (10, 0, 554760,
+    // 0, -10, 4188420), CRS EPSG:32610)
+    assert_eq!(h.epsg, Some(tilestack::Epsg::new(32610).unwrap()));
+    assert_eq!(
+        h.transform,
+        Some(tilestack::geo::GeoTransform::north_up(
+            554_760.0,
+            4_188_420.0,
+            10.0
+        ))
+    );
     assert!(h.ifds.len() > 1, "overviews expected");
 
     server.stats().reset();
@@ -420,8 +433,29 @@ async fn a_persisted_header_opens_the_file_with_zero_header_requests() {
     );
     let bits = |a: &ndarray::Array2<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&got), bits(&want));
+    // the persisted header carries the version the server showed the first
+    // reader: the file's length, and its ETag
     let h = second.header(&url).await.unwrap();
-    assert!(h.version.size.is_some(), "{:?}", h.version);
+    let live = first.header(&url).await.unwrap();
+    let len = std::fs::metadata(small_world().dir().join(band_rel(3, "B04")))
+        .unwrap()
+        .len();
+    let etag = reqwest::Client::new()
+        .head(&url)
+        .send()
+        .await
+        .unwrap()
+        .headers()
+        .get("etag")
+        .expect("the demo server sends ETags")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let want = tilestack::fetch::ObjectVersion {
+        size: Some(len),
+        etag: Some(etag),
+    };
+    assert_eq!((&h.version, &live.version), (&want, &want));
 }
 
 #[tokio::test]

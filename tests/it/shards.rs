@@ -179,7 +179,10 @@ fn parts_are_disjoint_cover_every_sample_and_merge_to_the_single_runs_index() {
     // The merged index and every shard: byte-identical to the single run.
     let (a, mut b) = (tree(&single), tree(&parted));
     for i in 0..3 {
-        assert!(b.remove(&format!("index-{i}-of-3.json")).is_some());
+        let name = format!("index-{i}-of-3.json");
+        let part = b.remove(&name).unwrap_or_else(|| panic!("no {name}"));
+        let part: tilestack::shard::ShardIndex = serde_json::from_slice(&part).unwrap();
+        assert_eq!(part.part, Some([i, 3]), "{name}");
     }
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     for (k, v) in &a {
@@ -601,11 +604,16 @@ fn array_jobs_take_their_part_from_the_environment_as_the_docs_run_them() {
     for dir in [&slurm, &k8s] {
         let mut got = tree(dir);
         for i in 0..3 {
-            assert!(
-                got.remove(&format!("index-{i}-of-3.json")).is_some(),
-                "part {i} of 3 in {dir:?}: {:?}",
-                got.keys().collect::<Vec<_>>()
-            );
+            let part = got
+                .remove(&format!("index-{i}-of-3.json"))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "part {i} of 3 in {dir:?}: {:?}",
+                        got.keys().collect::<Vec<_>>()
+                    )
+                });
+            let part: tilestack::shard::ShardIndex = serde_json::from_slice(&part).unwrap();
+            assert_eq!(part.part, Some([i, 3]), "index-{i}-of-3.json in {dir:?}");
         }
         assert!(got == want, "{dir:?} differs from the single run");
     }
@@ -663,5 +671,21 @@ fn a_failed_write_names_the_path_and_leaves_no_half_shard() {
     );
     let r = run(&cfg, &out, None, DEFAULT_SHARD_BYTES);
     assert_eq!((r.samples, r.shards_kept), (7, 0), "{r}");
-    assert!(ShardSet::open(&out.to_string_lossy()).is_ok());
+    let s = ShardSet::open(&out.to_string_lossy()).unwrap();
+    assert_eq!(
+        s.entries().iter().map(|e| e.index).collect::<Vec<_>>(),
+        (0..7).collect::<Vec<_>>()
+    );
+    // completed, the folder is the one an uninterrupted run writes, byte
+    // for byte
+    let clean = f.dir.path().join("clean");
+    run(&cfg, &clean, None, DEFAULT_SHARD_BYTES);
+    let (got, want) = (tree(&out), tree(&clean));
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    for (k, v) in &want {
+        assert!(got[k] == *v, "{k} differs from the uninterrupted run's");
+    }
 }

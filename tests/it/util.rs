@@ -28,19 +28,19 @@ pub(crate) fn small_world() -> &'static World {
     })
 }
 
-/// Python with rasterio + rio-cogeo (`tests/run.sh` installs them from
+/// Python with rasterio, rio-cogeo and pyproj (`tests/run.sh` installs them from
 /// `tests/py/requirements.txt`). Missing, the reference tests fail saying so:
 /// they never skip.
 pub(crate) fn python() -> &'static str {
     let ok = std::process::Command::new("python3")
-        .args(["-c", "import rasterio, rio_cogeo"])
+        .args(["-c", "import rasterio, rio_cogeo, pyproj"])
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
     assert!(
         ok,
-        "python3 with rasterio and rio-cogeo is required: run ./tests/run.sh, which installs \
-         tests/py/requirements.txt, or pip install rasterio rio-cogeo"
+        "python3 with rasterio, rio-cogeo and pyproj is required: run ./tests/run.sh, which \
+         installs tests/py/requirements.txt, or pip install rasterio rio-cogeo pyproj"
     );
     "python3"
 }

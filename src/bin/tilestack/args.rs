@@ -519,7 +519,11 @@ mod tests {
         let req = a.request().unwrap();
         assert_eq!(req.centroid, [-122.33, 37.81]);
         assert_eq!(req.tile_size, 256);
-        assert!(req.cloud_band.is_some());
+        let band = |b: &str| tilestack::BandName::new(b).unwrap();
+        assert_eq!(req.bands, [band("B04"), band("B08")]);
+        let day = |d| chrono::NaiveDate::from_ymd_opt(2019, 8, d).unwrap();
+        assert_eq!((req.start, req.end), (day(1), day(10)));
+        assert_eq!(req.cloud_band, Some(band("SCL")));
     }
 
     #[test]
@@ -553,7 +557,15 @@ mod tests {
             };
             p
         };
-        assert!(args("B04,B03,B02").options().is_ok());
+        assert_eq!(
+            args("B04,B03,B02").options().unwrap(),
+            tilestack::plot::PlotOptions {
+                rgb: ["B04".into(), "B03".into(), "B02".into()],
+                start: None,
+                days: None,
+                cols: 6,
+            }
+        );
         let err = args("B04,B03").options().unwrap_err();
         assert!(format!("{err}").contains("expected three bands"), "{err}");
     }
