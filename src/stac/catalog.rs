@@ -29,8 +29,10 @@ impl Catalog {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Invalid`] for a malformed URL (the URL parser's error as
-    /// its source); [`Error::Internal`] when the HTTP client cannot be built.
+    /// [`Error::Invalid`](crate::error::Error::Invalid) for a malformed URL
+    /// (the URL parser's error as its source);
+    /// [`Error::Internal`](crate::error::Error::Internal) when the HTTP
+    /// client cannot be built.
     pub fn stac(url: &str, collection: &str) -> Result<Catalog> {
         Ok(Catalog::Stac {
             client: StacClient::new(url)?,
