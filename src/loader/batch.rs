@@ -14,7 +14,7 @@ use crate::stack::{Layers, TileStack};
 pub enum SampleStatus {
     /// Loaded as planned.
     Ok,
-    /// Its own stack failed to load ([`ErrorPolicy::Replace`]); the batch
+    /// Its own stack failed to load ([`ErrorPolicy::Replace`](crate::dataset::ErrorPolicy::Replace)); the batch
     /// holds the sample named in [`HostBatch::samples`] instead.
     Replaced {
         /// The sample that failed.
@@ -22,13 +22,13 @@ pub enum SampleStatus {
         /// Why, with its causes.
         error: String,
     },
-    /// Its stack failed to load ([`ErrorPolicy::Nan`]): all NaN, invalid everywhere.
+    /// Its stack failed to load ([`ErrorPolicy::Nan`](crate::dataset::ErrorPolicy::Nan)): all NaN, invalid everywhere.
     Failed {
         /// Why, with its causes.
         error: String,
     },
     /// A repeat from the start of the order, filling the last batch or a
-    /// device's slice ([`LastBatch::Pad`]).
+    /// device's slice ([`LastBatch::Pad`](crate::dataset::LastBatch::Pad)).
     Padded,
 }
 
@@ -254,7 +254,7 @@ impl HostBatch {
         self.status[row] = status;
     }
 
-    /// Row `row` as no data everywhere (a failed sample under [`ErrorPolicy::Nan`]).
+    /// Row `row` as no data everywhere (a failed sample under [`ErrorPolicy::Nan`](crate::dataset::ErrorPolicy::Nan)).
     pub(crate) fn write_failed(&mut self, row: usize, sample: usize, fill: f32, error: String) {
         let [_, t, c, h, w] = self.shape;
         let px = h * w;

@@ -1,7 +1,7 @@
 //! [`LoaderMetrics`]: what one epoch of a loader cost, and how long the
 //! training loop waited for it.
 
-/// What one epoch of a [`BatchLoader`] cost, and what the training loop waited.
+/// What one epoch of a [`BatchLoader`](crate::loader::BatchLoader) cost, and what the training loop waited.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct LoaderMetrics {
     /// The epoch.
@@ -20,9 +20,9 @@ pub struct LoaderMetrics {
     pub loads: u64,
     /// Loads that failed.
     pub load_errors: u64,
-    /// Samples replaced ([`ErrorPolicy::Replace`]).
+    /// Samples replaced ([`ErrorPolicy::Replace`](crate::dataset::ErrorPolicy::Replace)).
     pub replaced: u64,
-    /// Samples handed out as no data ([`ErrorPolicy::Nan`]).
+    /// Samples handed out as no data ([`ErrorPolicy::Nan`](crate::dataset::ErrorPolicy::Nan)).
     pub failed: u64,
     /// Padded rows.
     pub padded: u64,

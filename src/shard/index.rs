@@ -80,7 +80,7 @@ pub struct ShardIndex {
     pub tilestack_version: String,
     /// The dataset's name.
     pub name: String,
-    /// SHA-256 of what determines the samples (see [`config_hash`]).
+    /// SHA-256 of what determines the samples (see [`config_hash`](crate::shard::config_hash)).
     pub config_hash: String,
     /// The config the shards were written from.
     pub config: DatasetConfig,
@@ -138,7 +138,7 @@ impl ShardIndex {
     }
 
     /// An index from the JSON of an `index.json` (or a part's), checked as
-    /// [`ShardSet::open`] checks it: format, entries complete and in order,
+    /// [`ShardSet::open`](crate::shard::ShardSet::open) checks it: format, entries complete and in order,
     /// each sample's region the size its shape needs. `name` names the file
     /// in errors.
     ///

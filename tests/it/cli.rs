@@ -167,15 +167,8 @@ async fn bench_reports_warm_stacks_without_requests_and_the_limit() {
     // the stack's own tile bytes are the minimal ones (its requests add headers)
     assert!(j["first"]["bytes"].as_u64().unwrap() >= bytes, "{j}");
     assert!(lim["inflated_bytes"].as_u64().unwrap() > bytes, "{lim}");
-    // the training loop: without prefetch every stack on demand; with it,
-    // only the first
-    let runs = j["loader"]["runs"].as_array().unwrap();
-    let counts = |r: &serde_json::Value| {
-        let n = |k: &str| r[k].as_u64().unwrap();
-        (n("on_demand"), n("ready") + n("in_flight"))
-    };
-    assert_eq!(counts(&runs[0]), (2, 0), "{runs:?}");
-    assert_eq!(counts(&runs[1]), (1, 1), "{runs:?}");
+    // the training-loop figure went with StackLoader (cargo bench --bench loader)
+    assert!(j.get("loader").is_none(), "{j}");
 }
 
 #[test]
