@@ -521,7 +521,7 @@ bands = ["B04"]
 [time]
 range = "2019-08-01/2019-08-10"
 "#;
-    let err = |p: &Path| DatasetConfig::from_file(p).unwrap_err().to_string();
+    let err = |p: &Path| DatasetConfig::from_file(p).unwrap_err().chain();
     let p = write(
         "typo.toml",
         &format!(
@@ -554,7 +554,7 @@ range = "2019-08-01/2019-08-10"
         ),
     );
     let cfg = DatasetConfig::from_file(&p).unwrap();
-    let e = TileDataset::open(&cfg).unwrap_err().to_string();
+    let e = TileDataset::open(&cfg).unwrap_err().chain();
     assert!(e.contains("empty.toml") && e.contains("sampler"), "{e}");
     // A label file that does not parse.
     let bad = write(
@@ -569,7 +569,7 @@ range = "2019-08-01/2019-08-10"
         ),
     );
     let cfg = DatasetConfig::from_file(&p).unwrap();
-    let e = cfg.label_layers(None).unwrap_err().to_string();
+    let e = cfg.label_layers(None).unwrap_err().chain();
     assert!(
         e.contains("labels.toml") && e.contains("labels \"ships\"") && e.contains("bad.geojson"),
         "{e}"
