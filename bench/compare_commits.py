@@ -6,10 +6,11 @@ machine's mood.
 
     python3 bench/compare_commits.py                      # 879d593 vs the working tree, 5 pairs
     python3 bench/compare_commits.py --old f537428 --pairs 8
+    python3 bench/compare_commits.py --old 879d593 --old f537428   # three binaries in turn
     python3 bench/compare_commits.py --outputs            # also: same bytes out?
 
-What it measures, per pair (the order inside a pair alternates: old-new,
-new-old, ...):
+What it measures, per round (the binaries in turn, the order rotating from
+one round to the next):
   * the cold Oakland stack, `tilestack stack` in a fresh process (fresh tile
     cache, no header store): B04 B03 B02 B08 B11 + SCL cloud band, the
     terminals mask, August 2019 daily, 256 px at 10 m, around the world's
@@ -133,38 +134,41 @@ def outputs(binary, tag):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--old", default="879d593")
+    ap.add_argument("--old", action="append", help="a commit to compare (repeatable; default 879d593)")
     ap.add_argument("--new", default=".")
-    ap.add_argument("--pairs", type=int, default=5)
+    ap.add_argument("--pairs", type=int, default=5, help="rounds (each runs every binary once)")
     ap.add_argument("--outputs", action="store_true")
     a = ap.parse_args()
-    old, new = build(a.old), build(a.new)
+    olds = a.old or ["879d593"]
+    bins = [(rev, build(rev)) for rev in olds] + [("new", build(a.new))]
+    new = bins[-1][1]
     server, url, world, centroid = serve(new)
     try:
         rows = []
         for i in range(a.pairs):
-            order = [("old", old), ("new", new)] if i % 2 == 0 else [("new", new), ("old", old)]
+            k = i % len(bins)
             row = {}
-            for tag, b in order:
+            for tag, b in bins[k:] + bins[:k]:
                 wall, printed, _ = stack_once(b, url, world, centroid, os.path.join(WORK, "run-" + tag))
                 row[tag] = (printed, wall)
             rows.append(row)
-            print(f"pair {i + 1}: old stack {row['old'][0]:.3f} s (process {row['old'][1]:.3f} s), "
-                  f"new stack {row['new'][0]:.3f} s (process {row['new'][1]:.3f} s)", flush=True)
+            print(f"round {i + 1}: " + ", ".join(
+                f"{t} stack {row[t][0]:.3f} s (process {row[t][1]:.3f} s)" for t, _ in bins), flush=True)
+        tags = [t for t, _ in bins]
         med = {t: (statistics.median(r[t][0] for r in rows), statistics.median(r[t][1] for r in rows))
-               for t in ("old", "new")}
+               for t in tags}
         result = {
-            "old": a.old, "new": a.new, "pairs": a.pairs,
-            "stack_s": {t: [r[t][0] for r in rows] for t in ("old", "new")},
-            "process_s": {t: [r[t][1] for r in rows] for t in ("old", "new")},
-            "median_stack_s": {t: med[t][0] for t in med},
-            "median_process_s": {t: med[t][1] for t in med},
-            "new_over_old_stack": med["new"][0] / med["old"][0],
-            "new_over_old_process": med["new"][1] / med["old"][1],
-            "binary_mb": {"old": os.path.getsize(old) / 1e6, "new": os.path.getsize(new) / 1e6},
+            "binaries": dict(bins), "rounds": a.pairs,
+            "stack_s": {t: [r[t][0] for r in rows] for t in tags},
+            "process_s": {t: [r[t][1] for r in rows] for t in tags},
+            "median_stack_s": {t: med[t][0] for t in tags},
+            "median_process_s": {t: med[t][1] for t in tags},
+            "new_over_old_stack": {t: med["new"][0] / med[t][0] for t in olds},
+            "new_over_old_process": {t: med["new"][1] / med[t][1] for t in olds},
+            "binary_mb": {t: os.path.getsize(b) / 1e6 for t, b in bins},
         }
         if a.outputs:
-            o, n = outputs(old, "old"), outputs(new, "new")
+            o, n = outputs(bins[0][1], "old"), outputs(new, "new")
             result["outputs"] = {k: {"old": o.get(k), "new": n.get(k), "same": o.get(k) == n.get(k)}
                                  for k in sorted(set(o) | set(n))}
         print(json.dumps(result, indent=1))
