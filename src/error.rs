@@ -220,11 +220,7 @@ impl Error {
         message: impl Into<String>,
         cause: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        Error::Invalid {
-            what,
-            message: message.into(),
-            source: Some(Cause::new(cause)),
-        }
+        Error::invalid(what, message).because(cause)
     }
 
     /// Shorthand for an [`Error::Internal`] without a cause.
@@ -242,11 +238,7 @@ impl Error {
         message: impl Into<String>,
         cause: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        Error::Internal {
-            what,
-            message: message.into(),
-            source: Some(Cause::new(cause)),
-        }
+        Error::internal(what, message).because(cause)
     }
 
     /// Shorthand for an [`Error::Config`] on `path` without a cause.
@@ -265,11 +257,7 @@ impl Error {
         message: impl Into<String>,
         cause: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        Error::Config {
-            path: path.into(),
-            message: message.into(),
-            source: Some(Cause::new(cause)),
-        }
+        Error::config(path, message).because(cause)
     }
 
     /// Shorthand for an [`Error::Crs`] without a cause.
@@ -288,11 +276,7 @@ impl Error {
         message: impl Into<String>,
         cause: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        Error::Crs {
-            epsg,
-            message: message.into(),
-            source: Some(Cause::new(cause)),
-        }
+        Error::crs(epsg, message).because(cause)
     }
 
     /// Shorthand for an [`Error::Stac`] without a cause.
@@ -310,11 +294,7 @@ impl Error {
         message: impl Into<String>,
         cause: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        Error::Stac {
-            url: url.into(),
-            message: message.into(),
-            source: Some(Cause::new(cause)),
-        }
+        Error::stac(url, message).because(cause)
     }
 
     /// Shorthand for an [`Error::Item`] without a cause.
@@ -332,11 +312,7 @@ impl Error {
         message: impl Into<String>,
         cause: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        Error::Item {
-            item: item.into(),
-            message: message.into(),
-            source: Some(Cause::new(cause)),
-        }
+        Error::item(item, message).because(cause)
     }
 
     /// Shorthand for an [`Error::Http`] without a status or cause.
@@ -365,11 +341,23 @@ impl Error {
         message: impl Into<String>,
         cause: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        Error::Cog {
-            href: href.into(),
-            message: message.into(),
-            source: Some(Cause::new(cause)),
+        Error::cog(href, message).because(cause)
+    }
+
+    /// This error with `cause` as its source (variants without a cause
+    /// field are returned as they are): what every `*_because` does.
+    fn because(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        match &mut self {
+            Error::Invalid { source, .. }
+            | Error::Internal { source, .. }
+            | Error::Config { source, .. }
+            | Error::Crs { source, .. }
+            | Error::Stac { source, .. }
+            | Error::Item { source, .. }
+            | Error::Cog { source, .. } => *source = Some(Cause::new(cause)),
+            _ => {}
         }
+        self
     }
 
     /// An [`Error::Task`] for a task that panicked or was cancelled.
