@@ -55,6 +55,11 @@ def build(rev):
     else:
         name = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", rev], check=True,
                               capture_output=True, text=True).stdout.strip()
+        out = os.path.join(WORK, "bin", "tilestack-" + name)
+        if os.path.exists(out):
+            # a commit's binary does not change: built once, kept in target/compare/bin
+            print(f"reusing {out}", flush=True)
+            return out
         src = os.path.join(WORK, "src-" + name)
         if not os.path.isdir(src):
             sh(["git", "-C", ROOT, "worktree", "add", "--detach", src, rev])

@@ -97,7 +97,7 @@ fn main() {
     let cfg = config(dir.path(), &server.stac_url(), &s, None);
     let ds = Arc::new(TileDataset::open(&cfg).expect("dataset"));
     let shape = ds.shape();
-    let req = ds.samples()[0].plan.request.clone();
+    let req = ds.request(0).expect("request");
     let reader = CogReader::new(
         HttpRangeClient::new(RetryConfig::default()).expect("client"),
         TileCache::new(1 << 30),

@@ -1,12 +1,17 @@
 //! [`TileDataset`]: a [`DatasetConfig`] opened — the catalog reached (the
 //! demo world served on loopback when the config asks for it), the samples
-//! placed, searched, planned and filtered before any pixel is read, the
-//! label and mask layers parsed. It loads one sample's stack on demand;
-//! [`BatchLoader`](crate::loader::BatchLoader) and the burn loader batch them.
+//! placed, searched by region (one search per time window and 1° cell:
+//! `region.rs`), their scenes picked and filtered before any pixel is read,
+//! the label and mask layers parsed. A sample holds its place, window and
+//! scene indexes (about 100 bytes), not a plan: it loads one sample's stack
+//! on demand, planning it then; [`BatchLoader`](crate::loader::BatchLoader)
+//! and the burn loader batch them.
 //!
 //! May import: every stage up to [`crate::stack`].
 
 pub(crate) mod config;
+pub(crate) mod region;
+pub(crate) mod sample;
 pub(crate) mod sampler;
 
 use std::collections::BTreeMap;
@@ -18,69 +23,21 @@ pub use config::{
     AugmentConfig, CatalogConfig, CatalogSource, DatasetConfig, ErrorPolicy, FilterConfig,
     LastBatch, LayerConfig, LoaderConfig, NormalizeConfig,
 };
-use futures::StreamExt;
+pub use sample::{DatasetReport, DatasetSample};
 pub use sampler::{SamplePoint, SamplerConfig, TimeWindows, cross, read_points};
 
 use crate::cog::CogReader;
 use crate::cog::cache::TileCache;
+use crate::dataset::region::open_by_region;
 use crate::error::{Error, Result};
 use crate::fetch::HttpRangeClient;
 use crate::fetch::retry::RetryConfig;
 use crate::geo::rasterize::Mask;
 use crate::stac::catalog::Catalog;
-use crate::stac::scene::scenes_from_items;
-use crate::stack::load::search_items_query;
+use crate::stac::scene::Scene;
 use crate::stack::plan::StackPlan;
+use crate::stack::request::StackRequest;
 use crate::stack::{Layers, SampleLayout, TileStack};
-
-/// One sample of a dataset: a place, a time window and its plan.
-#[derive(Debug, Clone)]
-pub struct DatasetSample {
-    /// `point id` (with `@start` when the config has several time windows).
-    pub id: String,
-    /// `[lon, lat]` of the tile centre.
-    pub centroid: [f64; 2],
-    /// First day, inclusive.
-    pub start: NaiveDate,
-    /// Last day, inclusive.
-    pub end: NaiveDate,
-    /// Steps that have at least one scene (and enough footprint cover).
-    pub days_with_data: usize,
-    /// The plan: grid, scenes per step, windows to read.
-    pub plan: StackPlan,
-}
-
-/// What [`TileDataset::open`] kept and dropped, and why.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct DatasetReport {
-    /// Points × time windows the sampler produced.
-    pub candidates: usize,
-    /// Samples kept.
-    pub kept: usize,
-    /// Samples dropped, by reason.
-    pub dropped: BTreeMap<String, usize>,
-    /// Scenes left out for `filters.max_cloud_cover`, summed over samples.
-    pub cloudy_scenes: usize,
-    /// Findings of the plans (no scene, truncated search, …), as text, once each.
-    pub warnings: Vec<String>,
-}
-
-impl std::fmt::Display for DatasetReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} of {} samples kept", self.kept, self.candidates)?;
-        for (why, n) in &self.dropped {
-            write!(f, "; {n} dropped: {why}")?;
-        }
-        if self.cloudy_scenes > 0 {
-            write!(
-                f,
-                "; {} cloudy scenes left out (filters.max_cloud_cover)",
-                self.cloudy_scenes
-            )?;
-        }
-        Ok(())
-    }
-}
 
 /// A training set opened from its config (see the module docs).
 ///
@@ -98,6 +55,8 @@ pub struct TileDataset {
     config: DatasetConfig,
     reader: CogReader,
     samples: Vec<DatasetSample>,
+    scenes: Vec<Scene>,
+    layout: SampleLayout,
     labels: Vec<(String, Mask)>,
     masks: Vec<(String, Mask)>,
     report: DatasetReport,
@@ -118,8 +77,10 @@ impl std::fmt::Debug for TileDataset {
 
 impl TileDataset {
     /// Opens a dataset: reaches the catalog (generating and serving the demo
-    /// world when asked), places the samples, searches and plans each (8 at
-    /// once) and applies the filters. Nothing but the catalog is read.
+    /// world when asked), places the samples, searches by region (one search
+    /// per time window and 1° cell, 8 at once; see `dataset::region`), picks
+    /// each sample's scenes and applies the filters. Nothing but the catalog
+    /// is read, and no plan is kept: [`TileDataset::plan`] makes one.
     ///
     /// # Errors
     /// [`Error::Config`] naming the config file and key (sampler, label
@@ -139,6 +100,8 @@ impl TileDataset {
                 config: config.clone(),
                 reader: o.reader,
                 samples: o.samples,
+                scenes: o.scenes,
+                layout: o.layout,
                 labels: o.labels,
                 masks: o.masks,
                 report: o.report,
@@ -184,16 +147,49 @@ impl TileDataset {
 
     /// The layout every sample shares: shape, bands, label and mask names.
     pub fn layout(&self) -> SampleLayout {
-        SampleLayout {
-            shape: self.shape(),
-            bands: self
-                .samples
-                .first()
-                .map(|s| s.plan.request.bands.iter().map(|b| b.to_string()).collect())
-                .unwrap_or_default(),
-            labels: self.labels.iter().map(|(n, _)| n.clone()).collect(),
-            masks: self.masks.iter().map(|(n, _)| n.clone()).collect(),
-        }
+        self.layout.clone()
+    }
+
+    /// The scenes of every sample, each once ([`DatasetSample::scenes`]
+    /// index into them).
+    pub fn scenes(&self) -> &[Scene] {
+        &self.scenes
+    }
+
+    /// Sample `index`'s stack request (the config's `[stack]` at its place
+    /// and days).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the index when there is no such sample.
+    pub fn request(&self, index: usize) -> Result<StackRequest> {
+        let s = self.sample(index)?;
+        self.config.request(s.centroid, s.start, s.end)
+    }
+
+    /// Sample `index`'s plan, built from its scenes: the plan a search for
+    /// that sample alone gives.
+    ///
+    /// # Errors
+    /// As [`TileDataset::request`]; [`StackPlan::new`]'s errors.
+    pub fn plan(&self, index: usize) -> Result<StackPlan> {
+        let s = self.sample(index)?;
+        let req = self.config.request(s.centroid, s.start, s.end)?;
+        let scenes = s
+            .scenes
+            .iter()
+            .map(|&k| {
+                self.scenes.get(k as usize).cloned().ok_or_else(|| {
+                    Error::internal("dataset", format!("sample {index} names no scene {k}"))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        StackPlan::new(&scenes, &req)
+    }
+
+    fn sample(&self, index: usize) -> Result<&DatasetSample> {
+        self.samples
+            .get(index)
+            .ok_or_else(|| Error::invalid("sample", format!("no sample {index}")))
     }
 
     /// The label layers: name and features.
@@ -208,7 +204,7 @@ impl TileDataset {
 
     /// `[T, C, H, W]` of every sample's stack (before augmentation's crop).
     pub fn shape(&self) -> [usize; 4] {
-        self.samples.first().map_or([0; 4], |s| s.plan.shape())
+        self.layout.shape
     }
 
     /// The runtime loads run on.
@@ -252,19 +248,18 @@ impl TileDataset {
         index: usize,
         buffer: Option<ndarray::Array4<f32>>,
     ) -> Result<TileStack> {
-        let s = self
-            .samples
-            .get(index)
-            .ok_or_else(|| Error::invalid("sample", format!("no sample {index}")))?;
-        s.plan
-            .load_reusing(&self.reader, None, buffer)
-            .await
-            .map_err(|e| Error::Sample {
-                index,
-                lon: s.centroid[0],
-                lat: s.centroid[1],
-                source: Box::new(e),
-            })
+        let s = self.sample(index)?;
+        let load = async {
+            self.plan(index)?
+                .load_reusing(&self.reader, None, buffer)
+                .await
+        };
+        load.await.map_err(|e| Error::Sample {
+            index,
+            lon: s.centroid[0],
+            lat: s.centroid[1],
+            source: Box::new(e),
+        })
     }
 }
 
@@ -292,27 +287,23 @@ impl TileDataset {
     }
 
     fn rasterize_layers(&self, sample: usize) -> Result<Layers> {
-        let plan = &self
-            .samples
-            .get(sample)
-            .ok_or_else(|| Error::invalid("sample", format!("no sample {sample}")))?
-            .plan;
+        let req = self.request(sample)?;
+        let (grid, bins) = (req.grid()?, req.bins());
         // The rasterizer writes exactly 0.0 or 1.0.
         let flat = |a: ndarray::Array2<f32>| a.iter().map(|&v| u8::from(v != 0.0)).collect();
         let labels = self
             .labels
             .iter()
             .map(|(_, m)| {
-                plan.bins
-                    .iter()
-                    .map(|(bin, _)| m.rasterize_days(&plan.grid, Some(*bin)).map(flat))
+                bins.iter()
+                    .map(|bin| m.rasterize_days(&grid, Some(*bin)).map(flat))
                     .collect::<Result<Vec<_>>>()
             })
             .collect::<Result<Vec<_>>>()?;
         let masks = self
             .masks
             .iter()
-            .map(|(_, m)| m.rasterize_days(&plan.grid, None).map(flat))
+            .map(|(_, m)| m.rasterize_days(&grid, None).map(flat))
             .collect::<Result<Vec<_>>>()?;
         Ok(Layers { labels, masks })
     }
@@ -331,6 +322,8 @@ impl Drop for TileDataset {
 struct Opened {
     reader: CogReader,
     samples: Vec<DatasetSample>,
+    scenes: Vec<Scene>,
+    layout: SampleLayout,
     labels: Vec<(String, Mask)>,
     masks: Vec<(String, Mask)>,
     report: DatasetReport,
@@ -347,11 +340,23 @@ fn open_on(rt: &tokio::runtime::Runtime, config: &DatasetConfig) -> Result<Opene
     let (catalog, server, world) = rt.block_on(open_catalog(config))?;
     let labels = config.label_layers(world.as_deref())?;
     let masks = config.mask_layers(world.as_deref())?;
-    let (samples, report) = rt.block_on(plan_all(config, &catalog, &points, &windows))?;
+    let region = rt.block_on(open_by_region(config, &catalog, &points, &windows))?;
+    let (samples, scenes, report) = (region.samples, region.scenes, region.report);
     if samples.is_empty() {
         return Err(config.error("sampler", format!("no sample left: {report}")));
     }
-    check_shapes(&samples).map_err(|e| config.error("stack", e))?;
+    let shape = one_shape(config, &samples)?;
+    let layout = SampleLayout {
+        shape,
+        bands: config
+            .request(samples[0].centroid, samples[0].start, samples[0].end)?
+            .bands
+            .iter()
+            .map(|b| b.to_string())
+            .collect(),
+        labels: labels.iter().map(|(n, _)| n.clone()).collect(),
+        masks: masks.iter().map(|(n, _)| n.clone()).collect(),
+    };
     let mut client = HttpRangeClient::new(RetryConfig::default())?;
     if let Some(signer) = config.signer()? {
         client = client.with_signer(signer);
@@ -361,6 +366,8 @@ fn open_on(rt: &tokio::runtime::Runtime, config: &DatasetConfig) -> Result<Opene
     Ok(Opened {
         reader,
         samples,
+        scenes,
+        layout,
         labels,
         masks,
         report,
@@ -368,15 +375,41 @@ fn open_on(rt: &tokio::runtime::Runtime, config: &DatasetConfig) -> Result<Opene
     })
 }
 
-fn check_shapes(samples: &[DatasetSample]) -> std::result::Result<(), String> {
-    match crate::stack::plan::other_shape(samples.iter().map(|s| &s.plan)) {
-        Some((i, shape, first)) => Err(format!(
-            "sample {} has shape [T, C, H, W] {shape:?}, the first {first:?}: a dataset's samples \
-             share one shape (use time windows of equal length)",
-            samples[i].id
-        )),
-        None => Ok(()),
+/// The `[T, C, H, W]` every sample shares (a request's steps, bands and
+/// tile: the same for every place of a time window).
+///
+/// # Errors
+/// [`Error::Config`] naming the first sample whose shape differs.
+fn one_shape(config: &DatasetConfig, samples: &[DatasetSample]) -> Result<[usize; 4]> {
+    let mut shapes: BTreeMap<(NaiveDate, NaiveDate), [usize; 4]> = BTreeMap::new();
+    let mut first: Option<[usize; 4]> = None;
+    for s in samples {
+        let shape = match shapes.get(&(s.start, s.end)) {
+            Some(&shape) => shape,
+            None => {
+                let req = config.request(s.centroid, s.start, s.end)?;
+                let grid = req.grid()?;
+                let shape = [req.bins().len(), req.bands.len(), grid.height, grid.width];
+                shapes.insert((s.start, s.end), shape);
+                shape
+            }
+        };
+        match first {
+            None => first = Some(shape),
+            Some(f) if f != shape => {
+                return Err(config.error(
+                    "stack",
+                    format!(
+                        "sample {} has shape [T, C, H, W] {shape:?}, the first {f:?}: a \
+                         dataset's samples share one shape (use time windows of equal length)",
+                        s.id
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
     }
+    Ok(first.unwrap_or([0; 4]))
 }
 
 #[cfg(feature = "demo")]
@@ -424,143 +457,4 @@ async fn open_catalog(config: &DatasetConfig) -> Result<(Catalog, Server, Option
             "the demo world needs tilestack's `demo` feature",
         )),
     }
-}
-
-/// Searches, plans and filters every point × window, 8 at once, in order.
-async fn plan_all(
-    config: &DatasetConfig,
-    catalog: &Catalog,
-    points: &[SamplePoint],
-    windows: &[(NaiveDate, NaiveDate)],
-) -> Result<(Vec<DatasetSample>, DatasetReport)> {
-    let mut warnings = Vec::new();
-    let mut query = config
-        .filters
-        .max_cloud_cover
-        .map(|c| serde_json::json!({"eo:cloud_cover": {"lte": c}}));
-    if let (Some(_), Catalog::Stac { client, .. }) = (&query, catalog)
-        && !client.supports_query().await?
-    {
-        query = None;
-        warnings.push(format!(
-            "{} does not declare the STAC query extension: filters.max_cloud_cover applied to the items on the client",
-            client.root()
-        ));
-    }
-    let several = windows.len() > 1;
-    let mut candidates = Vec::with_capacity(points.len() * windows.len());
-    for p in points {
-        for &(a, b) in windows {
-            let id = if several {
-                format!("{}@{a}", p.id)
-            } else {
-                p.id.clone()
-            };
-            candidates.push((id, [p.lon, p.lat], a, b));
-        }
-    }
-    let mut report = DatasetReport {
-        candidates: candidates.len(),
-        warnings,
-        ..DatasetReport::default()
-    };
-    let results: Vec<Result<Planned>> =
-        futures::stream::iter(candidates.into_iter().map(|(id, centroid, start, end)| {
-            let query = query.as_ref();
-            async move {
-                let req = config.request(centroid, start, end)?;
-                let (items, warnings) = search_items_query(catalog, &req, query).await?;
-                for w in &warnings {
-                    tracing::warn!(warning = %w, "catalog");
-                }
-                let scenes = scenes_from_items(&items, &req.read_bands())?;
-                let before = scenes.len();
-                let scenes: Vec<_> = match config.filters.max_cloud_cover {
-                    Some(max) => scenes
-                        .into_iter()
-                        .filter(|s| s.cloud_cover.is_none_or(|c| c <= max))
-                        .collect(),
-                    None => scenes,
-                };
-                let cloudy = before - scenes.len();
-                let plan = StackPlan::new(&scenes, &req)?;
-                let days = days_with_data(&plan, config.filters.min_footprint_cover)?;
-                Ok(Planned {
-                    sample: DatasetSample {
-                        id,
-                        centroid,
-                        start,
-                        end,
-                        days_with_data: days,
-                        plan,
-                    },
-                    cloudy,
-                })
-            }
-        }))
-        .buffered(8)
-        .collect()
-        .await;
-    let mut samples = Vec::new();
-    for r in results {
-        let p = r?;
-        report.cloudy_scenes += p.cloudy;
-        for w in &p.sample.plan.warnings {
-            let w = w.to_string();
-            if !report.warnings.contains(&w) {
-                report.warnings.push(w);
-            }
-        }
-        let min = config.filters.min_days_with_data;
-        if p.sample.days_with_data < min {
-            let why = if config.filters.min_footprint_cover > 0.0 {
-                format!(
-                    "fewer than {min} steps with scenes covering {:.0} % of the tile",
-                    config.filters.min_footprint_cover * 100.0
-                )
-            } else {
-                format!("fewer than {min} steps with a scene")
-            };
-            *report.dropped.entry(why).or_default() += 1;
-            continue;
-        }
-        samples.push(p.sample);
-    }
-    report.kept = samples.len();
-    Ok((samples, report))
-}
-
-struct Planned {
-    sample: DatasetSample,
-    cloudy: usize,
-}
-
-/// Steps whose scenes' footprints cover at least `min_cover` of the tile
-/// (any scene at all when `min_cover` is 0).
-fn days_with_data(plan: &StackPlan, min_cover: f64) -> Result<usize> {
-    if min_cover <= 0.0 {
-        return Ok(plan.bins.iter().filter(|(_, s)| !s.is_empty()).count());
-    }
-    use geo::{Area, BooleanOps};
-    let ring = plan.grid.wgs84_ring()?;
-    let tile = geo::Polygon::new(geo::LineString::from(ring.to_vec()), vec![]);
-    let tile_area = tile.unsigned_area();
-    let mut n = 0;
-    for (_, scenes) in &plan.bins {
-        let mut union: Option<geo::MultiPolygon<f64>> = None;
-        for &i in scenes {
-            let fp = &plan.scenes[i].footprint;
-            union = Some(match union {
-                None => fp.clone(),
-                Some(u) => u.union(fp),
-            });
-        }
-        if let Some(u) = union {
-            let covered = tile.intersection(&u).unsigned_area();
-            if tile_area > 0.0 && covered / tile_area >= min_cover - 1e-9 {
-                n += 1;
-            }
-        }
-    }
-    Ok(n)
 }

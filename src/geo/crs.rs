@@ -53,10 +53,21 @@ impl Transformer {
     /// # Errors
     /// [`Error::Crs`] when either code is unsupported.
     pub fn new(src: Epsg, dst: Epsg) -> Result<Self> {
-        let mk = |e: Epsg| {
-            Proj::from_proj_string(proj_string(e)?).map_err(|err| {
+        let mk = |e: Epsg| -> Result<Proj> {
+            // Parsing a definition costs more than a few transforms: each
+            // thread keeps the ones it has built (a handful of zones).
+            thread_local! {
+                static BUILT: std::cell::RefCell<std::collections::HashMap<u32, Proj>> =
+                    Default::default();
+            }
+            if let Some(p) = BUILT.with(|b| b.borrow().get(&e.code()).cloned()) {
+                return Ok(p);
+            }
+            let p = Proj::from_proj_string(proj_string(e)?).map_err(|err| {
                 Error::crs_because(e.code(), "proj4rs cannot build its definition", err)
-            })
+            })?;
+            BUILT.with(|b| b.borrow_mut().insert(e.code(), p.clone()));
+            Ok(p)
         };
         Ok(Transformer {
             src,

@@ -674,14 +674,17 @@ fn entry_of(ds: &TileDataset, s: usize, stack: &crate::stack::TileStack) -> Samp
 fn base_entry(ds: &TileDataset, s: usize) -> SampleEntry {
     let sps = ds.samples();
     let x = &sps[s];
+    // The sample's grid was made once when the dataset opened (its tile
+    // outline placed it); making it again cannot fail.
+    let grid = ds.request(s).and_then(|r| r.grid()).ok();
     SampleEntry {
         index: s,
         id: x.id.clone(),
         centroid: x.centroid,
         start: x.start,
         end: x.end,
-        epsg: x.plan.grid.epsg.code(),
-        transform: x.plan.grid.transform.to_gdal(),
+        epsg: grid.as_ref().map_or(0, |g| g.epsg.code()),
+        transform: grid.map_or([0.0; 6], |g| g.transform.to_gdal()),
         ..SampleEntry::default()
     }
 }

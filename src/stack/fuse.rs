@@ -168,15 +168,6 @@ impl BandFold {
             }
         }
     }
-
-    /// Bytes this fold holds.
-    pub(crate) fn bytes(&self) -> usize {
-        match self {
-            BandFold::Mean { sum, count } => sum.len() * 8 + count.len() * 4,
-            BandFold::Ranked { value, rank } => value.len() * 4 + rank.len() * 4,
-            BandFold::All(w) => w.iter().map(|w| w.len() * 4).sum(),
-        }
-    }
 }
 
 /// Which [`BandFold`] a band gets.

@@ -7,6 +7,7 @@ use chrono::NaiveDate;
 use futures::StreamExt;
 use ndarray::{Array2, Array4};
 use rayon::prelude::*;
+use std::sync::Arc;
 
 use crate::cog::CogReader;
 use crate::cog::window::TileWindow;
@@ -21,7 +22,7 @@ use crate::stack::fuse::{
     BandFold, FoldRule, into_values, nan_where_all_zero, nan_where_flagged, normalize,
     normalized_difference, to_decibels,
 };
-use crate::stack::plan::{ReadPlan, StackPlan};
+use crate::stack::plan::{FOLDS_IN_FLIGHT, ReadPlan, StackPlan};
 use crate::stack::request::{Fusion, StackRequest, bit_mask, derived_inputs};
 
 impl StackPlan {
@@ -59,7 +60,7 @@ impl StackPlan {
         }
         // The reads run in their own task, so that folding a scene here never
         // holds them up; scenes come back through a bounded channel.
-        let plan = std::sync::Arc::new(self.clone());
+        let plan = Arc::new(self.clone());
         let k = self.scenes_in_flight();
         let (tx, mut rx) = tokio::sync::mpsc::channel(k);
         let driver = {
@@ -88,7 +89,7 @@ impl StackPlan {
             };
             AbortOnDrop(tokio::spawn(tracing::Instrument::in_current_span(reads)))
         };
-        let mut steps = StepFolds::new(self);
+        let mut steps = StepFolds::new(plan.clone());
         let mut read_errors = Vec::new();
         while let Some((si, results)) = rx.recv().await {
             let mut windows: Vec<Option<Vec<f32>>> = vec![None; nb];
@@ -105,16 +106,16 @@ impl StackPlan {
                     Err(e) => return Err(e),
                 }
             }
-            steps.add(si, windows);
+            steps.add(si, windows).await?;
         }
         drop(driver);
         read_errors.sort();
         let t_read = t0.elapsed();
         tracing::debug!(
-            peak_fold_bytes = steps.peak_bytes,
-            "scenes folded into their steps"
+            peak_window_bytes = steps.peak_bytes,
+            "scenes read, their steps folding"
         );
-        let fused = steps.finish();
+        let fused = steps.finish().await?;
         let mask = mask.cloned();
         let out = tokio::task::spawn_blocking(move || plan.assemble(&fused, mask.as_ref(), buffer))
             .await
@@ -133,10 +134,10 @@ impl StackPlan {
         out
     }
 
-    /// Scenes read at once: enough for about [`READS_IN_FLIGHT`] concurrent
-    /// reads, at least 2.
+    /// Scenes read at once: enough for about [`READS_IN_FLIGHT`](crate::stack::plan::READS_IN_FLIGHT)
+    /// concurrent reads, at least 2.
     pub(crate) fn scenes_in_flight(&self) -> usize {
-        (READS_IN_FLIGHT / self.read_bands.len().max(1)).max(2)
+        crate::stack::plan::scenes_in_flight(self.read_bands.len())
     }
 
     /// One read: the window (or its tiles), warped to the grid on a blocking
@@ -322,40 +323,36 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Reads in flight at once while a stack loads. Scenes return in plan order,
-/// so a slow scene holds the ones behind it: 32 (the flat read queue's
-/// figure before scenes were folded as they arrive) cost the cold Oakland
-/// stack ~15 %; at 96 it is as fast as before (same-run benchmark).
-pub(crate) const READS_IN_FLIGHT: usize = 96;
-
-/// The time steps of a stack being folded: scenes arrive in plan order, each
-/// folds into its step's [`BandFold`]s and is dropped, and a step whose
-/// scenes have all arrived is finished into its fused read bands. Scenes are
-/// in time order and steps are time ranges, so about one step is open at a
-/// time.
-struct StepFolds<'a> {
-    plan: &'a StackPlan,
+/// The time steps of a stack being folded: scenes arrive in plan order and
+/// wait in their step; a step whose scenes have all arrived is handed to a
+/// blocking thread, which applies the per-scene rules, folds its scenes into
+/// [`BandFold`]s in plan order and finishes them into fused read bands.
+/// Steps are independent, so they fold in parallel with each other and with
+/// the reads still coming; scenes are in time order and steps are time
+/// ranges, so about one step waits at a time.
+struct StepFolds {
+    plan: Arc<StackPlan>,
     /// Step of each scene, and its place in that step's scene list.
     step_of: Vec<Option<(usize, usize)>>,
-    /// Open steps: their folds (one per read band, made on first use),
-    /// scenes still to come and ranks.
+    /// Open steps: their scenes' windows (by place in the step) and how
+    /// many scenes are still to come.
     open: std::collections::BTreeMap<usize, OpenStep>,
-    /// Finished steps: each read band fused (`None`: a step without scenes).
+    /// Steps being folded, oldest first: at most [`FOLDS_IN_FLIGHT`], so
+    /// that windows never pile up behind slow folds.
+    folding: std::collections::VecDeque<(usize, tokio::task::JoinHandle<Vec<Vec<f32>>>)>,
+    /// Folded steps: each read band fused (`None`: a step without scenes).
     fused: Vec<Option<Vec<Vec<f32>>>>,
-    /// Most bytes the open folds held at once (for the logs and the tests).
+    /// Most window bytes the open steps held at once (for the logs).
     peak_bytes: usize,
 }
 
 struct OpenStep {
-    folds: Vec<Option<BandFold>>,
+    windows: Vec<Option<Vec<Option<Vec<f32>>>>>,
     left: usize,
-    /// Rank by cloud cover of each of the step's scenes (its place in plan
-    /// order is its other rank).
-    cloud_rank: Vec<u32>,
 }
 
-impl<'a> StepFolds<'a> {
-    fn new(plan: &'a StackPlan) -> StepFolds<'a> {
+impl StepFolds {
+    fn new(plan: Arc<StackPlan>) -> StepFolds {
         let mut step_of = vec![None; plan.scenes.len()];
         for (k, (_, idx)) in plan.bins.iter().enumerate() {
             for (j, &si) in idx.iter().enumerate() {
@@ -365,80 +362,137 @@ impl<'a> StepFolds<'a> {
             }
         }
         StepFolds {
+            fused: vec![None; plan.bins.len()],
             plan,
             step_of,
             open: Default::default(),
-            fused: vec![None; plan.bins.len()],
+            folding: Default::default(),
             peak_bytes: 0,
         }
     }
 
-    /// Folds scene `si`'s windows (one per read band) into its step.
-    fn add(&mut self, si: usize, mut windows: Vec<Option<Vec<f32>>>) {
+    /// Adds scene `si`'s windows (one per read band) to its step, and folds
+    /// the step once all its scenes are in.
+    ///
+    /// # Errors
+    /// A fold task that failed (panicked).
+    async fn add(&mut self, si: usize, windows: Vec<Option<Vec<f32>>>) -> Result<()> {
         let Some(Some((k, j))) = self.step_of.get(si).copied() else {
-            return; // in no step
+            return Ok(()); // in no step
         };
-        let plan = self.plan;
-        plan.scene_rules(&mut windows);
-        let step = self.open.entry(k).or_insert_with(|| {
-            let idx = &plan.bins[k].1;
-            OpenStep {
-                folds: (0..windows.len()).map(|_| None).collect(),
-                left: idx.len(),
-                cloud_rank: plan.cloud_ranks(idx),
-            }
+        let n = self.plan.bins[k].1.len();
+        let step = self.open.entry(k).or_insert_with(|| OpenStep {
+            windows: vec![None; n],
+            left: n,
         });
-        let npx = plan.grid.width * plan.grid.height;
-        for (bi, w) in windows.into_iter().enumerate() {
-            let Some(w) = w else { continue };
-            let rule = plan.fold_rule(bi);
-            let rank = if plan.ranked_by_cloud(bi) {
-                step.cloud_rank[j]
-            } else {
-                j as u32
-            };
-            step.folds[bi]
-                .get_or_insert_with(|| BandFold::new(rule, npx))
-                .add(w, rank);
+        if let Some(slot) = step.windows.get_mut(j) {
+            *slot = Some(windows);
         }
         step.left = step.left.saturating_sub(1);
         let held: usize = self
             .open
             .values()
-            .flat_map(|s| s.folds.iter().flatten())
-            .map(BandFold::bytes)
+            .flat_map(|s| s.windows.iter().flatten().flatten().flatten())
+            .map(|w| w.len() * std::mem::size_of::<f32>())
             .sum();
         self.peak_bytes = self.peak_bytes.max(held);
         if self.open.get(&k).is_some_and(|s| s.left == 0)
             && let Some(done) = self.open.remove(&k)
         {
-            self.fused[k] = Some(finish(done, npx));
+            self.fold(k, done);
+            while self.folding.len() > FOLDS_IN_FLIGHT {
+                self.collect_oldest().await?;
+            }
         }
+        Ok(())
     }
 
-    /// Every step's fused read bands (steps still open — scenes that never
-    /// arrived — are finished with what they have).
-    fn finish(mut self) -> Vec<Option<Vec<Vec<f32>>>> {
-        let npx = self.plan.grid.width * self.plan.grid.height;
-        for (k, step) in std::mem::take(&mut self.open) {
-            self.fused[k] = Some(finish(step, npx));
+    fn fold(&mut self, k: usize, step: OpenStep) {
+        let plan = self.plan.clone();
+        let task = tokio::task::spawn_blocking(move || plan.fold_step(k, step.windows));
+        self.folding.push_back((k, task));
+    }
+
+    async fn collect_oldest(&mut self) -> Result<()> {
+        if let Some((k, task)) = self.folding.pop_front() {
+            let bands = task.await.map_err(|e| Error::task("fuse", e))?;
+            if let Some(slot) = self.fused.get_mut(k) {
+                *slot = Some(bands);
+            }
         }
-        self.fused
+        Ok(())
+    }
+
+    /// Every step's fused read bands (`None`: a step without scenes; steps
+    /// still open — scenes that never arrived — are folded with what they
+    /// have).
+    async fn finish(mut self) -> Result<Vec<Option<Vec<Vec<f32>>>>> {
+        for (k, step) in std::mem::take(&mut self.open) {
+            self.fold(k, step);
+        }
+        while !self.folding.is_empty() {
+            self.collect_oldest().await?;
+        }
+        Ok(self.fused)
     }
 }
 
-/// A step's folds as fused bands (NaN for a band no scene had).
-fn finish(step: OpenStep, npx: usize) -> Vec<Vec<f32>> {
-    step.folds
-        .iter()
-        .map(|f| {
-            let mut v = vec![f32::NAN; npx];
-            if let Some(f) = f {
-                f.finish(&mut v);
+impl StackPlan {
+    /// Step `k`'s scenes (windows by place in the step, plan order) through
+    /// the per-scene rules and folded into fused read bands (NaN for a band
+    /// no scene had).
+    fn fold_step(&self, k: usize, mut scenes: Vec<Option<Vec<Option<Vec<f32>>>>>) -> Vec<Vec<f32>> {
+        let npx = self.grid.width * self.grid.height;
+        let nb = self.read_bands.len();
+        if scenes.iter().flatten().count() == 1
+            && let Some(mut windows) = scenes.iter_mut().flatten().next().map(std::mem::take)
+        {
+            // One scene: every rule's fusion of one window is the window
+            // (a mean of one value is that value, bit for bit), with NaN as
+            // the folds write it. No fold state, no copy.
+            self.scene_rules(&mut windows);
+            return windows
+                .into_iter()
+                .map(|w| match w {
+                    Some(mut w) if w.len() == npx => {
+                        for v in w.iter_mut().filter(|v| v.is_nan()) {
+                            *v = f32::NAN;
+                        }
+                        w
+                    }
+                    _ => vec![f32::NAN; npx],
+                })
+                .collect();
+        }
+        let cloud_rank = self.cloud_ranks(&self.bins[k].1);
+        let mut folds: Vec<Option<BandFold>> = (0..nb).map(|_| None).collect();
+        for (j, windows) in scenes.into_iter().enumerate() {
+            let Some(mut windows) = windows else { continue };
+            self.scene_rules(&mut windows);
+            for (bi, w) in windows.into_iter().enumerate() {
+                let (Some(w), Some(fold)) = (w, folds.get_mut(bi)) else {
+                    continue;
+                };
+                let rank = if self.ranked_by_cloud(bi) {
+                    cloud_rank[j]
+                } else {
+                    j as u32
+                };
+                fold.get_or_insert_with(|| BandFold::new(self.fold_rule(bi), npx))
+                    .add(w, rank);
             }
-            v
-        })
-        .collect()
+        }
+        folds
+            .iter()
+            .map(|f| {
+                let mut v = vec![f32::NAN; npx];
+                if let Some(f) = f {
+                    f.finish(&mut v);
+                }
+                v
+            })
+            .collect()
+    }
 }
 
 /// What a read hands to its warp: the window's pixels, or its tiles for a
@@ -616,22 +670,38 @@ pub(crate) async fn search_items_query(
         }
         Catalog::Stac { client, collection } => {
             let bbox = req.grid()?.wgs84_bbox()?;
-            let last = req
-                .bins()
-                .last()
-                .map(|b| b.1 - chrono::Days::new(1))
-                .unwrap_or(req.end);
-            let mut sreq = SearchRequest::new(collection.clone())
-                .bbox(bbox)
-                .datetime(&format!("{}/{}", req.start, last))?;
-            sreq.limit = Some(250);
-            if let Some(q) = query {
-                sreq = sreq.query(q.clone());
-            }
+            let sreq = search_request(collection, bbox, req, query)?;
             let res = client.search(&sreq).await?;
             (res.items, res.warnings)
         }
     })
+}
+
+/// The search for the items of stacks of `req`'s days over `bbox` (lon/lat):
+/// the request's first day to the last day of its last step, 250 items a
+/// page, `query` when given. One stack's search, or a region's.
+///
+/// # Errors
+/// A datetime the client refuses.
+pub(crate) fn search_request(
+    collection: &str,
+    bbox: [f64; 4],
+    req: &StackRequest,
+    query: Option<&serde_json::Value>,
+) -> Result<SearchRequest> {
+    let last = req
+        .bins()
+        .last()
+        .map(|b| b.1 - chrono::Days::new(1))
+        .unwrap_or(req.end);
+    let mut sreq = SearchRequest::new(collection.to_string())
+        .bbox(bbox)
+        .datetime(&format!("{}/{}", req.start, last))?;
+    sreq.limit = Some(250);
+    if let Some(q) = query {
+        sreq = sreq.query(q.clone());
+    }
+    Ok(sreq)
 }
 
 /// A stack with the plan that made it.

@@ -290,3 +290,73 @@ fn catalog_flags_are_checked_and_name_the_flag() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `tilestack dataset` opens a config and reports it without reading a
+/// pixel: the counts (the same as the library's report), the searches, the
+/// scenes, the time and memory; `--json` says the same as one object.
+#[test]
+fn dataset_reports_a_config_without_reading_pixels() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt
+        .block_on(tilestack::demo::WorldServer::start(
+            crate::util::small_world(),
+        ))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ds.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"grid\"\n[catalog]\nstac = {:?}\ncollection = \"sentinel-2-l2a\"\n\
+             [stack]\nbands = [\"B04\"]\ntile_size = 16\n\
+             [time]\nrange = \"2019-08-01/2019-08-30\"\nwindow_days = 10\n\
+             [sampler]\nkind = \"grid\"\nbbox = [-122.40, 37.78, -122.20, 37.84]\nstride_m = 3000\n\
+             [filters]\nmin_days_with_data = 3\n",
+            server.stac_url()
+        ),
+    )
+    .unwrap();
+    let want = tilestack::TileDataset::open(&tilestack::DatasetConfig::from_file(&path).unwrap())
+        .unwrap()
+        .report()
+        .clone();
+    let reads_before = server.stats().data_requests();
+    let out = tilestack()
+        .args(["dataset", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.starts_with(&format!("dataset grid: {want}\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains("shape [T, C, H, W] [10, 1, 16, 16]"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("3 searches, {} scenes held", want.scenes)),
+        "{text}"
+    );
+    assert!(text.contains("MB resident"), "{text}");
+    let out = tilestack()
+        .args(["dataset", "--json", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["candidates"], want.candidates);
+    assert_eq!(v["kept"], want.kept);
+    assert_eq!(v["searches"], 3);
+    assert!(v["open_s"].as_f64().unwrap() > 0.0);
+    // no COG was read
+    assert_eq!(server.stats().data_requests(), reads_before);
+    rt.block_on(server.shutdown());
+}

@@ -222,7 +222,7 @@ fn batches_hold_the_built_stacks_with_validity_labels_and_metadata() {
         let valid = batch.valid.clone().into_data();
         let valid = valid.as_slice::<f32>().unwrap();
         for (row, &sample) in batch.samples.iter().enumerate() {
-            let req = &ds.samples()[sample].plan.request;
+            let req = &ds.request(sample).unwrap();
             let want =
                 f.rt.block_on(build(
                     &Catalog::stac(&f.server.stac_url(), "sentinel-2-l2a").unwrap(),
@@ -622,9 +622,9 @@ fn filters_drop_samples_before_any_pixel_is_read_and_count_why() {
     // Every kept sample's scenes obey the cloud filter.
     for s in ds.samples() {
         assert!(
-            s.plan
-                .scenes
+            s.scenes
                 .iter()
+                .map(|&k| &ds.scenes()[k as usize])
                 .all(|sc| sc.cloud_cover.is_none_or(|c| c <= 50.0))
         );
     }

@@ -15,6 +15,7 @@ mod geoparquet;
 mod geotiff;
 mod pgstac;
 mod real_items;
+mod region;
 mod search;
 mod secrets;
 mod server;

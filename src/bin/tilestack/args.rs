@@ -63,6 +63,10 @@ pub(crate) enum Cmd {
     /// Job / Slurm array: `--part`, else JOB_COMPLETION_INDEX or
     /// SLURM_ARRAY_TASK_ID). A rerun keeps finished shards.
     Materialize(MaterializeArgs),
+    /// Open a dataset config and report it without reading a pixel:
+    /// candidates, kept, dropped per reason, searches made, scenes held,
+    /// time and memory — what to run before launching a large job.
+    Dataset(DatasetArgs),
     /// Describe a GeoTIFF (a path, file:// or http(s) URL), like gdalinfo:
     /// size, bands, sample type, compression, predictor, tiles or strips,
     /// IFDs and overviews, CRS, transform, nodata, scale/offset, and whether
@@ -136,6 +140,21 @@ pub(crate) struct ServeArgs {
     /// Port (0 = any free one).
     #[arg(long, default_value_t = 0)]
     pub(crate) port: u16,
+    /// Milliseconds every request waits before its answer: a distant
+    /// server's round trip, on loopback (for benchmarks).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) latency_ms: u64,
+}
+
+// `tilestack dataset`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DatasetArgs {
+    /// The dataset config (TOML).
+    #[arg(long)]
+    pub(crate) config: PathBuf,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 // `tilestack stack`, and the stack `tilestack bench` measures.

@@ -36,6 +36,7 @@ async fn run(cli: Cli, started: Instant) -> anyhow::Result<()> {
         Cmd::Plot(a) => cmd::plot::run(&a),
         Cmd::Search(a) => cmd::search::run(&a).await,
         Cmd::Materialize(a) => cmd::materialize::run(a).await,
+        Cmd::Dataset(a) => cmd::dataset::run(a).await,
         Cmd::Info(a) => cmd::info::run(&a).await,
         Cmd::Read(a) => cmd::read::run(&a).await,
     }

@@ -2,6 +2,7 @@
 //! (`stack`), the recipe (here), the pictures (`plot`).
 
 pub(crate) mod bench;
+pub(crate) mod dataset;
 pub(crate) mod demo;
 pub(crate) mod info;
 pub(crate) mod materialize;

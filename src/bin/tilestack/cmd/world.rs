@@ -26,7 +26,12 @@ pub(crate) fn world(a: &WorldArgs) -> Result<()> {
 /// `tilestack serve`: until Ctrl-C.
 pub(crate) async fn serve(a: &ServeArgs) -> Result<()> {
     let world = World::open(&a.dir)?;
-    let server = WorldServer::start_on(&world, &format!("127.0.0.1:{}", a.port)).await?;
+    let opts = tilestack::demo::ServerOptions {
+        bind: format!("127.0.0.1:{}", a.port),
+        latency_ms: a.latency_ms,
+        ..Default::default()
+    };
+    let server = WorldServer::start_with(&world, opts).await?;
     println!("STAC API: {}", server.stac_url());
     println!("COGs:     {}/data/", server.url());
     println!("serving {} until interrupted (Ctrl-C)", a.dir.display());

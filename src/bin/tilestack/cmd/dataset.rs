@@ -1,0 +1,86 @@
+//! `tilestack dataset`: open a dataset config and report what it holds,
+//! reading no pixel — what to run before a million-sample job.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use tilestack::{DatasetConfig, TileDataset};
+
+use crate::args::DatasetArgs;
+
+pub(crate) async fn run(a: DatasetArgs) -> Result<()> {
+    // A plain thread: the dataset runs its own runtime, which refuses to
+    // start inside another one's context.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(blocking(&a));
+    });
+    rx.await.context("the dataset thread died")?
+}
+
+fn blocking(a: &DatasetArgs) -> Result<()> {
+    let cfg = DatasetConfig::from_file(&a.config)?;
+    let rss_before = memory_kb("VmRSS");
+    let t = Instant::now();
+    let ds = TileDataset::open(&cfg)?;
+    let secs = t.elapsed().as_secs_f64();
+    let r = ds.report();
+    let rss = memory_kb("VmRSS");
+    let peak = memory_kb("VmHWM");
+    let per_sample = |kb: Option<u64>| {
+        kb.zip(rss_before)
+            .map(|(k, b)| k.saturating_sub(b) as f64 * 1024.0 / r.candidates.max(1) as f64)
+    };
+    if a.json {
+        let v = serde_json::json!({
+            "name": cfg.name,
+            "candidates": r.candidates,
+            "kept": r.kept,
+            "dropped": r.dropped,
+            "cloudy_scenes": r.cloudy_scenes,
+            "searches": r.searches,
+            "scenes": r.scenes,
+            "warnings": r.warnings,
+            "warnings_dropped": r.warnings_dropped,
+            "shape": ds.shape(),
+            "open_s": secs,
+            "rss_kb": rss,
+            "peak_rss_kb": peak,
+            "rss_bytes_per_candidate": per_sample(rss),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("dataset {}: {r}", cfg.name);
+    println!("  shape [T, C, H, W] {:?}", ds.shape());
+    println!(
+        "  {} searches, {} scenes held, opened in {secs:.2} s ({:.3} ms per candidate)",
+        r.searches,
+        r.scenes,
+        secs * 1e3 / r.candidates.max(1) as f64
+    );
+    if let (Some(rss), Some(peak)) = (rss, peak) {
+        println!(
+            "  memory: {:.1} MB resident ({:.0} B per candidate over the start), peak {:.1} MB",
+            rss as f64 / 1024.0,
+            per_sample(Some(rss)).unwrap_or(0.0),
+            peak as f64 / 1024.0
+        );
+    }
+    for w in &r.warnings {
+        println!("  warning: {w}");
+    }
+    if r.warnings_dropped > 0 {
+        println!("  … and {} more distinct warnings", r.warnings_dropped);
+    }
+    Ok(())
+}
+
+/// A `/proc/self/status` field in kB (Linux; `None` elsewhere).
+fn memory_kb(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
