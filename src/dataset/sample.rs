@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 
 /// One sample of a dataset: a place, a time window and its scenes. It
 /// holds what identifies its stack, not the stack's plan, so that a
-/// dataset of a million places fits in memory; [`TileDataset::plan`]
+/// dataset of a million places fits in memory; [`TileDataset::plan`](crate::dataset::TileDataset::plan)
 /// builds the plan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatasetSample {
@@ -21,12 +21,12 @@ pub struct DatasetSample {
     pub end: NaiveDate,
     /// Steps that have at least one scene (and enough footprint cover).
     pub days_with_data: usize,
-    /// Its scenes: indexes into [`TileDataset::scenes`], in plan order
+    /// Its scenes: indexes into [`TileDataset::scenes`](crate::dataset::TileDataset::scenes), in plan order
     /// (time, then id).
     pub scenes: Box<[u32]>,
 }
 
-/// What [`TileDataset::open`] kept and dropped, and why.
+/// What [`TileDataset::open`](crate::dataset::TileDataset::open) kept and dropped, and why.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DatasetReport {
     /// Points × time windows the sampler produced.

@@ -22,7 +22,7 @@ use crate::stack::fuse::{
     BandFold, FoldRule, into_values, nan_where_all_zero, nan_where_flagged, normalize,
     normalized_difference, to_decibels,
 };
-use crate::stack::plan::{FOLDS_IN_FLIGHT, ReadPlan, StackPlan};
+use crate::stack::plan::{FOLDS_IN_FLIGHT, ReadPlan, STEP_BUFFER, StackPlan};
 use crate::stack::request::{Fusion, StackRequest, bit_mask, derived_inputs};
 
 impl StackPlan {
@@ -334,21 +334,74 @@ struct StepFolds {
     plan: Arc<StackPlan>,
     /// Step of each scene, and its place in that step's scene list.
     step_of: Vec<Option<(usize, usize)>>,
-    /// Open steps: their scenes' windows (by place in the step) and how
-    /// many scenes are still to come.
+    /// Open steps: their scenes so far and how many are still to come.
     open: std::collections::BTreeMap<usize, OpenStep>,
-    /// Steps being folded, oldest first: at most [`FOLDS_IN_FLIGHT`], so
+    /// Steps being finished, oldest first: at most [`FOLDS_IN_FLIGHT`], so
     /// that windows never pile up behind slow folds.
     folding: std::collections::VecDeque<(usize, tokio::task::JoinHandle<Vec<Vec<f32>>>)>,
-    /// Folded steps: each read band fused (`None`: a step without scenes).
+    /// Finished steps: each read band fused (`None`: a step without scenes).
     fused: Vec<Option<Vec<Vec<f32>>>>,
     /// Most window bytes the open steps held at once (for the logs).
     peak_bytes: usize,
 }
 
-struct OpenStep {
-    windows: Vec<Option<Vec<Option<Vec<f32>>>>>,
-    left: usize,
+/// A step whose scenes are still arriving.
+enum OpenStep {
+    /// A step of at most [`STEP_BUFFER`] scenes: their windows wait (by
+    /// place in the step) and the step is fused when the last arrives.
+    Buffered {
+        windows: Vec<Option<Vec<Option<Vec<f32>>>>>,
+        left: usize,
+    },
+    /// A larger step: each scene is folded into the step's running fusion
+    /// as it arrives, one fold at a time, on a blocking thread.
+    Folding { state: FoldState, left: usize },
+}
+
+/// A large step's running fusion: ready, or busy folding a scene.
+enum FoldState {
+    Ready(StepFold),
+    Busy(tokio::task::JoinHandle<StepFold>),
+    /// Only while a scene is being handed over.
+    Taken,
+}
+
+impl FoldState {
+    async fn ready(self) -> Result<StepFold> {
+        match self {
+            FoldState::Ready(f) => Ok(f),
+            FoldState::Busy(task) => task.await.map_err(|e| Error::task("fuse", e)),
+            FoldState::Taken => Err(Error::internal("fuse", "a step's fold was lost")),
+        }
+    }
+}
+
+/// One step's fusion so far: a fold per read band (made on first use) and
+/// each of its scenes' rank by cloud cover.
+struct StepFold {
+    folds: Vec<Option<BandFold>>,
+    cloud_rank: Vec<u32>,
+}
+
+impl OpenStep {
+    fn left(&self) -> usize {
+        match self {
+            OpenStep::Buffered { left, .. } | OpenStep::Folding { left, .. } => *left,
+        }
+    }
+
+    fn window_bytes(&self) -> usize {
+        match self {
+            OpenStep::Buffered { windows, .. } => windows
+                .iter()
+                .flatten()
+                .flatten()
+                .flatten()
+                .map(|w| w.len() * std::mem::size_of::<f32>())
+                .sum(),
+            OpenStep::Folding { .. } => 0,
+        }
+    }
 }
 
 impl StepFolds {
@@ -371,8 +424,8 @@ impl StepFolds {
         }
     }
 
-    /// Adds scene `si`'s windows (one per read band) to its step, and folds
-    /// the step once all its scenes are in.
+    /// Adds scene `si`'s windows (one per read band) to its step, and
+    /// finishes the step once all its scenes are in.
     ///
     /// # Errors
     /// A fold task that failed (panicked).
@@ -381,25 +434,44 @@ impl StepFolds {
             return Ok(()); // in no step
         };
         let n = self.plan.bins[k].1.len();
-        let step = self.open.entry(k).or_insert_with(|| OpenStep {
-            windows: vec![None; n],
-            left: n,
+        let plan = self.plan.clone();
+        let step = self.open.entry(k).or_insert_with(|| {
+            if n <= STEP_BUFFER {
+                OpenStep::Buffered {
+                    windows: vec![None; n],
+                    left: n,
+                }
+            } else {
+                OpenStep::Folding {
+                    state: FoldState::Ready(plan.step_fold(k)),
+                    left: n,
+                }
+            }
         });
-        if let Some(slot) = step.windows.get_mut(j) {
-            *slot = Some(windows);
+        match step {
+            OpenStep::Buffered { windows: w, left } => {
+                if let Some(slot) = w.get_mut(j) {
+                    *slot = Some(windows);
+                }
+                *left = left.saturating_sub(1);
+            }
+            OpenStep::Folding { state, left } => {
+                // Scenes arrive in plan order: folded in that order, the
+                // same sums as a fold of the whole step.
+                let mut fold = std::mem::replace(state, FoldState::Taken).ready().await?;
+                *state = FoldState::Busy(tokio::task::spawn_blocking(move || {
+                    plan.fold_scene(&mut fold, j, windows);
+                    fold
+                }));
+                *left = left.saturating_sub(1);
+            }
         }
-        step.left = step.left.saturating_sub(1);
-        let held: usize = self
-            .open
-            .values()
-            .flat_map(|s| s.windows.iter().flatten().flatten().flatten())
-            .map(|w| w.len() * std::mem::size_of::<f32>())
-            .sum();
+        let held: usize = self.open.values().map(OpenStep::window_bytes).sum();
         self.peak_bytes = self.peak_bytes.max(held);
-        if self.open.get(&k).is_some_and(|s| s.left == 0)
+        if self.open.get(&k).is_some_and(|s| s.left() == 0)
             && let Some(done) = self.open.remove(&k)
         {
-            self.fold(k, done);
+            self.finish_step(k, done).await?;
             while self.folding.len() > FOLDS_IN_FLIGHT {
                 self.collect_oldest().await?;
             }
@@ -407,10 +479,20 @@ impl StepFolds {
         Ok(())
     }
 
-    fn fold(&mut self, k: usize, step: OpenStep) {
+    /// Hands step `k` to a blocking thread that fuses what it has.
+    async fn finish_step(&mut self, k: usize, step: OpenStep) -> Result<()> {
         let plan = self.plan.clone();
-        let task = tokio::task::spawn_blocking(move || plan.fold_step(k, step.windows));
+        let task = match step {
+            OpenStep::Buffered { windows, .. } => {
+                tokio::task::spawn_blocking(move || plan.fold_step(k, windows))
+            }
+            OpenStep::Folding { state, .. } => {
+                let fold = state.ready().await?;
+                tokio::task::spawn_blocking(move || plan.finish_fold(&fold))
+            }
+        };
         self.folding.push_back((k, task));
+        Ok(())
     }
 
     async fn collect_oldest(&mut self) -> Result<()> {
@@ -424,11 +506,11 @@ impl StepFolds {
     }
 
     /// Every step's fused read bands (`None`: a step without scenes; steps
-    /// still open — scenes that never arrived — are folded with what they
+    /// still open — scenes that never arrived — are fused with what they
     /// have).
     async fn finish(mut self) -> Result<Vec<Option<Vec<Vec<f32>>>>> {
         for (k, step) in std::mem::take(&mut self.open) {
-            self.fold(k, step);
+            self.finish_step(k, step).await?;
         }
         while !self.folding.is_empty() {
             self.collect_oldest().await?;
@@ -438,12 +520,52 @@ impl StepFolds {
 }
 
 impl StackPlan {
+    /// An empty fusion for step `k`.
+    fn step_fold(&self, k: usize) -> StepFold {
+        StepFold {
+            folds: (0..self.read_bands.len()).map(|_| None).collect(),
+            cloud_rank: self.cloud_ranks(&self.bins[k].1),
+        }
+    }
+
+    /// Scene `j` of a step (its place in the step) through the per-scene
+    /// rules and into the step's folds.
+    fn fold_scene(&self, fold: &mut StepFold, j: usize, mut windows: Vec<Option<Vec<f32>>>) {
+        let npx = self.grid.width * self.grid.height;
+        self.scene_rules(&mut windows);
+        for (bi, w) in windows.into_iter().enumerate() {
+            let (Some(w), Some(f)) = (w, fold.folds.get_mut(bi)) else {
+                continue;
+            };
+            let rank = if self.ranked_by_cloud(bi) {
+                fold.cloud_rank.get(j).copied().unwrap_or(u32::MAX)
+            } else {
+                j as u32
+            };
+            f.get_or_insert_with(|| BandFold::new(self.fold_rule(bi), npx))
+                .add(w, rank);
+        }
+    }
+
+    /// A step's folds as fused bands (NaN for a band no scene had).
+    fn finish_fold(&self, fold: &StepFold) -> Vec<Vec<f32>> {
+        let npx = self.grid.width * self.grid.height;
+        fold.folds
+            .iter()
+            .map(|f| {
+                let mut v = vec![f32::NAN; npx];
+                if let Some(f) = f {
+                    f.finish(&mut v);
+                }
+                v
+            })
+            .collect()
+    }
+
     /// Step `k`'s scenes (windows by place in the step, plan order) through
-    /// the per-scene rules and folded into fused read bands (NaN for a band
-    /// no scene had).
+    /// the per-scene rules and fused into read bands.
     fn fold_step(&self, k: usize, mut scenes: Vec<Option<Vec<Option<Vec<f32>>>>>) -> Vec<Vec<f32>> {
         let npx = self.grid.width * self.grid.height;
-        let nb = self.read_bands.len();
         if scenes.iter().flatten().count() == 1
             && let Some(mut windows) = scenes.iter_mut().flatten().next().map(std::mem::take)
         {
@@ -464,34 +586,13 @@ impl StackPlan {
                 })
                 .collect();
         }
-        let cloud_rank = self.cloud_ranks(&self.bins[k].1);
-        let mut folds: Vec<Option<BandFold>> = (0..nb).map(|_| None).collect();
+        let mut fold = self.step_fold(k);
         for (j, windows) in scenes.into_iter().enumerate() {
-            let Some(mut windows) = windows else { continue };
-            self.scene_rules(&mut windows);
-            for (bi, w) in windows.into_iter().enumerate() {
-                let (Some(w), Some(fold)) = (w, folds.get_mut(bi)) else {
-                    continue;
-                };
-                let rank = if self.ranked_by_cloud(bi) {
-                    cloud_rank[j]
-                } else {
-                    j as u32
-                };
-                fold.get_or_insert_with(|| BandFold::new(self.fold_rule(bi), npx))
-                    .add(w, rank);
+            if let Some(windows) = windows {
+                self.fold_scene(&mut fold, j, windows);
             }
         }
-        folds
-            .iter()
-            .map(|f| {
-                let mut v = vec![f32::NAN; npx];
-                if let Some(f) = f {
-                    f.finish(&mut v);
-                }
-                v
-            })
-            .collect()
+        self.finish_fold(&fold)
     }
 }
 

@@ -246,11 +246,16 @@ pub(crate) fn memory_for(
     let open = if scenes == 0 {
         0
     } else {
-        // the step filling and the steps folding: their windows, and a
-        // fold's running sum + count (the median keeps the windows)
+        // the step filling and the steps being fused: up to STEP_BUFFER
+        // windows each, or a fold's running sum + count and the scene
+        // being folded (the median keeps every window of its step)
         let most = step_scenes.iter().copied().max().unwrap_or(0) as u64;
-        let steps = 1 + FOLDS_IN_FLIGHT as u64;
-        steps * (most + 3) * nb * px
+        let held = if request.fuse == crate::stack::request::Fusion::Median {
+            most + 1
+        } else {
+            most.min(STEP_BUFFER as u64) + 4
+        };
+        (1 + FOLDS_IN_FLIGHT as u64) * held * nb * px
     };
     out + fused + in_flight + open
 }
@@ -376,6 +381,12 @@ pub(crate) fn bin_members<S: std::borrow::Borrow<Scene>>(
 /// figure before scenes were folded as they arrive) cost the cold Oakland
 /// stack ~15 %; at 96 it is as fast as before (same-run benchmark).
 pub(crate) const READS_IN_FLIGHT: usize = 96;
+
+/// Scenes a step of a loading stack holds before it is fused; a step of
+/// more scenes is folded scene by scene as they arrive, so that a step of
+/// many scenes (a month, or thousands of overlapping items) never holds
+/// them all.
+pub(crate) const STEP_BUFFER: usize = 4;
 
 /// Steps of a loading stack folded at once on blocking threads while more
 /// scenes arrive (see [`StackPlan::memory_bytes`]).
