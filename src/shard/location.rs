@@ -3,7 +3,7 @@
 //! `http(s)://`, read only). Writes are atomic: a local file is written
 //! under a temporary name, synced and renamed; an object is uploaded whole.
 
-use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -16,12 +16,17 @@ use crate::fetch::retry::RetryConfig;
 /// Index and `dataset.json` files are refused above this size.
 pub(crate) const MAX_INDEX_BYTES: u64 = 1 << 30;
 
+/// Local files kept open at once (shards, index tables): a set of
+/// thousands of shards reads them all without holding a handle per shard
+/// (a process's limit is often 1024); the least recently read is closed.
+const OPEN_FILES: NonZeroUsize = NonZeroUsize::new(64).unwrap();
+
 #[derive(Debug)]
 pub(crate) enum Location {
     Local {
         dir: PathBuf,
-        /// Open shard files, by name.
-        files: Mutex<HashMap<String, Arc<std::fs::File>>>,
+        /// Open files, by name: the [`OPEN_FILES`] most recently read.
+        files: Mutex<lru::LruCache<String, Arc<std::fs::File>>>,
     },
     Remote {
         /// The prefix, without a trailing `/`.
@@ -65,7 +70,7 @@ impl Location {
     fn local(dir: &Path) -> Location {
         Location::Local {
             dir: dir.to_path_buf(),
-            files: Mutex::new(HashMap::new()),
+            files: Mutex::new(lru::LruCache::new(OPEN_FILES)),
         }
     }
 
@@ -211,7 +216,7 @@ impl Location {
         }
         let p = dir.join(file);
         let f = Arc::new(std::fs::File::open(&p).map_err(|e| Error::io(&p, e))?);
-        files.insert(file.to_string(), f.clone());
+        files.put(file.to_string(), f.clone());
         Ok(f)
     }
 
@@ -238,6 +243,42 @@ impl Location {
                 let _ = chunks;
                 Err(self.read_only(file))
             }
+        }
+    }
+
+    /// A writer of `file` in pieces, for files too large to hold (an index
+    /// table): a local file is written under a temporary name and renamed
+    /// by [`FileWriter::finish`], as [`Location::put`] does; an object is
+    /// uploaded whole when finished (its pieces held until then).
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file when its temporary cannot be created.
+    pub(crate) fn writer(&self, file: &str) -> Result<FileWriter> {
+        match self {
+            Location::Local { dir, .. } => {
+                let path = dir.join(file);
+                // The process id and a random number: two parts merging at
+                // once (in containers, both may be pid 1) never share one.
+                let tmp = dir.join(format!(
+                    ".{file}.tmp.{}.{:016x}",
+                    std::process::id(),
+                    rand::random::<u64>()
+                ));
+                let f = std::fs::File::create(&tmp).map_err(|e| Error::io(&path, e))?;
+                Ok(FileWriter::Local {
+                    out: std::io::BufWriter::with_capacity(1 << 20, f),
+                    tmp,
+                    path,
+                    bytes: 0,
+                })
+            }
+            Location::Remote { .. } => Ok(FileWriter::Remote {
+                loc: self.clone_for_write(),
+                file: file.to_string(),
+                chunks: Vec::new(),
+                pending: Vec::new(),
+                bytes: 0,
+            }),
         }
     }
 
@@ -316,6 +357,114 @@ impl Location {
             status: None,
             message: "object store request failed".into(),
             source: Some(crate::error::Cause::new(e)),
+        }
+    }
+}
+
+/// A file being written in pieces (see [`Location::writer`]). Dropped
+/// without [`FileWriter::finish`], it leaves no file under its name (a
+/// local temporary, `.FILE.tmp.PID`, is removed by the next run).
+#[derive(Debug)]
+pub(crate) enum FileWriter {
+    Local {
+        out: std::io::BufWriter<std::fs::File>,
+        tmp: PathBuf,
+        path: PathBuf,
+        bytes: u64,
+    },
+    Remote {
+        loc: Location,
+        file: String,
+        chunks: Vec<Bytes>,
+        /// Bytes not yet made a chunk (chunks are ~1 MiB).
+        pending: Vec<u8>,
+        bytes: u64,
+    },
+}
+
+impl FileWriter {
+    /// Appends `b`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file (disk full, …).
+    pub(crate) fn write(&mut self, b: &[u8]) -> Result<()> {
+        match self {
+            FileWriter::Local {
+                out, path, bytes, ..
+            } => {
+                use std::io::Write;
+                *bytes += b.len() as u64;
+                out.write_all(b).map_err(|e| Error::io(&*path, e))
+            }
+            FileWriter::Remote {
+                chunks,
+                pending,
+                bytes,
+                ..
+            } => {
+                *bytes += b.len() as u64;
+                pending.extend_from_slice(b);
+                if pending.len() >= 1 << 20 {
+                    chunks.push(Bytes::from(std::mem::take(pending)));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Bytes written so far.
+    pub(crate) fn len(&self) -> u64 {
+        match self {
+            FileWriter::Local { bytes, .. } | FileWriter::Remote { bytes, .. } => *bytes,
+        }
+    }
+
+    /// Flushes, syncs and renames the file into place (a local file), or
+    /// uploads it (an object); returns its size.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file; an upload's error.
+    pub(crate) async fn finish(self) -> Result<u64> {
+        match self {
+            FileWriter::Local {
+                out,
+                tmp,
+                path,
+                bytes,
+            } => {
+                tokio::task::spawn_blocking(move || {
+                    let done = || -> std::io::Result<()> {
+                        let f = out.into_inner().map_err(|e| e.into_error())?;
+                        f.sync_all()?;
+                        drop(f);
+                        std::fs::rename(&tmp, &path)?;
+                        if let Some(d) = path.parent().and_then(|d| std::fs::File::open(d).ok()) {
+                            let _ = d.sync_all();
+                        }
+                        Ok(())
+                    };
+                    done().map_err(|e| {
+                        let _ = std::fs::remove_file(&tmp);
+                        Error::io(&path, e)
+                    })
+                })
+                .await
+                .map_err(|e| Error::task("index write", e))??;
+                Ok(bytes)
+            }
+            FileWriter::Remote {
+                loc,
+                file,
+                mut chunks,
+                pending,
+                bytes,
+            } => {
+                if !pending.is_empty() {
+                    chunks.push(Bytes::from(pending));
+                }
+                loc.put(&file, chunks).await?;
+                Ok(bytes)
+            }
         }
     }
 }

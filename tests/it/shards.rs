@@ -167,7 +167,14 @@ fn parts_are_disjoint_cover_every_sample_and_merge_to_the_single_runs_index() {
         )
         .unwrap();
         assert_eq!(index.part, Some([i, 3]));
-        covered.extend(index.entries.iter().map(|e| e.index));
+        // The part's table: its rows are its samples, in order.
+        let rows = std::fs::read(parted.join(&index.table.rows)).unwrap();
+        assert_eq!(rows.len(), index.table.count * tilestack::shard::ROW_BYTES);
+        for (r, row) in rows.chunks(tilestack::shard::ROW_BYTES).enumerate() {
+            let sample = u64::from_le_bytes(row[..8].try_into().unwrap()) as usize;
+            assert_eq!(sample, index.table.first + r, "index-{i}-of-3 row {r}");
+            covered.push(sample);
+        }
         files.extend(index.shards.iter().map(|s| s.file.clone()));
     }
     covered.sort_unstable();
@@ -183,6 +190,8 @@ fn parts_are_disjoint_cover_every_sample_and_merge_to_the_single_runs_index() {
         let part = b.remove(&name).unwrap_or_else(|| panic!("no {name}"));
         let part: tilestack::shard::ShardIndex = serde_json::from_slice(&part).unwrap();
         assert_eq!(part.part, Some([i, 3]), "{name}");
+        assert!(b.remove(&part.table.rows).is_some(), "{name}'s rows");
+        assert!(b.remove(&part.table.meta).is_some(), "{name}'s records");
     }
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     for (k, v) in &a {
@@ -331,12 +340,15 @@ fn failed_samples_are_recorded_and_replay_each_error_policy_identically() {
         let a = BatchLoader::new(f.dataset(&cfg), cfg.loader.clone()).unwrap();
         let shards = Arc::new(ShardSet::open(&out.to_string_lossy()).unwrap());
         assert!(
-            shards.entries()[4]
+            shards
+                .entry(4)
+                .unwrap()
                 .error
                 .as_deref()
                 .unwrap_or("")
                 .contains(".missing")
         );
+        assert!(shards.region(4).unwrap().failed);
         let b = BatchLoader::from_shards(shards, cfg.loader.clone()).unwrap();
         let (x, y) = (epoch(&a), epoch(&b));
         let statuses: Vec<&SampleStatus> = y.iter().flat_map(|b| &b.status).collect();
@@ -426,6 +438,11 @@ fn shards_round_trip_through_s3_on_moto() {
     .unwrap();
     let local = ShardSet::open(&local.to_string_lossy()).unwrap();
     assert_eq!(remote.index(), local.index());
+    let (a, b): (Vec<_>, Vec<_>) = (
+        local.entries().map(Result::unwrap).collect(),
+        remote.entries().map(Result::unwrap).collect(),
+    );
+    assert_eq!((a.len(), &a), (3, &b), "every entry, from the table on s3");
     for i in 0..3 {
         let (a, b) = (local.load(i).unwrap(), remote.load(i).unwrap());
         assert_eq!(
@@ -614,6 +631,9 @@ fn array_jobs_take_their_part_from_the_environment_as_the_docs_run_them() {
                 });
             let part: tilestack::shard::ShardIndex = serde_json::from_slice(&part).unwrap();
             assert_eq!(part.part, Some([i, 3]), "index-{i}-of-3.json in {dir:?}");
+            for f in [&part.table.rows, &part.table.meta] {
+                assert!(got.remove(f).is_some(), "{f} in {dir:?}");
+            }
         }
         assert!(got == want, "{dir:?} differs from the single run");
     }
@@ -673,7 +693,7 @@ fn a_failed_write_names_the_path_and_leaves_no_half_shard() {
     assert_eq!((r.samples, r.shards_kept), (7, 0), "{r}");
     let s = ShardSet::open(&out.to_string_lossy()).unwrap();
     assert_eq!(
-        s.entries().iter().map(|e| e.index).collect::<Vec<_>>(),
+        s.entries().map(|e| e.unwrap().index).collect::<Vec<_>>(),
         (0..7).collect::<Vec<_>>()
     );
     // completed, the folder is the one an uninterrupted run writes, byte
