@@ -367,7 +367,8 @@ fn parse_any(bytes: &[u8], name: &str) -> Result<Parsed> {
             Ok(Parsed::V2(Box::new(index)))
         }
         INDEX_FORMAT_V1 => {
-            let index: IndexV1 = serde_json::from_slice(bytes).map_err(|e| not_an_index(name, e))?;
+            let index: IndexV1 =
+                serde_json::from_slice(bytes).map_err(|e| not_an_index(name, e))?;
             check_v1(&index, name)?;
             Ok(Parsed::V1(Box::new(index)))
         }
@@ -426,7 +427,10 @@ fn check_header(index: &ShardIndex, name: &str) -> Result<()> {
             ),
         ));
     }
-    if t.first.checked_add(t.count).is_none_or(|e| e > index.samples) {
+    if t.first
+        .checked_add(t.count)
+        .is_none_or(|e| e > index.samples)
+    {
         return Err(bad(
             name,
             format!(
@@ -887,11 +891,7 @@ pub fn write_index(
 ///
 /// # Errors
 /// [`Error::Io`] naming the file.
-pub fn write_index_v1(
-    out: &str,
-    header: &ShardIndex,
-    entries: Vec<SampleEntry>,
-) -> Result<()> {
+pub fn write_index_v1(out: &str, header: &ShardIndex, entries: Vec<SampleEntry>) -> Result<()> {
     let h = header.clone();
     let v1 = IndexV1 {
         format: INDEX_FORMAT_V1.into(),
@@ -942,7 +942,13 @@ impl ShardIndex {
             config: cfg.clone(),
             samples: 0,
             shape,
-            bands: cfg.stack.fields().bands.iter().map(|b| b.to_string()).collect(),
+            bands: cfg
+                .stack
+                .fields()
+                .bands
+                .iter()
+                .map(|b| b.to_string())
+                .collect(),
             labels: Vec::new(),
             masks: Vec::new(),
             samples_per_shard,
@@ -1113,7 +1119,12 @@ fn check_row(
     name: &str,
 ) -> Result<Slot> {
     let sample = t.first + at;
-    let col = |c: &str, m: String| bad(name, format!("row {at} (sample {sample}): column `{c}` {m}"));
+    let col = |c: &str, m: String| {
+        bad(
+            name,
+            format!("row {at} (sample {sample}): column `{c}` {m}"),
+        )
+    };
     if row.index != sample as u64 {
         return Err(col("index", format!("is {}", row.index)));
     }
@@ -1246,10 +1257,12 @@ async fn open_tables(
             meta_bytes: t.meta_bytes,
         });
     }
-    let region = header
-        .layout()
-        .region_bytes()
-        .ok_or_else(|| bad(&name, format!("field `shape`: {:?} overflows", header.shape)))?;
+    let region = header.layout().region_bytes().ok_or_else(|| {
+        bad(
+            &name,
+            format!("field `shape`: {:?} overflows", header.shape),
+        )
+    })?;
     let sizes = sizes_of(&header);
     let expect = Expect {
         region,
@@ -1434,10 +1447,7 @@ pub(crate) async fn read_entry(
 // Parts
 
 /// Parts `0..n`'s headers; `None` when one is missing.
-pub(crate) async fn read_part_headers(
-    loc: &Location,
-    n: usize,
-) -> Result<Option<Vec<ShardIndex>>> {
+pub(crate) async fn read_part_headers(loc: &Location, n: usize) -> Result<Option<Vec<ShardIndex>>> {
     let mut parts = Vec::with_capacity(n.min(1 << 16));
     for i in 0..n {
         let f = part_index_file(i, n);
@@ -1485,7 +1495,11 @@ fn merged_header(parts: &[ShardIndex], name: &str) -> Result<ShardIndex> {
                 format!(
                     "part {:?} is another dataset or layout (config hash {}, {} samples \
                      per shard; part 0: {}, {})",
-                    p.part, p.config_hash, p.samples_per_shard, out.config_hash, out.samples_per_shard
+                    p.part,
+                    p.config_hash,
+                    p.samples_per_shard,
+                    out.config_hash,
+                    out.samples_per_shard
                 ),
             ));
         }
@@ -1609,7 +1623,11 @@ async fn local_parts(loc: &Location) -> Result<Option<(ShardIndex, Vec<Table>, S
     counts.dedup();
     for n in counts {
         if let Some(parts) = read_part_headers(loc, n).await? {
-            let name = format!("{} (parts {})", loc.name("index.json"), part_index_file(0, n));
+            let name = format!(
+                "{} (parts {})",
+                loc.name("index.json"),
+                part_index_file(0, n)
+            );
             let header = merged_header(&parts, &name)?;
             let tables = parts
                 .iter()

@@ -220,14 +220,24 @@ impl Location {
         Ok(f)
     }
 
+    /// Closes `file` if it is open: it is being replaced, and a handle
+    /// kept would read the file it replaces.
+    pub(crate) fn forget(&self, file: &str) {
+        if let Location::Local { files, .. } = self {
+            files.lock().unwrap_or_else(|e| e.into_inner()).pop(file);
+        }
+    }
+
     /// Writes `chunks` as the file, atomically (see the module docs).
     pub(crate) async fn put(&self, file: &str, chunks: Vec<Bytes>) -> Result<()> {
         match self {
             Location::Local { dir, .. } => {
-                let (dir, file) = (dir.clone(), file.to_string());
-                tokio::task::spawn_blocking(move || put_local(&dir, &file, &chunks))
+                let (d, f) = (dir.clone(), file.to_string());
+                let out = tokio::task::spawn_blocking(move || put_local(&d, &f, &chunks))
                     .await
-                    .map_err(|e| Error::task("shard write", e))?
+                    .map_err(|e| Error::task("shard write", e))?;
+                self.forget(file);
+                out
             }
             Location::Remote { .. } => {
                 #[cfg(feature = "cloud")]
@@ -254,6 +264,7 @@ impl Location {
     /// # Errors
     /// [`Error::Io`] naming the file when its temporary cannot be created.
     pub(crate) fn writer(&self, file: &str) -> Result<FileWriter> {
+        self.forget(file);
         match self {
             Location::Local { dir, .. } => {
                 let path = dir.join(file);

@@ -316,7 +316,12 @@ async fn run(
                 report.shards_kept += 1;
                 prog.shards_done += 1;
             }
-            None => todo.push(k),
+            None => {
+                // Rewritten by this run: a handle the check opened would
+                // read the file being replaced.
+                loc.forget(&file);
+                todo.push(k);
+            }
         }
     }
     prog.failed = report.failed.len();
@@ -776,7 +781,10 @@ pub fn merge_parts(out: &str, n: usize, client: Option<HttpRangeClient>) -> Resu
         merge_at(&loc, n).await?.ok_or_else(|| {
             Error::invalid(
                 "shard index",
-                format!("{}: a part's index vanished during the merge", loc.name("index.json")),
+                format!(
+                    "{}: a part's index vanished during the merge",
+                    loc.name("index.json")
+                ),
             )
         })
     })

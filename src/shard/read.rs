@@ -219,14 +219,7 @@ impl ShardSet {
     /// As [`ShardSet::entry`].
     pub async fn entry_async(&self, index: usize) -> Result<SampleEntry> {
         let slot = self.slot(index)?;
-        read_entry(
-            &self.location,
-            &self.tables,
-            slot,
-            index,
-            &self.index_name,
-        )
-        .await
+        read_entry(&self.location, &self.tables, slot, index, &self.index_name).await
     }
 
     /// Every sample's entry in order, each read when the iterator reaches
@@ -257,15 +250,9 @@ impl ShardSet {
             return Ok(id);
         }
         let slot = self.slot(index)?;
-        read_meta(
-            &self.location,
-            &self.tables,
-            slot,
-            index,
-            &self.index_name,
-        )
-        .await
-        .map(|m| m.id)
+        read_meta(&self.location, &self.tables, slot, index, &self.index_name)
+            .await
+            .map(|m| m.id)
     }
 
     fn recent_id(&self, index: usize) -> Option<String> {
@@ -395,14 +382,7 @@ impl ShardSet {
         buffer: Option<ndarray::Array4<f32>>,
     ) -> Result<(TileStack, Layers)> {
         let e = *self.slot(index)?;
-        let meta = read_meta(
-            &self.location,
-            &self.tables,
-            &e,
-            index,
-            &self.index_name,
-        )
-        .await?;
+        let meta = read_meta(&self.location, &self.tables, &e, index, &self.index_name).await?;
         {
             let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
             ids.put(index, meta.id.clone());
@@ -561,4 +541,246 @@ async fn read_index(loc: &Location) -> Result<(Opened, String)> {
         }
     }
     Ok((opened, name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shard::index::{ShardInfo, write_index, write_index_v1};
+    use chrono::NaiveDate;
+
+    const SHAPE: [usize; 4] = [2, 1, 2, 2];
+    /// Region bytes of SHAPE: data 2·1·2·2 f32, 3 f32 per step.
+    const REGION: u64 = 32 + 24;
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2019, 8, d).expect("a day")
+    }
+
+    fn config() -> DatasetConfig {
+        DatasetConfig::from_toml_str(
+            "[catalog]\ndemo = \"oakland\"\n[stack]\nbands = [\"B04\"]\n[time]\n\
+             range = \"2019-08-01/2019-08-05\"\n[sampler]\nkind = \"random\"\n\
+             bbox = [-122.35, 37.79, -122.31, 37.83]\ncount = 4\n",
+            "a.toml".as_ref(),
+        )
+        .expect("a config")
+    }
+
+    /// Five samples, two per shard (sample 3 failed), every field set, and
+    /// their shard files (zeros: each region's checksum is of zeros).
+    fn fixture(dir: &std::path::Path) -> (ShardIndex, Vec<SampleEntry>) {
+        let zeros = crc32fast::hash(&[0u8; REGION as usize]);
+        let entries: Vec<SampleEntry> = (0..5)
+            .map(|i| {
+                let failed = i == 3;
+                SampleEntry {
+                    index: i,
+                    id: format!("p{i}-\"quoted\" ünïcode"),
+                    shard: i / 2,
+                    offset: if failed { 0 } else { 64 + 64 * (i as u64 % 2) },
+                    length: if failed { 0 } else { REGION },
+                    crc32: if failed { 0 } else { zeros },
+                    centroid: [-122.3 + 0.001 * i as f64, 37.8],
+                    start: day(1),
+                    end: day(5),
+                    days: if failed {
+                        vec![]
+                    } else {
+                        vec![day(1), day(3 + i as u32 % 2)]
+                    },
+                    epsg: 32610,
+                    transform: [500_000.0 + i as f64, 10.0, 0.0, 4_000_000.0, 0.0, -10.0],
+                    eo_cloud_cover: if failed {
+                        vec![]
+                    } else {
+                        vec![Some(1.5), None]
+                    },
+                    pct_nans: if failed {
+                        vec![]
+                    } else {
+                        vec![Some(0.0), Some(100.0)]
+                    },
+                    tile_cloud_fraction: if failed {
+                        vec![]
+                    } else {
+                        vec![None, Some(0.25)]
+                    },
+                    items: if failed {
+                        vec![]
+                    } else {
+                        vec![vec!["S2A_a".into(), "S2B_b".into()], vec![]]
+                    },
+                    read_errors: if i == 1 {
+                        vec!["B04 window 3: 503".into()]
+                    } else {
+                        vec![]
+                    },
+                    error: failed.then(|| "no scene: boom".to_string()),
+                }
+            })
+            .collect();
+        let mut h = ShardIndex::empty(&config(), SHAPE, 2);
+        h.samples = 5;
+        h.shard_count = 3;
+        for k in 0..3 {
+            let file = shard_file(k);
+            let bytes = 64 + 64 * 2;
+            std::fs::write(dir.join(&file), vec![0u8; bytes as usize]).expect("a shard");
+            h.shards.push(ShardInfo {
+                shard: k,
+                file,
+                bytes,
+            });
+        }
+        (h, entries)
+    }
+
+    fn open(dir: &std::path::Path) -> Result<ShardSet> {
+        ShardSet::open(&dir.to_string_lossy())
+    }
+
+    #[test]
+    fn the_table_reads_back_every_field_of_the_json_index() {
+        let (new, old) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (h, entries) = fixture(new.path());
+        fixture(old.path());
+        let written = write_index(&new.path().to_string_lossy(), h.clone(), entries.clone())
+            .expect("the table");
+        assert_eq!(written.table.count, 5);
+        write_index_v1(&old.path().to_string_lossy(), &h, entries.clone()).expect("v1");
+        let (a, b) = (open(new.path()).unwrap(), open(old.path()).unwrap());
+        assert_eq!(b.index().format, crate::shard::INDEX_FORMAT_V1);
+        for set in [&a, &b] {
+            assert_eq!(set.len(), 5);
+            let got: Vec<SampleEntry> = set.entries().collect::<Result<_>>().unwrap();
+            assert_eq!(got, entries, "{set:?}");
+            for e in &entries {
+                let r = set.region(e.index).unwrap();
+                assert_eq!(
+                    (r.shard, r.offset, r.length, r.crc32, r.failed),
+                    (e.shard, e.offset, e.length, e.crc32, e.error.is_some())
+                );
+            }
+            assert!(set.region(5).is_none());
+            assert!(
+                set.entry(5)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("no sample 5")
+            );
+            // a load: the stack from the shard, its fields from the table
+            let s = set.load(1).unwrap();
+            assert_eq!(
+                (&s.days, &s.items, &s.read_errors),
+                (&entries[1].days, &entries[1].items, &entries[1].read_errors)
+            );
+            assert_eq!(s.grid.transform.to_gdal(), entries[1].transform);
+            let e = set.load(3).unwrap_err();
+            assert!(
+                matches!(&e, Error::Recorded { message } if message == "no scene: boom"),
+                "{e}"
+            );
+        }
+        // the header is the old one's, but for the format and the table
+        let mut x = a.index().clone();
+        x.format = b.index().format.clone();
+        x.table = b.index().table.clone();
+        assert_eq!(&x, b.index());
+        // the files, one line in numpy (tests/py/check_shard.py reads them)
+        let rows = std::fs::read(new.path().join("index.samples.bin")).unwrap();
+        assert_eq!(rows.len(), 5 * crate::shard::ROW_BYTES);
+        let lines = std::fs::read_to_string(new.path().join("index.meta.jsonl")).unwrap();
+        assert_eq!(lines.lines().count(), 5);
+        assert!(lines.lines().nth(3).unwrap().contains("no scene: boom"));
+    }
+
+    /// Overwrites `len` bytes at `at` in `path`.
+    fn poke(path: &std::path::Path, at: usize, b: &[u8]) {
+        let mut v = std::fs::read(path).unwrap();
+        v[at..at + b.len()].copy_from_slice(b);
+        std::fs::write(path, v).unwrap();
+    }
+
+    #[test]
+    fn hostile_tables_are_errors_naming_the_file_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let (h, entries) = fixture(dir.path());
+        write_index(&dir.path().to_string_lossy(), h, entries).unwrap();
+        let rows = dir.path().join("index.samples.bin");
+        let meta = dir.path().join("index.meta.jsonl");
+        let index = dir.path().join("index.json");
+        let (good_rows, good_meta, good_index) = (
+            std::fs::read(&rows).unwrap(),
+            std::fs::read(&meta).unwrap(),
+            std::fs::read(&index).unwrap(),
+        );
+        let restore = || {
+            std::fs::write(&rows, &good_rows).unwrap();
+            std::fs::write(&meta, &good_meta).unwrap();
+            std::fs::write(&index, &good_index).unwrap();
+        };
+        let err = |want: &[&str]| {
+            let e = open(dir.path()).unwrap_err();
+            let text = e.chain();
+            for w in want {
+                assert!(text.contains(w), "{w:?} not in: {text}");
+            }
+            restore();
+        };
+        let row = crate::shard::ROW_BYTES;
+        // a truncated table, and a truncated record file
+        std::fs::write(&rows, &good_rows[..good_rows.len() - 10]).unwrap();
+        err(&["index.samples.bin", "truncated"]);
+        std::fs::write(&meta, &good_meta[..good_meta.len() - 1]).unwrap();
+        err(&["index.meta.jsonl", "truncated"]);
+        // a record past the end of the record file
+        poke(&rows, 2 * row + 24, &u64::MAX.to_le_bytes());
+        err(&["index.samples.bin", "row 2", "meta_offset"]);
+        poke(&rows, 2 * row + 120, &u32::MAX.to_le_bytes());
+        err(&["index.samples.bin", "row 2", "meta_offset"]);
+        // a region past its shard, of another size, in no shard
+        poke(&rows, row + 8, &(u64::MAX - 8).to_le_bytes());
+        err(&["index.samples.bin", "row 1", "`offset`", "outside shard 0"]);
+        poke(&rows, row + 16, &7u64.to_le_bytes());
+        err(&["index.samples.bin", "row 1", "`length`"]);
+        poke(&rows, row + 112, &9u32.to_le_bytes());
+        err(&["index.samples.bin", "row 1", "`shard`"]);
+        // rows out of order, a flag that is not one
+        poke(&rows, 4 * row, &0u64.to_le_bytes());
+        err(&["index.samples.bin", "row 4", "`index`"]);
+        poke(&rows, 132, &2u32.to_le_bytes());
+        err(&["index.samples.bin", "row 0", "`failed`"]);
+        // another version, another row layout, a count that is not there
+        let text = String::from_utf8(good_index.clone()).unwrap();
+        let edit = |from: &str, to: &str| {
+            assert!(text.contains(from), "{from}");
+            std::fs::write(&index, text.replacen(from, to, 1)).unwrap();
+        };
+        edit("tilestack-shards/2", "tilestack-shards/9");
+        err(&["index.json", "tilestack-shards/9", "tilestack-shards/2"]);
+        edit("\"row_bytes\": 136", "\"row_bytes\": 128");
+        err(&["index.json", "field `table`", "128"]);
+        edit("\"count\": 5", "\"count\": 1152921504606846976");
+        err(&["index.json", "field `table`"]);
+        edit("\"samples\": 5", "\"samples\": 1152921504606846976");
+        err(&["index.json", "field `table`"]);
+        edit("\"rows\": \"index.samples.bin\"", "\"rows\": \"../x.bin\"");
+        err(&["index.json", "../x.bin"]);
+        edit("\"shard_count\": 3", "\"shard_count\": 1000000000000");
+        err(&["index.json", "field `shards`"]);
+        // a record that is not JSON: found when the sample is read, named
+        let mut bad = good_meta.clone();
+        bad[0] = b'[';
+        std::fs::write(&meta, &bad).unwrap();
+        let set = open(dir.path()).unwrap();
+        let e = set.entry(0).unwrap_err().chain();
+        assert!(
+            e.contains("index.meta.jsonl") && e.contains("sample 0's record"),
+            "{e}"
+        );
+        assert!(set.load(0).is_err());
+        set.entry(1).unwrap();
+        restore();
+    }
 }
