@@ -86,6 +86,9 @@ async fn peak_of<F: std::future::Future>(f: F) -> (F::Output, usize) {
     (out, PEAK.load(Ordering::Relaxed).saturating_sub(base))
 }
 
+// Held across awaits on purpose: the tests share one heap counter, and no
+// other task of this test's runtime takes the lock.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_items_for_one_tile_take_memory_of_the_output_not_of_the_scenes() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());

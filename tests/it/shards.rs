@@ -709,3 +709,53 @@ fn a_failed_write_names_the_path_and_leaves_no_half_shard() {
         assert!(got[k] == *v, "{k} differs from the uninterrupted run's");
     }
 }
+
+#[test]
+fn an_index_of_the_json_format_is_read_and_a_rerun_rewrites_it_as_the_table() {
+    let f = Fixture::new();
+    let cfg = f.config(&seven()[..4], None, "");
+    let out = f.dir.path().join("v1");
+    run(&cfg, &out, None, 1);
+    let dir = out.to_string_lossy().to_string();
+    let want = tree(&out);
+    let table = Arc::new(ShardSet::open(&dir).unwrap());
+    let entries: Vec<tilestack::shard::SampleEntry> = table.entries().map(Result::unwrap).collect();
+    assert_eq!(entries.len(), 4);
+    // The folder as the JSON-index tilestack left it: index.json with every
+    // entry inline, no table, dataset.json of that format.
+    tilestack::shard::write_index_v1(&dir, table.index(), entries.clone()).unwrap();
+    std::fs::remove_file(out.join("index.samples.bin")).unwrap();
+    std::fs::remove_file(out.join("index.meta.jsonl")).unwrap();
+    let id = std::fs::read_to_string(out.join("dataset.json")).unwrap();
+    assert!(id.contains(tilestack::shard::INDEX_FORMAT));
+    std::fs::write(
+        out.join("dataset.json"),
+        id.replace(
+            tilestack::shard::INDEX_FORMAT,
+            tilestack::shard::INDEX_FORMAT_V1,
+        ),
+    )
+    .unwrap();
+    let json = Arc::new(ShardSet::open(&dir).unwrap());
+    assert_eq!(json.index().format, tilestack::shard::INDEX_FORMAT_V1);
+    let got: Vec<_> = json.entries().map(Result::unwrap).collect();
+    assert_eq!(got, entries, "every field, from either index");
+    let a = BatchLoader::from_shards(table, cfg.loader.clone()).unwrap();
+    let b = BatchLoader::from_shards(json, cfg.loader.clone()).unwrap();
+    let (x, y) = (epoch(&a), epoch(&b));
+    assert_eq!(x.len(), y.len());
+    for (p, q) in x.iter().zip(&y) {
+        assert_same(p, q);
+    }
+    // A rerun loads no sample and leaves the folder a fresh run writes.
+    let r = run(&cfg, &out, None, 1);
+    assert_eq!((r.written, r.kept), (0, 4), "{r}");
+    let got = tree(&out);
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    for (k, v) in &want {
+        assert!(got[k] == *v, "{k} differs from the fresh run's");
+    }
+}
