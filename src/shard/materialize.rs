@@ -559,6 +559,10 @@ async fn claim(loc: &Location, id: &Identity) -> Result<()> {
                     ),
                 ));
             }
+            let ours = identity_json(id)?;
+            if bytes != ours {
+                loc.put("dataset.json", vec![Bytes::from(ours)]).await?;
+            }
             Ok(())
         }
         None => {
