@@ -239,7 +239,7 @@ fn synthetic_set(dir: &std::path::Path, n: usize, v1: bool) {
     if v1 {
         write_index_v1(&dir.to_string_lossy(), &h, entries.collect()).expect("the JSON index");
     } else {
-        write_index(&dir.to_string_lossy(), h, entries).expect("the index");
+        write_index(&dir.to_string_lossy(), None, h, entries).expect("the index");
     }
 }
 

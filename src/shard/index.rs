@@ -729,7 +729,7 @@ impl TableWriter {
     }
 
     /// Appends the next sample (its index must be the next row's).
-    pub(crate) fn push(&mut self, e: &SampleEntry) -> Result<()> {
+    pub(crate) async fn push(&mut self, e: &SampleEntry) -> Result<()> {
         let want = self.table.first + self.table.count;
         if e.index != want {
             return Err(Error::internal(
@@ -788,17 +788,17 @@ impl TableWriter {
             failed: u32::from(e.error.is_some()),
         };
         self.line.push(b'\n');
-        self.meta.write(&self.line)?;
-        self.rows.write(&row.encode())?;
+        self.meta.write(&self.line).await?;
+        self.rows.write(&row.encode()).await?;
         self.table.count += 1;
         Ok(())
     }
 
     /// Appends a row copied from another table whose JSON lines were (or
     /// will be) appended at `meta_base`.
-    fn push_row(&mut self, mut row: Row, meta_base: u64) -> Result<()> {
+    async fn push_row(&mut self, mut row: Row, meta_base: u64) -> Result<()> {
         row.meta_offset += meta_base;
-        self.rows.write(&row.encode())?;
+        self.rows.write(&row.encode()).await?;
         self.table.count += 1;
         Ok(())
     }
@@ -823,7 +823,7 @@ pub(crate) async fn write_index_at(
 ) -> Result<ShardIndex> {
     let mut w = TableWriter::create(loc, stem, first)?;
     for e in entries {
-        w.push(&e)?;
+        w.push(&e).await?;
     }
     index.table = w.finish().await?;
     index.format = INDEX_FORMAT.into();
@@ -836,7 +836,8 @@ pub(crate) async fn write_index_at(
 }
 
 /// Writes `index.json` and its table at `out` (a folder or object-store
-/// prefix) from `entries`: every sample of `header`'s dataset, in order.
+/// prefix, through `client` with its registered stores, or a default one)
+/// from `entries`: every sample of `header`'s dataset, in order.
 /// What [`materialize`](crate::shard::materialize()) writes; for tools that
 /// write shards themselves, and for benches of the index alone.
 /// `header.table` is replaced by the table written; the header is returned.
@@ -851,7 +852,7 @@ pub(crate) async fn write_index_at(
 /// let mut header = ShardIndex::empty(&cfg, [1, 1, 2, 2], 1);
 /// header.samples = 1;
 /// let failed = SampleEntry { error: Some("no scene".into()), ..SampleEntry::default() };
-/// let index = write_index(&dir.path().to_string_lossy(), header, [failed])?;
+/// let index = write_index(&dir.path().to_string_lossy(), None, header, [failed])?;
 /// assert_eq!((index.table.count, index.table.rows.as_str()), (1, "index.samples.bin"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -862,11 +863,12 @@ pub(crate) async fn write_index_at(
 /// cannot start.
 pub fn write_index(
     out: &str,
+    client: Option<crate::fetch::HttpRangeClient>,
     header: ShardIndex,
     entries: impl IntoIterator<Item = SampleEntry>,
 ) -> Result<ShardIndex> {
     let rt = crate::runtime::own_runtime("write_index", "tilestack-index", Some(1))?;
-    let loc = Location::parse(out, None)?;
+    let loc = Location::parse(out, client)?;
     let samples = header.samples;
     let index = rt.block_on(async {
         loc.create().await?;
@@ -1577,7 +1579,7 @@ pub(crate) async fn merge_at(loc: &Location, n: usize) -> Result<Option<ShardInd
             for (j, b) in buf.chunks_exact(ROW_BYTES).enumerate() {
                 let row = Row::decode(b);
                 check_row(&row, &t, r + j, 0, &expect, &rows_name)?;
-                w.push_row(row, meta_base)?;
+                w.push_row(row, meta_base).await?;
             }
             r += k;
         }
@@ -1588,7 +1590,7 @@ pub(crate) async fn merge_at(loc: &Location, n: usize) -> Result<Option<ShardInd
             t.meta
                 .read(loc, at, &mut buf, &loc.name(&p.table.meta))
                 .await?;
-            w.meta.write(&buf)?;
+            w.meta.write(&buf).await?;
             at += k as u64;
         }
         meta_base += t.meta_bytes;

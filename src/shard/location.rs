@@ -259,10 +259,13 @@ impl Location {
     /// A writer of `file` in pieces, for files too large to hold (an index
     /// table): a local file is written under a temporary name and renamed
     /// by [`FileWriter::finish`], as [`Location::put`] does; an object is
-    /// uploaded whole when finished (its pieces held until then).
+    /// uploaded in parts once it passes [`UPLOAD_PART`] bytes (a multipart
+    /// upload, at most [`UPLOADS_AT_ONCE`] parts in flight), whole when
+    /// smaller. Either way it holds a bounded buffer, never the file.
     ///
     /// # Errors
-    /// [`Error::Io`] naming the file when its temporary cannot be created.
+    /// [`Error::Io`] naming the file when its temporary cannot be created;
+    /// an `http(s)://` location (read only).
     pub(crate) fn writer(&self, file: &str) -> Result<FileWriter> {
         self.forget(file);
         match self {
@@ -283,13 +286,19 @@ impl Location {
                     bytes: 0,
                 })
             }
-            Location::Remote { .. } => Ok(FileWriter::Remote {
-                loc: self.clone_for_write(),
-                file: file.to_string(),
-                chunks: Vec::new(),
-                pending: Vec::new(),
-                bytes: 0,
-            }),
+            Location::Remote { .. } => {
+                #[cfg(feature = "cloud")]
+                if self.object(file)?.is_some() {
+                    return Ok(FileWriter::Remote {
+                        loc: self.clone_for_write(),
+                        file: file.to_string(),
+                        pending: Vec::new(),
+                        upload: None,
+                        bytes: 0,
+                    });
+                }
+                Err(self.read_only(file))
+            }
         }
     }
 
@@ -372,10 +381,18 @@ impl Location {
     }
 }
 
+/// An object is uploaded in parts of this size once it is larger.
+#[cfg(feature = "cloud")]
+const UPLOAD_PART: usize = 8 << 20;
+
+/// Parts of one object uploaded at once (each holds its bytes until sent).
+#[cfg(feature = "cloud")]
+const UPLOADS_AT_ONCE: usize = 4;
+
 /// A file being written in pieces (see [`Location::writer`]). Dropped
 /// without [`FileWriter::finish`], it leaves no file under its name (a
-/// local temporary, `.FILE.tmp.PID`, is removed by the next run).
-#[derive(Debug)]
+/// local temporary, `.FILE.tmp.PID.R`, is removed by the next run; an
+/// unfinished multipart upload is the store's to expire).
 pub(crate) enum FileWriter {
     Local {
         out: std::io::BufWriter<std::fs::File>,
@@ -383,22 +400,42 @@ pub(crate) enum FileWriter {
         path: PathBuf,
         bytes: u64,
     },
+    #[cfg(feature = "cloud")]
     Remote {
         loc: Location,
         file: String,
-        chunks: Vec<Bytes>,
-        /// Bytes not yet made a chunk (chunks are ~1 MiB).
+        /// Bytes not yet handed to the upload (at most [`UPLOAD_PART`]).
         pending: Vec<u8>,
+        /// Started once the object passes one part.
+        upload: Option<Box<object_store::WriteMultipart>>,
         bytes: u64,
     },
 }
 
+impl std::fmt::Debug for FileWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileWriter::Local { path, bytes, .. } => f
+                .debug_struct("FileWriter::Local")
+                .field("path", path)
+                .field("bytes", bytes)
+                .finish(),
+            #[cfg(feature = "cloud")]
+            FileWriter::Remote { file, bytes, .. } => f
+                .debug_struct("FileWriter::Remote")
+                .field("file", file)
+                .field("bytes", bytes)
+                .finish(),
+        }
+    }
+}
+
 impl FileWriter {
-    /// Appends `b`.
+    /// Appends `b` (an object: waits while [`UPLOADS_AT_ONCE`] parts are in flight).
     ///
     /// # Errors
-    /// [`Error::Io`] naming the file (disk full, …).
-    pub(crate) fn write(&mut self, b: &[u8]) -> Result<()> {
+    /// [`Error::Io`] naming the file (disk full, …); an upload's error.
+    pub(crate) async fn write(&mut self, b: &[u8]) -> Result<()> {
         match self {
             FileWriter::Local {
                 out, path, bytes, ..
@@ -407,18 +444,41 @@ impl FileWriter {
                 *bytes += b.len() as u64;
                 out.write_all(b).map_err(|e| Error::io(&*path, e))
             }
+            #[cfg(feature = "cloud")]
             FileWriter::Remote {
-                chunks,
+                loc,
+                file,
                 pending,
+                upload,
                 bytes,
-                ..
             } => {
                 *bytes += b.len() as u64;
                 pending.extend_from_slice(b);
-                if pending.len() >= 1 << 20 {
-                    chunks.push(Bytes::from(std::mem::take(pending)));
+                if pending.len() < UPLOAD_PART {
+                    return Ok(());
                 }
-                Ok(())
+                let up = match upload {
+                    Some(u) => u,
+                    None => {
+                        let Some((store, key)) = loc.object(file)? else {
+                            return Err(loc.read_only(file));
+                        };
+                        use object_store::ObjectStoreExt;
+                        let started = store
+                            .put_multipart(&key)
+                            .await
+                            .map_err(|e| loc.store_error(file, e))?;
+                        upload.insert(Box::new(object_store::WriteMultipart::new_with_chunk_size(
+                            started,
+                            UPLOAD_PART,
+                        )))
+                    }
+                };
+                up.write(pending);
+                pending.clear();
+                up.wait_for_capacity(UPLOADS_AT_ONCE)
+                    .await
+                    .map_err(|e| loc.store_error(file, e))
             }
         }
     }
@@ -426,12 +486,14 @@ impl FileWriter {
     /// Bytes written so far.
     pub(crate) fn len(&self) -> u64 {
         match self {
-            FileWriter::Local { bytes, .. } | FileWriter::Remote { bytes, .. } => *bytes,
+            FileWriter::Local { bytes, .. } => *bytes,
+            #[cfg(feature = "cloud")]
+            FileWriter::Remote { bytes, .. } => *bytes,
         }
     }
 
     /// Flushes, syncs and renames the file into place (a local file), or
-    /// uploads it (an object); returns its size.
+    /// finishes its upload (an object); returns its size.
     ///
     /// # Errors
     /// [`Error::Io`] naming the file; an upload's error.
@@ -463,17 +525,24 @@ impl FileWriter {
                 .map_err(|e| Error::task("index write", e))??;
                 Ok(bytes)
             }
+            #[cfg(feature = "cloud")]
             FileWriter::Remote {
                 loc,
                 file,
-                mut chunks,
                 pending,
+                upload,
                 bytes,
             } => {
-                if !pending.is_empty() {
-                    chunks.push(Bytes::from(pending));
+                match upload {
+                    None => loc.put(&file, vec![Bytes::from(pending)]).await?,
+                    Some(mut up) => {
+                        up.write(&pending);
+                        (*up)
+                            .finish()
+                            .await
+                            .map_err(|e| loc.store_error(&file, e))?;
+                    }
                 }
-                loc.put(&file, chunks).await?;
                 Ok(bytes)
             }
         }

@@ -419,7 +419,7 @@ async fn run(
     let mut table = TableWriter::create(loc, &stem, first)?;
     for k in shards.clone() {
         for e in shard_entries(loc, k).await? {
-            table.push(&e)?;
+            table.push(&e).await?;
         }
     }
     index.table = table.finish().await?;

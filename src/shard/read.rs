@@ -645,8 +645,13 @@ mod tests {
         let (new, old) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (h, entries) = fixture(new.path());
         fixture(old.path());
-        let written = write_index(&new.path().to_string_lossy(), h.clone(), entries.clone())
-            .expect("the table");
+        let written = write_index(
+            &new.path().to_string_lossy(),
+            None,
+            h.clone(),
+            entries.clone(),
+        )
+        .expect("the table");
         assert_eq!(written.table.count, 5);
         write_index_v1(&old.path().to_string_lossy(), &h, entries.clone()).expect("v1");
         let (a, b) = (open(new.path()).unwrap(), open(old.path()).unwrap());
@@ -706,7 +711,7 @@ mod tests {
     fn hostile_tables_are_errors_naming_the_file_and_field() {
         let dir = tempfile::tempdir().unwrap();
         let (h, entries) = fixture(dir.path());
-        write_index(&dir.path().to_string_lossy(), h, entries).unwrap();
+        write_index(&dir.path().to_string_lossy(), None, h, entries).unwrap();
         let rows = dir.path().join("index.samples.bin");
         let meta = dir.path().join("index.meta.jsonl");
         let index = dir.path().join("index.json");

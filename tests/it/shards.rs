@@ -431,7 +431,7 @@ fn shards_round_trip_through_s3_on_moto() {
     let remote = ShardSet::open_with(
         url,
         ShardOptions {
-            client: Some(client),
+            client: Some(client.clone()),
             ..ShardOptions::default()
         },
     )
@@ -454,6 +454,42 @@ fn shards_round_trip_through_s3_on_moto() {
     let b = BatchLoader::from_shards(Arc::new(remote), cfg.loader.clone()).unwrap();
     for (p, q) in epoch(&a).iter().zip(&epoch(&b)) {
         assert_same(p, q);
+    }
+    // An index larger than one upload part (8 MiB of records): uploaded
+    // in parts, streaming, and read back.
+    let mut h = tilestack::shard::ShardIndex::empty(&cfg, [1, 1, 2, 2], 200);
+    h.samples = 120;
+    h.shard_count = 1;
+    h.shards.push(tilestack::shard::ShardInfo {
+        shard: 0,
+        file: "shard-00000.safetensors".into(),
+        bytes: 0,
+    });
+    let big = |i: usize| tilestack::shard::SampleEntry {
+        index: i,
+        id: format!("big{i}"),
+        error: Some(format!("{i}:{}", "x".repeat(100_000))),
+        ..Default::default()
+    };
+    let url = "s3://tiles/datasets/big";
+    let index =
+        tilestack::shard::write_index(url, Some(client.clone()), h, (0..120).map(big)).unwrap();
+    assert!(
+        index.table.meta_bytes > 10 << 20,
+        "{}",
+        index.table.meta_bytes
+    );
+    let set = ShardSet::open_with(
+        url,
+        ShardOptions {
+            client: Some(client),
+            ..ShardOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(set.len(), 120);
+    for i in [0, 61, 119] {
+        assert_eq!(set.entry(i).unwrap(), big(i));
     }
     drop(moto);
 }
