@@ -12,8 +12,12 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tilestack::demo::WorldServer;
+use tilestack::shard::MaterializeOptions;
 use tilestack::stack::{Fusion, search_items};
-use tilestack::{BandName, Catalog, DatasetConfig, StackRequest, TileDataset, plan_stack};
+use tilestack::{
+    BandName, BatchLoader, Catalog, DatasetConfig, ShardSet, StackRequest, TileDataset,
+    materialize, plan_stack,
+};
 
 #[allow(dead_code)]
 #[path = "it/util.rs"]
@@ -80,6 +84,9 @@ async fn peak_of<F: std::future::Future>(f: F) -> (F::Output, usize) {
 /// One test at a time: each measures the whole process's heap.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+// Held across awaits on purpose: the tests share one heap counter, and no
+// other task of this test's runtime takes the lock.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_items_for_one_tile_take_memory_of_the_output_not_of_the_scenes() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
@@ -258,7 +265,7 @@ prefetch_batches = 2
     .unwrap();
     let cfg = DatasetConfig::from_file(&path).unwrap();
     let ds = std::sync::Arc::new(TileDataset::open(&cfg).unwrap());
-    let loader = tilestack::BatchLoader::new(ds, cfg.loader.clone()).unwrap();
+    let loader = BatchLoader::new(ds, cfg.loader.clone()).unwrap();
     let mut after = Vec::new();
     for _ in 0..10 {
         let mut rows = 0;
@@ -282,4 +289,104 @@ prefetch_batches = 2
     );
     drop(loader);
     rt.block_on(server.shutdown());
+}
+
+/// Open files of this process whose path contains `part`.
+#[cfg(target_os = "linux")]
+fn open_files(part: &str) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|p| p.to_string_lossy().contains(part))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// 160 one-sample shards of tiny tiles: `materialize` holds nothing per
+/// shard (the index is written from the shards' headers at the end), and
+/// a loader over them keeps its heap across ten epochs, with a bounded
+/// number of shard files open (they were all kept open before: a set of
+/// thousands of shards ran out of file handles).
+#[cfg(target_os = "linux")]
+#[test]
+fn materialize_and_shard_epochs_keep_a_flat_heap_over_many_shards() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt
+        .block_on(WorldServer::start(util::small_world()))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let n = 160;
+    let csv: String = std::iter::once("lon,lat,id\n".to_string())
+        .chain((0..n).map(|i| {
+            let (x, y) = ((i % 16) as f64, (i / 16) as f64);
+            format!("{},{},p{i}\n", -122.365 + 0.0012 * x, 37.800 + 0.0012 * y)
+        }))
+        .collect();
+    std::fs::write(dir.path().join("points.csv"), csv).unwrap();
+    let text = format!(
+        "seed = 3\n[catalog]\nstac = {:?}\ncollection = \"sentinel-2-l2a\"\n\
+         [stack]\nbands = [\"B04\"]\ntile_size = 8\n\
+         [time]\nrange = \"2019-08-01/2019-08-03\"\n\
+         [sampler]\nkind = \"points\"\nfile = \"points.csv\"\n\
+         [loader]\nbatch_size = 4\nprefetch_batches = 2\n",
+        server.stac_url()
+    );
+    let path = dir.path().join("data.toml");
+    std::fs::write(&path, text).unwrap();
+    let cfg = DatasetConfig::from_file(&path).unwrap();
+    let out = dir.path().join("shards");
+    // One sample per shard; the heap sampled as shards finish.
+    let opts = MaterializeOptions {
+        shard_bytes: 1,
+        ..MaterializeOptions::new(out.to_string_lossy())
+    };
+    let mut at: Vec<(usize, usize)> = Vec::new();
+    let report = materialize(&cfg, &opts, &mut |p| {
+        if at.last().is_none_or(|l| l.0 != p.shards_done) {
+            at.push((p.shards_done, LIVE.load(Ordering::Relaxed)));
+        }
+    })
+    .unwrap();
+    assert_eq!((report.samples, report.shards_written), (n, n), "{report}");
+    let heap = |k: usize| at.iter().find(|a| a.0 >= k).map(|a| a.1).unwrap();
+    let (from, to) = (40, n - 10);
+    let per_shard = heap(to).saturating_sub(heap(from)) / (to - from);
+    println!(
+        "materialize: heap {:.2} MB after {from} shards, {:.2} MB after {to}: {per_shard} B per shard",
+        heap(from) as f64 / 1e6,
+        heap(to) as f64 / 1e6
+    );
+    // A shard's ShardInfo (~100 B) is all it may keep: an index entry per
+    // sample held to the end (as before) is ~1 KB.
+    assert!(per_shard < 400, "{per_shard} B per shard");
+    assert_eq!(open_files("shard-"), 0, "no shard file left open");
+    drop(server);
+    drop(rt);
+
+    let set = std::sync::Arc::new(ShardSet::open(&out.to_string_lossy()).unwrap());
+    let loader = BatchLoader::from_shards(set.clone(), cfg.loader.clone()).unwrap();
+    let mut after = Vec::new();
+    for e in 0..10 {
+        let samples: usize = loader
+            .iter()
+            .unwrap()
+            .map(|b| b.unwrap().samples.len())
+            .sum();
+        assert_eq!(samples, n, "epoch {e}");
+        after.push(LIVE.load(Ordering::Relaxed));
+        let open = open_files("shard-");
+        assert!(open <= 64, "epoch {e}: {open} shard files open");
+    }
+    let (first, last) = (after[0] as f64, after[9] as f64);
+    println!(
+        "shard epochs: heap {:.2} MB after epoch 1, {:.2} MB after epoch 10",
+        first / 1e6,
+        last / 1e6
+    );
+    assert!(
+        (last - first).abs() <= 0.05 * first,
+        "heap after epoch 10 {last} B, after epoch 1 {first} B"
+    );
 }

@@ -58,7 +58,7 @@ impl Source {
     pub(crate) fn id(&self, i: usize) -> String {
         match self {
             Source::Online(d) => d.samples().get(i).map(|s| s.id.clone()),
-            Source::Shards(s) => s.entries().get(i).map(|e| e.id.clone()),
+            Source::Shards(s) => Some(s.id_now(i)),
         }
         .unwrap_or_default()
     }

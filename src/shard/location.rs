@@ -3,7 +3,7 @@
 //! `http(s)://`, read only). Writes are atomic: a local file is written
 //! under a temporary name, synced and renamed; an object is uploaded whole.
 
-use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -16,12 +16,17 @@ use crate::fetch::retry::RetryConfig;
 /// Index and `dataset.json` files are refused above this size.
 pub(crate) const MAX_INDEX_BYTES: u64 = 1 << 30;
 
+/// Local files kept open at once (shards, index tables): a set of
+/// thousands of shards reads them all without holding a handle per shard
+/// (a process's limit is often 1024); the least recently read is closed.
+const OPEN_FILES: NonZeroUsize = NonZeroUsize::new(64).unwrap();
+
 #[derive(Debug)]
 pub(crate) enum Location {
     Local {
         dir: PathBuf,
-        /// Open shard files, by name.
-        files: Mutex<HashMap<String, Arc<std::fs::File>>>,
+        /// Open files, by name: the [`OPEN_FILES`] most recently read.
+        files: Mutex<lru::LruCache<String, Arc<std::fs::File>>>,
     },
     Remote {
         /// The prefix, without a trailing `/`.
@@ -65,7 +70,7 @@ impl Location {
     fn local(dir: &Path) -> Location {
         Location::Local {
             dir: dir.to_path_buf(),
-            files: Mutex::new(HashMap::new()),
+            files: Mutex::new(lru::LruCache::new(OPEN_FILES)),
         }
     }
 
@@ -211,18 +216,28 @@ impl Location {
         }
         let p = dir.join(file);
         let f = Arc::new(std::fs::File::open(&p).map_err(|e| Error::io(&p, e))?);
-        files.insert(file.to_string(), f.clone());
+        files.put(file.to_string(), f.clone());
         Ok(f)
+    }
+
+    /// Closes `file` if it is open: it is being replaced, and a handle
+    /// kept would read the file it replaces.
+    pub(crate) fn forget(&self, file: &str) {
+        if let Location::Local { files, .. } = self {
+            files.lock().unwrap_or_else(|e| e.into_inner()).pop(file);
+        }
     }
 
     /// Writes `chunks` as the file, atomically (see the module docs).
     pub(crate) async fn put(&self, file: &str, chunks: Vec<Bytes>) -> Result<()> {
         match self {
             Location::Local { dir, .. } => {
-                let (dir, file) = (dir.clone(), file.to_string());
-                tokio::task::spawn_blocking(move || put_local(&dir, &file, &chunks))
+                let (d, f) = (dir.clone(), file.to_string());
+                let out = tokio::task::spawn_blocking(move || put_local(&d, &f, &chunks))
                     .await
-                    .map_err(|e| Error::task("shard write", e))?
+                    .map_err(|e| Error::task("shard write", e))?;
+                self.forget(file);
+                out
             }
             Location::Remote { .. } => {
                 #[cfg(feature = "cloud")]
@@ -236,6 +251,52 @@ impl Location {
                         .map_err(|e| self.store_error(file, e));
                 }
                 let _ = chunks;
+                Err(self.read_only(file))
+            }
+        }
+    }
+
+    /// A writer of `file` in pieces, for files too large to hold (an index
+    /// table): a local file is written under a temporary name and renamed
+    /// by [`FileWriter::finish`], as [`Location::put`] does; an object is
+    /// uploaded in parts once it passes [`UPLOAD_PART`] bytes (a multipart
+    /// upload, at most [`UPLOADS_AT_ONCE`] parts in flight), whole when
+    /// smaller. Either way it holds a bounded buffer, never the file.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file when its temporary cannot be created;
+    /// an `http(s)://` location (read only).
+    pub(crate) fn writer(&self, file: &str) -> Result<FileWriter> {
+        self.forget(file);
+        match self {
+            Location::Local { dir, .. } => {
+                let path = dir.join(file);
+                // The process id and a random number: two parts merging at
+                // once (in containers, both may be pid 1) never share one.
+                let tmp = dir.join(format!(
+                    ".{file}.tmp.{}.{:016x}",
+                    std::process::id(),
+                    rand::random::<u64>()
+                ));
+                let f = std::fs::File::create(&tmp).map_err(|e| Error::io(&path, e))?;
+                Ok(FileWriter::Local {
+                    out: std::io::BufWriter::with_capacity(1 << 20, f),
+                    tmp,
+                    path,
+                    bytes: 0,
+                })
+            }
+            Location::Remote { .. } => {
+                #[cfg(feature = "cloud")]
+                if self.object(file)?.is_some() {
+                    return Ok(FileWriter::Remote {
+                        loc: self.clone_for_write(),
+                        file: file.to_string(),
+                        pending: Vec::new(),
+                        upload: None,
+                        bytes: 0,
+                    });
+                }
                 Err(self.read_only(file))
             }
         }
@@ -316,6 +377,174 @@ impl Location {
             status: None,
             message: "object store request failed".into(),
             source: Some(crate::error::Cause::new(e)),
+        }
+    }
+}
+
+/// An object is uploaded in parts of this size once it is larger.
+#[cfg(feature = "cloud")]
+const UPLOAD_PART: usize = 8 << 20;
+
+/// Parts of one object uploaded at once (each holds its bytes until sent).
+#[cfg(feature = "cloud")]
+const UPLOADS_AT_ONCE: usize = 4;
+
+/// A file being written in pieces (see [`Location::writer`]). Dropped
+/// without [`FileWriter::finish`], it leaves no file under its name (a
+/// local temporary, `.FILE.tmp.PID.R`, is removed by the next run; an
+/// unfinished multipart upload is the store's to expire).
+pub(crate) enum FileWriter {
+    Local {
+        out: std::io::BufWriter<std::fs::File>,
+        tmp: PathBuf,
+        path: PathBuf,
+        bytes: u64,
+    },
+    #[cfg(feature = "cloud")]
+    Remote {
+        loc: Location,
+        file: String,
+        /// Bytes not yet handed to the upload (at most [`UPLOAD_PART`]).
+        pending: Vec<u8>,
+        /// Started once the object passes one part.
+        upload: Option<Box<object_store::WriteMultipart>>,
+        bytes: u64,
+    },
+}
+
+impl std::fmt::Debug for FileWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileWriter::Local { path, bytes, .. } => f
+                .debug_struct("FileWriter::Local")
+                .field("path", path)
+                .field("bytes", bytes)
+                .finish(),
+            #[cfg(feature = "cloud")]
+            FileWriter::Remote { file, bytes, .. } => f
+                .debug_struct("FileWriter::Remote")
+                .field("file", file)
+                .field("bytes", bytes)
+                .finish(),
+        }
+    }
+}
+
+impl FileWriter {
+    /// Appends `b` (an object: waits while [`UPLOADS_AT_ONCE`] parts are in flight).
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file (disk full, …); an upload's error.
+    pub(crate) async fn write(&mut self, b: &[u8]) -> Result<()> {
+        match self {
+            FileWriter::Local {
+                out, path, bytes, ..
+            } => {
+                use std::io::Write;
+                *bytes += b.len() as u64;
+                out.write_all(b).map_err(|e| Error::io(&*path, e))
+            }
+            #[cfg(feature = "cloud")]
+            FileWriter::Remote {
+                loc,
+                file,
+                pending,
+                upload,
+                bytes,
+            } => {
+                *bytes += b.len() as u64;
+                pending.extend_from_slice(b);
+                if pending.len() < UPLOAD_PART {
+                    return Ok(());
+                }
+                let up = match upload {
+                    Some(u) => u,
+                    None => {
+                        let Some((store, key)) = loc.object(file)? else {
+                            return Err(loc.read_only(file));
+                        };
+                        use object_store::ObjectStoreExt;
+                        let started = store
+                            .put_multipart(&key)
+                            .await
+                            .map_err(|e| loc.store_error(file, e))?;
+                        upload.insert(Box::new(object_store::WriteMultipart::new_with_chunk_size(
+                            started,
+                            UPLOAD_PART,
+                        )))
+                    }
+                };
+                up.write(pending);
+                pending.clear();
+                up.wait_for_capacity(UPLOADS_AT_ONCE)
+                    .await
+                    .map_err(|e| loc.store_error(file, e))
+            }
+        }
+    }
+
+    /// Bytes written so far.
+    pub(crate) fn len(&self) -> u64 {
+        match self {
+            FileWriter::Local { bytes, .. } => *bytes,
+            #[cfg(feature = "cloud")]
+            FileWriter::Remote { bytes, .. } => *bytes,
+        }
+    }
+
+    /// Flushes, syncs and renames the file into place (a local file), or
+    /// finishes its upload (an object); returns its size.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file; an upload's error.
+    pub(crate) async fn finish(self) -> Result<u64> {
+        match self {
+            FileWriter::Local {
+                out,
+                tmp,
+                path,
+                bytes,
+            } => {
+                tokio::task::spawn_blocking(move || {
+                    let done = || -> std::io::Result<()> {
+                        let f = out.into_inner().map_err(|e| e.into_error())?;
+                        f.sync_all()?;
+                        drop(f);
+                        std::fs::rename(&tmp, &path)?;
+                        if let Some(d) = path.parent().and_then(|d| std::fs::File::open(d).ok()) {
+                            let _ = d.sync_all();
+                        }
+                        Ok(())
+                    };
+                    done().map_err(|e| {
+                        let _ = std::fs::remove_file(&tmp);
+                        Error::io(&path, e)
+                    })
+                })
+                .await
+                .map_err(|e| Error::task("index write", e))??;
+                Ok(bytes)
+            }
+            #[cfg(feature = "cloud")]
+            FileWriter::Remote {
+                loc,
+                file,
+                pending,
+                upload,
+                bytes,
+            } => {
+                match upload {
+                    None => loc.put(&file, vec![Bytes::from(pending)]).await?,
+                    Some(mut up) => {
+                        up.write(&pending);
+                        (*up)
+                            .finish()
+                            .await
+                            .map_err(|e| loc.store_error(&file, e))?;
+                    }
+                }
+                Ok(bytes)
+            }
         }
     }
 }

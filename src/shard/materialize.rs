@@ -14,8 +14,8 @@ use crate::error::{Error, Result};
 use crate::fetch::HttpRangeClient;
 use crate::shard::format::{self, Region, SHARD_FORMAT};
 use crate::shard::index::{
-    INDEX_FORMAT, SampleEntry, ShardIndex, ShardInfo, index_json, merge, part_index_file,
-    part_shards, read_parts, shard_file, try_merge,
+    INDEX_FORMAT, INDEX_FORMAT_V1, SampleEntry, SampleTable, ShardIndex, ShardInfo, TableWriter,
+    index_json, merge_at, part_index_file, part_shards, part_stem, shard_file, try_merge,
 };
 use crate::shard::location::Location;
 use crate::shard::{DEFAULT_SHARD_BYTES, config_hash};
@@ -295,9 +295,10 @@ async fn run(
         index: String::new(),
         complete: false,
     };
-    // Shards an earlier run finished are kept.
+    // Shards an earlier run finished are kept. Nothing per sample is held
+    // across shards: the index is written at the end from the shards'
+    // own headers, one shard at a time.
     let mut infos: BTreeMap<usize, ShardInfo> = BTreeMap::new();
-    let mut entries: BTreeMap<usize, SampleEntry> = BTreeMap::new();
     let mut todo = Vec::new();
     for k in shards.clone() {
         let file = shard_file(k);
@@ -307,16 +308,20 @@ async fn run(
                 prog.samples_done += es.len();
                 report.kept += es.len();
                 for e in es {
-                    if let Some(err) = &e.error {
-                        report.failed.push((e.index, e.id.clone(), err.clone()));
+                    if let Some(err) = e.error {
+                        report.failed.push((e.index, e.id, err));
                     }
-                    entries.insert(e.index, e);
                 }
                 infos.insert(k, info);
                 report.shards_kept += 1;
                 prog.shards_done += 1;
             }
-            None => todo.push(k),
+            None => {
+                // Rewritten by this run: a handle the check opened would
+                // read the file being replaced.
+                loc.forget(&file);
+                todo.push(k);
+            }
         }
     }
     prog.failed = report.failed.len();
@@ -329,11 +334,10 @@ async fn run(
         .loader
         .loads_at_once
         .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(2, |c| c.get()));
-    let jobs: Vec<(usize, usize)> = todo
+    let jobs = todo
         .iter()
-        .flat_map(|&k| samples_of(k).map(move |s| (k, s)))
-        .collect();
-    let mut loads = futures::stream::iter(jobs.into_iter().map(|(k, s)| {
+        .flat_map(|&k| samples_of(k).map(move |s| (k, s)));
+    let mut loads = futures::stream::iter(jobs.map(|(k, s)| {
         let ds = ds.clone();
         let task = tokio::spawn(async move {
             let out = ds.load_with_layers(s, None).await;
@@ -376,10 +380,7 @@ async fn run(
                 let info = w.await.map_err(|e| Error::task("shard write", e))??;
                 finish_shard(&mut report, &mut prog, &mut infos, info);
             }
-            let (chunks, es, bytes) = assemble(k, rows, &layout)?;
-            for e in es {
-                entries.insert(e.index, e);
-            }
+            let (chunks, bytes) = assemble(k, rows, &layout)?;
             let file = shard_file(k);
             let loc2 = loc.clone_for_write();
             writing = Some(tokio::spawn(async move {
@@ -400,16 +401,29 @@ async fn run(
         prog.elapsed_s = t0.elapsed().as_secs_f64();
         progress(&prog);
     }
-    // This part's index, then the whole one when every part is there.
+    drop(loads);
+    // This part's index (its table from the shards' headers, streaming),
+    // then the whole one when every part is there.
     let mut index = layout.index.clone();
     index.part = (n > 1).then_some([i, n]);
     index.shards = infos.into_values().collect();
-    index.entries = entries.into_values().collect();
-    let file = if n > 1 {
-        part_index_file(i, n)
+    let stem = if n > 1 {
+        part_stem(i, n)
     } else {
-        "index.json".to_string()
+        "index".to_string()
     };
+    let first = samples_of(shards.start).start.min(total);
+    for f in ["json", "samples.bin", "meta.jsonl"] {
+        loc.remove_temporaries(&format!("{stem}.{f}"));
+    }
+    let mut table = TableWriter::create(loc, &stem, first)?;
+    for k in shards.clone() {
+        for e in shard_entries(loc, k).await? {
+            table.push(&e).await?;
+        }
+    }
+    index.table = table.finish().await?;
+    let file = format!("{stem}.json");
     loc.put(&file, vec![Bytes::from(index_json(&index)?)])
         .await?;
     report.index = loc.name(&file);
@@ -489,7 +503,7 @@ fn layout(ds: &TileDataset, cfg: &DatasetConfig, shard_bytes: u64) -> Layout {
         dropped: ds.report().dropped.clone(),
         part: None,
         shards: Vec::new(),
-        entries: Vec::new(),
+        table: SampleTable::empty("index", 0),
     };
     Layout {
         identity,
@@ -522,6 +536,16 @@ async fn claim(loc: &Location, id: &Identity) -> Result<()> {
                     ),
                 ));
             }
+            // A folder written before the sample table: the same dataset
+            // is this one; its index is rewritten as a table at the end.
+            let there = if there.format == INDEX_FORMAT_V1 {
+                Identity {
+                    format: id.format.clone(),
+                    ..there
+                }
+            } else {
+                there
+            };
             if there != *id {
                 return Err(Error::invalid(
                     "shard output",
@@ -534,6 +558,10 @@ async fn claim(loc: &Location, id: &Identity) -> Result<()> {
                         id.shard_count
                     ),
                 ));
+            }
+            let ours = identity_json(id)?;
+            if bytes != ours {
+                loc.put("dataset.json", vec![Bytes::from(ours)]).await?;
             }
             Ok(())
         }
@@ -551,19 +579,23 @@ async fn claim(loc: &Location, id: &Identity) -> Result<()> {
                     ),
                 ));
             }
-            let json = serde_json::to_vec_pretty(id).map_err(|e| {
-                Error::internal_because("dataset.json", "cannot write it as JSON", e)
-            })?;
-            loc.put("dataset.json", vec![Bytes::from(json)]).await
+            loc.put("dataset.json", vec![Bytes::from(identity_json(id)?)])
+                .await
         }
     }
+}
+
+fn identity_json(id: &Identity) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(id)
+        .map_err(|e| Error::internal_because("dataset.json", "cannot write it as JSON", e))
 }
 
 /// A file `materialize` itself writes (a temporary one of a killed run included).
 fn ours(f: &str) -> bool {
     let f = f.strip_prefix('.').unwrap_or(f);
     (f.starts_with("shard-") && f.contains(".safetensors"))
-        || (f.starts_with("index") && f.contains(".json"))
+        || (f.starts_with("index")
+            && (f.contains(".json") || f.contains(".samples.bin") || f.contains(".meta.jsonl")))
         || f.starts_with("dataset.json")
 }
 
@@ -577,16 +609,7 @@ async fn finished(
     layout: &Layout,
 ) -> Option<(ShardInfo, Vec<SampleEntry>)> {
     let size = loc.size(file).await.ok()??;
-    let mut head = vec![0u8; 8];
-    loc.read_into(file, 0, &mut head).await.ok()?;
-    let n = u64::from_le_bytes(head[..8].try_into().ok()?);
-    if n > 64 << 20 || 8 + n > size {
-        return None;
-    }
-    head.resize(8 + n as usize, 0);
-    loc.read_into(file, 0, &mut head).await.ok()?;
-    let (end, header) = format::parse_header(&head, 64 << 20).ok()??;
-    let (entries, meta) = format::header_entries(&header).ok()?;
+    let (end, entries, meta) = read_shard_header(loc, file, size).await.ok()?;
     let indexes: Vec<usize> = entries.iter().map(|e| e.index).collect();
     let loaded = entries.iter().filter(|e| e.error.is_none()).count() as u64;
     let ok = meta.get("config_hash") == Some(&layout.identity.config_hash)
@@ -607,17 +630,57 @@ async fn finished(
     ))
 }
 
-/// A shard's bytes (header, then each loaded sample's region and pad), its
-/// entries with their offsets, and its size.
+/// Shard headers are refused above this size.
+const MAX_SHARD_HEADER: u64 = 64 << 20;
+
+/// A shard's header: its length, its entries and its `__metadata__`.
+async fn read_shard_header(
+    loc: &Location,
+    file: &str,
+    size: u64,
+) -> Result<(u64, Vec<SampleEntry>, BTreeMap<String, String>)> {
+    let name = loc.name(file);
+    let bad = |m: String| Error::invalid("shard", format!("{name}: {m}"));
+    let mut head = vec![0u8; 8];
+    loc.read_into(file, 0, &mut head).await?;
+    let mut len = [0u8; 8];
+    len.copy_from_slice(&head[..8]);
+    let n = u64::from_le_bytes(len);
+    if n > MAX_SHARD_HEADER || 8 + n > size {
+        return Err(bad(format!("a {n}-byte header in {size} bytes")));
+    }
+    head.resize(8 + n as usize, 0);
+    loc.read_into(file, 0, &mut head).await?;
+    let parsed = format::parse_header(&head, MAX_SHARD_HEADER)
+        .and_then(|h| {
+            let Some((end, header)) = h else {
+                return Err(format::HeaderError::Short);
+            };
+            format::header_entries(&header).map(|(e, m)| (end, e, m))
+        })
+        .map_err(|e| Error::invalid_because("shard", format!("{name}: its header"), e))?;
+    Ok(parsed)
+}
+
+/// Shard `k`'s entries (as its header lists them), for the index.
+async fn shard_entries(loc: &Location, k: usize) -> Result<Vec<SampleEntry>> {
+    let file = shard_file(k);
+    let size = loc.size(&file).await?.ok_or_else(|| {
+        Error::invalid(
+            "shard",
+            format!("{} is gone before the index was written", loc.name(&file)),
+        )
+    })?;
+    Ok(read_shard_header(loc, &file, size).await?.1)
+}
+
+/// A shard's bytes (header, then each loaded sample's region and pad) and
+/// its size.
 /// One built sample waiting for its shard: its index, its encoded region
 /// (`None` when it failed) and its index entry.
 type Row = (usize, Option<Region>, SampleEntry);
 
-fn assemble(
-    k: usize,
-    rows: Vec<Row>,
-    layout: &Layout,
-) -> Result<(Vec<Bytes>, Vec<SampleEntry>, u64)> {
+fn assemble(k: usize, rows: Vec<Row>, layout: &Layout) -> Result<(Vec<Bytes>, u64)> {
     let mut entries: Vec<SampleEntry> = rows
         .iter()
         .map(|r| SampleEntry {
@@ -651,7 +714,7 @@ fn assemble(
             }
         }
     }
-    Ok((chunks, entries, size))
+    Ok((chunks, size))
 }
 
 /// The index entry of a loaded sample (its region's checksum and length are
@@ -696,9 +759,11 @@ fn failed_entry(ds: &TileDataset, s: usize, error: String) -> SampleEntry {
     }
 }
 
-/// Merges the part indexes `index-I-of-N.json` at `out` into `index.json`
-/// (what the last part to finish does by itself): for runs whose parts
-/// finished while another was still writing, or to check a finished run.
+/// Merges the part indexes `index-I-of-N.json` (and their tables) at `out`
+/// into `index.json` and its table (what the last part to finish does by
+/// itself): for runs whose parts finished while another was still
+/// writing, or to check a finished run. Streams the parts' rows and
+/// records: memory of a read buffer, not of the samples.
 ///
 /// # Errors
 /// [`Error::Invalid`] naming the first missing part, or parts of another
@@ -720,10 +785,14 @@ pub fn merge_parts(out: &str, n: usize, client: Option<HttpRangeClient>) -> Resu
                 ));
             }
         }
-        let parts = read_parts(&loc, n).await?.unwrap_or_default();
-        let index = merge(parts, &loc.name("index.json"))?;
-        loc.put("index.json", vec![Bytes::from(index_json(&index)?)])
-            .await?;
-        Ok(index)
+        merge_at(&loc, n).await?.ok_or_else(|| {
+            Error::invalid(
+                "shard index",
+                format!(
+                    "{}: a part's index vanished during the merge",
+                    loc.name("index.json")
+                ),
+            )
+        })
     })
 }

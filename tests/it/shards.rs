@@ -167,7 +167,14 @@ fn parts_are_disjoint_cover_every_sample_and_merge_to_the_single_runs_index() {
         )
         .unwrap();
         assert_eq!(index.part, Some([i, 3]));
-        covered.extend(index.entries.iter().map(|e| e.index));
+        // The part's table: its rows are its samples, in order.
+        let rows = std::fs::read(parted.join(&index.table.rows)).unwrap();
+        assert_eq!(rows.len(), index.table.count * tilestack::shard::ROW_BYTES);
+        for (r, row) in rows.chunks(tilestack::shard::ROW_BYTES).enumerate() {
+            let sample = u64::from_le_bytes(row[..8].try_into().unwrap()) as usize;
+            assert_eq!(sample, index.table.first + r, "index-{i}-of-3 row {r}");
+            covered.push(sample);
+        }
         files.extend(index.shards.iter().map(|s| s.file.clone()));
     }
     covered.sort_unstable();
@@ -183,6 +190,8 @@ fn parts_are_disjoint_cover_every_sample_and_merge_to_the_single_runs_index() {
         let part = b.remove(&name).unwrap_or_else(|| panic!("no {name}"));
         let part: tilestack::shard::ShardIndex = serde_json::from_slice(&part).unwrap();
         assert_eq!(part.part, Some([i, 3]), "{name}");
+        assert!(b.remove(&part.table.rows).is_some(), "{name}'s rows");
+        assert!(b.remove(&part.table.meta).is_some(), "{name}'s records");
     }
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     for (k, v) in &a {
@@ -331,12 +340,15 @@ fn failed_samples_are_recorded_and_replay_each_error_policy_identically() {
         let a = BatchLoader::new(f.dataset(&cfg), cfg.loader.clone()).unwrap();
         let shards = Arc::new(ShardSet::open(&out.to_string_lossy()).unwrap());
         assert!(
-            shards.entries()[4]
+            shards
+                .entry(4)
+                .unwrap()
                 .error
                 .as_deref()
                 .unwrap_or("")
                 .contains(".missing")
         );
+        assert!(shards.region(4).unwrap().failed);
         let b = BatchLoader::from_shards(shards, cfg.loader.clone()).unwrap();
         let (x, y) = (epoch(&a), epoch(&b));
         let statuses: Vec<&SampleStatus> = y.iter().flat_map(|b| &b.status).collect();
@@ -419,13 +431,18 @@ fn shards_round_trip_through_s3_on_moto() {
     let remote = ShardSet::open_with(
         url,
         ShardOptions {
-            client: Some(client),
+            client: Some(client.clone()),
             ..ShardOptions::default()
         },
     )
     .unwrap();
     let local = ShardSet::open(&local.to_string_lossy()).unwrap();
     assert_eq!(remote.index(), local.index());
+    let (a, b): (Vec<_>, Vec<_>) = (
+        local.entries().map(Result::unwrap).collect(),
+        remote.entries().map(Result::unwrap).collect(),
+    );
+    assert_eq!((a.len(), &a), (3, &b), "every entry, from the table on s3");
     for i in 0..3 {
         let (a, b) = (local.load(i).unwrap(), remote.load(i).unwrap());
         assert_eq!(
@@ -437,6 +454,42 @@ fn shards_round_trip_through_s3_on_moto() {
     let b = BatchLoader::from_shards(Arc::new(remote), cfg.loader.clone()).unwrap();
     for (p, q) in epoch(&a).iter().zip(&epoch(&b)) {
         assert_same(p, q);
+    }
+    // An index larger than one upload part (8 MiB of records): uploaded
+    // in parts, streaming, and read back.
+    let mut h = tilestack::shard::ShardIndex::empty(&cfg, [1, 1, 2, 2], 200);
+    h.samples = 120;
+    h.shard_count = 1;
+    h.shards.push(tilestack::shard::ShardInfo {
+        shard: 0,
+        file: "shard-00000.safetensors".into(),
+        bytes: 0,
+    });
+    let big = |i: usize| tilestack::shard::SampleEntry {
+        index: i,
+        id: format!("big{i}"),
+        error: Some(format!("{i}:{}", "x".repeat(100_000))),
+        ..Default::default()
+    };
+    let url = "s3://tiles/datasets/big";
+    let index =
+        tilestack::shard::write_index(url, Some(client.clone()), h, (0..120).map(big)).unwrap();
+    assert!(
+        index.table.meta_bytes > 10 << 20,
+        "{}",
+        index.table.meta_bytes
+    );
+    let set = ShardSet::open_with(
+        url,
+        ShardOptions {
+            client: Some(client),
+            ..ShardOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(set.len(), 120);
+    for i in [0, 61, 119] {
+        assert_eq!(set.entry(i).unwrap(), big(i));
     }
     drop(moto);
 }
@@ -614,6 +667,9 @@ fn array_jobs_take_their_part_from_the_environment_as_the_docs_run_them() {
                 });
             let part: tilestack::shard::ShardIndex = serde_json::from_slice(&part).unwrap();
             assert_eq!(part.part, Some([i, 3]), "index-{i}-of-3.json in {dir:?}");
+            for f in [&part.table.rows, &part.table.meta] {
+                assert!(got.remove(f).is_some(), "{f} in {dir:?}");
+            }
         }
         assert!(got == want, "{dir:?} differs from the single run");
     }
@@ -673,7 +729,7 @@ fn a_failed_write_names_the_path_and_leaves_no_half_shard() {
     assert_eq!((r.samples, r.shards_kept), (7, 0), "{r}");
     let s = ShardSet::open(&out.to_string_lossy()).unwrap();
     assert_eq!(
-        s.entries().iter().map(|e| e.index).collect::<Vec<_>>(),
+        s.entries().map(|e| e.unwrap().index).collect::<Vec<_>>(),
         (0..7).collect::<Vec<_>>()
     );
     // completed, the folder is the one an uninterrupted run writes, byte
@@ -687,5 +743,55 @@ fn a_failed_write_names_the_path_and_leaves_no_half_shard() {
     );
     for (k, v) in &want {
         assert!(got[k] == *v, "{k} differs from the uninterrupted run's");
+    }
+}
+
+#[test]
+fn an_index_of_the_json_format_is_read_and_a_rerun_rewrites_it_as_the_table() {
+    let f = Fixture::new();
+    let cfg = f.config(&seven()[..4], None, "");
+    let out = f.dir.path().join("v1");
+    run(&cfg, &out, None, 1);
+    let dir = out.to_string_lossy().to_string();
+    let want = tree(&out);
+    let table = Arc::new(ShardSet::open(&dir).unwrap());
+    let entries: Vec<tilestack::shard::SampleEntry> = table.entries().map(Result::unwrap).collect();
+    assert_eq!(entries.len(), 4);
+    // The folder as the JSON-index tilestack left it: index.json with every
+    // entry inline, no table, dataset.json of that format.
+    tilestack::shard::write_index_v1(&dir, table.index(), entries.clone()).unwrap();
+    std::fs::remove_file(out.join("index.samples.bin")).unwrap();
+    std::fs::remove_file(out.join("index.meta.jsonl")).unwrap();
+    let id = std::fs::read_to_string(out.join("dataset.json")).unwrap();
+    assert!(id.contains(tilestack::shard::INDEX_FORMAT));
+    std::fs::write(
+        out.join("dataset.json"),
+        id.replace(
+            tilestack::shard::INDEX_FORMAT,
+            tilestack::shard::INDEX_FORMAT_V1,
+        ),
+    )
+    .unwrap();
+    let json = Arc::new(ShardSet::open(&dir).unwrap());
+    assert_eq!(json.index().format, tilestack::shard::INDEX_FORMAT_V1);
+    let got: Vec<_> = json.entries().map(Result::unwrap).collect();
+    assert_eq!(got, entries, "every field, from either index");
+    let a = BatchLoader::from_shards(table, cfg.loader.clone()).unwrap();
+    let b = BatchLoader::from_shards(json, cfg.loader.clone()).unwrap();
+    let (x, y) = (epoch(&a), epoch(&b));
+    assert_eq!(x.len(), y.len());
+    for (p, q) in x.iter().zip(&y) {
+        assert_same(p, q);
+    }
+    // A rerun loads no sample and leaves the folder a fresh run writes.
+    let r = run(&cfg, &out, None, 1);
+    assert_eq!((r.written, r.kept), (0, 4), "{r}");
+    let got = tree(&out);
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    for (k, v) in &want {
+        assert!(got[k] == *v, "{k} differs from the fresh run's");
     }
 }

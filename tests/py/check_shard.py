@@ -3,13 +3,16 @@ safetensors + numpy — and checks them against the Rust side.
 
 usage: check_shard.py SHARD_DIR REF_DIR
 
-SHARD_DIR holds `index.json` and the shards `tilestack materialize` wrote;
+SHARD_DIR holds `index.json` (the header), its table (`index.samples.bin`,
+one numpy record per sample; `index.meta.jsonl`, one JSON line per sample)
+and the shards `tilestack materialize` wrote;
 REF_DIR holds, per sample k that loaded, `k.safetensors`: the sample's
 stack as the Rust ShardSet read it back (`TileStack::write_safetensors`:
 tensors `data`, `eo_cloud_cover`, `pct_nans`, `tile_cloud_fraction`).
 Every sample of every shard is checked: shapes against the index, data
 and metadata bit for bit against the reference (NaN included), layers 0/1,
-checksums. Prints `ok N` for N samples checked.
+checksums; each record read both by its row's offset and as a line.
+Prints `ok N` for N samples checked.
 """
 import json
 import os
@@ -22,6 +25,26 @@ from safetensors.numpy import load_file
 
 def main(shard_dir, ref_dir):
     index = json.load(open(os.path.join(shard_dir, "index.json")))
+    table = index["table"]
+    # the index in one line: a structured array, one record per sample
+    rows = np.fromfile(os.path.join(shard_dir, table["rows"]), dtype=[tuple(c) for c in table["columns"]])
+    assert rows.dtype.itemsize == table["row_bytes"] and len(rows) == index["samples"], rows.dtype
+    assert (rows["index"] == np.arange(len(rows))).all()
+    blob = open(os.path.join(shard_dir, table["meta"]), "rb").read()
+    lines = [json.loads(l) for l in blob.splitlines()]  # or: line k is sample k
+    assert len(blob) == table["meta_bytes"] and len(lines) == len(rows)
+    entries = []
+    for r, line in zip(rows, lines):
+        o, n = int(r["meta_offset"]), int(r["meta_length"])
+        assert json.loads(blob[o:o + n]) == line, int(r["index"])
+        e = dict(line, index=int(r["index"]), shard=int(r["shard"]), offset=int(r["offset"]),
+                 length=int(r["length"]), crc32=int(r["crc32"]))
+        assert bool(r["failed"]) == (e["error"] is not None), e["index"]
+        assert int(r["steps"]) == len(e["days"]), e["index"]
+        assert str(r["start"]) <= str(r["end"]), e["index"]
+        if e["days"]:
+            assert str(r["start"]) <= e["days"][0] and e["days"][-1] <= str(r["end"]), e["index"]
+        entries.append(e)
     t, c, h, w = index["shape"]
     n_labels, n_masks = len(index["labels"]), len(index["masks"])
     checked = 0
@@ -30,7 +53,7 @@ def main(shard_dir, ref_dir):
         assert os.path.getsize(path) == shard["bytes"], path
         tensors = load_file(path)  # the one line a user writes
         raw = open(path, "rb").read()
-        for e in index["entries"]:
+        for e in entries:
             if e["shard"] != shard["shard"]:
                 continue
             k = "%06d" % e["index"]
