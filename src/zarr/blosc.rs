@@ -222,11 +222,16 @@ fn unshuffle(typesize: usize, src: &[u8], dest: &mut [u8]) {
 }
 
 /// Bit unshuffle of one block (the bitshuffle library's layout, as c-blosc
-/// 1.x uses it): over the largest multiple of 8 elements, bit `b` of byte
-/// `j` of element `i` was stored as bit `(8j + b) * n + i` (LSB first);
-/// the bytes after those elements are kept.
+/// 1.x uses it): bit `b` of byte `j` of element `i` was stored as bit
+/// `(8j + b) * n + i` (LSB first); bytes after the last whole element are
+/// kept. A block whose element count is not a multiple of 8 was stored
+/// unshuffled (c-blosc copies it).
 fn bitunshuffle(typesize: usize, src: &[u8], dest: &mut [u8]) {
-    let n = (src.len() / typesize) & !7;
+    let n = src.len() / typesize;
+    if n % 8 != 0 {
+        dest.copy_from_slice(src);
+        return;
+    }
     let done = n * typesize;
     dest[..done].fill(0);
     let row_bytes = n / 8;

@@ -133,7 +133,7 @@ pub type ShardIndex = Vec<Option<Range<u64>>>;
 /// for v in [0u64, 10, u64::MAX, u64::MAX] { b.extend(v.to_le_bytes()); }
 /// let idx = parse_shard_index(&b, 2, false, false, Some(42), 10..42).unwrap();
 /// assert_eq!(idx, vec![Some(0..10), None]);
-/// // an entry past the end of a 20-byte shard
+/// // an entry past the end of an 8-byte shard
 /// assert!(parse_shard_index(&b, 2, false, false, Some(8), 8..40).is_err());
 /// ```
 pub fn parse_shard_index(

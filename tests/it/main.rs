@@ -27,3 +27,4 @@ mod store;
 mod train;
 mod util;
 mod world;
+mod zarr;
