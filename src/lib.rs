@@ -19,6 +19,7 @@
 //! | geometry (pure, no I/O) | [`geo`] | CRS transforms, grids and windows, warping, rasterized masks |
 //! | moving bytes | [`fetch`] | [`HttpRangeClient`], retries, per-host limits, coalescing, signing, object stores |
 //! | COG reads | [`cog`] | [`CogReader`], headers and their index, the tile cache, decoding, windows |
+//! | Zarr reads | [`zarr`] | [`zarr::ZarrReader`]: v2/v3 metadata, Blosc/zstd/gzip and sharding, windows through the same fetch layer and tile cache, georeferencing |
 //! | catalogs | [`stac`] | [`stac::StacClient`], snapshots (JSON, stac-geoparquet), items → [`stac::Scene`]s |
 //! | stacks | [`stack`] | [`StackRequest`] → [`StackPlan`] → [`TileStack`]: [`build`], [`plan_stack`], fusion, dry runs |
 //! | datasets | [`dataset`] | [`DatasetConfig`] (`datasets/*.toml`), samplers, [`TileDataset`] |
@@ -40,6 +41,8 @@ pub mod geo;
 pub mod fetch;
 
 pub mod cog;
+
+pub mod zarr;
 
 pub mod stac;
 

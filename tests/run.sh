@@ -8,7 +8,7 @@
 # that need that server run (a plain run lists them as ignored).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! python3 -c "import rasterio, rio_cogeo, pyproj, moto.server, flask, safetensors" 2>/dev/null; then
+if ! python3 -c "import rasterio, rio_cogeo, pyproj, moto.server, flask, safetensors, zarr, numcodecs, xarray" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -r tests/py/requirements.txt
 fi
 cargo test --features cli,burn --lib --bins --examples --benches

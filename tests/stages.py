@@ -18,6 +18,7 @@ STAGES = [
     ["geo"],
     ["fetch"],
     ["cog"],
+    ["zarr"],
     ["stac"],
     ["stack"],
     ["dataset"],

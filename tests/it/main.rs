@@ -28,3 +28,4 @@ mod store;
 mod train;
 mod util;
 mod world;
+mod zarr;

@@ -70,9 +70,11 @@ pub(crate) enum Cmd {
     /// Describe a GeoTIFF (a path, file:// or http(s) URL), like gdalinfo:
     /// size, bands, sample type, compression, predictor, tiles or strips,
     /// IFDs and overviews, CRS, transform, nodata, scale/offset, and whether
-    /// its layout is a valid COG (and why not).
+    /// its layout is a valid COG (and why not). A Zarr array (a path under
+    /// a `.zarr` store): shape, chunks, shards, codecs, CF attributes and
+    /// georeference.
     Info(InfoArgs),
-    /// Read a pixel window of a GeoTIFF into a safetensors file: tensor
+    /// Read a pixel window of a GeoTIFF or Zarr array into a safetensors file: tensor
     /// `data`, f32 [bands, height, width], NaN for nodata.
     Read(ReadArgs),
 }
@@ -80,7 +82,8 @@ pub(crate) enum Cmd {
 // `tilestack info`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct InfoArgs {
-    /// The GeoTIFF: a local path, file://, http(s):// (or s3:// gs:// az://).
+    /// The GeoTIFF or Zarr array (a path under a `.zarr` store): a local
+    /// path, file://, http(s):// (or s3:// gs:// az://).
     pub(crate) href: String,
     /// Print one JSON object instead of text.
     #[arg(long)]
@@ -90,7 +93,8 @@ pub(crate) struct InfoArgs {
 // `tilestack read`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ReadArgs {
-    /// The GeoTIFF: a local path, file://, http(s):// (or s3:// gs:// az://).
+    /// The GeoTIFF or Zarr array (a path under a `.zarr` store): a local
+    /// path, file://, http(s):// (or s3:// gs:// az://).
     pub(crate) href: String,
     /// The window, in pixels of the IFD read: COL,ROW,WIDTH,HEIGHT
     /// (pixels past the image are NaN).
@@ -99,7 +103,8 @@ pub(crate) struct ReadArgs {
     /// The IFD: 0 = full resolution, then overviews in file order (see `tilestack info`).
     #[arg(long, default_value_t = 0)]
     pub(crate) ifd: usize,
-    /// Bands, 1-based as in GDAL, comma-separated (default: all).
+    /// Bands, 1-based as in GDAL, comma-separated (default: all); for a 3-D
+    /// Zarr array, slices of its leading axis.
     #[arg(long, value_delimiter = ',')]
     pub(crate) bands: Vec<usize>,
     /// The safetensors file written.

@@ -1,11 +1,14 @@
 //! `tilestack info HREF [--json]`: what a GeoTIFF's header says — what a
 //! user checks first (like `gdalinfo` or `rio cogeo info`), read through the
-//! same fetch layer and header parser as every pixel read.
+//! same fetch layer and header parser as every pixel read. A Zarr array
+//! href (a `.zarr` path component) prints the array's metadata instead:
+//! format, shape, chunks, shards, codecs, CF attributes, georeference.
 
 use anyhow::Result;
 use serde_json::{Value, json};
 use tilestack::cog::{CogHeader, IfdInfo, TileCache};
 use tilestack::fetch::RetryConfig;
+use tilestack::zarr::{ArrayMeta, ZarrReader, is_zarr_href};
 use tilestack::{CogReader, HttpRangeClient};
 
 use crate::args::InfoArgs;
@@ -13,6 +16,9 @@ use crate::args::InfoArgs;
 /// `tilestack info`.
 pub(crate) async fn run(a: &InfoArgs) -> Result<()> {
     let href = href_url(&a.href)?;
+    if is_zarr_href(&href) {
+        return run_zarr(&href, a.json).await;
+    }
     let reader = CogReader::new(
         HttpRangeClient::new(RetryConfig::default())?,
         TileCache::new(1 << 20),
@@ -25,6 +31,79 @@ pub(crate) async fn run(a: &InfoArgs) -> Result<()> {
         print_text(&h, &info);
     }
     Ok(())
+}
+
+/// `tilestack info` on a Zarr array.
+async fn run_zarr(href: &str, as_json: bool) -> Result<()> {
+    let reader = ZarrReader::new(
+        HttpRangeClient::new(RetryConfig::default())?,
+        TileCache::new(1 << 20),
+    );
+    let m = reader.array(href).await?;
+    // an array without a georeference is still described
+    let geo = reader.georef(href).await;
+    let info = describe_zarr(&m, geo.as_ref().ok(), geo.as_ref().err());
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+    } else {
+        for (k, v) in info.as_object().into_iter().flatten() {
+            let v = match v {
+                Value::String(s) => s.clone(),
+                Value::Null => "-".into(),
+                other => other.to_string(),
+            };
+            println!("{:<14}{v}", format!("{k}:"));
+        }
+    }
+    Ok(())
+}
+
+fn describe_zarr(
+    m: &ArrayMeta,
+    geo: Option<&tilestack::zarr::ZarrGeo>,
+    geo_error: Option<&tilestack::Error>,
+) -> Value {
+    let codecs =
+        |p: &tilestack::zarr::Pipeline| p.codecs.iter().map(|c| c.name()).collect::<Vec<_>>();
+    let cf = m.cf();
+    let num = |v: Option<f64>| {
+        v.map_or(Value::Null, |v| {
+            if v.is_finite() {
+                json!(v)
+            } else {
+                json!(v.to_string())
+            }
+        })
+    };
+    json!({
+        "href": m.href(),
+        "store": m.store,
+        "array": m.path,
+        "format": format!("{:?}", m.format).to_lowercase(),
+        "shape": m.shape,
+        "data_type": m.dtype.name(),
+        "chunks": m.chunk_shape,
+        "shard_inner_chunks": m.pipeline.sharding.as_ref().map(|s| s.chunk_shape.clone()),
+        "codecs": match &m.pipeline.sharding {
+            Some(s) => json!({"sharding_indexed": {"inner": codecs(&s.inner),
+                "index_location": format!("{:?}", s.index_location).to_lowercase(),
+                "index_crc32c": s.index_crc32c}}),
+            None => json!(codecs(&m.pipeline)),
+        },
+        "byte_order": format!("{:?}", m.pipeline.sharding.as_ref().map_or(m.pipeline.endian, |s| s.inner.endian)).to_lowercase(),
+        "fill_value": num(Some(m.fill_value)),
+        "dimensions": m.dimension_names,
+        "scale_factor": num(cf.scale_factor),
+        "add_offset": num(cf.add_offset),
+        "nodata": num(cf.nodata),
+        "crs": geo.and_then(|g| g.epsg).map(|e| format!("{e}")),
+        "transform": geo.map(|g| json!([g.transform.x0, g.transform.dx, 0.0, g.transform.y0, 0.0, g.transform.dy])),
+        "georeference": match (geo, geo_error) {
+            (Some(g), _) => json!(format!("{:?}", g.source)),
+            (None, Some(e)) => json!(e.chain()),
+            _ => Value::Null,
+        },
+    })
 }
 
 /// A local path becomes a `file://` URL (absolute); URLs pass unchanged.

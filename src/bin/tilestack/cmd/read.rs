@@ -1,6 +1,8 @@
 //! `tilestack read HREF --window COL,ROW,W,H [--ifd N] [--bands 1,2,3] --out FILE`:
 //! one window of a GeoTIFF into a safetensors file — the reader as users and
-//! tests call it from a shell.
+//! tests call it from a shell. A Zarr array href reads the same way:
+//! `--bands` are 1-based slices of a 3-D array's leading axis (`--ifd` must
+//! be 0: Zarr overviews are other arrays).
 
 use anyhow::{Context, Result, bail};
 use safetensors::Dtype;
@@ -8,6 +10,7 @@ use safetensors::tensor::TensorView;
 use tilestack::cog::TileCache;
 use tilestack::fetch::RetryConfig;
 use tilestack::geo::PixelWindow;
+use tilestack::zarr::{ZarrReader, is_zarr_href};
 use tilestack::{CogReader, HttpRangeClient};
 
 use crate::args::ReadArgs;
@@ -16,11 +19,22 @@ use crate::args::ReadArgs;
 pub(crate) async fn run(a: &ReadArgs) -> Result<()> {
     let window = parse_window(&a.window)?;
     let href = super::info::href_url(&a.href)?;
-    let reader = CogReader::new(
-        HttpRangeClient::new(RetryConfig::default())?,
-        TileCache::new(256 << 20),
-    );
-    let data = reader.read_bands(&href, a.ifd, window, &a.bands).await?;
+    let client = HttpRangeClient::new(RetryConfig::default())?;
+    let data = if is_zarr_href(&href) {
+        if a.ifd != 0 {
+            bail!(
+                "--ifd {}: a Zarr array has no IFDs (its overviews are other arrays)",
+                a.ifd
+            );
+        }
+        ZarrReader::new(client, TileCache::new(256 << 20))
+            .read_bands(&href, window, &a.bands)
+            .await?
+    } else {
+        CogReader::new(client, TileCache::new(256 << 20))
+            .read_bands(&href, a.ifd, window, &a.bands)
+            .await?
+    };
     let shape = data.shape().to_vec();
     let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
     let view = TensorView::new(Dtype::F32, shape.clone(), &bytes)
