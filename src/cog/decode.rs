@@ -12,6 +12,7 @@ use async_tiff::tags::{Compression, PhotometricInterpretation};
 use bytes::Bytes;
 
 use crate::cog::header::{CogHeader, SampleType, compression_name};
+use crate::cog::lerc;
 use crate::cog::tile::{Samples, Tile, TileData};
 use crate::error::{Cause, Error, Result};
 
@@ -61,8 +62,8 @@ pub struct DecodeError {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum DecodeErrorKind {
-    /// No decoder for the file's compression in this build (some are
-    /// features: `webp`, `lerc`).
+    /// No decoder for the file's compression in this build (WebP is the
+    /// `webp` feature).
     UnsupportedCompression {
         /// The TIFF compression code.
         code: u16,
@@ -97,10 +98,9 @@ impl std::fmt::Display for DecodeErrorKind {
                 write!(
                     f,
                     "compression {} ({code}) is not supported (tilestack decodes none, DEFLATE, \
-                     LZW, JPEG, ZSTD, LZMA and PackBits{}{})",
+                     LZW, JPEG, ZSTD, LZMA, PackBits, LERC{})",
                     compression_name(*code),
                     optional(cfg!(feature = "webp"), "WebP"),
-                    optional(cfg!(feature = "lerc"), "LERC"),
                 )
             }
             DecodeErrorKind::Unsupported(what) => write!(f, "{what} is not supported"),
@@ -411,6 +411,17 @@ impl Chunk {
     ) -> std::result::Result<Vec<f32>, DecodeErrorKind> {
         let comp = raw.compression();
         let code = comp.to_u16();
+        if code == lerc::COMPRESSION {
+            return lerc::decode_chunk(
+                &bytes,
+                raw.lerc_parameters(),
+                self.width,
+                self.rows,
+                self.samples,
+                self.sample_type,
+            )
+            .map_err(|e| DecodeErrorKind::Codec(Cause::new(e)));
+        }
         let decoder = registry()
             .as_ref()
             .get(&comp)

@@ -228,7 +228,7 @@ fn unshuffle(typesize: usize, src: &[u8], dest: &mut [u8]) {
 /// unshuffled (c-blosc copies it).
 fn bitunshuffle(typesize: usize, src: &[u8], dest: &mut [u8]) {
     let n = src.len() / typesize;
-    if n % 8 != 0 {
+    if !n.is_multiple_of(8) {
         dest.copy_from_slice(src);
         return;
     }

@@ -125,9 +125,13 @@ pub struct ZarrReader {
     cache: TileCache,
     arrays: Arc<Mutex<HashMap<String, Cell<Arc<ArrayMeta>>>>>,
     stores: Arc<Mutex<HashMap<String, Cell<Arc<Consolidated>>>>>,
-    shards: Arc<Mutex<lru::LruCache<String, Cell<Option<Arc<ShardIndex>>>>>>,
+    shards: Arc<Mutex<ShardIndexes>>,
     georefs: Arc<Mutex<HashMap<String, Cell<ZarrGeo>>>>,
 }
+
+/// Shard indexes read, by shard URL (`None`: a shard that does not exist,
+/// all fill value), least recently used dropped first.
+type ShardIndexes = lru::LruCache<String, Cell<Option<Arc<ShardIndex>>>>;
 
 /// Splits an array href into its store root (up to and including the last
 /// path component ending in `.zarr`) and the array's path inside it. An href

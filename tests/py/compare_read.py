@@ -14,9 +14,9 @@ read as GDAL reads them (nodata, else 0). Lossless files must match
 bit-exactly, lossy ones within the MANIFEST's `tolerance` (largest absolute
 difference) and `mean_tolerance` (mean absolute difference) where given.
 
-`--refused LERC`: the binary was built without that codec (LERC needs
-tilestack's `lerc` feature): each file of that codec must instead be refused,
-exit 1 with a message naming the file and the codec.
+`--refused CODEC`: the binary was built without that codec (WebP without
+tilestack's `webp` feature): each file of that codec must instead be refused,
+exit 1 with a message naming the file and the codec. LERC is always decoded.
 
 Prints a table; exits 1 naming every mismatch (and every failed read).
 """

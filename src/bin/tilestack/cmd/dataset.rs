@@ -60,10 +60,14 @@ fn blocking(a: &DatasetArgs) -> Result<()> {
         secs * 1e3 / r.candidates.max(1) as f64
     );
     if let (Some(rss), Some(peak)) = (rss, peak) {
+        // per candidate only where the samples, not the process, make the memory
+        let each = per_sample(Some(rss))
+            .filter(|_| r.candidates >= 10_000)
+            .map(|b| format!(" ({b:.0} B per candidate over the start)"))
+            .unwrap_or_default();
         println!(
-            "  memory: {:.1} MB resident ({:.0} B per candidate over the start), peak {:.1} MB",
+            "  memory: {:.1} MB resident{each}, peak {:.1} MB",
             rss as f64 / 1024.0,
-            per_sample(Some(rss)).unwrap_or(0.0),
             peak as f64 / 1024.0
         );
     }
