@@ -738,9 +738,9 @@ fn read_tiles<T: Sample>(
         let i1 = (i0 + mb).min(hd.rows);
         for j0 in (0..hd.cols).step_by(mb) {
             let j1 = (j0 + mb).min(hd.cols);
-            for d in 0..hd.depth {
+            for (d, &zm) in z_max.iter().enumerate().take(hd.depth) {
                 let block = Block { i0, i1, j0, j1, d };
-                read_block(r, hd, mask, data, block, z_max[d], &mut buf)?;
+                read_block(r, hd, mask, data, block, zm, &mut buf)?;
             }
         }
     }
@@ -1078,7 +1078,7 @@ fn decode_huffman<T: Sample>(
         }
     }
     // the encoder pads one word past the last code
-    let used = s.pos / 32 + usize::from(s.pos % 32 > 0) + 1;
+    let used = s.pos / 32 + usize::from(!s.pos.is_multiple_of(32)) + 1;
     if used > full_words {
         return Err(LercError::Truncated {
             what: "Huffman data",
@@ -1182,7 +1182,7 @@ mod tests {
         }
         let mut out = Vec::new();
         for (n, w) in words.iter().enumerate() {
-            if n + 1 < words.len() || total % 32 == 0 {
+            if n + 1 < words.len() || total.is_multiple_of(32) {
                 out.extend_from_slice(&w.to_le_bytes());
             } else {
                 let keep = (total % 32).div_ceil(8);
