@@ -169,6 +169,20 @@ impl TileDataset {
     /// Sample `index`'s plan, built from its scenes: the plan a search for
     /// that sample alone gives.
     ///
+    /// ```no_run
+    /// use tilestack::{DatasetConfig, TileDataset};
+    /// let cfg = DatasetConfig::from_file("datasets/oakland-ships.toml".as_ref())?;
+    /// let ds = TileDataset::open(&cfg)?;
+    /// let s = &ds.samples()[0];
+    /// let plan = ds.plan(0)?;
+    /// assert_eq!(plan.scenes.len(), s.scenes.len());
+    /// for (scene, &k) in plan.scenes.iter().zip(&s.scenes) {
+    ///     assert_eq!(scene.id, ds.scenes()[k as usize].id); // each scene held once
+    /// }
+    /// println!("{} windows to read", plan.reads.len());
+    /// # Ok::<(), tilestack::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`TileDataset::request`]; [`StackPlan::new`]'s errors.
     pub fn plan(&self, index: usize) -> Result<StackPlan> {
