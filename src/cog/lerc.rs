@@ -738,9 +738,10 @@ fn read_tiles<T: Sample>(
         let i1 = (i0 + mb).min(hd.rows);
         for j0 in (0..hd.cols).step_by(mb) {
             let j1 = (j0 + mb).min(hd.cols);
-            for d in 0..hd.depth {
+            // z_max holds one value per depth
+            for (d, &top) in z_max.iter().enumerate() {
                 let block = Block { i0, i1, j0, j1, d };
-                read_block(r, hd, mask, data, block, z_max[d], &mut buf)?;
+                read_block(r, hd, mask, data, block, top, &mut buf)?;
             }
         }
     }
@@ -1078,7 +1079,7 @@ fn decode_huffman<T: Sample>(
         }
     }
     // the encoder pads one word past the last code
-    let used = s.pos / 32 + usize::from(s.pos % 32 > 0) + 1;
+    let used = s.pos / 32 + usize::from(!s.pos.is_multiple_of(32)) + 1;
     if used > full_words {
         return Err(LercError::Truncated {
             what: "Huffman data",
