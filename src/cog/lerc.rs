@@ -1183,7 +1183,7 @@ mod tests {
         }
         let mut out = Vec::new();
         for (n, w) in words.iter().enumerate() {
-            if n + 1 < words.len() || total % 32 == 0 {
+            if n + 1 < words.len() || total.is_multiple_of(32) {
                 out.extend_from_slice(&w.to_le_bytes());
             } else {
                 let keep = (total % 32).div_ceil(8);
