@@ -31,6 +31,9 @@
 //!   generic decode plus conversion to f32 (tilestack's fallback for other
 //!   layouts), against raw zlib inflate alone with flate2 (miniz_oxide) and
 //!   with libdeflater — the physical limit. Throughput: compressed bytes.
+//! - `decode_lerc/*`: every tile of each LERC file of the GeoTIFF corpus
+//!   (`tests/fixtures/geotiff/codec_lerc_*.tif`) through `cog::decode_tile`
+//!   (the pure-Rust LERC decoder). Throughput: pixels.
 //!
 //! Sample sizes and measurement times are small so that `cargo test
 //! --all-targets` (which runs each benchmark once) and `cargo bench` stay quick.
@@ -271,6 +274,52 @@ fn benches(c: &mut Criterion) {
             black_box(&out);
         })
     });
+    g.finish();
+
+    // LERC, pure Rust (src/cog/lerc.rs): every tile of each of the corpus's
+    // LERC files (GDAL-written, 120×90 px in 32 px tiles), already in memory,
+    // through `cog::decode_tile`. Throughput: pixels decoded.
+    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/geotiff");
+    let mut g = c.benchmark_group("decode_lerc");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
+    for name in [
+        "codec_lerc_float32",
+        "codec_lerc_uint16_lossy",
+        "codec_lerc_zstd_float32_lossy",
+        "codec_lerc_deflate_float64",
+        "codec_lerc_rgb_uint8_pixel",
+    ] {
+        let path = corpus.join(format!("{name}.tif"));
+        let href = format!("file://{}", path.display());
+        let header = rt.block_on(r.header(&href)).unwrap();
+        let tiles = full_res_tiles(&path);
+        let (across, tw, th) = (
+            header.ifds[0].tiles_across,
+            header.ifds[0].tile_width,
+            header.ifds[0].tile_height,
+        );
+        g.throughput(Throughput::Elements((tiles.len() * tw * th) as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    for (i, t) in tiles.iter().enumerate() {
+                        let tile = tilestack::cog::decode_tile(
+                            header.clone(),
+                            0,
+                            i % across,
+                            i / across,
+                            compressed(t).clone(),
+                        )
+                        .await
+                        .unwrap();
+                        black_box(tile);
+                    }
+                })
+            })
+        });
+    }
     g.finish();
 
     rt.block_on(server.shutdown());

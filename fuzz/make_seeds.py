@@ -8,6 +8,7 @@ keeps, so run this again after it. `seed-tiny.toml` (dataset_toml) and
 fuzz/corpus/dataset_toml/seed-tiny.toml`) are committed as they are.
 
     python3 fuzz/make_seeds.py
+    python3 fuzz/make_seeds.py --tiff-only lerc   # only the TIFF seeds so named
 """
 import json
 import pathlib
@@ -21,7 +22,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "fuzz" / "corpus"
 
 
-def tiffs():
+def tiffs(only=""):
     out = CORPUS / "tiff"
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(7)
@@ -36,9 +37,15 @@ def tiffs():
         ("u8-packbits", "uint8", 1, dict(tiled=True, blockxsize=16, blockysize=16, compress="packbits")),
         ("u8-jpeg", "uint8", 3, dict(tiled=True, blockxsize=16, blockysize=16, compress="jpeg", photometric="ycbcr")),
         ("f64-none", "float64", 1, dict(tiled=True, blockxsize=16, blockysize=16)),
+        ("f32-lerc", "float32", 1, dict(tiled=True, blockxsize=16, blockysize=16, compress="lerc")),
+        ("u8-3band-lerc-zstd", "uint8", 3, dict(tiled=True, blockxsize=16, blockysize=16, compress="lerc_zstd", interleave="pixel")),
+        ("u16-lerc-deflate-lossy", "uint16", 1, dict(tiled=True, blockxsize=16, blockysize=16, compress="lerc_deflate", max_z_error=2)),
+        ("i8-lerc-striped", "int8", 1, dict(tiled=False, compress="lerc")),
     ]
     for name, dtype, bands, opts in cases:
         data = (rng.random((bands, 40, 40)) * 200).astype(dtype)
+        if only not in name:
+            continue  # (its data drawn all the same: the same seeds either way)
         path = out / f"seed-{name}.tif"
         with rasterio.open(
             path, "w", driver="GTiff", width=40, height=40, count=bands, dtype=dtype,
@@ -71,6 +78,11 @@ def text_seeds():
 
 
 if __name__ == "__main__":
-    tiffs()
-    stac()
-    text_seeds()
+    import sys
+
+    if sys.argv[1:2] == ["--tiff-only"]:
+        tiffs(sys.argv[2])
+    else:
+        tiffs()
+        stac()
+        text_seeds()
