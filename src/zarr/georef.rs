@@ -140,7 +140,7 @@ impl ZarrReader {
     /// regular (`x` ascending, `y` descending).
     ///
     /// # Errors
-    /// [`Error::Invalid`](crate::Error::Invalid) naming store and array when
+    /// [`Error::Invalid`] naming store and array when
     /// none of these establishes a north-up transform (none there, rotated,
     /// irregular coordinates, coordinates whose length is not the array's).
     pub async fn georef(&self, href: &str) -> Result<ZarrGeo> {

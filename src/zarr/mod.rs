@@ -9,7 +9,7 @@
 //! chunks (v3) the window needs, each through the caller's
 //! [`HttpRangeClient`] (its retries, signing, per-host limits, metrics and
 //! coalescing of the inner chunks of one shard). Decoded chunks go into the
-//! shared [`TileCache`](crate::cog::TileCache), keyed by the array's URL
+//! shared [`TileCache`], keyed by the array's URL
 //! (store + array path), the slice and the chunk's grid position, with
 //! concurrent reads of a chunk sharing one fetch.
 //!
