@@ -7,6 +7,8 @@
 //! proj4rs cannot build (e.g. one that needs a datum grid file), is an
 //! [`Error::Crs`] naming the code, never a silent guess.
 
+use std::collections::HashMap;
+
 use proj4rs::proj::Proj;
 
 use crate::error::{Error, Result};
@@ -54,19 +56,26 @@ impl Transformer {
     /// [`Error::Crs`] when either code is unsupported.
     pub fn new(src: Epsg, dst: Epsg) -> Result<Self> {
         let mk = |e: Epsg| -> Result<Proj> {
-            // Parsing a definition costs more than a few transforms: each
-            // thread keeps the ones it has built (a handful of zones).
-            thread_local! {
-                static BUILT: std::cell::RefCell<std::collections::HashMap<u32, Proj>> =
-                    Default::default();
-            }
-            if let Some(p) = BUILT.with(|b| b.borrow().get(&e.code()).cloned()) {
+            // Parsing a definition costs more than a few transforms: the
+            // process keeps the ones it has built (a handful of zones).
+            static BUILT: std::sync::OnceLock<std::sync::Mutex<HashMap<u32, Proj>>> =
+                std::sync::OnceLock::new();
+            let built = BUILT.get_or_init(Default::default);
+            let cached = built
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&e.code())
+                .cloned();
+            if let Some(p) = cached {
                 return Ok(p);
             }
             let p = Proj::from_proj_string(proj_string(e)?).map_err(|err| {
                 Error::crs_because(e.code(), "proj4rs cannot build its definition", err)
             })?;
-            BUILT.with(|b| b.borrow_mut().insert(e.code(), p.clone()));
+            built
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(e.code(), p.clone());
             Ok(p)
         };
         Ok(Transformer {
