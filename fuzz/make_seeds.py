@@ -4,8 +4,10 @@ predictors and codecs users bring; STAC items from the committed real
 fixtures (tests/fixtures/stac/); the repository's GeoJSON and dataset TOMLs.
 libFuzzer grows the corpus from them; `cargo fuzz cmin` renames what it
 keeps, so run this again after it. `seed-tiny.toml` (dataset_toml) and
-`seed-index.json` (shard_index, written by `tilestack materialize --config
-fuzz/corpus/dataset_toml/seed-tiny.toml`) are committed as they are.
+`seed-index-v2.json` (shard_index: the `index.json` header that `tilestack
+materialize --config fuzz/corpus/dataset_toml/seed-tiny.toml` writes) are
+committed as they are; `seed-index.json` is the same set in the earlier
+format (entries inline), which `ShardIndex::from_json` refuses naming it.
 
     python3 fuzz/make_seeds.py
     python3 fuzz/make_seeds.py --tiff-only lerc   # only the TIFF seeds so named
