@@ -16,7 +16,8 @@ one round to the next):
     terminals mask, August 2019 daily, 256 px at 10 m, around the world's
     centroid. `stack_s` is the time the command prints (request, search,
     plan, reads, warp, fusion, mask, files written); `process_s` is the
-    process's wall time (start-up included).
+    process's wall time (start-up included); `cpu_s` its user + system CPU
+    (`getrusage` of the child).
 With --outputs: `tilestack demo`'s stack.safetensors and `tilestack
 materialize --config datasets/oakland-ships.toml` (shards and index) from
 both binaries, sha256 of each file, and whether they are equal.
@@ -30,6 +31,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import re
 import shutil
 import signal
@@ -74,11 +76,17 @@ def build(rev):
     return out
 
 
-def serve(binary):
+def serve(binary, latency_ms=0):
+    """The demo world (generated once into target/compare/world) served by
+    `binary` on 127.0.0.1, each request `latency_ms` late: (process, STAC
+    URL, world folder, centroid)."""
     world = os.path.join(WORK, "world")
     if not os.path.exists(os.path.join(world, "world.json")):
         sh([binary, "world", "--out", world])
-    p = subprocess.Popen([binary, "serve", world, "--port", "0"], stdout=subprocess.PIPE, text=True)
+    cmd = [binary, "serve", world, "--port", "0"]
+    if latency_ms:
+        cmd += ["--latency-ms", str(latency_ms)]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     url = None
     for line in p.stdout:
         m = re.match(r"STAC API:\s*(\S+)", line)
@@ -99,11 +107,14 @@ def stack_once(binary, url, world, centroid, out):
            "--bands", "B04,B03,B02,B08,B11", "--cloud-band", "SCL",
            "--mask", os.path.join(world, "terminals.geojson"),
            "--time", "2019-08-01/2019-08-30", "--out", out]
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     r = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
     m = re.search(r"in ([0-9.]+) s\s*$", r.stdout.strip())
-    return wall, float(m.group(1)) if m else float("nan"), os.path.join(out, "stack.safetensors")
+    return wall, float(m.group(1)) if m else float("nan"), cpu
 
 
 def sha256(path):
@@ -154,11 +165,11 @@ def main():
             k = i % len(bins)
             row = {}
             for tag, b in bins[k:] + bins[:k]:
-                wall, printed, _ = stack_once(b, url, world, centroid, os.path.join(WORK, "run-" + tag))
-                row[tag] = (printed, wall)
+                wall, printed, cpu = stack_once(b, url, world, centroid, os.path.join(WORK, "run-" + tag))
+                row[tag] = (printed, wall, cpu)
             rows.append(row)
             print(f"round {i + 1}: " + ", ".join(
-                f"{t} stack {row[t][0]:.3f} s (process {row[t][1]:.3f} s)" for t, _ in bins), flush=True)
+                f"{t} stack {row[t][0]:.3f} s (process {row[t][1]:.3f} s, CPU {row[t][2]:.3f} s)" for t, _ in bins), flush=True)
         tags = [t for t, _ in bins]
         med = {t: (statistics.median(r[t][0] for r in rows), statistics.median(r[t][1] for r in rows))
                for t in tags}
@@ -166,6 +177,8 @@ def main():
             "binaries": dict(bins), "rounds": a.pairs,
             "stack_s": {t: [r[t][0] for r in rows] for t in tags},
             "process_s": {t: [r[t][1] for r in rows] for t in tags},
+            "cpu_s": {t: [r[t][2] for r in rows] for t in tags},
+            "median_cpu_s": {t: statistics.median(r[t][2] for r in rows) for t in tags},
             "median_stack_s": {t: med[t][0] for t in tags},
             "median_process_s": {t: med[t][1] for t in tags},
             "new_over_old_stack": {t: med["new"][0] / med[t][0] for t in olds},

@@ -17,10 +17,10 @@ bench/compare_commits.py does).
 import argparse
 import json
 import os
-import re
 import subprocess
-import sys
 import tempfile
+
+from compare_commits import serve  # the same world, served the same way
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,19 +30,6 @@ def build():
     subprocess.run(["cargo", "build", "--release", "--features", "cli", "--bin", "tilestack"],
                    cwd=ROOT, check=True)
     return os.path.join(target, "release", "tilestack")
-
-
-def serve(binary, world, latency):
-    if not os.path.exists(os.path.join(world, "world.json")):
-        subprocess.run([binary, "world", "--out", world], check=True, stdout=subprocess.DEVNULL)
-    p = subprocess.Popen([binary, "serve", world, "--port", "0", "--latency-ms", str(latency)],
-                         stdout=subprocess.PIPE, text=True)
-    for line in p.stdout:
-        m = re.match(r"STAC API:\s*(\S+)", line)
-        if m:
-            return p, m.group(1)
-    p.kill()
-    sys.exit("the world server did not start")
 
 
 def open_once(binary, url, collection, bbox, n, tmp):
@@ -78,14 +65,12 @@ def main():
     ap.add_argument("--markdown", action="store_true", help="print a table for BENCHMARKS.md")
     a = ap.parse_args()
     binary = a.bin or build()
-    world = os.path.join(ROOT, "target", "compare", "world")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for latency in a.latency:
-            p, url = serve(binary, world, latency)
+            p, url, world, (lon, lat) = serve(binary, latency)
             try:
                 manifest = json.load(open(os.path.join(world, "world.json"), encoding="utf-8"))
-                lon, lat = manifest["centroid"]
                 # the port and its channel: well inside the world's scenes
                 d = (0.03, 0.02) if a.area == "port" else (5.0, 5.0)
                 bbox = [lon - d[0], lat - d[1], lon + d[0], lat + d[1]]
