@@ -10,10 +10,9 @@ use rayon::prelude::*;
 use std::sync::Arc;
 
 use crate::cog::CogReader;
-use crate::cog::window::TileWindow;
 use crate::error::{Error, Result, Warning};
 use crate::geo::rasterize::Mask;
-use crate::geo::warp::{Resampling, warp};
+
 use crate::stac::catalog::Catalog;
 use crate::stac::client::SearchRequest;
 use crate::stac::scene::{Scene, scenes_from_items};
@@ -138,47 +137,6 @@ impl StackPlan {
     /// concurrent reads, at least 2.
     pub(crate) fn scenes_in_flight(&self) -> usize {
         crate::stack::plan::scenes_in_flight(self.read_bands.len())
-    }
-
-    /// One read: the window (or its tiles), warped to the grid on a blocking
-    /// thread, harmonized and scaled.
-    async fn read_one(&self, reader: &CogReader, rp: ReadPlan) -> Result<Array2<f32>> {
-        let grid = self.grid.clone();
-        let resampling = self.request.resampling;
-        let header = if self.may_use_overview(&rp) {
-            Some(reader.header(&rp.href).await?)
-        } else {
-            None
-        };
-        let Some((ifd, win, wt)) = self.read_level(&rp, header.as_deref())? else {
-            return Ok(Array2::from_elem((grid.height, grid.width), f32::NAN));
-        };
-        // Nearest within one CRS samples the cached tiles directly: no
-        // window copy, one pass.
-        let direct = rp.epsg == grid.epsg && resampling == Resampling::Nearest;
-        let src = if direct {
-            Source::Tiles(reader.window_tiles(&rp.href, ifd, win).await?)
-        } else {
-            Source::Window(reader.read_window(&rp.href, ifd, win).await?)
-        };
-        tokio::task::spawn_blocking(move || -> Result<Array2<f32>> {
-            let mut out = match src {
-                Source::Window(src) => warp(src.view(), &wt, rp.epsg, &grid, resampling)?,
-                Source::Tiles(Some(tiles)) => tiles.nearest(&wt, &grid),
-                Source::Tiles(None) => Array2::from_elem((grid.height, grid.width), f32::NAN),
-            };
-            if let Some(k) = rp.dn_offset {
-                // Planetary Computer's recipe: clip at the offset, subtract it.
-                let k = k as f32;
-                out.mapv_inplace(|v| if v.is_nan() { v } else { v.max(k) - k });
-            }
-            if let Some((scale, offset)) = rp.scale_offset {
-                out.mapv_inplace(|v| (v as f64 * scale + offset) as f32);
-            }
-            Ok(out)
-        })
-        .await
-        .map_err(|e| Error::task("warp", e))?
     }
 
     /// Whether band `bi` takes the least cloudy valid scene first
@@ -594,13 +552,6 @@ impl StackPlan {
         }
         self.finish_fold(&fold)
     }
-}
-
-/// What a read hands to its warp: the window's pixels, or its tiles for a
-/// direct nearest sample.
-enum Source {
-    Window(Array2<f32>),
-    Tiles(Option<TileWindow>),
 }
 
 /// Per-step metadata of an assembled stack.

@@ -15,6 +15,7 @@ pub(crate) mod file;
 pub(crate) mod fuse;
 pub(crate) mod load;
 pub(crate) mod plan;
+pub(crate) mod read;
 pub(crate) mod request;
 
 use chrono::NaiveDate;
