@@ -44,6 +44,7 @@ mod metrics; // ship-pixel P/R/F1/IoU; the model on the held-out days
 mod model; // the UNet and its masked loss
 mod picture; // heldout.png
 mod report; // what a run measured: metrics.json
+mod ships; // ships as instances: matching at IoU 0.3, arrivals and departures
 #[cfg(test)]
 mod tests; // shortened trainings, online and from shards
 
@@ -56,7 +57,7 @@ use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use chrono::NaiveDate;
 use data::{Mix, Split, gather, host, loaders, slices};
-use metrics::{Counts, evaluate, per_day_table};
+use metrics::{Counts, evaluate, per_day_table, ship_line};
 use model::{ShipNet, masked_loss};
 use picture::picture;
 use report::{EpochReport, Report, report_json};
@@ -135,6 +136,7 @@ fn run(o: &Opts) -> Res<Report> {
             .map_err(|e| format!("{}: {e:?}", path.display()))?;
         let ev = evaluate(&model, &l, o.micro_batch)?;
         say(o, per_day_table(&ev));
+        say(o, ship_line(&ev));
         println!(
             "model F1 {:.3}, brightness baseline F1 {:.3}",
             ev.counts.f1(),
@@ -150,6 +152,10 @@ fn run(o: &Opts) -> Res<Report> {
             step_losses: Vec::new(),
             model: ev.counts,
             per_day: ev.per_day,
+            ships: ev.ships,
+            ships_per_day: ev.ships_per_day,
+            events: ev.events,
+            events: ev.events,
             model_path: Some(path.clone()),
         });
     }
@@ -250,6 +256,7 @@ fn run(o: &Opts) -> Res<Report> {
         None => evaluate(&model, &l, o.micro_batch)?,
     };
     say(o, per_day_table(&ev));
+    say(o, ship_line(&ev));
     std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
     let model_path = o.out.join("model.bpk");
     model
@@ -268,6 +275,9 @@ fn run(o: &Opts) -> Res<Report> {
         step_losses: losses,
         model: ev.counts,
         per_day: ev.per_day,
+        ships: ev.ships,
+        ships_per_day: ev.ships_per_day,
+        events: ev.events,
         model_path: Some(model_path.clone()),
     };
     let metrics = o.out.join("metrics.json");

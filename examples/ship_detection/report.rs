@@ -9,6 +9,7 @@ use chrono::NaiveDate;
 use crate::args::Opts;
 use crate::baseline::Baseline;
 use crate::metrics::Counts;
+use crate::ships::Matches;
 
 /// One epoch's figures.
 #[derive(Debug, Clone)]
@@ -38,6 +39,12 @@ pub(crate) struct Report {
     pub(crate) model: Counts,
     /// The model's held-out counts per day.
     pub(crate) per_day: std::collections::BTreeMap<NaiveDate, Counts>,
+    /// The model's ship-level counts (IoU ≥ 0.3), all held-out days.
+    pub(crate) ships: Matches,
+    /// ... and per day.
+    pub(crate) ships_per_day: std::collections::BTreeMap<NaiveDate, Matches>,
+    /// The model's arrivals and departures against the true ones.
+    pub(crate) events: Matches,
     pub(crate) model_path: Option<PathBuf>,
 }
 
@@ -63,6 +70,9 @@ pub(crate) fn report_json(r: &Report, o: &Opts) -> serde_json::Value {
             "seconds": e.seconds, "steps": e.steps,
         })).collect::<Vec<_>>(),
         "model": r.model.json(),
+        "model_ships": r.ships.json(),
+        "model_arrivals_departures": r.events.json(),
+        "model_ships_per_day": r.ships_per_day.iter().map(|(d, c)| (d.to_string(), c.json())).collect::<serde_json::Map<_, _>>(),
         "model_per_day": r.per_day.iter().map(|(d, c)| (d.to_string(), c.json())).collect::<serde_json::Map<_, _>>(),
     })
 }

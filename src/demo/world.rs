@@ -133,13 +133,16 @@ impl World {
         {
             return Ok(w);
         }
-        // Generate into a private folder and rename: concurrent callers never
-        // see a half-written world.
+        // Generate into a private folder (this process's, this call's: two
+        // threads of one process may generate the same world at once) and
+        // rename: concurrent callers never see a half-written world.
+        static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
         let tmp = root.join(format!(
-            ".{}-{key}.{}.partial",
+            ".{}-{key}.{}-{}.partial",
             recipe.name,
-            std::process::id()
+            std::process::id(),
+            CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let _ = std::fs::remove_dir_all(&tmp);
         World::generate(recipe, &tmp)?;
