@@ -3,10 +3,8 @@
 //! fetches nothing; loading is async (reads run concurrently; decode, warp
 //! and fusion run on blocking threads).
 
-use chrono::NaiveDate;
 use futures::StreamExt;
 use ndarray::{Array2, Array4};
-use rayon::prelude::*;
 use std::sync::Arc;
 
 use crate::cog::CogReader;
@@ -57,7 +55,7 @@ impl StackPlan {
                 v.push(rp.clone());
             }
         }
-        // The reads run in their own task, so that folding a scene here never
+        // The reads run in their own task, so that handing a scene on never
         // holds them up; scenes come back through a bounded channel.
         let plan = Arc::new(self.clone());
         let k = self.scenes_in_flight();
@@ -88,7 +86,19 @@ impl StackPlan {
             };
             AbortOnDrop(tokio::spawn(tracing::Instrument::in_current_span(reads)))
         };
-        let mut steps = StepFolds::new(plan.clone());
+        // The steps are fused and assembled on their own threads, straight
+        // into the output, while the reads go on (see `StepFuser`).
+        let (scene_tx, scene_rx) = tokio::sync::mpsc::channel(k);
+        // Set once every scene is in: only then are the steps left open
+        // fused (a failed or dropped load leaves them).
+        let complete = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let fuser = {
+            let (plan, complete) = (plan.clone(), complete.clone());
+            let mask = mask.cloned();
+            tokio::task::spawn_blocking(move || {
+                StepFuser::new(&plan, mask.as_ref(), &complete).run(scene_rx, buffer)
+            })
+        };
         let mut read_errors = Vec::new();
         while let Some((si, results)) = rx.recv().await {
             let mut windows: Vec<Option<Vec<f32>>> = vec![None; nb];
@@ -105,32 +115,26 @@ impl StackPlan {
                     Err(e) => return Err(e),
                 }
             }
-            steps.add(si, windows).await?;
+            if scene_tx.send((si, windows)).await.is_err() {
+                break; // the fuser stopped: its error is below
+            }
         }
+        complete.store(true, std::sync::atomic::Ordering::SeqCst);
+        drop(scene_tx);
         drop(driver);
         read_errors.sort();
         let t_read = t0.elapsed();
-        tracing::debug!(
-            peak_window_bytes = steps.peak_bytes,
-            "scenes read, their steps folding"
-        );
-        let fused = steps.finish().await?;
-        let mask = mask.cloned();
-        let out = tokio::task::spawn_blocking(move || plan.assemble(&fused, mask.as_ref(), buffer))
-            .await
-            .map_err(|e| Error::task("assemble", e))?
-            .map(|mut st| {
-                st.read_errors = read_errors;
-                st
-            });
+        let (data, steps, peak) = fuser.await.map_err(|e| Error::task("fuse", e))??;
+        tracing::debug!(peak_window_bytes = peak, "steps fused");
+        let out = self.assembled(data, steps, mask.is_some(), read_errors);
         tracing::info!(
             reads = self.reads.len(),
-            read_errors = out.as_ref().map_or(0, |s| s.read_errors.len()),
+            read_errors = out.read_errors.len(),
             read_warp_ms = t_read.as_secs_f64() * 1e3,
             fuse_mask_ms = (t0.elapsed() - t_read).as_secs_f64() * 1e3,
             "stack loaded"
         );
-        out
+        Ok(out)
     }
 
     /// Scenes read at once: enough for about [`READS_IN_FLIGHT`](crate::stack::plan::READS_IN_FLIGHT)
@@ -207,67 +211,32 @@ impl StackPlan {
         }
     }
 
-    /// Fusion is done ([`StepFolds`]); derived bands, metadata and mask: sync.
-    fn assemble(
+    /// The stack from its fused, assembled output and each step's metadata.
+    fn assembled(
         &self,
-        fused: &[Option<Vec<Vec<f32>>>],
-        mask: Option<&Mask>,
-        buffer: Option<Array4<f32>>,
-    ) -> Result<TileStack> {
-        let req = &self.request;
-        let (h, w) = (self.grid.height, self.grid.width);
-        let nreq = req.bands.len();
-        let nout = nreq + usize::from(mask.is_some());
-        let static_mask = match mask {
-            Some(m) if !m.is_time_varying() => Some(m.rasterize(&self.grid, None)?),
-            _ => None,
-        };
-        let t = self.bins.len();
-        // Zeroed by the allocator (no fill pass), or a recycled buffer: every
-        // step writes every value of its block. The steps are independent:
-        // assembled in parallel, each into its own (band, y, x) block of `data`.
-        let mut data = match buffer {
-            Some(b) if b.dim() == (t, nout, h, w) && b.is_standard_layout() => b,
-            _ => Array4::zeros((t, nout, h, w)),
-        };
-        let block = nout * h * w;
-        let flat = data
-            .as_slice_mut()
-            .ok_or_else(|| Error::internal("stack", "output array is not contiguous"))?;
-        let steps: Vec<StepMeta> = flat
-            .par_chunks_mut(block.max(1))
-            .zip(self.bins.par_iter())
-            .zip(fused.par_iter())
-            .map(|((chunk, ((day, _), idx)), fused)| {
-                self.assemble_step(
-                    fused.as_deref(),
-                    *day,
-                    idx,
-                    chunk,
-                    mask,
-                    static_mask.as_ref(),
-                )
-            })
-            .collect::<Result<_>>()?;
+        data: Array4<f32>,
+        steps: Vec<StepMeta>,
+        with_mask: bool,
+        read_errors: Vec<String>,
+    ) -> TileStack {
+        let mut bands: Vec<String> = self.request.bands.iter().map(|b| b.to_string()).collect();
+        if with_mask {
+            bands.push("mask".into());
+        }
         let eo = steps.iter().map(|m| m.eo_cloud_cover).collect();
         let pct = steps.iter().map(|m| m.pct_nans).collect();
         let tcf = steps.iter().map(|m| m.tile_cloud_fraction).collect();
-        let items = steps.into_iter().map(|m| m.items).collect();
-        let mut bands: Vec<String> = req.bands.iter().map(|b| b.to_string()).collect();
-        if mask.is_some() {
-            bands.push("mask".into());
-        }
-        Ok(TileStack {
+        TileStack {
             data,
             bands,
             days: self.bins.iter().map(|((a, _), _)| *a).collect(),
             eo_cloud_cover: eo,
             pct_nans: pct,
             tile_cloud_fraction: tcf,
-            items,
+            items: steps.into_iter().map(|m| m.items).collect(),
             grid: self.grid.clone(),
-            read_errors: Vec::new(),
-        })
+            read_errors,
+        }
     }
 }
 
@@ -281,26 +250,27 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// The time steps of a stack being folded: scenes arrive in plan order and
-/// wait in their step; a step whose scenes have all arrived is handed to a
-/// blocking thread, which applies the per-scene rules, folds its scenes into
-/// [`BandFold`]s in plan order and finishes them into fused read bands.
-/// Steps are independent, so they fold in parallel with each other and with
-/// the reads still coming; scenes are in time order and steps are time
-/// ranges, so about one step waits at a time.
-struct StepFolds {
-    plan: Arc<StackPlan>,
+/// A scene's windows, one per read band (`None`: not read).
+type Windows = Vec<Option<Vec<f32>>>;
+
+/// The time steps of a loading stack, fused and assembled as their scenes
+/// arrive: on a blocking thread of its own, it owns the output array, keeps
+/// each open step's scenes (in plan order; a step of more than
+/// [`STEP_BUFFER`] scenes folds them as they come, so a step of thousands of
+/// scenes never holds them all), and hands each complete step, with its own
+/// block of the output, to one of [`FOLDS_IN_FLIGHT`] workers that fuse it
+/// straight into that block and finish it there (derived bands, decibels,
+/// metadata, normalization, mask). Steps are independent, so they are
+/// fused while the reads still run and the load ends with the last step,
+/// not with a pass over the whole stack.
+struct StepFuser<'a> {
+    plan: &'a StackPlan,
+    mask: Option<&'a Mask>,
+    /// Set by the load once every scene is in: the steps still open are
+    /// then fused with what they have (after a failed load they are left).
+    complete: &'a std::sync::atomic::AtomicBool,
     /// Step of each scene, and its place in that step's scene list.
     step_of: Vec<Option<(usize, usize)>>,
-    /// Open steps: their scenes so far and how many are still to come.
-    open: std::collections::BTreeMap<usize, OpenStep>,
-    /// Steps being finished, oldest first: at most [`FOLDS_IN_FLIGHT`], so
-    /// that windows never pile up behind slow folds.
-    folding: std::collections::VecDeque<(usize, tokio::task::JoinHandle<Vec<Vec<f32>>>)>,
-    /// Finished steps: each read band fused (`None`: a step without scenes).
-    fused: Vec<Option<Vec<Vec<f32>>>>,
-    /// Most window bytes the open steps held at once (for the logs).
-    peak_bytes: usize,
 }
 
 /// A step whose scenes are still arriving.
@@ -308,37 +278,12 @@ enum OpenStep {
     /// A step of at most [`STEP_BUFFER`] scenes: their windows wait (by
     /// place in the step) and the step is fused when the last arrives.
     Buffered {
-        windows: Vec<Option<Vec<Option<Vec<f32>>>>>,
+        scenes: Vec<Option<Windows>>,
         left: usize,
     },
-    /// A larger step: each scene is folded into the step's running fusion
-    /// as it arrives, one fold at a time, on a blocking thread.
-    Folding { state: FoldState, left: usize },
-}
-
-/// A large step's running fusion: ready, or busy folding a scene.
-enum FoldState {
-    Ready(StepFold),
-    Busy(tokio::task::JoinHandle<StepFold>),
-    /// Only while a scene is being handed over.
-    Taken,
-}
-
-impl FoldState {
-    async fn ready(self) -> Result<StepFold> {
-        match self {
-            FoldState::Ready(f) => Ok(f),
-            FoldState::Busy(task) => task.await.map_err(|e| Error::task("fuse", e)),
-            FoldState::Taken => Err(Error::internal("fuse", "a step's fold was lost")),
-        }
-    }
-}
-
-/// One step's fusion so far: a fold per read band (made on first use) and
-/// each of its scenes' rank by cloud cover.
-struct StepFold {
-    folds: Vec<Option<BandFold>>,
-    cloud_rank: Vec<u32>,
+    /// A larger step: each scene folded into the step's running fusion as
+    /// it arrives.
+    Folding { fold: StepFold, left: usize },
 }
 
 impl OpenStep {
@@ -350,7 +295,7 @@ impl OpenStep {
 
     fn window_bytes(&self) -> usize {
         match self {
-            OpenStep::Buffered { windows, .. } => windows
+            OpenStep::Buffered { scenes, .. } => scenes
                 .iter()
                 .flatten()
                 .flatten()
@@ -362,8 +307,40 @@ impl OpenStep {
     }
 }
 
-impl StepFolds {
-    fn new(plan: Arc<StackPlan>) -> StepFolds {
+/// One step's fusion so far: a fold per read band (made on first use) and
+/// each of its scenes' rank by cloud cover.
+struct StepFold {
+    folds: Vec<Option<BandFold>>,
+    cloud_rank: Vec<u32>,
+}
+
+/// A complete step, handed to a worker with its block of the output.
+struct StepJob<'o> {
+    k: usize,
+    out: &'o mut [f32],
+    scenes: StepScenes,
+}
+
+/// What a step fuses.
+enum StepScenes {
+    /// Its scenes' windows, by place in the step.
+    Buffered(Vec<Option<Windows>>),
+    /// Its scenes folded as they arrived.
+    Folded(StepFold),
+    /// No scene.
+    None,
+}
+
+/// The fused output, each step's metadata, and the most window bytes
+/// the open steps held at once (for the logs).
+type Fused = (Array4<f32>, Vec<StepMeta>, usize);
+
+impl<'a> StepFuser<'a> {
+    fn new(
+        plan: &'a StackPlan,
+        mask: Option<&'a Mask>,
+        complete: &'a std::sync::atomic::AtomicBool,
+    ) -> StepFuser<'a> {
         let mut step_of = vec![None; plan.scenes.len()];
         for (k, (_, idx)) in plan.bins.iter().enumerate() {
             for (j, &si) in idx.iter().enumerate() {
@@ -372,108 +349,168 @@ impl StepFolds {
                 }
             }
         }
-        StepFolds {
-            fused: vec![None; plan.bins.len()],
+        StepFuser {
             plan,
+            mask,
+            complete,
             step_of,
-            open: Default::default(),
-            folding: Default::default(),
-            peak_bytes: 0,
         }
     }
 
-    /// Adds scene `si`'s windows (one per read band) to its step, and
-    /// finishes the step once all its scenes are in.
+    /// Fuses the scenes of `scenes` (sent in plan order; the channel closes
+    /// when the reads are done) into `buffer` when it has the stack's shape,
+    /// else into a new array.
     ///
     /// # Errors
-    /// A fold task that failed (panicked).
-    async fn add(&mut self, si: usize, windows: Vec<Option<Vec<f32>>>) -> Result<()> {
-        let Some(Some((k, j))) = self.step_of.get(si).copied() else {
-            return Ok(()); // in no step
+    /// A mask that fails to rasterize, or a worker that failed (panicked).
+    fn run(
+        self,
+        mut scenes: tokio::sync::mpsc::Receiver<(usize, Windows)>,
+        buffer: Option<Array4<f32>>,
+    ) -> Result<Fused> {
+        let plan = self.plan;
+        let (h, w) = (plan.grid.height, plan.grid.width);
+        let nout = plan.request.bands.len() + usize::from(self.mask.is_some());
+        let t = plan.bins.len();
+        // Undated masks are the same every step: burned once.
+        let static_mask = match self.mask {
+            Some(m) if !m.is_time_varying() => Some(m.rasterize(&plan.grid, None)?),
+            _ => None,
         };
-        let n = self.plan.bins[k].1.len();
-        let plan = self.plan.clone();
-        let step = self.open.entry(k).or_insert_with(|| {
-            if n <= STEP_BUFFER {
-                OpenStep::Buffered {
-                    windows: vec![None; n],
-                    left: n,
+        // Zeroed by the allocator (no fill pass), or a recycled buffer: every
+        // step writes every value of its block.
+        let mut data = match buffer {
+            Some(b) if b.dim() == (t, nout, h, w) && b.is_standard_layout() => b,
+            _ => Array4::zeros((t, nout, h, w)),
+        };
+        let block = (nout * h * w).max(1);
+        let flat = data
+            .as_slice_mut()
+            .ok_or_else(|| Error::internal("stack", "output array is not contiguous"))?;
+        let mut blocks: Vec<Option<&mut [f32]>> = flat.chunks_mut(block).map(Some).collect();
+        let mut metas: Vec<Option<StepMeta>> = (0..t).map(|_| None).collect();
+        let mut peak = 0usize;
+        let static_mask = static_mask.as_ref();
+        std::thread::scope(|s| -> Result<()> {
+            // A rendezvous: a complete step waits for a free worker, and the
+            // reads wait behind it, so windows never pile up behind slow folds.
+            let (jobs, job_rx) = std::sync::mpsc::sync_channel::<StepJob<'_>>(0);
+            // Held by the workers only: when they are all gone (an error),
+            // a step handed on finds no one and the dispatch stops.
+            let job_rx = Arc::new(std::sync::Mutex::new(job_rx));
+            let workers: Vec<_> = (0..FOLDS_IN_FLIGHT)
+                .map(|_| {
+                    let job_rx = job_rx.clone();
+                    s.spawn(move || -> Result<Vec<(usize, StepMeta)>> {
+                        let mut done = Vec::new();
+                        loop {
+                            let job = job_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                            let Ok(job) = job else { return Ok(done) };
+                            let meta = plan.assemble_step(
+                                job.k,
+                                job.scenes,
+                                job.out,
+                                self.mask,
+                                static_mask,
+                            )?;
+                            done.push((job.k, meta));
+                        }
+                    })
+                })
+                .collect();
+            drop(job_rx);
+            let mut send = |k: usize, scenes: StepScenes| {
+                if let Some(out) = blocks.get_mut(k).and_then(Option::take) {
+                    // A worker gone (its error is collected below): stop.
+                    jobs.send(StepJob { k, out, scenes }).is_ok()
+                } else {
+                    true
                 }
-            } else {
-                OpenStep::Folding {
-                    state: FoldState::Ready(plan.step_fold(k)),
-                    left: n,
+            };
+            let mut open: std::collections::BTreeMap<usize, OpenStep> = Default::default();
+            'scenes: while let Some((si, windows)) = scenes.blocking_recv() {
+                let Some(Some((k, j))) = self.step_of.get(si).copied() else {
+                    continue; // in no step
+                };
+                let n = plan.bins[k].1.len();
+                let step = open.entry(k).or_insert_with(|| {
+                    if n <= STEP_BUFFER {
+                        OpenStep::Buffered {
+                            scenes: vec![None; n],
+                            left: n,
+                        }
+                    } else {
+                        OpenStep::Folding {
+                            fold: plan.step_fold(k),
+                            left: n,
+                        }
+                    }
+                });
+                match step {
+                    OpenStep::Buffered { scenes, left } => {
+                        if let Some(slot) = scenes.get_mut(j) {
+                            *slot = Some(windows);
+                        }
+                        *left = left.saturating_sub(1);
+                    }
+                    // Scenes arrive in plan order: folded in that order, the
+                    // same sums as a fold of the whole step.
+                    OpenStep::Folding { fold, left } => {
+                        plan.fold_scene(fold, j, windows);
+                        *left = left.saturating_sub(1);
+                    }
+                }
+                peak = peak.max(open.values().map(OpenStep::window_bytes).sum());
+                if open.get(&k).is_some_and(|s| s.left() == 0)
+                    && let Some(done) = open.remove(&k)
+                    && !send(k, done.into())
+                {
+                    break 'scenes;
                 }
             }
-        });
+            // Steps still open (scenes that never arrived) are fused with
+            // what they have; steps without scenes are all NaN. Not after a
+            // failed or dropped load: its stack is thrown away.
+            if self.complete.load(std::sync::atomic::Ordering::SeqCst) {
+                for (k, step) in std::mem::take(&mut open) {
+                    if !send(k, step.into()) {
+                        break;
+                    }
+                }
+                for k in 0..t {
+                    if !send(k, StepScenes::None) {
+                        break;
+                    }
+                }
+            }
+            drop(send);
+            drop(jobs);
+            for worker in workers {
+                let done = worker
+                    .join()
+                    .map_err(|_| Error::internal("fuse", "a fusion worker panicked"))??;
+                for (k, meta) in done {
+                    if let Some(slot) = metas.get_mut(k) {
+                        *slot = Some(meta);
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        let metas = metas
+            .into_iter()
+            .map(|m| m.ok_or_else(|| Error::internal("fuse", "a step was not fused")))
+            .collect::<Result<_>>()?;
+        Ok((data, metas, peak))
+    }
+}
+
+impl From<OpenStep> for StepScenes {
+    fn from(step: OpenStep) -> StepScenes {
         match step {
-            OpenStep::Buffered { windows: w, left } => {
-                if let Some(slot) = w.get_mut(j) {
-                    *slot = Some(windows);
-                }
-                *left = left.saturating_sub(1);
-            }
-            OpenStep::Folding { state, left } => {
-                // Scenes arrive in plan order: folded in that order, the
-                // same sums as a fold of the whole step.
-                let mut fold = std::mem::replace(state, FoldState::Taken).ready().await?;
-                *state = FoldState::Busy(tokio::task::spawn_blocking(move || {
-                    plan.fold_scene(&mut fold, j, windows);
-                    fold
-                }));
-                *left = left.saturating_sub(1);
-            }
+            OpenStep::Buffered { scenes, .. } => StepScenes::Buffered(scenes),
+            OpenStep::Folding { fold, .. } => StepScenes::Folded(fold),
         }
-        let held: usize = self.open.values().map(OpenStep::window_bytes).sum();
-        self.peak_bytes = self.peak_bytes.max(held);
-        if self.open.get(&k).is_some_and(|s| s.left() == 0)
-            && let Some(done) = self.open.remove(&k)
-        {
-            self.finish_step(k, done).await?;
-            while self.folding.len() > FOLDS_IN_FLIGHT {
-                self.collect_oldest().await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Hands step `k` to a blocking thread that fuses what it has.
-    async fn finish_step(&mut self, k: usize, step: OpenStep) -> Result<()> {
-        let plan = self.plan.clone();
-        let task = match step {
-            OpenStep::Buffered { windows, .. } => {
-                tokio::task::spawn_blocking(move || plan.fold_step(k, windows))
-            }
-            OpenStep::Folding { state, .. } => {
-                let fold = state.ready().await?;
-                tokio::task::spawn_blocking(move || plan.finish_fold(&fold))
-            }
-        };
-        self.folding.push_back((k, task));
-        Ok(())
-    }
-
-    async fn collect_oldest(&mut self) -> Result<()> {
-        if let Some((k, task)) = self.folding.pop_front() {
-            let bands = task.await.map_err(|e| Error::task("fuse", e))?;
-            if let Some(slot) = self.fused.get_mut(k) {
-                *slot = Some(bands);
-            }
-        }
-        Ok(())
-    }
-
-    /// Every step's fused read bands (`None`: a step without scenes; steps
-    /// still open — scenes that never arrived — are fused with what they
-    /// have).
-    async fn finish(mut self) -> Result<Vec<Option<Vec<Vec<f32>>>>> {
-        for (k, step) in std::mem::take(&mut self.open) {
-            self.finish_step(k, step).await?;
-        }
-        while !self.folding.is_empty() {
-            self.collect_oldest().await?;
-        }
-        Ok(self.fused)
     }
 }
 
@@ -488,7 +525,7 @@ impl StackPlan {
 
     /// Scene `j` of a step (its place in the step) through the per-scene
     /// rules and into the step's folds.
-    fn fold_scene(&self, fold: &mut StepFold, j: usize, mut windows: Vec<Option<Vec<f32>>>) {
+    fn fold_scene(&self, fold: &mut StepFold, j: usize, mut windows: Windows) {
         let npx = self.grid.width * self.grid.height;
         self.scene_rules(&mut windows);
         for (bi, w) in windows.into_iter().enumerate() {
@@ -505,52 +542,82 @@ impl StackPlan {
         }
     }
 
-    /// A step's folds as fused bands (NaN for a band no scene had).
-    fn finish_fold(&self, fold: &StepFold) -> Vec<Vec<f32>> {
+    /// Step `k`'s scenes fused into one band per read band: written into
+    /// `dst(bi)` where that is a slot of the output, else returned.
+    /// NaN for a band no scene had.
+    fn fuse_step<'o>(
+        &self,
+        k: usize,
+        scenes: StepScenes,
+        mut dst: impl FnMut(usize) -> Option<&'o mut [f32]>,
+    ) -> Vec<Option<Vec<f32>>> {
         let npx = self.grid.width * self.grid.height;
-        fold.folds
-            .iter()
-            .map(|f| {
-                let mut v = vec![f32::NAN; npx];
-                if let Some(f) = f {
-                    f.finish(&mut v);
-                }
-                v
-            })
-            .collect()
-    }
-
-    /// Step `k`'s scenes (windows by place in the step, plan order) through
-    /// the per-scene rules and fused into read bands.
-    fn fold_step(&self, k: usize, mut scenes: Vec<Option<Vec<Option<Vec<f32>>>>>) -> Vec<Vec<f32>> {
-        let npx = self.grid.width * self.grid.height;
-        if scenes.iter().flatten().count() == 1
-            && let Some(mut windows) = scenes.iter_mut().flatten().next().map(std::mem::take)
-        {
-            // One scene: every rule's fusion of one window is the window
-            // (a mean of one value is that value, bit for bit), with NaN as
-            // the folds write it. No fold state, no copy.
-            self.scene_rules(&mut windows);
-            return windows
-                .into_iter()
-                .map(|w| match w {
-                    Some(mut w) if w.len() == npx => {
-                        for v in w.iter_mut().filter(|v| v.is_nan()) {
-                            *v = f32::NAN;
+        let nread = self.read_bands.len();
+        let mut kept: Vec<Option<Vec<f32>>> = vec![None; nread];
+        let fold = match scenes {
+            StepScenes::Buffered(mut scenes) if scenes.iter().flatten().count() == 1 => {
+                // One scene: every rule's fusion of one window is the window
+                // (a mean of one value is that value, bit for bit), with NaN
+                // as the folds write it. No fold state.
+                let mut windows = scenes
+                    .iter_mut()
+                    .flatten()
+                    .next()
+                    .map(std::mem::take)
+                    .unwrap_or_default();
+                self.scene_rules(&mut windows);
+                windows.resize(nread, None);
+                for (bi, (w, keep)) in windows.into_iter().zip(kept.iter_mut()).enumerate() {
+                    let w = w.filter(|w| w.len() == npx);
+                    match (dst(bi), w) {
+                        (Some(out), Some(w)) => {
+                            for (o, &v) in out.iter_mut().zip(&w) {
+                                *o = if v.is_nan() { f32::NAN } else { v };
+                            }
                         }
-                        w
+                        (Some(out), None) => out.fill(f32::NAN),
+                        (None, Some(mut w)) => {
+                            for v in w.iter_mut().filter(|v| v.is_nan()) {
+                                *v = f32::NAN;
+                            }
+                            *keep = Some(w);
+                        }
+                        (None, None) => *keep = Some(vec![f32::NAN; npx]),
                     }
-                    _ => vec![f32::NAN; npx],
-                })
-                .collect();
-        }
-        let mut fold = self.step_fold(k);
-        for (j, windows) in scenes.into_iter().enumerate() {
-            if let Some(windows) = windows {
-                self.fold_scene(&mut fold, j, windows);
+                }
+                return kept;
+            }
+            StepScenes::Buffered(scenes) => {
+                let mut fold = self.step_fold(k);
+                for (j, windows) in scenes.into_iter().enumerate() {
+                    if let Some(windows) = windows {
+                        self.fold_scene(&mut fold, j, windows);
+                    }
+                }
+                Some(fold)
+            }
+            StepScenes::Folded(fold) => Some(fold),
+            StepScenes::None => None,
+        };
+        for (bi, keep) in kept.iter_mut().enumerate() {
+            let f = fold
+                .as_ref()
+                .and_then(|f| f.folds.get(bi))
+                .and_then(Option::as_ref);
+            let write = |out: &mut [f32]| match f {
+                Some(f) => f.finish(out),
+                None => out.fill(f32::NAN),
+            };
+            match dst(bi) {
+                Some(out) => write(out),
+                None => {
+                    let mut v = vec![0f32; npx];
+                    write(&mut v);
+                    *keep = Some(v);
+                }
             }
         }
-        self.finish_fold(&fold)
+        kept
     }
 }
 
@@ -563,13 +630,13 @@ struct StepMeta {
 }
 
 impl StackPlan {
-    /// Fuses one time step's scenes into `out` (band, y, x; NaN on entry) and
-    /// burns the mask; returns the step's metadata.
+    /// Fuses step `k`'s scenes into `out` (its block of the output: band,
+    /// y, x; any contents on entry, every value written) and burns the
+    /// mask; returns the step's metadata.
     fn assemble_step(
         &self,
-        fused: Option<&[Vec<f32>]>,
-        day: NaiveDate,
-        idx: &[usize],
+        k: usize,
+        scenes: StepScenes,
         out: &mut [f32],
         mask: Option<&Mask>,
         static_mask: Option<&Array2<f32>>,
@@ -577,35 +644,26 @@ impl StackPlan {
         let req = &self.request;
         let npx = self.grid.height * self.grid.width;
         let nreq = req.bands.len();
-        let nread = self.read_bands.len();
+        let ((day, _), idx) = &self.bins[k];
         let pos = |name: &str| self.read_bands.iter().position(|b| b.as_str() == name);
         let cloud_idx = req.cloud_band.as_ref().and_then(|cb| pos(cb.as_str()));
-        let scenes: Vec<&Scene> = idx.iter().map(|&i| &self.scenes[i]).collect();
-        // Each read band is copied straight into its output slot when it is
-        // one (the first requested band of that name), else into a buffer.
+        // Each read band is fused straight into its output slot when it is
+        // one (the first requested band of that name), else kept aside.
         let slot_of = |bi: usize| {
             let name = &self.read_bands[bi];
             req.bands
                 .iter()
                 .position(|b| b == name && derived_inputs(b).is_none())
         };
-        let mut buffers: Vec<Option<Vec<f32>>> = vec![None; nread];
-        for (bi, buffer) in buffers.iter_mut().enumerate() {
-            let fuse = |dst: &mut [f32]| match fused.and_then(|f| f.get(bi)) {
-                Some(v) if v.len() == dst.len() => dst.copy_from_slice(v),
-                _ => dst.fill(f32::NAN),
-            };
-            match slot_of(bi) {
-                Some(oi) => fuse(&mut out[oi * npx..(oi + 1) * npx]),
-                None => {
-                    let mut v = vec![0f32; npx];
-                    fuse(&mut v);
-                    *buffer = Some(v);
-                }
-            }
-        }
-        let values = |out: &[f32], bi: usize| -> Vec<f32> {
-            match (slot_of(bi), &buffers[bi]) {
+        let kept = {
+            let mut slots: Vec<Option<&mut [f32]>> =
+                out.chunks_mut(npx.max(1)).take(nreq).map(Some).collect();
+            self.fuse_step(k, scenes, |bi| {
+                slot_of(bi).and_then(|oi| slots.get_mut(oi)?.take())
+            })
+        };
+        let values = |out: &'_ [f32], bi: usize| -> Vec<f32> {
+            match (slot_of(bi), &kept[bi]) {
                 (Some(oi), _) => out[oi * npx..(oi + 1) * npx].to_vec(),
                 (None, Some(v)) => v.clone(),
                 (None, None) => vec![f32::NAN; npx],
@@ -614,8 +672,13 @@ impl StackPlan {
         let mut tcf = f32::NAN;
         if let Some(ci) = cloud_idx {
             let rule = req.cloud_rule();
+            let cloud: &[f32] = match (slot_of(ci), &kept[ci]) {
+                (Some(oi), _) => &out[oi * npx..(oi + 1) * npx],
+                (None, Some(v)) => v,
+                (None, None) => &[],
+            };
             let (mut valid, mut cloudy) = (0usize, 0usize);
-            for v in values(out, ci) {
+            for &v in cloud {
                 if let Some(c) = rule.classify(v) {
                     valid += 1;
                     cloudy += usize::from(c);
@@ -648,6 +711,7 @@ impl StackPlan {
         }
         let nan = out[..nreq * npx].iter().filter(|v| v.is_nan()).count();
         let pct_nans = (100.0 * nan as f64 / (nreq * npx) as f64) as f32;
+        let scenes: Vec<&Scene> = idx.iter().map(|&i| &self.scenes[i]).collect();
         let eo_cloud_cover = scenes
             .iter()
             .filter_map(|s| s.cloud_cover)
@@ -664,7 +728,7 @@ impl StackPlan {
             // Undated masks are the same every step: burned once by the caller.
             let burned = match static_mask {
                 Some(b) => b,
-                None => &m.rasterize(&self.grid, Some(day))?,
+                None => &m.rasterize(&self.grid, Some(*day))?,
             };
             for (o, &v) in out[nreq * npx..(nreq + 1) * npx]
                 .iter_mut()

@@ -138,11 +138,11 @@ impl StackPlan {
     }
 
     /// Bytes the stack takes in memory while it loads: the output (with
-    /// room for a mask band) and each step's fused read bands, plus the
-    /// scenes in flight and the steps being fused. A step's scenes wait for
-    /// each other and the step is then folded on a blocking thread (a few
-    /// steps at once), so this grows with the output and the largest step,
-    /// not with the number of scenes.
+    /// room for a mask band), the scenes in flight and the steps being
+    /// fused. A step's scenes wait for each other and the step is then
+    /// fused straight into the output by one of a few workers (read bands
+    /// that are no output band are kept beside it meanwhile), so this grows
+    /// with the output and the largest step, not with the number of scenes.
     pub fn memory_bytes(&self) -> u64 {
         let sizes: Vec<usize> = self.bins.iter().map(|(_, i)| i.len()).collect();
         memory_for(
@@ -239,8 +239,11 @@ pub(crate) fn memory_for(
     let nb = read_bands as u64;
     let t = step_scenes.len() as u64;
     let out = t * (request.bands.len() as u64 + 1) * px;
+    // the read bands a step being assembled keeps beside the output (a
+    // band that is no output slot: a cloud band not asked for, the inputs
+    // of derived bands); the others are fused straight into the output
     let with_scenes = step_scenes.iter().filter(|&&n| n > 0).count() as u64;
-    let fused = with_scenes * nb * px;
+    let fused = with_scenes.min(FOLDS_IN_FLIGHT as u64) * nb * px;
     // read, and read waiting in the channel to be folded
     let in_flight = scenes.min(2 * scenes_in_flight(read_bands)) as u64 * nb * px;
     let open = if scenes == 0 {
