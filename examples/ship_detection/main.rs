@@ -155,7 +155,6 @@ fn run(o: &Opts) -> Res<Report> {
             ships: ev.ships,
             ships_per_day: ev.ships_per_day,
             events: ev.events,
-            events: ev.events,
             model_path: Some(path.clone()),
         });
     }

@@ -483,7 +483,6 @@ impl<'a> StepFuser<'a> {
                     }
                 }
             }
-            drop(send);
             drop(jobs);
             for worker in workers {
                 let done = worker
