@@ -46,6 +46,50 @@ pub struct SceneAsset {
     /// Sentinel-2 L2A radiometry across processing baseline 04.00, when
     /// this asset needs harmonizing (see [`Harmonize`]); `None` otherwise.
     pub harmonize: Option<Harmonize>,
+    /// Which reader reads it: a COG, or an array of a Zarr store (media
+    /// type `application/vnd+zarr` / `application/x-zarr`, or a `.zarr`
+    /// component in the href).
+    pub format: AssetFormat,
+}
+
+/// Which reader reads an asset's pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AssetFormat {
+    /// A (Cloud-Optimized) GeoTIFF, read by [`CogReader`](crate::cog::CogReader).
+    #[default]
+    Cog,
+    /// An array of a Zarr store (v2 or v3), read by
+    /// [`ZarrReader`](crate::zarr::ZarrReader); what its CF attributes do.
+    Zarr(CfUse),
+}
+
+/// What a Zarr array's CF `scale_factor`/`add_offset` attributes do to a
+/// stack's values, decided per asset so that the same ground reflectance
+/// gives the same stack value from a COG and from a Zarr copy of it.
+///
+/// A stack's values are on the scale the *catalog* declares: a COG's
+/// `raster:bands` scale/offset is applied, a COG without one is read as
+/// stored (and Sentinel-2 L2A counts are harmonized to the pre-04.00 DN
+/// scale, see [`Harmonize`]). A Zarr array declares its own scale in CF
+/// attributes, so:
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CfUse {
+    /// The item declares the asset's scale/offset: that is applied, as for
+    /// a COG (with the same harmonization); the CF attributes are not used.
+    Declared,
+    /// A Sentinel-2 L2A reflectance band (B01…B12, B8A) whose item declares
+    /// no scale/offset: the stack holds counts on the pre-04.00 scale, as
+    /// from Planetary Computer's COGs. With harmonization on, a CF
+    /// `add_offset` (EOPF's −0.1 with `scale_factor` 0.0001) is the
+    /// `BOA_ADD_OFFSET` the counts carry: `−add_offset / scale_factor` DN
+    /// (1000) are subtracted, clipping at 0 ([`Harmonize::SubtractDn`]); an
+    /// array with CF `scale_factor` and no `add_offset` (or 0) carries none;
+    /// an array with neither attribute falls back to the item's processing
+    /// baseline. Harmonization off: the counts as stored.
+    Sentinel2Counts,
+    /// Any other array whose item declares no scale/offset: CF applied,
+    /// `raw × scale_factor + add_offset`, as xarray decodes it.
+    Apply,
 }
 
 /// What harmonizing a Sentinel-2 L2A band to one scale across processing
@@ -92,7 +136,8 @@ impl SceneAsset {
     /// # let mut a = SceneAsset { key: "B04".into(), href: String::new(),
     /// #     epsg: tilestack::Epsg::new(32610).unwrap(),
     /// #     transform: tilestack::geo::GeoTransform::from_stac(&[10., 0., 0., 0., -10., 0.]).unwrap(),
-    /// #     shape: (1, 1), nodata: Some(0.0), scale_offset: None, harmonize: None };
+    /// #     shape: (1, 1), nodata: Some(0.0), scale_offset: None, harmonize: None,
+    /// #     format: tilestack::stac::AssetFormat::Cog };
     /// a.harmonize = Some(Harmonize::SubtractDn(1000.0));
     /// assert_eq!(a.radiometry(true), (Some(1000.0), None));
     /// assert_eq!(a.radiometry(false), (None, None));
@@ -262,9 +307,19 @@ impl Scene {
                 .filter(|&(r, c)| r > 0 && c > 0)
                 .ok_or_else(|| err(format!("{what}: no valid proj:shape [rows, cols]")))?;
             let (nodata, scale_offset) = a.raster().map_err(|m| err(format!("{what}: {m}")))?;
+            let spectral_l2a = s2_l2a.is_some() && is_spectral_s2(a, band);
             let harmonize = s2_l2a
-                .filter(|_| is_spectral_s2(a, band))
+                .filter(|_| spectral_l2a)
                 .and_then(|new| harmonize_rule(new, scale_offset));
+            let format = if a.is_zarr() {
+                AssetFormat::Zarr(match scale_offset {
+                    Some(_) => CfUse::Declared,
+                    None if spectral_l2a => CfUse::Sentinel2Counts,
+                    None => CfUse::Apply,
+                })
+            } else {
+                AssetFormat::Cog
+            };
             assets.insert(
                 band.clone(),
                 SceneAsset {
@@ -276,6 +331,7 @@ impl Scene {
                     nodata,
                     scale_offset,
                     harmonize,
+                    format,
                 },
             );
         }
@@ -436,6 +492,16 @@ impl<'a> AssetView<'a> {
 
     fn has_href(&self) -> bool {
         !self.asset.href.trim().is_empty()
+    }
+
+    /// A Zarr array: media type `application/vnd+zarr`, `application/x-zarr`
+    /// (any `zarr` media type), or an href with a `.zarr` path component.
+    fn is_zarr(&self) -> bool {
+        self.asset
+            .r#type
+            .as_deref()
+            .is_some_and(|t| t.to_ascii_lowercase().contains("zarr"))
+            || crate::zarr::is_zarr_href(&self.asset.href)
     }
 
     fn is_tiff(&self) -> bool {
