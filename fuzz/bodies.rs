@@ -207,7 +207,9 @@ pub(crate) fn zarr_store(data: &[u8]) {
         let (h, w) = (dim(m.shape[nd - 2]), dim(m.shape[nd - 1]));
         let (ww, hh) = (w.min(48), h.min(48));
         for (c, r) in [(0, 0), (w - ww, h - hh)] {
-            let _ = reader.read_window(&href, 0, PixelWindow::new(c, r, ww, hh)).await;
+            let _ = reader
+                .read_window(&href, 0, PixelWindow::new(c, r, ww, hh))
+                .await;
         }
     });
     let _ = std::fs::remove_dir_all(&dir);

@@ -42,23 +42,21 @@
 //! client keeps them in one place; the same-run measurement behind the
 //! choice is in the CHANGELOG entry of this module.
 //!
-//! # How the plan calls it (integration note)
-//! For a STAC asset whose media type is `application/vnd+zarr` (or whose
-//! href has a `.zarr` path component), `read_one` in `stack/load.rs` would
-//! do, where it now calls `CogReader::window_tiles(href, ifd, window)`:
-//!
-//! ```text
-//! let meta = zarr.array(&href).await?;             // metadata, cached per href
-//! let geo  = zarr.georef(&href).await?;            // epsg + GeoTransform (item's proj:* first)
-//! let px   = zarr.read_window(&href, 0, window).await?;  // raw f32, NaN = nodata/outside
-//! // radiometry: meta.cf() (scale_factor/add_offset) in place of the COG's scale/offset
-//! ```
-//!
-//! with one `ZarrReader` sharing the `CogReader`'s client and cache
-//! (`ZarrReader::new(cog.client().clone(), cog.cache().clone())`), so one
-//! byte budget bounds both. Overviews are separate arrays in GeoZarr
-//! (another href), so `ifd` has no Zarr counterpart; `slice` selects the
-//! leading index of a 3-D array.
+//! # How the stacks call it
+//! An asset whose media type names Zarr (`application/vnd+zarr`,
+//! `application/x-zarr`) or whose href has a `.zarr` path component is a
+//! [`AssetFormat::Zarr`](crate::stac::scene::AssetFormat) asset of its
+//! scene, and `StackPlan::read_one` (`stack/read.rs`) reads it here instead
+//! of through the COG reader: [`ZarrReader::array`] (metadata, once per
+//! href), then [`ZarrReader::window_tiles`] (nearest within one CRS: the
+//! decoded chunks sampled straight into the grid, as a COG's tiles are) or
+//! [`ZarrReader::read_window`] (then warped). One `ZarrReader` is kept
+//! beside each `CogReader` and shares its client and cache, so one byte
+//! budget bounds both. The grid comes from the item (`proj:transform`, or
+//! `proj:bbox` + `proj:shape`), like a COG's; the CF attributes' part in the
+//! radiometry is [`CfUse`](crate::stac::scene::CfUse). Overviews are
+//! separate arrays in GeoZarr (another href), so a Zarr read is always at
+//! the array's own resolution; a 3-D array is read at slice 0.
 //!
 //! May import: [`crate::error`], [`crate::units`], [`crate::geo`],
 //! [`crate::fetch`], [`crate::cog`] (its tile cache and tiles).
