@@ -386,23 +386,26 @@ fn zarr_request(bands: &str) -> StackRequest {
     .unwrap()
 }
 
-/// Bit for bit, NaN for NaN.
-fn assert_same_stack(a: &TileStack, b: &TileStack, what: &str) {
+/// Bit for bit, NaN for NaN (`rel` 0), or within `rel` of each other.
+fn assert_same_stack(a: &TileStack, b: &TileStack, what: &str, rel: f32) {
     assert_eq!(a.data.shape(), b.data.shape(), "{what}: shape");
     assert_eq!(a.days, b.days, "{what}: days");
     assert_eq!(a.items, b.items, "{what}: items");
     let mut differ = 0usize;
     let mut first = None;
     for (k, (x, y)) in a.data.iter().zip(b.data.iter()).enumerate() {
-        if x.to_bits() != y.to_bits() && !(x.is_nan() && y.is_nan()) {
+        let close = rel > 0.0 && (x - y).abs() <= rel * x.abs().max(1.0);
+        if x.to_bits() != y.to_bits() && !(x.is_nan() && y.is_nan()) && !close {
             differ += 1;
             first.get_or_insert((k, *x, *y));
         }
     }
     assert_eq!(differ, 0, "{what}: {differ} values differ, first {first:?}");
-    assert_eq!(a.pct_nans, b.pct_nans, "{what}: pct_nans");
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    assert_eq!(bits(&a.pct_nans), bits(&b.pct_nans), "{what}: pct_nans");
     assert_eq!(
-        a.tile_cloud_fraction, b.tile_cloud_fraction,
+        bits(&a.tile_cloud_fraction),
+        bits(&b.tile_cloud_fraction),
         "{what}: cloud fraction"
     );
 }
@@ -410,8 +413,10 @@ fn assert_same_stack(a: &TileStack, b: &TileStack, what: &str) {
 /// The stacks from the demo world's Zarr items (EOPF-like v2 with its CF
 /// add_offset, sharded GeoZarr v3) equal the stacks from its COG items, bit
 /// for bit: nearest (tiles sampled directly, two UTM zones warped),
-/// bilinear (windows warped), median fusion, harmonization off; bands asked
-/// by common name on the Zarr items.
+/// bilinear (windows warped; v2 within 1e-6 there: its counts + 1000 blend
+/// and round differently in an f32's last bit before the 1000 is taken
+/// off), median fusion, harmonization off; bands asked by common name on
+/// the Zarr items.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stacks_from_the_demo_worlds_zarr_items_equal_its_cog_stacks() {
     let world = small_zarr_world();
@@ -454,7 +459,14 @@ async fn stacks_from_the_demo_worlds_zarr_items_equal_its_cog_stacks() {
                     .all(|r| matches!(r.format, AssetFormat::Zarr(_)) && r.href.contains(".zarr/")),
                 "{what}, {layout}: every read is a Zarr read"
             );
-            assert_same_stack(&cog.stack, &z.stack, &format!("{what}, {layout}"));
+            // v2 stores count + 1000: a bilinear blend of those, less
+            // 1000, may round differently in the last bit of an f32
+            let rel = if layout == "zarr-v2" && what.starts_with("bilinear") {
+                1e-6
+            } else {
+                0.0
+            };
+            assert_same_stack(&cog.stack, &z.stack, &format!("{what}, {layout}"), rel);
             // the Zarr reads went through the COG reader's cache
             assert!(reader.cache().len() > 0, "{what}, {layout}");
         }
@@ -483,6 +495,7 @@ async fn stacks_from_the_demo_worlds_zarr_items_equal_its_cog_stacks() {
         &cog.stack,
         &v3.stack,
         "harmonization off, v3 by common name",
+        0.0,
     );
     // v2 stores the counts + 1000 (CF add_offset -0.1): as stored without harmonization
     let v2 = build(
