@@ -468,7 +468,7 @@ async fn stacks_from_the_demo_worlds_zarr_items_equal_its_cog_stacks() {
             };
             assert_same_stack(&cog.stack, &z.stack, &format!("{what}, {layout}"), rel);
             // the Zarr reads went through the COG reader's cache
-            assert!(reader.cache().len() > 0, "{what}, {layout}");
+            assert!(!reader.cache().is_empty(), "{what}, {layout}");
         }
     }
     // by common name (Sentinel-2 aliases) on the Zarr items; harmonization off
