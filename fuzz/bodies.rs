@@ -122,3 +122,95 @@ pub(crate) fn dataset_toml(data: &[u8]) {
 pub(crate) fn shard_index(data: &[u8]) {
     let _ = ShardIndex::from_json(data, "index.json");
 }
+
+/// A Zarr store: the input up to its first NUL byte is an array's metadata
+/// document, the rest a stored object. The document is parsed as a v3
+/// `zarr.json`, a v2 `.zarray` and a consolidated `.zmetadata`; the rest
+/// as a shard index (both ends, both byte orders, with and without CRC-32C)
+/// and a Blosc buffer; then both are written as a store (`zarr.json` or
+/// `.zarray`, and the object as chunk/shard `(0, 0)`) and a window at each
+/// corner read through `ZarrReader` over `file://`.
+pub(crate) fn zarr_store(data: &[u8]) {
+    use tilestack::zarr::{ArrayMeta, Consolidated, ZarrReader, blosc, parse_shard_index};
+    let cut = data.iter().position(|&b| b == 0).unwrap_or(data.len());
+    let (doc, rest) = (&data[..cut], data.get(cut + 1..).unwrap_or_default());
+    let _ = Consolidated::from_v2("fuzz.zarr", doc);
+    let json: Option<serde_json::Value> = serde_json::from_slice(doc).ok();
+    let mut v3 = false;
+    if let Some(v) = &json {
+        let _ = Consolidated::from_v3_root(v).array("fuzz.zarr", "a");
+        for m in [
+            ArrayMeta::from_v3("fuzz.zarr", "a", v),
+            ArrayMeta::from_v2("fuzz.zarr", "a", v, Some(v)),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            v3 |= m.format == tilestack::zarr::ZarrFormat::V3;
+            let _ = m.cf();
+            let shape = m.read_chunk_shape().to_vec();
+            let _ = m.chunk_key(&vec![0; shape.len()]);
+        }
+    }
+    let n = rest.len() / 16;
+    for crc in [false, true] {
+        for big in [false, true] {
+            let at = (rest.len() as u64).saturating_sub(16 * n as u64)..rest.len() as u64;
+            let _ = parse_shard_index(rest, n, big, crc, Some(rest.len() as u64), at);
+        }
+    }
+    let _ = blosc::decompress(rest, 1 << 20);
+    let Some(json) = json else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!(
+        "tilestack-fuzz-zarr-{}-{:?}.zarr",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let array = dir.join("a");
+    let written = (|| -> std::io::Result<()> {
+        std::fs::create_dir_all(array.join("c").join("0"))?;
+        if v3 {
+            std::fs::write(array.join("zarr.json"), serde_json::to_vec(&json)?)?;
+            std::fs::write(array.join("c").join("0").join("0"), rest)?;
+        } else {
+            std::fs::write(array.join(".zarray"), serde_json::to_vec(&json)?)?;
+            std::fs::write(array.join("0.0"), rest)?;
+            std::fs::write(array.join("0"), rest)?;
+        }
+        Ok(())
+    })();
+    if written.is_err() {
+        return;
+    }
+    let retry = RetryConfig {
+        max_retries: 0,
+        ..RetryConfig::default()
+    };
+    let Ok(client) = HttpRangeClient::new(retry) else {
+        return;
+    };
+    let reader = ZarrReader::new(client, TileCache::new(64 << 20));
+    let href = format!("file://{}/a", dir.display());
+    runtime().block_on(async {
+        let Ok(m) = reader.array(&href).await else {
+            return;
+        };
+        let _ = reader.georef(&href).await;
+        let nd = m.shape.len();
+        if nd < 2 {
+            return;
+        }
+        let dim = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        let (h, w) = (dim(m.shape[nd - 2]), dim(m.shape[nd - 1]));
+        let (ww, hh) = (w.min(48), h.min(48));
+        for (c, r) in [(0, 0), (w - ww, h - hh)] {
+            let _ = reader
+                .read_window(&href, 0, PixelWindow::new(c, r, ww, hh))
+                .await;
+        }
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -11,6 +11,7 @@ format (entries inline), which `ShardIndex::from_json` refuses naming it.
 
     python3 fuzz/make_seeds.py
     python3 fuzz/make_seeds.py --tiff-only lerc   # only the TIFF seeds so named
+    python3 fuzz/make_seeds.py --zarr-only        # only the Zarr seeds (zarr_store)
 """
 import json
 import pathlib
@@ -79,12 +80,32 @@ def text_seeds():
         shutil.copy(f, t / f"seed-{f.name}")
 
 
+def zarr_seeds():
+    """zarr_store: each fixture array's metadata document, a NUL, and its
+    first stored object (v2 chunk `0.0`, v3 shard `c/0/0`), hostile ones too."""
+    out = CORPUS / "zarr_store"
+    out.mkdir(parents=True, exist_ok=True)
+    fx = ROOT / "tests" / "fixtures" / "zarr"
+    docs = sorted(fx.glob("**/.zarray")) + sorted(fx.glob("**/zarr.json"))
+    for d in docs:
+        arr = d.parent
+        if d.name == "zarr.json" and json.loads(d.read_text()).get("node_type") != "array":
+            continue
+        obj = next((p for p in (arr / "0.0", arr / "0", arr / "c" / "0" / "0", arr / "c" / "0") if p.is_file()), None)
+        body = d.read_bytes() + b"\0" + (obj.read_bytes()[:65536] if obj else b"")
+        name = str(arr.relative_to(fx)).replace("/", "-").replace(".zarr", "")
+        (out / f"seed-{name}").write_bytes(body)
+
+
 if __name__ == "__main__":
     import sys
 
     if sys.argv[1:2] == ["--tiff-only"]:
         tiffs(sys.argv[2])
+    elif sys.argv[1:2] == ["--zarr-only"]:
+        zarr_seeds()
     else:
         tiffs()
         stac()
         text_seeds()
+        zarr_seeds()

@@ -84,6 +84,23 @@ pub struct CogReader {
     cache: TileCache,
     headers: Arc<Mutex<HashMap<String, HeaderCell>>>,
     store: Option<HeaderStore>,
+    companion: Companion,
+}
+
+/// One value of any type kept beside a reader and shared by its clones (the
+/// stack's Zarr reader, sharing this one's client and cache): see
+/// [`CogReader::companion`].
+#[derive(Clone, Default)]
+struct Companion(Arc<std::sync::OnceLock<Arc<dyn std::any::Any + Send + Sync>>>);
+
+impl std::fmt::Debug for Companion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Companion(set)"
+        } else {
+            "Companion(unset)"
+        })
+    }
 }
 
 impl CogReader {
@@ -94,7 +111,24 @@ impl CogReader {
             cache,
             headers: Arc::new(Mutex::new(HashMap::new())),
             store: None,
+            companion: Companion::default(),
         }
+    }
+
+    /// The value of type `T` kept beside this reader (and its clones), made
+    /// by `make` on first use; `None` when a value of another type is kept
+    /// there. The stacks keep their Zarr reader here, so that one reader
+    /// (its metadata, shard indexes) serves every read through this one,
+    /// with this client and this cache: one byte budget for both.
+    pub(crate) fn companion<T: Clone + Send + Sync + 'static>(
+        &self,
+        make: impl FnOnce() -> T,
+    ) -> Option<T> {
+        self.companion
+            .0
+            .get_or_init(|| Arc::new(make()))
+            .downcast_ref::<T>()
+            .cloned()
     }
 
     /// Keeps headers in `store` too, across processes: a href whose header

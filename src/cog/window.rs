@@ -31,6 +31,32 @@ pub struct TileWindow {
 }
 
 impl TileWindow {
+    /// The tiles `tiles` (row-major, `across × down` of them from tile
+    /// `(tx0, ty0)`) of an image of `width × height` pixels in tiles of
+    /// `tile_width × tile_height`, under `window`: how another source (the
+    /// Zarr reader's decoded chunks) hands its tiles to the same sampling.
+    pub(crate) fn from_tiles(
+        window: PixelWindow,
+        (width, height): (usize, usize),
+        (tile_width, tile_height): (usize, usize),
+        (tx0, ty0): (usize, usize),
+        (across, down): (usize, usize),
+        tiles: Vec<TileData>,
+    ) -> TileWindow {
+        TileWindow {
+            window,
+            width,
+            height,
+            tile_width,
+            tile_height,
+            tx0,
+            ty0,
+            across,
+            down,
+            tiles,
+        }
+    }
+
     /// The window warped onto `dst` by nearest neighbour within one CRS,
     /// sampled straight from the tiles; `window_transform` georeferences
     /// the window's top-left pixel. Bit-identical to

@@ -29,6 +29,7 @@ pub(crate) mod recipe;
 pub(crate) mod render;
 pub(crate) mod server;
 pub(crate) mod world;
+pub(crate) mod zarr_store;
 
 pub use cog_writer::{
     CogOptions, CogPixels, CogWriteError, MAX_DEFLATE_LEVEL, MAX_TILE_SIZE, OverviewResampling,
@@ -39,3 +40,4 @@ pub use server::{RequestLog, ServerOptions, ServerStats, WorldServer};
 pub use world::{
     GENERATOR_VERSION, MANIFEST, World, WorldManifest, WorldScene, recipe_key, terminals_geojson,
 };
+pub use zarr_store::{V2_COUNT_OFFSET, ZarrLayout};

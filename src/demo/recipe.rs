@@ -50,6 +50,13 @@ pub struct Recipe {
     pub granules: BTreeMap<String, Granule>,
     /// Acquisition days.
     pub acquisitions: Vec<Acquisition>,
+    /// Also write each scene as an EOPF-like Zarr v2 store and a sharded
+    /// GeoZarr v3 store, with a STAC collection of each (see
+    /// [`World::zarr_catalog`](crate::demo::World::zarr_catalog)). Off by
+    /// default; when off it is left out of the recipe's text, so the cache
+    /// key of a COG-only world is what it was.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub zarr: bool,
 }
 
 /// A port terminal: a rotated rectangle whose water side holds berths.

@@ -494,7 +494,17 @@ impl WorldServer {
             .add_collection(world.collection()?)
             .await
             .map_err(|e| Error::stac_because(&root, "adding the collection", e))?;
-        for mut item in world.items()? {
+        let mut items = world.items()?;
+        for layout in crate::demo::zarr_store::ZarrLayout::ALL {
+            if let Some((c, zarr_items)) = world.zarr_catalog(layout)? {
+                backend
+                    .add_collection(c)
+                    .await
+                    .map_err(|e| Error::stac_because(&root, "adding a Zarr collection", e))?;
+                items.extend(zarr_items);
+            }
+        }
+        for mut item in items {
             for asset in item.assets.values_mut() {
                 if let Some(rel) = asset.href.strip_prefix("../") {
                     asset.href = format!("{root}/{rel}");

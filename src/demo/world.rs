@@ -9,6 +9,7 @@ use crate::cog::header_store::{cache_root, fnv1a};
 use crate::demo::cog_writer::{self, CogOptions, CogPixels, OverviewResampling};
 use crate::demo::recipe::{Recipe, SceneDef};
 use crate::demo::render::{self, BANDS, CoordMap, SceneState, WorldModel};
+use crate::demo::zarr_store;
 use crate::error::{Error, Problem, Result};
 use crate::geo::crs::Transformer;
 use crate::units::Epsg;
@@ -178,10 +179,11 @@ impl World {
             let id = item["id"].as_str().unwrap_or_default();
             write_json(&out.join("items").join(format!("{id}.json")), item)?;
         }
-        write_json(
-            &out.join("collection.json"),
-            &collection_json(recipe, &items),
-        )?;
+        let collection = collection_json(recipe, &items);
+        write_json(&out.join("collection.json"), &collection)?;
+        if recipe.zarr {
+            zarr_store::write_catalogs(out, &collection, &items)?;
+        }
         write_json(&out.join("terminals.geojson"), &terminals_geojson(recipe)?)?;
         write_json(
             &out.join("labels").join("ships.geojson"),
@@ -300,6 +302,7 @@ fn write_scene(
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
 
     let mut bytes = 0u64;
+    let mut zarr_bands = Vec::new();
     let mut scl_stats = (0usize, 0usize, 0usize);
     let mut assets = serde_json::Map::new();
     for res in [10.0, 20.0] {
@@ -333,12 +336,28 @@ fn write_scene(
                 let cloud = px.iter().filter(|&&v| matches!(v, 8..=10)).count();
                 scl_stats = (n * n, valid, cloud);
                 cog_writer::write_cog(&path, CogPixels::U8(&px), &opts)?;
+                if recipe.zarr {
+                    zarr_bands.push(zarr_store::BandPixels {
+                        band,
+                        res,
+                        n,
+                        px: zarr_store::Pixels::U8(px),
+                    });
+                }
             } else {
                 let px: Vec<u16> = samples
                     .iter()
                     .map(|s| render::reflectance(s, &st, bi, bseed))
                     .collect();
                 cog_writer::write_cog(&path, CogPixels::U16(&px), &opts)?;
+                if recipe.zarr {
+                    zarr_bands.push(zarr_store::BandPixels {
+                        band,
+                        res,
+                        n,
+                        px: zarr_store::Pixels::U16(px),
+                    });
+                }
             }
             bytes += std::fs::metadata(&path)
                 .map_err(|e| Error::io(&path, e))?
@@ -349,12 +368,20 @@ fn write_scene(
             );
         }
     }
+    let dt = scene.datetime.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    if recipe.zarr {
+        let geo = zarr_store::SceneGeo {
+            epsg: g.epsg,
+            ulx,
+            uly,
+        };
+        zarr_store::write_scene_stores(&dir, &scene.id, &dt, geo, &zarr_bands)?;
+    }
     let (total, valid, cloud) = scl_stats;
     let cloud_cover = round6(100.0 * cloud as f64 / valid.max(1) as f64);
     let nodata_pct = round6(100.0 * (total - valid) as f64 / total.max(1) as f64);
     let footprint = footprint_wgs84(g.epsg, model, ulx, uly, ext, st.edge)?;
     let bbox = ring_bbox(&footprint);
-    let dt = scene.datetime.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
     let platform = if scene.id.starts_with("S2A") {
         "Sentinel-2A"
     } else {

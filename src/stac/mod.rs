@@ -18,5 +18,5 @@ pub use catalog::Catalog;
 pub use client::{
     DEFAULT_SEARCH_TIMEOUT, SearchRequest, SearchResults, StacClient, normalize_datetime,
 };
-pub use scene::{Harmonize, Scene, SceneAsset, scenes_from_items};
+pub use scene::{AssetFormat, CfUse, Harmonize, Scene, SceneAsset, scenes_from_items};
 pub use snapshot::{load_snapshot, save_snapshot};

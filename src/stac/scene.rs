@@ -46,6 +46,50 @@ pub struct SceneAsset {
     /// Sentinel-2 L2A radiometry across processing baseline 04.00, when
     /// this asset needs harmonizing (see [`Harmonize`]); `None` otherwise.
     pub harmonize: Option<Harmonize>,
+    /// Which reader reads it: a COG, or an array of a Zarr store (media
+    /// type `application/vnd+zarr` / `application/x-zarr`, or a `.zarr`
+    /// component in the href).
+    pub format: AssetFormat,
+}
+
+/// Which reader reads an asset's pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AssetFormat {
+    /// A (Cloud-Optimized) GeoTIFF, read by [`CogReader`](crate::cog::CogReader).
+    #[default]
+    Cog,
+    /// An array of a Zarr store (v2 or v3), read by
+    /// [`ZarrReader`](crate::zarr::ZarrReader); what its CF attributes do.
+    Zarr(CfUse),
+}
+
+/// What a Zarr array's CF `scale_factor`/`add_offset` attributes do to a
+/// stack's values, decided per asset so that the same ground reflectance
+/// gives the same stack value from a COG and from a Zarr copy of it.
+///
+/// A stack's values are on the scale the *catalog* declares: a COG's
+/// `raster:bands` scale/offset is applied, a COG without one is read as
+/// stored (and Sentinel-2 L2A counts are harmonized to the pre-04.00 DN
+/// scale, see [`Harmonize`]). A Zarr array declares its own scale in CF
+/// attributes, so:
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CfUse {
+    /// The item declares the asset's scale/offset: that is applied, as for
+    /// a COG (with the same harmonization); the CF attributes are not used.
+    Declared,
+    /// A Sentinel-2 L2A reflectance band (B01…B12, B8A) whose item declares
+    /// no scale/offset: the stack holds counts on the pre-04.00 scale, as
+    /// from Planetary Computer's COGs. With harmonization on, a CF
+    /// `add_offset` (EOPF's −0.1 with `scale_factor` 0.0001) is the
+    /// `BOA_ADD_OFFSET` the counts carry: `−add_offset / scale_factor` DN
+    /// (1000) are subtracted, clipping at 0 ([`Harmonize::SubtractDn`]); an
+    /// array with CF `scale_factor` and no `add_offset` (or 0) carries none;
+    /// an array with neither attribute falls back to the item's processing
+    /// baseline. Harmonization off: the counts as stored.
+    Sentinel2Counts,
+    /// Any other array whose item declares no scale/offset: CF applied,
+    /// `raw × scale_factor + add_offset`, as xarray decodes it.
+    Apply,
 }
 
 /// What harmonizing a Sentinel-2 L2A band to one scale across processing
@@ -92,7 +136,8 @@ impl SceneAsset {
     /// # let mut a = SceneAsset { key: "B04".into(), href: String::new(),
     /// #     epsg: tilestack::Epsg::new(32610).unwrap(),
     /// #     transform: tilestack::geo::GeoTransform::from_stac(&[10., 0., 0., 0., -10., 0.]).unwrap(),
-    /// #     shape: (1, 1), nodata: Some(0.0), scale_offset: None, harmonize: None };
+    /// #     shape: (1, 1), nodata: Some(0.0), scale_offset: None, harmonize: None,
+    /// #     format: tilestack::stac::AssetFormat::Cog };
     /// a.harmonize = Some(Harmonize::SubtractDn(1000.0));
     /// assert_eq!(a.radiometry(true), (Some(1000.0), None));
     /// assert_eq!(a.radiometry(false), (None, None));
@@ -145,7 +190,10 @@ impl SceneAsset {
 ///   where it crosses the antimeridian).
 /// - `datetime` null with `start_datetime`/`end_datetime`: the start is used.
 /// - `proj:*` fields on the asset override the item's; the CRS is
-///   `proj:code` (`"EPSG:32610"`) or `proj:epsg`, asset level first.
+///   `proj:code` (`"EPSG:32610"`) or `proj:epsg`, asset level first. The
+///   grid is `proj:transform` + `proj:shape`; without a transform, a
+///   north-up one from `proj:bbox` and `proj:shape` (as EOPF's Zarr items
+///   declare them).
 /// - `nodata`, scale and offset are read per asset: the asset's own
 ///   `nodata`/`raster:scale`/`raster:offset` (STAC 1.1), else its first
 ///   `raster:bands` or `bands` entry (`nodata`, `scale`/`raster:scale`,
@@ -244,15 +292,6 @@ impl Scene {
                 .or_else(|| crs_of(&props))
                 .unwrap_or_else(|| Err("no CRS (neither proj:code nor proj:epsg)".into()))
                 .map_err(|p| p.context(&what).item(&id))?;
-            let transform = field("proj:transform")
-                .and_then(Value::as_array)
-                .ok_or_else(|| err(format!("{what}: no proj:transform")))?
-                .iter()
-                .map(Value::as_f64)
-                .collect::<Option<Vec<f64>>>()
-                .ok_or_else(|| err(format!("{what}: proj:transform is not numbers")))?;
-            let transform = GeoTransform::from_stac(&transform)
-                .map_err(|e| Error::item_because(&id, &what, e))?;
             let shape = field("proj:shape")
                 .and_then(Value::as_array)
                 .and_then(|v| match v.as_slice() {
@@ -260,11 +299,70 @@ impl Scene {
                     _ => None,
                 })
                 .filter(|&(r, c)| r > 0 && c > 0)
-                .ok_or_else(|| err(format!("{what}: no valid proj:shape [rows, cols]")))?;
+                .ok_or_else(|| err(format!("{what}: no valid proj:shape [rows, cols]")));
+            // proj:transform, else proj:bbox with the shape (a north-up
+            // grid; EOPF's items declare proj:bbox and proj:shape): the
+            // asset's first, then the item's
+            let numbers = |obj: &Map<String, Value>, k: &str| -> Option<Result<Vec<f64>>> {
+                let v = present(obj.get(k))?;
+                Some(
+                    v.as_array()
+                        .and_then(|l| l.iter().map(Value::as_f64).collect::<Option<Vec<f64>>>())
+                        .ok_or_else(|| err(format!("{what}: {k} is not numbers"))),
+                )
+            };
+            let from_bbox = |b: Vec<f64>| -> Result<Option<Vec<f64>>> {
+                let Ok(&(rows, cols)) = shape.as_ref() else {
+                    return Ok(None);
+                };
+                match b.as_slice() {
+                    &[x0, y0, x1, y1] => Ok(Some(vec![
+                        (x1 - x0) / cols as f64,
+                        0.0,
+                        x0,
+                        0.0,
+                        -(y1 - y0) / rows as f64,
+                        y1,
+                    ])),
+                    other => Err(err(format!(
+                        "{what}: proj:bbox has {} numbers, not [xmin, ymin, xmax, ymax]",
+                        other.len()
+                    ))),
+                }
+            };
+            let mut transform = None;
+            for obj in [&a.json, &props] {
+                if let Some(t) = numbers(obj, "proj:transform") {
+                    transform = Some(t?);
+                } else if let Some(b) = numbers(obj, "proj:bbox") {
+                    transform = from_bbox(b?)?;
+                }
+                if transform.is_some() {
+                    break;
+                }
+            }
+            let transform = transform.ok_or_else(|| {
+                err(format!(
+                    "{what}: no proj:transform (nor proj:bbox with proj:shape)"
+                ))
+            })?;
+            let transform = GeoTransform::from_stac(&transform)
+                .map_err(|e| Error::item_because(&id, &what, e))?;
+            let shape = shape?;
             let (nodata, scale_offset) = a.raster().map_err(|m| err(format!("{what}: {m}")))?;
+            let spectral_l2a = s2_l2a.is_some() && is_spectral_s2(a, band);
             let harmonize = s2_l2a
-                .filter(|_| is_spectral_s2(a, band))
+                .filter(|_| spectral_l2a)
                 .and_then(|new| harmonize_rule(new, scale_offset));
+            let format = if a.is_zarr() {
+                AssetFormat::Zarr(match scale_offset {
+                    Some(_) => CfUse::Declared,
+                    None if spectral_l2a => CfUse::Sentinel2Counts,
+                    None => CfUse::Apply,
+                })
+            } else {
+                AssetFormat::Cog
+            };
             assets.insert(
                 band.clone(),
                 SceneAsset {
@@ -276,6 +374,7 @@ impl Scene {
                     nodata,
                     scale_offset,
                     harmonize,
+                    format,
                 },
             );
         }
@@ -436,6 +535,16 @@ impl<'a> AssetView<'a> {
 
     fn has_href(&self) -> bool {
         !self.asset.href.trim().is_empty()
+    }
+
+    /// A Zarr array: media type `application/vnd+zarr`, `application/x-zarr`
+    /// (any `zarr` media type), or an href with a `.zarr` path component.
+    fn is_zarr(&self) -> bool {
+        self.asset
+            .r#type
+            .as_deref()
+            .is_some_and(|t| t.to_ascii_lowercase().contains("zarr"))
+            || crate::zarr::is_zarr_href(&self.asset.href)
     }
 
     fn is_tiff(&self) -> bool {
@@ -839,6 +948,52 @@ mod tests {
         assert_eq!(a.scale_offset, Some((0.0001, 0.0)));
         assert_eq!(a.shape, (5, 5));
         assert_eq!(s.cloud_cover, None);
+    }
+
+    /// EOPF's Zarr items: assets keyed `b04` with media type
+    /// `application/vnd+zarr`, `proj:bbox` + `proj:shape` and no
+    /// `proj:transform`; `red` finds `b04` on a Sentinel-2 item, and what
+    /// the CF attributes do follows the declared radiometry.
+    #[test]
+    fn zarr_assets_by_media_type_or_href_with_a_grid_from_their_bounds() {
+        let mut v = base();
+        v["properties"]["platform"] = json!("sentinel-2a");
+        v["properties"]["s2:product_type"] = json!("S2MSI2A");
+        v["assets"] = json!({
+            "b04": {"href": "https://h/S2A.zarr/measurements/reflectance/r10m/b04",
+                    "proj:bbox": [399960.0, 4090200.0, 509760.0, 4200000.0], "proj:shape": [10980, 10980]},
+            "scl": {"href": "https://h/store/scl", "type": "application/vnd+zarr",
+                    "proj:transform": [20, 0, 399960, 0, -20, 4200000], "proj:shape": [5490, 5490]},
+            "b08": {"href": "https://h/S2A.zarr/measurements/reflectance/r10m/b08",
+                    "proj:bbox": [399960.0, 4090200.0, 509760.0, 4200000.0], "proj:shape": [10980, 10980],
+                    "raster:scale": 0.0001, "raster:offset": -0.1},
+        });
+        let s = Scene::from_item(&item(v.clone()), &[b("red"), b("SCL"), b("nir")]).unwrap();
+        let red = &s.assets[&b("red")];
+        assert_eq!(red.key, "b04");
+        assert_eq!(red.format, AssetFormat::Zarr(CfUse::Sentinel2Counts));
+        assert_eq!(
+            red.transform,
+            GeoTransform::north_up(399960.0, 4200000.0, 10.0)
+        );
+        assert_eq!(red.shape, (10980, 10980));
+        assert_eq!(s.assets[&b("SCL")].format, AssetFormat::Zarr(CfUse::Apply));
+        assert_eq!(
+            s.assets[&b("nir")].format,
+            AssetFormat::Zarr(CfUse::Declared)
+        );
+        // a GeoTIFF stays a COG
+        let s = Scene::from_item(&item(base()), &[b("B04")]).unwrap();
+        assert_eq!(s.assets[&b("B04")].format, AssetFormat::Cog);
+        // bounds that are not four numbers are named
+        v["assets"]["b04"]["proj:bbox"] = json!([1.0, 2.0]);
+        let e = Scene::from_item(&item(v), &[b("B04")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("asset b04") && e.contains("proj:bbox has 2 numbers"),
+            "{e}"
+        );
     }
 
     #[test]

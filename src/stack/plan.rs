@@ -9,11 +9,11 @@ use crate::cog::header::CogHeader;
 use crate::error::{Error, Result, Warning};
 use crate::geo::grid::{GeoTransform, GridSpec, PixelWindow};
 use crate::geo::warp::source_window;
-use crate::stac::scene::Scene;
+use crate::stac::scene::{AssetFormat, Scene};
 use crate::stack::request::StackRequest;
 use crate::units::{BandName, Epsg};
 
-/// One COG window to read and warp.
+/// One window of a COG or a Zarr array to read and warp.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReadPlan {
     /// Index into [`StackPlan::scenes`].
@@ -35,7 +35,11 @@ pub struct ReadPlan {
     /// needs it (see [`Harmonize`](crate::stac::scene::Harmonize)).
     pub dn_offset: Option<f64>,
     /// Scale/offset to apply (`raster:bands`, as harmonization leaves it), if any.
+    /// For a Zarr array, [`CfUse`](crate::stac::scene::CfUse) may replace
+    /// this and `dn_offset` from its CF attributes when it is read.
     pub scale_offset: Option<(f64, f64)>,
+    /// COG or Zarr (and what a Zarr array's CF attributes do).
+    pub format: AssetFormat,
 }
 
 /// A stack description: built without fetching anything.
@@ -106,6 +110,7 @@ impl StackPlan {
                     nodata: a.nodata,
                     dn_offset,
                     scale_offset,
+                    format: a.format,
                 });
             }
         }

@@ -1,7 +1,10 @@
 //! One read of a stack: a scene's band window fetched (or its cached
 //! tiles), warped to the stack's grid on a blocking thread, harmonized and
 //! scaled. [`StackPlan::load`](crate::stack::StackPlan::load) runs many at
-//! once; this is where another raster source (Zarr) joins the COG one.
+//! once. Two sources: COGs ([`CogReader`]) and arrays of Zarr stores
+//! ([`ZarrReader`], chosen by the asset's
+//! [`AssetFormat`]), the latter kept beside the COG reader and sharing its
+//! client and tile cache, so one byte budget bounds both.
 
 use ndarray::Array2;
 
@@ -9,7 +12,10 @@ use crate::cog::CogReader;
 use crate::cog::window::TileWindow;
 use crate::error::{Error, Result};
 use crate::geo::warp::{Resampling, warp};
+use crate::stac::scene::{AssetFormat, CfUse};
 use crate::stack::plan::{ReadPlan, StackPlan};
+use crate::zarr::ZarrReader;
+use crate::zarr::meta::Cf;
 
 impl StackPlan {
     /// One read: the window (or its tiles), warped to the grid on a blocking
@@ -17,34 +23,53 @@ impl StackPlan {
     pub(crate) async fn read_one(&self, reader: &CogReader, rp: ReadPlan) -> Result<Array2<f32>> {
         let grid = self.grid.clone();
         let resampling = self.request.resampling;
-        let header = if self.may_use_overview(&rp) {
-            Some(reader.header(&rp.href).await?)
-        } else {
-            None
-        };
-        let Some((ifd, win, wt)) = self.read_level(&rp, header.as_deref())? else {
-            return Ok(Array2::from_elem((grid.height, grid.width), f32::NAN));
-        };
         // Nearest within one CRS samples the cached tiles directly: no
         // window copy, one pass.
         let direct = rp.epsg == grid.epsg && resampling == Resampling::Nearest;
-        let src = if direct {
-            Source::Tiles(reader.window_tiles(&rp.href, ifd, win).await?)
-        } else {
-            Source::Window(reader.read_window(&rp.href, ifd, win).await?)
+        let (src, wt, (dn_offset, scale_offset)) = match rp.format {
+            AssetFormat::Cog => {
+                let header = if self.may_use_overview(&rp) {
+                    Some(reader.header(&rp.href).await?)
+                } else {
+                    None
+                };
+                let Some((ifd, win, wt)) = self.read_level(&rp, header.as_deref())? else {
+                    return Ok(Array2::from_elem((grid.height, grid.width), f32::NAN));
+                };
+                let src = if direct {
+                    Source::Tiles(reader.window_tiles(&rp.href, ifd, win).await?)
+                } else {
+                    Source::Window(reader.read_window(&rp.href, ifd, win).await?)
+                };
+                (src, wt, (rp.dn_offset, rp.scale_offset))
+            }
+            AssetFormat::Zarr(cf_use) => {
+                // Overviews of a GeoZarr store are other arrays (other
+                // hrefs): a Zarr asset is read at its own resolution.
+                let zarr = zarr_reader(reader);
+                let meta = zarr.array(&rp.href).await?;
+                let radiometry = zarr_radiometry(&rp, cf_use, self.request.harmonize, &meta.cf());
+                let src = if direct {
+                    Source::Tiles(zarr.window_tiles(&rp.href, 0, rp.window).await?)
+                } else {
+                    Source::Window(zarr.read_window(&rp.href, 0, rp.window).await?)
+                };
+                (src, rp.window_transform, radiometry)
+            }
         };
+        let epsg = rp.epsg;
         tokio::task::spawn_blocking(move || -> Result<Array2<f32>> {
             let mut out = match src {
-                Source::Window(src) => warp(src.view(), &wt, rp.epsg, &grid, resampling)?,
+                Source::Window(src) => warp(src.view(), &wt, epsg, &grid, resampling)?,
                 Source::Tiles(Some(tiles)) => tiles.nearest(&wt, &grid),
                 Source::Tiles(None) => Array2::from_elem((grid.height, grid.width), f32::NAN),
             };
-            if let Some(k) = rp.dn_offset {
+            if let Some(k) = dn_offset {
                 // Planetary Computer's recipe: clip at the offset, subtract it.
                 let k = k as f32;
                 out.mapv_inplace(|v| if v.is_nan() { v } else { v.max(k) - k });
             }
-            if let Some((scale, offset)) = rp.scale_offset {
+            if let Some((scale, offset)) = scale_offset {
                 out.mapv_inplace(|v| (v as f64 * scale + offset) as f32);
             }
             Ok(out)
@@ -54,9 +79,77 @@ impl StackPlan {
     }
 }
 
+/// The Zarr reader kept beside `reader` (made on first use), fetching
+/// through its client into its tile cache: one reader, so array metadata
+/// and shard indexes are read once per load, dataset or loader.
+pub(crate) fn zarr_reader(reader: &CogReader) -> ZarrReader {
+    let make = || ZarrReader::new(reader.client().clone(), reader.cache().clone());
+    reader.companion(make).unwrap_or_else(make)
+}
+
+/// The `(DN offset to subtract, scale/offset)` a read of the Zarr array of
+/// `rp` applies, given its CF attributes `cf` and what they do (`cf_use`,
+/// see [`CfUse`]), with Sentinel-2 harmonization on or off.
+///
+/// ```text
+/// Declared         → the plan's (the item's raster:bands, harmonized)
+/// Sentinel2Counts  → harmonize: (−add_offset / scale_factor, none); off: (none, none)
+/// Apply            → (none, (scale_factor, add_offset))
+/// ```
+pub(crate) fn zarr_radiometry(
+    rp: &ReadPlan,
+    cf_use: CfUse,
+    harmonize: bool,
+    cf: &Cf,
+) -> (Option<f64>, Option<(f64, f64)>) {
+    match cf_use {
+        CfUse::Declared => (rp.dn_offset, rp.scale_offset),
+        CfUse::Sentinel2Counts if !harmonize => (None, None),
+        CfUse::Sentinel2Counts => match (cf.scale_factor, cf.add_offset) {
+            // nothing in the store: the item's processing baseline decides
+            (None, None) => (rp.dn_offset, None),
+            (s, o) => (counts_offset(s.unwrap_or(1.0), o.unwrap_or(0.0)), None),
+        },
+        CfUse::Apply => match (cf.scale_factor, cf.add_offset) {
+            (None, None) => (None, None),
+            (s, o) => (None, Some((s.unwrap_or(1.0), o.unwrap_or(0.0)))),
+        },
+    }
+}
+
+/// The counts a negative CF `offset` at `scale` stands for (`-0.1` at
+/// `0.0001`: 1000), rounded to a whole count when it is one within float
+/// error; `None` for no offset, or one that is not a positive count.
+fn counts_offset(scale: f64, offset: f64) -> Option<f64> {
+    if offset == 0.0 || scale == 0.0 || !scale.is_finite() || !offset.is_finite() {
+        return None;
+    }
+    let k = -offset / scale;
+    let r = k.round();
+    let k = if (k - r).abs() <= 1e-6 * r.abs().max(1.0) {
+        r
+    } else {
+        k
+    };
+    (k > 0.0).then_some(k)
+}
+
 /// What a read hands to its warp: the window's pixels, or its tiles for a
 /// direct nearest sample.
 enum Source {
     Window(Array2<f32>),
     Tiles(Option<TileWindow>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eopf_offsets_are_whole_counts() {
+        assert_eq!(counts_offset(0.0001, -0.1), Some(1000.0));
+        assert_eq!(counts_offset(1e-4, 0.0), None);
+        assert_eq!(counts_offset(1e-4, 0.1), None);
+        assert_eq!(counts_offset(0.0, -0.1), None);
+    }
 }

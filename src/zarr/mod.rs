@@ -42,23 +42,21 @@
 //! client keeps them in one place; the same-run measurement behind the
 //! choice is in the CHANGELOG entry of this module.
 //!
-//! # How the plan calls it (integration note)
-//! For a STAC asset whose media type is `application/vnd+zarr` (or whose
-//! href has a `.zarr` path component), `read_one` in `stack/load.rs` would
-//! do, where it now calls `CogReader::window_tiles(href, ifd, window)`:
-//!
-//! ```text
-//! let meta = zarr.array(&href).await?;             // metadata, cached per href
-//! let geo  = zarr.georef(&href).await?;            // epsg + GeoTransform (item's proj:* first)
-//! let px   = zarr.read_window(&href, 0, window).await?;  // raw f32, NaN = nodata/outside
-//! // radiometry: meta.cf() (scale_factor/add_offset) in place of the COG's scale/offset
-//! ```
-//!
-//! with one `ZarrReader` sharing the `CogReader`'s client and cache
-//! (`ZarrReader::new(cog.client().clone(), cog.cache().clone())`), so one
-//! byte budget bounds both. Overviews are separate arrays in GeoZarr
-//! (another href), so `ifd` has no Zarr counterpart; `slice` selects the
-//! leading index of a 3-D array.
+//! # How the stacks call it
+//! An asset whose media type names Zarr (`application/vnd+zarr`,
+//! `application/x-zarr`) or whose href has a `.zarr` path component is a
+//! [`AssetFormat::Zarr`](crate::stac::scene::AssetFormat) asset of its
+//! scene, and `StackPlan::read_one` (`stack/read.rs`) reads it here instead
+//! of through the COG reader: [`ZarrReader::array`] (metadata, once per
+//! href), then [`ZarrReader::window_tiles`] (nearest within one CRS: the
+//! decoded chunks sampled straight into the grid, as a COG's tiles are) or
+//! [`ZarrReader::read_window`] (then warped). One `ZarrReader` is kept
+//! beside each `CogReader` and shares its client and cache, so one byte
+//! budget bounds both. The grid comes from the item (`proj:transform`, or
+//! `proj:bbox` + `proj:shape`), like a COG's; the CF attributes' part in the
+//! radiometry is [`CfUse`](crate::stac::scene::CfUse). Overviews are
+//! separate arrays in GeoZarr (another href), so a Zarr read is always at
+//! the array's own resolution; a 3-D array is read at slice 0.
 //!
 //! May import: [`crate::error`], [`crate::units`], [`crate::geo`],
 //! [`crate::fetch`], [`crate::cog`] (its tile cache and tiles).
@@ -87,6 +85,7 @@ pub use meta::{
 use crate::cog::MAX_WINDOW_PIXELS;
 use crate::cog::cache::{Claim, Lookup, TileCache};
 use crate::cog::tile::{TileData, TileKey};
+use crate::cog::window::TileWindow;
 use crate::error::{Error, Result};
 use crate::fetch::HttpRangeClient;
 use crate::geo::grid::PixelWindow;
@@ -473,6 +472,35 @@ impl ZarrReader {
         slice: usize,
         window: PixelWindow,
     ) -> Result<Array2<f32>> {
+        Ok(match self.meta_window_tiles(meta, slice, window).await? {
+            Some(t) => t.to_array(),
+            None => Array2::from_elem((window.height, window.width), f32::NAN),
+        })
+    }
+
+    /// The decoded (inner) chunks under the `window` of `slice` (see
+    /// [`ZarrReader::read_window`]), for sampling straight from them as the
+    /// stacks do with a COG's tiles; `None` when the window misses the
+    /// array (nothing fetched).
+    ///
+    /// # Errors
+    /// As [`ZarrReader::read_window`].
+    pub async fn window_tiles(
+        &self,
+        href: &str,
+        slice: usize,
+        window: PixelWindow,
+    ) -> Result<Option<TileWindow>> {
+        let meta = self.array(href).await?;
+        self.meta_window_tiles(&meta, slice, window).await
+    }
+
+    async fn meta_window_tiles(
+        &self,
+        meta: &Arc<ArrayMeta>,
+        slice: usize,
+        window: PixelWindow,
+    ) -> Result<Option<TileWindow>> {
         if window.pixels() > MAX_WINDOW_PIXELS {
             return Err(Error::invalid(
                 "window",
@@ -501,9 +529,8 @@ impl ZarrReader {
         let (h, w) = (dim(meta.shape[nd - 2]), dim(meta.shape[nd - 1]));
         let rc = meta.read_chunk_shape();
         let (th, tw) = (dim(rc[nd - 2]), dim(rc[nd - 1]));
-        let mut out = Array2::from_elem((window.height, window.width), f32::NAN);
         let Some(clipped) = window.clip(w, h) else {
-            return Ok(out);
+            return Ok(None);
         };
         let (c0, c1) = (clipped.col_off, clipped.col_end());
         let (r0, r1) = (clipped.row_off, clipped.row_end());
@@ -513,19 +540,14 @@ impl ZarrReader {
             .flat_map(|y| (tx0..=tx1).map(move |x| (x, y)))
             .collect();
         let tiles = self.tiles(meta, slice, &xy).await?;
-        for ((x, y), tile) in xy.iter().zip(&tiles) {
-            let (ox, oy) = (x * tw, y * th);
-            let (ix0, ix1) = (c0.max(ox), c1.min(ox + tw));
-            let (iy0, iy1) = (r0.max(oy), r1.min(oy + th));
-            for row in iy0..iy1 {
-                let mut dst = out.row_mut(row - window.row_off);
-                if let Some(dst) = dst.as_slice_mut() {
-                    let at = ix0 - window.col_off;
-                    tile.copy_row(row - oy, ix0 - ox..ix1 - ox, &mut dst[at..at + (ix1 - ix0)]);
-                }
-            }
-        }
-        Ok(out)
+        Ok(Some(TileWindow::from_tiles(
+            window,
+            (w, h),
+            (tw, th),
+            (tx0, ty0),
+            (tx1 - tx0 + 1, ty1 - ty0 + 1),
+            tiles,
+        )))
     }
 
     /// The decoded (inner) chunks `(x, y)` of `slice`, through the cache.

@@ -64,3 +64,8 @@ fn dataset_toml_corpus_gives_errors_not_panics() {
 fn shard_index_corpus_gives_errors_not_panics() {
     replay("shard_index", bodies::shard_index);
 }
+
+#[test]
+fn zarr_store_corpus_gives_errors_not_panics() {
+    replay("zarr_store", bodies::zarr_store);
+}

@@ -15,6 +15,24 @@ pub(crate) fn small_recipe() -> Recipe {
     r
 }
 
+/// [`small_recipe`] with each scene also as Zarr v2 and v3 stores (and
+/// their collections): a world of its own, cached beside the small one.
+pub(crate) fn small_zarr_recipe() -> Recipe {
+    let mut r = small_recipe();
+    r.name = "oakland-small-zarr".into();
+    r.zarr = true;
+    r
+}
+
+/// The small world with Zarr stores, generated once per machine.
+pub(crate) fn small_zarr_world() -> &'static World {
+    static W: OnceLock<World> = OnceLock::new();
+    W.get_or_init(|| {
+        World::cached_in(&small_zarr_recipe(), &target_dir().join("test-worlds"))
+            .expect("generating the small test world with Zarr stores")
+    })
+}
+
 pub(crate) fn target_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target")
 }

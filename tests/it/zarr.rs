@@ -366,3 +366,246 @@ async fn cli_info_and_read_a_zarr_array() {
         }
     }
 }
+
+// ---- the demo world's Zarr stores through the stack pipeline ----
+
+use tilestack::demo::WorldServer;
+use tilestack::stac::{AssetFormat, CfUse};
+use tilestack::stack::Fusion;
+use tilestack::{BandName, Catalog, StackRequest, TileStack, build};
+
+use crate::util::{cog_reader, day, small_zarr_world};
+
+fn zarr_request(bands: &str) -> StackRequest {
+    StackRequest::new(
+        [-122.33, 37.81],
+        BandName::parse_list(bands).unwrap(),
+        day(1),
+        day(31),
+    )
+    .unwrap()
+}
+
+/// Bit for bit, NaN for NaN (`rel` 0), or within `rel` of each other.
+fn assert_same_stack(a: &TileStack, b: &TileStack, what: &str, rel: f32) {
+    assert_eq!(a.data.shape(), b.data.shape(), "{what}: shape");
+    assert_eq!(a.days, b.days, "{what}: days");
+    assert_eq!(a.items, b.items, "{what}: items");
+    let mut differ = 0usize;
+    let mut first = None;
+    for (k, (x, y)) in a.data.iter().zip(b.data.iter()).enumerate() {
+        let close = rel > 0.0 && (x - y).abs() <= rel * x.abs().max(1.0);
+        if x.to_bits() != y.to_bits() && !(x.is_nan() && y.is_nan()) && !close {
+            differ += 1;
+            first.get_or_insert((k, *x, *y));
+        }
+    }
+    assert_eq!(differ, 0, "{what}: {differ} values differ, first {first:?}");
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    assert_eq!(bits(&a.pct_nans), bits(&b.pct_nans), "{what}: pct_nans");
+    assert_eq!(
+        bits(&a.tile_cloud_fraction),
+        bits(&b.tile_cloud_fraction),
+        "{what}: cloud fraction"
+    );
+}
+
+/// The stacks from the demo world's Zarr items (EOPF-like v2 with its CF
+/// add_offset, sharded GeoZarr v3) equal the stacks from its COG items, bit
+/// for bit: nearest (tiles sampled directly, two UTM zones warped),
+/// bilinear (windows warped; v2 within 1e-6 there: its counts + 1000 blend
+/// and round differently in an f32's last bit before the 1000 is taken
+/// off), median fusion, harmonization off; bands asked by common name on
+/// the Zarr items.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stacks_from_the_demo_worlds_zarr_items_equal_its_cog_stacks() {
+    let world = small_zarr_world();
+    assert!(world.has_zarr());
+    let server = WorldServer::start(world).await.unwrap();
+    let cat = |c: &str| Catalog::stac(&server.stac_url(), c).unwrap();
+    let mut cases = Vec::new();
+    let base = zarr_request("B04,B08,B11,SCL");
+    cases.push(("nearest", base.clone()));
+    let mut r = base.clone();
+    r.resampling = tilestack::geo::Resampling::Bilinear;
+    r.fuse = Fusion::Median;
+    cases.push(("bilinear, median", r));
+    let mut r = base.clone();
+    r.epsg = Some(tilestack::Epsg::new(32611).unwrap());
+    r.tile_size = 128;
+    r.resolution = tilestack::Resolution::new(20.0).unwrap();
+    // full resolution on both sides: the COGs' overviews have no Zarr copy
+    r.use_overviews = false;
+    cases.push(("another UTM zone at 20 m", r));
+    for (what, req) in cases {
+        let cog = build(&cat("sentinel-2-l2a"), &req, &cog_reader(), None)
+            .await
+            .unwrap_or_else(|e| panic!("{what}, COG: {}", e.chain()));
+        assert!(cog.stack.data.iter().any(|v| !v.is_nan()), "{what}");
+        for layout in ["zarr-v2", "zarr-v3"] {
+            let reader = cog_reader();
+            let z = build(
+                &cat(&format!("sentinel-2-l2a-{layout}")),
+                &req,
+                &reader,
+                None,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{what}, {layout}: {}", e.chain()));
+            assert!(
+                z.plan
+                    .reads
+                    .iter()
+                    .all(|r| matches!(r.format, AssetFormat::Zarr(_)) && r.href.contains(".zarr/")),
+                "{what}, {layout}: every read is a Zarr read"
+            );
+            // v2 stores count + 1000: a bilinear blend of those, less
+            // 1000, may round differently in the last bit of an f32
+            let rel = if layout == "zarr-v2" && what.starts_with("bilinear") {
+                1e-6
+            } else {
+                0.0
+            };
+            assert_same_stack(&cog.stack, &z.stack, &format!("{what}, {layout}"), rel);
+            // the Zarr reads went through the COG reader's cache
+            assert!(!reader.cache().is_empty(), "{what}, {layout}");
+        }
+    }
+    // by common name (Sentinel-2 aliases) on the Zarr items; harmonization off
+    let mut by_name = zarr_request("red,nir,swir16,SCL");
+    by_name.harmonize = false;
+    let mut by_id = zarr_request("B04,B08,B11,SCL");
+    by_id.harmonize = false;
+    let cog = build(&cat("sentinel-2-l2a"), &by_id, &cog_reader(), None)
+        .await
+        .unwrap();
+    let v3 = build(
+        &cat("sentinel-2-l2a-zarr-v3"),
+        &by_name,
+        &cog_reader(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        v3.plan.scenes[0].assets[&BandName::new("red").unwrap()].key,
+        "b04"
+    );
+    assert_same_stack(
+        &cog.stack,
+        &v3.stack,
+        "harmonization off, v3 by common name",
+        0.0,
+    );
+    // v2 stores the counts + 1000 (CF add_offset -0.1): as stored without harmonization
+    let v2 = build(
+        &cat("sentinel-2-l2a-zarr-v2"),
+        &by_name,
+        &cog_reader(),
+        None,
+    )
+    .await
+    .unwrap();
+    let red = &v2.plan.scenes[0].assets[&BandName::new("red").unwrap()];
+    assert_eq!(red.format, AssetFormat::Zarr(CfUse::Sentinel2Counts));
+    let (mut shifted, mut valid) = (0usize, 0usize);
+    for (a, b) in cog
+        .stack
+        .data
+        .iter()
+        .zip(v2.stack.data.iter())
+        .take(v2.stack.data.len())
+    {
+        if a.is_nan() {
+            continue;
+        }
+        valid += 1;
+        if (b - a - 1000.0).abs() < 1e-2 {
+            shifted += 1;
+        }
+    }
+    assert!(valid > 0 && shifted > 0, "{shifted} of {valid}");
+}
+
+/// A dry run of Zarr items reads the arrays' metadata (not a pixel): the
+/// inner chunk size, the chunks under each window and the radiometry the
+/// CF attributes give.
+#[tokio::test]
+async fn a_dry_run_of_zarr_items_reads_their_metadata() {
+    let server = WorldServer::start(small_zarr_world()).await.unwrap();
+    let req = zarr_request("B04,SCL");
+    for (layout, chunk, dn) in [("zarr-v2", 128, Some(1000.0)), ("zarr-v3", 256, None)] {
+        let cat = Catalog::stac(&server.stac_url(), &format!("sentinel-2-l2a-{layout}")).unwrap();
+        let reader = cog_reader();
+        let dry = tilestack::stack::dry_run(&cat, &req, Some(&reader))
+            .await
+            .unwrap_or_else(|e| panic!("{layout}: {}", e.chain()));
+        assert!(!dry.reads.is_empty());
+        assert_eq!(reader.cache().len(), 0, "{layout}: no pixel read");
+        assert!(dry.fetched.headers > 0);
+        for r in &dry.reads {
+            assert!(r.tiles.unwrap_or(0) > 0, "{layout} {}", r.href);
+            if r.band == "B04" {
+                assert_eq!(r.tile_size, Some([chunk, chunk]), "{layout}");
+                assert_eq!(r.dn_offset, dn, "{layout}");
+                assert_eq!(r.scale_offset, None, "{layout}");
+            }
+        }
+    }
+}
+
+/// Python's zarr and xarray read the demo world's stores
+/// (tests/py/check_zarr_world.py checks every band of every scene against
+/// its COG through rasterio, and the CF decoding and coordinates through
+/// xarray); the windows it wrote read the same here over HTTP.
+#[tokio::test]
+async fn python_reads_the_demo_worlds_zarr_stores_as_tilestack_does() {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import zarr, xarray, rasterio"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "python3 with zarr, xarray and rasterio is required: pip install -r tests/py/requirements.txt"
+    );
+    let world = small_zarr_world();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("windows.json");
+    let st = std::process::Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/check_zarr_world.py"))
+        .arg(world.dir())
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success(), "check_zarr_world.py failed");
+    let doc: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(
+        doc["checked"].as_u64(),
+        Some(world.manifest().scenes.len() as u64 * 6)
+    );
+    let server = WorldServer::start(world).await.unwrap();
+    let r = reader();
+    let cases = doc["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 18);
+    for c in cases {
+        let href = format!(
+            "{}/{}/{}",
+            server.url(),
+            c["store"].as_str().unwrap(),
+            c["array"].as_str().unwrap()
+        );
+        let px = r
+            .read_window(&href, 0, window(c))
+            .await
+            .unwrap_or_else(|e| panic!("{href}: {}", e.chain()));
+        let want = c["raw"].as_array().unwrap();
+        assert_eq!(px.len(), want.len(), "{href}");
+        for (k, (got, want)) in px.iter().zip(want).enumerate() {
+            match want.as_f64() {
+                Some(v) => assert_eq!(*got, v as f32, "{href} pixel {k}"),
+                None => assert!(got.is_nan(), "{href} pixel {k}: {got}, want NaN"),
+            }
+        }
+    }
+}

@@ -135,6 +135,11 @@ pub(crate) struct WorldArgs {
     /// Recipe TOML (default: the embedded Oakland port recipe).
     #[arg(long)]
     pub(crate) recipe: Option<PathBuf>,
+    /// Also write each scene as an EOPF-like Zarr v2 store and a sharded
+    /// GeoZarr v3 store, with a STAC collection of each
+    /// (`<collection>-zarr-v2`, `<collection>-zarr-v3`).
+    #[arg(long)]
+    pub(crate) zarr: bool,
 }
 
 // `tilestack serve`.

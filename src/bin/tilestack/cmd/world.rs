@@ -10,7 +10,8 @@ use crate::args::{ServeArgs, WorldArgs};
 
 /// `tilestack world`.
 pub(crate) fn world(a: &WorldArgs) -> Result<()> {
-    let recipe = super::load_recipe(a.recipe.as_deref())?;
+    let mut recipe = super::load_recipe(a.recipe.as_deref())?;
+    recipe.zarr |= a.zarr;
     let t = Instant::now();
     let w = World::generate(&recipe, &a.out)?;
     println!(
@@ -20,6 +21,12 @@ pub(crate) fn world(a: &WorldArgs) -> Result<()> {
         a.out.display(),
         t.elapsed().as_secs_f64()
     );
+    if w.has_zarr() {
+        println!(
+            "  and each as Zarr: collections {0}-zarr-v2, {0}-zarr-v3",
+            recipe.collection
+        );
+    }
     Ok(())
 }
 
