@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::inputs::{InputConfig, TimeRule, label, source_request};
+use crate::dataset::inputs::{TimeRule, label, source_request};
 use crate::dataset::sampler::{SamplerConfig, TimeWindows};
 use crate::error::{Error, Result};
 use crate::geo::rasterize::Mask;
@@ -121,6 +121,30 @@ pub struct DatasetConfig {
     /// The file this config was read from (not a TOML key).
     #[serde(skip)]
     pub path: PathBuf,
+}
+
+/// One `[[inputs]]` entry: a name, a source (a catalog, or one raster
+/// `href`), the stack template of its bands and its [`TimeRule`]. The grid
+/// fields of its `stack` (`resolution`, `tile_size`, `epsg`) and `cadence`
+/// are the first input's: every input lands on the sample's grid and days.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputConfig {
+    /// The input's name (in batches, shards and errors): unique.
+    pub name: String,
+    /// Where its scenes come from (as `[catalog]`); or `href`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<CatalogConfig>,
+    /// One raster (a COG path relative to the config, or a URL) instead of a
+    /// catalog: its grid and CRS from its header; `time = "static"`, one band.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub href: Option<String>,
+    /// Its bands, fusion, cloud handling, categorical bands, resampling: any
+    /// `[stack]` field.
+    pub stack: StackTemplate,
+    /// Its time rule (default `daily`).
+    #[serde(default)]
+    pub time: TimeRule,
 }
 
 /// `[catalog]`: exactly one of `stac`, `snapshot`, `demo`.
@@ -455,7 +479,10 @@ impl DatasetConfig {
         match (&c.stac, &c.snapshot, &c.demo) {
             (Some(url), None, None) => {
                 let collection = c.collection.clone().ok_or_else(|| {
-                    self.error(&format!("{key}.collection"), format!("required with {key}.stac"))
+                    self.error(
+                        &format!("{key}.collection"),
+                        format!("required with {key}.stac"),
+                    )
                 })?;
                 Ok(CatalogSource::Stac {
                     url: url.clone(),
@@ -654,8 +681,7 @@ impl DatasetConfig {
                     ));
                 }
             }
-            source_request(&input.stack, input.time, probe)
-                .map_err(|e| self.input_error(k, e))?;
+            source_request(&input.stack, input.time, probe).map_err(|e| self.input_error(k, e))?;
         }
         Ok(())
     }
@@ -697,7 +723,9 @@ fn first_input_to_top(table: &mut toml::Table) -> std::result::Result<String, St
         .remove("stack")
         .ok_or_else(|| format!("{at}: stack is required (its bands)"))?;
     if let Some(k) = first.keys().next() {
-        return Err(format!("{at}: unknown key {k:?} (name, catalog, stack, time)"));
+        return Err(format!(
+            "{at}: unknown key {k:?} (name, catalog, stack, time)"
+        ));
     }
     if empty {
         table.remove("inputs");

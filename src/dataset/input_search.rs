@@ -153,16 +153,15 @@ pub(crate) async fn open_input(
                 })
                 .collect::<Result<Vec<(_, StackRequest)>>>()?;
             report.searches = searches.len();
-            let results: Vec<_> = futures::stream::iter(searches.into_iter().map(|(bbox, req)| {
-                async move {
+            let results: Vec<_> =
+                futures::stream::iter(searches.into_iter().map(|(bbox, req)| async move {
                     let sreq = search_request(collection, bbox, &req, None)?;
                     let res = client.search(&sreq).await?;
                     Ok::<_, Error>((res, req.read_bands()))
-                }
-            }))
-            .buffered(SEARCHES_IN_FLIGHT)
-            .collect()
-            .await;
+                }))
+                .buffered(SEARCHES_IN_FLIGHT)
+                .collect()
+                .await;
             for r in results {
                 let (res, read_bands) = r.map_err(|e| config.input_error(k, e))?;
                 let mut group = Vec::with_capacity(res.items.len());
@@ -230,7 +229,10 @@ impl Table {
             return Ok(k);
         }
         if self.scenes.len() >= u32::MAX as usize {
-            return Err(Error::invalid("catalog", "more than 4 billion scenes in one input"));
+            return Err(Error::invalid(
+                "catalog",
+                "more than 4 billion scenes in one input",
+            ));
         }
         let scene = Scene::from_item(item, read_bands)?;
         Ok(self.push(scene, SceneMeta::of(item)))
@@ -257,7 +259,10 @@ pub(crate) async fn raster_scene(
         )
     })?;
     let epsg = h.epsg.ok_or_else(|| {
-        Error::cog(href, "no EPSG code in its GeoKeys: its CRS cannot be established")
+        Error::cog(
+            href,
+            "no EPSG code in its GeoKeys: its CRS cannot be established",
+        )
     })?;
     let grid = GridSpec {
         epsg,
@@ -282,10 +287,7 @@ pub(crate) async fn raster_scene(
     };
     Ok(Scene {
         id: href.rsplit('/').next().unwrap_or(href).to_string(),
-        datetime: Utc
-            .timestamp_opt(0, 0)
-            .single()
-            .unwrap_or_default(),
+        datetime: Utc.timestamp_opt(0, 0).single().unwrap_or_default(),
         footprint,
         cloud_cover: None,
         assets: [(band.clone(), asset)].into_iter().collect(),

@@ -57,7 +57,6 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::config::CatalogConfig;
 use crate::error::{Error, Result};
 use crate::geo::warp::Resampling;
 use crate::stac::scene::Scene;
@@ -169,7 +168,10 @@ impl TryFrom<toml::Value> for TimeRule {
                     .iter()
                     .find(|k| !["nearest", "composite", "per"].contains(k))
                 {
-                    return Err(Error::invalid("time", format!("unknown key {k:?}: {usage}")));
+                    return Err(Error::invalid(
+                        "time",
+                        format!("unknown key {k:?}: {usage}"),
+                    ));
                 }
                 match (t.get("nearest"), t.get("composite"), t.get("per")) {
                     (Some(n), None, None) => {
@@ -240,30 +242,6 @@ impl From<TimeRule> for toml::Value {
         }
         toml::Value::Table(t)
     }
-}
-
-/// One `[[inputs]]` entry: a name, a source (a catalog, or one raster
-/// `href`), the stack template of its bands and its [`TimeRule`]. The grid
-/// fields of its `stack` (`resolution`, `tile_size`, `epsg`) and `cadence`
-/// are the first input's: every input lands on the sample's grid and days.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InputConfig {
-    /// The input's name (in batches, shards and errors): unique.
-    pub name: String,
-    /// Where its scenes come from (as `[catalog]`); or `href`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub catalog: Option<CatalogConfig>,
-    /// One raster (a COG path relative to the config, or a URL) instead of a
-    /// catalog: its grid and CRS from its header; `time = "static"`, one band.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub href: Option<String>,
-    /// Its bands, fusion, cloud handling, categorical bands, resampling: any
-    /// `[stack]` field.
-    pub stack: StackTemplate,
-    /// Its time rule (default `daily`).
-    #[serde(default)]
-    pub time: TimeRule,
 }
 
 /// The first day a `static` input's scenes may have.
@@ -444,7 +422,11 @@ pub(crate) fn plan_input(
 /// step 2019-08-05, n = 2, days [08-03, 08-07] → 08-03 (a tie: the earlier)
 /// step 2019-08-05, n = 1, days [08-03, 08-07] → none (a gap)
 /// ```
-pub(crate) fn nearest_day(days: &[NaiveDate], (a, b): (NaiveDate, NaiveDate), n: u32) -> Option<NaiveDate> {
+pub(crate) fn nearest_day(
+    days: &[NaiveDate],
+    (a, b): (NaiveDate, NaiveDate),
+    n: u32,
+) -> Option<NaiveDate> {
     let last = b.pred_opt().unwrap_or(a);
     let distance = |d: NaiveDate| -> i64 {
         if d < a {
@@ -601,7 +583,10 @@ pub(crate) fn assemble_input(
     stack.days = plan.days.clone();
     let has_data = stack.items.iter().map(|ids| !ids.is_empty()).collect();
     let join = |ids: &Vec<String>, f: &dyn Fn(&SceneMeta) -> Option<String>| {
-        let mut v: Vec<String> = ids.iter().filter_map(|id| meta.get(id).and_then(f)).collect();
+        let mut v: Vec<String> = ids
+            .iter()
+            .filter_map(|id| meta.get(id).and_then(f))
+            .collect();
         v.sort_unstable();
         v.dedup();
         v.join(",")
@@ -657,13 +642,19 @@ mod tests {
     #[test]
     fn time_rules_parse_print_and_refuse_naming_the_key() {
         let parse = |s: &str| -> Result<TimeRule> {
-            let v: toml::Table = toml::from_str(&format!("time = {s}")).map_err(|e| {
-                Error::invalid_because("test", "toml", e)
-            })?;
-            TimeRule::try_from(v.get("time").cloned().unwrap_or(toml::Value::Boolean(false)))
+            let v: toml::Table = toml::from_str(&format!("time = {s}"))
+                .map_err(|e| Error::invalid_because("test", "toml", e))?;
+            TimeRule::try_from(
+                v.get("time")
+                    .cloned()
+                    .unwrap_or(toml::Value::Boolean(false)),
+            )
         };
         assert_eq!(parse("\"daily\"").ok(), Some(TimeRule::Daily));
-        assert_eq!(parse("{ nearest = 2 }").ok(), Some(TimeRule::Nearest { days: 2 }));
+        assert_eq!(
+            parse("{ nearest = 2 }").ok(),
+            Some(TimeRule::Nearest { days: 2 })
+        );
         assert_eq!(
             parse("{ composite = \"median\" }").ok(),
             Some(TimeRule::Composite {
@@ -678,7 +669,12 @@ mod tests {
                 per: CompositeSpan::Step
             })
         );
-        for bad in ["\"weekly\"", "{ nearest = -1 }", "{ composite = \"max\" }", "{ near = 2 }"] {
+        for bad in [
+            "\"weekly\"",
+            "{ nearest = -1 }",
+            "{ composite = \"max\" }",
+            "{ near = 2 }",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
         for r in [

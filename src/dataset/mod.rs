@@ -23,11 +23,10 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 pub use config::{
     AugmentConfig, CatalogConfig, CatalogSource, DatasetConfig, ErrorPolicy, FilterConfig,
-    LastBatch, LayerConfig, LoaderConfig, NormalizeConfig,
+    InputConfig, LastBatch, LayerConfig, LoaderConfig, NormalizeConfig,
 };
 pub use inputs::{
-    CompositeMethod, CompositeSpan, InputConfig, InputLayout, InputPlan, InputStack, SceneMeta,
-    TimeRule,
+    CompositeMethod, CompositeSpan, InputLayout, InputPlan, InputStack, SceneMeta, TimeRule,
 };
 pub use sample::{DatasetReport, DatasetSample, InputReport};
 pub use sampler::{SamplePoint, SamplerConfig, TimeWindows, cross, read_points};
@@ -309,11 +308,9 @@ impl TileDataset {
         index: usize,
         buffer: Option<ndarray::Array4<f32>>,
     ) -> Result<(TileStack, Layers, Vec<InputStack>)> {
-        let (stack, inputs) = futures::future::try_join(
-            self.load_reusing(index, buffer),
-            self.load_inputs(index),
-        )
-        .await?;
+        let (stack, inputs) =
+            futures::future::try_join(self.load_reusing(index, buffer), self.load_inputs(index))
+                .await?;
         let layers = if self.labels.is_empty() && self.masks.is_empty() {
             Layers::default()
         } else {
@@ -370,7 +367,10 @@ impl TileDataset {
     pub fn input_plan(&self, index: usize, k: usize) -> Result<InputPlan> {
         let s = self.sample(index)?;
         let (Some(cfg), Some(open)) = (self.config.inputs.get(k), self.inputs.get(k)) else {
-            return Err(Error::invalid("input", format!("no input {k} after the first")));
+            return Err(Error::invalid(
+                "input",
+                format!("no input {k} after the first"),
+            ));
         };
         let primary = self.config.request(s.centroid, s.start, s.end)?;
         let named = |e: Error| Error::invalid_because("input", label(k + 1, &cfg.name), e);
@@ -427,7 +427,10 @@ impl TileDataset {
     async fn load_input(&self, index: usize, k: usize) -> Result<InputStack> {
         let plan = self.input_plan(index, k)?;
         let (Some(cfg), Some(open)) = (self.config.inputs.get(k), self.inputs.get(k)) else {
-            return Err(Error::invalid("input", format!("no input {k} after the first")));
+            return Err(Error::invalid(
+                "input",
+                format!("no input {k} after the first"),
+            ));
         };
         let named = |e: Error| Error::invalid_because("input", label(k + 1, &cfg.name), e);
         if plan.plan.scenes.is_empty() && cfg.time.is_static() {
@@ -513,12 +516,7 @@ fn open_on(rt: &tokio::runtime::Runtime, config: &DatasetConfig) -> Result<Opene
                 let scene = rt
                     .block_on(raster_scene(&reader, &href, &band))
                     .map_err(|e| config.input_error(k, e))?;
-                rt.block_on(open_input(
-                    config,
-                    k,
-                    InputSource::Raster(scene),
-                    &samples,
-                ))?
+                rt.block_on(open_input(config, k, InputSource::Raster(scene), &samples))?
             }
             (None, None) => {
                 return Err(config.error(&at, "set one of catalog and href"));
@@ -552,7 +550,13 @@ fn open_on(rt: &tokio::runtime::Runtime, config: &DatasetConfig) -> Result<Opene
                 h,
                 w,
             ],
-            bands: i.stack.fields().bands.iter().map(|b| b.to_string()).collect(),
+            bands: i
+                .stack
+                .fields()
+                .bands
+                .iter()
+                .map(|b| b.to_string())
+                .collect(),
         })
         .collect();
     tracing::info!(dataset = %config.name, %report, "dataset opened");
@@ -652,10 +656,8 @@ async fn open_catalog_of(
             use crate::demo::world::World;
             let recipe = match recipe {
                 None => Recipe::oakland(),
-                Some(p) => {
-                    Recipe::from_file(&p)
-                        .map_err(|e| config.error_because(&format!("{key}.demo"), e))?
-                }
+                Some(p) => Recipe::from_file(&p)
+                    .map_err(|e| config.error_because(&format!("{key}.demo"), e))?,
             };
             let world = tokio::task::spawn_blocking(move || World::cached(&recipe))
                 .await

@@ -133,7 +133,11 @@ impl SourceBatch {
 
     /// Steps per row (1 for a static input).
     fn steps(&self) -> usize {
-        if self.shape.len() == 5 { self.shape[1] } else { 1 }
+        if self.shape.len() == 5 {
+            self.shape[1]
+        } else {
+            1
+        }
     }
 
     /// Bytes of `rows` rows of `layout` on `h × w` pixels.

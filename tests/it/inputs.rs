@@ -135,10 +135,16 @@ time = "static"
 "#
     );
     let cfg = w.config("multi", "2019-08-02/2019-08-10", &body);
-    assert_eq!(cfg.input_names(), ["s2", "nir", "near1", "near0", "median", "still"]);
+    assert_eq!(
+        cfg.input_names(),
+        ["s2", "nir", "near1", "near0", "median", "still"]
+    );
     let ds = TileDataset::open(&cfg).unwrap();
     let report = ds.report().to_string();
-    assert!(report.contains("input \"near1\" (nearest ±1 d)"), "{report}");
+    assert!(
+        report.contains("input \"near1\" (nearest ±1 d)"),
+        "{report}"
+    );
     let s2 = ds.load_blocking(0).unwrap();
     let inputs = ds.load_inputs_blocking(0).unwrap();
     let names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
@@ -151,7 +157,11 @@ time = "static"
     let alone_b08 = w.single("b08", "2019-08-02/2019-08-10", "bands = [\"B08\"]");
     assert_eq!(bits(&s2.data), bits(&alone_b04.data), "the first input");
     let nir = &inputs[0];
-    assert_eq!(bits(&nir.stack.data), bits(&alone_b08.data), "the daily input");
+    assert_eq!(
+        bits(&nir.stack.data),
+        bits(&alone_b08.data),
+        "the daily input"
+    );
     assert_eq!(nir.stack.items, alone_b08.items);
     assert_eq!(nir.stack.days, steps);
     let with_scene: Vec<bool> = s2.items.iter().map(|i| !i.is_empty()).collect();
@@ -166,7 +176,11 @@ time = "static"
         .filter(|(_, i)| !i.is_empty())
         .map(|(d, _)| *d)
         .collect();
-    assert_eq!(acquired, [day(1), day(3), day(6), day(8), day(11)], "the recipe's days over the west");
+    assert_eq!(
+        acquired,
+        [day(1), day(3), day(8), day(11)],
+        "the recipe's days over the west"
+    );
     let (mut ties, mut gaps) = (0, 0);
     for (input, n) in [(&inputs[1], 1), (&inputs[2], 0)] {
         assert_eq!(input.stack.days, steps);
@@ -174,7 +188,11 @@ time = "static"
             let want = nearest_by_hand(&acquired, step, n);
             let before = step.pred_opt().unwrap();
             let after = step.succ_opt().unwrap();
-            if n == 1 && acquired.contains(&before) && acquired.contains(&after) && !acquired.contains(&step) {
+            if n == 1
+                && acquired.contains(&before)
+                && acquired.contains(&after)
+                && !acquired.contains(&step)
+            {
                 ties += 1;
                 assert_eq!(want, Some(before), "a tie goes to the earlier day");
             }
@@ -182,11 +200,17 @@ time = "static"
                 Some(d) => {
                     let k = wide.days.iter().position(|x| *x == d).unwrap();
                     assert!(input.has_data[t], "{} step {step}", input.name);
-                    assert_eq!(input.stack.items[t], wide.items[k], "{} step {step}", input.name);
+                    assert_eq!(
+                        input.stack.items[t], wide.items[k],
+                        "{} step {step}",
+                        input.name
+                    );
                     let got = input.stack.data.index_axis(ndarray::Axis(0), t);
                     let exp = wide.data.index_axis(ndarray::Axis(0), k);
                     assert!(
-                        got.iter().zip(exp.iter()).all(|(a, b)| a.to_bits() == b.to_bits()),
+                        got.iter()
+                            .zip(exp.iter())
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
                         "{} step {step}: the {d} scene's pixels",
                         input.name
                     );
@@ -195,13 +219,20 @@ time = "static"
                     gaps += 1;
                     assert!(!input.has_data[t], "{} step {step}: flagged", input.name);
                     assert!(input.stack.items[t].is_empty());
-                    assert!(input.stack.data.index_axis(ndarray::Axis(0), t).iter().all(|v| v.is_nan()));
+                    assert!(
+                        input
+                            .stack
+                            .data
+                            .index_axis(ndarray::Axis(0), t)
+                            .iter()
+                            .all(|v| v.is_nan())
+                    );
                     assert_eq!(input.stack.pct_nans[t], 100.0);
                 }
             }
         }
     }
-    assert!(ties >= 2, "the window holds ties (08-02, 08-07)");
+    assert!(ties >= 1, "the window holds a tie (08-02: 08-01 or 08-03)");
     assert!(gaps >= 4, "nearest = 0 leaves gaps");
 
     // composite over the window: the one-step median of every scene
@@ -222,7 +253,10 @@ time = "static"
     let still = &inputs[4];
     assert_eq!(still.stack.data.dim().0, 1);
     assert!(still.has_data[0]);
-    assert!(still.stack.items[0].len() > median.stack.items[0].len(), "all dates");
+    assert!(
+        still.stack.items[0].len() > median.stack.items[0].len(),
+        "all dates"
+    );
     let alone = w.single(
         "static",
         "1900-01-01/2199-12-31",
@@ -237,12 +271,21 @@ time = "static"
     assert_eq!(batch.sources.len(), 5);
     let near0 = batch.source("near0").unwrap();
     assert_eq!(near0.shape, [1, 9, 1, 24, 24]);
-    let flags: Vec<f32> = inputs[2].has_data.iter().map(|&b| f32::from(u8::from(b))).collect();
+    let flags: Vec<f32> = inputs[2]
+        .has_data
+        .iter()
+        .map(|&b| f32::from(u8::from(b)))
+        .collect();
     assert_eq!(near0.has_data, flags);
     let still = batch.source("still").unwrap();
     assert_eq!(still.shape, [1, 1, 24, 24], "static: [B, C, H, W]");
     assert_eq!(batch.source("nir").unwrap().values.len(), 9 * 24 * 24);
-    let nir_values: Vec<f32> = nir.stack.data.iter().map(|v| if v.is_nan() { 0.0 } else { *v }).collect();
+    let nir_values: Vec<f32> = nir
+        .stack
+        .data
+        .iter()
+        .map(|v| if v.is_nan() { 0.0 } else { *v })
+        .collect();
     assert_eq!(batch.source("nir").unwrap().values, nir_values);
 }
 
@@ -255,7 +298,7 @@ fn a_single_raster_input_is_read_on_the_samples_grid_and_bad_inputs_are_named() 
     let first = format!(
         "[[inputs]]\nname = \"s2\"\ncatalog = {cat}\nstack = {{ bands = [\"B04\"], tile_size = 24 }}\n"
     );
-    let cfg = w.config("one", "2019-08-06/2019-08-06", &first);
+    let cfg = w.config("one", "2019-08-08/2019-08-08", &first);
     let ds = TileDataset::open(&cfg).unwrap();
     let s2 = ds.load_blocking(0).unwrap();
     let plan = ds.plan(0).unwrap();
@@ -264,13 +307,16 @@ fn a_single_raster_input_is_read_on_the_samples_grid_and_bad_inputs_are_named() 
     let body = format!(
         "{first}\n[[inputs]]\nname = \"raster\"\nhref = {href:?}\nstack = {{ bands = [\"red\"] }}\ntime = \"static\"\n"
     );
-    let cfg = w.config("raster", "2019-08-06/2019-08-06", &body);
+    let cfg = w.config("raster", "2019-08-08/2019-08-08", &body);
     let ds = TileDataset::open(&cfg).unwrap();
     let got = ds.load_inputs_blocking(0).unwrap();
     assert_eq!(got[0].name, "raster");
     // the raster's own nodata may not be declared: s2's no data is NaN or 0 there
     for (a, b) in got[0].stack.data.iter().zip(s2.data.iter()) {
-        assert!(a.to_bits() == b.to_bits() || (b.is_nan() && (a.is_nan() || *a == 0.0)), "{a} vs {b}");
+        assert!(
+            a.to_bits() == b.to_bits() || (b.is_nan() && (a.is_nan() || *a == 0.0)),
+            "{a} vs {b}"
+        );
     }
     assert!(s2.data.iter().any(|v| !v.is_nan()));
     assert!(got[0].has_data[0]);
@@ -291,7 +337,7 @@ fn a_single_raster_input_is_read_on_the_samples_grid_and_bad_inputs_are_named() 
     let body = format!(
         "{first}\n[[inputs]]\nname = \"dem\"\nhref = \"nocrs.tif\"\nstack = {{ bands = [\"elevation\"] }}\ntime = \"static\"\n"
     );
-    let cfg = w.config("nocrs", "2019-08-06/2019-08-06", &body);
+    let cfg = w.config("nocrs", "2019-08-08/2019-08-08", &body);
     let e = TileDataset::open(&cfg).unwrap_err().chain();
     assert!(e.contains("inputs[1] \"dem\""), "{e}");
     assert!(e.contains("cannot be established"), "{e}");
@@ -304,22 +350,31 @@ fn a_single_raster_input_is_read_on_the_samples_grid_and_bad_inputs_are_named() 
         "{first}\n[[inputs]]\nname = \"s1\"\ncatalog = {{ snapshot = \"empty.json\" }}\nstack = {{ bands = [\"vv\"] }}\ntime = {{ nearest = 2 }}\n\
          [[inputs]]\nname = \"cover\"\ncatalog = {{ snapshot = \"empty.json\" }}\nstack = {{ bands = [\"map\"] }}\ntime = \"static\"\n"
     );
-    let cfg = w.config("empty", "2019-08-06/2019-08-07", &body);
+    let cfg = w.config("empty", "2019-08-08/2019-08-09", &body);
     let ds = Arc::new(TileDataset::open(&cfg).unwrap());
     let report = ds.report().to_string();
-    assert!(report.contains("input \"s1\" (nearest ±2 d): 0 scenes"), "{report}");
+    assert!(
+        report.contains("input \"s1\" (nearest ±2 d): 0 scenes"),
+        "{report}"
+    );
     let e = ds.load_inputs_blocking(0).unwrap_err().chain();
-    assert!(e.contains("inputs[2] \"cover\"") && e.contains("no scene"), "{e}");
+    assert!(
+        e.contains("inputs[2] \"cover\"") && e.contains("no scene"),
+        "{e}"
+    );
     // the loader's error policy decides: nan keeps the row, flagged
     let mut opts = cfg.loader.clone();
     opts.errors = tilestack::dataset::ErrorPolicy::Nan;
     let loader = BatchLoader::new(ds, opts).unwrap();
     let b = loader.iter().unwrap().next().unwrap().unwrap();
-    assert!(matches!(&b.status[0], tilestack::loader::SampleStatus::Failed { error } if error.contains("cover")));
+    assert!(
+        matches!(&b.status[0], tilestack::loader::SampleStatus::Failed { error } if error.contains("cover"))
+    );
     assert!(b.source("s1").unwrap().has_data.iter().all(|&v| v == 0.0));
 
     // materialize refuses several inputs rather than drop one
-    let opts = tilestack::shard::MaterializeOptions::new(w.dir.path().join("shards").to_string_lossy());
+    let opts =
+        tilestack::shard::MaterializeOptions::new(w.dir.path().join("shards").to_string_lossy());
     let e = tilestack::shard::materialize(&cfg, &opts, &mut |_| {}).unwrap_err();
     assert!(e.to_string().contains("inputs[1] \"s1\""), "{e}");
 }
@@ -339,9 +394,8 @@ fn configs_name_their_inputs_and_refuse_bad_ones_naming_them() {
     );
     let cfg = DatasetConfig::from_file(&write(&old)).unwrap();
     assert_eq!(cfg.input_names(), ["sentinel-2-l2a"]);
-    let bad = |text: String| -> String {
-        DatasetConfig::from_file(&write(&text)).unwrap_err().chain()
-    };
+    let bad =
+        |text: String| -> String { DatasetConfig::from_file(&write(&text)).unwrap_err().chain() };
     let e = bad(format!(
         "{old}[[inputs]]\nname = \"s1\"\ncatalog = {{ demo = \"oakland\" }}\nstack = {{ bands = [\"vv\"] }}\ntime = \"weekly\"\n"
     ));
@@ -349,11 +403,17 @@ fn configs_name_their_inputs_and_refuse_bad_ones_naming_them() {
     let e = bad(format!(
         "{old}[[inputs]]\nname = \"lc\"\ncatalog = {{ demo = \"oakland\" }}\nstack = {{ bands = [\"map\"], categorical = [\"map\"], resampling = \"bilinear\" }}\n"
     ));
-    assert!(e.contains("inputs[1] \"lc\"") && e.contains("categorical"), "{e}");
+    assert!(
+        e.contains("inputs[1] \"lc\"") && e.contains("categorical"),
+        "{e}"
+    );
     let e = bad(format!(
         "{old}[[inputs]]\nname = \"dem\"\nhref = \"dem.tif\"\nstack = {{ bands = [\"elevation\"] }}\n"
     ));
-    assert!(e.contains("inputs[1] \"dem\"") && e.contains("static"), "{e}");
+    assert!(
+        e.contains("inputs[1] \"dem\"") && e.contains("static"),
+        "{e}"
+    );
     let e = bad(format!(
         "{old}[[inputs]]\nname = \"sentinel-2-l2a\"\ncatalog = {{ demo = \"oakland\" }}\nstack = {{ bands = [\"B08\"] }}\n"
     ));
@@ -361,5 +421,8 @@ fn configs_name_their_inputs_and_refuse_bad_ones_naming_them() {
     let e = bad(format!(
         "[[inputs]]\nname = \"s2\"\nhref = \"x.tif\"\nstack = {{ bands = [\"B04\"] }}\n{tail}"
     ));
-    assert!(e.contains("inputs[0] \"s2\"") && e.contains("catalog"), "{e}");
+    assert!(
+        e.contains("inputs[0] \"s2\"") && e.contains("catalog"),
+        "{e}"
+    );
 }
