@@ -243,7 +243,7 @@ time = "static"
     let alone = w.single(
         "median",
         "2019-08-02/2019-08-10",
-        "bands = [\"B04\"]\nfuse = \"median\"\ncadence = \"9d\"",
+        "bands = [\"B04\"]\nfuse = \"median\"\ncadence = { days = 9 }",
     );
     assert_eq!(bits(&median.stack.data), bits(&alone.data));
     assert_eq!(median.stack.items, alone.items);
@@ -260,7 +260,7 @@ time = "static"
     let alone = w.single(
         "static",
         "1900-01-01/2199-12-31",
-        "bands = [\"B04\"]\ncadence = \"109573d\"",
+        "bands = [\"B04\"]\ncadence = { days = 109573 }",
     );
     assert_eq!(bits(&still.stack.data), bits(&alone.data));
 
@@ -350,7 +350,9 @@ fn a_single_raster_input_is_read_on_the_samples_grid_and_bad_inputs_are_named() 
         "{first}\n[[inputs]]\nname = \"s1\"\ncatalog = {{ snapshot = \"empty.json\" }}\nstack = {{ bands = [\"vv\"] }}\ntime = {{ nearest = 2 }}\n\
          [[inputs]]\nname = \"cover\"\ncatalog = {{ snapshot = \"empty.json\" }}\nstack = {{ bands = [\"map\"] }}\ntime = \"static\"\n"
     );
-    let cfg = w.config("empty", "2019-08-08/2019-08-09", &body);
+    let mut cfg = w.config("empty", "2019-08-08/2019-08-09", &body);
+    // the loader's error policy (the config's) decides: nan keeps the row, flagged
+    cfg.loader.errors = tilestack::dataset::ErrorPolicy::Nan;
     let ds = Arc::new(TileDataset::open(&cfg).unwrap());
     let report = ds.report().to_string();
     assert!(
@@ -362,10 +364,7 @@ fn a_single_raster_input_is_read_on_the_samples_grid_and_bad_inputs_are_named() 
         e.contains("inputs[2] \"cover\"") && e.contains("no scene"),
         "{e}"
     );
-    // the loader's error policy decides: nan keeps the row, flagged
-    let mut opts = cfg.loader.clone();
-    opts.errors = tilestack::dataset::ErrorPolicy::Nan;
-    let loader = BatchLoader::new(ds, opts).unwrap();
+    let loader = BatchLoader::new(ds, cfg.loader.clone()).unwrap();
     let b = loader.iter().unwrap().next().unwrap().unwrap();
     assert!(
         matches!(&b.status[0], tilestack::loader::SampleStatus::Failed { error } if error.contains("cover"))
