@@ -636,7 +636,9 @@ mod tests {
         assert_eq!(nearest_day(&days, step(20), 5), None);
         // a multi-day step: distance to its nearer end
         assert_eq!(nearest_day(&days, (d(8), d(11)), 1), Some(d(7)));
-        assert_eq!(nearest_day(&days, (d(9), d(11)), 2), Some(d(12)));
+        assert_eq!(nearest_day(&days, (d(10), d(11)), 2), Some(d(12)));
+        // 08-09…08-10: 08-07 and 08-12 two days off either end, a tie: the earlier
+        assert_eq!(nearest_day(&days, (d(9), d(11)), 2), Some(d(7)));
     }
 
     #[test]
