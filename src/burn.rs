@@ -133,6 +133,32 @@ pub struct TileBatch {
     pub epoch: u64,
     /// The batch's index in its epoch.
     pub index: usize,
+    /// The inputs after the first (`[[inputs]]`), per source: see
+    /// [`SourceBatch`](crate::loader::SourceBatch) for why per-source
+    /// tensors, and [`TileBatch::input`].
+    pub sources: Vec<SourceTensors>,
+}
+
+/// One input after the first, on a device.
+#[derive(Debug, Clone)]
+pub struct SourceTensors {
+    /// The input's name.
+    pub name: String,
+    /// Band names, in `C` order.
+    pub bands: Vec<String>,
+    /// True for a static input (one step: `T` = 1).
+    pub is_static: bool,
+    /// `[B, T, C, H, W]` values (raw), no data replaced by the fill value;
+    /// `T` = 1 for a static input.
+    pub values: Tensor<5>,
+    /// `[B, T, H, W]`: 1 where every band has data.
+    pub valid: Tensor<4>,
+    /// `[B, T]`: 1 when a scene filled the step (0: a `nearest` gap).
+    pub has_data: Tensor<2>,
+    /// Per row and step, `sat:orbit_state` of its scenes (empty when undeclared).
+    pub orbit_state: Vec<Vec<String>>,
+    /// Per row and step, `platform` of its scenes.
+    pub platform: Vec<Vec<String>>,
 }
 
 impl TileBatch {
@@ -162,6 +188,28 @@ impl TileBatch {
             read_errors: b.read_errors,
             epoch: b.epoch,
             index: b.index,
+            sources: b
+                .sources
+                .into_iter()
+                .map(|src| {
+                    let is_static = src.shape.len() == 4;
+                    let st = if is_static { 1 } else { src.shape[1] };
+                    let sc = src.bands.len();
+                    SourceTensors {
+                        values: Tensor::from_data(
+                            TensorData::new(src.values, [n, st, sc, h, w]),
+                            device,
+                        ),
+                        valid: Tensor::from_data(TensorData::new(src.valid, [n, st, h, w]), device),
+                        has_data: Tensor::from_data(TensorData::new(src.has_data, [n, st]), device),
+                        name: src.name,
+                        bands: src.bands,
+                        is_static,
+                        orbit_state: src.orbit_state,
+                        platform: src.platform,
+                    }
+                })
+                .collect(),
         }
     }
 
@@ -181,6 +229,21 @@ impl TileBatch {
     /// True when the batch has no row.
     pub fn is_empty(&self) -> bool {
         self.samples.is_empty()
+    }
+
+    /// The input named `name`: `[B, T, C, H, W]` (`T` = 1 for a static
+    /// input: `squeeze_dim(1)` gives `[B, C, H, W]`). The first input
+    /// (the config's first, e.g. `"s2"`) is [`TileBatch::inputs`] itself.
+    pub fn input(&self, name: &str) -> Option<Tensor<5>> {
+        self.sources
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.values.clone())
+    }
+
+    /// The input named `name` with its validity and metadata.
+    pub fn source(&self, name: &str) -> Option<&SourceTensors> {
+        self.sources.iter().find(|s| s.name == name)
     }
 }
 

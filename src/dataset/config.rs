@@ -38,6 +38,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::dataset::inputs::{TimeRule, label, source_request};
 use crate::dataset::sampler::{SamplerConfig, TimeWindows};
 use crate::error::{Error, Result};
 use crate::geo::rasterize::Mask;
@@ -106,9 +107,44 @@ pub struct DatasetConfig {
     /// How the loader batches, prefetches and handles errors.
     #[serde(default)]
     pub loader: LoaderConfig,
+    /// The inputs after the first (`[[inputs]]`, see
+    /// [`TimeRule`](crate::dataset::TimeRule)): each planned on the
+    /// sample's grid and put on its days by its time rule. The first input
+    /// is `[catalog]` + `[stack]` (or the first `[[inputs]]` entry, moved
+    /// there when the file is read). Default none: one input.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputConfig>,
+    /// The first input's name: the first `[[inputs]]` entry's, else
+    /// `[catalog] collection`, else `main` (not a TOML key).
+    #[serde(skip)]
+    pub first_input: String,
     /// The file this config was read from (not a TOML key).
     #[serde(skip)]
     pub path: PathBuf,
+}
+
+/// One `[[inputs]]` entry: a name, a source (a catalog, or one raster
+/// `href`), the stack template of its bands and its [`TimeRule`]. The grid
+/// fields of its `stack` (`resolution`, `tile_size`, `epsg`) and `cadence`
+/// are the first input's: every input lands on the sample's grid and days.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputConfig {
+    /// The input's name (in batches, shards and errors): unique.
+    pub name: String,
+    /// Where its scenes come from (as `[catalog]`); or `href`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<CatalogConfig>,
+    /// One raster (a COG path relative to the config, or a URL) instead of a
+    /// catalog: its grid and CRS from its header; `time = "static"`, one band.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub href: Option<String>,
+    /// Its bands, fusion, cloud handling, categorical bands, resampling: any
+    /// `[stack]` field.
+    pub stack: StackTemplate,
+    /// Its time rule (default `daily`).
+    #[serde(default)]
+    pub time: TimeRule,
 }
 
 /// `[catalog]`: exactly one of `stac`, `snapshot`, `demo`.
@@ -358,8 +394,22 @@ impl DatasetConfig {
     /// [`Error::Config`] naming `path`, the key and the problem, with the
     /// TOML parser's error (or the key's own [`Error`]) as its source.
     pub fn from_toml_str(text: &str, path: &Path) -> Result<DatasetConfig> {
-        let mut cfg: DatasetConfig = toml::from_str(text)
-            .map_err(|e| Error::config_because(path, "not a dataset config", e))?;
+        let not_one = |e| Error::config_because(path, "not a dataset config", e);
+        let table: toml::Table = toml::from_str(text).map_err(not_one)?;
+        let (mut cfg, first): (DatasetConfig, Option<String>) = if !table.contains_key("catalog")
+            && !table.contains_key("stack")
+            && table.contains_key("inputs")
+        {
+            let mut table = table;
+            let name = first_input_to_top(&mut table).map_err(|m| Error::config(path, m))?;
+            let cfg = toml::Value::Table(table).try_into().map_err(not_one)?;
+            (cfg, Some(name))
+        } else {
+            (toml::from_str(text).map_err(not_one)?, None)
+        };
+        cfg.first_input = first
+            .or_else(|| cfg.catalog.collection.clone())
+            .unwrap_or_else(|| "main".into());
         cfg.path = path.to_path_buf();
         if cfg.name.is_empty() {
             cfg.name = path
@@ -417,11 +467,22 @@ impl DatasetConfig {
     /// set, or `stac` lacks a `collection`.
     pub fn catalog_source(&self) -> Result<CatalogSource> {
         self.signer()?;
-        let c = &self.catalog;
+        self.catalog_source_of(&self.catalog, "catalog")
+    }
+
+    /// [`DatasetConfig::catalog_source`] of any catalog table (an input's),
+    /// errors naming `key`.
+    ///
+    /// # Errors
+    /// As [`DatasetConfig::catalog_source`].
+    pub fn catalog_source_of(&self, c: &CatalogConfig, key: &str) -> Result<CatalogSource> {
         match (&c.stac, &c.snapshot, &c.demo) {
             (Some(url), None, None) => {
                 let collection = c.collection.clone().ok_or_else(|| {
-                    self.error("catalog.collection", "required with catalog.stac")
+                    self.error(
+                        &format!("{key}.collection"),
+                        format!("required with {key}.stac"),
+                    )
                 })?;
                 Ok(CatalogSource::Stac {
                     url: url.clone(),
@@ -432,7 +493,7 @@ impl DatasetConfig {
             (None, None, Some(d)) if d == "oakland" => Ok(CatalogSource::Demo(None)),
             (None, None, Some(d)) => Ok(CatalogSource::Demo(Some(self.resolve(Path::new(d))))),
             _ => Err(self.error(
-                "catalog",
+                key,
                 "set exactly one of stac (a STAC API URL), snapshot (an items file), \
                  demo (\"oakland\" or a recipe file)",
             )),
@@ -554,6 +615,7 @@ impl DatasetConfig {
         {
             return Err(self.error("filters.max_cloud_cover", format!("{c} (a percent 0–100)")));
         }
+        self.check_inputs(&probe)?;
         let mut names: Vec<&str> = self.labels.iter().map(|l| l.name.as_str()).collect();
         names.extend(self.masks.iter().map(|l| l.name.as_str()));
         names.sort_unstable();
@@ -562,4 +624,113 @@ impl DatasetConfig {
         }
         Ok(())
     }
+}
+
+impl DatasetConfig {
+    /// Every input's name, the first input's first.
+    pub fn input_names(&self) -> Vec<String> {
+        std::iter::once(self.first_input.clone())
+            .chain(self.inputs.iter().map(|i| i.name.clone()))
+            .collect()
+    }
+
+    /// An [`Error::Config`] naming this file and input `k` of
+    /// [`DatasetConfig::inputs`] (`inputs[k + 1] "name"`), caused by `cause`.
+    pub(crate) fn input_error(&self, k: usize, cause: Error) -> Error {
+        let name = self.inputs.get(k).map_or("", |i| i.name.as_str());
+        self.error_because(&label(k + 1, name), cause)
+    }
+
+    /// The inputs after the first: names unique, one source each, a
+    /// request that validates on the first input's grid and days.
+    fn check_inputs(&self, probe: &StackRequest) -> Result<()> {
+        let mut names = vec![self.first_input.as_str()];
+        for (k, input) in self.inputs.iter().enumerate() {
+            let at = label(k + 1, &input.name);
+            if input.name.is_empty() || names.contains(&input.name.as_str()) {
+                return Err(self.error(&at, "each input needs a name of its own"));
+            }
+            names.push(&input.name);
+            match (&input.catalog, &input.href) {
+                (Some(c), None) => {
+                    self.catalog_source_of(c, &format!("{at}.catalog"))?;
+                }
+                (None, Some(_)) => {
+                    if input.time != TimeRule::Static {
+                        return Err(self.error(
+                            &at,
+                            format!(
+                                "time = {}: a single raster (href) has no dates; use time = \"static\"",
+                                input.time
+                            ),
+                        ));
+                    }
+                    if input.stack.fields().bands.len() != 1
+                        || input.stack.fields().cloud_band.is_some()
+                    {
+                        return Err(self.error(
+                            &at,
+                            "a single raster (href) is one band: give stack.bands one name and no cloud_band",
+                        ));
+                    }
+                }
+                _ => {
+                    return Err(self.error(
+                        &at,
+                        "set exactly one of catalog (a [catalog]-like table) and href (one raster)",
+                    ));
+                }
+            }
+            source_request(&input.stack, input.time, probe).map_err(|e| self.input_error(k, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Moves the first `[[inputs]]` entry of a config written with `[[inputs]]`
+/// alone to `[catalog]` + `[stack]`; its name. The first input defines the
+/// sample's days: its time rule is `daily`.
+fn first_input_to_top(table: &mut toml::Table) -> std::result::Result<String, String> {
+    let Some(toml::Value::Array(inputs)) = table.get_mut("inputs") else {
+        return Err("inputs: an array of tables ([[inputs]])".into());
+    };
+    if inputs.is_empty() {
+        return Err("inputs: empty (give at least one input, or [catalog] and [stack])".into());
+    }
+    let first = inputs.remove(0);
+    let empty = inputs.is_empty();
+    let toml::Value::Table(mut first) = first else {
+        return Err("inputs[0]: not a table".into());
+    };
+    let name = match first.remove("name") {
+        Some(toml::Value::String(s)) if !s.is_empty() => s,
+        _ => return Err("inputs[0]: a name is required".into()),
+    };
+    let at = label(0, &name);
+    match first.remove("time") {
+        None => {}
+        Some(toml::Value::String(s)) if s == "daily" => {}
+        Some(other) => {
+            return Err(format!(
+                "{at}: time = {other}: the first input defines the sample's days, its rule is \"daily\""
+            ));
+        }
+    }
+    let catalog = first.remove("catalog").ok_or_else(|| {
+        format!("{at}: the first input defines the sample's days: it needs a catalog (not a single href)")
+    })?;
+    let stack = first
+        .remove("stack")
+        .ok_or_else(|| format!("{at}: stack is required (its bands)"))?;
+    if let Some(k) = first.keys().next() {
+        return Err(format!(
+            "{at}: unknown key {k:?} (name, catalog, stack, time)"
+        ));
+    }
+    if empty {
+        table.remove("inputs");
+    }
+    table.insert("catalog".into(), catalog);
+    table.insert("stack".into(), stack);
+    Ok(name)
 }

@@ -10,6 +10,8 @@
 //! May import: every stage up to [`crate::stack`].
 
 pub(crate) mod config;
+pub(crate) mod input_search;
+pub(crate) mod inputs;
 pub(crate) mod region;
 pub(crate) mod sample;
 pub(crate) mod sampler;
@@ -21,13 +23,18 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 pub use config::{
     AugmentConfig, CatalogConfig, CatalogSource, DatasetConfig, ErrorPolicy, FilterConfig,
-    LastBatch, LayerConfig, LoaderConfig, NormalizeConfig,
+    InputConfig, LastBatch, LayerConfig, LoaderConfig, NormalizeConfig,
 };
-pub use sample::{DatasetReport, DatasetSample};
+pub use inputs::{
+    CompositeMethod, CompositeSpan, InputLayout, InputPlan, InputStack, SceneMeta, TimeRule,
+};
+pub use sample::{DatasetReport, DatasetSample, InputReport};
 pub use sampler::{SamplePoint, SamplerConfig, TimeWindows, cross, read_points};
 
 use crate::cog::CogReader;
 use crate::cog::cache::TileCache;
+use crate::dataset::input_search::{InputSource, OpenInput, open_input, raster_scene};
+use crate::dataset::inputs::{assemble_input, label, plan_input, source_request};
 use crate::dataset::region::open_by_region;
 use crate::error::{Error, Result};
 use crate::fetch::HttpRangeClient;
@@ -60,9 +67,16 @@ pub struct TileDataset {
     labels: Vec<(String, Mask)>,
     masks: Vec<(String, Mask)>,
     report: DatasetReport,
+    /// The inputs after the first: their scenes and each sample's.
+    inputs: Vec<OpenInput>,
+    /// Their layouts, in config order.
+    input_layouts: Vec<InputLayout>,
     /// Keeps the demo world's server alive as long as the dataset.
     #[cfg(feature = "demo")]
     _server: Option<crate::demo::server::WorldServer>,
+    /// The inputs' own demo servers.
+    #[cfg(feature = "demo")]
+    _input_servers: Vec<Option<crate::demo::server::WorldServer>>,
 }
 
 impl std::fmt::Debug for TileDataset {
@@ -105,8 +119,12 @@ impl TileDataset {
                 labels: o.labels,
                 masks: o.masks,
                 report: o.report,
+                inputs: o.inputs,
+                input_layouts: o.input_layouts,
                 #[cfg(feature = "demo")]
                 _server: o.server,
+                #[cfg(feature = "demo")]
+                _input_servers: o.input_servers,
             }),
             Err(e) => {
                 rt.shutdown_background();
@@ -278,17 +296,21 @@ impl TileDataset {
 }
 
 impl TileDataset {
-    /// Loads sample `index`'s stack and rasterizes its label and mask layers
-    /// on its grid: what the loaders and `materialize` put in a batch row.
+    /// Loads sample `index`'s stack, its other inputs' stacks (at once)
+    /// and rasterizes its label and mask layers on its grid: what the
+    /// loaders and `materialize` put in a batch row.
     ///
     /// # Errors
-    /// As [`TileDataset::load`]; a layer whose CRS cannot be projected.
+    /// As [`TileDataset::load`] and [`TileDataset::load_inputs`]; a layer
+    /// whose CRS cannot be projected.
     pub(crate) async fn load_with_layers(
         self: &Arc<Self>,
         index: usize,
         buffer: Option<ndarray::Array4<f32>>,
-    ) -> Result<(TileStack, Layers)> {
-        let stack = self.load_reusing(index, buffer).await?;
+    ) -> Result<(TileStack, Layers, Vec<InputStack>)> {
+        let (stack, inputs) =
+            futures::future::try_join(self.load_reusing(index, buffer), self.load_inputs(index))
+                .await?;
         let layers = if self.labels.is_empty() && self.masks.is_empty() {
             Layers::default()
         } else {
@@ -297,7 +319,7 @@ impl TileDataset {
                 .await
                 .map_err(|e| Error::task("rasterize labels", e))??
         };
-        Ok((stack, layers))
+        Ok((stack, layers, inputs))
     }
 
     fn rasterize_layers(&self, sample: usize) -> Result<Layers> {
@@ -323,6 +345,109 @@ impl TileDataset {
     }
 }
 
+impl TileDataset {
+    /// The layouts of the inputs after the first (`[[inputs]]`): name, time
+    /// rule, `[T, C, H, W]` (`T` = 1 for a static input), bands.
+    pub fn input_layouts(&self) -> &[InputLayout] {
+        &self.input_layouts
+    }
+
+    /// The scenes of input `k` of [`DatasetConfig::inputs`], each once.
+    pub fn input_scenes(&self, k: usize) -> &[Scene] {
+        self.inputs.get(k).map_or(&[], |i| i.scenes.as_slice())
+    }
+
+    /// Sample `index`'s plan of input `k` of [`DatasetConfig::inputs`]: its
+    /// scenes on the sample's grid, put on the sample's days by the input's
+    /// time rule.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the index or the input;
+    /// [`StackPlan::new`]'s errors.
+    pub fn input_plan(&self, index: usize, k: usize) -> Result<InputPlan> {
+        let s = self.sample(index)?;
+        let (Some(cfg), Some(open)) = (self.config.inputs.get(k), self.inputs.get(k)) else {
+            return Err(Error::invalid(
+                "input",
+                format!("no input {k} after the first"),
+            ));
+        };
+        let primary = self.config.request(s.centroid, s.start, s.end)?;
+        let named = |e: Error| Error::invalid_because("input", label(k + 1, &cfg.name), e);
+        let req = source_request(&cfg.stack, cfg.time, &primary).map_err(named)?;
+        let scenes = open
+            .per_sample
+            .get(index)
+            .map(|ix| {
+                ix.iter()
+                    .filter_map(|&j| open.scenes.get(j as usize).cloned())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        plan_input(&scenes, &req, cfg.time, &primary).map_err(named)
+    }
+
+    /// Loads sample `index`'s inputs after the first, in config order, at
+    /// once: each on the sample's grid and days (see [`TimeRule`]). A
+    /// `daily` or `nearest` step without a scene is NaN and flagged
+    /// ([`InputStack::has_data`]); a `static` or window-composite input
+    /// without any scene is an error.
+    ///
+    /// # Errors
+    /// [`Error::Sample`] naming the sample, wrapping an error naming the
+    /// input (`inputs[1] "s1"`) and its cause (URL, item).
+    pub async fn load_inputs(&self, index: usize) -> Result<Vec<InputStack>> {
+        let loads = (0..self.inputs.len()).map(|k| self.load_input(index, k));
+        futures::future::try_join_all(loads).await.map_err(|e| {
+            let (lon, lat) = self
+                .samples
+                .get(index)
+                .map_or((f64::NAN, f64::NAN), |s| (s.centroid[0], s.centroid[1]));
+            Error::Sample {
+                index,
+                lon,
+                lat,
+                source: Box::new(e),
+            }
+        })
+    }
+
+    /// [`TileDataset::load_inputs`] for synchronous code.
+    ///
+    /// # Errors
+    /// As [`TileDataset::load_inputs`]; [`Error::Invalid`] inside an async runtime.
+    pub fn load_inputs_blocking(&self, index: usize) -> Result<Vec<InputStack>> {
+        crate::runtime::refuse_inside_async(
+            "TileDataset::load_inputs_blocking",
+            "use TileDataset::load_inputs",
+        )?;
+        self.handle()?.block_on(self.load_inputs(index))
+    }
+
+    async fn load_input(&self, index: usize, k: usize) -> Result<InputStack> {
+        let plan = self.input_plan(index, k)?;
+        let (Some(cfg), Some(open)) = (self.config.inputs.get(k), self.inputs.get(k)) else {
+            return Err(Error::invalid(
+                "input",
+                format!("no input {k} after the first"),
+            ));
+        };
+        let named = |e: Error| Error::invalid_because("input", label(k + 1, &cfg.name), e);
+        if plan.plan.scenes.is_empty() && cfg.time.is_static() {
+            let s = self.sample(index)?;
+            return Err(named(Error::invalid(
+                "input scenes",
+                format!(
+                    "no scene of this input meets the tile at ({:.5}, {:.5}) for {}",
+                    s.centroid[0], s.centroid[1], cfg.time
+                ),
+            )));
+        }
+        let loaded = plan.plan.load(&self.reader, None).await.map_err(named)?;
+        Ok(assemble_input(&cfg.name, &plan, loaded, &open.meta))
+    }
+}
+
 impl Drop for TileDataset {
     fn drop(&mut self) {
         // Without waiting: a dataset may be dropped inside async code.
@@ -341,8 +466,12 @@ struct Opened {
     labels: Vec<(String, Mask)>,
     masks: Vec<(String, Mask)>,
     report: DatasetReport,
+    inputs: Vec<OpenInput>,
+    input_layouts: Vec<InputLayout>,
     #[cfg_attr(not(feature = "demo"), allow(dead_code))]
     server: Server,
+    #[cfg_attr(not(feature = "demo"), allow(dead_code))]
+    input_servers: Vec<Server>,
 }
 
 fn open_on(rt: &tokio::runtime::Runtime, config: &DatasetConfig) -> Result<Opened> {
@@ -355,9 +484,46 @@ fn open_on(rt: &tokio::runtime::Runtime, config: &DatasetConfig) -> Result<Opene
     let labels = config.label_layers(world.as_deref())?;
     let masks = config.mask_layers(world.as_deref())?;
     let region = rt.block_on(open_by_region(config, &catalog, &points, &windows))?;
-    let (samples, scenes, report) = (region.samples, region.scenes, region.report);
+    let (samples, scenes, mut report) = (region.samples, region.scenes, region.report);
     if samples.is_empty() {
         return Err(config.error("sampler", format!("no sample left: {report}")));
+    }
+    let mut client = HttpRangeClient::new(RetryConfig::default())?;
+    if let Some(signer) = config.signer()? {
+        client = client.with_signer(signer);
+    }
+    let reader = CogReader::new(client, TileCache::new(config.loader.cache_bytes));
+    let (mut inputs, mut input_servers) = (Vec::new(), Vec::new());
+    for (k, input) in config.inputs.iter().enumerate() {
+        let at = label(k + 1, &input.name);
+        let opened = match (&input.catalog, &input.href) {
+            (Some(c), _) => {
+                let (catalog, server, _) =
+                    rt.block_on(open_catalog_of(config, c, &format!("{at}.catalog")))?;
+                input_servers.push(server);
+                rt.block_on(open_input(
+                    config,
+                    k,
+                    InputSource::Catalog(&catalog),
+                    &samples,
+                ))?
+            }
+            (None, Some(href)) => {
+                let href = resolve_href(config, href);
+                let band = input.stack.fields().bands.first().cloned().ok_or_else(|| {
+                    config.error(&at, "a single raster (href) needs one band name")
+                })?;
+                let scene = rt
+                    .block_on(raster_scene(&reader, &href, &band))
+                    .map_err(|e| config.input_error(k, e))?;
+                rt.block_on(open_input(config, k, InputSource::Raster(scene), &samples))?
+            }
+            (None, None) => {
+                return Err(config.error(&at, "set one of catalog and href"));
+            }
+        };
+        report.inputs.push(opened.report.clone());
+        inputs.push(opened);
     }
     let shape = one_shape(config, &samples)?;
     let layout = SampleLayout {
@@ -371,11 +537,28 @@ fn open_on(rt: &tokio::runtime::Runtime, config: &DatasetConfig) -> Result<Opene
         labels: labels.iter().map(|(n, _)| n.clone()).collect(),
         masks: masks.iter().map(|(n, _)| n.clone()).collect(),
     };
-    let mut client = HttpRangeClient::new(RetryConfig::default())?;
-    if let Some(signer) = config.signer()? {
-        client = client.with_signer(signer);
-    }
-    let reader = CogReader::new(client, TileCache::new(config.loader.cache_bytes));
+    let [t, _, h, w] = layout.shape;
+    let input_layouts = config
+        .inputs
+        .iter()
+        .map(|i| InputLayout {
+            name: i.name.clone(),
+            rule: i.time,
+            shape: [
+                if i.time.is_static() { 1 } else { t },
+                i.stack.fields().bands.len(),
+                h,
+                w,
+            ],
+            bands: i
+                .stack
+                .fields()
+                .bands
+                .iter()
+                .map(|b| b.to_string())
+                .collect(),
+        })
+        .collect();
     tracing::info!(dataset = %config.name, %report, "dataset opened");
     Ok(Opened {
         reader,
@@ -385,7 +568,10 @@ fn open_on(rt: &tokio::runtime::Runtime, config: &DatasetConfig) -> Result<Opene
         labels,
         masks,
         report,
+        inputs,
+        input_layouts,
         server,
+        input_servers,
     })
 }
 
@@ -431,15 +617,36 @@ type Server = Option<crate::demo::server::WorldServer>;
 #[cfg(not(feature = "demo"))]
 type Server = ();
 
+/// An input's `href`: a URL as it is, a path resolved against the
+/// config's folder, as a `file://` URL.
+fn resolve_href(config: &DatasetConfig, href: &str) -> String {
+    if href.contains("://") {
+        return href.to_string();
+    }
+    let p = config.resolve(std::path::Path::new(href));
+    let p = std::path::absolute(&p).unwrap_or(p);
+    format!("file://{}", p.display())
+}
+
 /// The catalog, the demo server when there is one, and the demo world's folder.
 async fn open_catalog(config: &DatasetConfig) -> Result<(Catalog, Server, Option<PathBuf>)> {
-    match config.catalog_source()? {
+    config.catalog_source()?;
+    open_catalog_of(config, &config.catalog, "catalog").await
+}
+
+/// [`open_catalog`] of any catalog table (an input's); errors name `key`.
+async fn open_catalog_of(
+    config: &DatasetConfig,
+    c: &CatalogConfig,
+    key: &str,
+) -> Result<(Catalog, Server, Option<PathBuf>)> {
+    match config.catalog_source_of(c, key)? {
         CatalogSource::Stac { url, collection } => {
             Ok((Catalog::stac(&url, &collection)?, Server::default(), None))
         }
         CatalogSource::Snapshot(p) => {
             let items = crate::stac::snapshot::load_snapshot(&p)
-                .map_err(|e| config.error_because("catalog.snapshot", e))?;
+                .map_err(|e| config.error_because(&format!("{key}.snapshot"), e))?;
             Ok((Catalog::Items(items), Server::default(), None))
         }
         #[cfg(feature = "demo")]
@@ -449,16 +656,14 @@ async fn open_catalog(config: &DatasetConfig) -> Result<(Catalog, Server, Option
             use crate::demo::world::World;
             let recipe = match recipe {
                 None => Recipe::oakland(),
-                Some(p) => {
-                    Recipe::from_file(&p).map_err(|e| config.error_because("catalog.demo", e))?
-                }
+                Some(p) => Recipe::from_file(&p)
+                    .map_err(|e| config.error_because(&format!("{key}.demo"), e))?,
             };
             let world = tokio::task::spawn_blocking(move || World::cached(&recipe))
                 .await
                 .map_err(|e| Error::task("demo world", e))??;
             let server = WorldServer::start(&world).await?;
-            let collection = config
-                .catalog
+            let collection = c
                 .collection
                 .clone()
                 .unwrap_or_else(|| world.manifest().collection.clone());
@@ -467,7 +672,7 @@ async fn open_catalog(config: &DatasetConfig) -> Result<(Catalog, Server, Option
         }
         #[cfg(not(feature = "demo"))]
         CatalogSource::Demo(_) => Err(config.error(
-            "catalog.demo",
+            &format!("{key}.demo"),
             "the demo world needs tilestack's `demo` feature",
         )),
     }

@@ -533,7 +533,7 @@ fn push_warning(report: &mut DatasetReport, w: String) {
     }
 }
 
-fn ring_bbox(ring: &[(f64, f64); 5]) -> [f64; 4] {
+pub(crate) fn ring_bbox(ring: &[(f64, f64); 5]) -> [f64; 4] {
     let mut b = [
         f64::INFINITY,
         f64::INFINITY,
@@ -546,7 +546,7 @@ fn ring_bbox(ring: &[(f64, f64); 5]) -> [f64; 4] {
     b
 }
 
-fn union_bbox(boxes: impl Iterator<Item = [f64; 4]>) -> [f64; 4] {
+pub(crate) fn union_bbox(boxes: impl Iterator<Item = [f64; 4]>) -> [f64; 4] {
     boxes.fold(
         [
             f64::INFINITY,
@@ -565,7 +565,7 @@ fn union_bbox(boxes: impl Iterator<Item = [f64; 4]>) -> [f64; 4] {
     )
 }
 
-fn footprint_bbox(s: &Scene) -> [f64; 4] {
+pub(crate) fn footprint_bbox(s: &Scene) -> [f64; 4] {
     s.footprint.bounding_rect().map_or(
         [
             f64::NEG_INFINITY,
@@ -578,6 +578,6 @@ fn footprint_bbox(s: &Scene) -> [f64; 4] {
 }
 
 /// Whether two lon/lat boxes meet (edges included).
-fn overlaps(a: &[f64; 4], b: &[f64; 4]) -> bool {
+pub(crate) fn overlaps(a: &[f64; 4], b: &[f64; 4]) -> bool {
     a[0] <= b[2] && b[0] <= a[2] && a[1] <= b[3] && b[1] <= a[3]
 }

@@ -47,6 +47,35 @@ pub struct DatasetReport {
     pub searches: usize,
     /// Scenes held (each item once, however many samples use it).
     pub scenes: usize,
+    /// The inputs after the first (`[[inputs]]`), in config order.
+    pub inputs: Vec<InputReport>,
+}
+
+/// What opening found for one input after the first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InputReport {
+    /// The input's name.
+    pub name: String,
+    /// Its time rule, as text.
+    pub rule: String,
+    /// STAC searches made for it (0 for a snapshot or a single raster).
+    pub searches: usize,
+    /// Its scenes held (each once).
+    pub scenes: usize,
+    /// Kept samples none of whose scenes it has: their loads fail naming
+    /// the input (`[loader] errors` decides), or, for `daily`/`nearest`,
+    /// every step is invalid.
+    pub samples_without_scene: usize,
+}
+
+impl std::fmt::Display for InputReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "input {:?} ({}): {} scenes, {} searches, {} samples without a scene",
+            self.name, self.rule, self.scenes, self.searches, self.samples_without_scene
+        )
+    }
 }
 
 impl std::fmt::Display for DatasetReport {
@@ -61,6 +90,9 @@ impl std::fmt::Display for DatasetReport {
                 "; {} cloudy scenes left out (filters.max_cloud_cover)",
                 self.cloudy_scenes
             )?;
+        }
+        for i in &self.inputs {
+            write!(f, "; {i}")?;
         }
         Ok(())
     }

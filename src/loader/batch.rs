@@ -6,6 +6,7 @@
 use chrono::NaiveDate;
 
 use crate::dataset::config::NormalizeConfig;
+use crate::dataset::inputs::{InputLayout, InputStack};
 use crate::loader::augment::PixelMap;
 use crate::stack::{Layers, TileStack};
 
@@ -70,6 +71,134 @@ pub struct HostBatch {
     pub status: Vec<SampleStatus>,
     /// Per row, windows that failed and were read as no data (`errors_as_nodata`).
     pub read_errors: Vec<Vec<String>>,
+    /// The inputs after the first (`[[inputs]]`), one tensor each, in
+    /// config order; empty for a dataset of one input. The first input
+    /// stays in [`HostBatch::inputs`], so code and shards of one input keep
+    /// working.
+    pub sources: Vec<SourceBatch>,
+}
+
+/// One input after the first, batched: its own tensor, validity and
+/// metadata.
+///
+/// Per-source tensors rather than one tensor of named channels, because
+/// the inputs differ in what a channel *is*: a static input (DEM, land
+/// cover) has no `T` axis, and repeating it `T` times would cost `T×` the
+/// memory and shard bytes for nothing; an input's no-data and its steps
+/// without a pass (`nearest` gaps) are its own, so validity is per source
+/// and step; categorical and continuous inputs are normalized differently
+/// (the first input's `[normalize]` does not apply here: values are raw,
+/// no data replaced by the fill value). A model concatenates what it wants
+/// along `C` itself; `TileBatch::input(name)` hands out each by name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceBatch {
+    /// The input's name.
+    pub name: String,
+    /// `[B, T, C, H, W]`, or `[B, C, H, W]` for a static input.
+    pub shape: Vec<usize>,
+    /// Band names, in `C` order.
+    pub bands: Vec<String>,
+    /// The values (raw), no data replaced by the fill value.
+    pub values: Vec<f32>,
+    /// `[B, T, H, W]` (or `[B, H, W]`): 1 where every band has data.
+    pub valid: Vec<f32>,
+    /// `[B, T]` (or `[B]`): 1 when a scene filled the step, 0 for a step
+    /// without one (a `nearest` gap, a day without a pass).
+    pub has_data: Vec<f32>,
+    /// Per row and step, the scenes' `sat:orbit_state` (comma-separated; empty when undeclared).
+    pub orbit_state: Vec<Vec<String>>,
+    /// Per row and step, the scenes' `platform` (comma-separated).
+    pub platform: Vec<Vec<String>>,
+}
+
+impl SourceBatch {
+    /// An empty source of `rows` rows for `layout`, on `h × w` pixels (after any crop).
+    pub(crate) fn new(layout: &InputLayout, rows: usize, h: usize, w: usize) -> SourceBatch {
+        let [t, c, _, _] = layout.shape;
+        let mut shape = layout.batch_shape(rows);
+        let n = shape.len();
+        shape[n - 2] = h;
+        shape[n - 1] = w;
+        SourceBatch {
+            name: layout.name.clone(),
+            shape,
+            bands: layout.bands.clone(),
+            values: vec![0.0; rows * t * c * h * w],
+            valid: vec![0.0; rows * t * h * w],
+            has_data: vec![0.0; rows * t],
+            orbit_state: vec![Vec::new(); rows],
+            platform: vec![Vec::new(); rows],
+        }
+    }
+
+    /// Steps per row (1 for a static input).
+    fn steps(&self) -> usize {
+        if self.shape.len() == 5 {
+            self.shape[1]
+        } else {
+            1
+        }
+    }
+
+    /// Bytes of `rows` rows of `layout` on `h × w` pixels.
+    pub(crate) fn bytes(layout: &InputLayout, rows: usize, h: usize, w: usize) -> u64 {
+        let [t, c, _, _] = layout.shape;
+        4 * (rows * t * (c + 1) * h * w + rows * t) as u64
+    }
+
+    /// Writes `input` into row `row` through `map`, no data as `fill`.
+    fn write_row(&mut self, row: usize, input: &InputStack, map: &PixelMap, fill: f32) {
+        let t = self.steps();
+        let c = self.bands.len();
+        let n = self.shape.len();
+        let px = self.shape[n - 2] * self.shape[n - 1];
+        let (st, sc, sh, sw) = input.stack.data.dim();
+        let same_grid = (sh, sw) == (map.src_h, map.src_w);
+        let owned: Vec<f32>;
+        let data: &[f32] = match input.stack.data.as_slice() {
+            Some(d) => d,
+            None => {
+                owned = input.stack.data.iter().copied().collect();
+                &owned
+            }
+        };
+        for ti in 0..t {
+            let valid = &mut self.valid[(row * t + ti) * px..][..px];
+            valid.fill(1.0);
+            for ci in 0..c {
+                let out = &mut self.values[((row * t + ti) * c + ci) * px..][..px];
+                let src = (ti < st && ci < sc && same_grid)
+                    .then(|| &data[(ti * sc + ci) * sh * sw..][..sh * sw]);
+                for (i, (o, ok)) in out.iter_mut().zip(valid.iter_mut()).enumerate() {
+                    let v = match src {
+                        Some(s) if map.identity => s[i],
+                        Some(s) => s[map.index[i] as usize],
+                        None => f32::NAN,
+                    };
+                    let nan = v.is_nan();
+                    *o = if nan { fill } else { v };
+                    *ok = if nan { 0.0 } else { *ok };
+                }
+            }
+            self.has_data[row * t + ti] =
+                f32::from(u8::from(input.has_data.get(ti).copied().unwrap_or(false)));
+        }
+        self.orbit_state[row] = input.orbit_state.clone();
+        self.platform[row] = input.platform.clone();
+    }
+
+    /// Row `row` as no data everywhere.
+    fn write_failed(&mut self, row: usize, fill: f32) {
+        let t = self.steps();
+        let c = self.bands.len();
+        let n = self.shape.len();
+        let px = self.shape[n - 2] * self.shape[n - 1];
+        self.values[row * t * c * px..][..t * c * px].fill(fill);
+        self.valid[row * t * px..][..t * px].fill(0.0);
+        self.has_data[row * t..][..t].fill(0.0);
+        self.orbit_state[row].clear();
+        self.platform[row].clear();
+    }
 }
 
 impl HostBatch {
@@ -111,7 +240,37 @@ impl HostBatch {
             tile_cloud_fraction: vec![f32::NAN; rows * t],
             status: vec![SampleStatus::Ok; rows],
             read_errors: vec![Vec::new(); rows],
+            sources: Vec::new(),
         }
+    }
+
+    /// This batch with an empty [`SourceBatch`] per input after the first.
+    pub(crate) fn with_sources(mut self, layouts: &[InputLayout]) -> HostBatch {
+        let [rows, _, _, h, w] = self.shape;
+        self.sources = layouts
+            .iter()
+            .map(|l| SourceBatch::new(l, rows, h, w))
+            .collect();
+        self
+    }
+
+    /// Writes a sample's inputs after the first into row `row` through
+    /// `map` (the first input's augmentation: every input moves alike).
+    pub(crate) fn write_sources(
+        &mut self,
+        row: usize,
+        inputs: &[InputStack],
+        map: &PixelMap,
+        fill: f32,
+    ) {
+        for (src, input) in self.sources.iter_mut().zip(inputs) {
+            src.write_row(row, input, map, fill);
+        }
+    }
+
+    /// The input after the first named `name`.
+    pub fn source(&self, name: &str) -> Option<&SourceBatch> {
+        self.sources.iter().find(|s| s.name == name)
     }
 
     /// Bytes of the batch's arrays.
@@ -271,6 +430,9 @@ impl HostBatch {
         self.tile_cloud_fraction[row * t..][..t].fill(f32::NAN);
         self.days[row].clear();
         self.read_errors[row].clear();
+        for src in &mut self.sources {
+            src.write_failed(row, fill);
+        }
         self.samples[row] = sample;
         self.status[row] = SampleStatus::Failed { error };
     }

@@ -33,7 +33,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-pub use batch::{HostBatch, SampleStatus};
+pub use batch::{HostBatch, SampleStatus, SourceBatch};
 use futures::StreamExt;
 pub use metrics::LoaderMetrics;
 use rand::SeedableRng;
@@ -41,6 +41,7 @@ use tokio::task::JoinHandle;
 
 use crate::dataset::TileDataset;
 use crate::dataset::config::{ErrorPolicy, LastBatch, LoaderConfig};
+use crate::dataset::inputs::InputStack;
 use crate::error::{Cause, Error, Result};
 use crate::loader::augment::{PixelMap, mix};
 use crate::loader::source::{Counters, Source};
@@ -249,7 +250,17 @@ impl BatchLoader {
             [t, c, h, w]
         };
         let (labels, masks) = (layout.labels.len(), layout.masks.len());
-        let row_bytes = HostBatch::bytes(1, out, labels, masks) + (t * c * h * w * 4) as u64;
+        // the other inputs: their rows and their stacks while loading
+        let sources: u64 = ds
+            .input_layouts()
+            .iter()
+            .map(|l| {
+                let [lt, lc, lh, lw] = l.shape;
+                SourceBatch::bytes(l, 1, out[2], out[3]) + (lt * lc * lh * lw * 4) as u64
+            })
+            .sum();
+        let row_bytes =
+            HostBatch::bytes(1, out, labels, masks) + (t * c * h * w * 4) as u64 + sources;
         let batch_bytes = row_bytes * opts.batch_size as u64;
         if batch_bytes > opts.budget_bytes {
             return Err(Error::invalid(
@@ -754,7 +765,7 @@ impl Iterator for EpochBatches {
 }
 
 /// Loads one sample's stack (one permit) and its layers.
-async fn load_one(inner: Arc<Inner>, epoch: u64, sample: usize) -> Result<(TileStack, Layers)> {
+async fn load_one(inner: Arc<Inner>, epoch: u64, sample: usize) -> Result<Loaded> {
     let _permit = inner
         .permits
         .clone()
@@ -788,7 +799,8 @@ async fn load_batch(inner: Arc<Inner>, key: Key, rows: Vec<(usize, bool)>) -> Re
         inner.out,
         layout.labels,
         layout.masks,
-    );
+    )
+    .with_sources(&ds.input_layouts());
     let cfg = ds.config();
     let fill = cfg.normalize.fill;
     let mut loads = futures::stream::iter(rows.clone().into_iter().enumerate().map(
@@ -801,13 +813,14 @@ async fn load_batch(inner: Arc<Inner>, key: Key, rows: Vec<(usize, bool)>) -> Re
     let mut failures: Vec<(usize, usize, Error)> = Vec::new();
     while let Some((row, sample, out)) = loads.next().await {
         match out {
-            Ok((stack, layers)) => {
+            Ok((stack, layers, inputs)) => {
                 let status = if rows[row].1 {
                     SampleStatus::Padded
                 } else {
                     SampleStatus::Ok
                 };
-                write(&inner, &mut batch, row, sample, &stack, &layers, status);
+                let parts = (&stack, &layers, inputs.as_slice());
+                write(&inner, &mut batch, row, sample, parts, status);
                 inner.recycle(stack.data);
             }
             Err(e) => failures.push((row, sample, e)),
@@ -824,13 +837,14 @@ async fn load_batch(inner: Arc<Inner>, key: Key, rows: Vec<(usize, bool)>) -> Re
                 batch.write_failed(row, sample, fill, e.chain());
             }
             ErrorPolicy::Replace => {
-                let (by, stack, layers) = replacement(&inner, key, sample, &e).await?;
+                let (by, (stack, layers, inputs)) = replacement(&inner, key, sample, &e).await?;
                 tracing::warn!(sample, replacement = by, error = %e.chain(), "sample replaced");
                 let status = SampleStatus::Replaced {
                     failed: sample,
                     error: e.chain(),
                 };
-                write(&inner, &mut batch, row, by, &stack, &layers, status);
+                let parts = (&stack, &layers, inputs.as_slice());
+                write(&inner, &mut batch, row, by, parts, status);
                 inner.recycle(stack.data);
             }
         }
@@ -838,19 +852,22 @@ async fn load_batch(inner: Arc<Inner>, key: Key, rows: Vec<(usize, bool)>) -> Re
     Ok(batch)
 }
 
+/// A loaded sample: its stack, layers and other inputs.
+type Loaded = (TileStack, Layers, Vec<InputStack>);
+
 fn write(
     inner: &Inner,
     batch: &mut HostBatch,
     row: usize,
     sample: usize,
-    stack: &TileStack,
-    layers: &Layers,
+    (stack, layers, inputs): (&TileStack, &Layers, &[InputStack]),
     status: SampleStatus,
 ) {
     let ds = &inner.ds;
     let cfg = ds.config();
     let map = PixelMap::augmented(&cfg.augment, inner.seed, batch.epoch, sample, inner.src_hw);
     batch.write_row(row, sample, stack, &map, &cfg.normalize, layers, status);
+    batch.write_sources(row, inputs, &map, cfg.normalize.fill);
     batch.ids[row] = ds.id(sample);
 }
 
@@ -861,7 +878,7 @@ async fn replacement(
     key: Key,
     failed: usize,
     error: &Error,
-) -> Result<(usize, TileStack, Layers)> {
+) -> Result<(usize, Loaded)> {
     let order = {
         let st = inner.lock();
         st.orders.get(&key.epoch).cloned()
@@ -874,8 +891,8 @@ async fn replacement(
     let tries = pos.len().min(17);
     for k in 1..tries {
         let candidate = pos[(at + k) % pos.len()];
-        if let Ok((stack, layers)) = load_one(inner.clone(), key.epoch, candidate).await {
-            return Ok((candidate, stack, layers));
+        if let Ok(loaded) = load_one(inner.clone(), key.epoch, candidate).await {
+            return Ok((candidate, loaded));
         }
     }
     Err(Error::Invalid {

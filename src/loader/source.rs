@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::dataset::TileDataset;
 use crate::dataset::config::DatasetConfig;
+use crate::dataset::inputs::{InputLayout, InputStack};
 use crate::error::Result;
 use crate::shard::read::ShardSet;
 use crate::stack::{Layers, SampleLayout, TileStack};
@@ -54,6 +55,14 @@ impl Source {
         }
     }
 
+    /// The layouts of the inputs after the first.
+    pub(crate) fn input_layouts(&self) -> Vec<InputLayout> {
+        match self {
+            Source::Online(d) => d.input_layouts().to_vec(),
+            Source::Shards(s) => s.input_layouts().to_vec(),
+        }
+    }
+
     /// Sample `i`'s id.
     pub(crate) fn id(&self, i: usize) -> String {
         match self {
@@ -92,12 +101,13 @@ impl Source {
         }
     }
 
-    /// Sample `i`'s stack (into `buffer` when its shape fits) and layers.
+    /// Sample `i`'s stack (into `buffer` when its shape fits), layers and
+    /// other inputs.
     pub(crate) async fn load(
         &self,
         i: usize,
         buffer: Option<ndarray::Array4<f32>>,
-    ) -> Result<(TileStack, Layers)> {
+    ) -> Result<(TileStack, Layers, Vec<InputStack>)> {
         match self {
             Source::Online(d) => d.load_with_layers(i, buffer).await,
             Source::Shards(s) => s.load_with_layers(i, buffer).await,

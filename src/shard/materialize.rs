@@ -238,6 +238,15 @@ pub fn materialize(
             format!("{i}/{n}: need 0 ≤ I < N (parts count from 0)"),
         ));
     }
+    if let Some(input) = cfg.inputs.first() {
+        // Never silently drop an input: shards of several inputs are not
+        // written yet (train online: `BatchLoader::new`).
+        return Err(cfg.error(
+            &crate::dataset::inputs::label(1, &input.name),
+            "materialize writes datasets of one input only (for now): train this one \
+             online, or leave out its [[inputs]] after the first",
+        ));
+    }
     let loc = Location::parse(&opts.out, opts.client.clone())?;
     let ds = Arc::new(TileDataset::open(cfg)?);
     let open_seconds = t0.elapsed().as_secs_f64();
@@ -341,7 +350,7 @@ async fn run(
         let ds = ds.clone();
         let task = tokio::spawn(async move {
             let out = ds.load_with_layers(s, None).await;
-            out.and_then(|(stack, layers)| {
+            out.and_then(|(stack, layers, _)| {
                 let region = format::encode(&stack, &layers)?;
                 let mut e = entry_of(&ds, s, &stack);
                 e.length = region.bytes.len() as u64;

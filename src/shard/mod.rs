@@ -127,6 +127,9 @@ pub fn config_hash(cfg: &DatasetConfig) -> String {
         masks: &'a [crate::dataset::config::LayerConfig],
         filters: &'a crate::dataset::config::FilterConfig,
         seed: u64,
+        // absent for one input: the hashes of one-input configs are unchanged
+        #[serde(skip_serializing_if = "<[_]>::is_empty")]
+        inputs: &'a [crate::dataset::config::InputConfig],
     }
     let what = Identity {
         catalog: &cfg.catalog,
@@ -137,6 +140,7 @@ pub fn config_hash(cfg: &DatasetConfig) -> String {
         masks: &cfg.masks,
         filters: &cfg.filters,
         seed: cfg.seed,
+        inputs: &cfg.inputs,
     };
     // Serializing these types cannot fail (string keys only).
     let text = serde_json::to_vec(&what).unwrap_or_default();

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::config::DatasetConfig;
+use crate::dataset::inputs::{InputLayout, InputStack};
 use crate::error::{Error, Result};
 use crate::fetch::HttpRangeClient;
 use crate::geo::grid::{GeoTransform, GridSpec};
@@ -318,6 +319,12 @@ impl ShardSet {
         self.index.shape
     }
 
+    /// The layouts of the inputs after the first: none (shard sets of
+    /// several inputs are not written yet: `materialize` refuses them).
+    pub fn input_layouts(&self) -> &[InputLayout] {
+        &[]
+    }
+
     /// The layout every sample shares: shape, bands, label and mask names.
     pub fn layout(&self) -> SampleLayout {
         self.index.layout()
@@ -365,7 +372,7 @@ impl ShardSet {
         }
         self.handle()?
             .block_on(self.load_with_layers(index, None))
-            .map(|(s, _)| s)
+            .map(|(s, _, _)| s)
     }
 
     /// Sample `index`'s stack (into `buffer` when its shape fits) and its
@@ -380,7 +387,7 @@ impl ShardSet {
         &self,
         index: usize,
         buffer: Option<ndarray::Array4<f32>>,
-    ) -> Result<(TileStack, Layers)> {
+    ) -> Result<(TileStack, Layers, Vec<InputStack>)> {
         let e = *self.slot(index)?;
         let meta = read_meta(&self.location, &self.tables, &e, index, &self.index_name).await?;
         {
@@ -492,7 +499,7 @@ impl ShardSet {
             grid,
             read_errors: meta.read_errors,
         };
-        Ok((stack, Layers { labels, masks }))
+        Ok((stack, Layers { labels, masks }, Vec::new()))
     }
 }
 

@@ -13,6 +13,7 @@ mod faults;
 mod fuzz_replay;
 mod geoparquet;
 mod geotiff;
+mod inputs;
 mod pgstac;
 mod real_items;
 mod region;

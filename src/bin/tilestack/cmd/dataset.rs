@@ -43,6 +43,15 @@ fn blocking(a: &DatasetArgs) -> Result<()> {
             "warnings": r.warnings,
             "warnings_dropped": r.warnings_dropped,
             "shape": ds.shape(),
+            "inputs": std::iter::once(serde_json::json!({
+                "name": cfg.first_input, "rule": "daily", "shape": ds.shape(),
+                "searches": r.searches, "scenes": r.scenes,
+            }))
+            .chain(r.inputs.iter().zip(ds.input_layouts()).map(|(i, l)| serde_json::json!({
+                "name": i.name, "rule": i.rule, "shape": l.shape, "searches": i.searches,
+                "scenes": i.scenes, "samples_without_scene": i.samples_without_scene,
+            })))
+            .collect::<Vec<_>>(),
             "open_s": secs,
             "rss_kb": rss,
             "peak_rss_kb": peak,
@@ -53,6 +62,21 @@ fn blocking(a: &DatasetArgs) -> Result<()> {
     }
     println!("dataset {}: {r}", cfg.name);
     println!("  shape [T, C, H, W] {:?}", ds.shape());
+    if !r.inputs.is_empty() {
+        println!(
+            "  input {:?} (daily, defines the days): {:?}, {} searches, {} scenes",
+            cfg.first_input,
+            ds.shape(),
+            r.searches,
+            r.scenes
+        );
+        for (i, l) in r.inputs.iter().zip(ds.input_layouts()) {
+            println!(
+                "  input {:?} ({}): {:?} {:?}, {} searches, {} scenes, {} samples without a scene",
+                i.name, i.rule, l.shape, l.bands, i.searches, i.scenes, i.samples_without_scene
+            );
+        }
+    }
     println!(
         "  {} searches, {} scenes held, opened in {secs:.2} s ({:.3} ms per candidate)",
         r.searches,

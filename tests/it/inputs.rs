@@ -1,0 +1,427 @@
+//! Several inputs per sample (`[[inputs]]`): each time rule against days
+//! computed here by hand from the world's acquisitions, a two-input stack
+//! against the single-input stacks side by side (bit for bit), the batch's
+//! per-source tensors, and bad inputs named in their errors.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use tilestack::demo::WorldServer;
+use tilestack::loader::BatchLoader;
+use tilestack::{DatasetConfig, TileDataset, TileStack};
+
+use crate::util::{python, small_world};
+
+/// A place in the small world's western granule.
+const PLACE: [f64; 2] = [-122.36, 37.81];
+
+struct World {
+    _rt: tokio::runtime::Runtime,
+    server: WorldServer,
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> World {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let server = rt.block_on(WorldServer::start(small_world())).unwrap();
+        World {
+            _rt: rt,
+            server,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn catalog(&self) -> String {
+        format!(
+            "{{ stac = {:?}, collection = \"sentinel-2-l2a\" }}",
+            self.server.stac_url()
+        )
+    }
+
+    /// A config at `PLACE` over `range`: `body` holds the inputs.
+    fn config(&self, name: &str, range: &str, body: &str) -> DatasetConfig {
+        let text = format!(
+            "seed = 1\n{body}\n[time]\nrange = {range:?}\n\
+             [sampler]\nkind = \"points\"\nfile = \"points.csv\"\n\
+             [loader]\nbatch_size = 1\nshuffle = false\n"
+        );
+        std::fs::write(
+            self.dir.path().join("points.csv"),
+            format!("lon,lat,id\n{},{},p0\n", PLACE[0], PLACE[1]),
+        )
+        .unwrap();
+        let path = self.dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        DatasetConfig::from_file(&path).unwrap()
+    }
+
+    /// A one-input config: `[catalog]` + `[stack]` of `stack` (TOML keys).
+    fn single(&self, name: &str, range: &str, stack: &str) -> TileStack {
+        let body = format!(
+            "[catalog]\nstac = {:?}\ncollection = \"sentinel-2-l2a\"\n[stack]\ntile_size = 24\n{stack}",
+            self.server.stac_url()
+        );
+        let cfg = self.config(name, range, &body);
+        TileDataset::open(&cfg).unwrap().load_blocking(0).unwrap()
+    }
+}
+
+fn bits(a: &ndarray::Array4<f32>) -> Vec<u32> {
+    a.iter().map(|v| v.to_bits()).collect()
+}
+
+fn day(d: u32) -> NaiveDate {
+    crate::util::day(d)
+}
+
+/// The rule written out again, independently: the acquisition day nearest
+/// `step` within ±`n`, ties to the earlier.
+fn nearest_by_hand(days: &[NaiveDate], step: NaiveDate, n: i64) -> Option<NaiveDate> {
+    let mut best: Option<(i64, NaiveDate)> = None;
+    for &d in days {
+        let k = (d - step).num_days().abs();
+        if k > n {
+            continue;
+        }
+        best = match best {
+            Some((bk, bd)) if bk < k || (bk == k && bd < d) => Some((bk, bd)),
+            _ => Some((k, d)),
+        };
+    }
+    best.map(|b| b.1)
+}
+
+#[test]
+fn each_time_rule_puts_its_scenes_on_the_samples_days_as_computed_by_hand() {
+    let w = World::new();
+    let cat = w.catalog();
+    let body = format!(
+        r#"
+[[inputs]]
+name = "s2"
+catalog = {cat}
+stack = {{ bands = ["B04"], tile_size = 24 }}
+
+[[inputs]]
+name = "nir"
+catalog = {cat}
+stack = {{ bands = ["B08"] }}
+
+[[inputs]]
+name = "near1"
+catalog = {cat}
+stack = {{ bands = ["B04"] }}
+time = {{ nearest = 1 }}
+
+[[inputs]]
+name = "near0"
+catalog = {cat}
+stack = {{ bands = ["B04"] }}
+time = {{ nearest = 0 }}
+
+[[inputs]]
+name = "median"
+catalog = {cat}
+stack = {{ bands = ["B04"] }}
+time = {{ composite = "median" }}
+
+[[inputs]]
+name = "still"
+catalog = {cat}
+stack = {{ bands = ["B04"] }}
+time = "static"
+"#
+    );
+    let cfg = w.config("multi", "2019-08-02/2019-08-10", &body);
+    assert_eq!(
+        cfg.input_names(),
+        ["s2", "nir", "near1", "near0", "median", "still"]
+    );
+    let ds = TileDataset::open(&cfg).unwrap();
+    let report = ds.report().to_string();
+    assert!(
+        report.contains("input \"near1\" (nearest ±1 d)"),
+        "{report}"
+    );
+    let s2 = ds.load_blocking(0).unwrap();
+    let inputs = ds.load_inputs_blocking(0).unwrap();
+    let names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, ["nir", "near1", "near0", "median", "still"]);
+    let steps: Vec<NaiveDate> = (2..=10).map(day).collect();
+    assert_eq!(s2.days, steps);
+
+    // daily: a two-input stack is the two single-input stacks side by side
+    let alone_b04 = w.single("b04", "2019-08-02/2019-08-10", "bands = [\"B04\"]");
+    let alone_b08 = w.single("b08", "2019-08-02/2019-08-10", "bands = [\"B08\"]");
+    assert_eq!(bits(&s2.data), bits(&alone_b04.data), "the first input");
+    let nir = &inputs[0];
+    assert_eq!(
+        bits(&nir.stack.data),
+        bits(&alone_b08.data),
+        "the daily input"
+    );
+    assert_eq!(nir.stack.items, alone_b08.items);
+    assert_eq!(nir.stack.days, steps);
+    let with_scene: Vec<bool> = s2.items.iter().map(|i| !i.is_empty()).collect();
+    assert_eq!(nir.has_data, with_scene);
+
+    // nearest: the acquisition days from ±1 day around the window, by hand
+    let wide = w.single("wide", "2019-08-01/2019-08-11", "bands = [\"B04\"]");
+    let acquired: Vec<NaiveDate> = wide
+        .days
+        .iter()
+        .zip(&wide.items)
+        .filter(|(_, i)| !i.is_empty())
+        .map(|(d, _)| *d)
+        .collect();
+    assert_eq!(
+        acquired,
+        [day(1), day(3), day(8), day(11)],
+        "the recipe's days over the west"
+    );
+    let (mut ties, mut gaps) = (0, 0);
+    for (input, n) in [(&inputs[1], 1), (&inputs[2], 0)] {
+        assert_eq!(input.stack.days, steps);
+        for (t, &step) in steps.iter().enumerate() {
+            let want = nearest_by_hand(&acquired, step, n);
+            let before = step.pred_opt().unwrap();
+            let after = step.succ_opt().unwrap();
+            if n == 1
+                && acquired.contains(&before)
+                && acquired.contains(&after)
+                && !acquired.contains(&step)
+            {
+                ties += 1;
+                assert_eq!(want, Some(before), "a tie goes to the earlier day");
+            }
+            match want {
+                Some(d) => {
+                    let k = wide.days.iter().position(|x| *x == d).unwrap();
+                    assert!(input.has_data[t], "{} step {step}", input.name);
+                    assert_eq!(
+                        input.stack.items[t], wide.items[k],
+                        "{} step {step}",
+                        input.name
+                    );
+                    let got = input.stack.data.index_axis(ndarray::Axis(0), t);
+                    let exp = wide.data.index_axis(ndarray::Axis(0), k);
+                    assert!(
+                        got.iter()
+                            .zip(exp.iter())
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{} step {step}: the {d} scene's pixels",
+                        input.name
+                    );
+                }
+                None => {
+                    gaps += 1;
+                    assert!(!input.has_data[t], "{} step {step}: flagged", input.name);
+                    assert!(input.stack.items[t].is_empty());
+                    assert!(
+                        input
+                            .stack
+                            .data
+                            .index_axis(ndarray::Axis(0), t)
+                            .iter()
+                            .all(|v| v.is_nan())
+                    );
+                    assert_eq!(input.stack.pct_nans[t], 100.0);
+                }
+            }
+        }
+    }
+    assert!(ties >= 1, "the window holds a tie (08-02: 08-01 or 08-03)");
+    assert!(gaps >= 4, "nearest = 0 leaves gaps");
+
+    // composite over the window: the one-step median of every scene
+    let median = &inputs[3];
+    assert!(median.rule.is_static());
+    assert_eq!(median.stack.data.dim().0, 1);
+    assert_eq!(median.stack.days, [day(2)]);
+    let alone = w.single(
+        "median",
+        "2019-08-02/2019-08-10",
+        "bands = [\"B04\"]\nfuse = \"median\"\ncadence = { days = 9 }",
+    );
+    assert_eq!(bits(&median.stack.data), bits(&alone.data));
+    assert_eq!(median.stack.items, alone.items);
+    assert!(median.has_data[0]);
+
+    // static: every scene whatever its date, read once
+    let still = &inputs[4];
+    assert_eq!(still.stack.data.dim().0, 1);
+    assert!(still.has_data[0]);
+    assert!(
+        still.stack.items[0].len() > median.stack.items[0].len(),
+        "all dates"
+    );
+    let alone = w.single(
+        "static",
+        "1900-01-01/2199-12-31",
+        "bands = [\"B04\"]\ncadence = { days = 109573 }",
+    );
+    assert_eq!(bits(&still.stack.data), bits(&alone.data));
+
+    // the batch: per-source tensors beside the first input's
+    let loader = BatchLoader::new(Arc::new(ds), cfg.loader.clone()).unwrap();
+    let batch = loader.iter().unwrap().next().unwrap().unwrap();
+    assert_eq!(batch.shape, [1, 9, 1, 24, 24]);
+    assert_eq!(batch.sources.len(), 5);
+    let near0 = batch.source("near0").unwrap();
+    assert_eq!(near0.shape, [1, 9, 1, 24, 24]);
+    let flags: Vec<f32> = inputs[2]
+        .has_data
+        .iter()
+        .map(|&b| f32::from(u8::from(b)))
+        .collect();
+    assert_eq!(near0.has_data, flags);
+    let still = batch.source("still").unwrap();
+    assert_eq!(still.shape, [1, 1, 24, 24], "static: [B, C, H, W]");
+    assert_eq!(batch.source("nir").unwrap().values.len(), 9 * 24 * 24);
+    let nir_values: Vec<f32> = nir
+        .stack
+        .data
+        .iter()
+        .map(|v| if v.is_nan() { 0.0 } else { *v })
+        .collect();
+    assert_eq!(batch.source("nir").unwrap().values, nir_values);
+}
+
+#[test]
+fn a_single_raster_input_is_read_on_the_samples_grid_and_bad_inputs_are_named() {
+    let w = World::new();
+    let cat = w.catalog();
+    // One scene's B04 COG, as a raster with no catalog: a static input
+    // equal to the first input's step of that day (one scene: its mean is itself).
+    let first = format!(
+        "[[inputs]]\nname = \"s2\"\ncatalog = {cat}\nstack = {{ bands = [\"B04\"], tile_size = 24 }}\n"
+    );
+    let cfg = w.config("one", "2019-08-08/2019-08-08", &first);
+    let ds = TileDataset::open(&cfg).unwrap();
+    let s2 = ds.load_blocking(0).unwrap();
+    let plan = ds.plan(0).unwrap();
+    assert_eq!(plan.scenes.len(), 1);
+    let href = plan.scenes[0].assets.values().next().unwrap().href.clone();
+    let body = format!(
+        "{first}\n[[inputs]]\nname = \"raster\"\nhref = {href:?}\nstack = {{ bands = [\"red\"] }}\ntime = \"static\"\n"
+    );
+    let cfg = w.config("raster", "2019-08-08/2019-08-08", &body);
+    let ds = TileDataset::open(&cfg).unwrap();
+    let got = ds.load_inputs_blocking(0).unwrap();
+    assert_eq!(got[0].name, "raster");
+    // the raster's own nodata may not be declared: s2's no data is NaN or 0 there
+    for (a, b) in got[0].stack.data.iter().zip(s2.data.iter()) {
+        assert!(
+            a.to_bits() == b.to_bits() || (b.is_nan() && (a.is_nan() || *a == 0.0)),
+            "{a} vs {b}"
+        );
+    }
+    assert!(s2.data.iter().any(|v| !v.is_nan()));
+    assert!(got[0].has_data[0]);
+
+    // A raster without a CRS: its grid cannot be established.
+    let tif = w.dir.path().join("nocrs.tif");
+    let ok = std::process::Command::new(python())
+        .args([
+            "-c",
+            "import sys, numpy, rasterio\n\
+             with rasterio.open(sys.argv[1], 'w', driver='GTiff', width=8, height=8, count=1, dtype='uint8') as d:\n\
+             \x20   d.write(numpy.ones((1, 8, 8), 'uint8'))",
+            &tif.to_string_lossy(),
+        ])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let body = format!(
+        "{first}\n[[inputs]]\nname = \"dem\"\nhref = \"nocrs.tif\"\nstack = {{ bands = [\"elevation\"] }}\ntime = \"static\"\n"
+    );
+    let cfg = w.config("nocrs", "2019-08-08/2019-08-08", &body);
+    let e = TileDataset::open(&cfg).unwrap_err().chain();
+    assert!(e.contains("inputs[1] \"dem\""), "{e}");
+    assert!(e.contains("cannot be established"), "{e}");
+
+    // An input with no scene: flagged steps (daily), an error (static),
+    // each naming the input.
+    let empty = w.dir.path().join("empty.json");
+    std::fs::write(&empty, r#"{"type": "FeatureCollection", "features": []}"#).unwrap();
+    let body = format!(
+        "{first}\n[[inputs]]\nname = \"s1\"\ncatalog = {{ snapshot = \"empty.json\" }}\nstack = {{ bands = [\"vv\"] }}\ntime = {{ nearest = 2 }}\n\
+         [[inputs]]\nname = \"cover\"\ncatalog = {{ snapshot = \"empty.json\" }}\nstack = {{ bands = [\"map\"] }}\ntime = \"static\"\n"
+    );
+    let mut cfg = w.config("empty", "2019-08-08/2019-08-09", &body);
+    // the loader's error policy (the config's) decides: nan keeps the row, flagged
+    cfg.loader.errors = tilestack::dataset::ErrorPolicy::Nan;
+    let ds = Arc::new(TileDataset::open(&cfg).unwrap());
+    let report = ds.report().to_string();
+    assert!(
+        report.contains("input \"s1\" (nearest ±2 d): 0 scenes"),
+        "{report}"
+    );
+    let e = ds.load_inputs_blocking(0).unwrap_err().chain();
+    assert!(
+        e.contains("inputs[2] \"cover\"") && e.contains("no scene"),
+        "{e}"
+    );
+    let loader = BatchLoader::new(ds, cfg.loader.clone()).unwrap();
+    let b = loader.iter().unwrap().next().unwrap().unwrap();
+    assert!(
+        matches!(&b.status[0], tilestack::loader::SampleStatus::Failed { error } if error.contains("cover"))
+    );
+    assert!(b.source("s1").unwrap().has_data.iter().all(|&v| v == 0.0));
+
+    // materialize refuses several inputs rather than drop one
+    let opts =
+        tilestack::shard::MaterializeOptions::new(w.dir.path().join("shards").to_string_lossy());
+    let e = tilestack::shard::materialize(&cfg, &opts, &mut |_| {}).unwrap_err();
+    assert!(e.to_string().contains("inputs[1] \"s1\""), "{e}");
+}
+
+#[test]
+fn configs_name_their_inputs_and_refuse_bad_ones_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |text: &str| -> PathBuf {
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let tail = "[time]\nrange = \"2019-08-01/2019-08-05\"\n[sampler]\nkind = \"random\"\n\
+                bbox = [-122.35, 37.79, -122.31, 37.83]\ncount = 2\n";
+    let old = format!(
+        "[catalog]\ndemo = \"oakland\"\ncollection = \"sentinel-2-l2a\"\n[stack]\nbands = [\"B04\"]\n{tail}"
+    );
+    let cfg = DatasetConfig::from_file(&write(&old)).unwrap();
+    assert_eq!(cfg.input_names(), ["sentinel-2-l2a"]);
+    let bad =
+        |text: String| -> String { DatasetConfig::from_file(&write(&text)).unwrap_err().chain() };
+    let e = bad(format!(
+        "{old}[[inputs]]\nname = \"s1\"\ncatalog = {{ demo = \"oakland\" }}\nstack = {{ bands = [\"vv\"] }}\ntime = \"weekly\"\n"
+    ));
+    assert!(e.contains("weekly"), "{e}");
+    let e = bad(format!(
+        "{old}[[inputs]]\nname = \"lc\"\ncatalog = {{ demo = \"oakland\" }}\nstack = {{ bands = [\"map\"], categorical = [\"map\"], resampling = \"bilinear\" }}\n"
+    ));
+    assert!(
+        e.contains("inputs[1] \"lc\"") && e.contains("categorical"),
+        "{e}"
+    );
+    let e = bad(format!(
+        "{old}[[inputs]]\nname = \"dem\"\nhref = \"dem.tif\"\nstack = {{ bands = [\"elevation\"] }}\n"
+    ));
+    assert!(
+        e.contains("inputs[1] \"dem\"") && e.contains("static"),
+        "{e}"
+    );
+    let e = bad(format!(
+        "{old}[[inputs]]\nname = \"sentinel-2-l2a\"\ncatalog = {{ demo = \"oakland\" }}\nstack = {{ bands = [\"B08\"] }}\n"
+    ));
+    assert!(e.contains("a name of its own"), "{e}");
+    let e = bad(format!(
+        "[[inputs]]\nname = \"s2\"\nhref = \"x.tif\"\nstack = {{ bands = [\"B04\"] }}\n{tail}"
+    ));
+    assert!(
+        e.contains("inputs[0] \"s2\"") && e.contains("catalog"),
+        "{e}"
+    );
+}
