@@ -408,12 +408,14 @@ impl Recipe {
                 .unwrap_or('a')
                 .to_ascii_uppercase();
             // A 12-day repeat cycle of 175 orbits, as Sentinel-1's.
-            let days = (date - chrono::NaiveDate::from_ymd_opt(2014, 4, 3).unwrap_or(date)).num_days();
+            let days =
+                (date - chrono::NaiveDate::from_ymd_opt(2014, 4, 3).unwrap_or(date)).num_days();
             let absolute_orbit = (days.max(0) as f64 * 175.0 / 12.0) as u32 + u32::from(!ascending);
             let relative_orbit = if ascending { 35 } else { 42 };
             let start = dt - chrono::Duration::seconds(12);
             let end = dt + chrono::Duration::seconds(13);
-            let datatake = (self.seed as u32 ^ absolute_orbit.wrapping_mul(2_654_435_761)) & 0xF_FFFF;
+            let datatake =
+                (self.seed as u32 ^ absolute_orbit.wrapping_mul(2_654_435_761)) & 0xF_FFFF;
             let id = format!(
                 "S1{unit}_IW_GRDH_1SDV_{}_{}_{absolute_orbit:06}_{datatake:06X}_rtc",
                 start.format("%Y%m%dT%H%M%S"),
@@ -484,7 +486,9 @@ mod tests {
             .to_string();
         assert!(e.contains("granule \"Q\" is not defined"), "{e}");
         let bad_orbit = OAKLAND_RECIPE.replace("orbit = \"ascending\"", "orbit = \"up\"");
-        let e = Recipe::from_toml_str(&bad_orbit, p).unwrap_err().to_string();
+        let e = Recipe::from_toml_str(&bad_orbit, p)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("orbit \"up\""), "{e}");
         let bad_day = OAKLAND_RECIPE.replace("day = 31", "day = 32");
         let e = Recipe::from_toml_str(&bad_day, p).unwrap_err().to_string();

@@ -158,7 +158,7 @@ pub(crate) fn elevation(model: &WorldModel, s: &Sample, x: f64, y: f64) -> f32 {
         Class::Quay | Class::Container => 4.0,
         Class::Veg | Class::Urban | Class::Roof => {
             let inland = coast_field(model, x, y).max(0.0);
-            3.0 + 0.012 * inland + 2.5 * (1.0 + veg_field(x, y))
+            3.0 + 0.012 * inland + 1.5 * (1.5 + veg_field(x, y)).max(0.0)
         }
     };
     ((h * 100.0_f64).round() / 100.0) as f32

@@ -72,9 +72,7 @@ impl Grid {
     }
 
     fn samples(&self, model: &WorldModel, st: &SceneState) -> Result<Vec<Sample>> {
-        let map = CoordMap::new(
-            self.epsg, self.epsg, self.ulx, self.uly, self.res, self.n,
-        )?;
+        let map = CoordMap::new(self.epsg, self.epsg, self.ulx, self.uly, self.res, self.n)?;
         Ok(map.sample_all(model, st))
     }
 
@@ -203,9 +201,8 @@ fn write_s1(
     for p in passes {
         let st = SceneState::radar(model, p.day);
         let samples = grid.samples(model, &st)?;
-        let (vv, vh) = sar::render_pass(
-            &samples, &st, grid.n, grid.ulx, grid.uly, grid.res, p.seed,
-        );
+        let (vv, vh) =
+            sar::render_pass(&samples, &st, grid.n, grid.ulx, grid.uly, grid.res, p.seed);
         let dir = out.join("data").join(&p.id);
         bytes += write_file(&dir.join("vv.tif"), CogPixels::F32(&vv), &opts)?;
         bytes += write_file(&dir.join("vh.tif"), CogPixels::F32(&vh), &opts)?;

@@ -509,10 +509,9 @@ impl WorldServer {
         // The other collections (Sentinel-1, DEM, land cover) beside it.
         for c in world.collections() {
             let (collection, items) = world.other_collection(&c.id)?;
-            backend
-                .add_collection(collection)
-                .await
-                .map_err(|e| Error::stac_because(&root, format!("adding collection {}", c.id), e))?;
+            backend.add_collection(collection).await.map_err(|e| {
+                Error::stac_because(&root, format!("adding collection {}", c.id), e)
+            })?;
             for mut item in items {
                 for asset in item.assets.values_mut() {
                     if let Some(rel) = asset.href.strip_prefix("../") {
