@@ -28,6 +28,9 @@ use crate::error::{Error, Result};
 use crate::geo::crs::Transformer;
 use crate::units::Epsg;
 
+/// Nodata of the DEM: declared so that sea level (0 m) is a value, not a hole.
+const DEM_NODATA: f64 = -32767.0;
+
 /// What [`generate`] made: a collection, its items, the manifest entry.
 pub(crate) struct Extra {
     pub(crate) entry: WorldCollection,
@@ -355,7 +358,11 @@ fn write_static(
     let dem_bytes = write_file(
         &out.join("data").join(&dem_id).join("data.tif"),
         CogPixels::F32(&dem),
-        &grid.cog(recipe.cog_tile_size, None, OverviewResampling::Average),
+        &grid.cog(
+            recipe.cog_tile_size,
+            Some(DEM_NODATA),
+            OverviewResampling::Average,
+        ),
     )?;
     let lc_id = format!("{}-landcover", recipe.name);
     let lc_bytes = write_file(
@@ -410,7 +417,7 @@ fn write_static(
         json!({"datetime": "2021-04-22T00:00:00Z", "platform": "TanDEM-X", "gsd": grid.res}),
         json!({"data": asset(grid, &dem_id, "data", json!({
             "title": "Elevation (synthetic, metres above sea level)",
-            "raster:bands": [{"data_type": "float32", "spatial_resolution": grid.res, "unit": "metre"}],
+            "raster:bands": [{"nodata": DEM_NODATA, "data_type": "float32", "spatial_resolution": grid.res, "unit": "metre"}],
         }))}),
         &proj_raster,
     );
