@@ -284,6 +284,8 @@ pub(crate) async fn raster_scene(
         nodata: h.nodata,
         scale_offset: None,
         harmonize: None,
+        // a single raster href is read as a GeoTIFF (its header gave the grid)
+        format: crate::stac::scene::AssetFormat::Cog,
     };
     Ok(Scene {
         id: href.rsplit('/').next().unwrap_or(href).to_string(),

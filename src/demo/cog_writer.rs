@@ -47,6 +47,9 @@ pub enum CogPixels<'a> {
     U8(&'a [u8]),
     /// Unsigned 16-bit samples (e.g. Sentinel-2 L2A reflectances).
     U16(&'a [u16]),
+    /// 32-bit IEEE floats (e.g. Sentinel-1 RTC backscatter, a DEM), written
+    /// with the floating-point predictor (3) as GDAL's COG driver does.
+    F32(&'a [f32]),
 }
 
 impl CogPixels<'_> {
@@ -55,6 +58,7 @@ impl CogPixels<'_> {
         match self {
             CogPixels::U8(p) => p.len(),
             CogPixels::U16(p) => p.len(),
+            CogPixels::F32(p) => p.len(),
         }
     }
 
@@ -96,7 +100,8 @@ pub struct CogOptions {
     /// Internal tile size in pixels (a positive multiple of 16, at most [`MAX_TILE_SIZE`]).
     pub tile_size: usize,
     /// Nodata value, written as the `GDAL_NODATA` tag on every IFD. Must be an integer
-    /// representable in the pixel type. Also used to pad partial edge tiles (0 if `None`).
+    /// representable in the pixel type (any finite value or NaN for [`CogPixels::F32`]).
+    /// Also used to pad partial edge tiles (0 if `None`).
     pub nodata: Option<f64>,
     /// Resampling used to build overviews.
     pub overview_resampling: OverviewResampling,
@@ -200,6 +205,7 @@ pub fn encode_cog(pixels: CogPixels<'_>, opts: &CogOptions) -> Result<Vec<u8>, C
     match pixels {
         CogPixels::U8(p) => encode_typed(p, opts),
         CogPixels::U16(p) => encode_typed(p, opts),
+        CogPixels::F32(p) => encode_typed(p, opts),
     }
 }
 
@@ -234,14 +240,31 @@ pub fn write_cog(
 // Sample types
 // ---------------------------------------------------------------------------------------------
 
-/// Unsigned integer sample types supported by the writer.
+/// Sample types supported by the writer: unsigned integers (predictor 2)
+/// and f32 (predictor 3).
 trait Sample: Copy + PartialEq + Default + Send + Sync + 'static {
     /// Bytes per sample.
     const BYTES: usize;
-    /// Largest value.
-    const MAX: u64;
+    /// TIFF `SampleFormat`: 1 unsigned integer, 3 IEEE float.
+    const SAMPLE_FORMAT: u16;
+    /// TIFF `Predictor`: 2 horizontal differencing, 3 floating point.
+    const PREDICTOR: u16;
     /// Human-readable type name.
     const NAME: &'static str;
+    /// The nodata value as this type, `None` when it is not representable.
+    fn nodata_from(v: f64) -> Option<Self>;
+    /// The nodata value as GDAL writes it in the `GDAL_NODATA` tag.
+    fn nodata_text(self) -> String;
+    /// Mean of the valid samples of a 2×2 block (`None` when there are none).
+    fn mean(vals: &[Self], nodata: Option<Self>) -> Option<Self>;
+    /// Applies the predictor to one row of samples and appends its bytes.
+    fn predict_row(row: &mut [Self], out: &mut Vec<u8>);
+}
+
+/// Unsigned integer samples: averaging in integers (rounded half up),
+/// horizontal differencing.
+trait UInt: Copy + PartialEq + Default {
+    const MAX: u64;
     fn to_u64(self) -> u64;
     /// Converts, saturating at `MAX`.
     fn from_u64_saturating(v: u64) -> Self;
@@ -249,10 +272,8 @@ trait Sample: Copy + PartialEq + Default + Send + Sync + 'static {
     fn push_le(self, out: &mut Vec<u8>);
 }
 
-impl Sample for u8 {
-    const BYTES: usize = 1;
+impl UInt for u8 {
     const MAX: u64 = u8::MAX as u64;
-    const NAME: &'static str = "u8";
     fn to_u64(self) -> u64 {
         u64::from(self)
     }
@@ -267,10 +288,8 @@ impl Sample for u8 {
     }
 }
 
-impl Sample for u16 {
-    const BYTES: usize = 2;
+impl UInt for u16 {
     const MAX: u64 = u16::MAX as u64;
-    const NAME: &'static str = "u16";
     fn to_u64(self) -> u64 {
         u64::from(self)
     }
@@ -285,18 +304,129 @@ impl Sample for u16 {
     }
 }
 
+fn uint_nodata<T: UInt>(v: f64) -> Option<T> {
+    // `T::MAX` is at most u16::MAX, so the conversion to f64 is exact.
+    if !v.is_finite() || v.fract() != 0.0 || v < 0.0 || v > T::MAX as f64 {
+        return None;
+    }
+    // Checked above: `v` is an integer in `0..=T::MAX`, so the cast is exact.
+    Some(T::from_u64_saturating(v as u64))
+}
+
+fn uint_mean<T: UInt>(vals: &[T], nodata: Option<T>) -> Option<T> {
+    let mut sum = 0u64;
+    let mut n = 0u64;
+    for &v in vals {
+        if Some(v) != nodata {
+            sum += v.to_u64();
+            n += 1;
+        }
+    }
+    // `None` only when all the pixels are nodata (n == 0).
+    let m = (sum + n / 2).checked_div(n)?;
+    // Keep valid data valid: nudge a mean that collides with nodata.
+    Some(if nodata == Some(T::from_u64_saturating(m)) {
+        T::from_u64_saturating(if m < T::MAX { m + 1 } else { m - 1 })
+    } else {
+        T::from_u64_saturating(m)
+    })
+}
+
+fn uint_predict_row<T: UInt>(row: &mut [T], out: &mut Vec<u8>) {
+    // Predictor 2: horizontal differencing per row, on native-width samples.
+    for i in (1..row.len()).rev() {
+        row[i] = row[i].wrapping_sub(row[i - 1]);
+    }
+    for v in row.iter() {
+        v.push_le(out);
+    }
+}
+
+macro_rules! uint_sample {
+    ($t:ty, $name:literal) => {
+        impl Sample for $t {
+            const BYTES: usize = std::mem::size_of::<$t>();
+            const SAMPLE_FORMAT: u16 = 1;
+            const PREDICTOR: u16 = 2;
+            const NAME: &'static str = $name;
+            fn nodata_from(v: f64) -> Option<Self> {
+                uint_nodata(v)
+            }
+            fn nodata_text(self) -> String {
+                self.to_u64().to_string()
+            }
+            fn mean(vals: &[Self], nodata: Option<Self>) -> Option<Self> {
+                uint_mean(vals, nodata)
+            }
+            fn predict_row(row: &mut [Self], out: &mut Vec<u8>) {
+                uint_predict_row(row, out)
+            }
+        }
+    };
+}
+uint_sample!(u8, "u8");
+uint_sample!(u16, "u16");
+
+impl Sample for f32 {
+    const BYTES: usize = 4;
+    const SAMPLE_FORMAT: u16 = 3;
+    const PREDICTOR: u16 = 3;
+    const NAME: &'static str = "f32";
+    fn nodata_from(v: f64) -> Option<Self> {
+        // NaN stays NaN; a finite value must fit f32.
+        let f = v as f32;
+        (v.is_nan() || (f.is_finite() && f64::from(f) == v)).then_some(f)
+    }
+    fn nodata_text(self) -> String {
+        if self.is_nan() {
+            "nan".into()
+        } else {
+            // As GDAL prints it: the shortest text that reads back as the same value.
+            format!("{self}")
+        }
+    }
+    fn mean(vals: &[Self], nodata: Option<Self>) -> Option<Self> {
+        let is_nodata =
+            |v: f32| v.is_nan() || nodata.is_some_and(|nd| v == nd || (nd.is_nan() && v.is_nan()));
+        let (mut sum, mut n) = (0f64, 0u32);
+        for &v in vals {
+            if !is_nodata(v) {
+                sum += f64::from(v);
+                n += 1;
+            }
+        }
+        (n > 0).then(|| (sum / f64::from(n)) as f32)
+    }
+    fn predict_row(row: &mut [Self], out: &mut Vec<u8>) {
+        // Predictor 3 (TIFF Technical Note 3, as libtiff writes it): the
+        // row's bytes in planes, most significant first, then byte-wise
+        // horizontal differencing over the whole row.
+        let w = row.len();
+        let start = out.len();
+        out.resize(start + 4 * w, 0);
+        let planes = &mut out[start..];
+        for (i, v) in row.iter().enumerate() {
+            let b = v.to_be_bytes();
+            for (k, &byte) in b.iter().enumerate() {
+                planes[k * w + i] = byte;
+            }
+        }
+        for i in (1..planes.len()).rev() {
+            planes[i] = planes[i].wrapping_sub(planes[i - 1]);
+        }
+    }
+}
+
 /// Validates the nodata value against the sample type.
 fn nodata_sample<T: Sample>(nodata: Option<f64>) -> Result<Option<T>, CogWriteError> {
     let Some(v) = nodata else { return Ok(None) };
-    // `T::MAX` is at most u16::MAX, so the conversion to f64 is exact.
-    if !v.is_finite() || v.fract() != 0.0 || v < 0.0 || v > T::MAX as f64 {
-        return Err(CogWriteError::InvalidNodata {
+    match T::nodata_from(v) {
+        Some(t) => Ok(Some(t)),
+        None => Err(CogWriteError::InvalidNodata {
             value: v,
             pixel_type: T::NAME,
-        });
+        }),
     }
-    // Checked above: `v` is an integer in `0..=T::MAX`, so the cast is exact.
-    Ok(Some(T::from_u64_saturating(v as u64)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -340,25 +470,15 @@ fn downsample<T: Sample>(
             *px = match resampling {
                 OverviewResampling::Nearest => data[sy * sw + sx],
                 OverviewResampling::Average => {
-                    let mut sum = 0u64;
-                    let mut n = 0u64;
+                    let mut block = [fill; 4];
+                    let mut k = 0;
                     for yy in sy..(sy + 2).min(sh) {
                         for &v in &data[yy * sw + sx..yy * sw + (sx + 2).min(sw)] {
-                            if Some(v) != nodata {
-                                sum += v.to_u64();
-                                n += 1;
-                            }
+                            block[k] = v;
+                            k += 1;
                         }
                     }
-                    // `None` only when all four pixels are nodata (n == 0).
-                    match (sum + n / 2).checked_div(n) {
-                        None => fill,
-                        // Keep valid data valid: nudge a mean that collides with nodata.
-                        Some(m) if nodata == Some(T::from_u64_saturating(m)) => {
-                            T::from_u64_saturating(if m < T::MAX { m + 1 } else { m - 1 })
-                        }
-                        Some(m) => T::from_u64_saturating(m),
-                    }
+                    T::mean(&block[..k], nodata).unwrap_or(fill)
                 }
             };
         }
@@ -387,15 +507,9 @@ fn encode_tile<T: Sample>(
         let src = &level.data[(y0 + r) * level.width + x0..][..w];
         buf[r * tile..r * tile + w].copy_from_slice(src);
     }
-    // Predictor 2: horizontal differencing per row, on native-width samples.
-    for row in buf.chunks_exact_mut(tile) {
-        for i in (1..tile).rev() {
-            row[i] = row[i].wrapping_sub(row[i - 1]);
-        }
-    }
     let mut raw = Vec::with_capacity(tile * tile * T::BYTES);
-    for v in &buf {
-        v.push_le(&mut raw);
+    for row in buf.chunks_exact_mut(tile) {
+        T::predict_row(row, &mut raw);
     }
     let mut enc = ZlibEncoder::new(Vec::with_capacity(raw.len() / 2), level_cfg);
     enc.write_all(&raw).map_err(CogWriteError::Compress)?;
@@ -495,6 +609,8 @@ fn ifd_len(entries: &[Entry]) -> usize {
 struct IfdCommon<'a> {
     opts: &'a CogOptions,
     bits: u16,
+    sample_format: u16,
+    predictor: u16,
     nodata: Option<String>,
 }
 
@@ -518,12 +634,12 @@ fn build_entries(
         Entry::short(TAG_PHOTOMETRIC, &[1]),
         Entry::short(TAG_SAMPLES_PER_PIXEL, &[1]),
         Entry::short(TAG_PLANAR_CONFIGURATION, &[1]),
-        Entry::short(TAG_PREDICTOR, &[2]),
+        Entry::short(TAG_PREDICTOR, &[common.predictor]),
         Entry::long(TAG_TILE_WIDTH, &[tile]),
         Entry::long(TAG_TILE_LENGTH, &[tile]),
         Entry::long(TAG_TILE_OFFSETS, offsets),
         Entry::long(TAG_TILE_BYTE_COUNTS, counts),
-        Entry::short(TAG_SAMPLE_FORMAT, &[1]),
+        Entry::short(TAG_SAMPLE_FORMAT, &[common.sample_format]),
     ];
     if is_main {
         // Like GDAL, georeferencing lives on the main IFD only; overviews inherit it.
@@ -662,7 +778,9 @@ fn encode_typed<T: Sample>(pixels: &[T], opts: &CogOptions) -> Result<Vec<u8>, C
     let common = IfdCommon {
         opts,
         bits: (T::BYTES * 8) as u16,
-        nodata: nodata.map(|v| v.to_u64().to_string()),
+        sample_format: T::SAMPLE_FORMAT,
+        predictor: T::PREDICTOR,
+        nodata: nodata.map(Sample::nodata_text),
     };
 
     // Pass 1: IFD sizes (independent of the offset values) -> IFD positions and data start.

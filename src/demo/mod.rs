@@ -9,7 +9,11 @@
 //! items/<id>.json       STAC 1.0 items, asset hrefs relative to the item file
 //! data/<id>/<band>.tif  COGs: B02 B03 B04 B08 (10 m, uint16), B11 (20 m, uint16), SCL (20 m, uint8)
 //! terminals.geojson     the port-terminal polygons (WGS 84)
-//! labels/ships.geojson  ground-truth ship footprints, one feature per ship and day (`datetime`)
+//! labels/ships.geojson  ground-truth ship footprints, one feature per ship and day (`datetime`),
+//!                       S2 days and Sentinel-1-only days alike
+//! collections/<id>.json the other collections: <collection>-s1 (Sentinel-1 RTC-like VV/VH),
+//!                       <collection>-dem (elevation), <collection>-landcover (ESA WorldCover codes)
+//! data/<id>/vv.tif ...  their COGs (items in items/ beside the S2 ones); see `sensors.rs`
 //! ```
 //!
 //! Generating is deterministic: the same recipe gives byte-identical files.
@@ -27,6 +31,8 @@
 pub(crate) mod cog_writer;
 pub(crate) mod recipe;
 pub(crate) mod render;
+pub(crate) mod sar;
+pub(crate) mod sensors;
 pub(crate) mod server;
 pub(crate) mod world;
 pub(crate) mod zarr_store;
@@ -35,9 +41,12 @@ pub use cog_writer::{
     CogOptions, CogPixels, CogWriteError, MAX_DEFLATE_LEVEL, MAX_TILE_SIZE, OverviewResampling,
     encode_cog, write_cog,
 };
-pub use recipe::{Acquisition, Granule, OAKLAND_RECIPE, Recipe, SceneDef, SceneSpec, Terminal};
+pub use recipe::{
+    Acquisition, Granule, OAKLAND_RECIPE, Recipe, S1Def, S1Pass, SceneDef, SceneSpec, Terminal,
+};
 pub use server::{RequestLog, ServerOptions, ServerStats, WorldServer};
 pub use world::{
-    GENERATOR_VERSION, MANIFEST, World, WorldManifest, WorldScene, recipe_key, terminals_geojson,
+    GENERATOR_VERSION, MANIFEST, World, WorldCollection, WorldManifest, WorldScene, recipe_key,
+    terminals_geojson,
 };
 pub use zarr_store::{V2_COUNT_OFFSET, ZarrLayout};

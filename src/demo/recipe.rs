@@ -57,6 +57,43 @@ pub struct Recipe {
     /// key of a COG-only world is what it was.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub zarr: bool,
+    /// Sentinel-1 passes (the `<collection>-s1` collection); none, no such collection.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub s1_passes: Vec<S1Pass>,
+}
+
+/// One Sentinel-1 pass over the world: an RTC item with VV and VH.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S1Pass {
+    /// Day of month.
+    pub day: u32,
+    /// `"ascending"` (about 02:01 UTC over California: local evening) or
+    /// `"descending"` (about 14:06 UTC: local morning), as `sat:orbit_state`.
+    pub orbit: String,
+    /// `platform`, e.g. `"sentinel-1a"`.
+    pub platform: String,
+}
+
+/// A Sentinel-1 pass of the world, resolved from the recipe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct S1Def {
+    /// STAC item id, named as Planetary Computer names `sentinel-1-rtc` items.
+    pub id: String,
+    /// Day of month.
+    pub day: u32,
+    /// Acquisition (mid-scene) time, UTC.
+    pub datetime: chrono::DateTime<chrono::Utc>,
+    /// `"ascending"` or `"descending"`.
+    pub orbit: String,
+    /// `platform`.
+    pub platform: String,
+    /// `sat:absolute_orbit` (synthetic, increasing with time).
+    pub absolute_orbit: u32,
+    /// `sat:relative_orbit`.
+    pub relative_orbit: u32,
+    /// Seed of this pass's speckle (a stream of its own: the optical scenes' bytes do not depend on it).
+    pub seed: u64,
 }
 
 /// A port terminal: a rotated rectangle whose water side holds berths.
@@ -266,6 +303,34 @@ impl Recipe {
                 }
             }
         }
+        let mut seen = std::collections::BTreeSet::new();
+        for p in &self.s1_passes {
+            if !seen.insert((p.day, p.orbit.as_str())) {
+                return Err(format!("s1_passes: two {} passes on day {}", p.orbit, p.day).into());
+            }
+            if chrono::NaiveDate::from_ymd_opt(self.year, self.month, p.day).is_none() {
+                return Err(format!(
+                    "s1_passes: day {} is not in {}-{:02}",
+                    p.day, self.year, self.month
+                )
+                .into());
+            }
+            if !matches!(p.orbit.as_str(), "ascending" | "descending") {
+                return Err(format!(
+                    "s1_passes day {}: orbit {:?} must be \"ascending\" or \"descending\"",
+                    p.day, p.orbit
+                )
+                .into());
+            }
+            let unit = p.platform.strip_prefix("sentinel-1").unwrap_or("");
+            if unit.len() != 1 || !unit.chars().all(|c| c.is_ascii_lowercase()) {
+                return Err(format!(
+                    "s1_passes day {}: platform {:?} must be sentinel-1a, sentinel-1b, ...",
+                    p.day, p.platform
+                )
+                .into());
+            }
+        }
         for t in &self.terminals {
             if !(t.half_length > 0.0 && t.half_width > 0.0) {
                 return Err(format!("terminal {:?}: sizes must be > 0", t.name).into());
@@ -318,6 +383,69 @@ impl Recipe {
     }
 }
 
+impl Recipe {
+    /// The Sentinel-1 passes in time order, with ids as Planetary Computer
+    /// names `sentinel-1-rtc` items (`S1A_IW_GRDH_1SDV_<start>_<end>_<orbit>_<datatake>_rtc`).
+    ///
+    /// # Examples
+    /// ```
+    /// use tilestack::demo::Recipe;
+    /// let passes = Recipe::oakland().s1_passes();
+    /// assert!(passes.iter().any(|p| p.orbit == "ascending"));
+    /// assert!(passes[0].id.starts_with("S1A_IW_GRDH_1SDV_201908"));
+    /// ```
+    pub fn s1_passes(&self) -> Vec<S1Def> {
+        let mut passes = self.s1_passes.clone();
+        passes.sort_by_key(|p| (p.day, p.orbit != "ascending"));
+        let mut out = Vec::new();
+        for (k, p) in passes.iter().enumerate() {
+            let Some(date) = chrono::NaiveDate::from_ymd_opt(self.year, self.month, p.day) else {
+                continue; // rejected by validate()
+            };
+            let ascending = p.orbit == "ascending";
+            let (h, m, s) = if ascending { (2, 1, 20) } else { (14, 6, 40) };
+            let Some(t) = chrono::NaiveTime::from_hms_opt(h, m, s) else {
+                continue;
+            };
+            let dt = date.and_time(t).and_utc();
+            let unit = p
+                .platform
+                .chars()
+                .last()
+                .unwrap_or('a')
+                .to_ascii_uppercase();
+            // A 12-day repeat cycle of 175 orbits, as Sentinel-1's.
+            let days =
+                (date - chrono::NaiveDate::from_ymd_opt(2014, 4, 3).unwrap_or(date)).num_days();
+            let absolute_orbit = (days.max(0) as f64 * 175.0 / 12.0) as u32 + u32::from(!ascending);
+            let relative_orbit = if ascending { 35 } else { 42 };
+            let start = dt - chrono::Duration::seconds(12);
+            let end = dt + chrono::Duration::seconds(13);
+            let datatake =
+                (self.seed as u32 ^ absolute_orbit.wrapping_mul(2_654_435_761)) & 0xF_FFFF;
+            let id = format!(
+                "S1{unit}_IW_GRDH_1SDV_{}_{}_{absolute_orbit:06}_{datatake:06X}_rtc",
+                start.format("%Y%m%dT%H%M%S"),
+                end.format("%Y%m%dT%H%M%S"),
+            );
+            out.push(S1Def {
+                id,
+                day: p.day,
+                datetime: dt,
+                orbit: p.orbit.clone(),
+                platform: p.platform.clone(),
+                absolute_orbit,
+                relative_orbit,
+                seed: self
+                    .seed
+                    .wrapping_mul(7_000_003)
+                    .wrapping_add(0x51_0000 + p.day as u64 * 10 + k as u64),
+            });
+        }
+        out
+    }
+}
+
 /// A single path component: 1–64 of `[A-Za-z0-9._-]`, not starting with `.`.
 fn is_file_safe(s: &str) -> bool {
     (1..=64).contains(&s.len())
@@ -364,6 +492,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("granule \"Q\" is not defined"), "{e}");
+        let bad_orbit = OAKLAND_RECIPE.replace("orbit = \"ascending\"", "orbit = \"up\"");
+        let e = Recipe::from_toml_str(&bad_orbit, p)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("orbit \"up\""), "{e}");
         let bad_day = OAKLAND_RECIPE.replace("day = 31", "day = 32");
         let e = Recipe::from_toml_str(&bad_day, p).unwrap_err().to_string();
         assert!(e.contains("day 32"), "{e}");

@@ -79,6 +79,21 @@ pub(crate) struct Sample {
     j: i64,
 }
 
+impl Sample {
+    /// The surface class.
+    pub(crate) fn class(&self) -> Class {
+        self.class
+    }
+    /// Object tone: brightness multiplier of a ship, container stack or roof.
+    pub(crate) fn tone(&self) -> f64 {
+        f64::from(self.tone)
+    }
+    /// Integer grid indices of the pixel (world CRS, `res` cells).
+    pub(crate) fn cell(&self) -> (i64, i64) {
+        (self.i, self.j)
+    }
+}
+
 /// A deterministic, version-independent random stream (splitmix64), so a
 /// world stays byte-identical across `rand` upgrades.
 #[derive(Debug, Clone)]
@@ -105,7 +120,7 @@ impl Rng {
 }
 
 /// Uniform [0, 1) from integer grid indices.
-fn hash01(i: i64, j: i64, seed: u64) -> f64 {
+pub(crate) fn hash01(i: i64, j: i64, seed: u64) -> f64 {
     let mut h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
         ^ (j as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
         ^ seed.wrapping_mul(0x1656_67B1_9E37_79F9);
@@ -174,6 +189,10 @@ pub(crate) struct Ship {
 }
 
 impl Ship {
+    /// The centre in world coordinates.
+    pub(crate) fn centre(&self) -> (f64, f64) {
+        self.frame.world(self.uc, self.vc)
+    }
     fn contains(&self, x: f64, y: f64) -> bool {
         let (u, v) = self.frame.local(x, y);
         (u - self.uc).abs() <= self.hl && (v - self.vc).abs() <= self.hw
@@ -343,16 +362,60 @@ impl SceneState {
     }
 }
 
+impl SceneState {
+    /// The world with nothing that changes: no ships, clouds, haze, glint
+    /// or swath edge (static layers: DEM, land cover).
+    pub(crate) fn still() -> Self {
+        SceneState {
+            ships: Vec::new(),
+            clouds: Vec::new(),
+            haze: Vec::new(),
+            glint: Vec::new(),
+            edge: None,
+            seed: 0,
+            day_seed: 0,
+            gain: 1.0,
+        }
+    }
+
+    /// What a radar sees on `day`: that day's ships (the same
+    /// [`WorldModel::ships_for_day`] as the optical scenes and the ship
+    /// truth), and no cloud, haze or glint.
+    pub(crate) fn radar(model: &WorldModel, day: u32) -> Self {
+        SceneState {
+            ships: model.ships_for_day(day),
+            ..SceneState::still()
+        }
+    }
+
+    /// The ships of this state.
+    pub(crate) fn ships(&self) -> &[Ship] {
+        &self.ships
+    }
+}
+
+/// Signed coast field at `(x, y)`: > 0 on the mainland side, roughly metres
+/// inland from the shore (before channel, island and terminals).
+pub(crate) fn coast_field(model: &WorldModel, x: f64, y: f64) -> f64 {
+    let (dx, dy) = (x - model.xc, y - model.yc);
+    dx + 250.0 + 300.0 * (dy / 1700.0).sin() + 120.0 * (dy / 410.0 + 1.3).sin()
+}
+
+/// The smooth field whose high values are vegetation on land (> 0.35).
+pub(crate) fn veg_field(x: f64, y: f64) -> f64 {
+    (x / 530.0).sin() * (y / 770.0).cos() + 0.5 * ((x + y) / 1900.0).sin()
+}
+
 /// Samples the world at a pixel centre `(x, y)` (world CRS) of a `res` grid.
 pub(crate) fn sample(model: &WorldModel, st: &SceneState, x: f64, y: f64, res: f64) -> Sample {
     let i = (x / res).floor() as i64;
     let j = (y / res).floor() as i64;
     let (dx, dy) = (x - model.xc, y - model.yc);
-    let coast = dx + 250.0 + 300.0 * (dy / 1700.0).sin() + 120.0 * (dy / 410.0 + 1.3).sin();
+    let coast = coast_field(model, x, y);
     let channel = (dy + 1800.0 - 100.0 * (x / 900.0).sin()).abs() < 180.0 && dx > -300.0;
     let island = (dx + 5200.0).powi(2) / 1.2e6 + (dy - 3500.0).powi(2) / 0.5e6 < 1.0;
     let mut land = (coast > 0.0 && !channel) || island;
-    let smooth = (x / 530.0).sin() * (y / 770.0).cos() + 0.5 * ((x + y) / 1900.0).sin();
+    let smooth = veg_field(x, y);
     let veg = land && smooth > 0.35;
     let (mut quay, mut berth) = (false, false);
     for t in &model.terminals {

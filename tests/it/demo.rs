@@ -107,6 +107,15 @@ fn demo_writes_stack_csv_and_picture_and_the_table_matches_the_csv() {
     let png = image::open(out.path().join("days.png")).unwrap();
     assert!(png.width() > 6 * 256 && png.height() > 5 * 256);
     assert!(stdout.contains("phases: world"));
+    // the Sentinel-1 row: VV, VH in dB of the radar collection alone
+    let s1 = TileStack::read_safetensors(&out.path().join("s1").join("stack.safetensors")).unwrap();
+    assert_eq!(s1.bands, ["vv", "vh", "mask"]);
+    assert_eq!(s1.items.iter().filter(|i| !i.is_empty()).count(), 10);
+    assert!(out.path().join("s1-days.png").is_file());
+    assert!(
+        stdout.contains("Sentinel-1 VV, VH in dB: 10 days"),
+        "{stdout}"
+    );
 }
 
 /// Share of the tile that is NaN grey (counting the red mask outline over grey when `with_red`).

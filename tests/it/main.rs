@@ -19,6 +19,7 @@ mod real_items;
 mod region;
 mod search;
 mod secrets;
+mod sensors;
 mod server;
 #[cfg(feature = "burn")]
 mod shards;

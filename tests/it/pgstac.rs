@@ -55,6 +55,11 @@ fn load_world(dsn: &str) {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        // the S2 collection's items (items/ also holds the S1, DEM and land-cover ones)
+        .filter(|p| {
+            let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+            w.manifest().scenes.iter().any(|s| s.id == stem)
+        })
         .collect();
     files.sort();
     assert_eq!(files.len(), w.manifest().scenes.len(), "items/*.json");

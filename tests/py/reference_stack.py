@@ -43,6 +43,8 @@ days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
 items = {}
 for p in sorted(glob.glob(os.path.join(a.world, "items", "*.json"))):
     it = json.load(open(p))
+    if it["collection"] != "sentinel-2-l2a":
+        continue  # the world's other collections (Sentinel-1, DEM, land cover) share items/
     d = dt.datetime.fromisoformat(it["properties"]["datetime"].replace("Z", "+00:00")).date()
     if start <= d <= end:
         items.setdefault(d, []).append((it, os.path.dirname(p)))

@@ -27,6 +27,15 @@ pub(crate) fn world(a: &WorldArgs) -> Result<()> {
             recipe.collection
         );
     }
+    for c in w.collections() {
+        println!(
+            "  and collection {} (like {}): {} items, {:.1} MB of COGs",
+            c.id,
+            c.like,
+            c.items.len(),
+            c.cog_bytes as f64 / 1e6
+        );
+    }
     Ok(())
 }
 
