@@ -194,7 +194,9 @@ impl StackPlan {
             ))
             .max(1);
         let k = nrule.min(scene.len());
-        nan_where_all_zero(&mut scene[..k]);
+        if req.zero_is_nodata {
+            nan_where_all_zero(&mut scene[..k]);
+        }
         let cloud_idx = req
             .cloud_band
             .as_ref()

@@ -148,6 +148,13 @@ pub struct StackRequest {
     /// Default true.
     #[serde(default = "yes")]
     pub harmonize: bool,
+    /// sat-tile-stack's rule: a pixel where every band read is exactly 0
+    /// is no data (NaN), whatever nodata the file declares. Right for
+    /// Sentinel-2 (0 is its fill), wrong where 0 is a value: a DEM's sea
+    /// level, a class coded 0. Default true; left out of the request's
+    /// serialized form (and so of a dataset's hash) when true.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub zero_is_nodata: bool,
     /// Bands converted from linear power to decibels, `10·log10(v)`, after
     /// same-day fusion (the mean is taken in linear power): Sentinel-1 RTC's
     /// `vv`, `vh`. A value ≤ 0 becomes NaN. Default none.
@@ -202,6 +209,7 @@ impl StackRequest {
             cloud_mask: Vec::new(),
             cloud_mask_bits: Vec::new(),
             harmonize: true,
+            zero_is_nodata: true,
             decibels: Vec::new(),
             normalize: false,
             errors_as_nodata: false,
@@ -409,6 +417,10 @@ pub fn derived_inputs(band: &BandName) -> Option<(&'static str, &'static str)> {
 
 fn default_cloud_classes() -> Vec<u16> {
     vec![3, 8, 9, 10]
+}
+
+fn is_yes(v: &bool) -> bool {
+    *v
 }
 
 fn yes() -> bool {
@@ -660,6 +672,10 @@ mod tests {
         assert_eq!(parsed.tile_size, 256);
         assert_eq!(parsed.categorical, vec![BandName::new("SCL").unwrap()]);
         assert!(parsed.use_overviews && !parsed.errors_as_nodata && !parsed.normalize);
+        assert!(parsed.zero_is_nodata);
+        // the default is not written: a dataset's hash of its template is
+        // what it was before the field existed
+        assert!(!toml::to_string(&parsed).unwrap().contains("zero_is_nodata"));
         // every field set: written and read back unchanged
         let mut full = want.clone();
         full.epsg = Some(Epsg::new(32611).unwrap());
@@ -670,6 +686,7 @@ mod tests {
         full.normalize = true;
         full.errors_as_nodata = true;
         full.use_overviews = false;
+        full.zero_is_nodata = false;
         full.tile_size = 64;
         for r in [want, full] {
             let back: StackRequest = toml::from_str(&toml::to_string(&r).unwrap()).unwrap();
