@@ -504,6 +504,15 @@ impl WorldServer {
                 items.extend(zarr_items);
             }
         }
+        // The other collections (Sentinel-1, DEM, land cover) beside it;
+        // their items after the optical ones.
+        for c in world.collections() {
+            let (collection, other_items) = world.other_collection(&c.id)?;
+            backend.add_collection(collection).await.map_err(|e| {
+                Error::stac_because(&root, format!("adding collection {}", c.id), e)
+            })?;
+            items.extend(other_items);
+        }
         for mut item in items {
             for asset in item.assets.values_mut() {
                 if let Some(rel) = asset.href.strip_prefix("../") {
@@ -515,25 +524,6 @@ impl WorldServer {
                 .add_item(item)
                 .await
                 .map_err(|e| Error::stac_because(&root, format!("adding item {id}"), e))?;
-        }
-        // The other collections (Sentinel-1, DEM, land cover) beside it.
-        for c in world.collections() {
-            let (collection, items) = world.other_collection(&c.id)?;
-            backend.add_collection(collection).await.map_err(|e| {
-                Error::stac_because(&root, format!("adding collection {}", c.id), e)
-            })?;
-            for mut item in items {
-                for asset in item.assets.values_mut() {
-                    if let Some(rel) = asset.href.strip_prefix("../") {
-                        asset.href = format!("{root}/{rel}");
-                    }
-                }
-                let id = item.id.clone();
-                backend
-                    .add_item(item)
-                    .await
-                    .map_err(|e| Error::stac_because(&root, format!("adding item {id}"), e))?;
-            }
         }
         let api = Api::new(backend, &format!("{root}/"))
             .map_err(|e| Error::stac_because(&root, "building the API", e))?
