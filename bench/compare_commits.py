@@ -18,6 +18,12 @@ one round to the next):
     plan, reads, warp, fusion, mask, files written); `process_s` is the
     process's wall time (start-up included); `cpu_s` its user + system CPU
     (`getrusage` of the child).
+With --callgrind: one more cold stack per binary under valgrind's
+callgrind, which counts instructions (the same count for the same binary
+and input whatever else the machine does): the totals, their ratio, and
+the functions whose own instruction counts differ most between the first
+old binary and the new one (`callgrind_annotate`, symbols demangled).
+With --build-only: build (or reuse) the binaries and stop.
 With --outputs: `tilestack demo`'s stack.safetensors and `tilestack
 materialize --config datasets/oakland-ships.toml` (shards and index) from
 both binaries, sha256 of each file, and whether they are equal.
@@ -117,6 +123,38 @@ def stack_once(binary, url, world, centroid, out):
     return wall, float(m.group(1)) if m else float("nan"), cpu
 
 
+def callgrind(binary, url, world, centroid, tag):
+    """One cold stack under callgrind: (total instructions, {function: self
+    instructions})."""
+    out = os.path.join(WORK, "cg-" + tag)
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    data = os.path.join(out, "callgrind.out")
+    env = dict(os.environ, TILESTACK_CACHE=os.path.join(out, "cache"))
+    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + data, binary, "stack",
+           "--stac", url, "--centroid", f"{centroid[0]},{centroid[1]}",
+           "--bands", "B04,B03,B02,B08,B11", "--cloud-band", "SCL",
+           "--mask", os.path.join(world, "terminals.geojson"),
+           "--time", "2019-08-01/2019-08-30", "--out", os.path.join(out, "stack")]
+    subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    text = subprocess.run(["callgrind_annotate", "--threshold=100", "--auto=no", data],
+                          check=True, capture_output=True, text=True).stdout
+    total, funcs = None, {}
+    for line in text.splitlines():
+        m = re.match(r"\s*([0-9,]+)(?: \([^)]*\))?\s+(PROGRAM TOTALS|\S.*)$", line)
+        if not m:
+            continue
+        n = int(m.group(1).replace(",", ""))
+        if m.group(2) == "PROGRAM TOTALS":
+            total = n
+        else:
+            # "file:function [object]": the function, without the object
+            name = re.sub(r"\s*\[[^\]]*\]$", "", m.group(2))
+            name = name.split(":", 1)[1] if name.startswith(("???:", "/")) and ":" in name else name
+            funcs[name] = funcs.get(name, 0) + n
+    return total, funcs
+
+
 def sha256(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -154,9 +192,13 @@ def main():
     ap.add_argument("--new", default=".")
     ap.add_argument("--pairs", type=int, default=5, help="rounds (each runs every binary once)")
     ap.add_argument("--outputs", action="store_true")
+    ap.add_argument("--callgrind", action="store_true", help="also count instructions (valgrind)")
+    ap.add_argument("--build-only", action="store_true")
     a = ap.parse_args()
     olds = a.old or ["879d593"]
     bins = [(rev, build(rev)) for rev in olds] + [("new", build(a.new))]
+    if a.build_only:
+        return
     new = bins[-1][1]
     server, url, world, centroid = serve(new)
     try:
@@ -185,6 +227,17 @@ def main():
             "new_over_old_process": {t: med["new"][1] / med[t][1] for t in olds},
             "binary_mb": {t: os.path.getsize(b) / 1e6 for t, b in bins},
         }
+        if a.callgrind:
+            counted = {t: callgrind(b, url, world, centroid, t) for t, b in bins}
+            first, (new_total, new_funcs) = olds[0], counted["new"]
+            old_total, old_funcs = counted[first]
+            diffs = sorted(((new_funcs.get(f, 0) - old_funcs.get(f, 0), f)
+                            for f in set(old_funcs) | set(new_funcs)), key=lambda d: -abs(d[0]))
+            result["instructions"] = {t: c[0] for t, c in counted.items()}
+            result["new_over_old_instructions"] = {t: new_total / counted[t][0] for t in olds}
+            result["instruction_diffs_vs_" + first] = [
+                {"function": f, "old": old_funcs.get(f, 0), "new": new_funcs.get(f, 0), "diff": d}
+                for d, f in diffs[:25]]
         if a.outputs:
             o, n = outputs(bins[0][1], "old"), outputs(new, "new")
             result["outputs"] = {k: {"old": o.get(k), "new": n.get(k), "same": o.get(k) == n.get(k)}

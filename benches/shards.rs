@@ -202,6 +202,7 @@ fn synthetic(i: usize, stride: u64, region: u64) -> SampleEntry {
             .collect(),
         read_errors: Vec::new(),
         error: None,
+        inputs: Vec::new(),
     }
 }
 

@@ -28,12 +28,18 @@
 //! [[labels]]
 //! name = "ships"
 //! file = "../oakland-port/ships.geojson"   # features dated by `datetime`
+//!
+//! [[labels]]                  # a categorical raster: class indexes (see LayerConfig)
+//! name = "cover"
+//! raster = { catalog = { stac = "https://…/api/stac/v1", collection = "esa-worldcover" }, band = "map" }
+//! classes = [10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 100]
 //! ```
 //!
 //! Relative paths are relative to the config file. Unknown keys are errors
 //! (a typo must not silently fall back to a default); every error names the
 //! file, the key and the problem.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -91,8 +97,9 @@ pub struct DatasetConfig {
     /// features per step are not supported here; use a label layer).
     #[serde(default)]
     pub masks: Vec<LayerConfig>,
-    /// Label layers: GeoJSON rasterized as `[T, H, W]` targets; a feature
-    /// with a `datetime` property labels only that day's step.
+    /// Label layers: GeoJSON rasterized as `[T, H, W]` 0/1 targets (a
+    /// feature with a `datetime` property labels only that day's step), or
+    /// categorical rasters as class indexes (see [`LayerConfig`]).
     #[serde(default)]
     pub labels: Vec<LayerConfig>,
     /// What is dropped before any pixel is read.
@@ -188,14 +195,113 @@ pub enum CatalogSource {
     Demo(Option<PathBuf>),
 }
 
-/// A GeoJSON layer: an input mask or a label layer.
+/// A layer: an input mask or a label layer — GeoJSON (`file`), or, for a
+/// label, a categorical raster (`raster`).
+///
+/// A GeoJSON layer is 1 inside a feature and 0 outside. A raster label
+/// holds class indexes: each pixel's product code (nearest neighbour,
+/// never interpolated) through `classes` (code → its position) or `remap`
+/// (code → the value given); a code neither lists, and no data, is
+/// `ignore_index`. With neither, the code itself (an integer 0–255).
+///
+/// ```toml
+/// [[labels]]                       # ESA WorldCover as four classes
+/// name = "cover"
+/// raster = { catalog = { stac = "http://127.0.0.1:8080", collection = "esa-worldcover" }, band = "map" }
+/// classes = [80, 50, 10, 30]       # water 0, built-up 1, trees 2, grass 3; other codes 255
+///
+/// [[labels]]                       # Dynamic World's label band, one map per step
+/// name = "dw"
+/// raster = { catalog = { stac = "http://127.0.0.1:8080", collection = "dynamic-world" }, band = "label", time = { nearest = 2 } }
+///
+/// [[labels]]                       # a user's own label GeoTIFF: water against the rest
+/// name = "water"
+/// raster = { href = "water.tif", band = "label" }
+/// remap = { 1 = 1, 2 = 0, 3 = 0 }
+/// ignore_index = 0
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LayerConfig {
     /// The layer's name (in batches and shard indexes).
     pub name: String,
-    /// The GeoJSON file.
-    pub file: PathBuf,
+    /// The GeoJSON file (`demo:ships`, `demo:terminals`: the demo world's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// A categorical raster instead (labels only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raster: Option<RasterLayer>,
+    /// A raster's product codes in class order: code → its position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<u32>>,
+    /// A raster's product codes → class indexes (keys are the codes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remap: Option<BTreeMap<String, u8>>,
+    /// The class of no data and of codes `classes`/`remap` leave out (default 255).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_index: Option<u8>,
+}
+
+/// Where a raster label layer is read from: one band of a catalog's items
+/// (ESA WorldCover's `map`, Dynamic World's `label`, io-lulc's `data`) or
+/// of one raster, put on each sample's grid by nearest neighbour and on
+/// its days by `time` (default `static`: one map labels every step).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RasterLayer {
+    /// A catalog whose items carry the band (as `[catalog]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<CatalogConfig>,
+    /// Or one raster: a COG path relative to the config, or a URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub href: Option<String>,
+    /// The band (asset key) holding the codes.
+    pub band: String,
+    /// How its maps land on the sample's days (`static`, `daily`, `nearest = N`).
+    #[serde(default = "static_rule")]
+    pub time: TimeRule,
+}
+
+fn static_rule() -> TimeRule {
+    TimeRule::Static
+}
+
+impl LayerConfig {
+    /// A GeoJSON layer.
+    ///
+    /// ```
+    /// let l = tilestack::dataset::LayerConfig::geojson("ships", "ships.geojson");
+    /// assert!(l.raster.is_none());
+    /// ```
+    pub fn geojson(name: impl Into<String>, file: impl Into<PathBuf>) -> LayerConfig {
+        LayerConfig {
+            name: name.into(),
+            file: Some(file.into()),
+            raster: None,
+            classes: None,
+            remap: None,
+            ignore_index: None,
+        }
+    }
+
+    /// The input a raster layer is read as: its one band, categorical,
+    /// nearest neighbour, zeros kept (a class code 0 is a class).
+    pub(crate) fn raster_input(&self) -> Option<Result<InputConfig>> {
+        let r = self.raster.as_ref()?;
+        let mut table = toml::Table::new();
+        let band = toml::Value::Array(vec![toml::Value::String(r.band.clone())]);
+        table.insert("bands".into(), band.clone());
+        table.insert("categorical".into(), band);
+        table.insert("resampling".into(), "nearest".into());
+        table.insert("zero_is_nodata".into(), false.into());
+        Some(StackTemplate::from_table(table).map(|stack| InputConfig {
+            name: self.name.clone(),
+            catalog: r.catalog.clone(),
+            href: r.href.clone(),
+            stack,
+            time: r.time,
+        }))
+    }
 }
 
 /// `[filters]`: decided from the catalog alone, before any pixel is read.
@@ -515,9 +621,10 @@ impl DatasetConfig {
             .map_err(|e| self.error_because("stack", e))
     }
 
-    /// The label layers, parsed. `demo_world` is the folder of the demo
-    /// world being served, which `file = "demo:ships"` (its per-day ship
-    /// footprints) and `"demo:terminals"` name.
+    /// The GeoJSON label layers, parsed (raster layers are read per
+    /// sample). `demo_world` is the folder of the demo world being served,
+    /// which `file = "demo:ships"` (its per-day ship footprints) and
+    /// `"demo:terminals"` name.
     ///
     /// # Errors
     /// [`Error::Config`] naming this file, the `labels` entry and the GeoJSON
@@ -542,8 +649,9 @@ impl DatasetConfig {
     ) -> Result<Vec<(String, Mask)>> {
         layers
             .iter()
-            .map(|l| {
-                let file = l.file.to_string_lossy();
+            .filter_map(|l| l.file.as_ref().map(|f| (l, f)))
+            .map(|(l, f)| {
+                let file = f.to_string_lossy();
                 let p = match (file.strip_prefix("demo:"), demo_world) {
                     (Some("ships"), Some(w)) => w.join("labels").join("ships.geojson"),
                     (Some("terminals"), Some(w)) => w.join("terminals.geojson"),
@@ -556,7 +664,7 @@ impl DatasetConfig {
                             ),
                         ));
                     }
-                    (None, _) => self.resolve(&l.file),
+                    (None, _) => self.resolve(f),
                 };
                 Mask::from_file(&p)
                     .map(|m| (l.name.clone(), m))
@@ -616,6 +724,7 @@ impl DatasetConfig {
             return Err(self.error("filters.max_cloud_cover", format!("{c} (a percent 0–100)")));
         }
         self.check_inputs(&probe)?;
+        self.check_layers(&probe)?;
         let mut names: Vec<&str> = self.labels.iter().map(|l| l.name.as_str()).collect();
         names.extend(self.masks.iter().map(|l| l.name.as_str()));
         names.sort_unstable();
@@ -641,6 +750,116 @@ impl DatasetConfig {
         self.error_because(&label(k + 1, name), cause)
     }
 
+    /// Each layer: one source (a file; a raster for labels only), class
+    /// keys only with a raster, codes that are numbers; a raster's input
+    /// checked as an input's is.
+    fn check_layers(&self, probe: &StackRequest) -> Result<()> {
+        for (key, layers) in [("labels", &self.labels), ("masks", &self.masks)] {
+            for l in layers {
+                let at = format!("{key} {:?}", l.name);
+                let classes = l.classes.is_some() || l.remap.is_some() || l.ignore_index.is_some();
+                match (&l.file, &l.raster) {
+                    (Some(_), None) if classes => {
+                        return Err(self.error(
+                            &at,
+                            "classes, remap and ignore_index are for raster layers (a GeoJSON layer is 0/1)",
+                        ));
+                    }
+                    (Some(_), None) => continue,
+                    (None, Some(_)) if key == "masks" => {
+                        return Err(self.error(
+                            &at,
+                            "an input mask is GeoJSON (file); a raster goes in [[inputs]] (static)",
+                        ));
+                    }
+                    (None, Some(_)) => {}
+                    _ => {
+                        return Err(self.error(&at, "set exactly one of file (GeoJSON) and raster"));
+                    }
+                }
+                if l.classes.is_some() && l.remap.is_some() {
+                    return Err(self.error(&at, "give classes or remap, not both"));
+                }
+                if let Some(c) = &l.classes {
+                    if c.len() > 255 {
+                        return Err(self.error(&at, format!("{} classes (at most 255)", c.len())));
+                    }
+                    let mut sorted = c.clone();
+                    sorted.sort_unstable();
+                    if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+                        return Err(self.error(&at, format!("classes: {} is listed twice", w[0])));
+                    }
+                }
+                if let Some(bad) = l
+                    .remap
+                    .iter()
+                    .flatten()
+                    .find(|(k, _)| k.parse::<f64>().is_err())
+                {
+                    return Err(self.error(
+                        &at,
+                        format!("remap: the key {:?} is not a code (a number)", bad.0),
+                    ));
+                }
+                let Some(input) = l.raster_input() else {
+                    continue;
+                };
+                let input = input.map_err(|e| self.error_because(&at, e))?;
+                self.check_source(&at, &input)?;
+                if !matches!(
+                    input.time,
+                    TimeRule::Static | TimeRule::Daily | TimeRule::Nearest { .. }
+                ) {
+                    return Err(self.error(
+                        &at,
+                        format!(
+                            "time = {}: a label map is static, daily or nearest",
+                            input.time
+                        ),
+                    ));
+                }
+                source_request(&input.stack, input.time, probe)
+                    .map_err(|e| self.error_because(&at, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// An input's source: a catalog, or one raster (static, one band).
+    fn check_source(&self, at: &str, input: &InputConfig) -> Result<()> {
+        match (&input.catalog, &input.href) {
+            (Some(c), None) => {
+                self.catalog_source_of(c, &format!("{at}.catalog"))?;
+            }
+            (None, Some(_)) => {
+                if input.time != TimeRule::Static {
+                    return Err(self.error(
+                        at,
+                        format!(
+                            "time = {}: a single raster (href) has no dates; use time = \"static\"",
+                            input.time
+                        ),
+                    ));
+                }
+                if input.stack.fields().bands.len() != 1
+                    || input.stack.fields().cloud_band.is_some()
+                {
+                    return Err(self.error(
+                        at,
+                        "a single raster (href) is one band: give stack.bands one name and no cloud_band",
+                    ));
+                }
+            }
+            _ => {
+                return Err(self.error(
+                    at,
+                    "set exactly one of catalog (a [catalog]-like table) and href (one raster)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The inputs after the first: names unique, one source each, a
     /// request that validates on the first input's grid and days.
     fn check_inputs(&self, probe: &StackRequest) -> Result<()> {
@@ -651,36 +870,7 @@ impl DatasetConfig {
                 return Err(self.error(&at, "each input needs a name of its own"));
             }
             names.push(&input.name);
-            match (&input.catalog, &input.href) {
-                (Some(c), None) => {
-                    self.catalog_source_of(c, &format!("{at}.catalog"))?;
-                }
-                (None, Some(_)) => {
-                    if input.time != TimeRule::Static {
-                        return Err(self.error(
-                            &at,
-                            format!(
-                                "time = {}: a single raster (href) has no dates; use time = \"static\"",
-                                input.time
-                            ),
-                        ));
-                    }
-                    if input.stack.fields().bands.len() != 1
-                        || input.stack.fields().cloud_band.is_some()
-                    {
-                        return Err(self.error(
-                            &at,
-                            "a single raster (href) is one band: give stack.bands one name and no cloud_band",
-                        ));
-                    }
-                }
-                _ => {
-                    return Err(self.error(
-                        &at,
-                        "set exactly one of catalog (a [catalog]-like table) and href (one raster)",
-                    ));
-                }
-            }
+            self.check_source(&at, input)?;
             source_request(&input.stack, input.time, probe).map_err(|e| self.input_error(k, e))?;
         }
         Ok(())

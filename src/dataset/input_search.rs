@@ -14,7 +14,7 @@ use futures::StreamExt;
 use rayon::prelude::*;
 
 use crate::cog::CogReader;
-use crate::dataset::config::DatasetConfig;
+use crate::dataset::config::{DatasetConfig, InputConfig};
 use crate::dataset::inputs::{SceneMeta, source_request};
 use crate::dataset::region::{CELL_DEG, footprint_bbox, overlaps, ring_bbox, union_bbox};
 use crate::dataset::sample::{DatasetSample, InputReport};
@@ -55,22 +55,21 @@ struct Tile {
     window: (NaiveDate, NaiveDate),
 }
 
-/// Opens input `k` of `config.inputs` over the kept `samples`.
+/// Opens `input` (an input after the first, or a raster label layer read
+/// as one) over the kept `samples`; `at` names it in errors.
 ///
 /// # Errors
-/// Errors naming the input (`inputs[k + 1] "name"`): a request that does
-/// not validate, a search that fails, an item that does not convert.
+/// Errors naming the input (`inputs[k + 1] "name"`, `labels "name"`): a
+/// request that does not validate, a search that fails, an item that does
+/// not convert.
 pub(crate) async fn open_input(
     config: &DatasetConfig,
-    k: usize,
+    input: &InputConfig,
+    at: &str,
     source: InputSource<'_>,
     samples: &[DatasetSample],
 ) -> Result<OpenInput> {
-    let input = config
-        .inputs
-        .get(k)
-        .ok_or_else(|| Error::internal("dataset", format!("no input {k}")))?
-        .clone();
+    let input = input.clone();
     let tiles = {
         let (cfg, samples, input) = (config.clone(), samples.to_vec(), input.clone());
         tokio::task::spawn_blocking(move || {
@@ -91,7 +90,7 @@ pub(crate) async fn open_input(
         })
         .await
         .map_err(|e| Error::task("place input tiles", e))?
-        .map_err(|e| config.input_error(k, e))?
+        .map_err(|e| config.error_because(at, e))?
     };
     let mut groups: BTreeMap<(NaiveDate, NaiveDate, i64, i64), Vec<usize>> = BTreeMap::new();
     for (i, (s, t)) in samples.iter().zip(&tiles).enumerate() {
@@ -121,7 +120,7 @@ pub(crate) async fn open_input(
                 Some(s) => {
                     let primary = config.request(s.centroid, s.start, s.end)?;
                     source_request(&input.stack, input.time, &primary)
-                        .map_err(|e| config.input_error(k, e))?
+                        .map_err(|e| config.error_because(at, e))?
                         .read_bands()
                 }
                 None => Vec::new(),
@@ -129,7 +128,7 @@ pub(crate) async fn open_input(
             for it in items {
                 table
                     .add(it, &read_bands)
-                    .map_err(|e| config.input_error(k, e))?;
+                    .map_err(|e| config.error_because(at, e))?;
             }
             for members in groups.values() {
                 let bbox = union_bbox(members.iter().map(|&i| tiles[i].bbox));
@@ -148,7 +147,7 @@ pub(crate) async fn open_input(
                     let s = &samples[members[0]];
                     let primary = config.request(s.centroid, s.start, s.end)?;
                     let req = source_request(&input.stack, input.time, &primary)
-                        .map_err(|e| config.input_error(k, e))?;
+                        .map_err(|e| config.error_because(at, e))?;
                     Ok((bbox, req))
                 })
                 .collect::<Result<Vec<(_, StackRequest)>>>()?;
@@ -163,13 +162,13 @@ pub(crate) async fn open_input(
                 .collect()
                 .await;
             for r in results {
-                let (res, read_bands) = r.map_err(|e| config.input_error(k, e))?;
+                let (res, read_bands) = r.map_err(|e| config.error_because(at, e))?;
                 let mut group = Vec::with_capacity(res.items.len());
                 for it in &res.items {
                     group.push(
                         table
                             .add(it, &read_bands)
-                            .map_err(|e| config.input_error(k, e))?,
+                            .map_err(|e| config.error_because(at, e))?,
                     );
                 }
                 candidates.push(group);

@@ -454,7 +454,7 @@ pub(crate) fn nearest_day(
 /// let dem = InputLayout { name: "dem".into(), rule: TimeRule::Static, shape: [1, 1, 64, 64], bands: vec!["elevation".into()] };
 /// assert_eq!(dem.batch_shape(8), vec![8, 1, 64, 64]); // static: [B, C, H, W]
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputLayout {
     /// The input's name.
     pub name: String,
@@ -478,11 +478,24 @@ impl InputLayout {
         }
     }
 
-    /// Bytes of one sample of it as a shard stores it: `f32` data and one
-    /// byte per step (has data).
-    pub fn region_bytes(&self) -> usize {
+    /// Bytes of `rows` rows of it in a batch on `h × w` pixels: `f32`
+    /// values, validity per step and pixel, has-data per step.
+    pub fn memory_bytes(&self, rows: usize, h: usize, w: usize) -> u64 {
+        let [t, c, _, _] = self.shape;
+        4 * (rows * t * (c + 1) * h * w + rows * t) as u64
+    }
+
+    /// Bytes of one sample of it as a shard stores it: `f32` data, three
+    /// `f32` of metadata per step and one byte per step (has data); `None`
+    /// when a (hostile) shape overflows.
+    pub fn region_bytes(&self) -> Option<u64> {
         let [t, c, h, w] = self.shape;
-        t * c * h * w * 4 + t
+        let data = t
+            .checked_mul(c)?
+            .checked_mul(h)?
+            .checked_mul(w)?
+            .checked_mul(4)?;
+        u64::try_from(data.checked_add(t.checked_mul(13)?)?).ok()
     }
 }
 

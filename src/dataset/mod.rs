@@ -12,6 +12,7 @@
 pub(crate) mod config;
 pub(crate) mod input_search;
 pub(crate) mod inputs;
+pub(crate) mod labels;
 pub(crate) mod region;
 pub(crate) mod sample;
 pub(crate) mod sampler;
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 pub use config::{
     AugmentConfig, CatalogConfig, CatalogSource, DatasetConfig, ErrorPolicy, FilterConfig,
-    InputConfig, LastBatch, LayerConfig, LoaderConfig, NormalizeConfig,
+    InputConfig, LastBatch, LayerConfig, LoaderConfig, NormalizeConfig, RasterLayer,
 };
 pub use inputs::{
     CompositeMethod, CompositeSpan, InputLayout, InputPlan, InputStack, SceneMeta, TimeRule,
@@ -35,6 +36,7 @@ use crate::cog::CogReader;
 use crate::cog::cache::TileCache;
 use crate::dataset::input_search::{InputSource, OpenInput, open_input, raster_scene};
 use crate::dataset::inputs::{assemble_input, label, plan_input, source_request};
+use crate::dataset::labels::{ClassMap, LabelLayer, RasterLabel};
 use crate::dataset::region::open_by_region;
 use crate::error::{Error, Result};
 use crate::fetch::HttpRangeClient;
@@ -64,7 +66,8 @@ pub struct TileDataset {
     samples: Vec<DatasetSample>,
     scenes: Vec<Scene>,
     layout: SampleLayout,
-    labels: Vec<(String, Mask)>,
+    /// Label layers in config order.
+    labels: Vec<(String, LabelLayer)>,
     masks: Vec<(String, Mask)>,
     report: DatasetReport,
     /// The inputs after the first: their scenes and each sample's.
@@ -224,9 +227,13 @@ impl TileDataset {
             .ok_or_else(|| Error::invalid("sample", format!("no sample {index}")))
     }
 
-    /// The label layers: name and features.
-    pub fn labels(&self) -> &[(String, Mask)] {
-        &self.labels
+    /// The GeoJSON label layers: name and features (raster label layers
+    /// are read per sample; [`TileDataset::layout`] names every layer).
+    pub fn labels(&self) -> impl Iterator<Item = (&str, &Mask)> {
+        self.labels.iter().filter_map(|(n, l)| match l {
+            LabelLayer::Vector(m) => Some((n.as_str(), m)),
+            LabelLayer::Raster(_) => None,
+        })
     }
 
     /// The input masks (name, features).
@@ -308,32 +315,57 @@ impl TileDataset {
         index: usize,
         buffer: Option<ndarray::Array4<f32>>,
     ) -> Result<(TileStack, Layers, Vec<InputStack>)> {
-        let (stack, inputs) =
-            futures::future::try_join(self.load_reusing(index, buffer), self.load_inputs(index))
-                .await?;
+        let (stack, inputs, rasters) = futures::future::try_join3(
+            self.load_reusing(index, buffer),
+            self.load_inputs(index),
+            self.load_raster_labels(index),
+        )
+        .await?;
         let layers = if self.labels.is_empty() && self.masks.is_empty() {
             Layers::default()
         } else {
             let ds = self.clone();
-            tokio::task::spawn_blocking(move || ds.rasterize_layers(index))
+            tokio::task::spawn_blocking(move || ds.rasterize_layers(index, rasters))
                 .await
                 .map_err(|e| Error::task("rasterize labels", e))??
         };
         Ok((stack, layers, inputs))
     }
 
-    fn rasterize_layers(&self, sample: usize) -> Result<Layers> {
+    /// Sample `index`'s raster label layers, in config order, as loaded
+    /// (codes, NaN = no data).
+    async fn load_raster_labels(&self, index: usize) -> Result<Vec<InputStack>> {
+        let loads = self.labels.iter().filter_map(|(name, l)| match l {
+            LabelLayer::Raster(r) => {
+                Some(self.load_as(index, &r.input, &r.open, format!("labels {name:?}")))
+            }
+            LabelLayer::Vector(_) => None,
+        });
+        futures::future::try_join_all(loads)
+            .await
+            .map_err(|e| self.sample_error(index, e))
+    }
+
+    /// The layers on sample `index`'s grid and steps: GeoJSON rasterized,
+    /// `rasters` (its raster labels, loaded) turned into classes.
+    fn rasterize_layers(&self, sample: usize, rasters: Vec<InputStack>) -> Result<Layers> {
         let req = self.request(sample)?;
         let (grid, bins) = (req.grid()?, req.bins());
         // The rasterizer writes exactly 0.0 or 1.0.
         let flat = |a: ndarray::Array2<f32>| a.iter().map(|&v| u8::from(v != 0.0)).collect();
+        let mut rasters = rasters.into_iter();
         let labels = self
             .labels
             .iter()
-            .map(|(_, m)| {
-                bins.iter()
+            .map(|(_, l)| match l {
+                LabelLayer::Vector(m) => bins
+                    .iter()
                     .map(|bin| m.rasterize_days(&grid, Some(*bin)).map(flat))
-                    .collect::<Result<Vec<_>>>()
+                    .collect::<Result<Vec<_>>>(),
+                LabelLayer::Raster(r) => rasters
+                    .next()
+                    .map(|input| r.classes.layer(&input, bins.len()))
+                    .ok_or_else(|| Error::internal("labels", "a raster label was not loaded")),
             })
             .collect::<Result<Vec<_>>>()?;
         let masks = self
@@ -365,15 +397,33 @@ impl TileDataset {
     /// [`Error::Invalid`] naming the index or the input;
     /// [`StackPlan::new`]'s errors.
     pub fn input_plan(&self, index: usize, k: usize) -> Result<InputPlan> {
-        let s = self.sample(index)?;
-        let (Some(cfg), Some(open)) = (self.config.inputs.get(k), self.inputs.get(k)) else {
-            return Err(Error::invalid(
+        let (cfg, open) = self.input(k)?;
+        self.plan_as(index, cfg, open, &label(k + 1, &cfg.name))
+    }
+
+    /// Input `k` after the first: its config and its opened scenes.
+    fn input(&self, k: usize) -> Result<(&InputConfig, &OpenInput)> {
+        match (self.config.inputs.get(k), self.inputs.get(k)) {
+            (Some(cfg), Some(open)) => Ok((cfg, open)),
+            _ => Err(Error::invalid(
                 "input",
                 format!("no input {k} after the first"),
-            ));
-        };
+            )),
+        }
+    }
+
+    /// Sample `index`'s plan of `cfg` (an input, or a raster label read as
+    /// one) over its opened scenes; `at` names it in errors.
+    fn plan_as(
+        &self,
+        index: usize,
+        cfg: &InputConfig,
+        open: &OpenInput,
+        at: &str,
+    ) -> Result<InputPlan> {
+        let s = self.sample(index)?;
         let primary = self.config.request(s.centroid, s.start, s.end)?;
-        let named = |e: Error| Error::invalid_because("input", label(k + 1, &cfg.name), e);
+        let named = |e: Error| Error::invalid_because("input", at, e);
         let req = source_request(&cfg.stack, cfg.time, &primary).map_err(named)?;
         let scenes = open
             .per_sample
@@ -397,19 +447,28 @@ impl TileDataset {
     /// [`Error::Sample`] naming the sample, wrapping an error naming the
     /// input (`inputs[1] "s1"`) and its cause (URL, item).
     pub async fn load_inputs(&self, index: usize) -> Result<Vec<InputStack>> {
-        let loads = (0..self.inputs.len()).map(|k| self.load_input(index, k));
-        futures::future::try_join_all(loads).await.map_err(|e| {
-            let (lon, lat) = self
-                .samples
-                .get(index)
-                .map_or((f64::NAN, f64::NAN), |s| (s.centroid[0], s.centroid[1]));
-            Error::Sample {
-                index,
-                lon,
-                lat,
-                source: Box::new(e),
-            }
-        })
+        let loads = (0..self.inputs.len()).map(|k| async move {
+            let (cfg, open) = self.input(k)?;
+            self.load_as(index, cfg, open, label(k + 1, &cfg.name))
+                .await
+        });
+        futures::future::try_join_all(loads)
+            .await
+            .map_err(|e| self.sample_error(index, e))
+    }
+
+    /// `e`, naming sample `index` and its place.
+    fn sample_error(&self, index: usize, e: Error) -> Error {
+        let (lon, lat) = self
+            .samples
+            .get(index)
+            .map_or((f64::NAN, f64::NAN), |s| (s.centroid[0], s.centroid[1]));
+        Error::Sample {
+            index,
+            lon,
+            lat,
+            source: Box::new(e),
+        }
     }
 
     /// [`TileDataset::load_inputs`] for synchronous code.
@@ -424,15 +483,17 @@ impl TileDataset {
         self.handle()?.block_on(self.load_inputs(index))
     }
 
-    async fn load_input(&self, index: usize, k: usize) -> Result<InputStack> {
-        let plan = self.input_plan(index, k)?;
-        let (Some(cfg), Some(open)) = (self.config.inputs.get(k), self.inputs.get(k)) else {
-            return Err(Error::invalid(
-                "input",
-                format!("no input {k} after the first"),
-            ));
-        };
-        let named = |e: Error| Error::invalid_because("input", label(k + 1, &cfg.name), e);
+    /// Loads sample `index`'s `cfg` (an input, or a raster label read as
+    /// one); `at` names it in errors.
+    async fn load_as(
+        &self,
+        index: usize,
+        cfg: &InputConfig,
+        open: &OpenInput,
+        at: String,
+    ) -> Result<InputStack> {
+        let plan = self.plan_as(index, cfg, open, &at)?;
+        let named = |e: Error| Error::invalid_because("input", &at, e);
         if plan.plan.scenes.is_empty() && cfg.time.is_static() {
             let s = self.sample(index)?;
             return Err(named(Error::invalid(
@@ -463,7 +524,7 @@ struct Opened {
     samples: Vec<DatasetSample>,
     scenes: Vec<Scene>,
     layout: SampleLayout,
-    labels: Vec<(String, Mask)>,
+    labels: Vec<(String, LabelLayer)>,
     masks: Vec<(String, Mask)>,
     report: DatasetReport,
     inputs: Vec<OpenInput>,
@@ -481,7 +542,7 @@ fn open_on(rt: &tokio::runtime::Runtime, config: &DatasetConfig) -> Result<Opene
         .windows()
         .map_err(|e| config.error_because("time", e))?;
     let (catalog, server, world) = rt.block_on(open_catalog(config))?;
-    let labels = config.label_layers(world.as_deref())?;
+    let vector_labels = config.label_layers(world.as_deref())?;
     let masks = config.mask_layers(world.as_deref())?;
     let region = rt.block_on(open_by_region(config, &catalog, &points, &windows))?;
     let (samples, scenes, mut report) = (region.samples, region.scenes, region.report);
@@ -496,34 +557,35 @@ fn open_on(rt: &tokio::runtime::Runtime, config: &DatasetConfig) -> Result<Opene
     let (mut inputs, mut input_servers) = (Vec::new(), Vec::new());
     for (k, input) in config.inputs.iter().enumerate() {
         let at = label(k + 1, &input.name);
-        let opened = match (&input.catalog, &input.href) {
-            (Some(c), _) => {
-                let (catalog, server, _) =
-                    rt.block_on(open_catalog_of(config, c, &format!("{at}.catalog")))?;
-                input_servers.push(server);
-                rt.block_on(open_input(
-                    config,
-                    k,
-                    InputSource::Catalog(&catalog),
-                    &samples,
-                ))?
-            }
-            (None, Some(href)) => {
-                let href = resolve_href(config, href);
-                let band = input.stack.fields().bands.first().cloned().ok_or_else(|| {
-                    config.error(&at, "a single raster (href) needs one band name")
-                })?;
-                let scene = rt
-                    .block_on(raster_scene(&reader, &href, &band))
-                    .map_err(|e| config.input_error(k, e))?;
-                rt.block_on(open_input(config, k, InputSource::Raster(scene), &samples))?
-            }
-            (None, None) => {
-                return Err(config.error(&at, "set one of catalog and href"));
-            }
-        };
+        let (opened, server) = open_one(rt, config, &reader, input, &at, &samples)?;
+        input_servers.push(server);
         report.inputs.push(opened.report.clone());
         inputs.push(opened);
+    }
+    // Label layers in config order: GeoJSON parsed above, rasters opened
+    // as inputs are (their scenes searched by region, each sample's picked).
+    let mut vectors = vector_labels.into_iter();
+    let mut labels = Vec::with_capacity(config.labels.len());
+    for l in &config.labels {
+        let Some(input) = l.raster_input() else {
+            let (name, mask) = vectors
+                .next()
+                .ok_or_else(|| Error::internal("dataset", "fewer GeoJSON labels than files"))?;
+            labels.push((name, LabelLayer::Vector(mask)));
+            continue;
+        };
+        let at = format!("labels {:?}", l.name);
+        let input = input.map_err(|e| config.error_because(&at, e))?;
+        let (open, server) = open_one(rt, config, &reader, &input, &at, &samples)?;
+        input_servers.push(server);
+        labels.push((
+            l.name.clone(),
+            LabelLayer::Raster(Box::new(RasterLabel {
+                classes: ClassMap::of(l),
+                input,
+                open,
+            })),
+        ));
     }
     let shape = one_shape(config, &samples)?;
     let layout = SampleLayout {
@@ -573,6 +635,52 @@ fn open_on(rt: &tokio::runtime::Runtime, config: &DatasetConfig) -> Result<Opene
         server,
         input_servers,
     })
+}
+
+/// Opens one input after the first, or a raster label layer read as one:
+/// its catalog (a demo world served on its own) or its one raster; `at`
+/// names it in errors.
+fn open_one(
+    rt: &tokio::runtime::Runtime,
+    config: &DatasetConfig,
+    reader: &CogReader,
+    input: &InputConfig,
+    at: &str,
+    samples: &[DatasetSample],
+) -> Result<(OpenInput, Server)> {
+    match (&input.catalog, &input.href) {
+        (Some(c), _) => {
+            let (catalog, server, _) =
+                rt.block_on(open_catalog_of(config, c, &format!("{at}.catalog")))?;
+            let opened = rt.block_on(open_input(
+                config,
+                input,
+                at,
+                InputSource::Catalog(&catalog),
+                samples,
+            ))?;
+            Ok((opened, server))
+        }
+        (None, Some(href)) => {
+            let href = resolve_href(config, href);
+            let band =
+                input.stack.fields().bands.first().cloned().ok_or_else(|| {
+                    config.error(at, "a single raster (href) needs one band name")
+                })?;
+            let scene = rt
+                .block_on(raster_scene(reader, &href, &band))
+                .map_err(|e| config.error_because(at, e))?;
+            let opened = rt.block_on(open_input(
+                config,
+                input,
+                at,
+                InputSource::Raster(scene),
+                samples,
+            ))?;
+            Ok((opened, Server::default()))
+        }
+        (None, None) => Err(config.error(at, "set one of catalog and href")),
+    }
 }
 
 /// The `[T, C, H, W]` every sample shares (a request's steps, bands and

@@ -140,12 +140,6 @@ impl SourceBatch {
         }
     }
 
-    /// Bytes of `rows` rows of `layout` on `h × w` pixels.
-    pub(crate) fn bytes(layout: &InputLayout, rows: usize, h: usize, w: usize) -> u64 {
-        let [t, c, _, _] = layout.shape;
-        4 * (rows * t * (c + 1) * h * w + rows * t) as u64
-    }
-
     /// Writes `input` into row `row` through `map`, no data as `fill`.
     fn write_row(&mut self, row: usize, input: &InputStack, map: &PixelMap, fill: f32) {
         let t = self.steps();

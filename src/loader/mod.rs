@@ -256,7 +256,7 @@ impl BatchLoader {
             .iter()
             .map(|l| {
                 let [lt, lc, lh, lw] = l.shape;
-                SourceBatch::bytes(l, 1, out[2], out[3]) + (lt * lc * lh * lw * 4) as u64
+                l.memory_bytes(1, out[2], out[3]) + (lt * lc * lh * lw * 4) as u64
             })
             .sum();
         let row_bytes =

@@ -12,14 +12,18 @@
 //! | `{k}/eo_cloud_cover` | F32 | `[T]` |
 //! | `{k}/pct_nans` | F32 | `[T]` |
 //! | `{k}/tile_cloud_fraction` | F32 | `[T]` |
-//! | `{k}/labels` | U8 | `[L, T, H, W]`, 0/1 (when the dataset has labels) |
+//! | `{k}/labels` | U8 | `[L, T, H, W]`: 0/1 (GeoJSON) or class indexes (raster), when the dataset has labels |
 //! | `{k}/masks` | U8 | `[M, H, W]`, 0/1 (when it has masks) |
+//! | `{k}/inputs/{name}/data` | F32 | `[T', C', H, W]` of each input after the first, in config order (`T'` = 1 when static) |
+//! | `{k}/inputs/{name}/eo_cloud_cover`, `…/pct_nans`, `…/tile_cloud_fraction` | F32 | `[T']` |
+//! | `{k}/inputs/{name}/has_data` | U8 | `[T']`, 1 when a scene filled the step |
 //! | `{k}/_pad` | U8 | `[p]`, zeros up to the next 64-byte boundary (when needed) |
 //!
 //! A sample that failed to load has no tensors; its entry holds the error.
 
 use std::collections::BTreeMap;
 
+use crate::dataset::inputs::{InputLayout, InputStack};
 use crate::error::{Error, Result};
 use crate::shard::index::SampleEntry;
 use crate::stack::file::{frame_header, put_f32s, tensor_entry};
@@ -36,15 +40,21 @@ pub(crate) const ALIGN: u64 = 64;
 pub(crate) struct Region {
     pub(crate) bytes: Vec<u8>,
     /// The tensors: name suffix, dtype, shape, byte length.
-    pub(crate) tensors: Vec<(&'static str, &'static str, Vec<usize>, usize)>,
+    pub(crate) tensors: Vec<(String, &'static str, Vec<usize>, usize)>,
 }
 
-/// A sample's region from its stack and layers.
+/// A sample's region from its stack, layers and other inputs (one per
+/// layout of `layouts`, in that order).
 ///
 /// # Errors
-/// [`Error::Invalid`] when a layer holds a value other than 0 or 1 (it
-/// could not be stored exactly as U8).
-pub(crate) fn encode(stack: &TileStack, layers: &Layers) -> Result<Region> {
+/// [`Error::Invalid`] when an input is not the one its layout describes
+/// (name, shape).
+pub(crate) fn encode(
+    stack: &TileStack,
+    layers: &Layers,
+    inputs: &[InputStack],
+    layouts: &[InputLayout],
+) -> Result<Region> {
     let (t, c, h, w) = stack.data.dim();
     let px = h * w;
     let (labels, masks) = (&layers.labels, &layers.masks);
@@ -53,33 +63,19 @@ pub(crate) fn encode(stack: &TileStack, layers: &Layers) -> Result<Region> {
     let mut tensors = Vec::with_capacity(6);
     for (name, shape, values) in stack.tensors() {
         put_f32s(&mut bytes, &values);
-        tensors.push((name, "F32", shape, values.len() * 4));
+        tensors.push((name.to_string(), "F32", shape, values.len() * 4));
     }
-    let binary = |v: u8| -> Result<u8> {
-        if v <= 1 {
-            Ok(v)
-        } else {
-            Err(Error::invalid(
-                "layer value",
-                format!("{v}: shards store label and mask layers as 0/1"),
-            ))
-        }
-    };
     if !labels.is_empty() {
         for layer in labels {
             for ti in 0..t {
                 match layer.get(ti) {
-                    Some(step) if step.len() == px => {
-                        for &v in step {
-                            bytes.push(binary(v)?);
-                        }
-                    }
+                    Some(step) if step.len() == px => bytes.extend_from_slice(step),
                     _ => bytes.extend(std::iter::repeat_n(0u8, px)),
                 }
             }
         }
         tensors.push((
-            "labels",
+            "labels".into(),
             "U8",
             vec![labels.len(), t, h, w],
             labels.len() * t * px,
@@ -88,14 +84,59 @@ pub(crate) fn encode(stack: &TileStack, layers: &Layers) -> Result<Region> {
     if !masks.is_empty() {
         for m in masks {
             if m.len() == px {
-                for &v in m {
-                    bytes.push(binary(v)?);
-                }
+                bytes.extend_from_slice(m);
             } else {
                 bytes.extend(std::iter::repeat_n(0u8, px));
             }
         }
-        tensors.push(("masks", "U8", vec![masks.len(), h, w], masks.len() * px));
+        tensors.push((
+            "masks".into(),
+            "U8",
+            vec![masks.len(), h, w],
+            masks.len() * px,
+        ));
+    }
+    if inputs.len() != layouts.len() {
+        return Err(Error::internal(
+            "shard",
+            format!("{} inputs for {} layouts", inputs.len(), layouts.len()),
+        ));
+    }
+    for (input, layout) in inputs.iter().zip(layouts) {
+        let [it, ic, ih, iw] = layout.shape;
+        if input.name != layout.name
+            || input.stack.data.dim() != (it, ic, ih, iw)
+            || input.stack.days.len() != it
+            || input.has_data.len() != it
+        {
+            return Err(Error::invalid(
+                "input",
+                format!(
+                    "{:?} of shape {:?} ({} days) is not its layout's {:?} {:?}",
+                    input.name,
+                    input.stack.data.shape(),
+                    input.stack.days.len(),
+                    layout.name,
+                    layout.shape
+                ),
+            ));
+        }
+        for (name, shape, values) in input.stack.tensors() {
+            put_f32s(&mut bytes, &values);
+            tensors.push((
+                format!("inputs/{}/{name}", layout.name),
+                "F32",
+                shape,
+                values.len() * 4,
+            ));
+        }
+        bytes.extend(input.has_data.iter().map(|&b| u8::from(b)));
+        tensors.push((
+            format!("inputs/{}/has_data", layout.name),
+            "U8",
+            vec![it],
+            it,
+        ));
     }
     Ok(Region { bytes, tensors })
 }
@@ -270,7 +311,7 @@ mod tests {
     fn header_lengths_are_aligned_and_parse_back() {
         let r = Region {
             bytes: vec![0; 10],
-            tensors: vec![("masks", "U8", vec![1, 2, 5], 10)],
+            tensors: vec![("masks".into(), "U8", vec![1, 2, 5], 10)],
         };
         let mut entries = vec![SampleEntry {
             index: 3,
@@ -319,7 +360,13 @@ mod tests {
     }
 
     #[test]
-    fn non_binary_layers_are_refused() {
+    fn layers_are_stored_as_they_are_and_inputs_must_fit_their_layout() {
+        let grid = crate::geo::grid::GridSpec {
+            epsg: crate::units::Epsg::WGS84,
+            transform: crate::geo::grid::GeoTransform::north_up(0.0, 0.0, 1.0),
+            width: 2,
+            height: 1,
+        };
         let stack = TileStack {
             data: ndarray::Array4::zeros((1, 1, 1, 2)),
             bands: vec!["a".into()],
@@ -328,28 +375,62 @@ mod tests {
             pct_nans: vec![0.0],
             tile_cloud_fraction: vec![f32::NAN],
             items: vec![vec![]],
-            grid: crate::geo::grid::GridSpec {
-                epsg: crate::units::Epsg::WGS84,
-                transform: crate::geo::grid::GeoTransform::north_up(0.0, 0.0, 1.0),
-                width: 2,
-                height: 1,
-            },
+            grid,
             read_errors: vec![],
         };
-        let ok = Layers {
-            labels: vec![vec![vec![0, 1]]],
-            masks: vec![],
+        // class indexes of a raster label, 255 = ignore
+        let classes = Layers {
+            labels: vec![vec![vec![3, 255]]],
+            masks: vec![vec![1, 0]],
         };
-        let r = encode(&stack, &ok).expect("binary layers encode");
-        assert_eq!(r.bytes.len(), 8 + 12 + 2);
-        let bad = Layers {
-            labels: vec![vec![vec![2, 1]]],
-            masks: vec![],
+        let r = encode(&stack, &classes, &[], &[]).expect("layers encode");
+        assert_eq!(r.bytes.len(), 8 + 12 + 2 + 2);
+        assert_eq!(&r.bytes[20..], &[3, 255, 1, 0]);
+        let input = InputStack {
+            name: "s1".into(),
+            rule: crate::dataset::TimeRule::Static,
+            stack: stack.clone(),
+            has_data: vec![true],
+            orbit_state: vec![String::new()],
+            platform: vec![String::new()],
         };
-        let e = encode(&stack, &bad).unwrap_err().to_string();
-        assert!(
-            e.contains("2: shards store label and mask layers as 0/1"),
-            "{e}"
+        let layout = InputLayout {
+            name: "s1".into(),
+            rule: crate::dataset::TimeRule::Static,
+            shape: [1, 1, 1, 2],
+            bands: vec!["a".into()],
+        };
+        let r = encode(
+            &stack,
+            &Layers::default(),
+            std::slice::from_ref(&input),
+            std::slice::from_ref(&layout),
+        )
+        .expect("an input that fits");
+        assert_eq!(
+            r.bytes.len() as u64,
+            8 + 12 + layout.region_bytes().unwrap()
         );
+        let names: Vec<&str> = r.tensors.iter().map(|t| t.0.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "data",
+                "eo_cloud_cover",
+                "pct_nans",
+                "tile_cloud_fraction",
+                "inputs/s1/data",
+                "inputs/s1/eo_cloud_cover",
+                "inputs/s1/pct_nans",
+                "inputs/s1/tile_cloud_fraction",
+                "inputs/s1/has_data"
+            ]
+        );
+        let wide = InputLayout {
+            shape: [1, 2, 1, 2],
+            ..layout
+        };
+        let e = encode(&stack, &Layers::default(), &[input], &[wide]).unwrap_err();
+        assert!(e.to_string().contains("is not its layout's"), "{e}");
     }
 }

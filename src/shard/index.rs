@@ -56,6 +56,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::config::DatasetConfig;
+use crate::dataset::inputs::{InputLayout, InputStack};
 use crate::error::{Error, Result};
 use crate::shard::location::{FileWriter, Location};
 use crate::stack::SampleLayout;
@@ -117,6 +118,48 @@ pub struct SampleEntry {
     /// Why the sample failed to load, when it did (it has no tensors then;
     /// the loaders apply their error policy to it as they would online).
     pub error: Option<String>,
+    /// The inputs after the first, in config order: what their tensors do
+    /// not hold (empty for a dataset of one input, and then not written).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputEntry>,
+}
+
+/// One input after the first, as a sample's entry records it: its days and
+/// per-step provenance (its data, cloud/NaN metadata and has-data flags are
+/// tensors of the sample's region).
+///
+/// ```
+/// let e = tilestack::shard::InputEntry { name: "s1".into(), ..Default::default() };
+/// assert!(e.items.is_empty());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InputEntry {
+    /// The input's name.
+    pub name: String,
+    /// First day of each of its steps.
+    pub days: Vec<NaiveDate>,
+    /// Scene ids per step.
+    pub items: Vec<Vec<String>>,
+    /// Per step, its scenes' `sat:orbit_state` (comma-separated).
+    pub orbit_state: Vec<String>,
+    /// Per step, its scenes' `platform` (comma-separated).
+    pub platform: Vec<String>,
+    /// Windows read as no data (`errors_as_nodata`).
+    pub read_errors: Vec<String>,
+}
+
+impl InputEntry {
+    /// What `input`'s tensors do not hold.
+    pub(crate) fn of(input: &InputStack) -> InputEntry {
+        InputEntry {
+            name: input.name.clone(),
+            days: input.stack.days.clone(),
+            items: input.stack.items.clone(),
+            orbit_state: input.orbit_state.clone(),
+            platform: input.platform.clone(),
+            read_errors: input.stack.read_errors.clone(),
+        }
+    }
 }
 
 /// One shard as the index records it.
@@ -251,6 +294,9 @@ pub struct ShardIndex {
     pub shards: Vec<ShardInfo>,
     /// The samples it covers: their table.
     pub table: SampleTable,
+    /// The inputs after the first, in config order (absent for one input).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputLayout>,
 }
 
 /// `index.json` before the table ([`INDEX_FORMAT_V1`]): the same header
@@ -304,6 +350,17 @@ pub(crate) fn part_shards(i: usize, n: usize, k: usize) -> std::ops::Range<usize
 }
 
 impl ShardIndex {
+    /// Bytes of one loaded sample's region: the stack's, its layers' and
+    /// every other input's ([`InputLayout::region_bytes`]); `None` when a
+    /// (hostile) shape overflows.
+    pub fn region_bytes(&self) -> Option<u64> {
+        self.inputs
+            .iter()
+            .try_fold(self.layout().region_bytes()?, |n, i| {
+                n.checked_add(i.region_bytes()?)
+            })
+    }
+
     /// The layout of the samples it indexes.
     pub fn layout(&self) -> SampleLayout {
         SampleLayout {
@@ -411,7 +468,6 @@ fn check_header(index: &ShardIndex, name: &str) -> Result<()> {
         }
     }
     index
-        .layout()
         .region_bytes()
         .ok_or_else(|| bad(name, format!("field `shape`: {:?} overflows", index.shape)))?;
     let t = &index.table;
@@ -651,6 +707,8 @@ pub(crate) struct Meta {
     pub(crate) items: Vec<Vec<String>>,
     pub(crate) read_errors: Vec<String>,
     pub(crate) error: Option<String>,
+    #[serde(default)]
+    pub(crate) inputs: Vec<InputEntry>,
 }
 
 /// [`Meta`] borrowed from an entry, to write it without copies.
@@ -664,6 +722,24 @@ struct MetaRef<'a> {
     items: &'a [Vec<String>],
     read_errors: &'a [String],
     error: &'a Option<String>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    inputs: &'a [InputEntry],
+}
+
+impl<'a> From<&'a SampleEntry> for MetaRef<'a> {
+    fn from(e: &'a SampleEntry) -> MetaRef<'a> {
+        MetaRef {
+            id: &e.id,
+            days: &e.days,
+            eo_cloud_cover: &e.eo_cloud_cover,
+            pct_nans: &e.pct_nans,
+            tile_cloud_fraction: &e.tile_cloud_fraction,
+            items: &e.items,
+            read_errors: &e.read_errors,
+            error: &e.error,
+            inputs: &e.inputs,
+        }
+    }
 }
 
 /// The entry a row and its record make.
@@ -696,6 +772,7 @@ pub(crate) fn entry_from(row: &Row, meta: Meta, name: &str) -> Result<SampleEntr
         items: meta.items,
         read_errors: meta.read_errors,
         error: meta.error,
+        inputs: meta.inputs,
     })
 }
 
@@ -741,20 +818,9 @@ impl TableWriter {
             ));
         }
         self.line.clear();
-        serde_json::to_writer(
-            &mut self.line,
-            &MetaRef {
-                id: &e.id,
-                days: &e.days,
-                eo_cloud_cover: &e.eo_cloud_cover,
-                pct_nans: &e.pct_nans,
-                tile_cloud_fraction: &e.tile_cloud_fraction,
-                items: &e.items,
-                read_errors: &e.read_errors,
-                error: &e.error,
-            },
-        )
-        .map_err(|x| Error::internal_because("shard index", "cannot write a sample as JSON", x))?;
+        serde_json::to_writer(&mut self.line, &MetaRef::from(e)).map_err(|x| {
+            Error::internal_because("shard index", "cannot write a sample as JSON", x)
+        })?;
         let meta_length = u32::try_from(self.line.len())
             .ok()
             .filter(|&n| n <= MAX_META_RECORD)
@@ -960,6 +1026,7 @@ impl ShardIndex {
             part: None,
             shards: Vec::new(),
             table: SampleTable::empty("index", 0),
+            inputs: Vec::new(),
         }
     }
 }
@@ -1259,7 +1326,7 @@ async fn open_tables(
             meta_bytes: t.meta_bytes,
         });
     }
-    let region = header.layout().region_bytes().ok_or_else(|| {
+    let region = header.region_bytes().ok_or_else(|| {
         bad(
             &name,
             format!("field `shape`: {:?} overflows", header.shape),
@@ -1327,20 +1394,8 @@ fn convert_v1(v1: IndexV1) -> Result<(ShardIndex, Table)> {
     let mut line = Vec::new();
     for e in &entries {
         line.clear();
-        serde_json::to_writer(
-            &mut line,
-            &MetaRef {
-                id: &e.id,
-                days: &e.days,
-                eo_cloud_cover: &e.eo_cloud_cover,
-                pct_nans: &e.pct_nans,
-                tile_cloud_fraction: &e.tile_cloud_fraction,
-                items: &e.items,
-                read_errors: &e.read_errors,
-                error: &e.error,
-            },
-        )
-        .map_err(|x| Error::internal_because("shard index", "cannot convert an entry", x))?;
+        serde_json::to_writer(&mut line, &MetaRef::from(e))
+            .map_err(|x| Error::internal_because("shard index", "cannot convert an entry", x))?;
         let row = Row {
             index: e.index as u64,
             offset: e.offset,
@@ -1384,6 +1439,7 @@ fn convert_v1(v1: IndexV1) -> Result<(ShardIndex, Table)> {
         part,
         shards,
         table,
+        inputs: Vec::new(),
     };
     let t = Table {
         rows: Store::Memory(Arc::new(rows)),
@@ -1549,7 +1605,6 @@ pub(crate) async fn merge_at(loc: &Location, n: usize) -> Result<Option<ShardInd
     let name = loc.name("index.json");
     let header = merged_header(&parts, &name)?;
     let region = header
-        .layout()
         .region_bytes()
         .ok_or_else(|| bad(&name, "shape overflows"))?;
     let sizes = sizes_of(&header);

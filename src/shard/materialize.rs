@@ -14,8 +14,9 @@ use crate::error::{Error, Result};
 use crate::fetch::HttpRangeClient;
 use crate::shard::format::{self, Region, SHARD_FORMAT};
 use crate::shard::index::{
-    INDEX_FORMAT, INDEX_FORMAT_V1, SampleEntry, SampleTable, ShardIndex, ShardInfo, TableWriter,
-    index_json, merge_at, part_index_file, part_shards, part_stem, shard_file, try_merge,
+    INDEX_FORMAT, INDEX_FORMAT_V1, InputEntry, SampleEntry, SampleTable, ShardIndex, ShardInfo,
+    TableWriter, index_json, merge_at, part_index_file, part_shards, part_stem, shard_file,
+    try_merge,
 };
 use crate::shard::location::Location;
 use crate::shard::{DEFAULT_SHARD_BYTES, config_hash};
@@ -238,15 +239,6 @@ pub fn materialize(
             format!("{i}/{n}: need 0 ≤ I < N (parts count from 0)"),
         ));
     }
-    if let Some(input) = cfg.inputs.first() {
-        // Never silently drop an input: shards of several inputs are not
-        // written yet (train online: `BatchLoader::new`).
-        return Err(cfg.error(
-            &crate::dataset::inputs::label(1, &input.name),
-            "materialize writes datasets of one input only (for now): train this one \
-             online, or leave out its [[inputs]] after the first",
-        ));
-    }
     let loc = Location::parse(&opts.out, opts.client.clone())?;
     let ds = Arc::new(TileDataset::open(cfg)?);
     let open_seconds = t0.elapsed().as_secs_f64();
@@ -350,9 +342,9 @@ async fn run(
         let ds = ds.clone();
         let task = tokio::spawn(async move {
             let out = ds.load_with_layers(s, None).await;
-            out.and_then(|(stack, layers, _)| {
-                let region = format::encode(&stack, &layers)?;
-                let mut e = entry_of(&ds, s, &stack);
+            out.and_then(|(stack, layers, inputs)| {
+                let region = format::encode(&stack, &layers, &inputs, ds.input_layouts())?;
+                let mut e = entry_of(&ds, s, &stack, &inputs);
                 e.length = region.bytes.len() as u64;
                 e.crc32 = crc32fast::hash(&region.bytes);
                 Ok((e, region))
@@ -465,54 +457,62 @@ fn memory_bytes(index: &ShardIndex) -> u64 {
     let [t, c, h, w] = index.shape;
     let px = (h * w) as u64;
     let t = t as u64;
+    let inputs: u64 = index
+        .inputs
+        .iter()
+        .map(|i| i.memory_bytes(1, i.shape[2], i.shape[3]))
+        .sum();
     4 * (t * c as u64 * px
         + (index.labels.len() as u64 * t + index.masks.len() as u64) * px
         + 3 * t)
+        + inputs
 }
 
 /// The layout a config gives: samples per shard from the target size.
 fn layout(ds: &TileDataset, cfg: &DatasetConfig, shard_bytes: u64) -> Layout {
-    let layout = ds.layout();
-    // A shape that overflows is refused when the dataset's requests are checked.
-    let region = layout.region_bytes().unwrap_or(u64::MAX);
-    let stride = region.saturating_add(format::pad_for(region));
     let SampleLayout {
         shape,
         bands,
         labels,
         masks,
-    } = layout;
-    let sps = usize::try_from((shard_bytes / stride.max(1)).max(1)).unwrap_or(usize::MAX);
+    } = ds.layout();
     let samples = ds.len();
-    let shard_count = samples.div_ceil(sps);
     let hash = config_hash(cfg);
-    let identity = Identity {
-        format: INDEX_FORMAT.into(),
-        name: cfg.name.clone(),
-        config_hash: hash.clone(),
-        samples,
-        shape,
-        samples_per_shard: sps,
-        shard_count,
-    };
-    let index = ShardIndex {
+    let mut index = ShardIndex {
         format: INDEX_FORMAT.into(),
         tilestack_version: env!("CARGO_PKG_VERSION").into(),
         name: cfg.name.clone(),
-        config_hash: hash,
+        config_hash: hash.clone(),
         config: cfg.clone(),
         samples,
         shape,
         bands,
         labels,
         masks,
-        samples_per_shard: sps,
-        shard_count,
+        samples_per_shard: 0,
+        shard_count: 0,
         candidates: ds.report().candidates,
         dropped: ds.report().dropped.clone(),
         part: None,
         shards: Vec::new(),
         table: SampleTable::empty("index", 0),
+        inputs: ds.input_layouts().to_vec(),
+    };
+    // A shape that overflows is refused when the dataset's requests are checked.
+    let region = index.region_bytes().unwrap_or(u64::MAX);
+    let stride = region.saturating_add(format::pad_for(region));
+    let sps = usize::try_from((shard_bytes / stride.max(1)).max(1)).unwrap_or(usize::MAX);
+    let shard_count = samples.div_ceil(sps);
+    index.samples_per_shard = sps;
+    index.shard_count = shard_count;
+    let identity = Identity {
+        format: INDEX_FORMAT.into(),
+        name: cfg.name.clone(),
+        config_hash: hash,
+        samples,
+        shape,
+        samples_per_shard: sps,
+        shard_count,
     };
     Layout {
         identity,
@@ -728,8 +728,14 @@ fn assemble(k: usize, rows: Vec<Row>, layout: &Layout) -> Result<(Vec<Bytes>, u6
 
 /// The index entry of a loaded sample (its region's checksum and length are
 /// filled in here; its offset when the shard's header is made).
-fn entry_of(ds: &TileDataset, s: usize, stack: &crate::stack::TileStack) -> SampleEntry {
+fn entry_of(
+    ds: &TileDataset,
+    s: usize,
+    stack: &crate::stack::TileStack,
+    inputs: &[crate::dataset::inputs::InputStack],
+) -> SampleEntry {
     let mut e = base_entry(ds, s);
+    e.inputs = inputs.iter().map(InputEntry::of).collect();
     let opt =
         |v: &[f32]| -> Vec<Option<f32>> { v.iter().map(|x| (!x.is_nan()).then_some(*x)).collect() };
     e.days = stack.days.clone();

@@ -43,7 +43,15 @@
 //! * **f32 data** exactly as the online loader holds it (NaN = no data):
 //!   bit-identity needs the stack itself, and normalization and
 //!   augmentation are seeded per epoch, so they are applied at read time.
-//!   **Layers as U8** (they are 0/1): a quarter of their f32 size.
+//!   **Layers as U8** (0/1, or a raster label's class indexes): a quarter
+//!   of their f32 size.
+//! * **Several inputs** (`[[inputs]]`): each input after the first is
+//!   more tensors of the same region, after the layers
+//!   (`{k}/inputs/{name}/data`, its per-step cloud/NaN metadata and
+//!   `has_data` flags; see the `format` table); its days, scene ids,
+//!   orbit directions and platforms are in the sample's JSON line, its
+//!   layout in the index header (`inputs`). A dataset of one input writes
+//!   exactly what it wrote before.
 //! * **The split is a pure function of the sample list**: shard `k` holds
 //!   samples `k·S … k·S + S − 1`; part `I` of `N` writes shards
 //!   `⌊I·K/N⌋ … ⌊(I+1)·K/N⌋ − 1`. Parts are disjoint, cover every sample,

@@ -296,7 +296,7 @@ impl ShardSet {
 
     /// Bytes of a loaded sample's region (checked at open not to overflow).
     fn region_len(&self) -> u64 {
-        self.index.layout().region_bytes().unwrap_or(0)
+        self.index.region_bytes().unwrap_or(0)
     }
 
     /// The config read with (see [`ShardOptions::config`]).
@@ -319,10 +319,10 @@ impl ShardSet {
         self.index.shape
     }
 
-    /// The layouts of the inputs after the first: none (shard sets of
-    /// several inputs are not written yet: `materialize` refuses them).
+    /// The layouts of the inputs after the first, in config order (none
+    /// for a dataset of one input).
     pub fn input_layouts(&self) -> &[InputLayout] {
-        &[]
+        &self.index.inputs
     }
 
     /// The layout every sample shares: shape, bands, label and mask names.
@@ -422,7 +422,8 @@ impl ShardSet {
         let name = self.location.name(&file);
         let data_bytes = (t * c * px * 4) as u64;
         // The index was checked at open: its region size does not overflow.
-        let rest_len = 12 * t + (nl * t + nm) * px;
+        let rest_len = usize::try_from(self.region_len() - data_bytes)
+            .map_err(|_| Error::internal("shard", "region larger than memory"))?;
         let mut rest = vec![0u8; rest_len];
         {
             let slice = data
@@ -476,6 +477,7 @@ impl ShardSet {
         let pct_nans = f32s(&steps[4 * t..8 * t]);
         let tile_cloud_fraction = f32s(&steps[8 * t..]);
 
+        let (layers, mut others) = layers.split_at((nl * t + nm) * px);
         let (lab, msk) = layers.split_at(nl * t * px);
         let labels = lab
             .chunks_exact(t * px)
@@ -488,6 +490,46 @@ impl ShardSet {
             width: w,
             height: h,
         };
+        let mut inputs = Vec::with_capacity(self.index.inputs.len());
+        for (k, l) in self.index.inputs.iter().enumerate() {
+            let [it, ic, ih, iw] = l.shape;
+            let n = it * ic * ih * iw;
+            // The region's length was checked against the layouts at open.
+            let (values, rest) = others.split_at(4 * n);
+            let (steps, rest) = rest.split_at(12 * it);
+            let (has, rest) = rest.split_at(it);
+            others = rest;
+            let entry = meta.inputs.get(k).filter(|e| e.name == l.name);
+            let Some(entry) = entry.filter(|e| e.days.len() == it) else {
+                return Err(Error::invalid(
+                    "shard index",
+                    format!(
+                        "{}: sample {index} ({}) has no record of input {:?} with {it} days",
+                        self.index_name, meta.id, l.name
+                    ),
+                ));
+            };
+            let data = ndarray::Array4::from_shape_vec((it, ic, ih, iw), f32s(values))
+                .map_err(|e| Error::internal_because("shard", "input shape", e))?;
+            inputs.push(InputStack {
+                name: l.name.clone(),
+                rule: l.rule,
+                stack: TileStack {
+                    data,
+                    bands: l.bands.clone(),
+                    days: entry.days.clone(),
+                    eo_cloud_cover: f32s(&steps[..4 * it]),
+                    pct_nans: f32s(&steps[4 * it..8 * it]),
+                    tile_cloud_fraction: f32s(&steps[8 * it..]),
+                    items: entry.items.clone(),
+                    grid: grid.clone(),
+                    read_errors: entry.read_errors.clone(),
+                },
+                has_data: has.iter().map(|&b| b != 0).collect(),
+                orbit_state: entry.orbit_state.clone(),
+                platform: entry.platform.clone(),
+            });
+        }
         let stack = TileStack {
             data,
             bands: self.index.bands.clone(),
@@ -499,7 +541,7 @@ impl ShardSet {
             grid,
             read_errors: meta.read_errors,
         };
-        Ok((stack, Layers { labels, masks }, Vec::new()))
+        Ok((stack, Layers { labels, masks }, inputs))
     }
 }
 
@@ -624,6 +666,7 @@ mod tests {
                         vec![]
                     },
                     error: failed.then(|| "no scene: boom".to_string()),
+                    inputs: Vec::new(),
                 }
             })
             .collect();

@@ -370,12 +370,147 @@ fn a_single_raster_input_is_read_on_the_samples_grid_and_bad_inputs_are_named() 
         matches!(&b.status[0], tilestack::loader::SampleStatus::Failed { error } if error.contains("cover"))
     );
     assert!(b.source("s1").unwrap().has_data.iter().all(|&v| v == 0.0));
+}
 
-    // materialize refuses several inputs rather than drop one
-    let opts =
-        tilestack::shard::MaterializeOptions::new(w.dir.path().join("shards").to_string_lossy());
-    let e = tilestack::shard::materialize(&cfg, &opts, &mut |_| {}).unwrap_err();
-    assert!(e.to_string().contains("inputs[1] \"s1\""), "{e}");
+/// Shards of three inputs (S2 daily, S1 nearest, the land cover static):
+/// every input of every sample reads back from the shards bit for bit as
+/// the online dataset loads it, the batches of both loaders are equal
+/// (sources included), and Python sees the inputs' tensors in the shard.
+#[test]
+fn shards_of_several_inputs_replay_each_input_bit_for_bit() {
+    let w = World::new();
+    let cat = w.catalog();
+    let world = small_world();
+    let s1 = world.collection_like("sentinel-1-rtc").unwrap();
+    let cover = world.collection_like("esa-worldcover").unwrap();
+    let other = |c: &str| format!("{{ stac = {:?}, collection = {c:?} }}", w.server.stac_url());
+    let body = format!(
+        "[[inputs]]\nname = \"s2\"\ncatalog = {cat}\nstack = {{ bands = [\"B04\", \"B08\"], tile_size = 24 }}\n\
+         [[inputs]]\nname = \"s1\"\ncatalog = {}\nstack = {{ bands = [\"vv\", \"vh\"], resampling = \"bilinear\" }}\ntime = {{ nearest = 0 }}\n\
+         [[inputs]]\nname = \"cover\"\ncatalog = {}\nstack = {{ bands = [\"map\"], categorical = [\"map\"] }}\ntime = \"static\"\n",
+        other(s1),
+        other(cover)
+    );
+    w.config("three", "2019-08-12/2019-08-22", &body);
+    // three places, one of them twice as far east
+    std::fs::write(
+        w.dir.path().join("points.csv"),
+        format!(
+            "lon,lat,id\n{},{},p0\n{},{},p1\n{},{},p2\n",
+            PLACE[0],
+            PLACE[1],
+            PLACE[0] + 0.01,
+            PLACE[1] - 0.005,
+            PLACE[0] + 0.03,
+            PLACE[1]
+        ),
+    )
+    .unwrap();
+    let cfg = DatasetConfig::from_file(&w.dir.path().join("three.toml")).unwrap();
+    let ds = Arc::new(TileDataset::open(&cfg).unwrap());
+    assert_eq!(ds.len(), 3);
+    let out = w.dir.path().join("shards");
+    let mut opts = tilestack::shard::MaterializeOptions::new(out.to_string_lossy());
+    opts.shard_bytes = 40_000; // a few samples a shard: several shards
+    let r = tilestack::shard::materialize(&cfg, &opts, &mut |_| {}).unwrap();
+    assert_eq!(r.failed.len(), 0, "{r}");
+    assert!(r.shards_written >= 2, "{r}");
+    let shards = Arc::new(tilestack::ShardSet::open(&out.to_string_lossy()).unwrap());
+    assert_eq!(shards.input_layouts(), ds.input_layouts());
+    let names: Vec<&str> = shards
+        .input_layouts()
+        .iter()
+        .map(|l| l.name.as_str())
+        .collect();
+    assert_eq!(names, ["s1", "cover"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (mut passes, mut gaps) = (0, 0);
+    for i in 0..ds.len() {
+        let online = ds.load_inputs_blocking(i).unwrap();
+        let (_, _, replayed) = rt.block_on(shards.load_with_layers(i, None)).unwrap();
+        assert_eq!(online.len(), 2);
+        assert_eq!(replayed.len(), 2);
+        for (a, b) in online.iter().zip(&replayed) {
+            assert_eq!(a.name, b.name);
+            assert_eq!(
+                bits(&a.stack.data),
+                bits(&b.stack.data),
+                "{} of sample {i}",
+                a.name
+            );
+            let f = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(f(&a.stack.eo_cloud_cover), f(&b.stack.eo_cloud_cover));
+            assert_eq!(f(&a.stack.pct_nans), f(&b.stack.pct_nans));
+            assert_eq!(
+                f(&a.stack.tile_cloud_fraction),
+                f(&b.stack.tile_cloud_fraction)
+            );
+            assert_eq!(
+                (&a.stack.days, &a.stack.items, &a.stack.bands, &a.stack.grid),
+                (&b.stack.days, &b.stack.items, &b.stack.bands, &b.stack.grid)
+            );
+            assert_eq!(
+                (&a.has_data, &a.orbit_state, &a.platform),
+                (&b.has_data, &b.orbit_state, &b.platform)
+            );
+            assert_eq!(a.rule, b.rule);
+        }
+        let s1 = &replayed[0];
+        passes += s1.has_data.iter().filter(|&&h| h).count();
+        gaps += s1.has_data.iter().filter(|&&h| !h).count();
+        assert!(
+            s1.orbit_state
+                .iter()
+                .zip(&s1.has_data)
+                .all(|(o, &h)| h != o.is_empty())
+        );
+        assert_eq!(replayed[1].stack.data.dim(), (1, 1, 24, 24));
+        assert!(
+            replayed[1]
+                .stack
+                .data
+                .iter()
+                .all(|v| [10.0, 30.0, 50.0, 80.0].contains(v))
+        );
+    }
+    assert!(passes > 0 && gaps > 0, "S1 passes {passes}, gaps {gaps}");
+
+    // both loaders give the same batches, sources included
+    let online = BatchLoader::new(ds.clone(), cfg.loader.clone()).unwrap();
+    let offline = BatchLoader::from_shards(shards.clone(), cfg.loader.clone()).unwrap();
+    let a: Vec<_> = online.iter().unwrap().map(|b| b.unwrap()).collect();
+    let b: Vec<_> = offline.iter().unwrap().map(|b| b.unwrap()).collect();
+    assert_eq!(a.len(), 3);
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.sources, y.sources);
+        assert_eq!(x.sources.len(), 2);
+        let f = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(f(&x.inputs), f(&y.inputs));
+    }
+
+    // Python: the inputs' tensors in the shards, against the Rust values
+    let refs = w.dir.path().join("refs");
+    std::fs::create_dir_all(&refs).unwrap();
+    for i in 0..shards.len() {
+        let (s, _, inputs) = rt.block_on(shards.load_with_layers(i, None)).unwrap();
+        s.write_safetensors(&refs.join(format!("{i}.safetensors")))
+            .unwrap();
+        for input in inputs {
+            input
+                .stack
+                .write_safetensors(&refs.join(format!("{i}.{}.safetensors", input.name)))
+                .unwrap();
+        }
+    }
+    let o = std::process::Command::new(python())
+        .arg("tests/py/check_shard.py")
+        .arg(&out)
+        .arg(&refs)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{text}");
+    assert!(text.contains("ok 3 (inputs s1, cover)"), "{text}");
 }
 
 #[test]
@@ -424,4 +559,187 @@ fn configs_name_their_inputs_and_refuse_bad_ones_naming_them() {
         e.contains("inputs[0] \"s2\"") && e.contains("catalog"),
         "{e}"
     );
+}
+
+/// Raster label layers beside a GeoJSON one: the demo world's land cover
+/// (WorldCover codes) as four classes, equal to GDAL's nearest warp of the
+/// COG mapped by the same codes (tests/py/label_reference.py); the S2 scene
+/// classification as a daily label, equal to the SCL band read as a band;
+/// both through the loader, and bit for bit through shards.
+#[test]
+fn raster_labels_are_classes_on_the_samples_grid_as_gdal_warps_them() {
+    let w = World::new();
+    let world = small_world();
+    let cover = world.collection_like("esa-worldcover").unwrap();
+    let s2 = w.catalog();
+    let stac = w.server.stac_url();
+    let ships = world.ships_path();
+    let body = format!(
+        "[catalog]\nstac = {stac:?}\ncollection = \"sentinel-2-l2a\"\n\
+         [stack]\nbands = [\"B04\"]\ntile_size = 24\n\
+         [[labels]]\nname = \"ships\"\nfile = {ships:?}\n\
+         [[labels]]\nname = \"cover\"\nraster = {{ catalog = {{ stac = {stac:?}, collection = {cover:?} }}, band = \"map\" }}\n\
+         classes = [80, 50, 10, 30]\n\
+         [[labels]]\nname = \"scl\"\nraster = {{ catalog = {s2}, band = \"SCL\", time = \"daily\" }}\n"
+    );
+    // at the port: quays, trees and grass in one tile
+    let at_port = |name: &str, body: &str| {
+        w.config(name, "2019-08-12/2019-08-16", body);
+        std::fs::write(
+            w.dir.path().join("points.csv"),
+            "lon,lat,id\n-122.3225,37.8099,port\n",
+        )
+        .unwrap();
+        DatasetConfig::from_file(&w.dir.path().join(format!("{name}.toml"))).unwrap()
+    };
+    let cfg = at_port("labels", &body);
+    let ds = Arc::new(TileDataset::open(&cfg).unwrap());
+    assert_eq!(ds.layout().labels, ["ships", "cover", "scl"]);
+    let loader = BatchLoader::new(ds.clone(), cfg.loader.clone()).unwrap();
+    let batch = loader.iter().unwrap().next().unwrap().unwrap();
+    assert_eq!(batch.label_names, ["ships", "cover", "scl"]);
+    let [_, t, _, h, wd] = batch.shape;
+    let px = h * wd;
+    let stack = ds.load_blocking(0).unwrap();
+
+    // the land cover: GDAL's nearest warp of the COG, codes → classes
+    let (_, items) = world.other_collection(cover).unwrap();
+    let cog = world.dir().join("items").join(&items[0].assets["map"].href);
+    let g = stack.grid.transform.to_gdal();
+    let o = std::process::Command::new(python())
+        .arg("tests/py/label_reference.py")
+        .arg(&cog)
+        .arg(stack.grid.epsg.code().to_string())
+        .arg(g.map(|v| v.to_string()).join(","))
+        .arg(wd.to_string())
+        .arg(h.to_string())
+        .arg("80,50,10,30")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want: Vec<f32> = serde_json::from_slice::<Vec<u8>>(&o.stdout)
+        .unwrap()
+        .into_iter()
+        .map(f32::from)
+        .collect();
+    assert_eq!(want.len(), px);
+    let got = &batch.labels[1];
+    for ti in 0..t {
+        let differ = got[ti * px..][..px]
+            .iter()
+            .zip(&want)
+            .filter(|(a, b)| a != b)
+            .count();
+        assert_eq!(differ, 0, "step {ti}: the static map on every step");
+    }
+    let classes: std::collections::BTreeSet<u32> = want.iter().map(|&v| v as u32).collect();
+    assert!(
+        classes.len() >= 2 && classes.iter().all(|&c| c < 4),
+        "{classes:?}"
+    );
+
+    // the scene classification, daily: the SCL band as a one-input stack reads it
+    let alone = at_port(
+        "scl",
+        &format!(
+            "[catalog]\nstac = {stac:?}\ncollection = \"sentinel-2-l2a\"\n\
+             [stack]\nbands = [\"SCL\"]\ntile_size = 24\nzero_is_nodata = false\n"
+        ),
+    );
+    let scl = TileDataset::open(&alone).unwrap().load_blocking(0).unwrap();
+    assert_eq!(scl.days.len(), t);
+    let want: Vec<f32> = scl
+        .data
+        .iter()
+        .map(|&v| if v.is_nan() { 255.0 } else { v })
+        .collect();
+    let differ = want
+        .iter()
+        .zip(&batch.labels[2])
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(
+        (differ, want.len()),
+        (0, batch.labels[2].len()),
+        "SCL label pixels that differ"
+    );
+    assert!(
+        want.contains(&255.0) && want.iter().any(|&v| v < 12.0),
+        "days without a scene and with one"
+    );
+
+    // shards: the class layers bit for bit
+    let out = w.dir.path().join("label-shards");
+    let opts = tilestack::shard::MaterializeOptions::new(out.to_string_lossy());
+    let r = tilestack::shard::materialize(&cfg, &opts, &mut |_| {}).unwrap();
+    assert_eq!(r.failed.len(), 0, "{r}");
+    let shards = Arc::new(tilestack::ShardSet::open(&out.to_string_lossy()).unwrap());
+    let offline = BatchLoader::from_shards(shards, cfg.loader.clone()).unwrap();
+    let b = offline.iter().unwrap().next().unwrap().unwrap();
+    assert!(b.labels == batch.labels, "the shards' labels differ");
+}
+
+#[test]
+fn raster_label_configs_are_checked_naming_the_layer() {
+    let w = World::new();
+    let cat = w.catalog();
+    let base = format!(
+        "[catalog]\nstac = {:?}\ncollection = \"sentinel-2-l2a\"\n[stack]\nbands = [\"B04\"]\ntile_size = 24\n",
+        w.server.stac_url()
+    );
+    let cases = [
+        (
+            format!("[[masks]]\nname = \"m\"\nraster = {{ catalog = {cat}, band = \"SCL\" }}\n"),
+            "masks \"m\"",
+            "a raster goes in [[inputs]]",
+        ),
+        (
+            format!("[[labels]]\nname = \"l\"\nfile = \"x.geojson\"\nraster = {{ catalog = {cat}, band = \"SCL\" }}\n"),
+            "labels \"l\"",
+            "exactly one of file (GeoJSON) and raster",
+        ),
+        (
+            "[[labels]]\nname = \"l\"\nfile = \"x.geojson\"\nclasses = [1, 2]\n".to_string(),
+            "labels \"l\"",
+            "for raster layers",
+        ),
+        (
+            format!("[[labels]]\nname = \"l\"\nraster = {{ catalog = {cat}, band = \"SCL\" }}\nclasses = [1]\nremap = {{ 1 = 0 }}\n"),
+            "labels \"l\"",
+            "classes or remap, not both",
+        ),
+        (
+            format!("[[labels]]\nname = \"l\"\nraster = {{ catalog = {cat}, band = \"SCL\" }}\nremap = {{ water = 0 }}\n"),
+            "labels \"l\"",
+            "\"water\" is not a code",
+        ),
+        (
+            format!("[[labels]]\nname = \"l\"\nraster = {{ catalog = {cat}, band = \"SCL\" }}\nclasses = [4, 5, 4]\n"),
+            "labels \"l\"",
+            "4 is listed twice",
+        ),
+        (
+            "[[labels]]\nname = \"l\"\nraster = { href = \"x.tif\", band = \"map\", time = \"daily\" }\n".to_string(),
+            "labels \"l\"",
+            "a single raster (href) has no dates",
+        ),
+        (
+            format!("[[labels]]\nname = \"l\"\nraster = {{ catalog = {cat}, band = \"SCL\", time = {{ composite = \"median\" }} }}\n"),
+            "labels \"l\"",
+            "a label map is static, daily or nearest",
+        ),
+    ];
+    for (i, (layers, at, why)) in cases.iter().enumerate() {
+        let path = w.dir.path().join(format!("bad{i}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "{base}{layers}[time]\nrange = \"2019-08-12/2019-08-13\"\n\
+                 [sampler]\nkind = \"points\"\nfile = \"points.csv\"\n"
+            ),
+        )
+        .unwrap();
+        let e = DatasetConfig::from_file(&path).unwrap_err().chain();
+        assert!(e.contains(at) && e.contains(why), "case {i}: {e}");
+    }
 }

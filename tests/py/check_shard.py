@@ -8,11 +8,14 @@ one numpy record per sample; `index.meta.jsonl`, one JSON line per sample)
 and the shards `tilestack materialize` wrote;
 REF_DIR holds, per sample k that loaded, `k.safetensors`: the sample's
 stack as the Rust ShardSet read it back (`TileStack::write_safetensors`:
-tensors `data`, `eo_cloud_cover`, `pct_nans`, `tile_cloud_fraction`).
+tensors `data`, `eo_cloud_cover`, `pct_nans`, `tile_cloud_fraction`) and,
+for a dataset of several inputs, `k.NAME.safetensors` per input after the
+first (the same four tensors of that input).
 Every sample of every shard is checked: shapes against the index, data
 and metadata bit for bit against the reference (NaN included), layers 0/1,
 checksums; each record read both by its row's offset and as a line.
-Prints `ok N` for N samples checked.
+The region's tensors are checked to tile it exactly (no gap, no overlap).
+Prints `ok N` for N samples checked (`ok N (inputs a, b)` with inputs).
 """
 import json
 import os
@@ -47,6 +50,7 @@ def main(shard_dir, ref_dir):
         entries.append(e)
     t, c, h, w = index["shape"]
     n_labels, n_masks = len(index["labels"]), len(index["masks"])
+    inputs = index.get("inputs", [])
     checked = 0
     for shard in index["shards"]:
         path = os.path.join(shard_dir, shard["file"])
@@ -78,14 +82,55 @@ def main(shard_dir, ref_dir):
             if n_labels:
                 lab = tensors[k + "/labels"]
                 assert lab.dtype == np.uint8 and lab.shape == (n_labels, t, h, w), (k, lab.shape)
-                assert set(np.unique(lab)) <= {0, 1}, k
+                for j, layer in enumerate(index["config"].get("labels", [])):
+                    if "file" in layer:  # GeoJSON: 0/1; a raster's classes are any u8
+                        assert set(np.unique(lab[j])) <= {0, 1}, (k, layer["name"])
             if n_masks:
                 msk = tensors[k + "/masks"]
                 assert msk.dtype == np.uint8 and msk.shape == (n_masks, h, w), (k, msk.shape)
+            assert len(e.get("inputs", [])) == len(inputs), k
+            for layout, rec in zip(inputs, e.get("inputs", [])):
+                name, shape = layout["name"], tuple(layout["shape"])
+                assert rec["name"] == name and len(rec["days"]) == shape[0], (k, name)
+                pre = k + "/inputs/" + name + "/"
+                got = tensors[pre + "data"]
+                assert got.dtype == np.float32 and got.shape == shape, (k, name, got.shape)
+                ref = load_file(os.path.join(ref_dir, "%d.%s.safetensors" % (e["index"], name)))
+                assert np.array_equal(got.view(np.uint32), ref["data"].view(np.uint32)), (k, name)
+                for m in ("eo_cloud_cover", "pct_nans", "tile_cloud_fraction"):
+                    v = tensors[pre + m]
+                    assert v.shape == (shape[0],), (k, name, m)
+                    assert np.array_equal(v.view(np.uint32), ref[m].view(np.uint32)), (k, name, m)
+                has = tensors[pre + "has_data"]
+                assert has.dtype == np.uint8 and has.shape == (shape[0],), (k, name)
+                # a step has data exactly when a scene filled it
+                assert [bool(x) for x in has] == [len(i) > 0 for i in rec["items"]], (k, name)
+                # no data: every pixel NaN
+                for ti in np.flatnonzero(has == 0):
+                    assert np.isnan(got[ti]).all(), (k, name, int(ti))
+            # the region's tensors tile it exactly, in the order written
+            header_len = 8 + int.from_bytes(raw[:8], "little")
+            spans = sorted(
+                (header_len + v["data_offsets"][0], header_len + v["data_offsets"][1])
+                for key, v in header_of(raw).items()
+                if key.startswith(k + "/") and not key.endswith("/_pad")
+            )
+            assert spans[0][0] == e["offset"] and spans[-1][1] == e["offset"] + e["length"], (k, spans)
+            assert all(a[1] == b[0] for a, b in zip(spans, spans[1:])), (k, "gap or overlap")
             assert len(e["days"]) == t, k
             checked += 1
     assert checked > 0, "no sample checked"
-    print("ok", checked)
+    if inputs:
+        print("ok %d (inputs %s)" % (checked, ", ".join(i["name"] for i in inputs)))
+    else:
+        print("ok", checked)
+
+
+def header_of(raw):
+    n = int.from_bytes(raw[:8], "little")
+    h = json.loads(raw[8:8 + n])
+    h.pop("__metadata__", None)
+    return h
 
 
 if __name__ == "__main__":
