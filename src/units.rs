@@ -108,7 +108,7 @@ impl std::str::FromStr for Epsg {
 /// ```
 /// use tilestack::Resolution;
 /// assert_eq!(Resolution::new(10.0).unwrap().metres(), 10.0);
-/// assert!(Resolution::new(0.0).is_err());
+/// assert_eq!(Resolution::new(0.0).unwrap_err().to_string(), "invalid resolution: 0 must be finite and > 0");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
 #[serde(try_from = "f64", into = "f64")]
@@ -165,7 +165,7 @@ impl fmt::Display for Resolution {
 /// use tilestack::BandName;
 /// let b: BandName = "B04".parse().unwrap();
 /// assert_eq!(b.as_str(), "B04");
-/// assert!("".parse::<BandName>().is_err());
+/// assert!("".parse::<BandName>().unwrap_err().to_string().contains("must be non-empty"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -249,7 +249,7 @@ impl fmt::Display for BandName {
 /// assert_eq!(r.to_stac(), "2019-08-01T00:00:00Z/2019-08-30T23:59:59Z");
 /// let open: TimeRange = "2019-08-01/..".parse()?;
 /// assert_eq!(open.to_stac(), "2019-08-01T00:00:00Z/..");
-/// assert!("2019-08-30/2019-08-01".parse::<TimeRange>().is_err());
+/// assert!("2019-08-30/2019-08-01".parse::<TimeRange>().unwrap_err().to_string().contains("end is before start"));
 /// # Ok::<(), tilestack::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -336,7 +336,8 @@ impl std::str::FromStr for TimeRange {
 /// ```
 /// let (a, b) = tilestack::units::parse_day_range("2019-08-01/2019-08-30")?;
 /// assert_eq!((b - a).num_days(), 29);
-/// assert!(tilestack::units::parse_day_range("2019-08-01/..").is_err());
+/// let e = tilestack::units::parse_day_range("2019-08-01/..").unwrap_err();
+/// assert!(e.to_string().contains("expected START/END days"), "{e}");
 /// # Ok::<(), tilestack::Error>(())
 /// ```
 pub fn parse_day_range(s: &str) -> Result<(chrono::NaiveDate, chrono::NaiveDate)> {
@@ -408,17 +409,41 @@ mod tests {
     #[test]
     fn parse_and_reject() {
         assert_eq!("epsg:4326".parse::<Epsg>().unwrap(), Epsg::WGS84);
-        assert!("EPSG:abc".parse::<Epsg>().is_err());
-        assert!(Epsg::new(0).is_err());
-        assert!(Resolution::new(f64::NAN).is_err());
-        assert!(Resolution::new(-1.0).is_err());
-        assert!(BandName::new("B 4").is_err());
+        let says = |e: Error, m: &str| {
+            let e = e.to_string();
+            assert!(e.contains(m), "{e:?} does not say {m:?}");
+        };
+        says(
+            "EPSG:abc".parse::<Epsg>().unwrap_err(),
+            "invalid EPSG code: \"EPSG:abc\" is not EPSG:<number>",
+        );
+        says(Epsg::new(0).unwrap_err(), "0 is out of range");
+        says(Epsg::new(1_000_000).unwrap_err(), "1000000 is out of range");
+        assert_eq!(Epsg::new(999_999).unwrap().code(), 999_999);
+        says(
+            Resolution::new(f64::NAN).unwrap_err(),
+            "invalid resolution: NaN must be finite and > 0",
+        );
+        says(
+            Resolution::new(-1.0).unwrap_err(),
+            "-1 must be finite and > 0",
+        );
+        says(
+            BandName::new("B 4").unwrap_err(),
+            "invalid band name: \"B 4\" must be non-empty without spaces or commas",
+        );
         let l = BandName::parse_list("B04, B03,B02").unwrap();
         assert_eq!(l.len(), 3);
         assert_eq!(l[1].as_str(), "B03");
-        assert!(BandName::parse_list("B04,,B02").is_err());
+        says(
+            BandName::parse_list("B04,,B02").unwrap_err(),
+            "\"\" must be non-empty",
+        );
         let r: Resolution = serde_json::from_str("20.0").unwrap();
         assert_eq!(r.metres(), 20.0);
-        assert!(serde_json::from_str::<Resolution>("0").is_err());
+        let e = serde_json::from_str::<Resolution>("0")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("0 must be finite and > 0"), "{e}");
     }
 }

@@ -36,11 +36,24 @@ impl Setup {
 /// The bench dataset: `s.places` random places 2 km inside granule A of
 /// the Oakland world served at `url`, bands B04 B03 B02 B08 B11, 256 px,
 /// August 1 to `s.days`, batches of 4; `threads` pins the loader runtime.
+#[allow(dead_code)] // not every bench uses it
 pub(crate) fn config(
     dir: &std::path::Path,
     url: &str,
     s: &Setup,
     threads: Option<usize>,
+) -> DatasetConfig {
+    config_with(dir, url, s, threads, "")
+}
+
+/// [`config`] with `extra` TOML after it (`[[inputs]]`, `[[labels]]`).
+#[allow(dead_code)] // not every bench adds to it
+pub(crate) fn config_with(
+    dir: &std::path::Path,
+    url: &str,
+    s: &Setup,
+    threads: Option<usize>,
+    extra: &str,
 ) -> DatasetConfig {
     let world = World::cached(&Recipe::oakland()).expect("the Oakland world");
     let granule_a = world
@@ -89,11 +102,12 @@ prefetch_batches = 3
 budget_bytes = 4294967296
 cache_bytes = 8589934592
 {threads}
+{extra}
 "#,
         days = s.days,
         places = s.places,
     );
-    let p = dir.join(format!("bench-{}.toml", threads.len()));
+    let p = dir.join(format!("bench-{}-{}.toml", threads.len(), extra.len()));
     std::fs::write(&p, text).expect("writing the config");
     DatasetConfig::from_file(&p).expect("the bench config")
 }

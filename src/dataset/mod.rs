@@ -401,6 +401,26 @@ impl TileDataset {
         self.plan_as(index, cfg, open, &label(k + 1, &cfg.name))
     }
 
+    /// Sample `index`'s plan of the raster label layer `name`: its scenes
+    /// on the sample's grid and days, as [`TileDataset::input_plan`] plans
+    /// an input (what loading the layer reads, before its codes become
+    /// classes).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when `name` is not a raster label layer;
+    /// [`TileDataset::input_plan`]'s errors.
+    pub fn label_plan(&self, index: usize, name: &str) -> Result<InputPlan> {
+        match self.labels.iter().find(|(n, _)| n == name) {
+            Some((_, LabelLayer::Raster(r))) => {
+                self.plan_as(index, &r.input, &r.open, &format!("labels {name:?}"))
+            }
+            _ => Err(Error::invalid(
+                "label",
+                format!("no raster label layer {name:?}"),
+            )),
+        }
+    }
+
     /// Input `k` after the first: its config and its opened scenes.
     fn input(&self, k: usize) -> Result<(&InputConfig, &OpenInput)> {
         match (self.config.inputs.get(k), self.inputs.get(k)) {

@@ -334,8 +334,22 @@ mod tests {
     fn stac_transform_round_trip() {
         let t = GeoTransform::north_up(500_000.0, 4_200_000.0, 20.0);
         assert_eq!(GeoTransform::from_stac(&t.to_stac()).unwrap(), t);
-        assert!(GeoTransform::from_stac(&[10.0, 0.1, 0.0, 0.0, -10.0, 0.0]).is_err());
-        assert!(GeoTransform::from_stac(&[10.0, 0.0, 0.0]).is_err());
+        let says = |t: &[f64], m: &str| {
+            let e = GeoTransform::from_stac(t).unwrap_err().to_string();
+            assert!(e.contains(m), "{t:?}: {e}");
+        };
+        says(
+            &[10.0, 0.1, 0.0, 0.0, -10.0, 0.0],
+            "invalid proj:transform: rotated grids are not supported",
+        );
+        says(&[10.0, 0.0, 0.0], "has 3 numbers, expected 6 or 9");
+        says(
+            &[10.0, 0.0, 0.0, 0.0, 10.0, 0.0],
+            "is not a north-up transform",
+        );
+        // the 9-number form (with the affine's last row) is read
+        let nine = [20.0, 0.0, 500_000.0, 0.0, -20.0, 4_200_000.0, 0.0, 0.0, 1.0];
+        assert_eq!(GeoTransform::from_stac(&nine).unwrap(), t);
     }
 
     #[test]
@@ -347,6 +361,9 @@ mod tests {
         assert_eq!(g.transform.x0, 0.0);
         assert_eq!(g.transform.y0, 2560.0);
         assert_eq!(g.bounds(), (0.0, 0.0, 2560.0, 2560.0));
-        assert!(GridSpec::tile_around(e, f64::NAN, 0.0, 256, r).is_err());
+        let bad = GridSpec::tile_around(e, f64::NAN, 0.0, 256, r).unwrap_err();
+        assert_eq!(bad.to_string(), "invalid centroid: (NaN, 0) is not finite");
+        let none = GridSpec::tile_around(e, 0.0, 0.0, 0, r).unwrap_err();
+        assert_eq!(none.to_string(), "invalid tile size: must be > 0");
     }
 }

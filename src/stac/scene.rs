@@ -1027,7 +1027,10 @@ mod tests {
         assert!(e.contains("outside lon/lat"), "{e}");
         let mut v = base();
         v["properties"]["eo:cloud_cover"] = json!(140);
-        assert!(Scene::from_item(&item(v), &[b("B04")]).is_err());
+        let e = Scene::from_item(&item(v), &[b("B04")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("eo:cloud_cover 140 is not a percentage"), "{e}");
     }
 
     fn ls(pts: &[(f64, f64)]) -> LineString<f64> {

@@ -609,12 +609,15 @@ mod tests {
         r.start = NaiveDate::from_ymd_opt(2019, 5, 1).unwrap();
         r.end = NaiveDate::from_ymd_opt(2019, 9, 30).unwrap();
         assert_eq!(r.bins().len(), 5);
-        assert!(
-            StackRequest::new([0.0, 0.0], BandName::parse_list("B04").unwrap(), d(2), d(1))
-                .is_err()
-        );
+        let e = StackRequest::new([0.0, 0.0], BandName::parse_list("B04").unwrap(), d(2), d(1))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("end is before start"), "{e}");
         assert_eq!("5d".parse::<Cadence>().unwrap(), Cadence::Days(5));
-        assert!("0d".parse::<Cadence>().is_err());
+        assert_eq!(
+            "0d".parse::<Cadence>().unwrap_err().to_string(),
+            "invalid cadence: \"0d\" (use day, month or Nd)"
+        );
     }
 
     #[test]

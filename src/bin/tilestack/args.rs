@@ -508,7 +508,11 @@ mod tests {
             format!("{err:#}").contains("--centroid \"1,2,3\""),
             "{err:#}"
         );
-        assert!(parse_floats::<4>("1,x,3,4", "bbox").is_err());
+        let err = parse_floats::<4>("1,x,3,4", "bbox").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("--bbox \"1,x,3,4\": expected 4 comma-separated numbers"),
+            "{err:#}"
+        );
     }
 
     #[test]
@@ -570,7 +574,13 @@ mod tests {
             "2019-08-01/2019-08-10",
         ];
         let parse = |more: &[&str]| Cli::try_parse_from(base.iter().chain(more));
-        assert!(parse(&["--no-headers"]).is_err());
+        let e = parse(&["--no-headers"]).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            clap::error::ErrorKind::MissingRequiredArgument,
+            "{e}"
+        );
+        assert!(e.to_string().contains("--dry-run"), "{e}");
         let Cmd::Stack(a) = parse(&["--dry-run", "--no-headers"]).unwrap().cmd else {
             panic!("not a stack command")
         };
