@@ -155,6 +155,13 @@ pub struct SourceTensors {
     pub valid: Tensor<4>,
     /// `[B, T]`: 1 when a scene filled the step (0: a `nearest` gap).
     pub has_data: Tensor<2>,
+    /// `[B, T]` max `eo:cloud_cover` of the step's scenes, percent; NaN
+    /// when none declares it or no scene.
+    pub eo_cloud_cover: Tensor<2>,
+    /// `[B, T]` percent of the step's pixels without data.
+    pub pct_nans: Tensor<2>,
+    /// `[B, T]` the tile's own cloud fraction, 0–1; NaN without a cloud band.
+    pub tile_cloud_fraction: Tensor<2>,
     /// Per row and step, `sat:orbit_state` of its scenes (empty when undeclared).
     pub orbit_state: Vec<Vec<String>>,
     /// Per row and step, `platform` of its scenes.
@@ -202,6 +209,15 @@ impl TileBatch {
                         ),
                         valid: Tensor::from_data(TensorData::new(src.valid, [n, st, h, w]), device),
                         has_data: Tensor::from_data(TensorData::new(src.has_data, [n, st]), device),
+                        eo_cloud_cover: Tensor::from_data(
+                            TensorData::new(src.eo_cloud_cover, [n, st]),
+                            device,
+                        ),
+                        pct_nans: Tensor::from_data(TensorData::new(src.pct_nans, [n, st]), device),
+                        tile_cloud_fraction: Tensor::from_data(
+                            TensorData::new(src.tile_cloud_fraction, [n, st]),
+                            device,
+                        ),
                         name: src.name,
                         bands: src.bands,
                         is_static,

@@ -479,10 +479,11 @@ impl InputLayout {
     }
 
     /// Bytes of `rows` rows of it in a batch on `h × w` pixels: `f32`
-    /// values, validity per step and pixel, has-data per step.
+    /// values, validity per step and pixel, has-data and three metadata
+    /// per step.
     pub fn memory_bytes(&self, rows: usize, h: usize, w: usize) -> u64 {
         let [t, c, _, _] = self.shape;
-        4 * (rows * t * (c + 1) * h * w + rows * t) as u64
+        4 * (rows * t * (c + 1) * h * w + 4 * rows * t) as u64
     }
 
     /// Bytes of one sample of it as a shard stores it: `f32` data, three

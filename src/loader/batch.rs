@@ -105,6 +105,14 @@ pub struct SourceBatch {
     /// `[B, T]` (or `[B]`): 1 when a scene filled the step, 0 for a step
     /// without one (a `nearest` gap, a day without a pass).
     pub has_data: Vec<f32>,
+    /// `[B, T]` (or `[B]`): max `eo:cloud_cover` of the step's scenes,
+    /// percent; NaN when none declares it (radar, a DEM) or no scene.
+    pub eo_cloud_cover: Vec<f32>,
+    /// `[B, T]` (or `[B]`): percent of the step's pixels without data.
+    pub pct_nans: Vec<f32>,
+    /// `[B, T]` (or `[B]`): the tile's own cloud fraction (the input's
+    /// cloud band), 0–1; NaN when it has none.
+    pub tile_cloud_fraction: Vec<f32>,
     /// Per row and step, the scenes' `sat:orbit_state` (comma-separated; empty when undeclared).
     pub orbit_state: Vec<Vec<String>>,
     /// Per row and step, the scenes' `platform` (comma-separated).
@@ -126,6 +134,9 @@ impl SourceBatch {
             values: vec![0.0; rows * t * c * h * w],
             valid: vec![0.0; rows * t * h * w],
             has_data: vec![0.0; rows * t],
+            eo_cloud_cover: vec![f32::NAN; rows * t],
+            pct_nans: vec![100.0; rows * t],
+            tile_cloud_fraction: vec![f32::NAN; rows * t],
             orbit_state: vec![Vec::new(); rows],
             platform: vec![Vec::new(); rows],
         }
@@ -177,6 +188,16 @@ impl SourceBatch {
             self.has_data[row * t + ti] =
                 f32::from(u8::from(input.has_data.get(ti).copied().unwrap_or(false)));
         }
+        let at = row * t..(row + 1) * t;
+        per_step(
+            &input.stack.eo_cloud_cover,
+            &mut self.eo_cloud_cover[at.clone()],
+        );
+        per_step(&input.stack.pct_nans, &mut self.pct_nans[at.clone()]);
+        per_step(
+            &input.stack.tile_cloud_fraction,
+            &mut self.tile_cloud_fraction[at],
+        );
         self.orbit_state[row] = input.orbit_state.clone();
         self.platform[row] = input.platform.clone();
     }
@@ -190,6 +211,9 @@ impl SourceBatch {
         self.values[row * t * c * px..][..t * c * px].fill(fill);
         self.valid[row * t * px..][..t * px].fill(0.0);
         self.has_data[row * t..][..t].fill(0.0);
+        self.eo_cloud_cover[row * t..][..t].fill(f32::NAN);
+        self.pct_nans[row * t..][..t].fill(100.0);
+        self.tile_cloud_fraction[row * t..][..t].fill(f32::NAN);
         self.orbit_state[row].clear();
         self.platform[row].clear();
     }
@@ -387,17 +411,12 @@ impl HostBatch {
                 out.fill(0.0);
             }
         }
-        let meta = |v: &[f32], out: &mut [f32]| {
-            for (i, o) in out.iter_mut().enumerate() {
-                *o = v.get(i).copied().unwrap_or(f32::NAN);
-            }
-        };
-        meta(
+        per_step(
             &stack.eo_cloud_cover,
             &mut self.eo_cloud_cover[row * t..][..t],
         );
-        meta(&stack.pct_nans, &mut self.pct_nans[row * t..][..t]);
-        meta(
+        per_step(&stack.pct_nans, &mut self.pct_nans[row * t..][..t]);
+        per_step(
             &stack.tile_cloud_fraction,
             &mut self.tile_cloud_fraction[row * t..][..t],
         );
@@ -429,6 +448,13 @@ impl HostBatch {
         }
         self.samples[row] = sample;
         self.status[row] = SampleStatus::Failed { error };
+    }
+}
+
+/// A stack's per-step metadata into a row's steps (NaN past its steps).
+fn per_step(v: &[f32], out: &mut [f32]) {
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = v.get(i).copied().unwrap_or(f32::NAN);
     }
 }
 

@@ -280,6 +280,15 @@ time = "static"
     let still = batch.source("still").unwrap();
     assert_eq!(still.shape, [1, 1, 24, 24], "static: [B, C, H, W]");
     assert_eq!(batch.source("nir").unwrap().values.len(), 9 * 24 * 24);
+    // a daily optical input's metadata: its own scenes' (the first input's here)
+    let nir_b = batch.source("nir").unwrap();
+    let f32_bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(
+        f32_bits(&nir_b.eo_cloud_cover),
+        f32_bits(&batch.eo_cloud_cover)
+    );
+    assert_eq!(f32_bits(&nir_b.pct_nans), f32_bits(&nir.stack.pct_nans));
+    assert!(nir_b.eo_cloud_cover.iter().any(|v| !v.is_nan()));
     let nir_values: Vec<f32> = nir
         .stack
         .data
@@ -481,9 +490,29 @@ fn shards_of_several_inputs_replay_each_input_bit_for_bit() {
     let a: Vec<_> = online.iter().unwrap().map(|b| b.unwrap()).collect();
     let b: Vec<_> = offline.iter().unwrap().map(|b| b.unwrap()).collect();
     assert_eq!(a.len(), 3);
+    let f32_bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     for (x, y) in a.iter().zip(&b) {
-        assert_eq!(x.sources, y.sources);
         assert_eq!(x.sources.len(), 2);
+        for (p, q) in x.sources.iter().zip(&y.sources) {
+            assert_eq!((&p.name, &p.shape, &p.bands), (&q.name, &q.shape, &q.bands));
+            for (u, v) in [
+                (&p.values, &q.values),
+                (&p.valid, &q.valid),
+                (&p.has_data, &q.has_data),
+                (&p.eo_cloud_cover, &q.eo_cloud_cover),
+                (&p.pct_nans, &q.pct_nans),
+                (&p.tile_cloud_fraction, &q.tile_cloud_fraction),
+            ] {
+                assert_eq!(f32_bits(u), f32_bits(v), "{}", p.name);
+            }
+            assert_eq!((&p.orbit_state, &p.platform), (&q.orbit_state, &q.platform));
+        }
+        // S1 declares no cloud cover; a step without a pass has no data
+        let s1 = &x.sources[0];
+        assert!(s1.eo_cloud_cover.iter().all(|v| v.is_nan()));
+        for (h, p) in s1.has_data.iter().zip(&s1.pct_nans) {
+            assert!(*h == 1.0 || *p == 100.0, "{h} {p}");
+        }
         let f = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(f(&x.inputs), f(&y.inputs));
     }
