@@ -531,14 +531,7 @@ fn shards_of_several_inputs_replay_each_input_bit_for_bit() {
                 .unwrap();
         }
     }
-    let o = std::process::Command::new(python())
-        .arg("tests/py/check_shard.py")
-        .arg(&out)
-        .arg(&refs)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{text}");
+    let text = crate::util::check_shards_in_python(&out, &refs);
     assert!(text.contains("ok 3 (inputs s1, cover)"), "{text}");
 }
 

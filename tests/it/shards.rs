@@ -20,7 +20,6 @@ use tilestack::{
 };
 
 use crate::dataloader::{EAST, Fixture, WEST, bits, epoch};
-use crate::util::python;
 
 /// Every field of two batches equal, floats bit for bit (NaN included).
 fn assert_same(a: &HostBatch, b: &HostBatch) {
@@ -397,14 +396,7 @@ fn python_opens_a_shard_in_one_line_and_sees_the_rust_values() {
         s.write_safetensors(&refs.join(format!("{i}.safetensors")))
             .unwrap();
     }
-    let o = Command::new(python())
-        .arg("tests/py/check_shard.py")
-        .arg(&out)
-        .arg(&refs)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{text}");
+    let text = crate::util::check_shards_in_python(&out, &refs);
     assert!(text.contains(&format!("ok {}", shards.len())), "{text}");
 }
 

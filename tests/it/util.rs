@@ -76,3 +76,18 @@ pub(crate) fn cog_reader() -> tilestack::CogReader {
         tilestack::cog::TileCache::new(1 << 30),
     )
 }
+
+/// Runs tests/py/check_shard.py over the shards at `out` against the
+/// reference stacks in `refs` (what the Rust side read back); its output,
+/// once it has passed.
+pub(crate) fn check_shards_in_python(out: &std::path::Path, refs: &std::path::Path) -> String {
+    let o = std::process::Command::new(python())
+        .arg("tests/py/check_shard.py")
+        .arg(out)
+        .arg(refs)
+        .output()
+        .expect("python3 runs");
+    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{text}");
+    text
+}
