@@ -546,24 +546,57 @@ impl DatasetConfig {
         }
     }
 
-    /// The signer `catalog.sign` asks for, if any.
+    /// The signer the catalogs' `sign` keys ask for, if any: `catalog.sign`,
+    /// and each `[[inputs]]` and raster label's `catalog.sign`. A dataset
+    /// reads through one client, so one signer serves every input; it signs
+    /// only the hrefs it recognizes (Planetary Computer's storage), so an
+    /// input from elsewhere beside a Planetary Computer one is read as it is.
+    ///
+    /// ```
+    /// let cfg = tilestack::DatasetConfig::from_toml_str(
+    ///     "[catalog]\nsnapshot = \"items.json\"\n[stack]\nbands = [\"B04\"]\n\
+    ///      [time]\nrange = \"2019-08-01/2019-08-05\"\n[sampler]\nkind = \"random\"\n\
+    ///      bbox = [-122.35, 37.79, -122.31, 37.83]\ncount = 4\n\
+    ///      [[inputs]]\nname = \"s1\"\ncatalog = { snapshot = \"s1.json\", sign = \"planetary-computer\" }\n\
+    ///      stack = { bands = [\"vv\"] }\n", "a.toml".as_ref())?;
+    /// assert!(cfg.signer()?.is_some(), "the S1 input asks for signing");
+    /// # Ok::<(), tilestack::Error>(())
+    /// ```
     ///
     /// # Errors
-    /// [`Error::Config`] naming `catalog.sign` for a value other than
-    /// `"planetary-computer"` or `"none"`.
+    /// [`Error::Config`] naming the key (`catalog.sign`, `inputs[1] "s1".catalog.sign`)
+    /// for a value other than `"planetary-computer"` or `"none"`.
     pub fn signer(&self) -> Result<Option<std::sync::Arc<dyn crate::fetch::sign::Signer>>> {
-        match self.catalog.sign.as_deref() {
-            None | Some("none") => Ok(None),
-            Some("planetary-computer") => Ok(Some(std::sync::Arc::new(
-                crate::fetch::sign::PlanetaryComputerSigner::new(
-                    crate::fetch::sign::PcSignerConfig::default(),
-                ),
-            ))),
-            Some(other) => Err(self.error(
-                "catalog.sign",
-                format!("{other:?}: use \"planetary-computer\" or \"none\""),
-            )),
+        let inputs = self.inputs.iter().enumerate().filter_map(|(k, i)| {
+            i.catalog
+                .as_ref()
+                .map(|c| (format!("{}.catalog.sign", label(k + 1, &i.name)), c))
+        });
+        let labels = self.labels.iter().filter_map(|l| {
+            let c = l.raster.as_ref()?.catalog.as_ref()?;
+            Some((format!("labels {:?}.raster.catalog.sign", l.name), c))
+        });
+        let mut pc = false;
+        for (key, c) in std::iter::once(("catalog.sign".to_string(), &self.catalog))
+            .chain(inputs)
+            .chain(labels)
+        {
+            match c.sign.as_deref() {
+                None | Some("none") => {}
+                Some("planetary-computer") => pc = true,
+                Some(other) => {
+                    return Err(self.error(
+                        &key,
+                        format!("{other:?}: use \"planetary-computer\" or \"none\""),
+                    ));
+                }
+            }
         }
+        Ok(pc.then(|| {
+            std::sync::Arc::new(crate::fetch::sign::PlanetaryComputerSigner::new(
+                crate::fetch::sign::PcSignerConfig::default(),
+            )) as std::sync::Arc<dyn crate::fetch::sign::Signer>
+        }))
     }
 
     /// The checked catalog source.

@@ -556,6 +556,20 @@ fn configs_name_their_inputs_and_refuse_bad_ones_naming_them() {
         "{old}[[inputs]]\nname = \"s1\"\ncatalog = {{ demo = \"oakland\" }}\nstack = {{ bands = [\"vv\"] }}\ntime = \"weekly\"\n"
     ));
     assert!(e.contains("weekly"), "{e}");
+    // an input's signing is not dropped: a bad value is named, a good one signs
+    let e = bad(format!(
+        "{old}[[inputs]]\nname = \"s1\"\ncatalog = {{ demo = \"oakland\", sign = \"azure\" }}\nstack = {{ bands = [\"vv\"] }}\n"
+    ));
+    assert!(
+        e.contains("inputs[1] \"s1\".catalog.sign") && e.contains("\"azure\""),
+        "{e}"
+    );
+    let signed = DatasetConfig::from_file(&write(&format!(
+        "{old}[[inputs]]\nname = \"s1\"\ncatalog = {{ demo = \"oakland\", sign = \"planetary-computer\" }}\nstack = {{ bands = [\"vv\"] }}\n"
+    )))
+    .unwrap();
+    assert!(signed.signer().unwrap().is_some());
+    assert!(cfg.signer().unwrap().is_none());
     let e = bad(format!(
         "{old}[[inputs]]\nname = \"lc\"\ncatalog = {{ demo = \"oakland\" }}\nstack = {{ bands = [\"map\"], categorical = [\"map\"], resampling = \"bilinear\" }}\n"
     ));
