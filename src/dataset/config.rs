@@ -152,6 +152,11 @@ pub struct InputConfig {
     /// Its time rule (default `daily`).
     #[serde(default)]
     pub time: TimeRule,
+    /// `(x − mean) / std` per band of this input, and its no-data fill
+    /// (default: raw values, no data as `[normalize] fill`). Read-time, as
+    /// `[normalize]`: not in the dataset's hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalize: Option<NormalizeConfig>,
 }
 
 /// `[catalog]`: exactly one of `stac`, `snapshot`, `demo`.
@@ -300,6 +305,7 @@ impl LayerConfig {
             href: r.href.clone(),
             stack,
             time: r.time,
+            normalize: None,
         }))
     }
 }
@@ -714,24 +720,7 @@ impl DatasetConfig {
         self.time
             .windows()
             .map_err(|e| self.error_because("time", e))?;
-        let bands = probe.bands.len();
-        let n = &self.normalize;
-        if n.mean.len() != n.std.len() || (!n.mean.is_empty() && n.mean.len() != bands) {
-            return Err(self.error(
-                "normalize",
-                format!(
-                    "mean has {} values and std {}: give one of each per band ({bands})",
-                    n.mean.len(),
-                    n.std.len()
-                ),
-            ));
-        }
-        if let Some(i) = n.std.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
-            return Err(self.error(
-                "normalize.std",
-                format!("value {i} is {} (must be > 0)", n.std[i]),
-            ));
-        }
+        self.check_normalize("normalize", &self.normalize, probe.bands.len())?;
         if let Some(c) = self.augment.crop
             && (c == 0 || c > probe.tile_size)
         {
@@ -858,6 +847,28 @@ impl DatasetConfig {
         Ok(())
     }
 
+    /// A `normalize` table (`at` names it) for `bands` bands: one mean and
+    /// one positive std per band, or none.
+    fn check_normalize(&self, at: &str, n: &NormalizeConfig, bands: usize) -> Result<()> {
+        if n.mean.len() != n.std.len() || (!n.mean.is_empty() && n.mean.len() != bands) {
+            return Err(self.error(
+                at,
+                format!(
+                    "mean has {} values and std {}: give one of each per band ({bands})",
+                    n.mean.len(),
+                    n.std.len()
+                ),
+            ));
+        }
+        if let Some(i) = n.std.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(self.error(
+                &format!("{at}.std"),
+                format!("value {i} is {} (must be > 0)", n.std[i]),
+            ));
+        }
+        Ok(())
+    }
+
     /// An input's source: a catalog, or one raster (static, one band).
     fn check_source(&self, at: &str, input: &InputConfig) -> Result<()> {
         match (&input.catalog, &input.href) {
@@ -904,6 +915,10 @@ impl DatasetConfig {
             }
             names.push(&input.name);
             self.check_source(&at, input)?;
+            if let Some(n) = &input.normalize {
+                let bands = input.stack.fields().bands.len();
+                self.check_normalize(&format!("{at}.normalize"), n, bands)?;
+            }
             source_request(&input.stack, input.time, probe).map_err(|e| self.input_error(k, e))?;
         }
         Ok(())

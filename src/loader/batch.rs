@@ -5,7 +5,7 @@
 
 use chrono::NaiveDate;
 
-use crate::dataset::config::NormalizeConfig;
+use crate::dataset::config::{InputConfig, NormalizeConfig};
 use crate::dataset::inputs::{InputLayout, InputStack};
 use crate::loader::augment::PixelMap;
 use crate::stack::{Layers, TileStack};
@@ -87,8 +87,9 @@ pub struct HostBatch {
 /// memory and shard bytes for nothing; an input's no-data and its steps
 /// without a pass (`nearest` gaps) are its own, so validity is per source
 /// and step; categorical and continuous inputs are normalized differently
-/// (the first input's `[normalize]` does not apply here: values are raw,
-/// no data replaced by the fill value). A model concatenates what it wants
+/// (the first input's `[normalize]` does not apply here: values are raw, or
+/// normalized by the input's own `normalize`, no data replaced by its fill
+/// value or `[normalize] fill`). A model concatenates what it wants
 /// along `C` itself; `TileBatch::input(name)` hands out each by name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceBatch {
@@ -151,8 +152,16 @@ impl SourceBatch {
         }
     }
 
-    /// Writes `input` into row `row` through `map`, no data as `fill`.
-    fn write_row(&mut self, row: usize, input: &InputStack, map: &PixelMap, fill: f32) {
+    /// Writes `input` into row `row` through `map`, normalized by `norm`
+    /// (per band; none: raw), no data as `fill`.
+    fn write_row(
+        &mut self,
+        row: usize,
+        input: &InputStack,
+        map: &PixelMap,
+        norm: Option<&NormalizeConfig>,
+        fill: f32,
+    ) {
         let t = self.steps();
         let c = self.bands.len();
         let n = self.shape.len();
@@ -174,6 +183,9 @@ impl SourceBatch {
                 let out = &mut self.values[((row * t + ti) * c + ci) * px..][..px];
                 let src = (ti < st && ci < sc && same_grid)
                     .then(|| &data[(ti * sc + ci) * sh * sw..][..sh * sw]);
+                let (mean, std) = norm
+                    .and_then(|n| Some((*n.mean.get(ci)?, *n.std.get(ci)?)))
+                    .unwrap_or((0.0, 1.0));
                 for (i, (o, ok)) in out.iter_mut().zip(valid.iter_mut()).enumerate() {
                     let v = match src {
                         Some(s) if map.identity => s[i],
@@ -181,7 +193,7 @@ impl SourceBatch {
                         None => f32::NAN,
                     };
                     let nan = v.is_nan();
-                    *o = if nan { fill } else { v };
+                    *o = if nan { fill } else { (v - mean) / std };
                     *ok = if nan { 0.0 } else { *ok };
                 }
             }
@@ -273,16 +285,21 @@ impl HostBatch {
     }
 
     /// Writes a sample's inputs after the first into row `row` through
-    /// `map` (the first input's augmentation: every input moves alike).
+    /// `map` (the first input's augmentation: every input moves alike),
+    /// each normalized by its `normalize` (`configs`, in the same order),
+    /// else raw with no data as `fill`.
     pub(crate) fn write_sources(
         &mut self,
         row: usize,
         inputs: &[InputStack],
+        configs: &[InputConfig],
         map: &PixelMap,
         fill: f32,
     ) {
-        for (src, input) in self.sources.iter_mut().zip(inputs) {
-            src.write_row(row, input, map, fill);
+        for (k, (src, input)) in self.sources.iter_mut().zip(inputs).enumerate() {
+            let norm = configs.get(k).and_then(|c| c.normalize.as_ref());
+            let fill = norm.map_or(fill, |n| n.fill);
+            src.write_row(row, input, map, norm, fill);
         }
     }
 

@@ -867,7 +867,7 @@ fn write(
     let cfg = ds.config();
     let map = PixelMap::augmented(&cfg.augment, inner.seed, batch.epoch, sample, inner.src_hw);
     batch.write_row(row, sample, stack, &map, &cfg.normalize, layers, status);
-    batch.write_sources(row, inputs, &map, cfg.normalize.fill);
+    batch.write_sources(row, inputs, &cfg.inputs, &map, cfg.normalize.fill);
     batch.ids[row] = ds.id(sample);
 }
 

@@ -139,6 +139,15 @@ pub fn config_hash(cfg: &DatasetConfig) -> String {
         #[serde(skip_serializing_if = "<[_]>::is_empty")]
         inputs: &'a [crate::dataset::config::InputConfig],
     }
+    // An input's normalization applies when it is read, as `[normalize]`.
+    let inputs: Vec<_> = cfg
+        .inputs
+        .iter()
+        .map(|i| crate::dataset::config::InputConfig {
+            normalize: None,
+            ..i.clone()
+        })
+        .collect();
     let what = Identity {
         catalog: &cfg.catalog,
         stack: cfg.stack.canonical(),
@@ -148,7 +157,7 @@ pub fn config_hash(cfg: &DatasetConfig) -> String {
         masks: &cfg.masks,
         filters: &cfg.filters,
         seed: cfg.seed,
-        inputs: &cfg.inputs,
+        inputs: &inputs,
     };
     // Serializing these types cannot fail (string keys only).
     let text = serde_json::to_vec(&what).unwrap_or_default();

@@ -517,6 +517,44 @@ fn shards_of_several_inputs_replay_each_input_bit_for_bit() {
         assert_eq!(f(&x.inputs), f(&y.inputs));
     }
 
+    // an input's own normalization (read-time: the same hash): (x − mean) / std, no data as its fill
+    let mut normed = cfg.clone();
+    let (mean, std) = ([0.05f32, 0.01], [0.1f32, 0.02]);
+    normed.inputs[0].normalize = Some(tilestack::dataset::NormalizeConfig {
+        mean: mean.to_vec(),
+        std: std.to_vec(),
+        fill: -9.0,
+    });
+    assert_eq!(
+        tilestack::shard::config_hash(&normed),
+        tilestack::shard::config_hash(&cfg)
+    );
+    let n_loader = BatchLoader::new(
+        Arc::new(TileDataset::open(&normed).unwrap()),
+        normed.loader.clone(),
+    )
+    .unwrap();
+    let px = 24 * 24;
+    for (raw, n) in a.iter().zip(n_loader.iter().unwrap()) {
+        let n = n.unwrap();
+        let (r, m) = (&raw.sources[0], &n.sources[0]);
+        let t = r.has_data.len();
+        for ti in 0..t {
+            for c in 0..2 {
+                for p in 0..px {
+                    let (v, ok) = (r.values[(ti * 2 + c) * px + p], r.valid[ti * px + p]);
+                    let want = if ok == 1.0 {
+                        (v - mean[c]) / std[c]
+                    } else {
+                        -9.0
+                    };
+                    assert_eq!(m.values[(ti * 2 + c) * px + p].to_bits(), want.to_bits());
+                }
+            }
+        }
+        assert_eq!(m.valid, r.valid);
+    }
+
     // Python: the inputs' tensors in the shards, against the Rust values
     let refs = w.dir.path().join("refs");
     std::fs::create_dir_all(&refs).unwrap();
@@ -562,6 +600,13 @@ fn configs_name_their_inputs_and_refuse_bad_ones_naming_them() {
     ));
     assert!(
         e.contains("inputs[1] \"s1\".catalog.sign") && e.contains("\"azure\""),
+        "{e}"
+    );
+    let e = bad(format!(
+        "{old}[[inputs]]\nname = \"s1\"\ncatalog = {{ demo = \"oakland\" }}\nstack = {{ bands = [\"vv\", \"vh\"] }}\nnormalize = {{ mean = [1.0], std = [1.0, 2.0] }}\n"
+    ));
+    assert!(
+        e.contains("inputs[1] \"s1\".normalize") && e.contains("mean has 1 values and std 2"),
         "{e}"
     );
     let signed = DatasetConfig::from_file(&write(&format!(
