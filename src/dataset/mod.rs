@@ -598,6 +598,7 @@ fn open_on(rt: &tokio::runtime::Runtime, config: &DatasetConfig) -> Result<Opene
         let input = input.map_err(|e| config.error_because(&at, e))?;
         let (open, server) = open_one(rt, config, &reader, &input, &at, &samples)?;
         input_servers.push(server);
+        report.raster_labels.push(open.report.clone());
         labels.push((
             l.name.clone(),
             LabelLayer::Raster(Box::new(RasterLabel {

@@ -49,6 +49,8 @@ pub struct DatasetReport {
     pub scenes: usize,
     /// The inputs after the first (`[[inputs]]`), in config order.
     pub inputs: Vec<InputReport>,
+    /// The raster label layers, read as inputs are, in config order.
+    pub raster_labels: Vec<InputReport>,
 }
 
 /// What opening found for one input after the first.
@@ -93,6 +95,10 @@ impl std::fmt::Display for DatasetReport {
         }
         for i in &self.inputs {
             write!(f, "; {i}")?;
+        }
+        for l in &self.raster_labels {
+            // "input \"cover\" (static): …" said of a label
+            write!(f, "; label{}", format!("{l}").trim_start_matches("input"))?;
         }
         Ok(())
     }

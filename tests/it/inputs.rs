@@ -676,6 +676,12 @@ fn raster_labels_are_classes_on_the_samples_grid_as_gdal_warps_them() {
     let cfg = at_port("labels", &body);
     let ds = Arc::new(TileDataset::open(&cfg).unwrap());
     assert_eq!(ds.layout().labels, ["ships", "cover", "scl"]);
+    let report = ds.report().to_string();
+    assert!(
+        report.contains("label \"cover\" (static): 1 scenes")
+            && report.contains("label \"scl\" (daily)"),
+        "{report}"
+    );
     let loader = BatchLoader::new(ds.clone(), cfg.loader.clone()).unwrap();
     let batch = loader.iter().unwrap().next().unwrap().unwrap();
     assert_eq!(batch.label_names, ["ships", "cover", "scl"]);

@@ -52,6 +52,10 @@ fn blocking(a: &DatasetArgs) -> Result<()> {
                 "scenes": i.scenes, "samples_without_scene": i.samples_without_scene,
             })))
             .collect::<Vec<_>>(),
+            "raster_labels": r.raster_labels.iter().map(|i| serde_json::json!({
+                "name": i.name, "rule": i.rule, "searches": i.searches,
+                "scenes": i.scenes, "samples_without_scene": i.samples_without_scene,
+            })).collect::<Vec<_>>(),
             "open_s": secs,
             "rss_kb": rss,
             "peak_rss_kb": peak,
@@ -76,6 +80,12 @@ fn blocking(a: &DatasetArgs) -> Result<()> {
                 i.name, i.rule, l.shape, l.bands, i.searches, i.scenes, i.samples_without_scene
             );
         }
+    }
+    for l in &r.raster_labels {
+        println!(
+            "  label {:?} ({}): {} searches, {} scenes, {} samples without a scene",
+            l.name, l.rule, l.searches, l.scenes, l.samples_without_scene
+        );
     }
     println!(
         "  {} searches, {} scenes held, opened in {secs:.2} s ({:.3} ms per candidate)",
