@@ -1317,7 +1317,11 @@ mod tests {
         }
         // more values than the block holds
         let rec = stuffed(&values, 3);
-        assert!(unstuff(&mut Reader { buf: &rec, pos: 0 }, &mut Vec::new(), 36, 3).is_err());
+        let e = unstuff(&mut Reader { buf: &rec, pos: 0 }, &mut Vec::new(), 36, 3).unwrap_err();
+        assert!(
+            matches!(&e, LercError::Corrupt(m) if m.contains("37 bit-stuffed values, at most 36")),
+            "{e:?}"
+        );
         // cut short
         assert!(matches!(
             unstuff(
@@ -1645,7 +1649,18 @@ mod tests {
         cut[34..38].copy_from_slice(&size.to_le_bytes());
         let sum = fletcher32(&cut[14..]);
         cut[10..14].copy_from_slice(&sum.to_le_bytes());
-        assert!(decode(&cut, 5, 2, 1, SampleType::U8).is_err());
+        let e = decode(&cut, 5, 2, 1, SampleType::U8).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                LercError::Truncated {
+                    what: "Huffman data",
+                    need: 8,
+                    have: 4
+                }
+            ),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -1663,8 +1678,16 @@ mod tests {
             let got = decode_chunk(bytes, Some(&[4, extra]), 4, 4, 1, SampleType::U8).unwrap();
             assert_eq!(got, [42.0; 16], "additional compression {extra}");
         }
-        assert!(decode_chunk(&blob, Some(&[4, 3]), 4, 4, 1, SampleType::U8).is_err());
-        assert!(decode_chunk(&blob, Some(&[4, 1]), 4, 4, 1, SampleType::U8).is_err());
+        let e = decode_chunk(&blob, Some(&[4, 3]), 4, 4, 1, SampleType::U8).unwrap_err();
+        assert!(
+            matches!(&e, LercError::Unsupported(m) if m == "LERC additional compression 3"),
+            "{e:?}"
+        );
+        let e = decode_chunk(&blob, Some(&[4, 1]), 4, 4, 1, SampleType::U8).unwrap_err();
+        assert!(
+            matches!(&e, LercError::Corrupt(m) if m.starts_with("DEFLATE around the LERC blob")),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -1710,7 +1733,11 @@ mod tests {
             decode(&good, 4, 4, 1, SampleType::I16),
             Err(LercError::Shape(_))
         ));
-        assert!(decode(&good, 4, 4, 2, SampleType::U16).is_err());
+        let e = decode(&good, 4, 4, 2, SampleType::U16).unwrap_err();
+        assert!(
+            matches!(&e, LercError::Shape(m) if m == "blobs hold 1 of the tile's 2 samples per pixel"),
+            "{e:?}"
+        );
         assert!(matches!(
             decode(&good, 4, 4, 1, SampleType::F16),
             Err(LercError::Unsupported(_))
@@ -1718,7 +1745,11 @@ mod tests {
         // absurd declared sizes: rows, blob size
         let mut huge = Blob::new(2, 4, 4, DataType::U16);
         (huge.rows, huge.cols, huge.z_max) = (i32::MAX, i32::MAX, 9.0);
-        assert!(decode(&huge.build(&[], &body), 4, 4, 1, SampleType::U16).is_err());
+        let e = decode(&huge.build(&[], &body), 4, 4, 1, SampleType::U16).unwrap_err();
+        assert!(
+            matches!(&e, LercError::Shape(m) if m.contains("2147483647×2147483647 pixels in a 4×4 tile")),
+            "{e:?}"
+        );
         let mut big = good.clone();
         big[30..34].copy_from_slice(&i32::MAX.to_le_bytes()); // v3: blob size
         assert!(matches!(
@@ -1730,7 +1761,11 @@ mod tests {
             decode(b"CntZImage ", 4, 4, 1, SampleType::U16),
             Err(LercError::NotLerc2(_))
         ));
-        assert!(decode(&[], 4, 4, 1, SampleType::U16).is_err());
+        let e = decode(&[], 4, 4, 1, SampleType::U16).unwrap_err();
+        assert!(
+            matches!(&e, LercError::Shape(m) if m.contains("blobs hold 0 of")),
+            "{e:?}"
+        );
         // a mask whose runs overflow it
         let mut rle = Vec::new();
         rle.extend(100i16.to_le_bytes());
