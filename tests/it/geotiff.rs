@@ -532,20 +532,25 @@ fn info_reports_photometric_extra_samples_and_subsampling() {
         .expect("running tilestack info");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("extra:        unassociated alpha (read as bands 4–4)"),
+        text.contains("extra:        unassociated alpha (read as band 4)"),
         "{text}"
     );
 }
 
 /// The JPEG tiles' byte ranges of a classic little-endian tiled TIFF:
-/// (offset, count) per tile, TileByteCounts as LONG.
+/// (offset, count) per tile (TileByteCounts as SHORT or LONG).
 fn jpeg_tiles(b: &[u8]) -> Vec<(usize, usize)> {
     let (_, _, typ, count, at) = entry(b, 325);
-    assert_eq!(typ, 4, "TileByteCounts as LONG");
     let counts: Vec<usize> = (0..count as usize)
-        .map(|i| {
-            let p = at as usize + 4 * i;
-            u32::from_le_bytes([b[p], b[p + 1], b[p + 2], b[p + 3]]) as usize
+        .map(|i| match typ {
+            3 => {
+                let p = at as usize + 2 * i;
+                usize::from(u16::from_le_bytes([b[p], b[p + 1]]))
+            }
+            _ => {
+                let p = at as usize + 4 * i;
+                u32::from_le_bytes([b[p], b[p + 1], b[p + 2], b[p + 3]]) as usize
+            }
         })
         .collect();
     tile_offsets(b)
@@ -556,27 +561,32 @@ fn jpeg_tiles(b: &[u8]) -> Vec<(usize, usize)> {
 }
 
 /// Hostile JPEG tiles: cut short, an absurd frame size, a component count
-/// that is not the file's, corrupt Huffman tables, garbage entropy data.
+/// that is not the file's, a corrupt quantization table, garbage entropy
+/// data.
 /// Each read ends in exit 1 naming the file (never a panic, contained or
 /// not), and the message names JPEG where the tile is what is wrong.
 #[test]
 fn hostile_jpeg_tiles_exit_1_naming_the_file() {
     let src = std::fs::read(corpus().join("codec_jpeg_rgb_ycbcr.tif")).unwrap();
     let tiles = jpeg_tiles(&src);
-    let find = |b: &[u8], from: usize, to: usize, marker: u8| -> usize {
+    fn find(b: &[u8], from: usize, to: usize, marker: u8) -> usize {
         (from..to - 1)
             .find(|&i| b[i] == 0xFF && b[i + 1] == marker)
             .unwrap_or_else(|| panic!("marker {marker:02X}"))
-    };
+    }
     type Patch = Box<dyn Fn(&mut Vec<u8>)>;
     let cases: Vec<(&str, Patch, &str)> = vec![
         (
             "jpeg-truncated.tif",
             Box::new(|b: &mut Vec<u8>| {
                 // every tile's byte count cut to 40 bytes: mid-header
-                let (_, _, _, count, at) = entry(b, 325);
+                let (_, _, typ, count, at) = entry(b, 325);
                 for i in 0..count as usize {
-                    put_u32(b, at as usize + 4 * i, 40);
+                    if typ == 3 {
+                        put_u16(b, at as usize + 2 * i, 40);
+                    } else {
+                        put_u32(b, at as usize + 4 * i, 40);
+                    }
                 }
             }),
             "JPEG",
@@ -616,9 +626,10 @@ fn hostile_jpeg_tiles_exit_1_naming_the_file() {
             Box::new(|b: &mut Vec<u8>| {
                 let (_, _, _, n, at) = entry(b, 347); // JPEGTables
                 let (at, n) = (at as usize, n as usize);
-                let dht = find(b, at, at + n, 0xC4);
-                // 255 codes of length 1
-                b[dht + 5] = 0xFF;
+                // GDAL's JPEGTABLESMODE=1: quantization tables only
+                let dqt = find(b, at, at + n, 0xDB);
+                // precision 2, table 5: no such thing
+                b[dqt + 4] = 0x25;
             }),
             "JPEG",
         ),
@@ -630,9 +641,7 @@ fn hostile_jpeg_tiles_exit_1_naming_the_file() {
                     for &(off, n) in &tiles {
                         let sos = find(b, off, off + n, 0xDA);
                         let len = usize::from(b[sos + 2]) << 8 | usize::from(b[sos + 3]);
-                        for k in sos + 2 + len..off + n - 2 {
-                            b[k] = 0xFE;
-                        }
+                        b[sos + 2 + len..off + n - 2].fill(0xFE);
                     }
                 }
             }),

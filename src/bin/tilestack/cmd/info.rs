@@ -268,11 +268,15 @@ fn print_text(h: &CogHeader, v: &Value) {
     }
     println!("photometric:  {colour}");
     if !main.extra_samples.is_empty() {
+        let first = (main.bands() + 1).saturating_sub(main.extra_samples.len());
+        let which = if first == main.bands() {
+            format!("band {first}")
+        } else {
+            format!("bands {first}–{}", main.bands())
+        };
         println!(
-            "extra:        {} (read as bands {}–{})",
-            extra_samples(main).join(", "),
-            (main.bands() + 1).saturating_sub(main.extra_samples.len()),
-            main.bands()
+            "extra:        {} (read as {which})",
+            extra_samples(main).join(", ")
         );
     }
     if main.striped {
