@@ -44,6 +44,11 @@ def tiffs(only=""):
         ("u8-3band-lerc-zstd", "uint8", 3, dict(tiled=True, blockxsize=16, blockysize=16, compress="lerc_zstd", interleave="pixel")),
         ("u16-lerc-deflate-lossy", "uint16", 1, dict(tiled=True, blockxsize=16, blockysize=16, compress="lerc_deflate", max_z_error=2)),
         ("i8-lerc-striped", "int8", 1, dict(tiled=False, compress="lerc")),
+        # issue 30: the JPEG decoder (RGBA: 4 components, no colour
+        # conversion; greyscale strips, the last one short) and CMYK as RGBA
+        ("u8-rgba-jpeg", "uint8", 4, dict(tiled=True, blockxsize=16, blockysize=16, compress="jpeg", photometric="rgb", alpha="YES")),
+        ("u8-jpeg-grey-striped", "uint8", 1, dict(tiled=False, blockysize=16, compress="jpeg")),
+        ("i8-cmyk", "int8", 4, dict(tiled=True, blockxsize=16, blockysize=16, compress="deflate", photometric="cmyk")),
     ]
     for name, dtype, bands, opts in cases:
         data = (rng.random((bands, 40, 40)) * 200).astype(dtype)

@@ -12,8 +12,8 @@ use async_tiff::tags::{Compression, PhotometricInterpretation};
 use bytes::Bytes;
 
 use crate::cog::header::{CogHeader, SampleType, compression_name};
-use crate::cog::lerc;
 use crate::cog::tile::{Samples, Tile, TileData};
+use crate::cog::{jpeg, lerc};
 use crate::error::{Cause, Error, Result};
 
 /// A tile (or strip) that did not decode: which file, IFD, tile and bytes,
@@ -372,6 +372,11 @@ struct Chunk {
     bytes_per_sample: usize,
     predictor: u16,
     little_endian: bool,
+    /// JPEG tiles of a pixel-interleaved YCbCr image: converted to RGB, as
+    /// libtiff's `JPEGCOLORMODE_RGB` (GDAL's read) converts them.
+    ycbcr: bool,
+    /// 8-bit CMYK read as RGBA ([`IfdInfo::cmyk_as_rgba`](crate::cog::IfdInfo::cmyk_as_rgba)).
+    cmyk_as_rgba: bool,
 }
 
 impl Chunk {
@@ -389,6 +394,12 @@ impl Chunk {
         } else {
             info.tile_height
         };
+        let cmyk_as_rgba = info.cmyk_as_rgba();
+        if cmyk_as_rgba && info.planar {
+            return Err(DecodeErrorKind::Unsupported(
+                "band-interleaved 8-bit CMYK (GDAL reads it as RGBA)".into(),
+            ));
+        }
         Ok(Chunk {
             width: info.tile_width,
             height: info.tile_height,
@@ -399,6 +410,8 @@ impl Chunk {
             bytes_per_sample: usize::from(info.bits_per_sample / 8),
             predictor: info.predictor,
             little_endian: header.little_endian,
+            ycbcr: info.photometric == 6 && !info.planar,
+            cmyk_as_rgba,
         })
     }
 
@@ -422,25 +435,44 @@ impl Chunk {
             )
             .map_err(|e| DecodeErrorKind::Codec(Cause::new(e)));
         }
-        let decoder = registry()
-            .as_ref()
-            .get(&comp)
-            .ok_or(DecodeErrorKind::UnsupportedCompression { code })?;
-        // async-tiff's decoders panic on some corrupt input (LZW's
-        // `expect`, JPEG tables shorter than a marker): a panic is this
-        // tile's error, naming the codec.
-        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            decoder.decode_tile(
-                bytes,
-                raw.photometric_interpretation(),
+        // JPEG as GDAL's libjpeg decodes it; a JPEG process it does not
+        // cover (progressive, 12-bit…) goes to async-tiff's decoder.
+        let own_jpeg = if code == 7 && self.bits == 8 {
+            jpeg::decode(
                 raw.jpeg_tables(),
-                self.samples as u16,
-                self.bits as u16,
-                raw.lerc_parameters(),
+                &bytes,
+                (self.width, self.rows, self.height),
+                self.samples,
+                self.ycbcr,
             )
-        }))
-        .map_err(|p| DecodeErrorKind::Panicked(crate::runtime::panic_text(&*p)))?;
-        let mut buf = decoded.map_err(|e| DecodeErrorKind::Codec(Cause::new(e)))?;
+            .map_err(|e| DecodeErrorKind::Codec(Cause::new(e)))?
+        } else {
+            None
+        };
+        let mut buf = match own_jpeg {
+            Some(buf) => buf,
+            None => {
+                let decoder = registry()
+                    .as_ref()
+                    .get(&comp)
+                    .ok_or(DecodeErrorKind::UnsupportedCompression { code })?;
+                // async-tiff's decoders panic on some corrupt input (LZW's
+                // `expect`, JPEG tables shorter than a marker): a panic is
+                // this tile's error, naming the codec.
+                let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    decoder.decode_tile(
+                        bytes,
+                        raw.photometric_interpretation(),
+                        raw.jpeg_tables(),
+                        self.samples as u16,
+                        self.bits as u16,
+                        raw.lerc_parameters(),
+                    )
+                }))
+                .map_err(|p| DecodeErrorKind::Panicked(crate::runtime::panic_text(&*p)))?;
+                decoded.map_err(|e| DecodeErrorKind::Codec(Cause::new(e)))?
+            }
+        };
         let row_samples = self.width * self.samples;
         if !matches!(self.bits, 8 | 16 | 32 | 64) {
             // Packed samples (GDAL's NBITS): each row starts on a byte.
@@ -476,6 +508,9 @@ impl Chunk {
             }
             p => return Err(DecodeErrorKind::Unsupported(format!("predictor {p}"))),
         }
+        if self.cmyk_as_rgba {
+            return Ok(cmyk_to_rgba(&buf));
+        }
         Ok(samples_to_f32(&buf, self.sample_type, le))
     }
 
@@ -507,6 +542,21 @@ impl Chunk {
             })
             .collect()
     }
+}
+
+/// 8-bit CMYK pixels as GDAL reads them, through libtiff's RGBA interface:
+/// each ink is a byte (a signed sample's two's complement), R =
+/// (255 − K)·(255 − C) / 255 in integers (G with M, B with Y), alpha 255.
+fn cmyk_to_rgba(buf: &[u8]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(buf.len());
+    for px in buf.chunks_exact(4) {
+        let k = 255 - u32::from(px[3]);
+        for &ink in &px[..3] {
+            out.push((k * (255 - u32::from(ink)) / 255) as f32);
+        }
+        out.push(255.0);
+    }
+    out
 }
 
 /// Packed unsigned samples of `bits` bits (1 to 31; TIFF packs them most

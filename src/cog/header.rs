@@ -5,7 +5,7 @@
 use std::ops::Range;
 
 use async_tiff::ImageFileDirectory;
-use async_tiff::tags::{PlanarConfiguration, SampleFormat};
+use async_tiff::tags::{PhotometricInterpretation, PlanarConfiguration, SampleFormat, Tag};
 
 use crate::error::{Error, Result};
 use crate::fetch::version::ObjectVersion;
@@ -118,6 +118,17 @@ pub struct IfdInfo {
     pub striped: bool,
     /// NewSubfileType (bit 0: a reduced-resolution overview, bit 2: a mask).
     pub subfile_type: u32,
+    /// PhotometricInterpretation (0 WhiteIsZero, 1 BlackIsZero, 2 RGB,
+    /// 3 palette, 4 mask, 5 CMYK/separated, 6 YCbCr, 8 CIELab).
+    pub photometric: u16,
+    /// ExtraSamples: what each sample beyond the colour ones is (0
+    /// unspecified, 1 associated alpha, 2 unassociated alpha). They read as
+    /// further bands, as GDAL reads them.
+    pub extra_samples: Vec<u16>,
+    /// YCbCrSubSampling (horizontal, vertical) of a YCbCr image: the tag's
+    /// value, or TIFF's default (2, 2) when absent; `None` for other
+    /// photometric interpretations.
+    pub ycbcr_subsampling: Option<(u16, u16)>,
 }
 
 impl IfdInfo {
@@ -139,6 +150,7 @@ impl IfdInfo {
     ///     tile_offsets: vec![100, 200, 300, 400], tile_byte_counts: vec![10, 20, 30, 40],
     ///     samples_per_pixel: 2, sample_type: None, compression: 1, predictor: 1,
     ///     bits_per_sample: 8, planar: true, striped: false, subfile_type: 0,
+    ///     photometric: 1, extra_samples: vec![0], ycbcr_subsampling: None,
     /// };
     /// assert_eq!(info.chunk_range(1, 0, 1), Some(400..440)); // band 2's tile (1, 0)
     /// assert_eq!(info.chunk_range(0, 0, 2), None);
@@ -167,7 +179,8 @@ impl IfdInfo {
     ///     width: 1, height: 1, tile_width: 1, tile_height: 1, tiles_across: 1, tiles_down: 1,
     ///     tile_offsets: vec![8], tile_byte_counts: vec![1], samples_per_pixel: 1,
     ///     sample_type: None, compression: 50000, predictor: 1, bits_per_sample: 8,
-    ///     planar: false, striped: false, subfile_type: 0,
+    ///     planar: false, striped: false, subfile_type: 0, photometric: 1,
+    ///     extra_samples: vec![], ycbcr_subsampling: None,
     /// };
     /// assert_eq!(info.compression_name(), "ZSTD");
     /// info.compression = 34887;
@@ -186,6 +199,33 @@ impl IfdInfo {
     /// internal nodata mask.
     pub fn is_mask(&self) -> bool {
         self.subfile_type & 4 != 0
+    }
+
+    /// The name of [`IfdInfo::photometric`] ("minisblack", "rgb", "ycbcr",
+    /// "cmyk"…, as GDAL's `PHOTOMETRIC` option spells them; "unknown" else).
+    pub fn photometric_name(&self) -> &'static str {
+        match self.photometric {
+            0 => "miniswhite",
+            1 => "minisblack",
+            2 => "rgb",
+            3 => "palette",
+            4 => "mask",
+            5 => "cmyk",
+            6 => "ycbcr",
+            8 => "cielab",
+            9 => "icclab",
+            10 => "itulab",
+            _ => "unknown",
+        }
+    }
+
+    /// Whether GDAL reads this image's samples as RGBA rather than as
+    /// stored: 8-bit CMYK with 4 samples, which GDAL converts through
+    /// libtiff's RGBA interface (R = (255 − K)(255 − C) / 255, …, alpha
+    /// 255; signed samples taken as their bytes). Other CMYK images (16-bit,
+    /// 5 samples) read raw, as GDAL reads them.
+    pub fn cmyk_as_rgba(&self) -> bool {
+        self.photometric == 5 && self.bits_per_sample == 8 && self.samples_per_pixel == 4
     }
 }
 
@@ -334,6 +374,14 @@ impl CogHeader {
                 planar,
                 striped,
                 subfile_type: d.new_subfile_type().unwrap_or(0),
+                photometric: d.photometric_interpretation().to_u16(),
+                extra_samples: d
+                    .extra_samples()
+                    .unwrap_or(&[])
+                    .iter()
+                    .map(|e| e.to_u16())
+                    .collect(),
+                ycbcr_subsampling: ycbcr_subsampling(d),
             });
         }
         let transform = match (first.model_pixel_scale(), first.model_tiepoint()) {
@@ -553,6 +601,22 @@ fn scale_offset(xml: &str, bands: usize) -> (Vec<Option<f64>>, Vec<Option<f64>>)
         }
     }
     (scale, offset)
+}
+
+/// YCbCrSubSampling (tag 530) of a YCbCr IFD: the tag, else TIFF's default
+/// (2, 2); `None` when the image is not YCbCr.
+fn ycbcr_subsampling(d: &ImageFileDirectory) -> Option<(u16, u16)> {
+    if d.photometric_interpretation() != PhotometricInterpretation::YCbCr {
+        return None;
+    }
+    let tag = d
+        .other_tags()
+        .get(&Tag::Unknown(530))
+        .and_then(|v| v.clone().into_u16_vec().ok());
+    Some(match tag.as_deref() {
+        Some([h, v, ..]) => (*h, *v),
+        _ => (2, 2),
+    })
 }
 
 /// The name of a TIFF compression code, for messages and `tilestack info`

@@ -21,6 +21,7 @@ pub(crate) mod cache;
 pub(crate) mod decode;
 pub(crate) mod header;
 pub(crate) mod header_store;
+pub(crate) mod jpeg;
 pub(crate) mod lerc;
 pub(crate) mod scan;
 pub(crate) mod source;

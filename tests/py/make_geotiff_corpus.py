@@ -17,7 +17,10 @@ pixel-interleaved 3/4-band, planar), BigTIFF, big-endian, partial edge tiles,
 internal masks, overviews (GTiff and the COG driver), sample types u8 i8 u16
 i16 u32 i32 f16 f32 f64 and 12-bit, predictors 2 and 3, codecs none DEFLATE
 LZW ZSTD JPEG PackBits LERC (+DEFLATE, +ZSTD) WebP (lossy, lossless) LZMA,
-sparse tiles with and without nodata, nodata values, scale/offset metadata.
+sparse tiles with and without nodata, nodata values, scale/offset metadata,
+photometric interpretations (RGB, YCbCr JPEG incl. a NAIP-like COG, CMYK
+8-bit read as RGBA and 16-bit read raw, MinIsWhite) and extra samples
+(associated and unassociated alpha, unspecified; an RGBA JPEG).
 """
 
 import json
@@ -257,18 +260,17 @@ def main() -> None:
           compress="lzma", **tiled)
     write(out_dir, "codec_lzma_float32_pred3.tif", pixels("float32", 1, 84),
           t("tiled", "LZMA", 3), compress="lzma", predictor=3, **tiled)
+    # JPEG: tilestack decodes as GDAL's libjpeg 9 does (its IDCT, its 2×
+    # chroma upsampling inside the IDCT, its YCbCr tables): tolerance 0
     write(out_dir, "codec_jpeg_uint8.tif", base8,
-          t("tiled", "JPEG", lossy=True, tolerance=3), compress="jpeg", jpeg_quality=90,
-          **tiled)
+          t("tiled", "JPEG", lossy=True), compress="jpeg", jpeg_quality=90, **tiled)
     write(out_dir, "codec_jpeg_rgb_ycbcr.tif", pixels("uint8", 3, 85),
-          # chroma subsampled 2×2: GDAL (libjpeg-turbo) and tilestack (jpeg-decoder)
-          # upsample chroma differently, up to ~20 DN at sharp colour edges
-          t("pixel-interleaved", "JPEG", lossy=True, tolerance=24, mean_tolerance=1.5,
-            photometric="ycbcr"),
+          t("pixel-interleaved", "JPEG", lossy=True, photometric="ycbcr",
+            ycbcr_subsampling=[2, 2], color_conversion="ycbcr_to_rgb"),
           compress="jpeg", photometric="ycbcr", jpeg_quality=90, interleave="pixel",
           **tiled)
     write(out_dir, "codec_jpeg_rgb_planar.tif", pixels("uint8", 3, 86),
-          t("planar", "JPEG", lossy=True, tolerance=3), compress="jpeg",
+          t("planar", "JPEG", lossy=True), compress="jpeg",
           interleave="band", jpeg_quality=90, **tiled)
     write(out_dir, "codec_lerc_float32.tif", pixels("float32", 1, 87),
           t("tiled", "LERC"), compress="lerc", **tiled)
@@ -289,6 +291,57 @@ def main() -> None:
           webp_level=90, **tiled)
     write(out_dir, "codec_webp_rgba_lossless.tif", pixels("uint8", 4, 94),
           t("pixel-interleaved", "WebP"), compress="webp", webp_lossless=True, **tiled)
+
+    # --- photometric interpretations, alpha and extra samples (read as
+    # further bands, as GDAL reads them)
+    write(out_dir, "alpha_rgba_uint8_jpeg.tif", pixels("uint8", 4, 120),
+          # RGB JPEG (no colour conversion) + unassociated alpha, 4 components
+          t("pixel-interleaved", "JPEG", lossy=True, photometric="rgb",
+            extra_samples=["unassociated alpha"]),
+          compress="jpeg", photometric="rgb", alpha="YES", jpeg_quality=90,
+          interleave="pixel", **tiled)
+    write(out_dir, "alpha_rgba_uint8_associated.tif", pixels("uint8", 4, 121),
+          t("pixel-interleaved", "DEFLATE", photometric="rgb",
+            extra_samples=["associated alpha"]),
+          compress="deflate", photometric="rgb", alpha="PREMULTIPLIED", interleave="pixel",
+          **tiled)
+    write(out_dir, "extra_rgb_uint8_2unspecified.tif", pixels("uint8", 5, 122),
+          t("pixel-interleaved", "DEFLATE", photometric="rgb",
+            extra_samples=["unspecified", "unspecified"]),
+          compress="deflate", photometric="rgb", alpha="UNSPECIFIED", interleave="pixel",
+          **tiled)
+    # 8-bit CMYK: GDAL reads it as RGBA through libtiff (R = (255-K)(255-C)/255,
+    # alpha 255), signed samples as their bytes; 16-bit CMYK reads raw
+    write(out_dir, "cmyk_uint8.tif", pixels("uint8", 4, 123),
+          t("pixel-interleaved", "DEFLATE", photometric="cmyk", color_conversion="cmyk_to_rgba"),
+          compress="deflate", photometric="cmyk", interleave="pixel", **tiled)
+    write(out_dir, "cmyk_int8.tif", pixels("int8", 4, 124),
+          t("pixel-interleaved", "DEFLATE", photometric="cmyk", color_conversion="cmyk_to_rgba"),
+          compress="deflate", photometric="cmyk", interleave="pixel", **tiled)
+    write(out_dir, "cmyk_uint16_raw.tif", pixels("uint16", 4, 125, w=60, h=45),
+          t("pixel-interleaved", "DEFLATE", photometric="cmyk"),
+          compress="deflate", photometric="cmyk", interleave="pixel", **tiled)
+    write(out_dir, "miniswhite_uint8.tif", pixels("uint8", 1, 126),
+          t("tiled", "DEFLATE", photometric="miniswhite"),
+          compress="deflate", photometric="miniswhite", **tiled)
+    # NAIP-like: JPEG/YCbCr COG (2×2 chroma subsampling), 512 px blocks,
+    # quality 85, an overview. NAIP itself is 4 bands (RGBN); GDAL writes
+    # YCbCr JPEG with 3 bands only (the COG driver drops a 4th), so RGB.
+    naip = pixels("uint8", 3, 127, w=600, h=520)
+    naip[:, 100:180, 150:260] = np.array([230, 20, 30], "uint8")[:, None, None]
+    naip[:, 300:420, 40:90] = np.array([10, 200, 40], "uint8")[:, None, None]
+    naip[:, 250:330, 380:560] = np.array([20, 40, 240], "uint8")[:, None, None]
+    write(out_dir, "naip_like_ycbcr_jpeg_cog.tif", naip,
+          t("pixel-interleaved", "JPEG", lossy=True, overviews=True, cog=True,
+            photometric="ycbcr", ycbcr_subsampling=[2, 2], color_conversion="ycbcr_to_rgb"),
+          driver="COG", compress="jpeg", photometric="ycbcr", quality=85, blocksize=512,
+          overview_resampling="average")
+    # YCbCr JPEG in strips of 16 rows, the last one short (90 = 5 × 16 + 10)
+    write(out_dir, "jpeg_ycbcr_striped.tif", pixels("uint8", 3, 128),
+          t("striped pixel-interleaved", "JPEG", lossy=True, photometric="ycbcr",
+            ycbcr_subsampling=[2, 2], color_conversion="ycbcr_to_rgb"),
+          compress="jpeg", photometric="ycbcr", jpeg_quality=80, interleave="pixel",
+          tiled=False, blockysize=16)
 
     # --- nodata, masks, sparse tiles, scale/offset, overviews
     a = pixels("uint16", 1, 100)

@@ -135,6 +135,31 @@ fn layout(i: &IfdInfo) -> Value {
     }
 }
 
+/// ExtraSamples values by name (TIFF tag 338).
+fn extra_samples(i: &IfdInfo) -> Vec<&'static str> {
+    i.extra_samples
+        .iter()
+        .map(|e| match e {
+            0 => "unspecified",
+            1 => "associated alpha",
+            2 => "unassociated alpha",
+            _ => "unknown",
+        })
+        .collect()
+}
+
+/// How the stored samples become the bands a read returns, where they are
+/// not the samples as stored (as GDAL converts them).
+fn color_conversion(i: &IfdInfo) -> Option<&'static str> {
+    if i.photometric == 6 && i.compression == 7 && !i.planar {
+        Some("ycbcr_to_rgb")
+    } else if i.cmyk_as_rgba() {
+        Some("cmyk_to_rgba")
+    } else {
+        None
+    }
+}
+
 fn role(index: usize, i: &IfdInfo) -> &'static str {
     match (index, i.is_mask()) {
         (0, _) => "image",
@@ -168,6 +193,11 @@ fn describe(h: &CogHeader) -> Value {
         "compression_code": main.compression,
         "predictor": main.predictor,
         "planar_configuration": if main.planar { "separate" } else { "contig" },
+        "photometric": main.photometric_name(),
+        "photometric_code": main.photometric,
+        "extra_samples": extra_samples(main),
+        "ycbcr_subsampling": main.ycbcr_subsampling.map(|(h, v)| json!([h, v])),
+        "color_conversion": color_conversion(main),
         "layout": layout(main),
         "sparse_blocks": sparse,
         "bigtiff": h.bigtiff,
@@ -227,6 +257,28 @@ fn print_text(h: &CogHeader, v: &Value) {
             "pixel (contig)"
         }
     );
+    let mut colour = format!("{} ({})", main.photometric_name(), main.photometric);
+    if let Some((h, v)) = main.ycbcr_subsampling {
+        colour += &format!(", chroma subsampled {h}×{v}");
+    }
+    match color_conversion(main) {
+        Some("ycbcr_to_rgb") => colour += ", read as RGB (as GDAL converts it)",
+        Some(_) => colour += ", read as RGBA (as GDAL converts 8-bit CMYK)",
+        None => {}
+    }
+    println!("photometric:  {colour}");
+    if !main.extra_samples.is_empty() {
+        let first = (main.bands() + 1).saturating_sub(main.extra_samples.len());
+        let which = if first == main.bands() {
+            format!("band {first}")
+        } else {
+            format!("bands {first}–{}", main.bands())
+        };
+        println!(
+            "extra:        {} (read as {which})",
+            extra_samples(main).join(", ")
+        );
+    }
     if main.striped {
         println!(
             "layout:       strips of {} rows ({} strips)",
