@@ -1107,7 +1107,7 @@ mod tests {
             "{e}"
         );
         assert_eq!(
-            zarr_assets_without_grid(&item(v), &[b("B04"), b("red"), b("SCL"), b("B8A")]),
+            zarr_assets_without_grid(&item(v), &[b("B04"), b("red"), b("SCL_20m"), b("B8A")]),
             ["B04_10m", "SCL_20m", "B8A_20m"]
         );
         // a bbox in metres with a shape is a grid, as before

@@ -645,7 +645,12 @@ fn real_eopf_metadata_parses() {
             .into_iter()
             .zip(chunks)
         {
-            let band = if res == "r10m" { "b04" } else { "b05" };
+            // L1C keeps each band at its own resolution only
+            let band = match res {
+                "r10m" => "b04",
+                "r20m" => "b05",
+                _ => "b01",
+            };
             let path = format!("measurements/reflectance/{res}/{band}");
             let m = c
                 .array(store, &path)
@@ -735,7 +740,11 @@ async fn real_eopf_stores_georeference_from_their_metadata() {
             ("r20m", 20.0, 5490),
             ("r60m", 60.0, 1830),
         ] {
-            let band = if res == "r60m" { "b01" } else { "b04" };
+            let band = match res {
+                "r10m" => "b04",
+                "r20m" => "b05",
+                _ => "b01",
+            };
             let href = format!("{url}/real/{file}/measurements/reflectance/{res}/{band}");
             let g = r
                 .georef(&href)
