@@ -85,7 +85,9 @@ pub enum CfUse {
     /// (1000) are subtracted, clipping at 0 ([`Harmonize::SubtractDn`]); an
     /// array with CF `scale_factor` and no `add_offset` (or 0) carries none;
     /// an array with neither attribute falls back to the item's processing
-    /// baseline. Harmonization off: the counts as stored.
+    /// baseline, unless its samples are floats: then they are reflectance
+    /// already (EOPF Explorer's GeoZarr stores decode CF to float32), put
+    /// on the counts scale (×10000). Harmonization off: the values as stored.
     Sentinel2Counts,
     /// Any other array whose item declares no scale/offset: CF applied,
     /// `raw × scale_factor + add_offset`, as xarray decodes it.
@@ -192,8 +194,10 @@ impl SceneAsset {
 /// - `proj:*` fields on the asset override the item's; the CRS is
 ///   `proj:code` (`"EPSG:32610"`) or `proj:epsg`, asset level first. The
 ///   grid is `proj:transform` + `proj:shape`; without a transform, a
-///   north-up one from `proj:bbox` and `proj:shape` (as EOPF's Zarr items
-///   declare them).
+///   north-up one from `proj:bbox` and `proj:shape`. A `proj:bbox` in
+///   degrees beside a UTM code (EOPF's items copy the WGS 84 `bbox` there)
+///   is no grid. EOPF's Sample Service items declare no grid at all: their
+///   Zarr assets get it from the store (see `stack::plan_stack_with`).
 /// - `nodata`, scale and offset are read per asset: the asset's own
 ///   `nodata`/`raster:scale`/`raster:offset` (STAC 1.1), else its first
 ///   `raster:bands` or `bands` entry (`nodata`, `scale`/`raster:scale`,
@@ -331,20 +335,38 @@ impl Scene {
                 }
             };
             let mut transform = None;
+            let mut lonlat_bbox = false;
             for obj in [&a.json, &props] {
                 if let Some(t) = numbers(obj, "proj:transform") {
                     transform = Some(t?);
                 } else if let Some(b) = numbers(obj, "proj:bbox") {
-                    transform = from_bbox(b?)?;
+                    let b = b?;
+                    // EOPF's items write the WGS 84 bbox (degrees) as
+                    // proj:bbox beside a UTM proj:code: not a grid
+                    if degrees_in_utm(epsg, &b) {
+                        lonlat_bbox = true;
+                    } else {
+                        transform = from_bbox(b)?;
+                    }
                 }
                 if transform.is_some() {
                     break;
                 }
             }
             let transform = transform.ok_or_else(|| {
-                err(format!(
-                    "{what}: no proj:transform (nor proj:bbox with proj:shape)"
-                ))
+                let mut m = format!("{what}: no proj:transform (nor proj:bbox with proj:shape)");
+                if lonlat_bbox {
+                    m.push_str(&format!(
+                        "; its proj:bbox is in degrees, not in {epsg}, so it is no grid"
+                    ));
+                }
+                if a.is_zarr() {
+                    m.push_str(
+                        "; a Zarr asset's grid is in its store's metadata: plan with the \
+                         metadata fetched (not --no-headers)",
+                    );
+                }
+                err(m)
             })?;
             let transform = GeoTransform::from_stac(&transform)
                 .map_err(|e| Error::item_because(&id, &what, e))?;
@@ -386,6 +408,17 @@ impl Scene {
             assets,
         })
     }
+}
+
+/// Whether a `proj:bbox` declared beside a UTM `proj:code` is in fact in
+/// degrees (every value within ±180 / ±90): EOPF's items copy the WGS 84
+/// `bbox` there. A UTM granule's bounds are hundreds of kilometres of
+/// easting, never numbers that small.
+fn degrees_in_utm(epsg: Epsg, b: &[f64]) -> bool {
+    epsg.as_utm().is_some()
+        && b.len() == 4
+        && b.iter().step_by(2).all(|x| x.abs() <= 180.0)
+        && b.iter().skip(1).step_by(2).all(|y| y.abs() <= 90.0)
 }
 
 /// A nodata value as STAC writes it: a number, or `"nan"`, `"inf"`, `"-inf"`.
@@ -897,6 +930,47 @@ pub(crate) fn parse_footprint(g: &Value) -> std::result::Result<MultiPolygon<f64
     }
 }
 
+/// The Zarr assets of `item` that `bands` resolve to (as [`Scene::from_item`]
+/// resolves them; bands that resolve to nothing are skipped) and that
+/// declare no grid: neither `proj:transform` (asset or item) nor a
+/// `proj:bbox` in the asset's CRS with a `proj:shape`. EOPF's Sample
+/// Service items are such: their grid is in the store's metadata.
+pub(crate) fn zarr_assets_without_grid(item: &stac::Item, bands: &[BandName]) -> Vec<String> {
+    let props = serde_json::to_value(&item.properties).unwrap_or(Value::Null);
+    let props = props.as_object().cloned().unwrap_or_default();
+    let views: Vec<AssetView<'_>> = item
+        .assets
+        .iter()
+        .map(|(k, a)| AssetView::new(k, a, &props))
+        .collect();
+    let sentinel2 = is_sentinel2(&props);
+    let mut keys: Vec<String> = Vec::new();
+    for band in bands {
+        let Ok(a) = resolve(&views, band, sentinel2) else {
+            continue;
+        };
+        if !a.is_zarr() || keys.iter().any(|k| k == a.key) {
+            continue;
+        }
+        let field = |k: &str| present(a.json.get(k)).or_else(|| present(props.get(k)));
+        let epsg = crs_of(&a.json)
+            .or_else(|| crs_of(&props))
+            .and_then(std::result::Result::ok);
+        let grid_bbox = |obj: &Map<String, Value>| {
+            present(obj.get("proj:bbox"))
+                .and_then(Value::as_array)
+                .and_then(|l| l.iter().map(Value::as_f64).collect::<Option<Vec<f64>>>())
+                .is_some_and(|b| !epsg.is_some_and(|e| degrees_in_utm(e, &b)))
+        };
+        let declared = field("proj:transform").is_some()
+            || (field("proj:shape").is_some() && (grid_bbox(&a.json) || grid_bbox(&props)));
+        if !declared {
+            keys.push(a.key.to_string());
+        }
+    }
+    keys
+}
+
 /// Converts items to scenes sorted by time (oldest first, whatever order the
 /// server used), dropping repeated ids.
 ///
@@ -994,6 +1068,81 @@ mod tests {
             e.contains("asset b04") && e.contains("proj:bbox has 2 numbers"),
             "{e}"
         );
+    }
+
+    /// A real EOPF Sample Service item (tests/fixtures/zarr/real): no
+    /// proj:transform, no proj:shape, and an item-level proj:bbox in degrees
+    /// beside proj:code EPSG:32632. No grid is made of those degrees, even
+    /// with a proj:shape; the error names the item and the asset and says
+    /// where the grid is; the Zarr assets without a grid are the ones the
+    /// store must give one.
+    #[test]
+    fn eopf_zarr_items_degree_bbox_is_no_grid() {
+        let v: Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/zarr/real/eopf-item-S2A_MSIL2A_20251113T102311_N0511_R065_T32TNQ_20251113T142515.json"
+        ))
+        .unwrap();
+        let id = "S2A_MSIL2A_20251113T102311_N0511_R065_T32TNQ_20251113T142515";
+        // as the document says: degrees, not EPSG:32632 metres
+        assert_eq!(v["properties"]["proj:code"], "EPSG:32632");
+        assert_eq!(v["properties"]["proj:bbox"][0], json!(8.999745560361898));
+        assert!(v["assets"]["B04_10m"].get("proj:shape").is_none());
+        let e = Scene::from_item(&item(v.clone()), &[b("B04")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(id)
+                && e.contains("B04_10m")
+                && e.contains("degrees")
+                && e.contains("store's metadata"),
+            "{e}"
+        );
+        let mut with_shape = v.clone();
+        with_shape["assets"]["B04_10m"]["proj:shape"] = json!([10980, 10980]);
+        let e = Scene::from_item(&item(with_shape), &[b("B04")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no proj:transform") && e.contains("degrees"),
+            "{e}"
+        );
+        assert_eq!(
+            zarr_assets_without_grid(&item(v), &[b("B04"), b("red"), b("SCL_20m"), b("B8A")]),
+            ["B04_10m", "SCL_20m", "B8A_20m"]
+        );
+        // a bbox in metres with a shape is a grid, as before
+        assert!(!degrees_in_utm(
+            Epsg::new(32632).unwrap(),
+            &[699960.0, 4590240.0, 809760.0, 4700040.0]
+        ));
+        assert!(!degrees_in_utm(Epsg::WGS84, &[8.9, 44.1, 10.4, 45.2]));
+    }
+
+    /// A real EOPF Explorer item (GeoZarr): SCL_20m and AOT_10m declare
+    /// proj:code, proj:transform and proj:shape, and are read as declared.
+    #[test]
+    fn eopf_explorer_zarr_item_declares_its_grids() {
+        let v: Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/zarr/real/explorer-item-S2A_MSIL2A_20250831T103701_N0511_R008_T31TFL_20250831T145420.json"
+        ))
+        .unwrap();
+        let it = item(v);
+        let s = Scene::from_item(&it, &[b("SCL_20m"), b("AOT_10m")]).unwrap();
+        let scl = &s.assets[&b("SCL_20m")];
+        assert_eq!(scl.epsg.code(), 32631);
+        assert_eq!(
+            scl.transform,
+            GeoTransform::north_up(600000.0, 5100000.0, 20.0)
+        );
+        assert_eq!(scl.shape, (5490, 5490));
+        assert_eq!(scl.format, AssetFormat::Zarr(CfUse::Apply));
+        let aot = &s.assets[&b("AOT_10m")];
+        assert_eq!(
+            aot.transform,
+            GeoTransform::north_up(600000.0, 5100000.0, 10.0)
+        );
+        assert_eq!(aot.shape, (10980, 10980));
+        assert!(zarr_assets_without_grid(&it, &[b("SCL_20m"), b("AOT_10m")]).is_empty());
     }
 
     #[test]

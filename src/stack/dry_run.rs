@@ -18,7 +18,7 @@ use crate::fetch::coalesce;
 use crate::geo::grid::{GeoTransform, PixelWindow};
 use crate::stac::catalog::Catalog;
 use crate::stac::scene::{AssetFormat, CfUse};
-use crate::stack::load::plan_stack;
+use crate::stack::load::plan_stack_with;
 use crate::stack::plan::StackPlan;
 use crate::stack::read::{zarr_radiometry, zarr_reader};
 use crate::stack::request::StackRequest;
@@ -492,7 +492,7 @@ impl StackPlan {
         meta: &ArrayMeta,
     ) -> ReadSummary {
         let mut r = self.read_summary(rp, Some(0), rp.window);
-        let (dn, so) = zarr_radiometry(rp, cf_use, self.request.harmonize, &meta.cf());
+        let (dn, so) = zarr_radiometry(rp, cf_use, self.request.harmonize, &meta.cf(), meta.dtype);
         r.dn_offset = dn;
         r.scale_offset = so.map(|(s, o)| [s, o]);
         let nd = meta.shape.len();
@@ -600,7 +600,11 @@ impl Fetched {
 /// Search (or take items), plan, and summarize the stack `req` asks for
 /// without reading a pixel: with `reader`, its COG headers are read too
 /// ([`StackPlan::dry_run_with_headers`]), else nothing more is fetched
-/// ([`StackPlan::dry_run`]). `fetched.catalog_items` counts the catalog's items.
+/// ([`StackPlan::dry_run`]). With `reader`, the Zarr assets whose items
+/// declare no grid (EOPF's Sample Service items) get the one their stores'
+/// metadata declares ([`plan_stack_with`](crate::stack::plan_stack_with));
+/// without it such an asset is an error naming its item.
+/// `fetched.catalog_items` counts the catalog's items.
 ///
 /// # Errors
 /// Search, item conversion or planning errors, and with `reader` the first
@@ -627,7 +631,7 @@ pub async fn dry_run(
     req: &StackRequest,
     reader: Option<&CogReader>,
 ) -> Result<DryRun> {
-    let (plan, items) = plan_stack(catalog, req).await?;
+    let (plan, items) = plan_stack_with(catalog, req, reader).await?;
     let mut dry = match reader {
         Some(r) => plan.dry_run_with_headers(r).await?,
         None => plan.dry_run(),

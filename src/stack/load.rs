@@ -13,14 +13,17 @@ use crate::geo::rasterize::Mask;
 
 use crate::stac::catalog::Catalog;
 use crate::stac::client::SearchRequest;
-use crate::stac::scene::{Scene, scenes_from_items};
+use crate::stac::scene::{Scene, scenes_from_items, zarr_assets_without_grid};
 use crate::stack::TileStack;
 use crate::stack::fuse::{
     BandFold, FoldRule, into_values, nan_where_all_zero, nan_where_flagged, normalize,
     normalized_difference, to_decibels,
 };
 use crate::stack::plan::{FOLDS_IN_FLIGHT, ReadPlan, STEP_BUFFER, StackPlan};
+use crate::stack::read::zarr_reader;
 use crate::stack::request::{Fusion, StackRequest, bit_mask, derived_inputs};
+use crate::units::BandName;
+use crate::zarr::ZarrReader;
 
 impl StackPlan {
     /// Reads, warps, fuses and assembles the stack; `mask` becomes the last band.
@@ -858,9 +861,77 @@ pub async fn build(
     reader: &CogReader,
     mask: Option<&Mask>,
 ) -> Result<Built> {
-    let (plan, items) = plan_stack(catalog, req).await?;
+    let (plan, items) = plan_stack_with(catalog, req, Some(reader)).await?;
     let stack = plan.load(reader, mask).await?;
     Ok(Built { stack, plan, items })
+}
+
+/// Gives each Zarr asset of `items` that `bands` resolve to and whose item
+/// declares no grid for it (EOPF's Sample Service items carry `proj:code`
+/// only; their `proj:bbox` is in degrees) the grid its store declares:
+/// `proj:transform` and `proj:shape` from [`ZarrReader::georef`] (the
+/// array's `proj:transform`/`spatial:transform` attribute, its grid
+/// mapping's `GeoTransform`, or its `x`/`y` coordinate arrays of pixel
+/// centres) and the array's shape, and `proj:code` when neither the asset
+/// nor the item names a CRS. Assets that declare a grid are left as they
+/// are. One metadata fetch per store (consolidated metadata), plus the
+/// coordinate arrays where no attribute gives the transform. Returns how
+/// many assets were given a grid.
+///
+/// # Errors
+/// An [`Error::Item`] naming the item and the asset, with the store's error
+/// (naming store and array) as its source, when the store's metadata
+/// cannot be read or gives no north-up grid.
+pub async fn fill_zarr_grids(
+    items: &mut [stac::Item],
+    bands: &[BandName],
+    zarr: &ZarrReader,
+) -> Result<usize> {
+    let mut filled = 0;
+    for item in items.iter_mut() {
+        let keys = zarr_assets_without_grid(item, bands);
+        if keys.is_empty() {
+            continue;
+        }
+        let item_crs = ["proj:code", "proj:epsg"].iter().any(|k| {
+            item.properties
+                .additional_fields
+                .get(*k)
+                .is_some_and(|v| !v.is_null())
+        });
+        for key in keys {
+            let Some(asset) = item.assets.get_mut(&key) else {
+                continue;
+            };
+            let what = format!("asset {key}: the grid from its Zarr store");
+            let href = asset.href.clone();
+            let meta = match zarr.array(&href).await {
+                Ok(m) => m,
+                Err(e) => return Err(Error::item_because(&item.id, what, e)),
+            };
+            let geo = match zarr.georef(&href).await {
+                Ok(g) => g,
+                Err(e) => return Err(Error::item_because(&item.id, what, e)),
+            };
+            let nd = meta.shape.len();
+            let (rows, cols) = (meta.shape[nd - 2], meta.shape[nd - 1]);
+            let t = geo.transform;
+            let fields = &mut asset.additional_fields;
+            fields.insert(
+                "proj:transform".into(),
+                serde_json::json!([t.dx, 0.0, t.x0, 0.0, t.dy, t.y0]),
+            );
+            fields.insert("proj:shape".into(), serde_json::json!([rows, cols]));
+            let asset_crs = ["proj:code", "proj:epsg"]
+                .iter()
+                .any(|k| fields.get(*k).is_some_and(|v| !v.is_null()));
+            if let (false, false, Some(e)) = (asset_crs, item_crs, geo.epsg) {
+                fields.insert("proj:code".into(), serde_json::json!(e.to_string()));
+            }
+            filled += 1;
+        }
+    }
+    Ok(filled)
 }
 
 /// Search (or take items) and plan a stack without reading anything: the
@@ -873,8 +944,27 @@ pub async fn plan_stack(
     catalog: &Catalog,
     req: &StackRequest,
 ) -> Result<(StackPlan, Vec<stac::Item>)> {
+    plan_stack_with(catalog, req, None).await
+}
+
+/// [`plan_stack`], and with `reader` the Zarr assets whose items declare no
+/// grid get the one their stores declare first ([`fill_zarr_grids`], through
+/// the reader's client and cache): what [`build`] and a dry run with headers
+/// do. Without `reader` nothing but the search is fetched, and such an
+/// asset is an error naming its item.
+///
+/// # Errors
+/// As [`plan_stack`] and [`fill_zarr_grids`].
+pub async fn plan_stack_with(
+    catalog: &Catalog,
+    req: &StackRequest,
+    reader: Option<&CogReader>,
+) -> Result<(StackPlan, Vec<stac::Item>)> {
     let t0 = std::time::Instant::now();
-    let (items, warnings) = search_items_query(catalog, req, None).await?;
+    let (mut items, warnings) = search_items_query(catalog, req, None).await?;
+    if let Some(r) = reader {
+        fill_zarr_grids(&mut items, &req.read_bands(), &zarr_reader(r)).await?;
+    }
     let scenes = scenes_from_items(&items, &req.read_bands())?;
     let mut plan = StackPlan::new(&scenes, req)?;
     // the search's warnings reach the caller with the plan's own

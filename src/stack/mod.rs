@@ -22,7 +22,7 @@ use chrono::NaiveDate;
 pub use dry_run::{
     DryRun, Fetched, GridSummary, ReadSummary, SceneSummary, StepSummary, Totals, dry_run,
 };
-pub use load::{Built, build, plan_stack, search_items};
+pub use load::{Built, build, fill_zarr_grids, plan_stack, plan_stack_with, search_items};
 use ndarray::Array4;
 pub use plan::{ReadPlan, StackPlan};
 pub use request::{Cadence, Fusion, StackRequest, StackTemplate, derived_inputs};

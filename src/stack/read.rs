@@ -15,7 +15,7 @@ use crate::geo::warp::{Resampling, warp};
 use crate::stac::scene::{AssetFormat, CfUse};
 use crate::stack::plan::{ReadPlan, StackPlan};
 use crate::zarr::ZarrReader;
-use crate::zarr::meta::Cf;
+use crate::zarr::meta::{Cf, DataType};
 
 impl StackPlan {
     /// One read: the window (or its tiles), warped to the grid on a blocking
@@ -48,7 +48,8 @@ impl StackPlan {
                 // hrefs): a Zarr asset is read at its own resolution.
                 let zarr = zarr_reader(reader);
                 let meta = zarr.array(&rp.href).await?;
-                let radiometry = zarr_radiometry(&rp, cf_use, self.request.harmonize, &meta.cf());
+                let radiometry =
+                    zarr_radiometry(&rp, cf_use, self.request.harmonize, &meta.cf(), meta.dtype);
                 let src = if direct {
                     Source::Tiles(zarr.window_tiles(&rp.href, 0, rp.window).await?)
                 } else {
@@ -94,6 +95,8 @@ pub(crate) fn zarr_reader(reader: &CogReader) -> ZarrReader {
 /// ```text
 /// Declared         → the plan's (the item's raster:bands, harmonized)
 /// Sentinel2Counts  → harmonize: (−add_offset / scale_factor, none); off: (none, none)
+///                    a float array without CF (reflectance, as GeoZarr
+///                    converters write it): harmonize: (none, (10000, 0))
 /// Apply            → (none, (scale_factor, add_offset))
 /// ```
 pub(crate) fn zarr_radiometry(
@@ -101,11 +104,18 @@ pub(crate) fn zarr_radiometry(
     cf_use: CfUse,
     harmonize: bool,
     cf: &Cf,
+    dtype: DataType,
 ) -> (Option<f64>, Option<(f64, f64)>) {
     match cf_use {
         CfUse::Declared => (rp.dn_offset, rp.scale_offset),
         CfUse::Sentinel2Counts if !harmonize => (None, None),
         CfUse::Sentinel2Counts => match (cf.scale_factor, cf.add_offset) {
+            // float samples and no CF: reflectance already decoded (EOPF
+            // Explorer's GeoZarr stores float32 `(DN − 1000) / 10000`),
+            // which is the pre-04.00 count / 10000 whatever the baseline
+            (None, None) if matches!(dtype, DataType::F32 | DataType::F64) => {
+                (None, Some((REFLECTANCE_COUNTS, 0.0)))
+            }
             // nothing in the store: the item's processing baseline decides
             (None, None) => (rp.dn_offset, None),
             (s, o) => (counts_offset(s.unwrap_or(1.0), o.unwrap_or(0.0)), None),
@@ -116,6 +126,10 @@ pub(crate) fn zarr_radiometry(
         },
     }
 }
+
+/// Counts per unit of Sentinel-2 reflectance on the pre-04.00 scale
+/// (`reflectance = DN / 10000`).
+const REFLECTANCE_COUNTS: f64 = 10000.0;
 
 /// The counts a negative CF `offset` at `scale` stands for (`-0.1` at
 /// `0.0001`: 1000), rounded to a whole count when it is one within float
@@ -144,6 +158,70 @@ enum Source {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// EOPF Explorer's GeoZarr stores decode CF into float32 reflectance
+    /// (the real r10m/b04 of tests/fixtures/zarr/real: `float32`, no
+    /// scale_factor/add_offset, fill NaN): put on the counts scale (×10000),
+    /// never 1000 DN subtracted from a reflectance (which clipped every
+    /// value to 0). The EOPF v2 product's uint16 counts with their CF
+    /// add_offset −0.1 still lose 1000 DN.
+    #[test]
+    fn zarr_float_reflectance_without_cf_goes_on_the_counts_scale() {
+        use crate::zarr::meta::{ArrayMeta, Consolidated};
+        let root: serde_json::Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/zarr/real/geozarr-S2A_MSIL2A_20251008T100041_N0511_R122_T32TQM_20251008T122613.zarr/zarr.json"
+        ))
+        .unwrap();
+        let c = Consolidated::from_v3_root(&root);
+        let f: ArrayMeta = c
+            .array("http://h/g.zarr", "measurements/reflectance/r10m/b04")
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.dtype, DataType::F32);
+        let cf = f.cf();
+        assert_eq!((cf.scale_factor, cf.add_offset), (None, None));
+        let rp = ReadPlan {
+            scene: 0,
+            band: 0,
+            href: f.href(),
+            window: crate::geo::grid::PixelWindow::new(0, 0, 1, 1),
+            window_transform: crate::geo::grid::GeoTransform::north_up(699960.0, 4700040.0, 10.0),
+            epsg: crate::units::Epsg::new(32632).unwrap(),
+            nodata: None,
+            dn_offset: Some(1000.0),
+            scale_offset: None,
+            format: AssetFormat::Zarr(CfUse::Sentinel2Counts),
+        };
+        assert_eq!(
+            zarr_radiometry(&rp, CfUse::Sentinel2Counts, true, &cf, f.dtype),
+            (None, Some((10000.0, 0.0)))
+        );
+        // harmonization off: as stored
+        assert_eq!(
+            zarr_radiometry(&rp, CfUse::Sentinel2Counts, false, &cf, f.dtype),
+            (None, None)
+        );
+        // integer counts without CF: the item's baseline decides, as before
+        assert_eq!(
+            zarr_radiometry(&rp, CfUse::Sentinel2Counts, true, &cf, DataType::U16),
+            (Some(1000.0), None)
+        );
+        let v2 = Consolidated::from_v2(
+            "http://h/p.zarr",
+            include_bytes!(
+                "../../tests/fixtures/zarr/real/S2A_MSIL2A_20251008T100041_N0511_R122_T32TQM_20251008T122613.zarr/.zmetadata"
+            ),
+        )
+        .unwrap();
+        let u = v2
+            .array("http://h/p.zarr", "measurements/reflectance/r10m/b04")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            zarr_radiometry(&rp, CfUse::Sentinel2Counts, true, &u.cf(), u.dtype),
+            (Some(1000.0), None)
+        );
+    }
 
     #[test]
     fn eopf_offsets_are_whole_counts() {

@@ -195,19 +195,66 @@ impl ZarrReader {
             }),
             Err(m) => Err(meta.error(m)),
         };
-        if let Some(t) = attrs
+        // A transform attribute beside a proj:shape/spatial:shape that is
+        // not the array's was copied from another array (EOPF Explorer's
+        // GeoZarr overviews r120m…r720m carry r60m's 60 m transform and
+        // shape): it is not this array's grid.
+        let declared_shape = ["proj:shape", "spatial:shape"].iter().find_map(|k| {
+            let v: Vec<u64> = attrs
+                .get(*k)?
+                .as_array()?
+                .iter()
+                .map(Value::as_u64)
+                .collect::<Option<_>>()?;
+            Some((*k, v))
+        });
+        let stale = declared_shape.filter(|(_, v)| v.as_slice() != &meta.shape[nd - 2..]);
+        let attribute = attrs
             .get("spatial:transform")
-            .or_else(|| attrs.get("proj:transform"))
-            .and_then(affine)
-        {
-            return found(t, GeoSource::TransformAttribute);
+            .or_else(|| attrs.get("proj:transform"));
+        let mut note = None;
+        match (attribute.and_then(affine), &stale) {
+            (Some(t), None) => return found(t, GeoSource::TransformAttribute),
+            (Some(_), Some((k, v))) => {
+                note = Some(format!(
+                    "its transform attribute is for {k} {v:?}, not the array's shape {:?} \
+                     (a stale attribute, not used)",
+                    &meta.shape[nd - 2..]
+                ));
+            }
+            (None, _) => {}
         }
+        let with_note = |e: Error| match &note {
+            Some(n) => meta.error(format!("{n}; {e}")),
+            None => e,
+        };
+        self.georef_fallback(&meta, gm_name, gm_attrs.as_ref(), epsg, &in_group)
+            .await
+            .map_err(with_note)
+    }
+
+    /// [`ZarrReader::georef`] after the transform attribute: the grid
+    /// mapping's `GeoTransform`, then the coordinate arrays.
+    async fn georef_fallback(
+        &self,
+        meta: &ArrayMeta,
+        gm_name: Option<&str>,
+        gm_attrs: Option<&Map<String, Value>>,
+        epsg: Option<Epsg>,
+        in_group: &(dyn Fn(&str) -> String + Sync),
+    ) -> Result<ZarrGeo> {
+        let nd = meta.shape.len();
+        let found = |t: std::result::Result<GeoTransform, String>, source| match t {
+            Ok(transform) => Ok(ZarrGeo {
+                epsg,
+                transform,
+                source,
+            }),
+            Err(m) => Err(meta.error(m)),
+        };
         if let (Some(name), Some(t)) = (
             gm_name,
-            gm_attrs
-                .as_ref()
-                .and_then(|a| a.get("GeoTransform"))
-                .and_then(gdal),
+            gm_attrs.and_then(|a| a.get("GeoTransform")).and_then(gdal),
         ) {
             return found(t, GeoSource::GridMapping(in_group(name)));
         }
@@ -219,8 +266,8 @@ impl ZarrReader {
                 .unwrap_or_else(|| default.to_string())
         };
         let (yname, xname) = (in_group(&dim(nd - 2, "y")), in_group(&dim(nd - 1, "x")));
-        let xs = self.coordinates(&meta, &xname).await?;
-        let ys = self.coordinates(&meta, &yname).await?;
+        let xs = self.coordinates(meta, &xname).await?;
+        let ys = self.coordinates(meta, &yname).await?;
         let (Some(xs), Some(ys)) = (xs, ys) else {
             return Err(meta.error(format!(
                 "no georeference: no spatial:transform/proj:transform attribute, no grid_mapping \

@@ -53,7 +53,9 @@
 //! [`ZarrReader::read_window`] (then warped). One `ZarrReader` is kept
 //! beside each `CogReader` and shares its client and cache, so one byte
 //! budget bounds both. The grid comes from the item (`proj:transform`, or
-//! `proj:bbox` + `proj:shape`), like a COG's; the CF attributes' part in the
+//! `proj:bbox` + `proj:shape`), like a COG's, and where the item declares
+//! none (EOPF's Sample Service items) from [`ZarrReader::georef`] through
+//! [`fill_zarr_grids`](crate::stack::fill_zarr_grids); the CF attributes' part in the
 //! radiometry is [`CfUse`](crate::stac::scene::CfUse). Overviews are
 //! separate arrays in GeoZarr (another href), so a Zarr read is always at
 //! the array's own resolution; a 3-D array is read at slice 0.

@@ -609,3 +609,475 @@ async fn python_reads_the_demo_worlds_zarr_stores_as_tilestack_does() {
         }
     }
 }
+
+// ---- real EOPF metadata (tests/fixtures/zarr/real, see its PROVENANCE.md) ----
+
+use tilestack::zarr::{Consolidated, DataType, GeoSource};
+
+const L2A: &str = "S2A_MSIL2A_20251008T100041_N0511_R122_T32TQM_20251008T122613.zarr";
+const L1C: &str = "S2B_MSIL1C_20250113T103309_N0511_R108_T32TLQ_20250113T122458.zarr";
+const GEOZARR: &str = "geozarr-S2A_MSIL2A_20251008T100041_N0511_R122_T32TQM_20251008T122613.zarr";
+const EOPF_ITEM: &str =
+    "eopf-item-S2A_MSIL2A_20251113T102311_N0511_R065_T32TNQ_20251113T142515.json";
+const EXPLORER_ITEM: &str =
+    "explorer-item-S2A_MSIL2A_20250831T103701_N0511_R008_T31TFL_20250831T145420.json";
+
+fn real(name: &str) -> PathBuf {
+    fixtures().join("real").join(name)
+}
+
+/// The real products' consolidated metadata parses into the arrays the
+/// documents declare: shapes, chunk grids (5490/5490/1830 in the L2A
+/// product, 1830/915/305 in the L1C one), uint16 counts with fill 0 and CF
+/// scale 0.0001 / offset −0.1, Blosc, `y`/`x` dimensions and int64
+/// coordinate arrays; SCL uint8; the GeoZarr conversion's float32 bands,
+/// sharded in 244² / 183² inner chunks.
+#[test]
+fn real_eopf_metadata_parses() {
+    let store = "http://h/p.zarr";
+    for (file, chunks) in [(L2A, [5490, 5490, 1830]), (L1C, [1830, 915, 305])] {
+        let c = Consolidated::from_v2(
+            store,
+            &std::fs::read(real(file).join(".zmetadata")).unwrap(),
+        )
+        .unwrap();
+        for ((res, side), chunk) in [("r10m", 10980), ("r20m", 5490), ("r60m", 1830)]
+            .into_iter()
+            .zip(chunks)
+        {
+            // L1C keeps each band at its own resolution only
+            let band = match res {
+                "r10m" => "b04",
+                "r20m" => "b05",
+                _ => "b01",
+            };
+            let path = format!("measurements/reflectance/{res}/{band}");
+            let m = c
+                .array(store, &path)
+                .unwrap_or_else(|e| panic!("{file} {path}: {e}"))
+                .unwrap_or_else(|| panic!("{file} {path}: missing"));
+            assert_eq!(m.shape, [side, side], "{file} {path}");
+            assert_eq!(m.chunk_shape, [chunk, chunk], "{file} {path}");
+            assert_eq!(m.dtype, DataType::U16, "{file} {path}");
+            assert_eq!(m.fill_value, 0.0);
+            assert_eq!(m.pipeline.codecs, [tilestack::zarr::BytesCodec::Blosc]);
+            assert_eq!(
+                m.dimension_names,
+                [Some("y".to_string()), Some("x".to_string())]
+            );
+            assert_eq!(m.chunk_key(&[1, 0]), "1.0");
+            let cf = m.cf();
+            assert_eq!(cf.scale_factor, Some(0.0001), "{file} {path}");
+            assert_eq!(cf.add_offset, Some(-0.1), "{file} {path}");
+            assert_eq!(cf.nodata, Some(0.0), "{file} {path}");
+            for axis in ["x", "y"] {
+                let a = c
+                    .array(store, &format!("measurements/reflectance/{res}/{axis}"))
+                    .unwrap()
+                    .unwrap();
+                assert_eq!((a.shape.as_slice(), a.dtype), (&[side][..], DataType::I64));
+            }
+        }
+    }
+    let c = Consolidated::from_v2(store, &std::fs::read(real(L2A).join(".zmetadata")).unwrap())
+        .unwrap();
+    let scl = c
+        .array(store, "conditions/mask/l2a_classification/r20m/scl")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (scl.dtype, scl.shape.as_slice()),
+        (DataType::U8, &[5490, 5490][..])
+    );
+    assert_eq!(
+        scl.cf().nodata,
+        Some(0.0),
+        "fill_value null: 0 for integers"
+    );
+    // the GeoZarr (v3) conversion
+    let root: Value =
+        serde_json::from_slice(&std::fs::read(real(GEOZARR).join("zarr.json")).unwrap()).unwrap();
+    let c = Consolidated::from_v3_root(&root);
+    for (res, side, inner) in [
+        ("r10m", 10980, 244),
+        ("r20m", 5490, 183),
+        ("r60m", 1830, 183),
+    ] {
+        let m = c
+            .array(store, &format!("measurements/reflectance/{res}/b04"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.dtype, DataType::F32, "{res}");
+        assert_eq!(m.shape, [side, side]);
+        assert_eq!(m.chunk_shape, [side, side], "{res}: one shard");
+        assert_eq!(m.read_chunk_shape(), [inner, inner], "{res}");
+        assert!(m.fill_value.is_nan());
+        assert_eq!(m.chunk_key(&[0, 0]), "c/0/0");
+        let cf = m.cf();
+        assert_eq!(
+            (cf.scale_factor, cf.add_offset),
+            (None, None),
+            "{res}: CF decoded"
+        );
+    }
+}
+
+/// Over HTTP on 127.0.0.1, the stores' metadata alone (no chunk fetched)
+/// georeferences each band where the documents put it: EPSG:32632 and the
+/// `proj:transform` attribute, pixel corners at (699960, 4700040) for the
+/// L2A tile and (300000, 5000040) for the L1C one, 10 / 20 / 60 m, and the
+/// array shapes 10980² / 5490² / 1830² (the bounds are the `proj:bbox`
+/// the documents declare). The GeoZarr overviews' stale 60 m transform is
+/// not taken for a 915² or 152² array: an error naming it (their
+/// coordinate arrays hold no data here).
+#[tokio::test]
+async fn real_eopf_stores_georeference_from_their_metadata() {
+    let (url, log) = serve().await;
+    let r = reader();
+    for (file, x0, y0) in [(L2A, 699960.0, 4700040.0), (L1C, 300000.0, 5000040.0)] {
+        for (res, px, side) in [
+            ("r10m", 10.0, 10980u64),
+            ("r20m", 20.0, 5490),
+            ("r60m", 60.0, 1830),
+        ] {
+            let band = match res {
+                "r10m" => "b04",
+                "r20m" => "b05",
+                _ => "b01",
+            };
+            let href = format!("{url}/real/{file}/measurements/reflectance/{res}/{band}");
+            let g = r
+                .georef(&href)
+                .await
+                .unwrap_or_else(|e| panic!("{href}: {}", e.chain()));
+            assert_eq!(g.epsg.map(|e| e.code()), Some(32632), "{href}");
+            assert_eq!(g.source, GeoSource::TransformAttribute, "{href}");
+            assert_eq!(
+                g.transform,
+                tilestack::geo::GeoTransform::north_up(x0, y0, px),
+                "{href}"
+            );
+            let m = r.array(&href).await.unwrap();
+            assert_eq!(m.shape, [side, side], "{href}");
+            // the proj:bbox of the documents: 109.8 km square
+            assert_eq!(x0 + side as f64 * px, x0 + 109800.0);
+            assert_eq!(y0 - side as f64 * px, y0 - 109800.0);
+        }
+    }
+    let scl = format!("{url}/real/{L2A}/conditions/mask/l2a_classification/r20m/scl");
+    let g = r.georef(&scl).await.unwrap();
+    assert_eq!(
+        g.transform,
+        tilestack::geo::GeoTransform::north_up(699960.0, 4700040.0, 20.0)
+    );
+    assert!(
+        data_requests(&log).is_empty(),
+        "metadata only: {:?}",
+        data_requests(&log)
+    );
+    // GeoZarr: the full-resolution levels from their attributes ...
+    let b04 = |res: &str| format!("{url}/real/{GEOZARR}/measurements/reflectance/{res}/b04");
+    let g = r.georef(&b04("r10m")).await.unwrap();
+    assert_eq!(g.epsg.map(|e| e.code()), Some(32632));
+    assert_eq!(
+        g.transform,
+        tilestack::geo::GeoTransform::north_up(699960.0, 4700040.0, 10.0)
+    );
+    // ... the overviews' copied 60 m transform is not theirs
+    for (res, side) in [("r120m", 915), ("r720m", 152)] {
+        let e = r.georef(&b04(res)).await.unwrap_err().to_string();
+        assert!(
+            e.contains("stale")
+                && e.contains("[1830, 1830]")
+                && e.contains(&format!("[{side}, {side}]")),
+            "{res}: {e}"
+        );
+    }
+}
+
+/// `tilestack stack --dry-run --no-headers` on the real items: the EOPF
+/// Explorer item plans its SCL and AOT assets from the grids it declares
+/// (EPSG:32631, nothing fetched); the EOPF Sample Service item declares no
+/// grid (its proj:bbox is in degrees), which is an error naming the item and
+/// the asset and saying where the grid is, not a grid made of degrees.
+#[test]
+fn real_eopf_items_plan_with_no_headers() {
+    let run = |file: &str, centroid: &str, bands: &str, time: &str| {
+        let v: Value = serde_json::from_slice(&std::fs::read(real(file)).unwrap()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let snap = dir.path().join("items.json");
+        let fc = serde_json::json!({"type": "FeatureCollection", "features": [v]});
+        std::fs::write(&snap, fc.to_string()).unwrap();
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_tilestack"))
+            .args(["stack", "--snapshot"])
+            .arg(&snap)
+            .args(["--centroid", centroid, "--bands", bands, "--time", time])
+            .arg("--out")
+            .arg(dir.path().join("s"))
+            .args(["--dry-run", "--no-headers"])
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            o.stdout,
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    // the T31TFL grid: x 600000…709800, y 4990200…5100000 (EPSG:32631);
+    // 4.98417 E 45.54146 N is the item's proj:centroid
+    let (ok, out, err) = run(
+        EXPLORER_ITEM,
+        "4.98417,45.54146",
+        "SCL_20m,AOT_10m",
+        "2025-08-31/2025-08-31",
+    );
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["fetched"]["headers"], 0);
+    assert_eq!(v["grid"]["epsg"], 32631);
+    let reads = v["reads"].as_array().unwrap();
+    assert_eq!(reads.len(), 2, "{v}");
+    for r in reads {
+        let (side, res) = if r["asset"] == "SCL_20m" {
+            (5490, 20.0)
+        } else {
+            (10980, 10.0)
+        };
+        let w = &r["window"];
+        let (c0, r0) = (
+            w["col_off"].as_u64().unwrap(),
+            w["row_off"].as_u64().unwrap(),
+        );
+        let (cw, rh) = (w["width"].as_u64().unwrap(), w["height"].as_u64().unwrap());
+        assert!(c0 + cw <= side && r0 + rh <= side, "{r}");
+        // the output grid's corner, seen on the asset's grid
+        let gx = v["grid"]["bounds"][0].as_f64().unwrap();
+        let gy = v["grid"]["bounds"][3].as_f64().unwrap();
+        let col = (gx - 600000.0) / res;
+        let row = (5100000.0 - gy) / res;
+        assert!(
+            (c0 as f64 - col).abs() <= 2.0 && (r0 as f64 - row).abs() <= 2.0,
+            "{r} vs ({col}, {row})"
+        );
+    }
+    // the Sample Service item: no grid in it
+    let (ok, _, err) = run(EOPF_ITEM, "9.6922,44.6568", "B04", "2025-11-13/2025-11-13");
+    assert!(!ok);
+    assert!(
+        err.contains("S2A_MSIL2A_20251113T102311_N0511_R065_T32TNQ_20251113T142515")
+            && err.contains("B04_10m")
+            && err.contains("degrees")
+            && err.contains("store's metadata"),
+        "{err}"
+    );
+}
+
+/// EOPF's Sample Service items declare no grid (proj:code only, proj:bbox
+/// in degrees). The demo world's Zarr items stripped the same way stack
+/// from their stores' grids (v2: the x/y coordinate arrays of pixel
+/// centres; v3: the spatial_ref GeoTransform) bit for bit as its COG items
+/// do; planned with nothing but the items fetched, they are an error naming
+/// an item and where its grid is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn zarr_items_without_a_grid_take_their_stores_grid() {
+    let server = WorldServer::start(small_zarr_world()).await.unwrap();
+    let cat = |c: &str| Catalog::stac(&server.stac_url(), c).unwrap();
+    let req = zarr_request("B04,B08,B11,SCL");
+    let cog = build(&cat("sentinel-2-l2a"), &req, &cog_reader(), None)
+        .await
+        .unwrap();
+    for layout in ["zarr-v2", "zarr-v3"] {
+        let items = tilestack::stack::search_items(&cat(&format!("sentinel-2-l2a-{layout}")), &req)
+            .await
+            .unwrap();
+        assert!(!items.is_empty());
+        let stripped: Vec<stac::Item> = items
+            .iter()
+            .map(|it| {
+                let mut v = serde_json::to_value(it).unwrap();
+                let bbox = v["bbox"].clone();
+                let props = v["properties"].as_object_mut().unwrap();
+                for k in ["proj:transform", "proj:shape"] {
+                    props.remove(k);
+                }
+                props.insert("proj:bbox".into(), bbox);
+                for a in v["assets"].as_object_mut().unwrap().values_mut() {
+                    let a = a.as_object_mut().unwrap();
+                    for k in ["proj:transform", "proj:shape", "proj:bbox"] {
+                        a.remove(k);
+                    }
+                }
+                serde_json::from_value(v).unwrap()
+            })
+            .collect();
+        let e = tilestack::plan_stack(&Catalog::Items(stripped.clone()), &req)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            stripped.iter().any(|i| e.contains(&i.id)) && e.contains("store's metadata"),
+            "{layout}: {e}"
+        );
+        let mut filled = stripped.clone();
+        let zarr = ZarrReader::new(
+            HttpRangeClient::new(RetryConfig::default()).unwrap(),
+            TileCache::new(1 << 20),
+        );
+        let bands = req.read_bands();
+        let n = tilestack::stack::fill_zarr_grids(&mut filled, &bands, &zarr)
+            .await
+            .unwrap();
+        assert_eq!(n, stripped.len() * 4, "{layout}: four bands an item");
+        for (f, orig) in filled.iter().zip(&items) {
+            for k in ["b04", "b08", "b11", "scl"] {
+                let (a, o) = (
+                    &f.assets[k].additional_fields,
+                    &orig.assets[k].additional_fields,
+                );
+                let t = |m: &serde_json::Map<String, Value>| -> Vec<f64> {
+                    m.get("proj:transform")
+                        .or_else(|| orig.properties.additional_fields.get("proj:transform"))
+                        .and_then(Value::as_array)
+                        .map(|l| l.iter().take(6).filter_map(Value::as_f64).collect())
+                        .unwrap_or_default()
+                };
+                assert_eq!(t(a), t(o), "{layout} {} {k}", f.id);
+            }
+        }
+        let z = build(&Catalog::Items(stripped), &req, &cog_reader(), None)
+            .await
+            .unwrap_or_else(|e| panic!("{layout}: {}", e.chain()));
+        assert_same_stack(
+            &cog.stack,
+            &z.stack,
+            &format!("{layout}, grids from the stores"),
+            0.0,
+        );
+    }
+}
+
+/// A `BatchLoader` epoch over the demo world's Zarr collections (EOPF-like
+/// v2, sharded GeoZarr v3) equals the epoch over its COG collection bit for
+/// bit, same seed: the same samples in the same order, inputs, validity,
+/// labels, days, cloud figures and statuses.
+#[test]
+fn a_batch_loader_epoch_over_zarr_items_equals_the_cog_epoch() {
+    use tilestack::loader::HostBatch;
+    use tilestack::{BatchLoader, DatasetConfig, TileDataset};
+    let world = small_zarr_world();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(WorldServer::start(world)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // places west of the centroid (granule A) and one east (granule B)
+    let points = [
+        [-122.365, 37.805],
+        [-122.355, 37.800],
+        [-122.346, 37.808],
+        [-122.330, 37.810],
+        [-122.262, 37.810],
+    ];
+    let csv: String = std::iter::once("lon,lat,id\n".to_string())
+        .chain(
+            points
+                .iter()
+                .enumerate()
+                .map(|(i, p)| format!("{},{},p{i}\n", p[0], p[1])),
+        )
+        .collect();
+    std::fs::write(dir.path().join("points.csv"), csv).unwrap();
+    let config = |collection: &str| {
+        let text = format!(
+            r#"seed = 7
+[catalog]
+stac = {stac:?}
+collection = {collection:?}
+[stack]
+bands = ["B04", "B08", "B11", "SCL"]
+tile_size = 48
+[time]
+range = "2019-08-01/2019-08-08"
+[sampler]
+kind = "points"
+file = "points.csv"
+[[labels]]
+name = "ships"
+file = {ships:?}
+[loader]
+batch_size = 2
+prefetch_batches = 2
+"#,
+            stac = server.stac_url(),
+            ships = world.ships_path(),
+        );
+        let p = dir.path().join(format!("{collection}.toml"));
+        std::fs::write(&p, text).unwrap();
+        DatasetConfig::from_file(&p).unwrap()
+    };
+    let epochs = |collection: &str| -> Vec<Vec<HostBatch>> {
+        let cfg = config(collection);
+        let ds = std::sync::Arc::new(TileDataset::open(&cfg).unwrap());
+        let loader = BatchLoader::new(ds, cfg.loader.clone()).unwrap();
+        (0..2)
+            .map(|_| {
+                loader
+                    .iter()
+                    .unwrap()
+                    .collect::<tilestack::Result<Vec<_>>>()
+                    .unwrap_or_else(|e| panic!("{collection}: {}", e.chain()))
+            })
+            .collect()
+    };
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    let cog = epochs("sentinel-2-l2a");
+    let batches: usize = cog.iter().map(Vec::len).sum();
+    assert_eq!(batches, 6, "5 samples, batches of 2, two epochs");
+    assert!(
+        cog[0].iter().any(|b| b.inputs.iter().any(|v| !v.is_nan())),
+        "the COG epoch has data"
+    );
+    for layout in ["zarr-v2", "zarr-v3"] {
+        let z = epochs(&format!("sentinel-2-l2a-{layout}"));
+        assert_eq!(z.len(), cog.len());
+        for (e, (ce, ze)) in cog.iter().zip(&z).enumerate() {
+            assert_eq!(ce.len(), ze.len(), "{layout} epoch {e}");
+            for (c, z) in ce.iter().zip(ze) {
+                let what = format!("{layout} epoch {e} batch {}", c.index);
+                assert_eq!(
+                    (c.epoch, c.index, c.shape),
+                    (z.epoch, z.index, z.shape),
+                    "{what}"
+                );
+                assert_eq!(c.samples, z.samples, "{what}: order");
+                assert_eq!(c.ids, z.ids, "{what}");
+                assert_eq!(c.days, z.days, "{what}");
+                assert_eq!(bits(&c.inputs), bits(&z.inputs), "{what}: inputs");
+                assert_eq!(bits(&c.valid), bits(&z.valid), "{what}: valid");
+                assert_eq!(c.label_names, z.label_names, "{what}");
+                for (a, b) in c.labels.iter().zip(&z.labels) {
+                    assert_eq!(bits(a), bits(b), "{what}: labels");
+                }
+                assert_eq!(c.masks.len(), z.masks.len(), "{what}");
+                for (a, b) in c.masks.iter().zip(&z.masks) {
+                    assert_eq!(bits(a), bits(b), "{what}: masks");
+                }
+                assert_eq!(bits(&c.eo_cloud_cover), bits(&z.eo_cloud_cover), "{what}");
+                assert_eq!(bits(&c.pct_nans), bits(&z.pct_nans), "{what}: pct_nans");
+                assert_eq!(
+                    bits(&c.tile_cloud_fraction),
+                    bits(&z.tile_cloud_fraction),
+                    "{what}: cloud fraction"
+                );
+                assert_eq!(
+                    format!("{:?}", c.status),
+                    format!("{:?}", z.status),
+                    "{what}"
+                );
+                assert!(
+                    z.read_errors.iter().all(Vec::is_empty),
+                    "{what}: {:?}",
+                    z.read_errors
+                );
+            }
+        }
+    }
+}
