@@ -74,7 +74,7 @@ pub struct SamplePoint {
 /// assert!(pts.iter().all(|p| (-122.30..=-122.26).contains(&p.lon)));
 /// assert_eq!(c.sampler.to_string(), "sampler grid over bbox [-122.3, 37.78, -122.26, 37.82] with stride_m 1280");
 /// // a key the kind does not take is an error
-/// let e = toml::from_str::<Config>("[sampler]\nkind = \"grid\"\nbbox = [0, 0, 1, 1]\nstride_m = 10.0\ncount = 3").unwrap_err();
+/// let e = toml::from_str::<Config>("[sampler]\nkind = \"grid\"\nbbox = [0, 0, 1, 1]\nstride_m = 10.0\ncount = 3").err().unwrap();
 /// assert!(e.to_string().contains("count"), "{e}");
 /// # Ok::<(), tilestack::Error>(())
 /// ```

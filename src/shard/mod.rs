@@ -91,8 +91,8 @@ pub(crate) mod materialize;
 pub(crate) mod read;
 
 pub use index::{
-    Column, INDEX_FORMAT, INDEX_FORMAT_V1, ROW_BYTES, SampleEntry, SampleTable, ShardIndex,
-    ShardInfo, write_index, write_index_v1,
+    Column, INDEX_FORMAT, INDEX_FORMAT_V1, InputEntry, ROW_BYTES, SampleEntry, SampleTable,
+    ShardIndex, ShardInfo, write_index, write_index_v1,
 };
 pub use materialize::{
     MaterializeOptions, MaterializeProgress, MaterializeReport, materialize, merge_parts,
