@@ -898,7 +898,11 @@ mod tests {
     #[test]
     fn hostile_streams_are_errors() {
         // no SOI
-        assert!(decode(None, &[0, 1, 2], (8, 8, 8), 1, false).is_err());
+        let e = format!(
+            "{:?}",
+            (decode(None, &[0, 1, 2], (8, 8, 8), 1, false)).unwrap_err()
+        );
+        assert!(e.contains("JpegError(\"no start-of-image marker\")"), "{e}");
         // SOI then a segment running past the end
         assert!(
             decode(
@@ -911,12 +915,23 @@ mod tests {
             .is_err()
         );
         // SOI, EOI: no frame
-        assert!(decode(None, &[0xFF, 0xD8, 0xFF, 0xD9], (8, 8, 8), 1, false).is_err());
+        let e = format!(
+            "{:?}",
+            (decode(None, &[0xFF, 0xD8, 0xFF, 0xD9], (8, 8, 8), 1, false)).unwrap_err()
+        );
+        assert!(e.contains("JpegError(\"no frame header (SOF)\")"), "{e}");
         // a frame of another size than the tile
         let sof = [
             0xFF, 0xD8, 0xFF, 0xC0, 0, 11, 8, 0, 16, 0, 16, 1, 1, 0x11, 0, 0xFF, 0xD9,
         ];
-        assert!(decode(None, &sof, (8, 8, 8), 1, false).is_err());
+        let e = format!(
+            "{:?}",
+            (decode(None, &sof, (8, 8, 8), 1, false)).unwrap_err()
+        );
+        assert!(
+            e.contains("JpegError(\"frame of 16×16 px in a tile of 8×8 px\")"),
+            "{e}"
+        );
         // progressive: left to the other decoder
         let prog = [
             0xFF, 0xD8, 0xFF, 0xC2, 0, 11, 8, 0, 8, 0, 8, 1, 1, 0x11, 0, 0xFF, 0xD9,
@@ -926,6 +941,13 @@ mod tests {
         let mut dht = vec![0xFF, 0xD8, 0xFF, 0xC4, 0, 19 + 3, 0x00, 3];
         dht.extend([0u8; 15]);
         dht.extend([1, 2, 3, 0xFF, 0xD9]);
-        assert!(decode(None, &dht, (8, 8, 8), 1, false).is_err());
+        let e = format!(
+            "{:?}",
+            (decode(None, &dht, (8, 8, 8), 1, false)).unwrap_err()
+        );
+        assert!(
+            e.contains("JpegError(\"Huffman table with more codes than fit their lengths\")"),
+            "{e}"
+        );
     }
 }

@@ -344,8 +344,22 @@ mod tests {
         );
         let mut over = b.clone();
         over[0..8].copy_from_slice(&(u64::MAX - 2).to_le_bytes());
-        assert!(parse_shard_index(&over, 3, false, false, None, 0..0).is_err());
-        assert!(parse_shard_index(&b[..40], 3, false, false, None, 0..0).is_err());
+        let e = format!(
+            "{:?}",
+            (parse_shard_index(&over, 3, false, false, None, 0..0)).unwrap_err()
+        );
+        assert!(
+            e.contains("offset 18446744073709551613 + 10 bytes overflows"),
+            "{e}"
+        );
+        let e = format!(
+            "{:?}",
+            (parse_shard_index(&b[..40], 3, false, false, None, 0..0)).unwrap_err()
+        );
+        assert!(
+            e.contains("shard index of 40 bytes, expected 48 (3 entries)"),
+            "{e}"
+        );
     }
 
     #[test]

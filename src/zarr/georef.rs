@@ -370,7 +370,8 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(g, t);
-        assert!(gdal(&json!("1 2 3")).unwrap().is_err());
+        let e = format!("{:?}", (gdal(&json!("1 2 3")).unwrap()).unwrap_err());
+        assert!(e.contains("is not 6 numbers"), "{e}");
     }
 
     #[test]
@@ -388,8 +389,10 @@ mod tests {
                 .unwrap_err()
                 .contains("not regular")
         );
-        assert!(regular(&[5.0], "x").is_err());
-        assert!(regular(&[5.0, 5.0], "x").is_err());
+        let e = format!("{:?}", (regular(&[5.0], "x")).unwrap_err());
+        assert!(e.contains("x has 1 values: a step needs 2"), "{e}");
+        let e = format!("{:?}", (regular(&[5.0, 5.0], "x")).unwrap_err());
+        assert!(e.contains("x does not advance (5 to 5)"), "{e}");
     }
 
     #[test]
