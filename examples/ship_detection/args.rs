@@ -14,7 +14,8 @@ use crate::Res;
 /// The dataset config a bare run trains on.
 const DEFAULT_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/oakland-ships.toml");
 
-/// ship_detection: train a UNet on daily tile stacks, evaluate on held-out days
+/// ship_detection: train a temporal ship model (or the per-day UNet) on daily
+/// tile stacks, evaluate ships and arrivals/departures on held-out days
 // `args_override_self`: a flag given twice keeps its last value.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "ship_detection", args_override_self = true)]
@@ -37,9 +38,37 @@ pub(crate) struct Opts {
     /// first held-out day, YYYY-MM-DD (default: 60 % into the time range)
     #[arg(long, value_name = "DAY", value_parser = day)]
     pub(crate) holdout_from: Option<NaiveDate>,
+    /// the model trained: the temporal model over each place's whole daily
+    /// stack, or the per-day UNet
+    #[arg(long, value_name = "temporal|unet", default_value = "temporal", value_parser = ["temporal", "unet"])]
+    pub(crate) model: String,
     /// training epochs
     #[arg(long, value_name = "N", default_value_t = 24)]
     pub(crate) epochs: usize,
+    /// with the temporal model: also train the per-day UNet for N epochs as
+    /// a baseline in the same run (0: no UNet baseline)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub(crate) unet_epochs: usize,
+    /// ablation: the temporal model without its metadata inputs
+    #[arg(long)]
+    pub(crate) no_metadata: bool,
+    /// ablation: the temporal model without the terminals mask (input
+    /// channel and attention gate)
+    #[arg(long)]
+    pub(crate) no_mask_attention: bool,
+    /// the temporal model also reads this input of the dataset (e.g. `s1`
+    /// of datasets/oakland-ships-s1.toml: Sentinel-1 VV/VH, in dB) on each
+    /// day it has data
+    #[arg(long, value_name = "NAME")]
+    pub(crate) with_input: Option<String>,
+    /// places per optimizer step of the temporal model (each with all its
+    /// observed days)
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub(crate) places_per_step: usize,
+    /// after training, also evaluate the model and the baselines on the
+    /// held-out days of another dataset config (another world)
+    #[arg(long, value_name = "FILE")]
+    pub(crate) eval_world: Option<PathBuf>,
     /// Adam learning rate at the start (cosine decay to 5 % of it)
     #[arg(long, value_name = "X", default_value_t = 2e-3)]
     pub(crate) lr: f64,
@@ -80,10 +109,10 @@ impl Opts {
     /// `--crop 0` is whole tiles; `--width` and `--micro-batch` are > 0.
     fn checked(mut self) -> Result<Opts, clap::Error> {
         self.crop = self.crop.filter(|&n| n > 0);
-        if self.width == 0 || self.micro_batch == 0 {
+        if self.width == 0 || self.micro_batch == 0 || self.places_per_step == 0 {
             return Err(Opts::command().error(
                 clap::error::ErrorKind::ValueValidation,
-                "--width and --micro-batch must be > 0",
+                "--width, --micro-batch and --places-per-step must be > 0",
             ));
         }
         Ok(self)

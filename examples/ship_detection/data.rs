@@ -6,11 +6,12 @@
 //! so one batch holds training *and* held-out days of the same places; each
 //! pass picks its own day slices out of it.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use chrono::NaiveDate;
-use tilestack::dataset::AugmentConfig;
+use tilestack::dataset::{AugmentConfig, SamplerConfig};
 use tilestack::loader::SampleStatus;
 use tilestack::shard::ShardOptions;
 use tilestack::{BatchLoader, DatasetConfig, ShardSet, StackDataLoader, TileBatch, TileDataset};
@@ -34,10 +35,13 @@ pub(crate) struct DataInfo {
     mean: Vec<f32>,
     std: Vec<f32>,
     pub(crate) holdout_from: NaiveDate,
+    /// `--with-input`: another input of the dataset fed to the temporal
+    /// model beside the bands.
+    pub(crate) extra: Option<String>,
 }
 
 impl DataInfo {
-    fn split(&self, day: NaiveDate) -> Split {
+    pub(crate) fn split(&self, day: NaiveDate) -> Split {
         if day < self.holdout_from {
             Split::Train
         } else {
@@ -58,7 +62,13 @@ impl DataInfo {
 pub(crate) struct Loaders {
     pub(crate) train: StackDataLoader,
     pub(crate) eval: StackDataLoader,
+    /// One place per terminal (the mask layer's features), centred on it:
+    /// ships per terminal per day. `None` without a mask layer or with
+    /// shards (whose places are fixed).
+    pub(crate) terminals: Option<StackDataLoader>,
     pub(crate) info: DataInfo,
+    /// The device the loaders deliver to.
+    pub(crate) device: Device,
 }
 
 pub(crate) fn loaders(o: &Opts, device: &Device) -> Res<Loaders> {
@@ -90,6 +100,10 @@ pub(crate) fn loaders(o: &Opts, device: &Device) -> Res<Loaders> {
             };
             (open(&cfg)?, open(&ecfg)?)
         }
+    };
+    let terminals = match &o.shards {
+        Some(_) => None,
+        None => terminal_loader(&ecfg, &o.out, device)?,
     };
     let label = match &o.label {
         Some(l) => l.clone(),
@@ -134,6 +148,8 @@ pub(crate) fn loaders(o: &Opts, device: &Device) -> Res<Loaders> {
     Ok(Loaders {
         train,
         eval,
+        terminals,
+        device: device.clone(),
         info: DataInfo {
             label,
             bands,
@@ -141,8 +157,144 @@ pub(crate) fn loaders(o: &Opts, device: &Device) -> Res<Loaders> {
             mean: cfg.normalize.mean.clone(),
             std: cfg.normalize.std.clone(),
             holdout_from,
+            extra: o.with_input.clone(),
         },
     })
+}
+
+/// The evaluation config with one place at the centre of each feature of
+/// the first mask layer (the terminals), ids `terminal-1`, `terminal-2`, …
+/// in the layer's order; the points file is written into `out`.
+fn terminal_loader(
+    cfg: &DatasetConfig,
+    out: &Path,
+    device: &Device,
+) -> Res<Option<StackDataLoader>> {
+    if cfg.masks.is_empty() {
+        return Ok(None);
+    }
+    // The mask layers as the dataset reads them (a demo world's
+    // `demo:terminals` is resolved once the world is served).
+    let ds = TileDataset::open(cfg)?;
+    let Some((_, mask)) = ds.masks().first() else {
+        return Ok(None);
+    };
+    let mut csv = String::new();
+    for (i, f) in mask.features.iter().enumerate() {
+        // the outer rings' vertices (the closing one once)
+        let ring: Vec<(f64, f64)> = f
+            .polygons
+            .iter()
+            .filter_map(|p| p.first())
+            .flat_map(|r| r.iter().skip(1).copied())
+            .collect();
+        if ring.is_empty() {
+            continue;
+        }
+        let n = ring.len() as f64;
+        let lon = ring.iter().map(|p| p.0).sum::<f64>() / n;
+        let lat = ring.iter().map(|p| p.1).sum::<f64>() / n;
+        csv += &format!("{lon},{lat},terminal-{}\n", i + 1);
+    }
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let points = out.join("terminal-places.csv");
+    std::fs::write(&points, csv).map_err(|e| format!("{}: {e}", points.display()))?;
+    let mut tcfg = cfg.clone();
+    tcfg.sampler = SamplerConfig::Points {
+        file: std::path::absolute(&points).map_err(|e| format!("{}: {e}", points.display()))?,
+    };
+    tcfg.filters.min_days_with_data = 1;
+    let ds = Arc::new(TileDataset::open(&tcfg)?);
+    Ok(Some(StackDataLoader::new(ds, tcfg.loader.clone(), device)?))
+}
+
+/// A batch on the host, the fields the example reads.
+#[derive(Debug, Clone)]
+pub(crate) struct HostBatch {
+    /// `[B, T, C, H, W]`.
+    pub(crate) shape: [usize; 5],
+    pub(crate) inputs: Vec<f32>,
+    /// `[B, T, H, W]`.
+    pub(crate) valid: Vec<f32>,
+    /// `[B, T, H, W]` the label layer learned.
+    pub(crate) label: Vec<f32>,
+    /// `[B, H, W]` the first mask layer, if any.
+    pub(crate) mask: Option<Vec<f32>>,
+    /// `[B, T]`.
+    pub(crate) eo_cloud_cover: Vec<f32>,
+    pub(crate) pct_nans: Vec<f32>,
+    pub(crate) tile_cloud_fraction: Vec<f32>,
+    pub(crate) days: Vec<Vec<NaiveDate>>,
+    pub(crate) ids: Vec<String>,
+    pub(crate) status: Vec<SampleStatus>,
+    /// `--with-input`'s input: `[B, T, E, H, W]` values, `[B, T, H, W]`
+    /// validity, and `E`.
+    pub(crate) extra: Option<(Vec<f32>, Vec<f32>, usize)>,
+}
+
+impl HostBatch {
+    pub(crate) fn new(batch: &TileBatch, info: &DataInfo) -> Res<HostBatch> {
+        let extra = match &info.extra {
+            None => None,
+            Some(name) => {
+                let s = batch.source(name).ok_or_else(|| {
+                    format!(
+                        "--with-input {name:?}: the batch has no such input (inputs: {:?})",
+                        batch.sources.iter().map(|s| &s.name).collect::<Vec<_>>()
+                    )
+                })?;
+                if s.is_static {
+                    return Err(format!("--with-input {name:?}: a static input has no days").into());
+                }
+                let e = s.values.dims()[2];
+                Some((
+                    s.values
+                        .clone()
+                        .into_data()
+                        .try_to_vec::<f32>()
+                        .map_err(dbg_err)?,
+                    host(s.valid.clone())?,
+                    e,
+                ))
+            }
+        };
+        let label = batch
+            .label(&info.label)
+            .ok_or_else(|| format!("batch has no label layer {:?}", info.label))?;
+        let v2 = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().map_err(dbg_err);
+        Ok(HostBatch {
+            shape: batch.inputs.dims(),
+            inputs: batch
+                .inputs
+                .clone()
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(dbg_err)?,
+            valid: host(batch.valid.clone())?,
+            label: host(label.clone())?,
+            mask: match batch.masks.first() {
+                Some(m) => Some(m.clone().into_data().try_to_vec::<f32>().map_err(dbg_err)?),
+                None => None,
+            },
+            eo_cloud_cover: v2(batch.eo_cloud_cover.clone())?,
+            pct_nans: v2(batch.pct_nans.clone())?,
+            tile_cloud_fraction: v2(batch.tile_cloud_fraction.clone())?,
+            days: batch.days.clone(),
+            ids: batch.ids.clone(),
+            status: batch.status.clone(),
+            extra,
+        })
+    }
+
+    /// Whether row `row` counts for `split` (evaluation counts each sample
+    /// once: no padding repeats, no replacement stand-ins).
+    pub(crate) fn keep(&self, row: usize, split: Split) -> bool {
+        match &self.status[row] {
+            SampleStatus::Ok => true,
+            SampleStatus::Failed { .. } => false,
+            SampleStatus::Replaced { .. } | SampleStatus::Padded => split == Split::Train,
+        }
+    }
 }
 
 /// Flat `b·T + t` indices of the day slices of `split` that have data

@@ -1,11 +1,14 @@
-//! Ship detection in burn, end to end: STAC search → daily stacks → the
-//! `StackDataLoader` → a small UNet → held-out metrics, next to the
-//! brightness threshold a user would try first.
+//! Ships coming and going, in burn, end to end: STAC search → daily stacks
+//! → the `StackDataLoader` → a temporal model over each place's whole daily
+//! stack → ships, ships per terminal and arrivals/departures on held-out
+//! days, next to the baselines a user would try first.
 //!
 //! ```sh
 //! cargo run --release --features cli,burn --example ship_detection
+//! cargo run --release --features cli,burn --example ship_detection -- --unet-epochs 12
+//! cargo run --release --features cli,burn --example ship_detection -- --eval-world datasets/second-port-ships.toml
+//! cargo run --release --features cli,burn --example ship_detection -- --model unet
 //! cargo run --release --features cli,burn --example ship_detection -- --shards shards/oakland-ships
-//! cargo run --release --features cli,burn --example ship_detection -- --config my-dataset.toml
 //! cargo run --release --features cli,burn --example ship_detection -- --eval ship-detection-out/model.bpk
 //! ```
 //!
@@ -13,40 +16,45 @@
 //! embedded Oakland port demo world on 127.0.0.1 itself (generated once and
 //! cached): 32 places around the terminals, one 128 × 128 tile per day of
 //! August 2019, B04 B03 B02 B08, the world's ship footprints as the label
-//! layer, SCL cloud classes 8 and 9 masked before fusion.
+//! layer, SCL cloud classes 8 and 9 masked before fusion, the terminals as
+//! the mask layer. One more place is centred on each terminal (the mask
+//! layer's features): ships per terminal per day come from those.
 //!
 //! **Split by day.** Days before `--holdout-from` (default: 60 % into the
-//! time range, 2019-08-19 here) train; the later ones — a partly cloudy day,
-//! two hazy days and two with sun glint — are only ever evaluated. Pixels
-//! without data (no scene, swath edge, opaque cloud masked through SCL) are
-//! out of the loss and the metrics via the loader's `valid`; hazy and
-//! thin-cloud pixels stay in.
+//! time range, 2019-08-19 here) train; the later ones are only ever
+//! scored. The temporal model trains on the training days of each place
+//! (a random subset of them per step) and, when scoring, sees each place's
+//! whole month of imagery — as an analyst would run it — but never a
+//! held-out label. Pixels without data are out of the loss and the metrics.
 //!
 //! **Why a hand-written loop** rather than burn's `SupervisedTraining`: one
-//! batch of stacks holds training days *and* held-out days of the same
-//! places, and the step picks the day slices it needs from it; the metrics
-//! (ship-pixel precision/recall/F1/IoU under a validity mask, the loader's
-//! data wait) are not burn-train's classification metrics. The loop is the
-//! one burn's own examples write: `forward`, `backward`,
-//! `GradientsParams::from_grads`, `optim.step`.
+//! batch of stacks holds training *and* held-out days of the same places,
+//! and the step picks what it needs from it; the metrics (ships matched at
+//! IoU 0.3, arrivals and departures, counts per terminal, the loader's data
+//! wait) are not burn-train's. The loop is the one burn's own examples
+//! write: `forward`, `backward`, `GradientsParams::from_grads`, `optim.step`.
 //!
 //! **Backends.** CPU (`flex`) by default; `--features cuda` or
 //! `--features wgpu` select burn's GPU backends (`--device cuda|wgpu|cpu`).
 //!
 //! Outputs, in `--out` (default `ship-detection-out/`): `model.bpk` (burn's
-//! burnpack record), `metrics.json`, and `heldout.png` (held-out days: RGB,
-//! true ships outlined cyan, predicted ships yellow, no data grey).
+//! burnpack record), `metrics.json`, `heldout.png` (held-out days: RGB,
+//! true ships outlined cyan, predicted ships yellow, no data grey) and
+//! `terminals.png` (per terminal, ships over the month).
 
 mod args; // the command line; the burn device `--device` names
-mod baseline; // the brightness threshold to beat
-mod data; // the two loaders; the day slices of a batch each pass uses
-mod metrics; // ship-pixel P/R/F1/IoU; the model on the held-out days
-mod model; // the UNet and its masked loss
-mod picture; // heldout.png
+mod baseline; // the threshold baselines to beat
+mod data; // the loaders; the day slices of a batch each pass uses
+mod metrics; // pixel counts, ships, events, terminals: a detector scored
+mod model; // the per-day UNet and the masked loss
+mod picture; // heldout.png, terminals.png
+mod predict; // every detector behind one call
 mod report; // what a run measured: metrics.json
 mod ships; // ships as instances: matching at IoU 0.3, arrivals and departures
+mod temporal; // the temporal model over a place's whole daily stack
 #[cfg(test)]
 mod tests; // shortened trainings, online and from shards
+mod train; // the two training loops
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -54,13 +62,14 @@ use std::time::Instant;
 use args::{Opts, device};
 use baseline::baseline;
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams};
 use chrono::NaiveDate;
-use data::{Mix, Split, gather, host, loaders, slices};
-use metrics::{Counts, evaluate, per_day_table, ship_line};
-use model::{ShipNet, masked_loss};
-use picture::picture;
-use report::{EpochReport, Report, report_json};
+use data::loaders;
+use metrics::{Evaluation, evaluate, per_day_table, ship_line};
+use model::ShipNet;
+use picture::{month_chart, picture};
+use predict::Predictor;
+use report::{Report, WorldReport, report_json};
+use temporal::{Parts, TemporalNet};
 
 /// Any error, printed by its message.
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -87,8 +96,37 @@ fn say(o: &Opts, s: impl AsRef<str>) {
     }
 }
 
-/// The whole run: data, the baseline, training (or `--eval`'s scoring of a
-/// saved model), the outputs.
+/// A trained (or loaded) detector.
+enum Trained {
+    Temporal(Box<TemporalNet>),
+    Unet(Box<ShipNet>),
+}
+
+impl Trained {
+    fn predictor(&self) -> Predictor<'_> {
+        match self {
+            Trained::Temporal(m) => Predictor::Temporal(m),
+            Trained::Unet(m) => Predictor::Unet(m),
+        }
+    }
+    fn save(&self, path: &std::path::Path) -> Res<()> {
+        match self {
+            Trained::Temporal(m) => m.clone().save_file(path),
+            Trained::Unet(m) => m.clone().save_file(path),
+        }
+        .map_err(|e| format!("{}: {e:?}", path.display()).into())
+    }
+}
+
+fn fmt_days(d: &[NaiveDate]) -> String {
+    d.iter()
+        .map(|d| d.format("%m-%d").to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The whole run: data, the baselines, training (or `--eval`'s scoring of
+/// a saved model), the scores, the outputs.
 fn run(o: &Opts) -> Res<Report> {
     let t_start = Instant::now();
     let device = device(&o.device)?;
@@ -98,186 +136,198 @@ fn run(o: &Opts) -> Res<Report> {
     say(
         o,
         format!(
-            "data: {} ({} samples, batch {:?}), label {:?}, held out from {}",
+            "data: {} ({} samples, batch {:?}, {} terminal places), label {:?}, held out from {}",
             o.shards
                 .as_deref()
                 .unwrap_or(&o.config.display().to_string()),
             l.train.batches().num_items(),
             l.train.batches().batch_shape(),
+            l.terminals.as_ref().map_or(0, |t| t.batches().num_items()),
             l.info.label,
             l.info.holdout_from
         ),
     );
     let (base, train_days, heldout_days, train_slices) = baseline(&l)?;
-    let fmt_days = |d: &[NaiveDate]| {
-        d.iter()
-            .map(|d| d.format("%m-%d").to_string())
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
     say(o, format!("train days:    {}", fmt_days(&train_days)));
     say(o, format!("held-out days: {}", fmt_days(&heldout_days)));
+    let micro = o.micro_batch;
+    let bright = evaluate(
+        &Predictor::Brightness(base.brightness.train_tuned_dn),
+        &l,
+        micro,
+        &device,
+        false,
+    )?;
+    let median = evaluate(
+        &Predictor::MedianDiff(base.median.train_tuned_dn),
+        &l,
+        micro,
+        &device,
+        false,
+    )?;
     say(
         o,
         format!(
-            "brightness baseline on held-out days: F1 {:.3} (threshold {:.0} DN tuned on train days), \
-             F1 {:.3} at best (threshold {:.0} DN tuned on the held-out days themselves)",
-            base.train_tuned.f1(),
-            base.train_tuned_dn,
-            base.oracle.f1(),
-            base.oracle_dn
+            "brightness baseline (threshold {:.0} DN tuned on train days): pixel F1 {:.3} \
+             (F1 {:.3} at the held-out days' own best {:.0} DN); {}",
+            base.brightness.train_tuned_dn,
+            base.brightness.train_tuned.f1(),
+            base.brightness.oracle.f1(),
+            base.brightness.oracle_dn,
+            ship_line(&bright)
+        ),
+    );
+    say(
+        o,
+        format!(
+            "temporal-median baseline (day minus its median over valid days >= {:.0} DN): pixel F1 {:.3}; {}",
+            base.median.train_tuned_dn,
+            base.median.train_tuned.f1(),
+            ship_line(&median)
         ),
     );
 
-    let mut model = ShipNet::new(l.info.bands, o.width, &ad);
+    let parts = Parts {
+        metadata: !o.no_metadata,
+        mask: !o.no_mask_attention,
+    };
+    let mut trained = match o.model.as_str() {
+        "unet" => Trained::Unet(Box::new(ShipNet::new(l.info.bands, o.width, &ad))),
+        _ => Trained::Temporal(Box::new(TemporalNet::new(
+            l.info.bands,
+            extra_planes(&l)?,
+            o.width,
+            parts,
+            &ad,
+        ))),
+    };
+    let mut log = train::Log::default();
+    let mut unet_base = None;
     if let Some(path) = &o.eval {
-        model = model
-            .try_load_file(path)
-            .map_err(|e| format!("{}: {e:?}", path.display()))?;
-        let ev = evaluate(&model, &l, o.micro_batch)?;
-        say(o, per_day_table(&ev));
-        say(o, ship_line(&ev));
-        println!(
-            "model F1 {:.3}, brightness baseline F1 {:.3}",
-            ev.counts.f1(),
-            base.best_f1()
-        );
-        return Ok(Report {
-            baseline: base,
-            train_days,
-            heldout_days,
-            evaluated_days: ev.days(),
-            trained_days: Vec::new(),
-            epochs: Vec::new(),
-            step_losses: Vec::new(),
-            model: ev.counts,
-            per_day: ev.per_day,
-            ships: ev.ships,
-            ships_per_day: ev.ships_per_day,
-            events: ev.events,
-            model_path: Some(path.clone()),
-        });
-    }
-
-    let mut optim = AdamConfig::new().init();
-    // Steps per epoch: each batch's training slices in micro-batches.
-    let per_epoch = train_slices.div_ceil(o.micro_batch) + l.train.batches().num_batches();
-    let est_steps = o.epochs * o.max_steps.map_or(per_epoch, |m| m.min(per_epoch));
-    let mut mix = Mix(o.seed);
-    let (mut step, mut losses, mut epochs) = (0usize, Vec::new(), Vec::new());
-    let mut trained_days = std::collections::BTreeSet::new();
-    let mut last = None;
-    for epoch in 0..o.epochs {
-        let t0 = Instant::now();
-        let (mut wait, mut tiles, mut esteps, mut eloss) = (0.0f64, 0usize, 0usize, 0.0f64);
-        let mut train_counts = Counts::default();
-        let mut it = burn::data::dataloader::DataLoader::iter(&l.train);
-        loop {
-            if o.max_steps.is_some_and(|m| esteps >= m) {
-                break;
-            }
-            let tw = Instant::now();
-            let Some(batch) = it.next() else { break };
-            wait += tw.elapsed().as_secs_f64();
-            let batch = batch.map_err(dbg_err)?;
-            let mut sl = slices(&batch, &l.info, Split::Train)?;
-            // Day slices in a seeded random order (Fisher–Yates).
-            for i in (1..sl.len()).rev() {
-                sl.swap(i, (mix.next() % (i as u64 + 1)) as usize);
-            }
-            for chunk in sl.chunks(o.micro_batch) {
-                if o.max_steps.is_some_and(|m| esteps >= m) {
-                    break;
-                }
-                let idx: Vec<usize> = chunk.iter().map(|s| s.0).collect();
-                trained_days.extend(chunk.iter().map(|s| s.1));
-                let [x, y, v] = gather(&batch, &l.info, &idx)?;
-                let logits = model.forward(x, v.clone());
-                {
-                    let (z, yh, vh) = (host(logits.clone())?, host(y.clone())?, host(v.clone())?);
-                    for p in 0..z.len() {
-                        if vh[p] >= 0.5 {
-                            train_counts.add(z[p] > 0.0, yh[p] > 0.5);
-                        }
-                    }
-                }
-                let loss = masked_loss(logits, y, v, o.pos_weight);
-                let lv = loss.clone().into_scalar::<f32>();
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
-                // Cosine decay to 5 % of the rate over the run.
-                let frac = (step as f64 / est_steps.max(1) as f64).min(1.0);
-                let lr = o.lr * (0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * frac).cos()));
-                model = optim.step(lr, model, grads);
-                losses.push(lv);
-                eloss += lv as f64;
-                tiles += idx.len();
-                step += 1;
-                esteps += 1;
-            }
-        }
-        drop(it);
-        let seconds = t0.elapsed().as_secs_f64();
-        let ev = evaluate(&model, &l, o.micro_batch)?;
-        let heldout = ev.counts;
-        let rep = EpochReport {
-            epoch,
-            loss: eloss / esteps.max(1) as f64,
-            heldout,
-            wait_fraction: wait / seconds.max(1e-9),
-            tiles_per_s: tiles as f64 / seconds.max(1e-9),
-            seconds,
-            steps: esteps,
+        trained = match trained {
+            Trained::Temporal(m) => Trained::Temporal(Box::new(
+                m.try_load_file(path)
+                    .map_err(|e| format!("{}: {e:?}", path.display()))?,
+            )),
+            Trained::Unet(m) => Trained::Unet(Box::new(
+                m.try_load_file(path)
+                    .map_err(|e| format!("{}: {e:?}", path.display()))?,
+            )),
         };
+    } else {
+        trained = match trained {
+            Trained::Temporal(m) => {
+                Trained::Temporal(Box::new(train::temporal(o, &l, *m, &mut log)?))
+            }
+            Trained::Unet(m) => Trained::Unet(Box::new(train::unet(
+                o,
+                &l,
+                *m,
+                o.epochs,
+                train_slices,
+                &mut log,
+            )?)),
+        };
+        if o.model == "temporal" && o.unet_epochs > 0 {
+            say(
+                o,
+                format!("the per-day UNet baseline, {} epochs:", o.unet_epochs),
+            );
+            let mut ulog = train::Log::default();
+            let u = train::unet(
+                o,
+                &l,
+                ShipNet::new(l.info.bands, o.width, &ad),
+                o.unet_epochs,
+                train_slices,
+                &mut ulog,
+            )?;
+            unet_base = Some(evaluate(&Predictor::Unet(&u), &l, micro, &device, false)?);
+        }
+    }
+    let t_eval = Instant::now();
+    let ev = evaluate(&trained.predictor(), &l, micro, &device, true)?;
+    say(
+        o,
+        format!("evaluation: {:.1} s", t_eval.elapsed().as_secs_f64()),
+    );
+    say(o, per_day_table(&ev));
+    say(o, terminal_table(&ev));
+    say(o, format!("model: {}", ship_line(&ev)));
+
+    // another world, never trained on
+    let mut other = None;
+    if let Some(cfg) = &o.eval_world {
+        let oo = Opts {
+            config: cfg.clone(),
+            shards: None,
+            holdout_from: None,
+            out: o.out.join("eval-world"),
+            ..o.clone()
+        };
+        let lw = loaders(&oo, &ad)?;
+        let model = evaluate(&trained.predictor(), &lw, micro, &device, false)?;
+        let b = evaluate(
+            &Predictor::Brightness(base.brightness.train_tuned_dn),
+            &lw,
+            micro,
+            &device,
+            false,
+        )?;
+        let m = evaluate(
+            &Predictor::MedianDiff(base.median.train_tuned_dn),
+            &lw,
+            micro,
+            &device,
+            false,
+        )?;
         say(
             o,
             format!(
-                "epoch {:>2}/{}  loss {:.4}  train F1 {:.3}  held-out P {:.3} R {:.3} F1 {:.3} IoU {:.3}  \
-                 data wait {:.1} %  {:.1} tiles/s  ({:.1} s, eval {:.1} s)",
-                epoch + 1,
-                o.epochs,
-                rep.loss,
-                train_counts.f1(),
-                heldout.precision(),
-                heldout.recall(),
-                heldout.f1(),
-                heldout.iou(),
-                100.0 * rep.wait_fraction,
-                rep.tiles_per_s,
-                seconds,
-                t0.elapsed().as_secs_f64() - seconds
+                "unseen world {} (held out from {}): model {}\n  brightness baseline ship F1 {:.3}, temporal-median baseline ship F1 {:.3}",
+                cfg.display(),
+                lw.info.holdout_from,
+                ship_line(&model),
+                b.ships.f1(),
+                m.ships.f1()
             ),
         );
-        epochs.push(rep);
-        last = Some(ev);
+        other = Some(WorldReport {
+            config: cfg.clone(),
+            model,
+            brightness: b,
+            median: m,
+        });
     }
-    let ev = match last {
-        Some(ev) => ev,
-        None => evaluate(&model, &l, o.micro_batch)?,
-    };
-    say(o, per_day_table(&ev));
-    say(o, ship_line(&ev));
+
     std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
-    let model_path = o.out.join("model.bpk");
-    model
-        .clone()
-        .save_file(&model_path)
-        .map_err(|e| format!("{}: {e:?}", model_path.display()))?;
+    let model_path = match &o.eval {
+        Some(p) => p.clone(),
+        None => {
+            let p = o.out.join("model.bpk");
+            trained.save(&p)?;
+            p
+        }
+    };
     let png = o.out.join("heldout.png");
     picture(&ev.shown, &png)?;
+    let chart = o.out.join("terminals.png");
+    month_chart(&ev, &l.info, &chart)?;
     let report = Report {
         baseline: base,
+        brightness: bright,
+        median,
+        unet: unet_base,
         train_days,
         heldout_days,
         evaluated_days: ev.days(),
-        trained_days: trained_days.into_iter().collect(),
-        epochs,
-        step_losses: losses,
-        model: ev.counts,
-        per_day: ev.per_day,
-        ships: ev.ships,
-        ships_per_day: ev.ships_per_day,
-        events: ev.events,
+        trained_days: log.trained_days.into_iter().collect(),
+        epochs: log.epochs,
+        step_losses: log.losses,
+        model: ev,
+        other_world: other,
         model_path: Some(model_path.clone()),
+        seconds: t_start.elapsed().as_secs_f64(),
     };
     let metrics = o.out.join("metrics.json");
     std::fs::write(
@@ -288,17 +338,67 @@ fn run(o: &Opts) -> Res<Report> {
     say(
         o,
         format!(
-            "wrote {}, {}, {} ({:.0} s in all)",
+            "wrote {}, {}, {}, {} ({:.0} s in all)",
             model_path.display(),
             png.display(),
+            chart.display(),
             metrics.display(),
             t_start.elapsed().as_secs_f64()
         ),
     );
     println!(
+        "other baselines (ship F1): temporal-median difference {:.3}, per-day UNet {}; \
+         arrivals/departures F1: model {:.3}, temporal-median {:.3}; count error per terminal-day: model {:.2}, temporal-median {:.2}",
+        report.median.ships.f1(),
+        report
+            .unet
+            .as_ref()
+            .map_or("not trained (--unet-epochs N)".to_string(), |u| format!(
+                "{:.3}",
+                u.ships.f1()
+            )),
+        report.model.events.f1(),
+        report.median.events.f1(),
+        report.model.count_error().0,
+        report.median.count_error().0,
+    );
+    println!(
         "model F1 {:.3}, brightness baseline F1 {:.3}",
-        report.model.f1(),
-        report.baseline.best_f1()
+        report.model.ships.f1(),
+        report.brightness.ships.f1()
     );
     Ok(report)
+}
+
+/// The planes `--with-input`'s input adds per day (0 without it).
+fn extra_planes(l: &data::Loaders) -> Res<usize> {
+    let Some(name) = &l.info.extra else {
+        return Ok(0);
+    };
+    let layouts = match (l.train.batches().dataset(), l.train.batches().shards()) {
+        (Some(ds), _) => ds.input_layouts().to_vec(),
+        (None, Some(set)) => set.index().inputs.clone(),
+        (None, None) => Vec::new(),
+    };
+    let layout = layouts.iter().find(|i| i.name == *name).ok_or_else(|| {
+        format!(
+            "--with-input {name:?}: the dataset's inputs after the first are {:?}",
+            layouts.iter().map(|i| &i.name).collect::<Vec<_>>()
+        )
+    })?;
+    Ok(layout.bands.len() + 1)
+}
+
+/// Per terminal and held-out day: true and predicted ship counts.
+fn terminal_table(ev: &Evaluation) -> String {
+    let mut s = String::from("terminal     held-out day   true  predicted");
+    for (name, days) in &ev.terminals {
+        for d in days.iter().filter(|d| d.heldout) {
+            s += &match &d.ships {
+                Some((t, p)) => format!("\n{name:<12} {}   {:>4}  {:>9}", d.day, t.len(), p.len()),
+                None => format!("\n{name:<12} {}   unknown (under half observed)", d.day),
+            };
+        }
+    }
+    s
 }

@@ -2,13 +2,16 @@
 //! valid pixels only, the model scored on the held-out days, and the per-day
 //! table printed at the end.
 
-use burn::module::Module;
+use std::collections::BTreeMap;
+
+use burn::tensor::Device;
 use chrono::NaiveDate;
 
-use crate::data::{Loaders, Split, gather, host, slices};
-use crate::model::ShipNet;
+use crate::data::{DataInfo, HostBatch, Loaders, Split};
 use crate::picture::Shown;
+use crate::predict::Predictor;
 use crate::ships::{Matches, Ship, day_matches, event_matches, events, ships};
+use crate::temporal::{Seq, sequences};
 use crate::{Res, dbg_err};
 
 /// Ship-pixel confusion counts over valid pixels.
@@ -52,18 +55,36 @@ impl Counts {
 /// Predicted ships smaller than this (pixels) are noise, not ships.
 pub(crate) const MIN_SHIP_PX: usize = 3;
 
-/// What the model scored on the held-out days.
+/// A terminal on one day: its ships, true and predicted, where the day
+/// observed it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TerminalDay {
+    pub(crate) day: NaiveDate,
+    /// Held out (scored) or a training day (shown only).
+    pub(crate) heldout: bool,
+    /// Valid fraction of the terminal's pixels.
+    pub(crate) valid: f32,
+    /// The tile's cloud fraction (NaN without a cloud band).
+    pub(crate) cloud: f32,
+    /// True and predicted ships (`None`: the terminal is under half
+    /// observed — unknown).
+    pub(crate) ships: Option<(Vec<Ship>, Vec<Ship>)>,
+}
+
+/// What a detector scored on the held-out days.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Evaluation {
     pub(crate) counts: Counts,
-    pub(crate) per_day: std::collections::BTreeMap<NaiveDate, Counts>,
+    pub(crate) per_day: BTreeMap<NaiveDate, Counts>,
     /// Ship-level counts (instances matched at IoU ≥ 0.3), all held-out days.
     pub(crate) ships: Matches,
     /// Ship-level counts per day.
-    pub(crate) ships_per_day: std::collections::BTreeMap<NaiveDate, Matches>,
+    pub(crate) ships_per_day: BTreeMap<NaiveDate, Matches>,
     /// Arrivals and departures (each place's held-out days in order; days
     /// under half valid are unknown), matched as [`crate::ships`] says.
     pub(crate) events: Matches,
+    /// Per terminal (its own place), every observed day of the month.
+    pub(crate) terminals: BTreeMap<String, Vec<TerminalDay>>,
     /// Per day, the tile with the most ship pixels (for the picture).
     pub(crate) shown: Vec<Shown>,
 }
@@ -72,107 +93,222 @@ impl Evaluation {
     pub(crate) fn days(&self) -> Vec<NaiveDate> {
         self.per_day.keys().copied().collect()
     }
+
+    /// Mean absolute error of the ship count per terminal per held-out day
+    /// the terminal was observed, and the number of such days.
+    pub(crate) fn count_error(&self) -> (f64, usize) {
+        let (mut sum, mut n) = (0.0, 0usize);
+        for days in self.terminals.values() {
+            for d in days.iter().filter(|d| d.heldout) {
+                if let Some((t, p)) = &d.ships {
+                    sum += (t.len() as f64 - p.len() as f64).abs();
+                    n += 1;
+                }
+            }
+        }
+        (if n == 0 { 0.0 } else { sum / n as f64 }, n)
+    }
 }
 
-/// The model on the held-out days.
-pub(crate) fn evaluate(model: &ShipNet, l: &Loaders, micro: usize) -> Res<Evaluation> {
-    let model = model.valid();
-    let mut counts = Counts::default();
-    let mut per_day: std::collections::BTreeMap<NaiveDate, Counts> = Default::default();
-    let mut ships_per_day: std::collections::BTreeMap<NaiveDate, Matches> = Default::default();
+/// A place's days: the predicted and true ships, `None` where unknown.
+type Track = BTreeMap<NaiveDate, Option<(Vec<Ship>, Vec<Ship>)>>;
+
+/// Pixel, ship and event counts of day predictions as they arrive.
+#[derive(Debug, Default)]
+pub(crate) struct Scorer {
+    ev: Evaluation,
     // per place and day: the predicted and true ships, None where the
     // day's tile is under half valid (no valid observation)
-    type Seen = Option<(Vec<Ship>, Vec<Ship>)>;
-    let mut tracks: std::collections::BTreeMap<
-        String,
-        std::collections::BTreeMap<NaiveDate, Seen>,
-    > = Default::default();
-    let mut shown: std::collections::BTreeMap<NaiveDate, Shown> = Default::default();
-    for batch in burn::data::dataloader::DataLoader::iter(&l.eval) {
-        let batch = batch.map_err(dbg_err)?;
-        let sl = slices(&batch, &l.info, Split::Heldout)?;
-        for chunk in sl.chunks(micro) {
-            let idx: Vec<usize> = chunk.iter().map(|s| s.0).collect();
-            let [x, y, v] = gather(&batch, &l.info, &idx)?;
-            let [n, c, h, w] = x.dims();
-            let x = x.without_autodiff();
-            let logits = host(model.forward(x.clone(), v.clone().without_autodiff()))?;
-            let (xs, y, v) = (host(x)?, host(y)?, host(v)?);
-            for i in 0..n {
-                let px = |a: &[f32]| a[i * h * w..(i + 1) * h * w].to_vec();
-                let (ly, lv, lz) = (px(&y), px(&v), px(&logits));
-                let (flat, day) = chunk[i];
-                let today = per_day.entry(day).or_default();
-                let mut ship_px = 0;
-                for p in 0..h * w {
-                    if lv[p] >= 0.5 {
-                        counts.add(lz[p] > 0.0, ly[p] > 0.5);
-                        today.add(lz[p] > 0.0, ly[p] > 0.5);
-                        ship_px += usize::from(ly[p] > 0.5);
-                    }
-                }
-                // Ships where they can be seen: predicted and true ship
-                // pixels on valid pixels, as instances.
-                let seen = |a: &[f32], on: fn(f32) -> bool| -> Vec<bool> {
-                    a.iter()
-                        .zip(&lv)
-                        .map(|(&v, &ok)| ok >= 0.5 && on(v))
-                        .collect()
-                };
-                let pred_ships = ships(&seen(&lz, |v| v > 0.0), w, MIN_SHIP_PX);
-                let true_ships = ships(&seen(&ly, |v| v > 0.5), w, 1);
-                ships_per_day
-                    .entry(day)
-                    .or_default()
-                    .add(day_matches(&pred_ships, &true_ships));
-                let valid = lv.iter().filter(|&&v| v >= 0.5).count();
-                let place = batch.ids[flat / batch.days[0].len()].clone();
-                tracks.entry(place).or_default().insert(
+    tracks: BTreeMap<String, Track>,
+    shown: BTreeMap<NaiveDate, Shown>,
+    /// Keep the tiles for `heldout.png`.
+    pub(crate) keep_shown: bool,
+}
+
+/// The pixels of the component of `mask` holding the tile's centre (or the
+/// largest component when the centre is outside it).
+pub(crate) fn centre_component(mask: &[f32], w: usize) -> Vec<bool> {
+    let m: Vec<bool> = mask.iter().map(|&v| v >= 0.5).collect();
+    let comps = ships(&m, w, 1);
+    let h = mask.len() / w.max(1);
+    let centre = ((h / 2) * w + w / 2) as u32;
+    let pick = comps
+        .iter()
+        .find(|c| c.pixels.binary_search(&centre).is_ok())
+        .or_else(|| comps.iter().max_by_key(|c| c.pixels.len()));
+    let mut out = vec![false; mask.len()];
+    if let Some(c) = pick {
+        for &p in &c.pixels {
+            out[p as usize] = true;
+        }
+    }
+    out
+}
+
+impl Scorer {
+    /// Day `i` of place `s` predicted as `pred`: scored on its valid pixels.
+    pub(crate) fn add(&mut self, s: &Seq, i: usize, pred: &[bool], info: &DataInfo) {
+        let (lv, ly) = (s.valid_of(i), s.label_of(i));
+        let day = s.days[i];
+        let today = self.ev.per_day.entry(day).or_default();
+        let mut ship_px = 0;
+        for p in 0..lv.len() {
+            if lv[p] >= 0.5 {
+                self.ev.counts.add(pred[p], ly[p] > 0.5);
+                today.add(pred[p], ly[p] > 0.5);
+                ship_px += usize::from(ly[p] > 0.5);
+            }
+        }
+        let truth: Vec<bool> = ly
+            .iter()
+            .zip(lv)
+            .map(|(&y, &v)| v >= 0.5 && y > 0.5)
+            .collect();
+        let pred_ships = ships(pred, s.w, MIN_SHIP_PX);
+        let true_ships = ships(&truth, s.w, 1);
+        self.ev
+            .ships_per_day
+            .entry(day)
+            .or_default()
+            .add(day_matches(&pred_ships, &true_ships));
+        let valid = lv.iter().filter(|&&v| v >= 0.5).count();
+        self.tracks.entry(s.place.clone()).or_default().insert(
+            day,
+            (2 * valid >= lv.len()).then_some((pred_ships, true_ships)),
+        );
+        if self.keep_shown && self.shown.get(&day).is_none_or(|t| t.ships < ship_px) {
+            self.shown.insert(
+                day,
+                Shown {
                     day,
-                    (2 * valid >= h * w).then_some((pred_ships, true_ships)),
-                );
-                if shown.get(&day).is_none_or(|s| s.ships < ship_px) {
-                    let band = |b: usize| xs[(i * c + b) * h * w..][..h * w].to_vec();
-                    shown.insert(
-                        day,
-                        Shown {
-                            day,
-                            id: batch.ids[flat / batch.days[0].len()].clone(),
-                            rgb: l.info.rgb.map(band),
-                            truth: ly.iter().map(|&v| v > 0.5).collect(),
-                            pred: lz.iter().map(|&v| v > 0.0).collect(),
-                            valid: lv.iter().map(|&v| v >= 0.5).collect(),
-                            ships: ship_px,
-                        },
-                    );
+                    id: s.place.clone(),
+                    rgb: info.rgb.map(|b| s.band_of(i, b).to_vec()),
+                    truth,
+                    pred: pred.to_vec(),
+                    valid: lv.iter().map(|&v| v >= 0.5).collect(),
+                    ships: ship_px,
+                },
+            );
+        }
+    }
+
+    /// Day `i` of a terminal's own place `s`, predicted as `pred`: its
+    /// ships on the terminal (at least half their pixels on it).
+    pub(crate) fn add_terminal(
+        &mut self,
+        s: &Seq,
+        i: usize,
+        pred: &[bool],
+        heldout: bool,
+        cloud: f32,
+    ) {
+        let term = centre_component(&s.mask, s.w);
+        let (lv, ly) = (s.valid_of(i), s.label_of(i));
+        let on = term.iter().filter(|&&t| t).count();
+        let seen = term
+            .iter()
+            .zip(lv)
+            .filter(|&(&t, &v)| t && v >= 0.5)
+            .count();
+        let valid = seen as f32 / on.max(1) as f32;
+        let truth: Vec<bool> = ly
+            .iter()
+            .zip(lv)
+            .map(|(&y, &v)| v >= 0.5 && y > 0.5)
+            .collect();
+        let on_terminal = |v: Vec<Ship>| -> Vec<Ship> {
+            v.into_iter()
+                .filter(|sh| {
+                    2 * sh.pixels.iter().filter(|&&p| term[p as usize]).count() >= sh.pixels.len()
+                })
+                .collect()
+        };
+        let ships_of = (2 * seen >= on && on > 0).then(|| {
+            (
+                on_terminal(ships(&truth, s.w, 1)),
+                on_terminal(ships(pred, s.w, MIN_SHIP_PX)),
+            )
+        });
+        self.ev
+            .terminals
+            .entry(s.place.clone())
+            .or_default()
+            .push(TerminalDay {
+                day: s.days[i],
+                heldout,
+                valid,
+                cloud,
+                ships: ships_of,
+            });
+    }
+
+    /// The counts, with the arrivals and departures of every place.
+    pub(crate) fn finish(mut self) -> Evaluation {
+        for m in self.ev.ships_per_day.values() {
+            self.ev.ships.add(*m);
+        }
+        for days in self.tracks.values() {
+            let side = |k: usize| -> Vec<Option<Vec<Ship>>> {
+                days.values()
+                    .map(|d| {
+                        d.as_ref()
+                            .map(|p| if k == 0 { p.0.clone() } else { p.1.clone() })
+                    })
+                    .collect()
+            };
+            self.ev
+                .events
+                .add(event_matches(&events(&side(0)), &events(&side(1))));
+        }
+        self.ev.shown = self.shown.into_values().collect();
+        self.ev
+    }
+}
+
+/// A detector on the held-out days of the evaluation places (pixels, ships,
+/// events), and on every observed day of each terminal's own place.
+pub(crate) fn evaluate(
+    pred: &Predictor,
+    l: &Loaders,
+    micro: usize,
+    device: &Device,
+    keep_shown: bool,
+) -> Res<Evaluation> {
+    let info = &l.info;
+    let mut sc = Scorer {
+        keep_shown,
+        ..Scorer::default()
+    };
+    for batch in burn::data::dataloader::DataLoader::iter(&l.eval) {
+        let hb = HostBatch::new(&batch.map_err(dbg_err)?, info)?;
+        let seqs = sequences(&hb, |r| hb.keep(r, Split::Heldout), |_| true);
+        let heldout = |d: NaiveDate| info.split(d) == Split::Heldout;
+        let masks = pred.predict(&seqs, &heldout, info, micro, device)?;
+        for (s, m) in seqs.iter().zip(&masks) {
+            for (i, mask) in m {
+                sc.add(s, *i, mask, info);
+            }
+        }
+    }
+    if let Some(terms) = &l.terminals {
+        for batch in burn::data::dataloader::DataLoader::iter(terms) {
+            let hb = HostBatch::new(&batch.map_err(dbg_err)?, info)?;
+            let seqs = sequences(&hb, |r| hb.keep(r, Split::Heldout), |_| true);
+            let masks = pred.predict(&seqs, &|_| true, info, micro, device)?;
+            for (s, m) in seqs.iter().zip(&masks) {
+                let row = hb.ids.iter().position(|id| *id == s.place).unwrap_or(0);
+                for (i, mask) in m {
+                    let t = hb.days[row]
+                        .iter()
+                        .position(|d| *d == s.days[*i])
+                        .unwrap_or(0);
+                    let cloud = hb.tile_cloud_fraction[row * hb.shape[1] + t];
+                    sc.add_terminal(s, *i, mask, info.split(s.days[*i]) == Split::Heldout, cloud);
                 }
             }
         }
     }
-    let mut all_ships = Matches::default();
-    for m in ships_per_day.values() {
-        all_ships.add(*m);
-    }
-    let mut all_events = Matches::default();
-    for days in tracks.values() {
-        let side = |k: usize| -> Vec<Option<Vec<Ship>>> {
-            days.values()
-                .map(|d| {
-                    d.as_ref()
-                        .map(|p| if k == 0 { p.0.clone() } else { p.1.clone() })
-                })
-                .collect()
-        };
-        all_events.add(event_matches(&events(&side(0)), &events(&side(1))));
-    }
-    Ok(Evaluation {
-        counts,
-        per_day,
-        ships: all_ships,
-        ships_per_day,
-        events: all_events,
-        shown: shown.into_values().collect(),
-    })
+    Ok(sc.finish())
 }
 
 /// The held-out figures per day, one line each.

@@ -19,7 +19,7 @@ pub(crate) struct Block {
 }
 
 impl Block {
-    fn new(cin: usize, cout: usize, device: &Device) -> Block {
+    pub(crate) fn new(cin: usize, cout: usize, device: &Device) -> Block {
         let conv = |i, o| {
             Conv2dConfig::new([i, o], [3, 3])
                 .with_padding(PaddingConfig2d::Same)
@@ -34,7 +34,7 @@ impl Block {
         }
     }
 
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    pub(crate) fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let x = relu(self.na.forward(self.a.forward(x)));
         relu(self.nb.forward(self.b.forward(x)))
     }

@@ -1,6 +1,7 @@
 //! What a run measured, and `metrics.json`: every figure of the run (the
-//! options, the days of each split, the baseline, per-epoch and per-day
-//! metrics, the loss of every step).
+//! options, the days of each split, the baselines, per-epoch figures, the
+//! model's pixel, ship, event and per-terminal scores, the unseen world's,
+//! the loss of every step).
 
 use std::path::PathBuf;
 
@@ -8,71 +9,105 @@ use chrono::NaiveDate;
 
 use crate::args::Opts;
 use crate::baseline::Baseline;
-use crate::metrics::Counts;
-use crate::ships::Matches;
+use crate::metrics::Evaluation;
 
 /// One epoch's figures.
 #[derive(Debug, Clone)]
 pub(crate) struct EpochReport {
     pub(crate) epoch: usize,
     pub(crate) loss: f64,
-    pub(crate) heldout: Counts,
     pub(crate) wait_fraction: f64,
     pub(crate) tiles_per_s: f64,
     pub(crate) seconds: f64,
     pub(crate) steps: usize,
 }
 
+/// The model and the baselines on a world it was not trained on.
+#[derive(Debug, Clone)]
+pub(crate) struct WorldReport {
+    pub(crate) config: PathBuf,
+    pub(crate) model: Evaluation,
+    pub(crate) brightness: Evaluation,
+    pub(crate) median: Evaluation,
+}
+
 /// What a run measured.
 #[derive(Debug, Clone)]
 pub(crate) struct Report {
+    /// The thresholds and their pixel scores.
     pub(crate) baseline: Baseline,
+    /// The brightness threshold (tuned on training days), scored as the model is.
+    pub(crate) brightness: Evaluation,
+    /// The temporal-median difference (tuned on training days), scored as the model is.
+    pub(crate) median: Evaluation,
+    /// The per-day UNet baseline, when trained beside the temporal model.
+    pub(crate) unet: Option<Evaluation>,
     pub(crate) train_days: Vec<NaiveDate>,
     pub(crate) heldout_days: Vec<NaiveDate>,
-    /// Days the model's evaluation saw.
+    /// Days the model's evaluation scored.
     pub(crate) evaluated_days: Vec<NaiveDate>,
     /// Days the training steps saw.
     pub(crate) trained_days: Vec<NaiveDate>,
     pub(crate) epochs: Vec<EpochReport>,
     /// Loss of every optimizer step, in order.
     pub(crate) step_losses: Vec<f32>,
-    pub(crate) model: Counts,
-    /// The model's held-out counts per day.
-    pub(crate) per_day: std::collections::BTreeMap<NaiveDate, Counts>,
-    /// The model's ship-level counts (IoU ≥ 0.3), all held-out days.
-    pub(crate) ships: Matches,
-    /// ... and per day.
-    pub(crate) ships_per_day: std::collections::BTreeMap<NaiveDate, Matches>,
-    /// The model's arrivals and departures against the true ones.
-    pub(crate) events: Matches,
+    /// The model on the held-out days.
+    pub(crate) model: Evaluation,
+    /// `--eval-world`'s scores.
+    pub(crate) other_world: Option<WorldReport>,
     pub(crate) model_path: Option<PathBuf>,
+    pub(crate) seconds: f64,
+}
+
+/// An evaluation's figures.
+pub(crate) fn evaluation_json(e: &Evaluation) -> serde_json::Value {
+    let (err, n) = e.count_error();
+    serde_json::json!({
+        "pixels": e.counts.json(),
+        "ships": e.ships.json(),
+        "arrivals_departures": e.events.json(),
+        "count_abs_error_per_terminal_day": err,
+        "terminal_days_scored": n,
+        "ships_per_day": e.ships_per_day.iter().map(|(d, c)| (d.to_string(), c.json())).collect::<serde_json::Map<_, _>>(),
+        "pixels_per_day": e.per_day.iter().map(|(d, c)| (d.to_string(), c.json())).collect::<serde_json::Map<_, _>>(),
+        "terminals": e.terminals.iter().map(|(name, days)| (name.clone(), days.iter().map(|d| serde_json::json!({
+            "day": d.day.to_string(), "heldout": d.heldout, "valid_fraction": d.valid,
+            "tile_cloud_fraction": if d.cloud.is_finite() { Some(d.cloud) } else { None },
+            "true_ships": d.ships.as_ref().map(|s| s.0.len()),
+            "predicted_ships": d.ships.as_ref().map(|s| s.1.len()),
+        })).collect::<Vec<_>>().into())).collect::<serde_json::Map<String, serde_json::Value>>(),
+    })
 }
 
 /// The `metrics.json` document of a run.
 pub(crate) fn report_json(r: &Report, o: &Opts) -> serde_json::Value {
     let days = |d: &[NaiveDate]| d.iter().map(|d| d.to_string()).collect::<Vec<_>>();
     serde_json::json!({
-        "config": o.config, "shards": o.shards, "device": o.device,
-        "epochs": o.epochs, "lr": o.lr, "width": o.width, "micro_batch": o.micro_batch,
-        "seed": o.seed,
+        "config": o.config, "shards": o.shards, "device": o.device, "model_kind": o.model,
+        "epochs": o.epochs, "unet_epochs": o.unet_epochs, "lr": o.lr, "width": o.width,
+        "micro_batch": o.micro_batch, "places_per_step": o.places_per_step, "seed": o.seed,
+        "ablations": { "no_metadata": o.no_metadata, "no_mask_attention": o.no_mask_attention },
         "train_days": days(&r.train_days), "heldout_days": days(&r.heldout_days),
         "trained_days": days(&r.trained_days), "evaluated_days": days(&r.evaluated_days),
-        "model_path": r.model_path, "step_losses": r.step_losses,
+        "model_path": r.model_path, "seconds": r.seconds, "step_losses": r.step_losses,
         "baseline": {
-            "train_tuned_threshold_dn": r.baseline.train_tuned_dn,
-            "train_tuned": r.baseline.train_tuned.json(),
-            "heldout_tuned_threshold_dn": r.baseline.oracle_dn,
-            "heldout_tuned": r.baseline.oracle.json(),
+            "brightness": r.baseline.brightness.json(),
+            "temporal_median": r.baseline.median.json(),
         },
         "epoch_metrics": r.epochs.iter().map(|e| serde_json::json!({
-            "epoch": e.epoch + 1, "loss": e.loss, "heldout": e.heldout.json(),
+            "epoch": e.epoch + 1, "loss": e.loss,
             "data_wait_fraction": e.wait_fraction, "tiles_per_s": e.tiles_per_s,
             "seconds": e.seconds, "steps": e.steps,
         })).collect::<Vec<_>>(),
-        "model": r.model.json(),
-        "model_ships": r.ships.json(),
-        "model_arrivals_departures": r.events.json(),
-        "model_ships_per_day": r.ships_per_day.iter().map(|(d, c)| (d.to_string(), c.json())).collect::<serde_json::Map<_, _>>(),
-        "model_per_day": r.per_day.iter().map(|(d, c)| (d.to_string(), c.json())).collect::<serde_json::Map<_, _>>(),
+        "model": evaluation_json(&r.model),
+        "brightness_baseline": evaluation_json(&r.brightness),
+        "temporal_median_baseline": evaluation_json(&r.median),
+        "unet_baseline": r.unet.as_ref().map(evaluation_json),
+        "unseen_world": r.other_world.as_ref().map(|w| serde_json::json!({
+            "config": w.config,
+            "model": evaluation_json(&w.model),
+            "brightness_baseline": evaluation_json(&w.brightness),
+            "temporal_median_baseline": evaluation_json(&w.median),
+        })),
     })
 }

@@ -23,8 +23,13 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// `datasets/oakland-ships.toml`, shrunk, written into `dir`.
 fn small_config(dir: &Path) -> PathBuf {
+    small_config_of(dir, "oakland-ships.toml")
+}
+
+/// `datasets/{name}`, shrunk, written into `dir`.
+fn small_config_of(dir: &Path, name: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets");
-    let text = std::fs::read_to_string(root.join("oakland-ships.toml"))
+    let text = std::fs::read_to_string(root.join(name))
         .expect("the dataset config")
         .replace(
             "\"oakland-port/terminals.geojson\"",
@@ -33,7 +38,7 @@ fn small_config(dir: &Path) -> PathBuf {
         .replace("count = 32", "count = 4")
         .replace("tile_size = 128", "tile_size = 64")
         .replace("batch_size = 8", "batch_size = 2");
-    let path = dir.join("small-ships.toml");
+    let path = dir.join(format!("small-{name}"));
     std::fs::write(&path, text).expect("write the config");
     path
 }
@@ -57,16 +62,29 @@ fn mean(v: &[f32]) -> f32 {
     v.iter().sum::<f32>() / v.len().max(1) as f32
 }
 
+/// The scores two runs must share to be the same model on the same data.
+fn scores(e: &crate::metrics::Evaluation) -> String {
+    format!(
+        "{:?} {:?} {:?} {:?}",
+        e.counts, e.ships, e.events, e.ships_per_day
+    )
+}
+
 #[test]
-fn shortened_training_learns_on_train_days_and_scores_held_out_days_only() {
+fn shortened_temporal_training_learns_on_train_days_and_scores_held_out_days_only() {
     let _one = serial();
     let dir = tempfile::tempdir().expect("tempdir");
-    let o = short(small_config(dir.path()), dir.path().join("out"));
+    let o = Opts {
+        epochs: 3,
+        max_steps: Some(4),
+        places_per_step: 1,
+        ..short(small_config(dir.path()), dir.path().join("out"))
+    };
     let r = run(&o).expect("a shortened training");
     let split = NaiveDate::from_ymd_opt(2019, 8, 19).expect("a day");
 
     let n = r.step_losses.len();
-    assert_eq!(n, 12, "2 epochs × 6 steps");
+    assert_eq!(n, 12, "3 epochs × 4 steps");
     let (first, last) = (mean(&r.step_losses[..4]), mean(&r.step_losses[n - 4..]));
     assert!(last < first, "loss {first} → {last}: {:?}", r.step_losses);
 
@@ -79,28 +97,100 @@ fn shortened_training_learns_on_train_days_and_scores_held_out_days_only() {
     );
     assert!(r.evaluated_days.iter().all(|d| r.heldout_days.contains(d)));
     // Held-out pixels only: the model's counts cover exactly the pixels
-    // the baseline was scored on (its held-out histogram).
-    let c = r.model;
-    let b = r.baseline.oracle;
-    assert_eq!(c.tp + c.fp + c.fn_ + c.tn, b.tp + b.fp + b.fn_ + b.tn);
-    assert_eq!(c.tp + c.fn_, b.tp + b.fn_, "the same ship pixels");
+    // the baselines were scored on (their held-out histograms).
+    let c = r.model.counts;
+    for b in [r.baseline.brightness.oracle, r.baseline.median.oracle] {
+        assert_eq!(c.tp + c.fp + c.fn_ + c.tn, b.tp + b.fp + b.fn_ + b.tn);
+        assert_eq!(c.tp + c.fn_, b.tp + b.fn_, "the same ship pixels");
+    }
     assert!(c.tp + c.fn_ > 0, "held-out ships to find");
+    // every detector is scored on the same true ships
+    let truth = |e: &crate::metrics::Evaluation| e.ships.tp + e.ships.fn_;
+    assert!(truth(&r.model) > 0);
+    assert_eq!(truth(&r.model), truth(&r.brightness));
+    assert_eq!(truth(&r.model), truth(&r.median));
+    assert_eq!(
+        r.model.events.tp + r.model.events.fn_,
+        r.median.events.tp + r.median.events.fn_,
+        "the same true arrivals and departures"
+    );
+    // one place per terminal, every observed day of the month
+    assert_eq!(r.model.terminals.len(), 2, "{:?}", r.model.terminals.keys());
+    for days in r.model.terminals.values() {
+        assert!(days.iter().any(|d| d.heldout) && days.iter().any(|d| !d.heldout));
+        assert!(
+            days.iter()
+                .any(|d| d.ships.as_ref().is_some_and(|s| !s.0.is_empty()))
+        );
+    }
 
-    // The saved model loads back and reproduces the held-out counts.
+    // The saved model loads back and reproduces the held-out scores.
     let path = r.model_path.clone().expect("a saved model");
     let again = run(&Opts {
         eval: Some(path),
         ..o.clone()
     })
     .expect("evaluation of the saved model");
-    assert_eq!(again.model, r.model);
+    assert_eq!(scores(&again.model), scores(&r.model));
+    assert_eq!(again.model.terminals, r.model.terminals);
     assert!(again.step_losses.is_empty(), "--eval does not train");
-    assert!(dir.path().join("out/heldout.png").is_file());
+    for f in ["heldout.png", "terminals.png", "model.bpk"] {
+        assert!(dir.path().join("out").join(f).is_file(), "{f}");
+    }
     let m: serde_json::Value = serde_json::from_slice(
         &std::fs::read(dir.path().join("out/metrics.json")).expect("metrics.json"),
     )
     .expect("JSON");
-    assert_eq!(m["epoch_metrics"].as_array().map(Vec::len), Some(2));
+    assert!(m["model"]["ships"]["f1"].is_number());
+    assert!(m["temporal_median_baseline"]["arrivals_departures"]["f1"].is_number());
+}
+
+#[test]
+fn shortened_unet_training_and_ablations_run_and_learn() {
+    let _one = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = small_config(dir.path());
+    let r = run(&Opts {
+        model: "unet".into(),
+        ..short(config.clone(), dir.path().join("unet"))
+    })
+    .expect("the per-day UNet");
+    let n = r.step_losses.len();
+    assert_eq!(n, 12, "2 epochs × 6 steps");
+    assert!(mean(&r.step_losses[n - 4..]) < mean(&r.step_losses[..4]));
+    assert!(r.model.ships.tp + r.model.ships.fn_ > 0);
+    // the ablated temporal model has other parts and still trains
+    let a = run(&Opts {
+        no_metadata: true,
+        no_mask_attention: true,
+        places_per_step: 2,
+        ..short(config, dir.path().join("ablated"))
+    })
+    .expect("the ablated temporal model");
+    assert_eq!(a.step_losses.len(), 4, "2 epochs × 2 steps of two places");
+    assert!(a.step_losses.iter().all(|l| l.is_finite()));
+    // with Sentinel-1 as an extra input
+    let s1 = run(&Opts {
+        with_input: Some("s1".into()),
+        places_per_step: 2,
+        ..short(
+            small_config_of(dir.path(), "oakland-ships-s1.toml"),
+            dir.path().join("s1"),
+        )
+    })
+    .expect("the temporal model with Sentinel-1");
+    assert_eq!(s1.step_losses.len(), 4);
+    assert!(s1.step_losses.iter().all(|l| l.is_finite()));
+    let e = run(&Opts {
+        with_input: Some("s3".into()),
+        ..short(config_path(dir.path()), dir.path().join("bad"))
+    })
+    .expect_err("an input the dataset lacks");
+    assert!(e.to_string().contains("--with-input \"s3\""), "{e}");
+}
+
+fn config_path(dir: &Path) -> PathBuf {
+    dir.join("small-oakland-ships-s1.toml")
 }
 
 #[test]
@@ -124,6 +214,6 @@ fn shards_feed_the_trainer_the_online_batches_in_the_online_order() {
     .expect("from shards");
     // Same batches in the same order, same seed: the same steps, bit for bit.
     assert_eq!(online.step_losses, offline.step_losses);
-    assert_eq!(online.model, offline.model);
+    assert_eq!(scores(&online.model), scores(&offline.model));
     assert_eq!(online.trained_days, offline.trained_days);
 }

@@ -1,0 +1,543 @@
+//! The temporal model: one place's whole daily stack at once, so that a ship
+//! is what comes and goes over a background that stays.
+//!
+//! **Why attention over the day axis** (rather than a ConvGRU or temporal
+//! convolutions): the observed days of a place are irregular — no scene on
+//! most days, opaque cloud on some, a swath edge through others — and a
+//! ship dwells at a berth for a few of them. Attention takes any number of
+//! days, in any spacing, and a day without data (or a pixel without data
+//! on that day) is simply a key it may not attend to; a recurrent or
+//! convolutional mixer would have to be fed the gaps as zeros and learn to
+//! step over them. The question a day asks of the others is "which of you
+//! look like me here, and which like the background" — a content-based
+//! lookup, which is what attention is.
+//!
+//! The layers:
+//! - **Inputs per day** (`2C + 2` channels at full resolution): the day's
+//!   bands standardized over its valid pixels (haze and glint shift a whole
+//!   tile), the same minus their per-pixel median over the place's valid
+//!   days (the static background: container stacks, roofs and quays cancel,
+//!   a moored ship does not unless it stays most of the month), validity,
+//!   and the terminals mask; with `--with-input`, another input's bands on
+//!   that day (Sentinel-1 in dB) and its validity.
+//! - **A per-day encoder shared across days**: the UNet's two 2× levels.
+//! - **Metadata** (the step's valid fraction, `eo_cloud_cover`, `pct_nans`,
+//!   `tile_cloud_fraction`, and whether the scene declared a cloud cover)
+//!   scales and shifts the day's bottleneck features (FiLM) and biases how
+//!   much the other days listen to it (a cloudy day is a poor witness).
+//! - **Attention over the days** at the bottleneck (40 m cells): per cell,
+//!   each day attends to every day with data at that cell; the day's
+//!   features, the context and their difference go to the decoder.
+//! - **The terminals mask as an attention prior**: besides being an input
+//!   channel, it gates the decoder's last features per channel
+//!   (`sigmoid(a + b · mask)`), so the model can learn to look harder at
+//!   the berths without being blind to the channel.
+//! - The UNet's decoder with skip connections, one logit per pixel and day.
+
+use burn::module::{Module, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::activation::{sigmoid, softmax};
+use burn::tensor::module::max_pool2d;
+use burn::tensor::ops::MaxPoolOptions;
+use burn::tensor::{Device, Tensor, TensorData};
+use chrono::NaiveDate;
+
+use crate::data::HostBatch;
+use crate::model::Block;
+
+/// Metadata values per day.
+pub(crate) const META: usize = 5;
+
+/// What the model is built with (the ablations switch parts off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Parts {
+    /// Metadata FiLM and attention bias.
+    pub(crate) metadata: bool,
+    /// The terminals mask as input channel and gate.
+    pub(crate) mask: bool,
+}
+
+impl Default for Parts {
+    fn default() -> Parts {
+        Parts {
+            metadata: true,
+            mask: true,
+        }
+    }
+}
+
+/// The temporal ship model (see the module doc).
+#[derive(Module, Debug)]
+pub(crate) struct TemporalNet {
+    enc1: Block,
+    enc2: Block,
+    mid: Block,
+    film: Linear,
+    key_bias: Linear,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    fuse: Block,
+    up2: ConvTranspose2d,
+    dec2: Block,
+    up1: ConvTranspose2d,
+    dec1: Block,
+    gate_a: Param<Tensor<1>>,
+    gate_b: Param<Tensor<1>>,
+    head: Conv2d,
+    #[module(skip)]
+    parts: Parts,
+}
+
+/// A group of places' observed days, padded to one length, as tensors.
+#[derive(Debug, Clone)]
+pub(crate) struct SeqTensors {
+    /// `[G·K, 2C + 2 + E, H, W]` per-day input features (the mask last).
+    pub(crate) feats: Tensor<4>,
+    /// `[G·K, 1, H, W]` validity (0 on padding days).
+    pub(crate) valid: Tensor<4>,
+    /// `[G·K, 1, H, W]` targets.
+    pub(crate) label: Tensor<4>,
+    /// `[G·K, 1, H, W]` the terminals mask, repeated per day.
+    pub(crate) mask: Tensor<4>,
+    /// `[G, K, META]` per-day metadata.
+    pub(crate) meta: Tensor<3>,
+    pub(crate) groups: usize,
+    pub(crate) days: usize,
+}
+
+impl TemporalNet {
+    /// A model of `bands` bands and `extra` planes of another input.
+    pub(crate) fn new(
+        bands: usize,
+        extra: usize,
+        w: usize,
+        parts: Parts,
+        device: &Device,
+    ) -> TemporalNet {
+        let up = |i, o| {
+            ConvTranspose2dConfig::new([i, o], [2, 2])
+                .with_stride([2, 2])
+                .init(device)
+        };
+        let d = 4 * w;
+        let lin = |i, o| LinearConfig::new(i, o).init(device);
+        TemporalNet {
+            enc1: Block::new(2 * bands + 2 + extra, w, device),
+            enc2: Block::new(w, 2 * w, device),
+            mid: Block::new(2 * w, d, device),
+            film: lin(META, 2 * d),
+            key_bias: lin(META, 1),
+            q: lin(d, d),
+            k: lin(d, d),
+            v: lin(d, d),
+            fuse: Block::new(3 * d, d, device),
+            up2: up(d, 2 * w),
+            dec2: Block::new(4 * w, 2 * w, device),
+            up1: up(2 * w, w),
+            dec1: Block::new(2 * w, w, device),
+            gate_a: Param::from_tensor(Tensor::<1>::full([w], 2.0, device)),
+            gate_b: Param::from_tensor(Tensor::<1>::zeros([w], device)),
+            head: Conv2dConfig::new([w, 1], [1, 1]).init(device),
+            parts,
+        }
+    }
+
+    /// Logits `[G·K, 1, H, W]` of every day of every place in `s`.
+    pub(crate) fn forward(&self, s: &SeqTensors) -> Tensor<4> {
+        let (g, k) = (s.groups, s.days);
+        let mask = if self.parts.mask {
+            s.mask.clone()
+        } else {
+            s.mask.clone().zeros_like()
+        };
+        let [n, f, h, w] = s.feats.dims();
+        // the mask channel is the last input channel
+        let feats = Tensor::cat(
+            vec![
+                s.feats.clone().slice([0..n, 0..f - 1, 0..h, 0..w]),
+                mask.clone(),
+            ],
+            1,
+        );
+        let pool = |t: Tensor<4>| max_pool2d(t, MaxPoolOptions::new([2, 2]));
+        let e1 = self.enc1.forward(feats);
+        let e2 = self.enc2.forward(pool(e1.clone()));
+        let mut m = self.mid.forward(pool(e2.clone()));
+        let [_, d, h4, w4] = m.dims();
+        let meta = if self.parts.metadata {
+            s.meta.clone()
+        } else {
+            s.meta.clone().zeros_like()
+        };
+        if self.parts.metadata {
+            let film = self.film.forward(meta.clone().reshape([n, META]));
+            let gamma = film.clone().slice([0..n, 0..d]).reshape([n, d, 1, 1]);
+            let beta = film.slice([0..n, d..2 * d]).reshape([n, d, 1, 1]);
+            m = m.clone() * (gamma + 1.0) + beta;
+        }
+        // attention over the days, per bottleneck cell
+        let cells = h4 * w4;
+        let tokens = m
+            .clone()
+            .reshape([g, k, d, cells])
+            .permute([0, 3, 1, 2])
+            .reshape([g * cells, k, d]);
+        let (q, key, v) = (
+            self.q.forward(tokens.clone()),
+            self.k.forward(tokens.clone()),
+            self.v.forward(tokens),
+        );
+        let scores = q.matmul(key.swap_dims(1, 2)) / (d as f64).sqrt();
+        // keys without data at the cell may not be attended to
+        // min-pool to the bottleneck: a cell is valid when all of it is
+        let valid4 = pool(pool(s.valid.clone().neg())).neg();
+        let mut bias = (valid4 - 1.0) * 1e4; // [n, 1, h4, w4]
+        if self.parts.metadata {
+            let kb = self.key_bias.forward(meta).reshape([n, 1, 1, 1]);
+            bias = bias + kb;
+        }
+        let bias = bias
+            .reshape([g, k, cells])
+            .permute([0, 2, 1])
+            .reshape([g * cells, 1, k]);
+        let attn = softmax(scores + bias, 2);
+        let ctx = attn
+            .matmul(v)
+            .reshape([g, cells, k, d])
+            .permute([0, 2, 3, 1])
+            .reshape([n, d, h4, w4]);
+        let fused = self
+            .fuse
+            .forward(Tensor::cat(vec![m.clone(), ctx.clone(), m - ctx], 1));
+        let d2 = self
+            .dec2
+            .forward(Tensor::cat(vec![self.up2.forward(fused), e2], 1));
+        let mut d1 = self
+            .dec1
+            .forward(Tensor::cat(vec![self.up1.forward(d2), e1], 1));
+        if self.parts.mask {
+            let c = self.gate_a.dims()[0];
+            let a = self.gate_a.val().reshape([1, c, 1, 1]);
+            let b = self.gate_b.val().reshape([1, c, 1, 1]);
+            d1 = d1 * sigmoid(a + b * mask);
+        }
+        // Ships are rare: start from "no ship".
+        self.head.forward(d1) - 2.0
+    }
+}
+
+/// One place's observed days, on the host.
+#[derive(Debug, Clone)]
+pub(crate) struct Seq {
+    /// The sample id.
+    pub(crate) place: String,
+    /// The observed days, in order.
+    pub(crate) days: Vec<NaiveDate>,
+    pub(crate) c: usize,
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    /// `[K, C, H, W]` the batch's (normalized) inputs.
+    pub(crate) x: Vec<f32>,
+    /// `[K, H, W]`.
+    pub(crate) valid: Vec<f32>,
+    /// `[K, H, W]`.
+    pub(crate) label: Vec<f32>,
+    /// `[H, W]` the terminals mask (zeros without a mask layer).
+    pub(crate) mask: Vec<f32>,
+    /// Channels of `extra` per day.
+    pub(crate) e: usize,
+    /// `[K, E, H, W]` the other input's features (see [`extra_features`]).
+    pub(crate) extra: Vec<f32>,
+    /// Per day: valid fraction, eo_cloud_cover / 100, pct_nans / 100,
+    /// tile_cloud_fraction, and 1 when the scene declared a cloud cover.
+    pub(crate) meta: Vec<[f32; META]>,
+}
+
+impl Seq {
+    pub(crate) fn len(&self) -> usize {
+        self.days.len()
+    }
+
+    fn plane(&self) -> usize {
+        self.h * self.w
+    }
+
+    /// Day `i`'s validity, `[H, W]`.
+    pub(crate) fn valid_of(&self, i: usize) -> &[f32] {
+        &self.valid[i * self.plane()..(i + 1) * self.plane()]
+    }
+
+    /// Day `i`'s label, `[H, W]`.
+    pub(crate) fn label_of(&self, i: usize) -> &[f32] {
+        &self.label[i * self.plane()..(i + 1) * self.plane()]
+    }
+
+    /// Day `i`'s band `b`, `[H, W]`.
+    pub(crate) fn band_of(&self, i: usize, b: usize) -> &[f32] {
+        let p = self.plane();
+        &self.x[(i * self.c + b) * p..(i * self.c + b + 1) * p]
+    }
+
+    /// The same place with only the days `keep` (indexes, in order).
+    pub(crate) fn subset(&self, keep: &[usize]) -> Seq {
+        let p = self.plane();
+        let mut s = Seq {
+            days: keep.iter().map(|&i| self.days[i]).collect(),
+            x: Vec::with_capacity(keep.len() * self.c * p),
+            valid: Vec::with_capacity(keep.len() * p),
+            label: Vec::with_capacity(keep.len() * p),
+            meta: keep.iter().map(|&i| self.meta[i]).collect(),
+            ..self.clone_empty()
+        };
+        for &i in keep {
+            s.extra
+                .extend_from_slice(&self.extra[i * self.e * p..(i + 1) * self.e * p]);
+            s.x.extend_from_slice(&self.x[i * self.c * p..(i + 1) * self.c * p]);
+            s.valid.extend_from_slice(self.valid_of(i));
+            s.label.extend_from_slice(self.label_of(i));
+        }
+        s
+    }
+
+    fn clone_empty(&self) -> Seq {
+        Seq {
+            place: self.place.clone(),
+            days: Vec::new(),
+            c: self.c,
+            h: self.h,
+            w: self.w,
+            x: Vec::new(),
+            valid: Vec::new(),
+            label: Vec::new(),
+            mask: self.mask.clone(),
+            e: self.e,
+            extra: Vec::new(),
+            meta: Vec::new(),
+        }
+    }
+
+    /// `[K, C, H, W]` bands standardized per day and band over the day's
+    /// valid pixels (0 where not valid).
+    pub(crate) fn standardized(&self) -> Vec<f32> {
+        let p = self.plane();
+        let mut out = vec![0.0f32; self.x.len()];
+        for i in 0..self.len() {
+            let v = self.valid_of(i);
+            for b in 0..self.c {
+                let x = self.band_of(i, b);
+                let (mut n, mut s) = (0.0f64, 0.0f64);
+                for q in 0..p {
+                    if v[q] >= 0.5 {
+                        n += 1.0;
+                        s += x[q] as f64;
+                    }
+                }
+                let mean = s / n.max(1.0);
+                let mut ss = 0.0f64;
+                for q in 0..p {
+                    if v[q] >= 0.5 {
+                        ss += (x[q] as f64 - mean).powi(2);
+                    }
+                }
+                let sd = (ss / n.max(1.0) + 1e-4).sqrt();
+                let o = &mut out[(i * self.c + b) * p..(i * self.c + b + 1) * p];
+                for q in 0..p {
+                    if v[q] >= 0.5 {
+                        o[q] = ((x[q] as f64 - mean) / sd) as f32;
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Per pixel and band, the median of `values` (`[K, C, H, W]`) over the days
+/// valid there (`valid`, `[K, H, W]`); 0 where no day is.
+pub(crate) fn temporal_median(values: &[f32], valid: &[f32], k: usize, c: usize) -> Vec<f32> {
+    let p = valid.len() / k.max(1);
+    let mut out = vec![0.0f32; c * p];
+    let mut buf = Vec::with_capacity(k);
+    for b in 0..c {
+        for q in 0..p {
+            buf.clear();
+            for i in 0..k {
+                if valid[i * p + q] >= 0.5 {
+                    buf.push(values[(i * c + b) * p + q]);
+                }
+            }
+            out[b * p + q] = median(&mut buf);
+        }
+    }
+    out
+}
+
+/// The median (mean of the middle two for an even count); 0 when empty.
+pub(crate) fn median(v: &mut [f32]) -> f32 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_unstable_by(f32::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+/// The places of a batch (rows kept as `keep` says) with the days `pick`
+/// takes that have data (under 99 % no data).
+pub(crate) fn sequences(
+    hb: &HostBatch,
+    keep: impl Fn(usize) -> bool,
+    pick: impl Fn(NaiveDate) -> bool,
+) -> Vec<Seq> {
+    let [_, t, c, h, w] = hb.shape;
+    let p = h * w;
+    let mut out = Vec::new();
+    for row in 0..hb.ids.len() {
+        if !keep(row) {
+            continue;
+        }
+        let mut s = Seq {
+            place: hb.ids[row].clone(),
+            days: Vec::new(),
+            c,
+            h,
+            w,
+            x: Vec::new(),
+            valid: Vec::new(),
+            label: Vec::new(),
+            mask: hb
+                .mask
+                .as_ref()
+                .map_or_else(|| vec![0.0; p], |m| m[row * p..(row + 1) * p].to_vec()),
+            e: hb.extra.as_ref().map_or(0, |x| x.2 + 1),
+            extra: Vec::new(),
+            meta: Vec::new(),
+        };
+        for (ti, &day) in hb.days[row].iter().enumerate().take(t) {
+            let f = row * t + ti;
+            let pct = hb.pct_nans[f];
+            if !pick(day) || pct.is_nan() || pct >= 99.0 {
+                continue;
+            }
+            s.days.push(day);
+            s.x.extend_from_slice(&hb.inputs[f * c * p..(f + 1) * c * p]);
+            s.valid.extend_from_slice(&hb.valid[f * p..(f + 1) * p]);
+            s.label.extend_from_slice(&hb.label[f * p..(f + 1) * p]);
+            if let Some((values, valid, e)) = &hb.extra {
+                s.extra.extend(extra_features(
+                    &values[f * e * p..(f + 1) * e * p],
+                    &valid[f * p..(f + 1) * p],
+                    *e,
+                ));
+            }
+            let eo = hb.eo_cloud_cover[f];
+            let tcf = hb.tile_cloud_fraction[f];
+            let nz = |v: f32| if v.is_finite() { v } else { 0.0 };
+            s.meta.push([
+                1.0 - pct / 100.0,
+                nz(eo) / 100.0,
+                pct / 100.0,
+                nz(tcf),
+                f32::from(eo.is_finite()),
+            ]);
+        }
+        if !s.days.is_empty() {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// Another input's step as model features: each band in dB
+/// (`10 log10`, backscatter's unit), standardized over the step's valid
+/// pixels, 0 where not valid; then the validity. `E + 1` planes.
+pub(crate) fn extra_features(values: &[f32], valid: &[f32], e: usize) -> Vec<f32> {
+    let p = valid.len();
+    let mut out = vec![0.0f32; (e + 1) * p];
+    for b in 0..e {
+        let db: Vec<f32> = values[b * p..(b + 1) * p]
+            .iter()
+            .map(|&v| 10.0 * v.max(1e-6).log10())
+            .collect();
+        let ok = |q: usize| valid[q] >= 0.5 && values[b * p + q].is_finite();
+        let n = (0..p).filter(|&q| ok(q)).count().max(1) as f32;
+        let mean = (0..p).filter(|&q| ok(q)).map(|q| db[q]).sum::<f32>() / n;
+        let var = (0..p)
+            .filter(|&q| ok(q))
+            .map(|q| (db[q] - mean).powi(2))
+            .sum::<f32>()
+            / n;
+        let sd = (var + 1e-4).sqrt();
+        for q in 0..p {
+            if ok(q) {
+                out[b * p + q] = (db[q] - mean) / sd;
+            }
+        }
+    }
+    out[e * p..].copy_from_slice(valid);
+    out
+}
+
+/// The tensors of a group of places, padded with empty days to the longest.
+pub(crate) fn tensors(group: &[&Seq], device: &Device) -> SeqTensors {
+    let g = group.len();
+    let k = group.iter().map(|s| s.len()).max().unwrap_or(1).max(1);
+    let (c, e, h, w) = group.first().map_or((1, 0, 1, 1), |s| (s.c, s.e, s.h, s.w));
+    let p = h * w;
+    let f = 2 * c + 2 + e;
+    let mut feats = vec![0.0f32; g * k * f * p];
+    let mut valid = vec![0.0f32; g * k * p];
+    let mut label = vec![0.0f32; g * k * p];
+    let mut mask = vec![0.0f32; g * k * p];
+    let mut meta = vec![0.0f32; g * k * META];
+    for (gi, s) in group.iter().enumerate() {
+        let z = s.standardized();
+        let med = temporal_median(&z, &s.valid, s.len(), c);
+        for i in 0..k {
+            let n = gi * k + i;
+            mask[n * p..(n + 1) * p].copy_from_slice(&s.mask);
+            if i >= s.len() {
+                continue; // padding: no data, no label
+            }
+            let v = s.valid_of(i);
+            valid[n * p..(n + 1) * p].copy_from_slice(v);
+            label[n * p..(n + 1) * p].copy_from_slice(s.label_of(i));
+            meta[n * META..(n + 1) * META].copy_from_slice(&s.meta[i]);
+            let out = &mut feats[n * f * p..(n + 1) * f * p];
+            for b in 0..c {
+                let zb = &z[(i * c + b) * p..(i * c + b + 1) * p];
+                out[b * p..(b + 1) * p].copy_from_slice(zb);
+                let diff = &mut out[(c + b) * p..(c + b + 1) * p];
+                for q in 0..p {
+                    diff[q] = if v[q] >= 0.5 {
+                        zb[q] - med[b * p + q]
+                    } else {
+                        0.0
+                    };
+                }
+            }
+            out[2 * c * p..(2 * c + 1) * p].copy_from_slice(v);
+            out[(2 * c + 1) * p..(2 * c + 1 + e) * p]
+                .copy_from_slice(&s.extra[i * e * p..(i + 1) * e * p]);
+            out[(2 * c + 1 + e) * p..(2 * c + 2 + e) * p].copy_from_slice(&s.mask);
+        }
+    }
+    let t4 = |v: Vec<f32>, ch: usize| {
+        Tensor::<4>::from_data(TensorData::new(v, [g * k, ch, h, w]), device)
+    };
+    SeqTensors {
+        feats: t4(feats, f),
+        valid: t4(valid, 1),
+        label: t4(label, 1),
+        mask: t4(mask, 1),
+        meta: Tensor::<3>::from_data(TensorData::new(meta, [g, k, META]), device),
+        groups: g,
+        days: k,
+    }
+}

@@ -1,0 +1,228 @@
+//! The two training loops: the temporal model (a step is a few places,
+//! each with a random subset of its training days) and the per-day UNet (a
+//! step is a micro-batch of day tiles). Both: forward, masked loss,
+//! backward, Adam with a cosine-decayed rate; the loader's data wait timed.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use burn::optim::{AdamConfig, GradientsParams};
+use chrono::NaiveDate;
+
+use crate::args::Opts;
+use crate::data::{HostBatch, Loaders, Mix, Split, gather, host, slices};
+use crate::metrics::Counts;
+use crate::model::{ShipNet, masked_loss};
+use crate::report::EpochReport;
+use crate::temporal::{Seq, TemporalNet, sequences, tensors};
+use crate::{Res, dbg_err, say};
+
+/// What the training did.
+#[derive(Debug, Default)]
+pub(crate) struct Log {
+    pub(crate) epochs: Vec<EpochReport>,
+    /// Loss of every optimizer step, in order.
+    pub(crate) losses: Vec<f32>,
+    /// Days the training steps saw.
+    pub(crate) trained_days: BTreeSet<NaiveDate>,
+}
+
+/// Cosine decay to 5 % of `lr` over `total` steps.
+fn rate(lr: f64, step: usize, total: usize) -> f64 {
+    let frac = (step as f64 / total.max(1) as f64).min(1.0);
+    lr * (0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * frac).cos()))
+}
+
+/// Pixel counts of a step's logits against its targets on valid pixels.
+fn count(counts: &mut Counts, z: &[f32], y: &[f32], v: &[f32]) {
+    for p in 0..z.len() {
+        if v[p] >= 0.5 {
+            counts.add(z[p] > 0.0, y[p] > 0.5);
+        }
+    }
+}
+
+fn epoch_line(o: &Opts, r: &EpochReport, of: usize, train: &Counts) {
+    say(
+        o,
+        format!(
+            "epoch {:>2}/{}  loss {:.4}  train pixel F1 {:.3}  data wait {:.1} %  {:.1} day tiles/s  ({:.1} s)",
+            r.epoch + 1,
+            of,
+            r.loss,
+            train.f1(),
+            100.0 * r.wait_fraction,
+            r.tiles_per_s,
+            r.seconds
+        ),
+    );
+}
+
+/// At most `keep` of a place's days, a seeded random subset in day order
+/// (at least three where it has them): each step sees another gap pattern.
+fn subset(s: &Seq, mix: &mut Mix) -> Seq {
+    let k = s.len();
+    if k <= 3 {
+        return s.clone();
+    }
+    let keep = 3 + (mix.next() % (k as u64 - 2)) as usize; // 3..=k
+    let mut idx: Vec<usize> = (0..k).collect();
+    for i in (1..k).rev() {
+        idx.swap(i, (mix.next() % (i as u64 + 1)) as usize);
+    }
+    idx.truncate(keep);
+    idx.sort_unstable();
+    s.subset(&idx)
+}
+
+/// Trains the temporal model on the training days of each place.
+pub(crate) fn temporal(
+    o: &Opts,
+    l: &Loaders,
+    mut model: TemporalNet,
+    log: &mut Log,
+) -> Res<TemporalNet> {
+    let mut optim = AdamConfig::new().init();
+    let places = l.train.batches().num_items();
+    let per_epoch = places.div_ceil(o.places_per_step);
+    let total = o.epochs * o.max_steps.map_or(per_epoch, |m| m.min(per_epoch));
+    let mut mix = Mix(o.seed);
+    let device = l.device.clone();
+    let mut step = 0usize;
+    for epoch in 0..o.epochs {
+        let t0 = Instant::now();
+        let (mut wait, mut tiles, mut esteps, mut eloss) = (0.0f64, 0usize, 0usize, 0.0f64);
+        let mut train_counts = Counts::default();
+        let mut it = burn::data::dataloader::DataLoader::iter(&l.train);
+        'epoch: loop {
+            let tw = Instant::now();
+            let Some(batch) = it.next() else { break };
+            wait += tw.elapsed().as_secs_f64();
+            let hb = HostBatch::new(&batch.map_err(dbg_err)?, &l.info)?;
+            let mut seqs: Vec<Seq> = sequences(
+                &hb,
+                |r| hb.keep(r, Split::Train),
+                |d| l.info.split(d) == Split::Train,
+            )
+            .iter()
+            .map(|s| subset(s, &mut mix))
+            .collect();
+            for i in (1..seqs.len()).rev() {
+                seqs.swap(i, (mix.next() % (i as u64 + 1)) as usize);
+            }
+            for group in seqs.chunks(o.places_per_step) {
+                if o.max_steps.is_some_and(|m| esteps >= m) {
+                    break 'epoch;
+                }
+                let refs: Vec<&Seq> = group.iter().collect();
+                for s in group {
+                    log.trained_days.extend(s.days.iter().copied());
+                }
+                let t = tensors(&refs, &device);
+                let logits = model.forward(&t);
+                count(
+                    &mut train_counts,
+                    &host(logits.clone())?,
+                    &host(t.label.clone())?,
+                    &host(t.valid.clone())?,
+                );
+                let loss = masked_loss(logits, t.label.clone(), t.valid.clone(), o.pos_weight);
+                let lv = loss.clone().into_scalar::<f32>();
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = optim.step(rate(o.lr, step, total), model, grads);
+                log.losses.push(lv);
+                eloss += lv as f64;
+                tiles += group.iter().map(Seq::len).sum::<usize>();
+                step += 1;
+                esteps += 1;
+            }
+        }
+        drop(it);
+        let seconds = t0.elapsed().as_secs_f64();
+        let r = EpochReport {
+            epoch,
+            loss: eloss / esteps.max(1) as f64,
+            wait_fraction: wait / seconds.max(1e-9),
+            tiles_per_s: tiles as f64 / seconds.max(1e-9),
+            seconds,
+            steps: esteps,
+        };
+        epoch_line(o, &r, o.epochs, &train_counts);
+        log.epochs.push(r);
+    }
+    Ok(model)
+}
+
+/// Trains the per-day UNet on the training days' tiles, `epochs` epochs.
+pub(crate) fn unet(
+    o: &Opts,
+    l: &Loaders,
+    mut model: ShipNet,
+    epochs: usize,
+    train_slices: usize,
+    log: &mut Log,
+) -> Res<ShipNet> {
+    let mut optim = AdamConfig::new().init();
+    // Steps per epoch: each batch's training slices in micro-batches.
+    let per_epoch = train_slices.div_ceil(o.micro_batch) + l.train.batches().num_batches();
+    let total = epochs * o.max_steps.map_or(per_epoch, |m| m.min(per_epoch));
+    let mut mix = Mix(o.seed);
+    let mut step = 0usize;
+    for epoch in 0..epochs {
+        let t0 = Instant::now();
+        let (mut wait, mut tiles, mut esteps, mut eloss) = (0.0f64, 0usize, 0usize, 0.0f64);
+        let mut train_counts = Counts::default();
+        let mut it = burn::data::dataloader::DataLoader::iter(&l.train);
+        loop {
+            if o.max_steps.is_some_and(|m| esteps >= m) {
+                break;
+            }
+            let tw = Instant::now();
+            let Some(batch) = it.next() else { break };
+            wait += tw.elapsed().as_secs_f64();
+            let batch = batch.map_err(dbg_err)?;
+            let mut sl = slices(&batch, &l.info, Split::Train)?;
+            // Day slices in a seeded random order (Fisher–Yates).
+            for i in (1..sl.len()).rev() {
+                sl.swap(i, (mix.next() % (i as u64 + 1)) as usize);
+            }
+            for chunk in sl.chunks(o.micro_batch) {
+                if o.max_steps.is_some_and(|m| esteps >= m) {
+                    break;
+                }
+                let idx: Vec<usize> = chunk.iter().map(|s| s.0).collect();
+                log.trained_days.extend(chunk.iter().map(|s| s.1));
+                let [x, y, v] = gather(&batch, &l.info, &idx)?;
+                let logits = model.forward(x, v.clone());
+                count(
+                    &mut train_counts,
+                    &host(logits.clone())?,
+                    &host(y.clone())?,
+                    &host(v.clone())?,
+                );
+                let loss = masked_loss(logits, y, v, o.pos_weight);
+                let lv = loss.clone().into_scalar::<f32>();
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = optim.step(rate(o.lr, step, total), model, grads);
+                log.losses.push(lv);
+                eloss += lv as f64;
+                tiles += idx.len();
+                step += 1;
+                esteps += 1;
+            }
+        }
+        drop(it);
+        let seconds = t0.elapsed().as_secs_f64();
+        let r = EpochReport {
+            epoch,
+            loss: eloss / esteps.max(1) as f64,
+            wait_fraction: wait / seconds.max(1e-9),
+            tiles_per_s: tiles as f64 / seconds.max(1e-9),
+            seconds,
+            steps: esteps,
+        };
+        epoch_line(o, &r, epochs, &train_counts);
+        log.epochs.push(r);
+    }
+    Ok(model)
+}
