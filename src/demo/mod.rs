@@ -10,7 +10,9 @@
 //! data/<id>/<band>.tif  COGs: B02 B03 B04 B08 (10 m, uint16), B11 (20 m, uint16), SCL (20 m, uint8)
 //! terminals.geojson     the port-terminal polygons (WGS 84)
 //! labels/ships.geojson  ground-truth ship footprints, one feature per ship and day (`datetime`),
-//!                       S2 days and Sentinel-1-only days alike
+//!                       S2 days and Sentinel-1-only days alike; `ship_id` is the same on every
+//!                       day of a ship's visit (moored ships dwell 2–7 days at one place),
+//!                       `arrival_day`/`departure_day` its visit (null for the ship under way)
 //! collections/<id>.json the other collections: <collection>-s1 (Sentinel-1 RTC-like VV/VH),
 //!                       <collection>-dem (elevation), <collection>-landcover (ESA WorldCover codes)
 //! data/<id>/vv.tif ...  their COGs (items in items/ beside the S2 ones); see `sensors.rs`

@@ -477,6 +477,31 @@ mod tests {
     }
 
     #[test]
+    fn the_second_committed_recipe_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/second-port/recipe.toml");
+        let r = Recipe::from_file(&path).unwrap();
+        let oakland = Recipe::oakland();
+        assert_eq!(r.name, "second-port");
+        assert_ne!(r.seed, oakland.seed);
+        assert_ne!((r.year, r.month), (oakland.year, oakland.month));
+        assert_eq!(r.terminals.len(), 3);
+        assert_ne!(r.terminals, oakland.terminals);
+        let days: std::collections::BTreeSet<_> = r.scenes().iter().map(|s| s.day).collect();
+        assert_eq!(days.len(), 13, "{days:?}");
+        let specs: Vec<_> = r.scenes().into_iter().map(|s| s.spec).collect();
+        assert!(specs.iter().any(|s| s.n_clouds >= 10), "a cloudy day");
+        assert!(specs.iter().filter(|s| !s.haze.is_empty()).count() >= 3);
+        assert!(specs.iter().filter(|s| !s.glint.is_empty()).count() >= 3);
+        assert!(specs.iter().filter(|s| s.edge.is_some()).count() >= 2);
+        assert!(
+            r.scenes()
+                .iter()
+                .any(|s| r.granules[&s.granule].epsg.code() == 32611)
+        );
+        assert_eq!(r.s1_passes().len(), 10);
+    }
+
+    #[test]
     fn malformed_recipes_name_the_problem() {
         let p = Path::new("bad.toml");
         let e = Recipe::from_toml_str("name = ", p).unwrap_err();

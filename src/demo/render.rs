@@ -175,6 +175,10 @@ pub(crate) struct TerminalGeom {
 /// A ship: a rectangle in a frame's local coordinates.
 #[derive(Debug, Clone)]
 pub(crate) struct Ship {
+    /// Stable id: `"{terminal}-{berth}-{visit}"` (terminal as `terminal_id`
+    /// in terminals.geojson, berth and visit counted from 1) for a ship at a
+    /// berth, `"under-way"` for the one in the channel.
+    pub(crate) id: String,
     pub(crate) frame: Frame,
     pub(crate) uc: f64,
     pub(crate) vc: f64,
@@ -182,6 +186,10 @@ pub(crate) struct Ship {
     pub(crate) hw: f64,
     /// Terminal name, or `None` for the ship under way.
     pub(crate) terminal: Option<String>,
+    /// Arrival and departure day of month of a berth visit: moored on days
+    /// `arrival..departure` (the departure may fall after the month's end);
+    /// `None` for the ship under way.
+    pub(crate) stay: Option<(u32, u32)>,
     /// A dark hull (about as bright as asphalt) rather than a bright deck.
     pub(crate) dark: bool,
     /// Brightness multiplier of the hull.
@@ -209,6 +217,93 @@ impl Ship {
     }
 }
 
+/// Berth slots are cut along a quay every `SLOT_M` metres or more.
+const SLOT_M: f64 = 300.0;
+/// Water kept at each end of a berth slot: ships of neighbouring slots are
+/// at least twice this apart, so each ship is its own 8-connected
+/// component of a 10 m label raster.
+const SLOT_MARGIN_M: f64 = 20.0;
+/// The schedule covers days `1..=SCHEDULE_DAYS` of the month.
+const SCHEDULE_DAYS: u32 = 31;
+
+/// Draws a hull: dark with probability 0.4, and a tone.
+fn paint(rng: &mut Rng) -> (bool, f64) {
+    let dark = rng.uniform(0.0, 1.0) < 0.4;
+    let tone = if dark {
+        rng.uniform(0.85, 1.2)
+    } else {
+        rng.uniform(0.85, 1.15)
+    };
+    (dark, tone)
+}
+
+/// The month's berth visits of the terminals, drawn once from `seed`.
+///
+/// Each terminal's water side is cut along the quay into
+/// `max(1, floor(2·hu / 300 m))` slots. Each slot holds visits in turn: an
+/// empty gap of 1–5 days (the first 0 for half the slots, so about half the
+/// berths are busy on day 1, else 1–4), then a ship moored 2–7 days at one
+/// position, and again until the month ends. A ship is 150–330 m long but keeps 20 m of water to each end
+/// of its slot, 30–50 m wide, and lies in the berth band `v` in
+/// `[20 − hv, −70]` of the terminal frame (a terminal too small for that
+/// has no berths).
+fn berth_schedule(seed: u64, terminals: &[TerminalGeom]) -> Vec<Ship> {
+    let mut ships = Vec::new();
+    for (k, t) in terminals.iter().enumerate() {
+        let quay = 2.0 * t.hu;
+        let slots = ((quay / SLOT_M).floor() as usize).max(1);
+        let slot_len = quay / slots as f64;
+        let max_len = (slot_len - 2.0 * SLOT_MARGIN_M).min(330.0);
+        // The berth band is `v` in [-hv + 20, -70]: a ship fits across it
+        // when it is at most `hv - 90` m wide.
+        let max_width = (t.hv - 90.0).min(50.0);
+        if max_len < 50.0 || max_width < 30.0 {
+            continue; // no room for a ship on this (small) terminal
+        }
+        for slot in 0..slots {
+            let lo = -t.hu + slot as f64 * slot_len + SLOT_MARGIN_M;
+            let hi = lo + slot_len - 2.0 * SLOT_MARGIN_M;
+            // A stream per terminal and slot: the schedule of one berth does
+            // not depend on how many others there are.
+            let mut rng = Rng::new(
+                seed.wrapping_mul(0x2545_F491_4F6C_DD1D)
+                    .wrapping_add(3000 + 64 * k as u64 + slot as u64),
+            );
+            // The first gap: none for half the berths (busy on day 1),
+            // else 1–4 days.
+            let mut arrival = if rng.uniform(0.0, 1.0) < 0.5 {
+                1
+            } else {
+                2 + rng.below(4) as u32
+            };
+            let mut visit = 1;
+            while arrival <= SCHEDULE_DAYS {
+                let departure = arrival + 2 + rng.below(6) as u32;
+                let length = rng.uniform(150.0f64.min(max_len), max_len);
+                let width = rng.uniform(30.0, max_width);
+                let uc = rng.uniform(lo + length / 2.0, hi - length / 2.0);
+                let vc = rng.uniform(-t.hv + 20.0 + width / 2.0, -70.0 - width / 2.0);
+                let (dark, tone) = paint(&mut rng);
+                ships.push(Ship {
+                    id: format!("{}-{}-{visit}", k + 1, slot + 1),
+                    frame: t.frame,
+                    uc,
+                    vc,
+                    hl: length / 2.0,
+                    hw: width / 2.0,
+                    terminal: Some(t.name.clone()),
+                    stay: Some((arrival, departure)),
+                    dark,
+                    tone,
+                });
+                visit += 1;
+                arrival = departure + 1 + rng.below(5) as u32;
+            }
+        }
+    }
+    ships
+}
+
 /// The static part of the world, in the recipe CRS.
 #[derive(Debug, Clone)]
 pub(crate) struct WorldModel {
@@ -217,13 +312,15 @@ pub(crate) struct WorldModel {
     pub(crate) yc: f64,
     pub(crate) seed: u64,
     pub(crate) terminals: Vec<TerminalGeom>,
+    /// Every berth visit of the month ([`berth_schedule`]).
+    berths: Vec<Ship>,
 }
 
 impl WorldModel {
     pub(crate) fn new(recipe: &Recipe) -> Result<Self> {
         let t = Transformer::new(Epsg::WGS84, recipe.epsg)?;
         let (xc, yc) = t.transform(recipe.centroid[0], recipe.centroid[1])?;
-        let terminals = recipe
+        let terminals: Vec<TerminalGeom> = recipe
             .terminals
             .iter()
             .map(|t| TerminalGeom {
@@ -238,46 +335,22 @@ impl WorldModel {
             xc,
             yc,
             seed: recipe.seed,
+            berths: berth_schedule(recipe.seed, &terminals),
             terminals,
         })
     }
 
-    /// Ships of a day: 1–3 at the berths of each terminal, one under way.
-    /// About 40 % have dark hulls; the rest bright decks of varied tone.
+    /// Ships of a day: those moored at the berths that day (the month's
+    /// schedule, [`berth_schedule`]), then the one under way in the channel,
+    /// 160 m further north each day. About 40 % have dark hulls; the rest
+    /// bright decks of varied tone.
     pub(crate) fn ships_for_day(&self, day: u32) -> Vec<Ship> {
-        let mut rng = Rng::new(self.seed.wrapping_add(1000 + day as u64));
-        // Hull colours from their own stream: positions stay those of version 1.
-        let mut hull = Rng::new(self.seed.wrapping_add(5000 + day as u64));
-        let mut paint = move || {
-            let dark = hull.uniform(0.0, 1.0) < 0.4;
-            let tone = if dark {
-                hull.uniform(0.85, 1.2)
-            } else {
-                hull.uniform(0.85, 1.15)
-            };
-            (dark, tone)
-        };
-        let mut ships = Vec::new();
-        for t in &self.terminals {
-            let n = 1 + rng.below(3);
-            for _ in 0..n {
-                let length = rng.uniform(150.0, (2.0 * t.hu).min(330.0));
-                let width = rng.uniform(30.0, 50.0);
-                let uc = rng.uniform(-t.hu + length / 2.0, t.hu - length / 2.0);
-                let vc = rng.uniform(-t.hv + 20.0 + width / 2.0, -70.0 - width / 2.0);
-                let (dark, tone) = paint();
-                ships.push(Ship {
-                    frame: t.frame,
-                    uc,
-                    vc,
-                    hl: length / 2.0,
-                    hw: width / 2.0,
-                    terminal: Some(t.name.clone()),
-                    dark,
-                    tone,
-                });
-            }
-        }
+        let mut ships: Vec<Ship> = self
+            .berths
+            .iter()
+            .filter(|s| s.stay.is_some_and(|(a, d)| (a..d).contains(&day)))
+            .cloned()
+            .collect();
         let rot = self
             .terminals
             .first()
@@ -288,14 +361,16 @@ impl WorldModel {
             cy: self.yc - 2500.0 + 160.0 * day as f64,
             ..rot
         };
-        let (dark, tone) = paint();
+        let (dark, tone) = paint(&mut Rng::new(self.seed.wrapping_add(5000)));
         ships.push(Ship {
+            id: "under-way".into(),
             frame: under_way,
             uc: 0.0,
             vc: 0.0,
             hl: 110.0,
             hw: 18.0,
             terminal: None,
+            stay: None,
             dark,
             tone,
         });
@@ -729,16 +804,148 @@ mod tests {
         assert!((mean - 0.5).abs() < 0.02, "{mean}");
     }
 
-    #[test]
-    fn ships_sit_in_berths_and_move() {
-        let m = WorldModel::new(&Recipe::oakland()).unwrap();
-        let d1 = m.ships_for_day(1);
-        let d3 = m.ships_for_day(3);
-        assert!(d1.len() >= 3 && d1.len() <= 7);
-        assert_ne!(d1[0].uc, d3[0].uc, "ships move between days");
-        for s in d1.iter().filter(|s| s.terminal.is_some()) {
-            assert!(s.vc + s.hw <= -50.0, "ship on the water side of the quay");
+    /// The committed recipes: Oakland and the second port.
+    fn recipes() -> [Recipe; 2] {
+        let second = Recipe::from_toml_str(
+            include_str!("../../datasets/second-port/recipe.toml"),
+            std::path::Path::new("datasets/second-port/recipe.toml"),
+        )
+        .unwrap();
+        [Recipe::oakland(), second]
+    }
+
+    /// A lower bound of the distance between two ships: the widest gap
+    /// between their projections on the four edge normals (exact for two
+    /// ships of one frame).
+    fn gap(a: &Ship, b: &Ship) -> f64 {
+        let (ca, cb) = (a.corners(), b.corners());
+        let mut best = f64::NEG_INFINITY;
+        for c in [&ca, &cb] {
+            for k in 0..2 {
+                let (p, q) = (c[k], c[k + 1]);
+                let len = ((q.0 - p.0).powi(2) + (q.1 - p.1).powi(2)).sqrt();
+                let n = ((q.1 - p.1) / len, (p.0 - q.0) / len);
+                let proj = |c: &[(f64, f64); 4]| {
+                    let v = c.map(|p| p.0 * n.0 + p.1 * n.1);
+                    (
+                        v.iter().copied().fold(f64::INFINITY, f64::min),
+                        v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                    )
+                };
+                let ((a0, a1), (b0, b1)) = (proj(&ca), proj(&cb));
+                best = best.max((b0 - a1).max(a0 - b1));
+            }
         }
+        best
+    }
+
+    #[test]
+    fn ships_of_a_day_keep_40_m_of_water_between_them() {
+        for r in recipes() {
+            let m = WorldModel::new(&r).unwrap();
+            for day in 1..=31 {
+                let ships = m.ships_for_day(day);
+                for (i, a) in ships.iter().enumerate() {
+                    for b in &ships[i + 1..] {
+                        let g = gap(a, b);
+                        assert!(g >= 40.0, "{} day {day}: {} {} {g} m", r.name, a.id, b.id);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn berth_ships_dwell_in_place_and_come_and_go() {
+        for r in recipes() {
+            let m = WorldModel::new(&r).unwrap();
+            // id -> (first day seen, ship), days seen
+            let mut seen: std::collections::BTreeMap<String, (Ship, Vec<u32>)> =
+                std::collections::BTreeMap::new();
+            for day in 1..=31 {
+                let ships = m.ships_for_day(day);
+                let ids: std::collections::BTreeSet<_> = ships.iter().map(|s| &s.id).collect();
+                assert_eq!(ids.len(), ships.len(), "ids of a day are unique");
+                for s in ships.into_iter().filter(|s| s.terminal.is_some()) {
+                    let e = seen.entry(s.id.clone()).or_insert((s.clone(), Vec::new()));
+                    let f = &e.0;
+                    assert_eq!(
+                        (f.uc, f.vc, f.hl, f.hw, f.dark, f.tone, f.stay),
+                        (s.uc, s.vc, s.hl, s.hw, s.dark, s.tone, s.stay),
+                        "{}: a moored ship does not change",
+                        s.id
+                    );
+                    e.1.push(day);
+                }
+            }
+            assert!(m.ships_for_day(40).iter().all(|s| s.terminal.is_none()));
+            for (k, t) in m.terminals.iter().enumerate() {
+                let visits: Vec<_> = seen
+                    .values()
+                    .filter(|(s, _)| s.terminal.as_deref() == Some(t.name.as_str()))
+                    .collect();
+                let arrivals = visits
+                    .iter()
+                    .filter(|(s, _)| s.stay.is_some_and(|(a, _)| a > 1))
+                    .count();
+                let departures = visits
+                    .iter()
+                    .filter(|(s, _)| s.stay.is_some_and(|(_, d)| d <= 31))
+                    .count();
+                assert!(arrivals >= 1 && departures >= 1, "{} {}", r.name, t.name);
+                for (s, days) in &visits {
+                    assert!(s.id.starts_with(&format!("{}-", k + 1)), "{}", s.id);
+                    let (a, d) = s.stay.unwrap();
+                    assert!((2..=7).contains(&(d - a)), "{}: {a}..{d}", s.id);
+                    let want: Vec<u32> = (a..d.min(32)).collect();
+                    assert_eq!(days, &want, "{}: present on its days only", s.id);
+                    // on the water side, inside the terminal's berth band
+                    assert!(s.vc + s.hw <= -70.0 + 1e-9 && s.vc - s.hw >= -t.hv + 20.0 - 1e-9);
+                    assert!(s.uc.abs() + s.hl <= t.hu - 20.0 + 1e-9, "{}", s.id);
+                    assert!((2.0 * s.hl) >= 150.0 && (2.0 * s.hl) <= 330.0);
+                }
+            }
+            assert!(
+                m.ships_for_day(1).iter().any(|s| s.terminal.is_some()),
+                "{}: some berths are busy on day 1",
+                r.name
+            );
+        }
+    }
+
+    /// Berths are water, and open onto water beyond the terminal's edge.
+    #[test]
+    fn berths_are_on_water_facing_water() {
+        for r in recipes() {
+            let m = WorldModel::new(&r).unwrap();
+            let still = SceneState::still();
+            for t in &m.terminals {
+                for u in [-t.hu + 50.0, 0.0, t.hu - 50.0] {
+                    for v in [-t.hv + 30.0, -100.0, -t.hv - 40.0] {
+                        let (x, y) = t.frame.world(u, v);
+                        let c = sample(&m, &still, x, y, 10.0).class();
+                        assert_eq!(c, Class::Water, "{} {} u {u} v {v}", r.name, t.name);
+                    }
+                    let (x, y) = t.frame.world(u, 0.0);
+                    let c = sample(&m, &still, x, y, 10.0).class();
+                    assert!(matches!(c, Class::Quay | Class::Container), "{c:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_ship_under_way_moves() {
+        let m = WorldModel::new(&Recipe::oakland()).unwrap();
+        let at = |day| {
+            let ships = m.ships_for_day(day);
+            let s = ships.iter().find(|s| s.id == "under-way").unwrap().clone();
+            assert!(s.terminal.is_none() && s.stay.is_none());
+            s
+        };
+        let (a, b) = (at(1), at(3));
+        assert!((b.centre().1 - a.centre().1 - 320.0).abs() < 1e-6);
+        assert_eq!((a.dark, a.tone), (b.dark, b.tone), "the same ship");
     }
 
     #[test]
@@ -765,48 +972,56 @@ mod tests {
 
     /// Over the terminals on a clear day, a brightness threshold low enough
     /// to keep 90 % of ship pixels keeps more land than ship, and the dark
-    /// hulls sit below land: brightness alone cannot find the ships.
+    /// hulls sit below land: brightness alone cannot find the ships. Ship
+    /// pixels are pooled over the ships of 8 days (lit as day 1) and
+    /// counted per day.
     #[test]
     fn brightness_alone_cannot_separate_ships() {
+        const DAYS: u32 = 8;
         let r = Recipe::oakland();
         let m = WorldModel::new(&r).unwrap();
         let scene = &r.scenes()[0]; // day 1: clear, no haze, no glint
-        let st = SceneState::new(&m, scene, (m.xc, m.yc), 20_480.0);
+        let mut st = SceneState::new(&m, scene, (m.xc, m.yc), 20_480.0);
         let (mut ships, mut dark, mut others) = (Vec::new(), 0usize, Vec::new());
-        for row in 0..250 {
-            for col in 0..250 {
-                let (x, y) = (
-                    m.xc - 1500.0 + 10.0 * col as f64,
-                    m.yc + 1500.0 - 12.0 * row as f64,
-                );
-                let s = sample(&m, &st, x, y, 10.0);
-                let b = (0..3)
-                    .map(|b| reflectance(&s, &st, b, b as u64))
-                    .map(f64::from)
-                    .sum::<f64>()
-                    / 3.0;
-                match s.class {
-                    Class::Ship => ships.push(b),
-                    Class::DarkShip => {
-                        dark += 1;
-                        ships.push(b);
+        for day in 1..=DAYS {
+            st.ships = m.ships_for_day(day);
+            for row in 0..250 {
+                for col in 0..250 {
+                    let (x, y) = (
+                        m.xc - 1500.0 + 10.0 * col as f64,
+                        m.yc + 1500.0 - 12.0 * row as f64,
+                    );
+                    let s = sample(&m, &st, x, y, 10.0);
+                    let b = (0..3)
+                        .map(|b| reflectance(&s, &st, b, b as u64))
+                        .map(f64::from)
+                        .sum::<f64>()
+                        / 3.0;
+                    match s.class {
+                        Class::Ship => ships.push(b),
+                        Class::DarkShip => {
+                            dark += 1;
+                            ships.push(b);
+                        }
+                        _ if day == 1 => others.push(b),
+                        _ => {}
                     }
-                    _ => others.push(b),
                 }
             }
         }
+        assert!(ships.len() > 1000, "{} ship pixels", ships.len());
         ships.sort_by(f64::total_cmp);
         let t = ships[ships.len() / 10];
         let land_above = others.iter().filter(|&&b| b >= t).count();
+        let per_day = ships.len() / DAYS as usize;
         assert!(
-            land_above > ships.len(),
-            "{land_above} other pixels ≥ {t} vs {} ship pixels",
-            ships.len()
+            land_above > per_day,
+            "{land_above} other pixels ≥ {t} vs {per_day} ship pixels a day",
         );
         assert!(dark * 5 >= ships.len(), "{dark} dark of {}", ships.len());
         let bright_others = others.iter().filter(|&&b| b >= 2400.0).count();
         assert!(
-            bright_others > ships.len() / 2,
+            bright_others > per_day / 2,
             "{bright_others} bright non-ship pixels"
         );
     }

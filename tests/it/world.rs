@@ -130,3 +130,60 @@ fn cache_reuses_a_complete_world_and_rejects_others() {
         "{e}"
     );
 }
+
+/// The second committed world (`datasets/second-port`), at 128 px scenes:
+/// its ship truth holds ships that dwell (one `ship_id`, one footprint on
+/// consecutive acquisition days), arrive and leave, at each of its three
+/// terminals, and the ship under way; and its dataset config parses.
+#[test]
+fn the_second_world_has_dwelling_ships_at_three_terminals() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets");
+    let mut r = Recipe::from_file(&root.join("second-port/recipe.toml")).unwrap();
+    r.scene_size = 128;
+    r.cog_tile_size = 64;
+    let dir = tempfile::tempdir().unwrap();
+    let w = World::generate(&r, dir.path()).unwrap();
+    let ships: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(w.ships_path()).unwrap()).unwrap();
+    // ship_id -> (day of month, ring) per day seen
+    let mut seen: std::collections::BTreeMap<String, Vec<(u32, serde_json::Value)>> =
+        std::collections::BTreeMap::new();
+    let mut terminals = std::collections::BTreeSet::new();
+    for f in ships["features"].as_array().unwrap() {
+        let p = &f["properties"];
+        assert!(p["datetime"].as_str().unwrap().starts_with("2020-06-"));
+        let day: u32 = p["datetime"].as_str().unwrap()[8..10].parse().unwrap();
+        let id = p["ship_id"].as_str().unwrap().to_string();
+        if id == "under-way" {
+            assert!(p["arrival_day"].is_null() && p["departure_day"].is_null());
+        } else {
+            let (a, d) = (
+                p["arrival_day"].as_u64().unwrap() as u32,
+                p["departure_day"].as_u64().unwrap() as u32,
+            );
+            assert!((a..d).contains(&day) && (2..=7).contains(&(d - a)), "{p}");
+            terminals.insert(p["terminal"].as_str().unwrap().to_string());
+        }
+        seen.entry(id)
+            .or_default()
+            .push((day, f["geometry"].clone()));
+    }
+    assert_eq!(terminals.len(), 3, "{terminals:?}");
+    let dwelling = seen
+        .iter()
+        .filter(|(id, v)| *id != "under-way" && v.len() >= 2)
+        .inspect(|(id, v)| assert!(v.iter().all(|(_, g)| *g == v[0].1), "{id} moved"))
+        .count();
+    assert!(dwelling >= 5, "{dwelling} ships seen on several days");
+    assert!(
+        seen["under-way"].len() >= 20,
+        "the ship under way every day"
+    );
+    // the committed dataset over it parses
+    let cfg = tilestack::DatasetConfig::from_file(&root.join("second-port-ships.toml")).unwrap();
+    assert_eq!(cfg.labels[0].name, "ships");
+    assert_eq!(
+        cfg.catalog_source().unwrap(),
+        tilestack::dataset::CatalogSource::Demo(Some(root.join("second-port/recipe.toml")))
+    );
+}

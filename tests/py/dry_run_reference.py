@@ -46,10 +46,16 @@ READAHEAD = 8192
 
 
 def items(world):
+    """The Sentinel-2 items (the manifest's scenes; items/ also holds the
+    other sensors')."""
+    with open(os.path.join(world, "world.json")) as f:
+        s2 = {s["id"] for s in json.load(f)["scenes"]}
     out = []
     for p in sorted(glob.glob(os.path.join(world, "items", "*.json"))):
         with open(p) as f:
-            out.append(json.load(f))
+            it = json.load(f)
+        if it["id"] in s2:
+            out.append(it)
     return out
 
 
