@@ -43,7 +43,7 @@ pub(crate) struct Opts {
     #[arg(long, value_name = "temporal|unet", default_value = "temporal", value_parser = ["temporal", "unet"])]
     pub(crate) model: String,
     /// training epochs
-    #[arg(long, value_name = "N", default_value_t = 24)]
+    #[arg(long, value_name = "N", default_value_t = 16)]
     pub(crate) epochs: usize,
     /// with the temporal model: also train the per-day UNet for N epochs as
     /// a baseline in the same run (0: no UNet baseline)
@@ -63,7 +63,7 @@ pub(crate) struct Opts {
     pub(crate) with_input: Option<String>,
     /// places per optimizer step of the temporal model (each with all its
     /// observed days)
-    #[arg(long, value_name = "N", default_value_t = 2)]
+    #[arg(long, value_name = "N", default_value_t = 1)]
     pub(crate) places_per_step: usize,
     /// after training, also evaluate the model and the baselines on the
     /// held-out days of another dataset config (another world)
@@ -176,7 +176,7 @@ mod tests {
         let o = parse(&[]).expect("a bare command line");
         assert_eq!(o.config, PathBuf::from(DEFAULT_CONFIG));
         assert_eq!(o.out, PathBuf::from("ship-detection-out"));
-        assert_eq!((o.epochs, o.width, o.micro_batch, o.seed), (24, 16, 8, 7));
+        assert_eq!((o.epochs, o.width, o.micro_batch, o.seed), (16, 16, 8, 7));
         assert_eq!(
             (o.lr.to_bits(), o.pos_weight.to_bits()),
             (2e-3f64.to_bits(), 8f32.to_bits())
@@ -185,6 +185,12 @@ mod tests {
         assert!(o.shards.is_none() && o.eval.is_none() && o.label.is_none());
         assert!(o.holdout_from.is_none() && o.crop.is_none() && o.max_steps.is_none());
         assert!(!o.quiet);
+        assert_eq!(
+            (o.model.as_str(), o.unet_epochs, o.places_per_step),
+            ("temporal", 0, 2)
+        );
+        assert!(!o.no_metadata && !o.no_mask_attention);
+        assert!(o.with_input.is_none() && o.eval_world.is_none());
 
         let o = parse(&[
             "--config",
@@ -220,6 +226,18 @@ mod tests {
             "--seed",
             "9",
             "--quiet",
+            "--model",
+            "unet",
+            "--unet-epochs",
+            "3",
+            "--no-metadata",
+            "--no-mask-attention",
+            "--places-per-step",
+            "3",
+            "--with-input",
+            "s1",
+            "--eval-world",
+            "w.toml",
         ])
         .expect("every flag");
         assert_eq!(o.epochs, 5, "a repeated flag keeps its last value");
@@ -230,6 +248,13 @@ mod tests {
         );
         assert_eq!(o.shards.as_deref(), Some("s3://b/shards"));
         assert!(o.quiet);
+        assert_eq!(
+            (o.model.as_str(), o.unet_epochs, o.places_per_step),
+            ("unet", 3, 1)
+        );
+        assert!(o.no_metadata && o.no_mask_attention);
+        assert_eq!(o.with_input.as_deref(), Some("s1"));
+        assert_eq!(o.eval_world, Some(PathBuf::from("w.toml")));
 
         assert_eq!(
             parse(&["--crop", "0"]).expect("--crop 0").crop,
@@ -239,6 +264,8 @@ mod tests {
         for bad in [
             &["--width", "0"][..],
             &["--micro-batch", "0"],
+            &["--places-per-step", "0"],
+            &["--model", "lstm"],
             &["--holdout-from", "2019-8-20x"],
             &["--epochs"],
             &["--frobnicate"],

@@ -203,6 +203,7 @@ fn run(o: &Opts) -> Res<Report> {
     };
     let mut log = train::Log::default();
     let mut unet_base = None;
+    let mut unet_model = None;
     if let Some(path) = &o.eval {
         trained = match trained {
             Trained::Temporal(m) => Trained::Temporal(Box::new(
@@ -243,6 +244,7 @@ fn run(o: &Opts) -> Res<Report> {
                 &mut ulog,
             )?;
             unet_base = Some(evaluate(&Predictor::Unet(&u), &l, micro, &device, false)?);
+            unet_model = Some(u);
         }
     }
     let t_eval = Instant::now();
@@ -281,15 +283,21 @@ fn run(o: &Opts) -> Res<Report> {
             &device,
             false,
         )?;
+        let unet = match &unet_model {
+            Some(u) => Some(evaluate(&Predictor::Unet(u), &lw, micro, &device, false)?),
+            None => None,
+        };
         say(
             o,
             format!(
-                "unseen world {} (held out from {}): model {}\n  brightness baseline ship F1 {:.3}, temporal-median baseline ship F1 {:.3}",
+                "unseen world {} (held out from {}): model {}\n  brightness baseline ship F1 {:.3}, temporal-median baseline ship F1 {:.3}, per-day UNet {}",
                 cfg.display(),
                 lw.info.holdout_from,
                 ship_line(&model),
                 b.ships.f1(),
-                m.ships.f1()
+                m.ships.f1(),
+                unet.as_ref()
+                    .map_or("-".to_string(), |u| format!("ship F1 {:.3}", u.ships.f1()))
             ),
         );
         other = Some(WorldReport {
@@ -297,6 +305,7 @@ fn run(o: &Opts) -> Res<Report> {
             model,
             brightness: b,
             median: m,
+            unet,
         });
     }
 

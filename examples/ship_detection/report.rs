@@ -29,6 +29,7 @@ pub(crate) struct WorldReport {
     pub(crate) model: Evaluation,
     pub(crate) brightness: Evaluation,
     pub(crate) median: Evaluation,
+    pub(crate) unet: Option<Evaluation>,
 }
 
 /// What a run measured.
@@ -108,6 +109,7 @@ pub(crate) fn report_json(r: &Report, o: &Opts) -> serde_json::Value {
             "model": evaluation_json(&w.model),
             "brightness_baseline": evaluation_json(&w.brightness),
             "temporal_median_baseline": evaluation_json(&w.median),
+            "unet_baseline": w.unet.as_ref().map(evaluation_json),
         })),
     })
 }

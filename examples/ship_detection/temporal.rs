@@ -541,3 +541,34 @@ pub(crate) fn tensors(group: &[&Seq], device: &Device) -> SeqTensors {
         days: k,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_of_each_pixel_is_over_its_valid_days_only() {
+        // 3 days, 1 band, 2 pixels: pixel 0 valid on all days, pixel 1 on
+        // days 0 and 2 (day 1's value there must not count)
+        let values = [1.0, 10.0, 5.0, 99.0, 3.0, 20.0];
+        let valid = [1.0, 1.0, 1.0, 0.0, 1.0, 1.0];
+        assert_eq!(temporal_median(&values, &valid, 3, 1), vec![3.0, 15.0]);
+        assert_eq!(median(&mut []), 0.0);
+        // no valid day: 0
+        assert_eq!(temporal_median(&[4.0], &[0.0], 1, 1), vec![0.0]);
+    }
+
+    #[test]
+    fn extra_input_features_are_standardized_decibels_with_validity() {
+        let values = [1.0, 10.0, 100.0, 0.0];
+        let valid = [1.0, 1.0, 1.0, 0.0];
+        let f = extra_features(&values, &valid, 1);
+        // 0, 10, 20 dB: mean 10, sd sqrt(200/3)
+        let sd = (200.0f32 / 3.0 + 1e-4).sqrt();
+        for (got, want) in f[..3].iter().zip([-10.0 / sd, 0.0, 10.0 / sd]) {
+            assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        }
+        assert_eq!(f[3], 0.0, "no data: 0");
+        assert_eq!(&f[4..], &valid);
+    }
+}

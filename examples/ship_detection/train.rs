@@ -2,6 +2,7 @@
 //! each with a random subset of its training days) and the per-day UNet (a
 //! step is a micro-batch of day tiles). Both: forward, masked loss,
 //! backward, Adam with a cosine-decayed rate; the loader's data wait timed.
+//! Both see the same sun-glint augmentation ([`glint`]).
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -10,7 +11,9 @@ use burn::optim::{AdamConfig, GradientsParams};
 use chrono::NaiveDate;
 
 use crate::args::Opts;
-use crate::data::{HostBatch, Loaders, Mix, Split, gather, host, slices};
+use burn::tensor::{Tensor, TensorData};
+
+use crate::data::{HostBatch, Loaders, Mix, Split, gather, glint, host, slices};
 use crate::metrics::Counts;
 use crate::model::{ShipNet, masked_loss};
 use crate::report::EpochReport;
@@ -58,14 +61,14 @@ fn epoch_line(o: &Opts, r: &EpochReport, of: usize, train: &Counts) {
     );
 }
 
-/// At most `keep` of a place's days, a seeded random subset in day order
-/// (at least three where it has them): each step sees another gap pattern.
+/// A place's days less up to two, dropped at random (at least three kept
+/// where it has them): each step sees another gap pattern.
 fn subset(s: &Seq, mix: &mut Mix) -> Seq {
     let k = s.len();
     if k <= 3 {
         return s.clone();
     }
-    let keep = 3 + (mix.next() % (k as u64 - 2)) as usize; // 3..=k
+    let keep = k - (mix.next() % 3).min(k as u64 - 3) as usize;
     let mut idx: Vec<usize> = (0..k).collect();
     for i in (1..k).rev() {
         idx.swap(i, (mix.next() % (i as u64 + 1)) as usize);
@@ -105,7 +108,21 @@ pub(crate) fn temporal(
                 |d| l.info.split(d) == Split::Train,
             )
             .iter()
-            .map(|s| subset(s, &mut mix))
+            .map(|s| {
+                let mut s = subset(s, &mut mix);
+                let n = s.c * s.h * s.w;
+                for i in 0..s.len() {
+                    glint(
+                        &mut s.x[i * n..(i + 1) * n],
+                        s.c,
+                        s.h,
+                        s.w,
+                        &l.info,
+                        &mut mix,
+                    );
+                }
+                s
+            })
             .collect();
             for i in (1..seqs.len()).rev() {
                 seqs.swap(i, (mix.next() % (i as u64 + 1)) as usize);
@@ -193,6 +210,20 @@ pub(crate) fn unet(
                 let idx: Vec<usize> = chunk.iter().map(|s| s.0).collect();
                 log.trained_days.extend(chunk.iter().map(|s| s.1));
                 let [x, y, v] = gather(&batch, &l.info, &idx)?;
+                let [n, c, h, w] = x.dims();
+                let dev = x.device();
+                let mut xs = host(x)?;
+                for i in 0..n {
+                    glint(
+                        &mut xs[i * c * h * w..(i + 1) * c * h * w],
+                        c,
+                        h,
+                        w,
+                        &l.info,
+                        &mut mix,
+                    );
+                }
+                let x = Tensor::<4>::from_data(TensorData::new(xs, [n, c, h, w]), &dev);
                 let logits = model.forward(x, v.clone());
                 count(
                     &mut train_counts,
