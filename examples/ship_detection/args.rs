@@ -187,7 +187,7 @@ mod tests {
         assert!(!o.quiet);
         assert_eq!(
             (o.model.as_str(), o.unet_epochs, o.places_per_step),
-            ("temporal", 0, 2)
+            ("temporal", 0, 1)
         );
         assert!(!o.no_metadata && !o.no_mask_attention);
         assert!(o.with_input.is_none() && o.eval_world.is_none());
@@ -250,7 +250,7 @@ mod tests {
         assert!(o.quiet);
         assert_eq!(
             (o.model.as_str(), o.unet_epochs, o.places_per_step),
-            ("unet", 3, 1)
+            ("unet", 3, 3)
         );
         assert!(o.no_metadata && o.no_mask_attention);
         assert_eq!(o.with_input.as_deref(), Some("s1"));

@@ -244,6 +244,11 @@ fn run(o: &Opts) -> Res<Report> {
                 &mut ulog,
             )?;
             unet_base = Some(evaluate(&Predictor::Unet(&u), &l, micro, &device, false)?);
+            let p = o.out.join("unet.bpk");
+            std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
+            u.clone()
+                .save_file(&p)
+                .map_err(|e| format!("{}: {e:?}", p.display()))?;
             unet_model = Some(u);
         }
     }
