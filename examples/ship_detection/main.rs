@@ -151,20 +151,7 @@ fn run(o: &Opts) -> Res<Report> {
     say(o, format!("train days:    {}", fmt_days(&train_days)));
     say(o, format!("held-out days: {}", fmt_days(&heldout_days)));
     let micro = o.micro_batch;
-    let bright = evaluate(
-        &Predictor::Brightness(base.brightness.train_tuned_dn),
-        &l,
-        micro,
-        &device,
-        false,
-    )?;
-    let median = evaluate(
-        &Predictor::MedianDiff(base.median.train_tuned_dn),
-        &l,
-        micro,
-        &device,
-        false,
-    )?;
+    let (bright, median) = thresholds(&base, &l, micro, &device)?;
     say(
         o,
         format!(
@@ -274,20 +261,7 @@ fn run(o: &Opts) -> Res<Report> {
         };
         let lw = loaders(&oo, &ad)?;
         let model = evaluate(&trained.predictor(), &lw, micro, &device, false)?;
-        let b = evaluate(
-            &Predictor::Brightness(base.brightness.train_tuned_dn),
-            &lw,
-            micro,
-            &device,
-            false,
-        )?;
-        let m = evaluate(
-            &Predictor::MedianDiff(base.median.train_tuned_dn),
-            &lw,
-            micro,
-            &device,
-            false,
-        )?;
+        let (b, m) = thresholds(&base, &lw, micro, &device)?;
         let unet = match &unet_model {
             Some(u) => Some(evaluate(&Predictor::Unet(u), &lw, micro, &device, false)?),
             None => None,
@@ -382,6 +356,21 @@ fn run(o: &Opts) -> Res<Report> {
         report.brightness.ships.f1()
     );
     Ok(report)
+}
+
+/// The brightness and temporal-median baselines (thresholds tuned on the
+/// training world's training days) scored on `l`'s held-out days.
+fn thresholds(
+    base: &baseline::Baseline,
+    l: &data::Loaders,
+    micro: usize,
+    device: &burn::tensor::Device,
+) -> Res<(Evaluation, Evaluation)> {
+    let score = |p: Predictor| evaluate(&p, l, micro, device, false);
+    Ok((
+        score(Predictor::Brightness(base.brightness.train_tuned_dn))?,
+        score(Predictor::MedianDiff(base.median.train_tuned_dn))?,
+    ))
 }
 
 /// The planes `--with-input`'s input adds per day (0 without it).

@@ -45,6 +45,44 @@ fn count(counts: &mut Counts, z: &[f32], y: &[f32], v: &[f32]) {
     }
 }
 
+/// An epoch's running figures.
+struct Epoch {
+    t0: Instant,
+    wait: f64,
+    tiles: usize,
+    steps: usize,
+    loss: f64,
+    train: Counts,
+}
+
+impl Epoch {
+    fn start() -> Epoch {
+        Epoch {
+            t0: Instant::now(),
+            wait: 0.0,
+            tiles: 0,
+            steps: 0,
+            loss: 0.0,
+            train: Counts::default(),
+        }
+    }
+
+    /// The epoch's report, printed and logged.
+    fn finish(self, o: &Opts, epoch: usize, of: usize, log: &mut Log) {
+        let seconds = self.t0.elapsed().as_secs_f64();
+        let r = EpochReport {
+            epoch,
+            loss: self.loss / self.steps.max(1) as f64,
+            wait_fraction: self.wait / seconds.max(1e-9),
+            tiles_per_s: self.tiles as f64 / seconds.max(1e-9),
+            seconds,
+            steps: self.steps,
+        };
+        epoch_line(o, &r, of, &self.train);
+        log.epochs.push(r);
+    }
+}
+
 fn epoch_line(o: &Opts, r: &EpochReport, of: usize, train: &Counts) {
     say(
         o,
@@ -93,14 +131,12 @@ pub(crate) fn temporal(
     let device = l.device.clone();
     let mut step = 0usize;
     for epoch in 0..o.epochs {
-        let t0 = Instant::now();
-        let (mut wait, mut tiles, mut esteps, mut eloss) = (0.0f64, 0usize, 0usize, 0.0f64);
-        let mut train_counts = Counts::default();
+        let mut e = Epoch::start();
         let mut it = burn::data::dataloader::DataLoader::iter(&l.train);
         'epoch: loop {
             let tw = Instant::now();
             let Some(batch) = it.next() else { break };
-            wait += tw.elapsed().as_secs_f64();
+            e.wait += tw.elapsed().as_secs_f64();
             let hb = HostBatch::new(&batch.map_err(dbg_err)?, &l.info)?;
             let mut seqs: Vec<Seq> = sequences(
                 &hb,
@@ -128,7 +164,7 @@ pub(crate) fn temporal(
                 seqs.swap(i, (mix.next() % (i as u64 + 1)) as usize);
             }
             for group in seqs.chunks(o.places_per_step) {
-                if o.max_steps.is_some_and(|m| esteps >= m) {
+                if o.max_steps.is_some_and(|m| e.steps >= m) {
                     break 'epoch;
                 }
                 let refs: Vec<&Seq> = group.iter().collect();
@@ -138,7 +174,7 @@ pub(crate) fn temporal(
                 let t = tensors(&refs, &device);
                 let logits = model.forward(&t);
                 count(
-                    &mut train_counts,
+                    &mut e.train,
                     &host(logits.clone())?,
                     &host(t.label.clone())?,
                     &host(t.valid.clone())?,
@@ -148,24 +184,14 @@ pub(crate) fn temporal(
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
                 model = optim.step(rate(o.lr, step, total), model, grads);
                 log.losses.push(lv);
-                eloss += lv as f64;
-                tiles += group.iter().map(Seq::len).sum::<usize>();
+                e.loss += lv as f64;
+                e.tiles += group.iter().map(Seq::len).sum::<usize>();
                 step += 1;
-                esteps += 1;
+                e.steps += 1;
             }
         }
         drop(it);
-        let seconds = t0.elapsed().as_secs_f64();
-        let r = EpochReport {
-            epoch,
-            loss: eloss / esteps.max(1) as f64,
-            wait_fraction: wait / seconds.max(1e-9),
-            tiles_per_s: tiles as f64 / seconds.max(1e-9),
-            seconds,
-            steps: esteps,
-        };
-        epoch_line(o, &r, o.epochs, &train_counts);
-        log.epochs.push(r);
+        e.finish(o, epoch, o.epochs, log);
     }
     Ok(model)
 }
@@ -186,17 +212,15 @@ pub(crate) fn unet(
     let mut mix = Mix(o.seed);
     let mut step = 0usize;
     for epoch in 0..epochs {
-        let t0 = Instant::now();
-        let (mut wait, mut tiles, mut esteps, mut eloss) = (0.0f64, 0usize, 0usize, 0.0f64);
-        let mut train_counts = Counts::default();
+        let mut e = Epoch::start();
         let mut it = burn::data::dataloader::DataLoader::iter(&l.train);
         loop {
-            if o.max_steps.is_some_and(|m| esteps >= m) {
+            if o.max_steps.is_some_and(|m| e.steps >= m) {
                 break;
             }
             let tw = Instant::now();
             let Some(batch) = it.next() else { break };
-            wait += tw.elapsed().as_secs_f64();
+            e.wait += tw.elapsed().as_secs_f64();
             let batch = batch.map_err(dbg_err)?;
             let mut sl = slices(&batch, &l.info, Split::Train)?;
             // Day slices in a seeded random order (Fisher–Yates).
@@ -204,7 +228,7 @@ pub(crate) fn unet(
                 sl.swap(i, (mix.next() % (i as u64 + 1)) as usize);
             }
             for chunk in sl.chunks(o.micro_batch) {
-                if o.max_steps.is_some_and(|m| esteps >= m) {
+                if o.max_steps.is_some_and(|m| e.steps >= m) {
                     break;
                 }
                 let idx: Vec<usize> = chunk.iter().map(|s| s.0).collect();
@@ -226,7 +250,7 @@ pub(crate) fn unet(
                 let x = Tensor::<4>::from_data(TensorData::new(xs, [n, c, h, w]), &dev);
                 let logits = model.forward(x, v.clone());
                 count(
-                    &mut train_counts,
+                    &mut e.train,
                     &host(logits.clone())?,
                     &host(y.clone())?,
                     &host(v.clone())?,
@@ -236,24 +260,14 @@ pub(crate) fn unet(
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
                 model = optim.step(rate(o.lr, step, total), model, grads);
                 log.losses.push(lv);
-                eloss += lv as f64;
-                tiles += idx.len();
+                e.loss += lv as f64;
+                e.tiles += idx.len();
                 step += 1;
-                esteps += 1;
+                e.steps += 1;
             }
         }
         drop(it);
-        let seconds = t0.elapsed().as_secs_f64();
-        let r = EpochReport {
-            epoch,
-            loss: eloss / esteps.max(1) as f64,
-            wait_fraction: wait / seconds.max(1e-9),
-            tiles_per_s: tiles as f64 / seconds.max(1e-9),
-            seconds,
-            steps: esteps,
-        };
-        epoch_line(o, &r, epochs, &train_counts);
-        log.epochs.push(r);
+        e.finish(o, epoch, epochs, log);
     }
     Ok(model)
 }
