@@ -29,6 +29,14 @@ pub(crate) struct Opts {
     /// load a saved model and evaluate it on the held-out days only
     #[arg(long, value_name = "MODEL")]
     pub(crate) eval: Option<PathBuf>,
+    /// load a saved per-day UNet (`unet.bpk` of an earlier run) as the
+    /// baseline instead of training one
+    #[arg(long, value_name = "MODEL")]
+    pub(crate) eval_unet: Option<PathBuf>,
+    /// cut the models' logits at 0 instead of the threshold with the best
+    /// ship F1 on the training days
+    #[arg(long)]
+    pub(crate) no_calibration: bool,
     /// outputs: model.bpk, metrics.json, heldout.png
     #[arg(long, value_name = "DIR", default_value = "ship-detection-out")]
     pub(crate) out: PathBuf,
@@ -191,6 +199,7 @@ mod tests {
         );
         assert!(!o.no_metadata && !o.no_mask_attention);
         assert!(o.with_input.is_none() && o.eval_world.is_none());
+        assert!(o.eval_unet.is_none() && !o.no_calibration);
 
         let o = parse(&[
             "--config",
@@ -238,6 +247,9 @@ mod tests {
             "s1",
             "--eval-world",
             "w.toml",
+            "--eval-unet",
+            "u.bpk",
+            "--no-calibration",
         ])
         .expect("every flag");
         assert_eq!(o.epochs, 5, "a repeated flag keeps its last value");
@@ -255,6 +267,8 @@ mod tests {
         assert!(o.no_metadata && o.no_mask_attention);
         assert_eq!(o.with_input.as_deref(), Some("s1"));
         assert_eq!(o.eval_world, Some(PathBuf::from("w.toml")));
+        assert_eq!(o.eval_unet, Some(PathBuf::from("u.bpk")));
+        assert!(o.no_calibration);
 
         assert_eq!(
             parse(&["--crop", "0"]).expect("--crop 0").crop,

@@ -108,9 +108,9 @@ pub(crate) fn loaders(o: &Opts, device: &Device) -> Res<Loaders> {
             (open(&cfg)?, open(&ecfg)?)
         }
     };
-    let terminals = match &o.shards {
-        Some(_) => None,
-        None => terminal_loader(&ecfg, &o.out, device)?,
+    let terminals = match (&o.shards, eval.batches().dataset()) {
+        (None, Some(ds)) => terminal_loader(&ecfg, ds, &o.out, device)?,
+        _ => None,
     };
     let label = match &o.label {
         Some(l) => l.clone(),
@@ -175,15 +175,12 @@ pub(crate) fn loaders(o: &Opts, device: &Device) -> Res<Loaders> {
 /// in the layer's order; the points file is written into `out`.
 fn terminal_loader(
     cfg: &DatasetConfig,
+    ds: &TileDataset,
     out: &Path,
     device: &Device,
 ) -> Res<Option<StackDataLoader>> {
-    if cfg.masks.is_empty() {
-        return Ok(None);
-    }
-    // The mask layers as the dataset reads them (a demo world's
-    // `demo:terminals` is resolved once the world is served).
-    let ds = TileDataset::open(cfg)?;
+    // The mask layers as the evaluation dataset `ds` read them (a demo
+    // world's `demo:terminals` is resolved once the world is served).
     let Some((_, mask)) = ds.masks().first() else {
         return Ok(None);
     };

@@ -44,6 +44,7 @@
 
 mod args; // the command line; the burn device `--device` names
 mod baseline; // the threshold baselines to beat
+mod calibrate; // a model's threshold, chosen on the training days
 mod data; // the loaders; the day slices of a batch each pass uses
 mod metrics; // pixel counts, ships, events, terminals: a detector scored
 mod model; // the per-day UNet and the masked loss
@@ -103,10 +104,11 @@ enum Trained {
 }
 
 impl Trained {
-    fn predictor(&self) -> Predictor<'_> {
+    /// The model as a detector cut at logit `thr`.
+    fn predictor(&self, thr: f32) -> Predictor<'_> {
         match self {
-            Trained::Temporal(m) => Predictor::Temporal(m),
-            Trained::Unet(m) => Predictor::Unet(m),
+            Trained::Temporal(m) => Predictor::Temporal(m, thr),
+            Trained::Unet(m) => Predictor::Unet(m, thr),
         }
     }
     fn save(&self, path: &std::path::Path) -> Res<()> {
@@ -189,8 +191,14 @@ fn run(o: &Opts) -> Res<Report> {
         ))),
     };
     let mut log = train::Log::default();
-    let mut unet_base = None;
-    let mut unet_model = None;
+    let mut unet_model = match &o.eval_unet {
+        Some(path) => Some(
+            ShipNet::new(l.info.bands, o.width, &ad)
+                .try_load_file(path)
+                .map_err(|e| format!("{}: {e:?}", path.display()))?,
+        ),
+        None => None,
+    };
     if let Some(path) = &o.eval {
         trained = match trained {
             Trained::Temporal(m) => Trained::Temporal(Box::new(
@@ -216,7 +224,7 @@ fn run(o: &Opts) -> Res<Report> {
                 &mut log,
             )?)),
         };
-        if o.model == "temporal" && o.unet_epochs > 0 {
+        if o.model == "temporal" && o.unet_epochs > 0 && unet_model.is_none() {
             say(
                 o,
                 format!("the per-day UNet baseline, {} epochs:", o.unet_epochs),
@@ -230,7 +238,6 @@ fn run(o: &Opts) -> Res<Report> {
                 train_slices,
                 &mut ulog,
             )?;
-            unet_base = Some(evaluate(&Predictor::Unet(&u), &l, micro, &device, false)?);
             let p = o.out.join("unet.bpk");
             std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
             u.clone()
@@ -239,8 +246,45 @@ fn run(o: &Opts) -> Res<Report> {
             unet_model = Some(u);
         }
     }
+    let cal = threshold(o, "model", &trained.predictor(0.0), &l, &device)?;
+    let thr = cal.as_ref().map_or(0.0, |c| c.threshold);
+    // How much the choice matters: the held-out ship F1 at every logit
+    // tried (reported, never used to choose).
+    let sensitivity = match &cal {
+        Some(_) => {
+            let s = calibrate::sweep(
+                &trained.predictor(0.0),
+                &l,
+                data::Split::Heldout,
+                micro,
+                &device,
+            )?;
+            say(
+                o,
+                format!(
+                    "held-out ship F1 by logit (not used to choose): {}",
+                    s.iter()
+                        .filter(|t| t.0.fract() == 0.0)
+                        .map(|t| format!("{:+.0}: {:.3}", t.0, t.1))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+            Some(s)
+        }
+        None => None,
+    };
+    let (unet_cal, unet_base) = match &unet_model {
+        Some(u) => {
+            let c = threshold(o, "per-day UNet", &Predictor::Unet(u, 0.0), &l, &device)?;
+            let t = c.as_ref().map_or(0.0, |c| c.threshold);
+            let ev = evaluate(&Predictor::Unet(u, t), &l, micro, &device, false)?;
+            (c, Some((ev, t)))
+        }
+        None => (None, None),
+    };
     let t_eval = Instant::now();
-    let ev = evaluate(&trained.predictor(), &l, micro, &device, true)?;
+    let ev = evaluate(&trained.predictor(thr), &l, micro, &device, true)?;
     say(
         o,
         format!("evaluation: {:.1} s", t_eval.elapsed().as_secs_f64()),
@@ -260,11 +304,17 @@ fn run(o: &Opts) -> Res<Report> {
             ..o.clone()
         };
         let lw = loaders(&oo, &ad)?;
-        let model = evaluate(&trained.predictor(), &lw, micro, &device, false)?;
+        let model = evaluate(&trained.predictor(thr), &lw, micro, &device, false)?;
         let (b, m) = thresholds(&base, &lw, micro, &device)?;
-        let unet = match &unet_model {
-            Some(u) => Some(evaluate(&Predictor::Unet(u), &lw, micro, &device, false)?),
-            None => None,
+        let unet = match (&unet_model, &unet_base) {
+            (Some(u), Some((_, t))) => Some(evaluate(
+                &Predictor::Unet(u, *t),
+                &lw,
+                micro,
+                &device,
+                false,
+            )?),
+            _ => None,
         };
         say(
             o,
@@ -305,7 +355,10 @@ fn run(o: &Opts) -> Res<Report> {
         baseline: base,
         brightness: bright,
         median,
-        unet: unet_base,
+        unet: unet_base.map(|u| u.0),
+        calibration: cal,
+        sensitivity,
+        unet_calibration: unet_cal,
         train_days,
         heldout_days,
         evaluated_days: ev.days(),
@@ -356,6 +409,32 @@ fn run(o: &Opts) -> Res<Report> {
         report.brightness.ships.f1()
     );
     Ok(report)
+}
+
+/// A model's logit threshold: calibrated on the training days (printed),
+/// or `None` (0) with `--no-calibration`.
+fn threshold(
+    o: &Opts,
+    what: &str,
+    model: &Predictor,
+    l: &data::Loaders,
+    device: &burn::tensor::Device,
+) -> Res<Option<calibrate::Calibration>> {
+    if o.no_calibration {
+        return Ok(None);
+    }
+    let c = calibrate::calibrate(model, l, o.micro_batch, device)?;
+    let at = |t: f32| c.tried.iter().find(|x| x.0 == t).map_or(f64::NAN, |x| x.1);
+    say(
+        o,
+        format!(
+            "{what} threshold: logit {:.2} (training days' ship F1 {:.3}; {:.3} at logit 0)",
+            c.threshold,
+            at(c.threshold),
+            at(0.0)
+        ),
+    );
+    Ok(Some(c))
 }
 
 /// The brightness and temporal-median baselines (thresholds tuned on the

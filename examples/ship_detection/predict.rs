@@ -10,23 +10,28 @@ use chrono::NaiveDate;
 use crate::Res;
 use crate::data::{DataInfo, host};
 use crate::model::ShipNet;
-use crate::temporal::{Seq, TemporalNet, median, tensors};
+use crate::temporal::{Seq, TemporalNet, temporal_median, tensors};
 
 /// A place's ship masks: `(day index in its Seq, [H, W] mask)`.
 pub(crate) type DayMasks = Vec<(usize, Vec<bool>)>;
 
-/// A detector.
+/// A detector: a per-pixel score and the threshold it is cut at.
 pub(crate) enum Predictor<'a> {
-    /// The temporal model: sees all of a place's observed days at once.
-    Temporal(&'a TemporalNet),
-    /// The per-day UNet: one day at a time.
-    Unet(&'a ShipNet),
+    /// The temporal model (sees all of a place's observed days at once):
+    /// ship where its logit exceeds the threshold.
+    Temporal(&'a TemporalNet, f32),
+    /// The per-day UNet (one day at a time): ship where its logit exceeds
+    /// the threshold.
+    Unet(&'a ShipNet, f32),
     /// Ship where the mean RGB reflectance is at least this many DN.
     Brightness(f32),
     /// Ship where the mean RGB reflectance exceeds its per-pixel median over
     /// the place's valid days by at least this many DN.
     MedianDiff(f32),
 }
+
+/// A place's per-pixel scores: `(day index in its Seq, [H, W] scores)`.
+pub(crate) type DayScores = Vec<(usize, Vec<f32>)>;
 
 /// The brightness (mean RGB reflectance, DN) of each pixel of each day,
 /// `[K, H, W]`.
@@ -48,24 +53,28 @@ pub(crate) fn brightness(s: &Seq, info: &DataInfo) -> Vec<f32> {
 pub(crate) fn median_diff(s: &Seq, info: &DataInfo) -> Vec<f32> {
     let p = s.h * s.w;
     let b = brightness(s, info);
-    let mut out = vec![0.0f32; b.len()];
-    let mut buf = Vec::with_capacity(s.len());
-    for q in 0..p {
-        buf.clear();
-        for i in 0..s.len() {
-            if s.valid[i * p + q] >= 0.5 {
-                buf.push(b[i * p + q]);
-            }
-        }
-        let m = median(&mut buf);
-        for i in 0..s.len() {
-            out[i * p + q] = b[i * p + q] - m;
-        }
-    }
-    out
+    let m = temporal_median(&b, &s.valid, s.len(), 1);
+    b.iter().enumerate().map(|(j, &x)| x - m[j % p]).collect()
 }
 
 impl Predictor<'_> {
+    /// The threshold the scores are cut at.
+    pub(crate) fn threshold(&self) -> f32 {
+        match self {
+            Predictor::Temporal(_, t) | Predictor::Unet(_, t) => *t,
+            Predictor::Brightness(t) | Predictor::MedianDiff(t) => *t,
+        }
+    }
+
+    /// Whether a pixel that scores `score` is ship when cut at `thr`: a
+    /// logit above it, a brightness at least it.
+    pub(crate) fn is_ship(&self, score: f32, thr: f32) -> bool {
+        match self {
+            Predictor::Temporal(..) | Predictor::Unet(..) => score > thr,
+            Predictor::Brightness(_) | Predictor::MedianDiff(_) => score >= thr,
+        }
+    }
+
     /// Ship masks (`[H, W]`, on valid pixels only) of the days of each place
     /// that `want` takes: per place, `(day index in the Seq, mask)`.
     /// `micro` bounds the places (temporal) or days (UNet) per forward pass.
@@ -77,33 +86,56 @@ impl Predictor<'_> {
         micro: usize,
         device: &Device,
     ) -> Res<Vec<DayMasks>> {
+        let thr = self.threshold();
+        let scores = self.scores(seqs, want, info, micro, device)?;
+        Ok(seqs
+            .iter()
+            .zip(scores)
+            .map(|(s, days)| {
+                days.into_iter()
+                    .map(|(i, z)| (i, self.cut(s, i, &z, thr)))
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// Day `i` of `s` scored `z`, cut at `thr` on its valid pixels.
+    pub(crate) fn cut(&self, s: &Seq, i: usize, z: &[f32], thr: f32) -> Vec<bool> {
+        z.iter()
+            .zip(s.valid_of(i))
+            .map(|(&z, &v)| v >= 0.5 && self.is_ship(z, thr))
+            .collect()
+    }
+
+    /// The per-pixel scores (logits or DN) of the days of each place that
+    /// `want` takes.
+    pub(crate) fn scores(
+        &self,
+        seqs: &[Seq],
+        want: &dyn Fn(NaiveDate) -> bool,
+        info: &DataInfo,
+        micro: usize,
+        device: &Device,
+    ) -> Res<Vec<DayScores>> {
         let wanted =
             |s: &Seq| -> Vec<usize> { (0..s.len()).filter(|&i| want(s.days[i])).collect() };
-        let threshold = |s: &Seq, score: &[f32], thr: f32| -> Vec<(usize, Vec<bool>)> {
+        let per_day = |s: &Seq, score: &[f32]| -> DayScores {
             let p = s.h * s.w;
             wanted(s)
                 .into_iter()
-                .map(|i| {
-                    let v = s.valid_of(i);
-                    (
-                        i,
-                        (0..p)
-                            .map(|q| v[q] >= 0.5 && score[i * p + q] >= thr)
-                            .collect(),
-                    )
-                })
+                .map(|i| (i, score[i * p..(i + 1) * p].to_vec()))
                 .collect()
         };
         match self {
-            Predictor::Brightness(thr) => Ok(seqs
+            Predictor::Brightness(_) => Ok(seqs
                 .iter()
-                .map(|s| threshold(s, &brightness(s, info), *thr))
+                .map(|s| per_day(s, &brightness(s, info)))
                 .collect()),
-            Predictor::MedianDiff(thr) => Ok(seqs
+            Predictor::MedianDiff(_) => Ok(seqs
                 .iter()
-                .map(|s| threshold(s, &median_diff(s, info), *thr))
+                .map(|s| per_day(s, &median_diff(s, info)))
                 .collect()),
-            Predictor::Temporal(model) => {
+            Predictor::Temporal(model, _) => {
                 let model = model.valid();
                 let mut out = Vec::with_capacity(seqs.len());
                 for group in seqs.chunks(micro.max(1)) {
@@ -113,27 +145,18 @@ impl Predictor<'_> {
                     let z = host(model.forward(&t))?;
                     for (gi, s) in group.iter().enumerate() {
                         let p = s.h * s.w;
-                        out.push(
-                            wanted(s)
-                                .into_iter()
-                                .map(|i| {
-                                    let lz = &z[(gi * k + i) * p..(gi * k + i + 1) * p];
-                                    let v = s.valid_of(i);
-                                    (i, (0..p).map(|q| v[q] >= 0.5 && lz[q] > 0.0).collect())
-                                })
-                                .collect(),
-                        );
+                        out.push(per_day(s, &z[gi * k * p..(gi * k + s.len()) * p]));
                     }
                 }
                 Ok(out)
             }
-            Predictor::Unet(model) => {
+            Predictor::Unet(model, _) => {
                 let model = model.valid();
                 let mut out = Vec::with_capacity(seqs.len());
                 for s in seqs {
                     let (p, c) = (s.h * s.w, s.c);
                     let days = wanted(s);
-                    let mut masks = Vec::with_capacity(days.len());
+                    let mut scores = Vec::with_capacity(days.len());
                     for chunk in days.chunks(micro.max(1)) {
                         let n = chunk.len();
                         let mut x = Vec::with_capacity(n * c * p);
@@ -146,17 +169,14 @@ impl Predictor<'_> {
                         }
                         let xt =
                             Tensor::<4>::from_data(TensorData::new(x, [n, c, s.h, s.w]), device);
-                        let vt = Tensor::<4>::from_data(
-                            TensorData::new(v.clone(), [n, 1, s.h, s.w]),
-                            device,
-                        );
+                        let vt =
+                            Tensor::<4>::from_data(TensorData::new(v, [n, 1, s.h, s.w]), device);
                         let z = host(model.forward(xt, vt))?;
                         for (j, &i) in chunk.iter().enumerate() {
-                            let (lz, lv) = (&z[j * p..(j + 1) * p], &v[j * p..(j + 1) * p]);
-                            masks.push((i, (0..p).map(|q| lv[q] >= 0.5 && lz[q] > 0.0).collect()));
+                            scores.push((i, z[j * p..(j + 1) * p].to_vec()));
                         }
                     }
-                    out.push(masks);
+                    out.push(scores);
                 }
                 Ok(out)
             }

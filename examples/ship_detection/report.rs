@@ -9,6 +9,7 @@ use chrono::NaiveDate;
 
 use crate::args::Opts;
 use crate::baseline::Baseline;
+use crate::calibrate::Calibration;
 use crate::metrics::Evaluation;
 
 /// One epoch's figures.
@@ -43,6 +44,13 @@ pub(crate) struct Report {
     pub(crate) median: Evaluation,
     /// The per-day UNet baseline, when trained beside the temporal model.
     pub(crate) unet: Option<Evaluation>,
+    /// The model's threshold (`None`: logit 0, `--no-calibration`).
+    pub(crate) calibration: Option<Calibration>,
+    /// The UNet baseline's threshold.
+    pub(crate) unet_calibration: Option<Calibration>,
+    /// The model's held-out `(logit, ship F1, pixel F1)` at each logit tried
+    /// (with calibration; never used to choose).
+    pub(crate) sensitivity: Option<Vec<(f32, f64, f64)>>,
     pub(crate) train_days: Vec<NaiveDate>,
     pub(crate) heldout_days: Vec<NaiveDate>,
     /// Days the model's evaluation scored.
@@ -94,6 +102,13 @@ pub(crate) fn report_json(r: &Report, o: &Opts) -> serde_json::Value {
         "baseline": {
             "brightness": r.baseline.brightness.json(),
             "temporal_median": r.baseline.median.json(),
+        },
+        "calibration": {
+            "model": r.calibration.as_ref().map(Calibration::json),
+            "unet_baseline": r.unet_calibration.as_ref().map(Calibration::json),
+            "model_heldout_days_not_used_to_choose": r.sensitivity.as_ref().map(|s| s.iter().map(|&(t, ship, px)| serde_json::json!({
+                "logit": t, "ship_f1": ship, "pixel_f1": px,
+            })).collect::<Vec<_>>()),
         },
         "epoch_metrics": r.epochs.iter().map(|e| serde_json::json!({
             "epoch": e.epoch + 1, "loss": e.loss,

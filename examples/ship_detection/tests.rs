@@ -134,6 +134,16 @@ fn shortened_temporal_training_learns_on_train_days_and_scores_held_out_days_onl
     assert_eq!(scores(&again.model), scores(&r.model));
     assert_eq!(again.model.terminals, r.model.terminals);
     assert!(again.step_losses.is_empty(), "--eval does not train");
+    // The threshold: chosen on the training days, so the same again.
+    let cal = r.calibration.clone().expect("calibrated by default");
+    assert!(crate::calibrate::grid().contains(&cal.threshold), "{cal:?}");
+    assert_eq!(again.calibration, r.calibration);
+    let best = cal.tried.iter().map(|t| t.1).fold(f64::MIN, f64::max);
+    assert!(
+        cal.tried
+            .iter()
+            .any(|t| t.0 == cal.threshold && t.1 == best)
+    );
     for f in ["heldout.png", "terminals.png", "model.bpk"] {
         assert!(dir.path().join("out").join(f).is_file(), "{f}");
     }
@@ -142,6 +152,16 @@ fn shortened_temporal_training_learns_on_train_days_and_scores_held_out_days_onl
     )
     .expect("JSON");
     assert!(m["model"]["ships"]["f1"].is_number());
+    assert_eq!(
+        m["calibration"]["model"]["threshold_logit"].as_f64(),
+        Some(f64::from(cal.threshold))
+    );
+    assert_eq!(
+        m["calibration"]["model"]["train_days"]
+            .as_array()
+            .map(Vec::len),
+        Some(33)
+    );
     assert!(m["temporal_median_baseline"]["arrivals_departures"]["f1"].is_number());
 }
 
@@ -152,9 +172,11 @@ fn shortened_unet_training_and_ablations_run_and_learn() {
     let config = small_config(dir.path());
     let r = run(&Opts {
         model: "unet".into(),
+        no_calibration: true,
         ..short(config.clone(), dir.path().join("unet"))
     })
     .expect("the per-day UNet");
+    assert_eq!(r.calibration, None, "--no-calibration: logit 0");
     let n = r.step_losses.len();
     assert_eq!(n, 12, "2 epochs × 6 steps");
     assert!(mean(&r.step_losses[n - 4..]) < mean(&r.step_losses[..4]));
