@@ -10,7 +10,10 @@
 //!   it never invents a class).
 //!
 //! NaN is nodata everywhere: left out of bilinear, average and mode, and
-//! given where no valid source pixel contributes.
+//! given where no valid source pixel contributes. Compared with GDAL 3.10.3
+//! (`tests/it/warp.rs`): mode equal pixel for pixel, average to a float32
+//! ulp within a CRS and within 2e-6 relative across UTM zones, where the
+//! corners are interpolated between exact transforms as the centres are.
 
 use ndarray::{Array2, ArrayView2};
 
