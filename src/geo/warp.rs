@@ -847,7 +847,10 @@ mod tests {
         )
         .unwrap();
         let out = warp(src.view(), &st, e11, &dst, Resampling::Mode).unwrap();
-        assert!(out.iter().all(|&v| v >= 0.0 && v < 5.0 && v.fract() == 0.0));
+        assert!(
+            out.iter()
+                .all(|&v| (0.0..5.0).contains(&v) && v.fract() == 0.0)
+        );
         let avg = warp(src.view(), &st, e11, &dst, Resampling::Average).unwrap();
         assert!(avg.iter().all(|v| v.is_finite()) && avg.iter().any(|v| v.fract() != 0.0));
         for m in [Resampling::Average, Resampling::Mode] {
