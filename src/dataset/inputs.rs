@@ -44,11 +44,24 @@
 //!   `[C, H, W]`, scenes mosaicked first valid in time order.
 //!
 //! # Resampling
-//! Continuous bands take the input's `resampling` (bilinear for a DEM or
-//! backscatter); categorical bands (`categorical`, the template's field) are
-//! never interpolated: an input that mixes categorical bands with bilinear
-//! resampling is refused (give the categorical bands an input of their own:
-//! nearest). Average and mode resampling are not implemented by the warper.
+//! One `resampling` per input, for all its bands, chosen by what the bands
+//! hold. Continuous values: `bilinear` (a DEM or backscatter onto a finer or
+//! similar grid) or `average` (onto a coarser grid: the covered-area-weighted
+//! mean of the source pixels under each target pixel, GDAL's `average`).
+//! Categorical values (`categorical`, the template's field; a land-cover
+//! map): `nearest` or `mode` (the most frequent class under each target
+//! pixel, GDAL's `mode`), which never invent a class. An input whose
+//! categorical bands would be blended — `bilinear` or `average` — is refused,
+//! naming the input and the band (give the categorical bands an input of
+//! their own: nearest or mode).
+//!
+//! ```toml
+//! [[inputs]]
+//! name = "cover"
+//! href = "worldcover.tif"       # 10 m classes onto a 30 m sample grid
+//! stack = { bands = ["map"], categorical = ["map"], resampling = "mode" }
+//! time = "static"
+//! ```
 //!
 //! Every error names the input: `inputs[1] "s1": …`.
 
@@ -58,7 +71,6 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::geo::warp::Resampling;
 use crate::stac::scene::Scene;
 use crate::stack::TileStack;
 use crate::stack::plan::StackPlan;
@@ -264,7 +276,8 @@ pub(crate) fn label(i: usize, name: &str) -> String {
 ///
 /// # Errors
 /// [`Error::Invalid`] from the template (a malformed request), and for an
-/// input mixing categorical bands with bilinear resampling.
+/// input whose resampling would blend its categorical bands (bilinear,
+/// average).
 pub(crate) fn source_request(
     stack: &StackTemplate,
     rule: TimeRule,
@@ -275,14 +288,14 @@ pub(crate) fn source_request(
     req.tile_size = primary.tile_size;
     req.epsg = primary.epsg;
     req.cadence = primary.cadence;
-    if req.resampling != Resampling::Nearest
+    if !req.resampling.keeps_values()
         && let Some(b) = req.read_bands().iter().find(|b| req.is_categorical(b))
     {
         return Err(Error::invalid(
             "resampling",
             format!(
-                "{b} is categorical and {:?} would interpolate its classes: give categorical \
-                 bands an input of their own (nearest)",
+                "{b} is categorical and {:?} would blend its classes: give categorical \
+                 bands an input of their own (nearest or mode)",
                 req.resampling
             ),
         ));

@@ -1,5 +1,19 @@
-//! Warping a source raster window onto a target grid: nearest (default, as
-//! stackstac) or bilinear, across CRSs. Sync and pure.
+//! Warping a source raster window onto a target grid, across CRSs. Sync and
+//! pure. Four methods, as GDAL's warper (`gdalwarp -r …`) computes them:
+//!
+//! * values at the target pixel's centre: **nearest** (the default, as
+//!   stackstac) and **bilinear** (continuous bands, upsampling);
+//! * values over the target pixel's **footprint** (its corners mapped into
+//!   the source, so a 30 m pixel over a 10 m source spans 3 × 3 source
+//!   pixels): **average**, the covered-area-weighted mean (continuous bands,
+//!   downsampling), and **mode**, the most frequent value (categorical bands:
+//!   it never invents a class).
+//!
+//! NaN is nodata everywhere: left out of bilinear, average and mode, and
+//! given where no valid source pixel contributes. Compared with GDAL 3.10.3
+//! (`tests/it/warp.rs`): mode equal pixel for pixel, average to a float32
+//! ulp within a CRS and within 2e-6 relative across UTM zones, where the
+//! corners are interpolated between exact transforms as the centres are.
 
 use ndarray::{Array2, ArrayView2};
 
@@ -7,7 +21,16 @@ use crate::error::Result;
 use crate::geo::crs::Transformer;
 use crate::geo::grid::{GeoTransform, GridSpec};
 
-/// Resampling method.
+/// Resampling method: see the module docs for what each computes. Written
+/// `nearest` (or GDAL's `near`), `bilinear`, `average`, `mode` in configs.
+///
+/// ```
+/// use tilestack::geo::Resampling;
+/// assert_eq!("average".parse::<Resampling>().unwrap(), Resampling::Average);
+/// assert_eq!("mode".parse::<Resampling>().unwrap(), Resampling::Mode);
+/// let e = "cubic".parse::<Resampling>().unwrap_err().to_string();
+/// assert!(e.contains("nearest, bilinear, average or mode"), "{e}");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Resampling {
@@ -17,6 +40,35 @@ pub enum Resampling {
     /// Bilinear over the 4 nearest source centres; NaN neighbours are left
     /// out and the weights renormalized (GDAL's behaviour with nodata).
     Bilinear,
+    /// The mean of the source pixels under the target pixel's footprint,
+    /// each weighted by the fraction of it the footprint covers (GDAL
+    /// `average`, area-weighted since GDAL 3.1); NaN pixels are left out,
+    /// NaN when all are. For continuous bands; it interpolates classes.
+    Average,
+    /// The most frequent value among the source pixels the target pixel's
+    /// footprint touches, each counted once however little of it is covered
+    /// (GDAL `mode` as 3.10 computes it, the GDAL of rasterio 1.4.4's
+    /// wheels, which the tests compare with; GDAL's development tree now
+    /// weights the counts by covered area too); NaN pixels
+    /// are left out, NaN when all are. Ties go to the value that reached the
+    /// winning count first, scanning the footprint row by row (GDAL's rule).
+    /// For categorical bands: the result is always one of the source values.
+    Mode,
+}
+
+impl Resampling {
+    /// Whether every value this method produces is one of the source
+    /// values (nearest, mode), as a categorical band needs: bilinear and
+    /// average blend neighbouring values into ones no source pixel has.
+    ///
+    /// ```
+    /// use tilestack::geo::Resampling;
+    /// assert!(Resampling::Mode.keeps_values() && Resampling::Nearest.keeps_values());
+    /// assert!(!Resampling::Average.keeps_values() && !Resampling::Bilinear.keeps_values());
+    /// ```
+    pub fn keeps_values(self) -> bool {
+        matches!(self, Resampling::Nearest | Resampling::Mode)
+    }
 }
 
 impl std::str::FromStr for Resampling {
@@ -25,15 +77,17 @@ impl std::str::FromStr for Resampling {
         match s {
             "nearest" | "near" => Ok(Resampling::Nearest),
             "bilinear" => Ok(Resampling::Bilinear),
+            "average" => Ok(Resampling::Average),
+            "mode" => Ok(Resampling::Mode),
             _ => Err(crate::error::Error::invalid(
                 "resampling",
-                format!("{s:?} (use nearest or bilinear)"),
+                format!("{s:?} (use nearest, bilinear, average or mode)"),
             )),
         }
     }
 }
 
-/// Target pixel centres as fractional source pixel coordinates.
+/// Target pixel centres (or corners) as fractional source pixel coordinates.
 ///
 /// Same-CRS grids are mapped exactly; across CRSs the exact transform is
 /// evaluated every `STEP` pixels and interpolated bilinearly in between
@@ -49,15 +103,39 @@ struct Mapping {
 const STEP: usize = 16;
 
 impl Mapping {
+    /// `at(c, r)`: the centre of target pixel `(c, r)`.
     fn new(src: &GeoTransform, src_epsg: crate::units::Epsg, dst: &GridSpec) -> Result<Self> {
+        Self::points(src, src_epsg, dst, 0.5, dst.width, dst.height)
+    }
+
+    /// `at(c, r)`: the top-left corner of target pixel `(c, r)`, for `c` in
+    /// `0..=width` and `r` in `0..=height` (the last ones: the grid's right
+    /// and bottom edges).
+    fn corners(src: &GeoTransform, src_epsg: crate::units::Epsg, dst: &GridSpec) -> Result<Self> {
+        Self::points(src, src_epsg, dst, 0.0, dst.width + 1, dst.height + 1)
+    }
+
+    /// The target points `(c + offset, r + offset)` (pixel units) for `c`
+    /// in `0..cols`, `r` in `0..rows`.
+    fn points(
+        src: &GeoTransform,
+        src_epsg: crate::units::Epsg,
+        dst: &GridSpec,
+        offset: f64,
+        cols: usize,
+        rows: usize,
+    ) -> Result<Self> {
         let t = Transformer::new(dst.epsg, src_epsg)?;
         let step = if dst.epsg == src_epsg { 1 } else { STEP };
-        let nodes_w = dst.width.div_ceil(step) + 1;
-        let nodes_h = dst.height.div_ceil(step) + 1;
+        let nodes_w = cols.div_ceil(step) + 1;
+        let nodes_h = rows.div_ceil(step) + 1;
+        let dt = &dst.transform;
         let mut nodes = Vec::with_capacity(nodes_w * nodes_h);
         for r in 0..nodes_h {
             for c in 0..nodes_w {
-                let (x, y) = dst.transform.pixel_center(c * step, r * step);
+                // as `pixel_center` computes it when `offset` is 0.5
+                let x = dt.x0 + ((c * step) as f64 + offset) * dt.dx;
+                let y = dt.y0 + ((r * step) as f64 + offset) * dt.dy;
                 let (sx, sy) = t.transform(x, y)?;
                 nodes.push(src.to_pixel(sx, sy));
             }
@@ -116,6 +194,20 @@ pub fn warp(
     if src_epsg == dst.epsg && resampling == Resampling::Nearest {
         return Ok(nearest_same_crs(src, src_transform, dst));
     }
+    match resampling {
+        Resampling::Average => {
+            let corners = Mapping::corners(src_transform, src_epsg, dst)?;
+            return Ok(over_footprints(src, &corners, dst, average));
+        }
+        Resampling::Mode => {
+            let corners = Mapping::corners(src_transform, src_epsg, dst)?;
+            let mut bins = Vec::new();
+            let kernel =
+                |src: &ArrayView2<'_, f32>, xs: &Span, ys: &Span| mode(src, xs, ys, &mut bins);
+            return Ok(over_footprints(src, &corners, dst, kernel));
+        }
+        Resampling::Nearest | Resampling::Bilinear => {}
+    }
     let map = Mapping::new(src_transform, src_epsg, dst)?;
     let (rows, cols) = src.dim();
     let mut out = Array2::from_elem((dst.height, dst.width), f32::NAN);
@@ -132,6 +224,8 @@ pub fn warp(
                 }
             }
             Resampling::Bilinear => bilinear(&src, sc - 0.5, sr - 0.5),
+            // handled above, over footprints
+            Resampling::Average | Resampling::Mode => f32::NAN,
         };
     }
     Ok(out)
@@ -240,9 +334,145 @@ fn bilinear(src: &ArrayView2<'_, f32>, x: f64, y: f64) -> f32 {
     }
 }
 
+/// GDAL's tolerance when it rounds a footprint's edges to source pixels: an
+/// edge within 1e-10 px of a pixel boundary is on it.
+const EDGE_EPS: f64 = 1e-10;
+
+/// The source pixels `i0..i1` along one axis that a footprint `[lo, hi]`
+/// (fractional source pixel coordinates, corner-based) covers in a source
+/// `n` pixels long, and how much of each it covers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Span {
+    i0: usize,
+    i1: usize,
+    lo: f64,
+    hi: f64,
+}
+
+impl Span {
+    /// `None` when `[lo, hi]` misses `[0, n]` (or is not finite). The
+    /// rounding is GDAL's: pixels within [`EDGE_EPS`] of the footprint's
+    /// edge are left out, and a footprint thinner than that still takes the
+    /// pixel it lies on.
+    fn new(lo: f64, hi: f64, n: usize) -> Option<Span> {
+        let len = n as f64;
+        if !(lo.is_finite() && hi.is_finite() && hi > -EDGE_EPS && lo < len + EDGE_EPS) {
+            return None;
+        }
+        // both in 0..=n: lo < n + EDGE_EPS and hi > -EDGE_EPS were checked
+        let i0 = (lo + EDGE_EPS).floor().clamp(0.0, len) as usize;
+        let mut i1 = (hi - EDGE_EPS).ceil().clamp(0.0, len) as usize;
+        if i0 == i1 && i1 < n {
+            i1 += 1;
+        }
+        Some(Span { i0, i1, lo, hi })
+    }
+
+    /// The weight of pixel `i` (in `i0..i1`): the fraction of it inside the
+    /// footprint, 1 for a footprint within one pixel. As GDAL computes it
+    /// (`GWKAverageOrMode`), a footprint hanging over the source's edge
+    /// gives the edge pixel the overhang too (a weight above 1), as if the
+    /// edge pixel went on.
+    fn weight(&self, i: usize) -> f64 {
+        if i == self.i0 {
+            if self.i0 + 1 == self.i1 {
+                1.0
+            } else {
+                1.0 - (self.lo - self.i0 as f64)
+            }
+        } else if i + 1 == self.i1 {
+            1.0 - (self.i1 as f64 - self.hi)
+        } else {
+            1.0
+        }
+    }
+}
+
+/// Each target pixel of `dst` from the source pixels under its footprint:
+/// its top-left and bottom-right corners mapped into the source (`corners`,
+/// see [`Mapping::corners`]) span a source rectangle, as GDAL's warper
+/// takes it (the other two corners are not looked at, so across CRSs the
+/// footprint is that axis-aligned rectangle, not the rotated pixel).
+/// `kernel` computes the value from the source and the rectangle's column
+/// and row [`Span`]s; pixels whose footprint misses the source are NaN.
+fn over_footprints(
+    src: ArrayView2<'_, f32>,
+    corners: &Mapping,
+    dst: &GridSpec,
+    mut kernel: impl FnMut(&ArrayView2<'_, f32>, &Span, &Span) -> f32,
+) -> Array2<f32> {
+    let (rows, cols) = src.dim();
+    let mut out = Array2::from_elem((dst.height, dst.width), f32::NAN);
+    for ((r, c), px) in out.indexed_iter_mut() {
+        let (ax, ay) = corners.at(c, r);
+        let (bx, by) = corners.at(c + 1, r + 1);
+        let xs = Span::new(ax.min(bx), ax.max(bx), cols);
+        let ys = Span::new(ay.min(by), ay.max(by), rows);
+        if let (Some(xs), Some(ys)) = (xs, ys) {
+            *px = kernel(&src, &xs, &ys);
+        }
+    }
+    out
+}
+
+/// The covered-area-weighted mean of the non-NaN source pixels of a
+/// footprint (NaN if none), accumulated in f64 as a running weighted mean
+/// (West's incremental form, as GDAL accumulates it, so the sums round as
+/// GDAL's do).
+fn average(src: &ArrayView2<'_, f32>, xs: &Span, ys: &Span) -> f32 {
+    let (mut mean, mut total) = (0.0f64, 0.0f64);
+    for i in ys.i0..ys.i1 {
+        let wy = ys.weight(i);
+        for j in xs.i0..xs.i1 {
+            let v = src[[i, j]];
+            let w = wy * xs.weight(j);
+            if v.is_nan() || w <= 0.0 {
+                continue;
+            }
+            total += w;
+            mean += (w / total) * (v as f64 - mean);
+        }
+    }
+    if total > 0.0 { mean as f32 } else { f32::NAN }
+}
+
+/// The most frequent non-NaN value of a footprint's source pixels, each
+/// counted once (NaN if none). The winner changes only when another value's
+/// count passes it, so of values tied at the top the one that got there
+/// first, scanning row by row, wins. `bins` is scratch space: `(value,
+/// count)` in order of first appearance.
+fn mode(src: &ArrayView2<'_, f32>, xs: &Span, ys: &Span, bins: &mut Vec<(f32, u32)>) -> f32 {
+    bins.clear();
+    let mut best = 0;
+    for i in ys.i0..ys.i1 {
+        for j in xs.i0..xs.i1 {
+            let v = src[[i, j]];
+            if v.is_nan() {
+                continue;
+            }
+            match bins.iter().position(|b| b.0 == v) {
+                Some(k) => {
+                    bins[k].1 += 1;
+                    if bins[k].1 > bins[best].1 {
+                        best = k;
+                    }
+                }
+                // the first bin is the first winner; a new value (count 1)
+                // never passes the winner
+                None => bins.push((v, 1)),
+            }
+        }
+    }
+    bins.get(best).map_or(f32::NAN, |b| b.0)
+}
+
 /// The pixel window `(col0, row0, col1, row1)` (exclusive ends, may extend
 /// past the image) of a source grid that covers `dst`, with a 1-pixel margin
-/// (2 for bilinear). Computed from the target's densified boundary.
+/// (2 for bilinear). Computed from the target's densified boundary: its
+/// outer edges, so the window holds the footprint of every target pixel too
+/// (what average and mode read, a target pixel's corners mapped; downsampling
+/// 10 m to 30 m, 3 × 3 source pixels each), and the margin keeps those
+/// footprints off the window's edges.
 ///
 /// # Errors
 /// [`crate::error::Error::Crs`] when a CRS is unsupported.
@@ -278,7 +508,7 @@ pub fn source_window(
         r1 = r1.max(r);
     }
     let m = match resampling {
-        Resampling::Nearest => 1,
+        Resampling::Nearest | Resampling::Average | Resampling::Mode => 1,
         Resampling::Bilinear => 2,
     };
     Ok((
@@ -491,5 +721,173 @@ mod tests {
         );
         let w = source_window(&st, e, &dst, Resampling::Nearest).unwrap();
         assert_eq!(w, (-1, -1, 4, 4));
+    }
+
+    /// `src` at 10 m from (0, 10 × rows) onto one target pixel of `res` m
+    /// whose top-left corner is the source's.
+    fn one_pixel(src: Array2<f32>, res: f64, resampling: Resampling) -> f32 {
+        let e = Epsg::new(32610).unwrap();
+        let top = 10.0 * src.nrows() as f64;
+        let st = GeoTransform::north_up(0.0, top, 10.0);
+        let dst = GridSpec {
+            epsg: e,
+            transform: GeoTransform::north_up(0.0, top, res),
+            width: 1,
+            height: 1,
+        };
+        warp(src.view(), &st, e, &dst, resampling).unwrap()[[0, 0]]
+    }
+
+    #[test]
+    fn average_weighs_source_pixels_by_the_area_the_footprint_covers() {
+        let nan = f32::NAN;
+        // 2 × 2 at 10 m onto one 20 m pixel: the plain mean
+        let a = || ndarray::array![[1.0f32, 2.0], [3.0, 4.0]];
+        assert_eq!(one_pixel(a(), 20.0, Resampling::Average), 2.5);
+        // onto one 15 m pixel: the footprint covers all of (0, 0), half of
+        // (0, 1) and (1, 0), a quarter of (1, 1):
+        // (1·1 + 2·½ + 3·½ + 4·¼) / (1 + ½ + ½ + ¼) = 4.5 / 2.25
+        assert_eq!(one_pixel(a(), 15.0, Resampling::Average), 2.0);
+        // NaN left out: (1 + 3 + 4) / 3
+        let holed = ndarray::array![[1.0f32, nan], [3.0, 4.0]];
+        assert_eq!(
+            one_pixel(holed, 20.0, Resampling::Average),
+            (8.0f64 / 3.0) as f32
+        );
+        // all NaN: NaN
+        let empty = Array2::from_elem((2, 2), nan);
+        assert!(one_pixel(empty, 20.0, Resampling::Average).is_nan());
+        // a 30 m grid over a 10 m source, 3:1: each target pixel the mean
+        // of its 3 × 3 block (means of small integers, exact in f32)
+        let e = Epsg::new(32610).unwrap();
+        let src = Array2::from_shape_fn((6, 9), |(r, c)| (r * 9 + c) as f32);
+        let st = GeoTransform::north_up(500_000.0, 4_200_060.0, 10.0);
+        let dst = GridSpec {
+            epsg: e,
+            transform: GeoTransform::north_up(500_000.0, 4_200_060.0, 30.0),
+            width: 3,
+            height: 2,
+        };
+        let out = warp(src.view(), &st, e, &dst, Resampling::Average).unwrap();
+        let want = Array2::from_shape_fn((2, 3), |(r, c)| (r * 27 + c * 3 + 10) as f32);
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn mode_takes_the_most_frequent_value_and_breaks_ties_as_gdal() {
+        let nan = f32::NAN;
+        // a clear winner: 1 five times of nine
+        let clear = ndarray::array![[1.0f32, 1.0, 2.0], [1.0, 3.0, 2.0], [4.0, 1.0, 1.0]];
+        assert_eq!(one_pixel(clear, 30.0, Resampling::Mode), 1.0);
+        // ties, two each: the value that reached two first, row by row
+        // (1, 2, 2 → 2 has two; the last 1 only ties it). GDAL 3.10.3
+        // through rasterio gives 2 and 1 for these, and 3 for the third
+        // (`gdalwarp -r mode`, float32, uint8 and uint16 alike).
+        let tie = ndarray::array![[1.0f32, 2.0], [2.0, 1.0]];
+        assert_eq!(one_pixel(tie, 20.0, Resampling::Mode), 2.0);
+        let tie = ndarray::array![[2.0f32, 1.0], [1.0, 2.0]];
+        assert_eq!(one_pixel(tie, 20.0, Resampling::Mode), 1.0);
+        let tie = ndarray::array![[5.0f32, 3.0], [3.0, 5.0]];
+        assert_eq!(one_pixel(tie, 20.0, Resampling::Mode), 3.0);
+        // a pixel counts once however little of it the footprint covers:
+        // over a 15 m pixel, 7 covers ½ + ½ + ¼ of a pixel, 1 all of one,
+        // and 7 wins 3 to 1
+        let partial = ndarray::array![[1.0f32, 7.0], [7.0, 7.0]];
+        assert_eq!(one_pixel(partial, 15.0, Resampling::Mode), 7.0);
+        // NaN left out, however many; all NaN: NaN
+        let holed = ndarray::array![[nan, nan], [nan, 7.0]];
+        assert_eq!(one_pixel(holed, 20.0, Resampling::Mode), 7.0);
+        assert!(one_pixel(Array2::from_elem((2, 2), nan), 20.0, Resampling::Mode).is_nan());
+    }
+
+    #[test]
+    fn footprints_overhanging_the_source_follow_gdals_edge_rule() {
+        // One 15 m target pixel starting 5 m left of and above a 2 × 2
+        // source: its footprint is [-0.5, 1] in both axes. GDAL's weights
+        // give the edge pixel the overhang too (1.5), so the value is that
+        // pixel's; a footprint entirely outside is NaN.
+        let e = Epsg::new(32610).unwrap();
+        let src = ndarray::array![[1.0f32, 2.0], [3.0, 4.0]];
+        let st = GeoTransform::north_up(0.0, 20.0, 10.0);
+        let at = |x0: f64, y0: f64, res: f64, m: Resampling| {
+            let dst = GridSpec {
+                epsg: e,
+                transform: GeoTransform::north_up(x0, y0, res),
+                width: 1,
+                height: 1,
+            };
+            warp(src.view(), &st, e, &dst, m).unwrap()[[0, 0]]
+        };
+        assert_eq!(at(-5.0, 25.0, 15.0, Resampling::Average), 1.0);
+        // [-0.5, 1.5]: weights 1.5 and 0.5 per axis
+        // (1·2.25 + 2·0.75 + 3·0.75 + 4·0.25) / 4 = 7 / 4
+        assert_eq!(at(-5.0, 25.0, 20.0, Resampling::Average), 1.75);
+        assert!(at(-30.0, 20.0, 20.0, Resampling::Average).is_nan());
+        assert!(at(20.0, 20.0, 10.0, Resampling::Mode).is_nan());
+        assert_eq!(Span::new(-0.5, 1.0, 2).map(|s| s.weight(0)), Some(1.0));
+        let s = Span::new(-0.5, 1.5, 2).unwrap();
+        assert_eq!((s.i0, s.i1, s.weight(0), s.weight(1)), (0, 2, 1.5, 0.5));
+        // edges within 1e-10 px of a pixel boundary are on it
+        let s = Span::new(3.0 - 1e-12, 6.0 + 1e-12, 9).unwrap();
+        assert_eq!((s.i0, s.i1), (3, 6));
+    }
+
+    #[test]
+    fn mode_across_zones_never_invents_values_and_the_window_holds_every_footprint() {
+        let (e10, e11) = (Epsg::new(32610).unwrap(), Epsg::new(32611).unwrap());
+        // classes 0..5 in 10 m blocks of 2 × 3 pixels, in zone 11
+        let src = Array2::from_shape_fn((300, 300), |(r, c)| ((r / 2 + c / 3) % 5) as f32);
+        let st = GeoTransform::north_up(29_160.0, 4_199_630.0, 10.0);
+        let dst = GridSpec::tile_around(
+            e10,
+            558_976.0,
+            4_184_946.0,
+            32,
+            crate::units::Resolution::new(30.0).unwrap(),
+        )
+        .unwrap();
+        let out = warp(src.view(), &st, e11, &dst, Resampling::Mode).unwrap();
+        assert!(
+            out.iter()
+                .all(|&v| (0.0..5.0).contains(&v) && v.fract() == 0.0)
+        );
+        let avg = warp(src.view(), &st, e11, &dst, Resampling::Average).unwrap();
+        assert!(avg.iter().all(|v| v.is_finite()) && avg.iter().any(|v| v.fract() != 0.0));
+        for m in [Resampling::Average, Resampling::Mode] {
+            let (c0, r0, c1, r1) = source_window(&st, e11, &dst, m).unwrap();
+            let corners = Mapping::corners(&st, e11, &dst).unwrap();
+            for r in 0..dst.height {
+                for c in 0..dst.width {
+                    let (ax, ay) = corners.at(c, r);
+                    let (bx, by) = corners.at(c + 1, r + 1);
+                    let (x0, x1) = (ax.min(bx), ax.max(bx));
+                    let (y0, y1) = (ay.min(by), ay.max(by));
+                    assert!(
+                        x0.floor() as i64 > c0
+                            && (x1.ceil() as i64) < c1
+                            && y0.floor() as i64 > r0
+                            && (y1.ceil() as i64) < r1,
+                        "{m:?}: footprint of ({r}, {c}) [{x0}, {x1}] × [{y0}, {y1}] \
+                         off the window {:?}",
+                        (c0, r0, c1, r1)
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn resampling_names_parse_and_serialize_alike() {
+        for (name, m) in [
+            ("nearest", Resampling::Nearest),
+            ("bilinear", Resampling::Bilinear),
+            ("average", Resampling::Average),
+            ("mode", Resampling::Mode),
+        ] {
+            assert_eq!(name.parse::<Resampling>().unwrap(), m);
+            let json = serde_json::to_string(&m).unwrap();
+            assert_eq!(json, format!("{name:?}"));
+            assert_eq!(serde_json::from_str::<Resampling>(&json).unwrap(), m);
+        }
     }
 }

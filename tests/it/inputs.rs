@@ -615,13 +615,25 @@ fn configs_name_their_inputs_and_refuse_bad_ones_naming_them() {
     .unwrap();
     assert!(signed.signer().unwrap().is_some());
     assert!(cfg.signer().unwrap().is_none());
-    let e = bad(format!(
-        "{old}[[inputs]]\nname = \"lc\"\ncatalog = {{ demo = \"oakland\" }}\nstack = {{ bands = [\"map\"], categorical = [\"map\"], resampling = \"bilinear\" }}\n"
-    ));
-    assert!(
-        e.contains("inputs[1] \"lc\"") && e.contains("categorical"),
-        "{e}"
-    );
+    // a categorical band is never blended: bilinear and average refused,
+    // naming the input and the band; nearest and mode kept
+    let land_cover = |resampling: &str| {
+        format!(
+            "{old}[[inputs]]\nname = \"lc\"\ncatalog = {{ demo = \"oakland\" }}\nstack = {{ bands = [\"map\"], categorical = [\"map\"], resampling = {resampling:?} }}\n"
+        )
+    };
+    for blends in ["bilinear", "average"] {
+        let e = bad(land_cover(blends));
+        assert!(
+            e.contains("inputs[1] \"lc\"") && e.contains("map is categorical"),
+            "{blends}: {e}"
+        );
+    }
+    for keeps in ["nearest", "mode"] {
+        DatasetConfig::from_file(&write(&land_cover(keeps))).unwrap();
+    }
+    let e = bad(land_cover("cubic"));
+    assert!(e.contains("cubic") && e.contains("mode"), "{e}");
     let e = bad(format!(
         "{old}[[inputs]]\nname = \"dem\"\nhref = \"dem.tif\"\nstack = {{ bands = [\"elevation\"] }}\n"
     ));

@@ -29,5 +29,6 @@ mod store;
 #[cfg(feature = "burn")]
 mod train;
 mod util;
+mod warp;
 mod world;
 mod zarr;

@@ -208,7 +208,8 @@ pub(crate) struct StackArgs {
     /// Time steps: day, month or Nd (e.g. 5d), anchored at the start.
     #[arg(long, default_value = "day")]
     pub(crate) cadence: String,
-    /// Resampling: nearest or bilinear.
+    /// Resampling: nearest, bilinear, average (continuous bands, onto a coarser grid) or mode
+    /// (categorical bands).
     #[arg(long, default_value = "nearest")]
     pub(crate) resampling: String,
     /// Band read for the tile's own cloud fraction (e.g. SCL).
