@@ -50,10 +50,11 @@
 //! mean of the source pixels under each target pixel, GDAL's `average`).
 //! Categorical values (`categorical`, the template's field; a land-cover
 //! map): `nearest` or `mode` (the most frequent class under each target
-//! pixel, GDAL's `mode`), which never invent a class. An input whose
-//! categorical bands would be blended — `bilinear` or `average` — is refused,
-//! naming the input and the band (give the categorical bands an input of
-//! their own: nearest or mode).
+//! pixel, GDAL's `mode`), which never invent a class. Categorical bands are
+//! never blended, in an input as in any stack: under `bilinear` they are
+//! read with `nearest`, under `average` with `mode`
+//! ([`Resampling::for_categorical`](crate::geo::Resampling::for_categorical)),
+//! so an S2 input with `bilinear` keeps its SCL cloud classes.
 //!
 //! ```toml
 //! [[inputs]]
@@ -275,9 +276,7 @@ pub(crate) fn label(i: usize, name: &str) -> String {
 /// with the days its time rule reads (see [`plan_input`]).
 ///
 /// # Errors
-/// [`Error::Invalid`] from the template (a malformed request), and for an
-/// input whose resampling would blend its categorical bands (bilinear,
-/// average).
+/// [`Error::Invalid`] from the template (a malformed request).
 pub(crate) fn source_request(
     stack: &StackTemplate,
     rule: TimeRule,
@@ -288,18 +287,6 @@ pub(crate) fn source_request(
     req.tile_size = primary.tile_size;
     req.epsg = primary.epsg;
     req.cadence = primary.cadence;
-    if !req.resampling.keeps_values()
-        && let Some(b) = req.read_bands().iter().find(|b| req.is_categorical(b))
-    {
-        return Err(Error::invalid(
-            "resampling",
-            format!(
-                "{b} is categorical and {:?} would blend its classes: give categorical \
-                 bands an input of their own (nearest or mode)",
-                req.resampling
-            ),
-        ));
-    }
     let days = |a: NaiveDate, b: NaiveDate| (b - a).num_days().max(0) as u32 + 1;
     match rule {
         TimeRule::Daily => {}

@@ -69,6 +69,23 @@ impl Resampling {
     pub fn keeps_values(self) -> bool {
         matches!(self, Resampling::Nearest | Resampling::Mode)
     }
+
+    /// What a categorical band (classes, a cloud band) is read with when a
+    /// stack asks for `self`: nearest for bilinear, mode for average, which
+    /// never invent a class; nearest and mode unchanged.
+    ///
+    /// ```
+    /// use tilestack::geo::Resampling;
+    /// assert_eq!(Resampling::Bilinear.for_categorical(), Resampling::Nearest);
+    /// assert_eq!(Resampling::Average.for_categorical(), Resampling::Mode);
+    /// assert_eq!(Resampling::Mode.for_categorical(), Resampling::Mode);
+    /// ```
+    pub fn for_categorical(self) -> Resampling {
+        match self {
+            Resampling::Nearest | Resampling::Bilinear => Resampling::Nearest,
+            Resampling::Average | Resampling::Mode => Resampling::Mode,
+        }
+    }
 }
 
 impl std::str::FromStr for Resampling {

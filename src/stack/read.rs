@@ -22,7 +22,11 @@ impl StackPlan {
     /// thread, harmonized and scaled.
     pub(crate) async fn read_one(&self, reader: &CogReader, rp: ReadPlan) -> Result<Array2<f32>> {
         let grid = self.grid.clone();
-        let resampling = self.request.resampling;
+        // Categorical bands (classes, the cloud band) are never blended.
+        let resampling = match self.read_bands.get(rp.band) {
+            Some(b) if self.request.is_categorical(b) => self.request.resampling.for_categorical(),
+            _ => self.request.resampling,
+        };
         // Nearest within one CRS samples the cached tiles directly: no
         // window copy, one pass.
         let direct = rp.epsg == grid.epsg && resampling == Resampling::Nearest;

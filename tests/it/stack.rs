@@ -3,7 +3,7 @@
 use tilestack::cog::TileCache;
 use tilestack::demo::WorldServer;
 use tilestack::fetch::RetryConfig;
-use tilestack::geo::Mask;
+use tilestack::geo::{Mask, Resampling};
 use tilestack::stack::Fusion;
 use tilestack::{
     BandName, Catalog, CogReader, Epsg, HttpRangeClient, StackRequest, TileStack, build,
@@ -237,6 +237,62 @@ async fn fusion_rules_and_provenance_on_a_two_granule_day() {
         "{differ} pixels differ between mean and first"
     );
     assert!(mean.stack.tile_cloud_fraction[0].is_finite());
+}
+
+/// Categorical bands (here the cloud band, SCL) are never blended: under
+/// bilinear they are read with nearest, under average with mode, while the
+/// continuous band (B04) does take the blend. In the neighbouring UTM zone,
+/// so every read is warped.
+#[tokio::test]
+async fn categorical_bands_keep_their_classes_under_every_resampling() {
+    let mut req = oakland("B04,SCL");
+    req.start = day(3);
+    req.end = day(3);
+    req.cloud_band = Some(BandName::new("SCL").unwrap());
+    req.epsg = Some(Epsg::new(32611).unwrap());
+    req.tile_size = 64;
+    let mut built = Vec::new();
+    for (resolution, r) in [
+        (10.0, Resampling::Nearest),
+        (10.0, Resampling::Bilinear),
+        (30.0, Resampling::Mode),
+        (30.0, Resampling::Average),
+    ] {
+        req.resolution = tilestack::Resolution::new(resolution).unwrap();
+        req.resampling = r;
+        let (b, server) = stack(&req, None).await;
+        server.shutdown().await;
+        built.push(b.stack.data);
+    }
+    let band = |k: usize, b: usize| built[k].slice(ndarray::s![0, b, .., ..]).to_owned();
+    let bits = |a: ndarray::Array2<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(
+        bits(band(0, 1)),
+        bits(band(1, 1)),
+        "SCL: bilinear reads nearest"
+    );
+    assert_eq!(
+        bits(band(2, 1)),
+        bits(band(3, 1)),
+        "SCL: average reads mode"
+    );
+    for k in 0..4 {
+        let scl = band(k, 1);
+        assert!(scl.iter().any(|v| !v.is_nan()), "{k}: SCL has data");
+        assert!(
+            scl.iter().all(|v| v.is_nan() || v.fract() == 0.0),
+            "{k}: SCL values stay class codes"
+        );
+    }
+    let blended = |a: usize, b: usize| {
+        band(a, 0)
+            .iter()
+            .zip(band(b, 0).iter())
+            .filter(|(x, y)| x.to_bits() != y.to_bits())
+            .count()
+    };
+    assert!(blended(0, 1) > 100, "B04 is interpolated under bilinear");
+    assert!(blended(2, 3) > 100, "B04 is averaged under average");
 }
 
 #[tokio::test]

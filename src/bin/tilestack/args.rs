@@ -209,7 +209,8 @@ pub(crate) struct StackArgs {
     #[arg(long, default_value = "day")]
     pub(crate) cadence: String,
     /// Resampling: nearest, bilinear, average (continuous bands, onto a coarser grid) or mode
-    /// (categorical bands).
+    /// (categorical bands). Categorical bands are never blended: nearest under bilinear, mode
+    /// under average.
     #[arg(long, default_value = "nearest")]
     pub(crate) resampling: String,
     /// Band read for the tile's own cloud fraction (e.g. SCL).
