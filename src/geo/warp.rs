@@ -38,7 +38,8 @@ pub enum Resampling {
     #[default]
     Nearest,
     /// Bilinear over the 4 nearest source centres; NaN neighbours are left
-    /// out and the weights renormalized (GDAL's behaviour with nodata).
+    /// out and the weights renormalized, and a target whose centre falls in
+    /// a NaN source pixel is NaN (GDAL's behaviour with nodata).
     Bilinear,
     /// The mean of the source pixels under the target pixel's footprint,
     /// each weighted by the fraction of it the footprint covers (GDAL
@@ -321,7 +322,13 @@ pub fn nearest_indices(
 /// Bilinear at centre-based coordinates `(x, y)`; NaN-aware.
 fn bilinear(src: &ArrayView2<'_, f32>, x: f64, y: f64) -> f32 {
     let (rows, cols) = src.dim();
-    if x < -0.5 || y < -0.5 || x > cols as f64 - 0.5 || y > rows as f64 - 0.5 {
+    // GDAL's rule: the source pixel the target centre falls in must be
+    // inside and valid; only then are its valid neighbours blended.
+    let (ix, iy) = ((x + 0.5).floor(), (y + 0.5).floor());
+    if ix < 0.0 || iy < 0.0 || ix >= cols as f64 || iy >= rows as f64 {
+        return f32::NAN;
+    }
+    if src[[iy as usize, ix as usize]].is_nan() {
         return f32::NAN;
     }
     let (x0, y0) = (x.floor(), y.floor());
@@ -724,12 +731,41 @@ mod tests {
         };
         // Target centres (10, 10), (20, 10), (10, 0), (20, 0) are source
         // pixel coordinates (1, 1), (2, 1), (1, 2), (2, 2): corners shared by
-        // source pixels, so bilinear weighs its two or four neighbours
-        // equally (clamped at the edge): (0+10+20+30)/4, (10+30)/2,
-        // (20+30)/2, 30, all exact in f32; nearest takes the pixel below
-        // right of each corner, inside the source only for the first.
+        // source pixels. Both methods take the pixel below right of each
+        // corner as the one the centre falls in, inside the source only for
+        // the first (GDAL's rule): there bilinear weighs the four neighbours
+        // equally, (0+10+20+30)/4, exact in f32; the others are NaN.
         let out = warp(src.view(), &st, e, &dst, Resampling::Bilinear).unwrap();
-        assert_eq!(out, ndarray::array![[15.0f32, 20.0], [25.0, 30.0]]);
+        assert_eq!(out[[0, 0]], 15.0);
+        assert!(
+            out[[0, 1]].is_nan() && out[[1, 0]].is_nan() && out[[1, 1]].is_nan(),
+            "{out}"
+        );
+        // a NaN source pixel under the centre is NaN; a NaN neighbour is
+        // left out and the weights renormalized
+        let holed = ndarray::array![[f32::NAN, 10.0], [20.0, 30.0]];
+        let one = GridSpec {
+            width: 1,
+            height: 1,
+            ..dst.clone()
+        };
+        let at = |t: GeoTransform| {
+            warp(
+                holed.view(),
+                &st,
+                e,
+                &GridSpec {
+                    transform: t,
+                    ..one.clone()
+                },
+                Resampling::Bilinear,
+            )
+            .unwrap()[[0, 0]]
+        };
+        // centre (10, 10): in pixel (1, 1) = 30; neighbours 10, 20, 30 equally
+        assert_eq!(at(GeoTransform::north_up(5.0, 15.0, 10.0)), 20.0);
+        // centre (9, 11): in pixel (0, 0), NaN
+        assert!(at(GeoTransform::north_up(4.0, 16.0, 10.0)).is_nan());
         let nn = warp(src.view(), &st, e, &dst, Resampling::Nearest).unwrap();
         assert_eq!(nn[[0, 0]], 30.0);
         assert!(
