@@ -58,19 +58,6 @@ pub enum Resampling {
 }
 
 impl Resampling {
-    /// Whether every value this method produces is one of the source
-    /// values (nearest, mode), as a categorical band needs: bilinear and
-    /// average blend neighbouring values into ones no source pixel has.
-    ///
-    /// ```
-    /// use tilestack::geo::Resampling;
-    /// assert!(Resampling::Mode.keeps_values() && Resampling::Nearest.keeps_values());
-    /// assert!(!Resampling::Average.keeps_values() && !Resampling::Bilinear.keeps_values());
-    /// ```
-    pub fn keeps_values(self) -> bool {
-        matches!(self, Resampling::Nearest | Resampling::Mode)
-    }
-
     /// What a categorical band (classes, a cloud band) is read with when a
     /// stack asks for `self`: nearest for bilinear, mode for average, which
     /// never invent a class; nearest and mode unchanged.
