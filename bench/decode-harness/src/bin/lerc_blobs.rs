@@ -85,7 +85,7 @@ fn load(dir: &Path) -> Vec<Set> {
 fn pass(s: &Set) {
     let params = [4, s.outer];
     for c in &s.chunks {
-        let v = decode_lerc_chunk(c, Some(&params), s.width, s.rows, s.samples, s.dtype)
+        let v = decode_lerc_chunk(c, Some(&params[..]), s.width, s.rows, s.samples, s.dtype)
             .unwrap_or_else(|e| panic!("{}: {e}", s.name));
         black_box(v);
     }
