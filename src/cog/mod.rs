@@ -49,6 +49,17 @@ pub use header_store::{HeaderStore, cache_root};
 use ndarray::{Array2, Array3, Axis};
 pub use scan::{MAX_IFD_ENTRIES, MAX_TAG_VALUES};
 
+use source::HttpFile;
+pub use tile::{Samples, Tile, TileData, TileKey};
+pub use window::TileWindow;
+
+use crate::error::{Cause, Error, Result};
+use crate::fetch::HttpRangeClient;
+use crate::geo::grid::PixelWindow;
+
+/// First header read, in bytes; later reads double (async-tiff readahead).
+const HEADER_READAHEAD: u64 = 8 * 1024;
+
 /// One LERC chunk (tile or strip) of `width × rows` pixels of `samples`
 /// values, decoded as the reader decodes it (pixel-interleaved f32);
 /// `params` is the IFD's LercParameters tag (`[version, 0|1|2]`: none,
@@ -74,16 +85,6 @@ pub fn decode_lerc_chunk(
         sample_type,
     )?)
 }
-use source::HttpFile;
-pub use tile::{Samples, Tile, TileData, TileKey};
-pub use window::TileWindow;
-
-use crate::error::{Cause, Error, Result};
-use crate::fetch::HttpRangeClient;
-use crate::geo::grid::PixelWindow;
-
-/// First header read, in bytes; later reads double (async-tiff readahead).
-const HEADER_READAHEAD: u64 = 8 * 1024;
 
 type HeaderCell = Arc<tokio::sync::OnceCell<Arc<CogHeader>>>;
 
