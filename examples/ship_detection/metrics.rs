@@ -202,8 +202,27 @@ impl Scorer {
         }
     }
 
-    /// Day `i` of place `s`, scored `z` by `pred`, cut at `thr` on the
-    /// pixels `pred` reads and counted.
+    /// Day `i` of place `s` scored `z` by `pred` and cut at `thr`: ship
+    /// where `pred` reads a pixel and this scorer counts it (a ship
+    /// predicted outside the counted pixels is not a ship here).
+    pub(crate) fn cut(
+        &self,
+        pred: &Predictor,
+        s: &Seq,
+        i: usize,
+        z: &[f32],
+        thr: f32,
+    ) -> Vec<bool> {
+        let counted = self.validity(s, i);
+        let mut mask = pred.cut(z, pred.pixels(s, i), thr);
+        for (m, &v) in mask.iter_mut().zip(counted.iter()) {
+            *m &= v >= 0.5;
+        }
+        mask
+    }
+
+    /// Day `i` of place `s`, scored `z` by `pred`, cut at `thr` (see
+    /// [`Scorer::cut`]) and counted.
     pub(crate) fn score(
         &mut self,
         pred: &Predictor,
@@ -213,7 +232,7 @@ impl Scorer {
         thr: f32,
         info: &DataInfo,
     ) {
-        let mask = pred.cut(z, pred.pixels(s, i), thr);
+        let mask = self.cut(pred, s, i, z, thr);
         self.add(s, i, &mask, info);
     }
 
@@ -464,7 +483,7 @@ pub(crate) fn evaluate(
         for ((s, cloud), days) in seqs.iter().zip(clouds).zip(scores) {
             for (i, z) in days.iter().filter(|(i, _)| pixels.counts_day(s, *i)) {
                 let heldout = info.split(s.days[*i]) == Split::Heldout;
-                let mask = pred.cut(z, pred.pixels(s, *i), thr);
+                let mask = sc.cut(pred, s, *i, z, thr);
                 sc.add_terminal(s, *i, &mask, heldout, cloud[*i]);
             }
         }
@@ -522,7 +541,7 @@ pub(crate) fn evaluate_shared(
             let z: BTreeMap<usize, &[f32]> = days.iter().map(|(i, z)| (*i, &z[..])).collect();
             for i in (0..s.len()).filter(|&i| info.split(s.days[i]) == Split::Heldout) {
                 let mask = match z.get(&i) {
-                    Some(z) if pred.reads(s, i) => pred.cut(z, pred.pixels(s, i), thr),
+                    Some(z) if pred.reads(s, i) => sc.cut(pred, s, i, z, thr),
                     _ => vec![false; s.h * s.w],
                 };
                 sc.add(s, i, &mask, info);
@@ -623,8 +642,16 @@ mod tests {
         let ev = evaluate_shared(&pred, &set, &scored, &info).expect("an own-days input");
         let day = |d| NaiveDate::from_ymd_opt(2019, 8, d).expect("a day");
         let c = |tp, fp, fn_, tn| Counts { tp, fp, fn_, tn };
-        assert_eq!(ev.per_day[&day(1)], c(2, 2, 0, 0), "the optical day: all predicted");
-        assert_eq!(ev.per_day[&day(2)], c(0, 0, 2, 2), "radar only: the ship missed");
+        assert_eq!(
+            ev.per_day[&day(1)],
+            c(2, 2, 0, 0),
+            "the optical day: all predicted"
+        );
+        assert_eq!(
+            ev.per_day[&day(2)],
+            c(0, 0, 2, 2),
+            "radar only: the ship missed"
+        );
         assert_eq!(ev.per_day[&day(3)], c(0, 0, 0, 2), "the radar's half tile");
         assert_eq!((ev.ships.tp, ev.ships.fn_), (1, 1));
         // the standard evaluation scores the optical day only

@@ -128,7 +128,8 @@ impl Predictor<'_> {
                 let views: Vec<(Seq, Vec<usize>)> = seqs.iter().map(Seq::model_view).collect();
                 let mut out = Vec::with_capacity(seqs.len());
                 for group in views.chunks(micro.max(1)) {
-                    let refs: Vec<&Seq> = group.iter().map(|v| &v.0).filter(|s| s.len() > 0).collect();
+                    let refs: Vec<&Seq> =
+                        group.iter().map(|v| &v.0).filter(|s| s.len() > 0).collect();
                     let (z, k) = if refs.is_empty() {
                         (Vec::new(), 0)
                     } else {

@@ -776,7 +776,11 @@ pub(crate) mod tests {
         let (m, idx) = s.model_view();
         assert_eq!((m.len(), idx), (1, vec![0]));
         let t = tensors(&[&m], &dev);
-        assert_eq!(t.feats.dims(), [1, 2 + 2, 2, 2], "bands, differences, validity, mask");
+        assert_eq!(
+            t.feats.dims(),
+            [1, 2 + 2, 2, 2],
+            "bands, differences, validity, mask"
+        );
 
         // the other input alone: its days and pixels, no optical plane
         let s = &sequences(&only(false, true), |_| true, |_| true)[0];
@@ -789,11 +793,18 @@ pub(crate) mod tests {
         let (m, idx) = s.model_view();
         assert_eq!(idx, [1, 2]);
         let t = tensors(&[&m], &dev);
-        assert_eq!(t.feats.dims(), [2, 2 + 2 + 2, 2, 2], "with the radar's two planes");
+        assert_eq!(
+            t.feats.dims(),
+            [2, 2 + 2 + 2, 2, 2],
+            "with the radar's two planes"
+        );
         let feats = t.feats.into_data().try_to_vec::<f32>().expect("f32");
         for day in 0..2 {
             let f = &feats[day * 6 * 4..(day + 1) * 6 * 4];
-            assert!(f[..3 * 4].iter().all(|&x| x == 0.0), "no optical plane: {f:?}");
+            assert!(
+                f[..3 * 4].iter().all(|&x| x == 0.0),
+                "no optical plane: {f:?}"
+            );
             assert_eq!(&f[5 * 4..], &[1.0, 0.0, 1.0, 0.0], "the mask, last");
         }
         assert_eq!(&feats[4 * 4..5 * 4], &[1.0; 4], "day 1's radar validity");
