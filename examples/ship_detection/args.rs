@@ -71,8 +71,15 @@ pub(crate) struct Opts {
     /// the temporal model also reads this input of the dataset (e.g. `s1`
     /// of datasets/oakland-ships-s1.toml: Sentinel-1 VV/VH, in dB) on each
     /// day it has data
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", conflicts_with = "inputs")]
     pub(crate) with_input: Option<String>,
+    /// what the temporal model reads: `s2` (the dataset's first input, the
+    /// default), another input by name (`s1`: Sentinel-1 alone) or both
+    /// (`s2,s1`, as `--with-input s1`). With a dataset that has an input
+    /// read on its own days, every choice is also scored on the same
+    /// held-out days and pixels (those some input observed)
+    #[arg(long, value_name = "s2|s1|s2,s1")]
+    pub(crate) inputs: Option<String>,
     /// places per optimizer step of the temporal model (each with all its
     /// observed days)
     #[arg(long, value_name = "N", default_value_t = 1)]
@@ -127,8 +134,50 @@ impl Opts {
                 "--width, --micro-batch and --places-per-step must be > 0",
             ));
         }
+        self.model_inputs()
+            .map_err(|e| Opts::command().error(clap::error::ErrorKind::ValueValidation, e))?;
         Ok(self)
     }
+
+    /// What the temporal model reads: whether the optical input (the
+    /// dataset's first, `s2` in `--inputs`) and which other input.
+    pub(crate) fn model_inputs(&self) -> Result<ModelInputs, String> {
+        let Some(list) = &self.inputs else {
+            return Ok(ModelInputs {
+                optical: true,
+                other: self.with_input.clone(),
+            });
+        };
+        let mut m = ModelInputs {
+            optical: false,
+            other: None,
+        };
+        for name in list.split(',').map(str::trim) {
+            match name {
+                "s2" | "optical" if !m.optical => m.optical = true,
+                "" => return Err(format!("--inputs {list:?}: an empty name")),
+                _ if m.other.is_none() && name != "s2" && name != "optical" => {
+                    m.other = Some(name.to_string())
+                }
+                _ => {
+                    return Err(format!(
+                        "--inputs {list:?}: at most the optical input (s2) and one other, each once"
+                    ));
+                }
+            }
+        }
+        Ok(m)
+    }
+}
+
+/// The inputs the temporal model reads (see `--inputs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ModelInputs {
+    /// The dataset's first input (the optical bands, their validity and
+    /// metadata).
+    pub(crate) optical: bool,
+    /// Another input of the dataset, by name.
+    pub(crate) other: Option<String>,
 }
 
 /// The defaults of a bare command line.
@@ -202,7 +251,15 @@ mod tests {
             ("temporal", 0, 1)
         );
         assert!(!o.no_metadata && !o.no_mask_attention);
-        assert!(o.with_input.is_none() && o.eval_world.is_none());
+        assert!(o.with_input.is_none() && o.eval_world.is_none() && o.inputs.is_none());
+        let only = |o: &Opts| o.model_inputs().expect("inputs");
+        assert_eq!(
+            only(&o),
+            ModelInputs {
+                optical: true,
+                other: None
+            }
+        );
         assert!(o.eval_unet.is_none() && !o.no_calibration);
         assert_eq!(o.min_ship_px, crate::metrics::MIN_SHIP_PX);
 
@@ -273,6 +330,30 @@ mod tests {
         );
         assert!(o.no_metadata && o.no_mask_attention);
         assert_eq!(o.with_input.as_deref(), Some("s1"));
+        assert_eq!(
+            only(&o),
+            ModelInputs {
+                optical: true,
+                other: Some("s1".into())
+            },
+            "--with-input s1 is --inputs s2,s1"
+        );
+        for (list, optical, other) in [
+            ("s2", true, None),
+            ("s1", false, Some("s1")),
+            ("s2,s1", true, Some("s1")),
+            ("s1, s2", true, Some("s1")),
+        ] {
+            let o = parse(&["--inputs", list]).expect(list);
+            assert_eq!(
+                only(&o),
+                ModelInputs {
+                    optical,
+                    other: other.map(String::from)
+                },
+                "{list}"
+            );
+        }
         assert_eq!(o.eval_world, Some(PathBuf::from("w.toml")));
         assert_eq!(o.eval_unet, Some(PathBuf::from("u.bpk")));
         assert!(o.no_calibration);
@@ -292,6 +373,10 @@ mod tests {
             &["--epochs"],
             &["--frobnicate"],
             &["extra"],
+            &["--inputs", "s1,s3"],
+            &["--inputs", "s2,s2"],
+            &["--inputs", "s2,"],
+            &["--inputs", "s2", "--with-input", "s1"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }

@@ -8,7 +8,7 @@
 //! held-out days are never looked at.
 
 use crate::data::{DataInfo, Split};
-use crate::metrics::{EvalSet, Scored, Scorer};
+use crate::metrics::{EvalSet, Pixels, Scored, Scorer};
 use crate::predict::Predictor;
 
 /// The logits tried: −3 to 5 in steps of 0.25.
@@ -76,9 +76,10 @@ pub(crate) fn sweep(
     split: Split,
 ) -> Vec<(f32, f64, f64)> {
     let grid = grid();
-    let mut scorers: Vec<Scorer> = grid.iter().map(|_| set.scorer(false)).collect();
+    let pixels = Pixels::standard(pred, info);
+    let mut scorers: Vec<Scorer> = grid.iter().map(|_| set.scorer(false, pixels)).collect();
     for (s, i, z) in set.place_days(scored) {
-        if info.split(s.days[i]) == split && s.optical[i] {
+        if info.split(s.days[i]) == split && pixels.counts_day(s, i) {
             for (sc, &t) in scorers.iter_mut().zip(&grid) {
                 sc.score(pred, s, i, z, t, info);
             }

@@ -35,20 +35,33 @@ pub(crate) struct DataInfo {
     mean: Vec<f32>,
     std: Vec<f32>,
     pub(crate) holdout_from: NaiveDate,
-    /// `--with-input`: another input of the dataset fed to the temporal
-    /// model beside the bands.
+    /// Another input of the dataset read beside the optical one: the one
+    /// `--inputs`/`--with-input` feed the temporal model, or else the
+    /// first input read on its own days (its validity, with the optical
+    /// input's, makes the held-out pixels every `--inputs` choice is
+    /// scored on).
     pub(crate) extra: Option<String>,
-    /// The planes `--with-input`'s input adds per day (its bands and its
-    /// validity; 0 without it).
+    /// What the temporal model reads of the optical input and `extra`.
+    pub(crate) view: View,
+    /// The planes `extra` adds to the temporal model's input per day (its
+    /// bands and its validity; 0 when the model does not read it).
     pub(crate) extra_planes: usize,
-    /// Whether that input is read on its own acquisition days (`time =
+    /// Whether `extra` is read on its own acquisition days (`time =
     /// "daily"`): then a step it has data on is a day it observed, and a
-    /// day only it observed joins the temporal model's sequence. With
-    /// `nearest`, a step's scene may be another day's: only the optical
-    /// days are sequenced.
+    /// day only it observed joins the sequence. With `nearest`, a step's
+    /// scene may be another day's: only the optical days are sequenced.
     pub(crate) extra_own_days: bool,
     /// The near-infrared band (`B08`/`nir`), if any.
     pub(crate) nir: Option<usize>,
+}
+
+/// Which inputs the temporal model reads (`--inputs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct View {
+    /// The optical input: its bands, validity and metadata.
+    pub(crate) optical: bool,
+    /// [`DataInfo::extra`].
+    pub(crate) other: bool,
 }
 
 impl DataInfo {
@@ -70,6 +83,28 @@ impl DataInfo {
         let m = self.mean.get(b).copied().unwrap_or(0.0);
         let s = self.std.get(b).copied().unwrap_or(1.0);
         v * s + m
+    }
+}
+
+#[cfg(test)]
+impl DataInfo {
+    /// One band (red, green and blue alike), no normalization, held out
+    /// from `holdout_from`, with another input read (on its own days or
+    /// not) and `view` of them.
+    pub(crate) fn for_tests(holdout_from: NaiveDate, view: View, extra_own_days: bool) -> DataInfo {
+        DataInfo {
+            label: "ships".into(),
+            bands: 1,
+            rgb: [0; 3],
+            mean: vec![0.0],
+            std: vec![1.0],
+            holdout_from,
+            extra: Some("s1".into()),
+            view,
+            extra_planes: if view.other { 2 } else { 0 },
+            extra_own_days,
+            nir: None,
+        }
     }
 }
 
@@ -151,23 +186,36 @@ pub(crate) fn loaders(o: &Opts, device: &Device) -> Res<Loaders> {
         find(["b03", "green"], 1),
         find(["b02", "blue"], 2),
     ];
-    let (extra_planes, extra_own_days) = match &o.with_input {
-        None => (0, false),
-        Some(name) => {
-            let layouts = match (train.batches().dataset(), train.batches().shards()) {
-                (Some(ds), _) => ds.input_layouts().to_vec(),
-                (None, Some(set)) => set.index().inputs.clone(),
-                (None, None) => Vec::new(),
-            };
-            let layout = layouts.iter().find(|i| i.name == *name).ok_or_else(|| {
-                format!(
-                    "--with-input {name:?}: the dataset's inputs after the first are {:?}",
-                    layouts.iter().map(|i| &i.name).collect::<Vec<_>>()
-                )
-            })?;
-            (layout.bands.len() + 1, layout.rule == TimeRule::Daily)
-        }
+    let wanted = o.model_inputs()?;
+    let layouts = match (train.batches().dataset(), train.batches().shards()) {
+        (Some(ds), _) => ds.input_layouts().to_vec(),
+        (None, Some(set)) => set.index().inputs.clone(),
+        (None, None) => Vec::new(),
     };
+    let layout = match &wanted.other {
+        Some(name) => Some(layouts.iter().find(|i| i.name == *name).ok_or_else(|| {
+            format!(
+                "{} {name:?}: the dataset's inputs after the first are {:?}",
+                if o.inputs.is_some() {
+                    "--inputs"
+                } else {
+                    "--with-input"
+                },
+                layouts.iter().map(|i| &i.name).collect::<Vec<_>>()
+            )
+        })?),
+        // read for the shared held-out pixels only
+        None => layouts.iter().find(|i| i.rule == TimeRule::Daily),
+    };
+    let view = View {
+        optical: wanted.optical,
+        other: wanted.other.is_some(),
+    };
+    let extra_planes = match layout {
+        Some(l) if view.other => l.bands.len() + 1,
+        _ => 0,
+    };
+    let extra_own_days = layout.is_some_and(|l| l.rule == TimeRule::Daily);
     let holdout_from = match o.holdout_from {
         Some(d) => d,
         None => {
@@ -190,7 +238,8 @@ pub(crate) fn loaders(o: &Opts, device: &Device) -> Res<Loaders> {
             mean: cfg.normalize.mean.clone(),
             std: cfg.normalize.std.clone(),
             holdout_from,
-            extra: o.with_input.clone(),
+            extra: layout.map(|l| l.name.clone()),
+            view,
             extra_planes,
             extra_own_days,
             nir: names.iter().position(|n| n == "b08" || n == "nir"),
@@ -260,11 +309,13 @@ pub(crate) struct HostBatch {
     pub(crate) days: Vec<Vec<NaiveDate>>,
     pub(crate) ids: Vec<String>,
     pub(crate) status: Vec<SampleStatus>,
-    /// `--with-input`'s input: `[B, T, E, H, W]` values, `[B, T, H, W]`
+    /// [`DataInfo::extra`]'s input: `[B, T, E, H, W]` values, `[B, T, H, W]`
     /// validity, and `E`.
     pub(crate) extra: Option<(Vec<f32>, Vec<f32>, usize)>,
     /// [`DataInfo::extra_own_days`].
     pub(crate) extra_own_days: bool,
+    /// [`DataInfo::view`].
+    pub(crate) view: View,
 }
 
 impl HostBatch {
@@ -274,12 +325,12 @@ impl HostBatch {
             Some(name) => {
                 let s = batch.source(name).ok_or_else(|| {
                     format!(
-                        "--with-input {name:?}: the batch has no such input (inputs: {:?})",
+                        "input {name:?}: the batch has no such input (inputs: {:?})",
                         batch.sources.iter().map(|s| &s.name).collect::<Vec<_>>()
                     )
                 })?;
                 if s.is_static {
-                    return Err(format!("--with-input {name:?}: a static input has no days").into());
+                    return Err(format!("input {name:?}: a static input has no days").into());
                 }
                 let e = s.values.dims()[2];
                 Some((
@@ -319,6 +370,7 @@ impl HostBatch {
             status: batch.status.clone(),
             extra,
             extra_own_days: info.extra_own_days,
+            view: info.view,
         })
     }
 

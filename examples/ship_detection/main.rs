@@ -348,6 +348,21 @@ fn run(o: &Opts) -> Res<Report> {
         say(o, per_day_table(blind));
     }
 
+    let shared = metrics::evaluate_shared(&trained.predictor(thr), &set, &scores, &l.info);
+    if let (Some(ev), Some(name)) = (&shared, &l.info.extra) {
+        say(
+            o,
+            format!(
+                "on every held-out day and pixel the optical input or {name:?} observed (as --inputs s2, {name}, s2,{name} are all scored; nothing predicted where the model reads nothing): pixel P {:.3} R {:.3} F1 {:.3}; {}",
+                ev.counts.precision(),
+                ev.counts.recall(),
+                ev.counts.f1(),
+                ship_line(ev)
+            ),
+        );
+        say(o, per_day_table(ev));
+    }
+
     // another world, never trained on
     let mut other = None;
     if let Some(cfg) = &o.eval_world {
@@ -423,6 +438,7 @@ fn run(o: &Opts) -> Res<Report> {
         step_losses: log.losses,
         model: ev,
         unseen_by_optical,
+        shared,
         other_world: other,
         model_path: Some(model_path.clone()),
         seconds: t_start.elapsed().as_secs_f64(),

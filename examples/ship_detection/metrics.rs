@@ -2,6 +2,7 @@
 //! valid pixels only, the model scored on the held-out days, and the per-day
 //! table printed at the end.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use burn::tensor::Device;
@@ -131,9 +132,44 @@ pub(crate) struct Scorer {
     keep_shown: bool,
     /// Predicted ships smaller than this (pixels) are not counted.
     min_ship_px: usize,
-    /// Score the pixels some input observed ([`Seq::seen`]) rather than
-    /// the optical input's valid ones.
-    by_seen: bool,
+    /// The pixels counted.
+    pixels: Pixels,
+}
+
+/// Which pixels of a day a [`Scorer`] counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Pixels {
+    /// The optical input's valid pixels.
+    #[default]
+    Optical,
+    /// Those of the inputs the temporal model reads ([`Seq::seen`]).
+    Seen,
+    /// Those some input read observed ([`Seq::any_of`]): every `--inputs`
+    /// choice alike.
+    Any,
+}
+
+impl Pixels {
+    /// How `pred` is scored in the standard evaluation: a temporal model
+    /// without the optical input on the days and pixels it reads, every
+    /// other detector on the optical days' valid pixels.
+    pub(crate) fn standard(pred: &Predictor, info: &DataInfo) -> Pixels {
+        if matches!(pred, Predictor::Temporal(..)) && !info.view.optical {
+            Pixels::Seen
+        } else {
+            Pixels::Optical
+        }
+    }
+
+    /// Whether day `i` of `s` is scored this way: an optical day, or a day
+    /// the model reads.
+    pub(crate) fn counts_day(self, s: &Seq, i: usize) -> bool {
+        match self {
+            Pixels::Optical => s.optical[i],
+            Pixels::Seen => s.model[i],
+            Pixels::Any => true,
+        }
+    }
 }
 
 /// The pixels of the component of `mask` holding the tile's centre (or the
@@ -158,15 +194,16 @@ pub(crate) fn centre_component(mask: &[f32], w: usize) -> Vec<bool> {
 
 impl Scorer {
     /// The pixels of day `i` of `s` this scorer counts.
-    fn validity<'a>(&self, s: &'a Seq, i: usize) -> &'a [f32] {
-        if self.by_seen {
-            s.seen_of(i)
-        } else {
-            s.valid_of(i)
+    fn validity<'a>(&self, s: &'a Seq, i: usize) -> Cow<'a, [f32]> {
+        match self.pixels {
+            Pixels::Optical => Cow::Borrowed(s.valid_of(i)),
+            Pixels::Seen => Cow::Borrowed(s.seen_of(i)),
+            Pixels::Any => Cow::Owned(s.any_of(i)),
         }
     }
 
-    /// Day `i` of place `s`, scored `z` by `pred`, cut at `thr` and counted.
+    /// Day `i` of place `s`, scored `z` by `pred`, cut at `thr` on the
+    /// pixels `pred` reads and counted.
     pub(crate) fn score(
         &mut self,
         pred: &Predictor,
@@ -176,13 +213,14 @@ impl Scorer {
         thr: f32,
         info: &DataInfo,
     ) {
-        let mask = pred.cut(z, self.validity(s, i), thr);
+        let mask = pred.cut(z, pred.pixels(s, i), thr);
         self.add(s, i, &mask, info);
     }
 
     /// Day `i` of place `s` predicted as `pred`: scored on its valid pixels.
     pub(crate) fn add(&mut self, s: &Seq, i: usize, pred: &[bool], info: &DataInfo) {
-        let (lv, ly) = (self.validity(s, i), s.label_of(i));
+        let lv = self.validity(s, i);
+        let (lv, ly) = (&lv[..], s.label_of(i));
         let day = s.days[i];
         let today = self.ev.per_day.entry(day).or_default();
         let mut ship_px = 0;
@@ -240,7 +278,8 @@ impl Scorer {
         cloud: f32,
     ) {
         let term = centre_component(&s.mask, s.w);
-        let (lv, ly) = (s.valid_of(i), s.label_of(i));
+        let lv = self.validity(s, i);
+        let (lv, ly) = (&lv[..], s.label_of(i));
         let on = term.iter().filter(|&&t| t).count();
         let seen = term
             .iter()
@@ -392,11 +431,12 @@ impl EvalSet {
             .flat_map(|(s, days)| days.iter().map(move |(i, z)| (s, *i, z.as_slice())))
     }
 
-    /// A counter of ships as this set counts them.
-    pub(crate) fn scorer(&self, keep_shown: bool) -> Scorer {
+    /// A counter of ships as this set counts them, on `pixels`.
+    pub(crate) fn scorer(&self, keep_shown: bool, pixels: Pixels) -> Scorer {
         Scorer {
             keep_shown,
             min_ship_px: self.min_ship_px,
+            pixels,
             ..Scorer::default()
         }
     }
@@ -413,17 +453,18 @@ pub(crate) fn evaluate(
     keep_shown: bool,
 ) -> Evaluation {
     let thr = pred.threshold();
-    let mut sc = set.scorer(keep_shown);
+    let pixels = Pixels::standard(pred, info);
+    let mut sc = set.scorer(keep_shown, pixels);
     for (s, i, z) in set.place_days(scored) {
-        if info.split(s.days[i]) == Split::Heldout && s.optical[i] {
+        if info.split(s.days[i]) == Split::Heldout && pixels.counts_day(s, i) {
             sc.score(pred, s, i, z, thr, info);
         }
     }
     for ((seqs, clouds), scores) in set.terminals.iter().zip(&scored.terminals) {
         for ((s, cloud), days) in seqs.iter().zip(clouds).zip(scores) {
-            for (i, z) in days.iter().filter(|(i, _)| s.optical[*i]) {
+            for (i, z) in days.iter().filter(|(i, _)| pixels.counts_day(s, *i)) {
                 let heldout = info.split(s.days[*i]) == Split::Heldout;
-                let mask = pred.cut(z, s.valid_of(*i), thr);
+                let mask = pred.cut(z, pred.pixels(s, *i), thr);
                 sc.add_terminal(s, *i, &mask, heldout, cloud[*i]);
             }
         }
@@ -443,14 +484,11 @@ pub(crate) fn evaluate_unseen_by_optical(
     scored: &Scored,
     info: &DataInfo,
 ) -> Option<(Evaluation, Vec<(String, NaiveDate)>)> {
-    if !info.extra_own_days {
+    if !(info.extra_own_days && info.view.other) {
         return None;
     }
     let thr = pred.threshold();
-    let mut sc = Scorer {
-        by_seen: true,
-        ..set.scorer(false)
-    };
+    let mut sc = set.scorer(false, Pixels::Seen);
     let mut days = Vec::new();
     for (s, i, z) in set.place_days(scored) {
         if info.split(s.days[i]) != Split::Heldout || !optical_blind(s, i) {
@@ -460,6 +498,38 @@ pub(crate) fn evaluate_unseen_by_optical(
         days.push((s.place.clone(), s.days[i]));
     }
     (!days.is_empty()).then(|| (sc.finish(), days))
+}
+
+/// Every `--inputs` choice scored alike: on each held-out day a place was
+/// observed by the optical input or by the other input read on its own
+/// days, on the pixels either observed. A detector predicts on the days
+/// and pixels it reads (cut at its threshold) and nothing elsewhere, so a
+/// day or pixel only the other input saw counts as missed by a detector
+/// that does not read it. `None` without such another input.
+pub(crate) fn evaluate_shared(
+    pred: &Predictor,
+    set: &EvalSet,
+    scored: &Scored,
+    info: &DataInfo,
+) -> Option<Evaluation> {
+    if !info.extra_own_days {
+        return None;
+    }
+    let thr = pred.threshold();
+    let mut sc = set.scorer(false, Pixels::Any);
+    for (seqs, scores) in set.places.iter().zip(&scored.places) {
+        for (s, days) in seqs.iter().zip(scores) {
+            let z: BTreeMap<usize, &[f32]> = days.iter().map(|(i, z)| (*i, &z[..])).collect();
+            for i in (0..s.len()).filter(|&i| info.split(s.days[i]) == Split::Heldout) {
+                let mask = match z.get(&i) {
+                    Some(z) if pred.reads(s, i) => pred.cut(z, pred.pixels(s, i), thr),
+                    _ => vec![false; s.h * s.w],
+                };
+                sc.add(s, i, &mask, info);
+            }
+        }
+    }
+    Some(sc.finish())
 }
 
 /// Whether on day `i` of `s` the optical input sees under half of the
@@ -518,4 +588,50 @@ pub(crate) fn ship_line(ev: &Evaluation) -> String {
         ev.events.f1(),
         ev.events.tp + ev.events.fn_,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::View;
+
+    /// A detector that does not read a day (here the brightness threshold,
+    /// on a day only the radar observed) misses that day's ships on the
+    /// shared pixels; on the optical day it is scored as usual.
+    #[test]
+    fn shared_scoring_counts_what_a_detector_does_not_read_as_missed() {
+        let mut hb = crate::temporal::tests::batch_with_other_input();
+        // a two-pixel ship on day 1 (no optical scene) and on day 0
+        hb.label = [[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0], [0.0; 4]].concat();
+        hb.view = View {
+            optical: true,
+            other: false,
+        };
+        let s = sequences(&hb, |_| true, |_| true);
+        let day1 = s[0].days[0];
+        let set = EvalSet {
+            places: vec![s],
+            terminals: Vec::new(),
+            min_ship_px: 1,
+        };
+        let info = DataInfo::for_tests(day1, hb.view, true);
+        // brightness 0.5 DN everywhere: a threshold of 0 finds ship on
+        // every pixel it reads
+        let pred = Predictor::Brightness(0.0);
+        let scored = set.score(&pred, &info, 8, &crate::args::device("cpu").expect("cpu"));
+        let scored = scored.expect("scores");
+        let ev = evaluate_shared(&pred, &set, &scored, &info).expect("an own-days input");
+        let day = |d| NaiveDate::from_ymd_opt(2019, 8, d).expect("a day");
+        let c = |tp, fp, fn_, tn| Counts { tp, fp, fn_, tn };
+        assert_eq!(ev.per_day[&day(1)], c(2, 2, 0, 0), "the optical day: all predicted");
+        assert_eq!(ev.per_day[&day(2)], c(0, 0, 2, 2), "radar only: the ship missed");
+        assert_eq!(ev.per_day[&day(3)], c(0, 0, 0, 2), "the radar's half tile");
+        assert_eq!((ev.ships.tp, ev.ships.fn_), (1, 1));
+        // the standard evaluation scores the optical day only
+        let std = evaluate(&pred, &set, &scored, &info, false);
+        assert_eq!(std.days(), [day(1)]);
+        // without an own-days input there is no shared scoring
+        let nearest = DataInfo::for_tests(day1, hb.view, false);
+        assert!(evaluate_shared(&pred, &set, &scored, &nearest).is_none());
+    }
 }

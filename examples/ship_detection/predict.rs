@@ -71,6 +71,25 @@ impl Predictor<'_> {
         }
     }
 
+    /// Whether the detector reads day `i` of `s`: the temporal model the
+    /// days of the inputs it reads, the others the optical days.
+    pub(crate) fn reads(&self, s: &Seq, i: usize) -> bool {
+        match self {
+            Predictor::Temporal(..) => s.model[i],
+            _ => s.optical[i],
+        }
+    }
+
+    /// The pixels of day `i` of `s` the detector reads, `[H, W]`: the
+    /// temporal model those of its inputs ([`Seq::seen`]), the others the
+    /// optical input's.
+    pub(crate) fn pixels<'s>(&self, s: &'s Seq, i: usize) -> &'s [f32] {
+        match self {
+            Predictor::Temporal(..) => s.seen_of(i),
+            _ => s.valid_of(i),
+        }
+    }
+
     /// A day tile scored `z`, cut at `thr` on its pixels `valid`.
     pub(crate) fn cut(&self, z: &[f32], valid: &[f32], thr: f32) -> Vec<bool> {
         z.iter()
@@ -105,15 +124,32 @@ impl Predictor<'_> {
                 .collect()),
             Predictor::Temporal(model, _) => {
                 let model = model.valid();
+                // the days of each place the model reads, and their indexes
+                let views: Vec<(Seq, Vec<usize>)> = seqs.iter().map(Seq::model_view).collect();
                 let mut out = Vec::with_capacity(seqs.len());
-                for group in seqs.chunks(micro.max(1)) {
-                    let refs: Vec<&Seq> = group.iter().collect();
-                    let t = tensors(&refs, device);
-                    let k = t.days;
-                    let z = host(model.forward(&t))?;
-                    for (gi, s) in group.iter().enumerate() {
+                for group in views.chunks(micro.max(1)) {
+                    let refs: Vec<&Seq> = group.iter().map(|v| &v.0).filter(|s| s.len() > 0).collect();
+                    let (z, k) = if refs.is_empty() {
+                        (Vec::new(), 0)
+                    } else {
+                        let t = tensors(&refs, device);
+                        (host(model.forward(&t))?, t.days)
+                    };
+                    let mut gi = 0;
+                    for (s, idx) in group {
+                        if s.len() == 0 {
+                            out.push(Vec::new());
+                            continue;
+                        }
                         let p = s.h * s.w;
-                        out.push(per_day(s, &z[gi * k * p..(gi * k + s.len()) * p]));
+                        let at = &z[gi * k * p..(gi * k + s.len()) * p];
+                        out.push(
+                            per_day(s, at)
+                                .into_iter()
+                                .map(|(j, z)| (idx[j], z))
+                                .collect(),
+                        );
+                        gi += 1;
                     }
                 }
                 Ok(out)
@@ -123,7 +159,8 @@ impl Predictor<'_> {
                 let mut out = Vec::with_capacity(seqs.len());
                 for s in seqs {
                     let (p, c) = (s.h * s.w, s.c);
-                    let days: Vec<usize> = (0..s.len()).collect();
+                    // the days it can read: the optical ones
+                    let days: Vec<usize> = (0..s.len()).filter(|&i| s.optical[i]).collect();
                     let mut scores = Vec::with_capacity(days.len());
                     for chunk in days.chunks(micro.max(1)) {
                         let n = chunk.len();

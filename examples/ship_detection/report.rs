@@ -66,6 +66,11 @@ pub(crate) struct Report {
     /// input cannot see at a place and the other input observes, scored on
     /// the other input's pixels, with those (place, day)s.
     pub(crate) unseen_by_optical: Option<(Evaluation, Vec<(String, NaiveDate)>)>,
+    /// With an input read on its own days beside the optical one: the
+    /// model on every held-out day and pixel some input observed, as
+    /// every `--inputs` choice is scored (see
+    /// [`crate::metrics::evaluate_shared`]).
+    pub(crate) shared: Option<Evaluation>,
     /// `--eval-world`'s scores.
     pub(crate) other_world: Option<WorldReport>,
     pub(crate) model_path: Option<PathBuf>,
@@ -123,6 +128,13 @@ pub(crate) fn report_json(r: &Report, o: &Opts) -> serde_json::Value {
         "model": evaluation_json(&r.model),
         "model_where_only_the_other_input_sees": r.unseen_by_optical.as_ref().map(|(e, days)| serde_json::json!({
             "place_days": days.iter().map(|(p, d)| serde_json::json!([p, d.to_string()])).collect::<Vec<_>>(),
+            "evaluation": evaluation_json(e),
+        })),
+        "model_on_the_held_out_pixels_any_input_observed": r.shared.as_ref().map(|e| serde_json::json!({
+            "inputs": o.inputs.clone().unwrap_or_else(|| match &o.with_input {
+                Some(x) => format!("s2,{x}"),
+                None => "s2".into(),
+            }),
             "evaluation": evaluation_json(e),
         })),
         "brightness_baseline": evaluation_json(&r.brightness),

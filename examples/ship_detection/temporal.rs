@@ -46,11 +46,15 @@ use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 use chrono::NaiveDate;
 
-use crate::data::HostBatch;
+use crate::data::{HostBatch, View};
 use crate::model::Block;
 
 /// Metadata values per day.
 pub(crate) const META: usize = 5;
+
+/// The metadata of a day without an optical scene (nothing valid, 100 %
+/// no data, no cloud cover declared).
+const NO_OPTICAL: [f32; META] = [0.0, 0.0, 1.0, 0.0, 0.0];
 
 /// What the model is built with (the ablations switch parts off).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,15 +251,21 @@ pub(crate) struct Seq {
     pub(crate) x: Vec<f32>,
     /// `[K, H, W]` where the optical input (the first) has data.
     pub(crate) valid: Vec<f32>,
-    /// `[K, H, W]` where some input has data: the optical validity, or
-    /// `--with-input`'s where it has data (radar sees through cloud). The
-    /// loss, and the days the model's attention may consult, follow it; it
-    /// equals `valid` without another input.
+    /// `[K, H, W]` where an input the temporal model reads ([`Seq::view`])
+    /// has data: the optical validity, the other input's where it has data
+    /// (radar sees through cloud), or both. The loss, and the days the
+    /// model's attention may consult, follow it; it equals `valid` for the
+    /// optical input alone.
     pub(crate) seen: Vec<f32>,
     /// Per day: whether the optical input observed it (under 99 % no
-    /// data). Without another input every day of a `Seq` is; with one, a
-    /// day only that input observed is in the `Seq` too.
+    /// data). Without another input every day of a `Seq` is; with one
+    /// read on its own days, a day only that input observed is in the
+    /// `Seq` too.
     pub(crate) optical: Vec<bool>,
+    /// Per day: whether an input the temporal model reads observed it.
+    pub(crate) model: Vec<bool>,
+    /// The inputs the temporal model reads.
+    pub(crate) view: View,
     /// `[K, H, W]`.
     pub(crate) label: Vec<f32>,
     /// `[H, W]` the terminals mask (zeros without a mask layer).
@@ -315,6 +325,7 @@ impl Seq {
             valid: Vec::with_capacity(keep.len() * p),
             seen: Vec::with_capacity(keep.len() * p),
             optical: keep.iter().map(|&i| self.optical[i]).collect(),
+            model: keep.iter().map(|&i| self.model[i]).collect(),
             label: Vec::with_capacity(keep.len() * p),
             meta: keep.iter().map(|&i| self.meta[i]).collect(),
             ..self.clone_empty()
@@ -330,6 +341,30 @@ impl Seq {
         s
     }
 
+    /// The days the temporal model reads (all of them, unless the dataset
+    /// has another input it does not read, or it reads only that one),
+    /// with their indexes here.
+    pub(crate) fn model_view(&self) -> (Seq, Vec<usize>) {
+        let keep: Vec<usize> = (0..self.len()).filter(|&i| self.model[i]).collect();
+        let s = if keep.len() == self.len() {
+            self.clone()
+        } else {
+            self.subset(&keep)
+        };
+        (s, keep)
+    }
+
+    /// Day `i`'s pixels some input read observed — the optical input's, or
+    /// the other input's on a day it observed — `[H, W]`: where every
+    /// `--inputs` choice is scored alike.
+    pub(crate) fn any_of(&self, i: usize) -> Vec<f32> {
+        let v = self.valid_of(i);
+        match self.other_valid_of(i) {
+            Some(o) => v.iter().zip(o).map(|(&a, &b)| a.max(b)).collect(),
+            None => v.to_vec(),
+        }
+    }
+
     fn clone_empty(&self) -> Seq {
         Seq {
             place: self.place.clone(),
@@ -341,6 +376,8 @@ impl Seq {
             valid: Vec::new(),
             seen: Vec::new(),
             optical: Vec::new(),
+            model: Vec::new(),
+            view: self.view,
             label: Vec::new(),
             mask: self.mask.clone(),
             e: self.e,
@@ -443,6 +480,8 @@ pub(crate) fn sequences(
             valid: Vec::new(),
             seen: Vec::new(),
             optical: Vec::new(),
+            model: Vec::new(),
+            view: hb.view,
             label: Vec::new(),
             mask: hb
                 .mask
@@ -470,10 +509,19 @@ pub(crate) fn sequences(
             s.x.extend_from_slice(&hb.inputs[f * c * p..(f + 1) * c * p]);
             let v = &hb.valid[f * p..(f + 1) * p];
             s.valid.extend_from_slice(v);
-            match other {
-                Some(o) => s.seen.extend(v.iter().zip(o).map(|(&a, &b)| a.max(b))),
-                None => s.seen.extend_from_slice(v),
+            // what the model reads of this day
+            let read = hb.extra.as_ref().filter(|_| hb.view.other);
+            let o = read.map(|(_, valid, _)| &valid[f * p..(f + 1) * p]);
+            match (hb.view.optical, o) {
+                (true, Some(o)) => s.seen.extend(v.iter().zip(o).map(|(&a, &b)| a.max(b))),
+                (true, None) => s.seen.extend_from_slice(v),
+                (false, Some(o)) => s.seen.extend_from_slice(o),
+                (false, None) => s.seen.extend(std::iter::repeat_n(0.0, p)),
             }
+            s.model.push(
+                (hb.view.optical && optical)
+                    || (hb.view.other && (other.is_some() || !hb.extra_own_days)),
+            );
             s.label.extend_from_slice(&hb.label[f * p..(f + 1) * p]);
             if let Some((values, valid, e)) = &hb.extra {
                 s.extra.extend(extra_features(
@@ -535,7 +583,21 @@ pub(crate) fn extra_features(values: &[f32], valid: &[f32], e: usize) -> Vec<f32
 pub(crate) fn tensors(group: &[&Seq], device: &Device) -> SeqTensors {
     let g = group.len();
     let k = group.iter().map(|s| s.len()).max().unwrap_or(1).max(1);
-    let (c, e, h, w) = group.first().map_or((1, 0, 1, 1), |s| (s.c, s.e, s.h, s.w));
+    let (c, e, h, w, view) = group.first().map_or(
+        (
+            1,
+            0,
+            1,
+            1,
+            View {
+                optical: true,
+                other: false,
+            },
+        ),
+        |s| (s.c, s.e, s.h, s.w, s.view),
+    );
+    // the other input's planes, when the model reads it
+    let e = if view.other { e } else { 0 };
     let p = h * w;
     let f = 2 * c + 2 + e;
     let mut feats = vec![0.0f32; g * k * f * p];
@@ -555,8 +617,17 @@ pub(crate) fn tensors(group: &[&Seq], device: &Device) -> SeqTensors {
             let v = s.valid_of(i);
             seen[n * p..(n + 1) * p].copy_from_slice(s.seen_of(i));
             label[n * p..(n + 1) * p].copy_from_slice(s.label_of(i));
-            meta[n * META..(n + 1) * META].copy_from_slice(&s.meta[i]);
             let out = &mut feats[n * f * p..(n + 1) * f * p];
+            out[(2 * c + 1) * p..(2 * c + 1 + e) * p]
+                .copy_from_slice(&s.extra[i * s.e * p..(i * s.e + e) * p]);
+            out[(2 * c + 1 + e) * p..(2 * c + 2 + e) * p].copy_from_slice(&s.mask);
+            if !view.optical {
+                // the optical planes stay 0, its metadata as on a day
+                // without an optical scene
+                meta[n * META..(n + 1) * META].copy_from_slice(&NO_OPTICAL);
+                continue;
+            }
+            meta[n * META..(n + 1) * META].copy_from_slice(&s.meta[i]);
             for b in 0..c {
                 let zb = &z[(i * c + b) * p..(i * c + b + 1) * p];
                 out[b * p..(b + 1) * p].copy_from_slice(zb);
@@ -570,9 +641,6 @@ pub(crate) fn tensors(group: &[&Seq], device: &Device) -> SeqTensors {
                 }
             }
             out[2 * c * p..(2 * c + 1) * p].copy_from_slice(v);
-            out[(2 * c + 1) * p..(2 * c + 1 + e) * p]
-                .copy_from_slice(&s.extra[i * e * p..(i + 1) * e * p]);
-            out[(2 * c + 1 + e) * p..(2 * c + 2 + e) * p].copy_from_slice(&s.mask);
         }
     }
     let t4 = |v: Vec<f32>, ch: usize| {
@@ -590,7 +658,7 @@ pub(crate) fn tensors(group: &[&Seq], device: &Device) -> SeqTensors {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -609,7 +677,7 @@ mod tests {
     /// optical scene on day 1, the optical tile fully cloudy on day 2
     /// (pct_nans 100); the other input observes day 1 fully, day 2's left
     /// column, and nothing on day 0.
-    fn batch_with_other_input() -> HostBatch {
+    pub(crate) fn batch_with_other_input() -> HostBatch {
         let day = |d| NaiveDate::from_ymd_opt(2019, 8, d).expect("a day");
         let p = 4;
         HostBatch {
@@ -630,6 +698,10 @@ mod tests {
                 1,
             )),
             extra_own_days: true,
+            view: View {
+                optical: true,
+                other: true,
+            },
         }
     }
 
@@ -683,6 +755,50 @@ mod tests {
             assert_eq!((s.len(), s.optical.clone()), (1, vec![true]));
             assert_eq!(s.seen, s.valid);
         }
+    }
+
+    /// `--inputs s2` and `--inputs s1` over the batch above: the same
+    /// days in the `Seq` (what some input observed), the model reading
+    /// only its own days and pixels.
+    #[test]
+    fn each_inputs_choice_reads_its_own_days_and_pixels() {
+        let dev = crate::args::device("cpu").expect("the CPU device");
+        let only = |optical, other| HostBatch {
+            view: View { optical, other },
+            ..batch_with_other_input()
+        };
+        // the optical input alone: the other input is read for the shared
+        // pixels, not fed to the model
+        let s = &sequences(&only(true, false), |_| true, |_| true)[0];
+        assert_eq!((s.len(), s.model.clone()), (3, vec![true, false, false]));
+        assert_eq!(s.seen, s.valid, "the model reads the optical pixels");
+        assert_eq!(s.any_of(1), [1.0; 4], "day 1: the radar's pixels");
+        let (m, idx) = s.model_view();
+        assert_eq!((m.len(), idx), (1, vec![0]));
+        let t = tensors(&[&m], &dev);
+        assert_eq!(t.feats.dims(), [1, 2 + 2, 2, 2], "bands, differences, validity, mask");
+
+        // the other input alone: its days and pixels, no optical plane
+        let s = &sequences(&only(false, true), |_| true, |_| true)[0];
+        assert_eq!(s.model, [false, true, true]);
+        assert_eq!(
+            s.seen,
+            [[0.0; 4], [1.0; 4], [1.0, 0.0, 1.0, 0.0]].concat(),
+            "the radar's validity"
+        );
+        let (m, idx) = s.model_view();
+        assert_eq!(idx, [1, 2]);
+        let t = tensors(&[&m], &dev);
+        assert_eq!(t.feats.dims(), [2, 2 + 2 + 2, 2, 2], "with the radar's two planes");
+        let feats = t.feats.into_data().try_to_vec::<f32>().expect("f32");
+        for day in 0..2 {
+            let f = &feats[day * 6 * 4..(day + 1) * 6 * 4];
+            assert!(f[..3 * 4].iter().all(|&x| x == 0.0), "no optical plane: {f:?}");
+            assert_eq!(&f[5 * 4..], &[1.0, 0.0, 1.0, 0.0], "the mask, last");
+        }
+        assert_eq!(&feats[4 * 4..5 * 4], &[1.0; 4], "day 1's radar validity");
+        let meta = t.meta.into_data().try_to_vec::<f32>().expect("f32");
+        assert_eq!(meta, [NO_OPTICAL, NO_OPTICAL].concat());
     }
 
     #[test]

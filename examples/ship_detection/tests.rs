@@ -231,6 +231,56 @@ fn shortened_unet_training_and_ablations_run_and_learn() {
     let no_s2 = NaiveDate::from_ymd_opt(2019, 8, 20).expect("a day");
     assert!(days.iter().any(|(_, d)| *d == no_s2), "{days:?}");
     assert!(blind.counts.tp + blind.counts.fp + blind.counts.fn_ + blind.counts.tn > 0);
+    // Sentinel-1 alone (`--inputs s1`): it trains and is scored on the
+    // radar's own days; all three choices are scored on the same held-out
+    // days and pixels (the same truth on each)
+    let s1_only = run(&Opts {
+        inputs: Some("s1".into()),
+        places_per_step: 2,
+        ..short(
+            small_config_of(dir.path(), "oakland-ships-s1-daily.toml"),
+            dir.path().join("s1-only"),
+        )
+    })
+    .expect("the temporal model with Sentinel-1 alone");
+    assert!(s1_only.step_losses.iter().all(|l| l.is_finite()));
+    assert!(
+        s1_only.evaluated_days.contains(&no_s2),
+        "the radar's own held-out days: {:?}",
+        s1_only.evaluated_days
+    );
+    assert_eq!(s1_only.unseen_by_optical.as_ref().map(|u| &u.1), Some(days));
+    let s2_only = run(&Opts {
+        inputs: Some("s2".into()),
+        ..short(
+            small_config_of(dir.path(), "oakland-ships-s1-daily.toml"),
+            dir.path().join("s2-only"),
+        )
+    })
+    .expect("the temporal model with Sentinel-2 alone");
+    assert!(s2_only.unseen_by_optical.is_none());
+    assert!(
+        s2_only
+            .evaluated_days
+            .iter()
+            .all(|d| s2_only.heldout_days.contains(d))
+    );
+    let truth = |r: &crate::report::Report| {
+        let e = r.shared.as_ref().expect("scored on the shared pixels");
+        e.per_day
+            .iter()
+            .map(|(d, c)| (*d, c.tp + c.fn_, c.tp + c.fn_ + c.fp + c.tn))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(truth(&s1_only), truth(&s1));
+    assert_eq!(truth(&s2_only), truth(&s1));
+    assert!(truth(&s1).iter().any(|(d, ..)| *d == no_s2));
+    let on_shared = |r: &crate::report::Report| r.shared.as_ref().map(|e| e.per_day[&no_s2]);
+    assert_eq!(
+        on_shared(&s2_only).map(|c| (c.tp, c.fp)),
+        Some((0, 0)),
+        "no S2 scene on 08-20: the S2 model predicts nothing there"
+    );
     let e = run(&Opts {
         with_input: Some("s3".into()),
         ..short(

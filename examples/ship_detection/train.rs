@@ -144,8 +144,10 @@ pub(crate) fn temporal(
                 |d| l.info.split(d) == Split::Train,
             )
             .iter()
+            .map(|s| s.model_view().0)
+            .filter(|s| s.len() > 0)
             .map(|s| {
-                let mut s = subset(s, &mut mix);
+                let mut s = subset(&s, &mut mix);
                 let n = s.c * s.h * s.w;
                 for i in 0..s.len() {
                     glint(
