@@ -7,7 +7,7 @@
 //! not plans. A snapshot is the table itself; a single raster (`href`) is a
 //! table of one scene, its grid and CRS from its header.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use futures::StreamExt;
@@ -22,9 +22,10 @@ use crate::error::{Error, Result};
 use crate::geo::grid::GridSpec;
 use crate::stac::catalog::Catalog;
 use crate::stac::scene::{Scene, SceneAsset};
-use crate::stack::load::search_request;
+use crate::stack::load::{scenes_with_zarr_grids, search_request};
 use crate::stack::plan::{TimeBounds, pick_scenes_in, time_bounds};
 use crate::stack::request::StackRequest;
+use crate::zarr::ZarrReader;
 
 /// Searches in flight at once, per input.
 const SEARCHES_IN_FLIGHT: usize = 8;
@@ -68,6 +69,7 @@ pub(crate) async fn open_input(
     at: &str,
     source: InputSource<'_>,
     samples: &[DatasetSample],
+    zarr: &ZarrReader,
 ) -> Result<OpenInput> {
     let input = input.clone();
     let tiles = {
@@ -125,11 +127,10 @@ pub(crate) async fn open_input(
                 }
                 None => Vec::new(),
             };
-            for it in items {
-                table
-                    .add(it, &read_bands)
-                    .map_err(|e| config.error_because(at, e))?;
-            }
+            table
+                .add_all(items, &read_bands, zarr)
+                .await
+                .map_err(|e| config.error_because(at, e))?;
             for members in groups.values() {
                 let bbox = union_bbox(members.iter().map(|&i| tiles[i].bbox));
                 candidates.push(
@@ -163,14 +164,10 @@ pub(crate) async fn open_input(
                 .await;
             for r in results {
                 let (res, read_bands) = r.map_err(|e| config.error_because(at, e))?;
-                let mut group = Vec::with_capacity(res.items.len());
-                for it in &res.items {
-                    group.push(
-                        table
-                            .add(it, &read_bands)
-                            .map_err(|e| config.error_because(at, e))?,
-                    );
-                }
+                let group = table
+                    .add_all(&res.items, &read_bands, zarr)
+                    .await
+                    .map_err(|e| config.error_because(at, e))?;
                 candidates.push(group);
             }
         }
@@ -222,19 +219,41 @@ impl Table {
         k
     }
 
-    /// Adds `item` once per id; its index.
-    fn add(&mut self, item: &stac::Item, read_bands: &[crate::units::BandName]) -> Result<u32> {
-        if let Some(&k) = self.by_id.get(&item.id) {
-            return Ok(k);
+    /// Adds the items of `items` the table does not hold yet (each id
+    /// once; Zarr items without a grid take their stores' grids, see
+    /// [`scenes_with_zarr_grids`]); every item's index, in order.
+    ///
+    /// # Errors
+    /// The first item that does not convert, in order.
+    async fn add_all(
+        &mut self,
+        items: &[stac::Item],
+        read_bands: &[crate::units::BandName],
+        zarr: &ZarrReader,
+    ) -> Result<Vec<u32>> {
+        let mut seen = HashSet::new();
+        let fresh: Vec<&stac::Item> = items
+            .iter()
+            .filter(|it| !self.by_id.contains_key(&it.id) && seen.insert(it.id.as_str()))
+            .collect();
+        let scenes = scenes_with_zarr_grids(&fresh, read_bands, zarr).await;
+        for (item, scene) in fresh.into_iter().zip(scenes) {
+            if self.scenes.len() >= u32::MAX as usize {
+                return Err(Error::invalid(
+                    "catalog",
+                    "more than 4 billion scenes in one input",
+                ));
+            }
+            self.push(scene?, SceneMeta::of(item));
         }
-        if self.scenes.len() >= u32::MAX as usize {
-            return Err(Error::invalid(
-                "catalog",
-                "more than 4 billion scenes in one input",
-            ));
-        }
-        let scene = Scene::from_item(item, read_bands)?;
-        Ok(self.push(scene, SceneMeta::of(item)))
+        items
+            .iter()
+            .map(|it| {
+                self.by_id.get(&it.id).copied().ok_or_else(|| {
+                    Error::internal("dataset", "an item missing from the scene table")
+                })
+            })
+            .collect()
     }
 }
 

@@ -45,6 +45,7 @@ use crate::geo::rasterize::Mask;
 use crate::stac::catalog::Catalog;
 use crate::stac::scene::Scene;
 use crate::stack::plan::StackPlan;
+use crate::stack::read::zarr_reader;
 use crate::stack::request::StackRequest;
 use crate::stack::{Layers, SampleLayout, TileStack};
 
@@ -564,16 +565,24 @@ fn open_on(rt: &tokio::runtime::Runtime, config: &DatasetConfig) -> Result<Opene
     let (catalog, server, world) = rt.block_on(open_catalog(config))?;
     let vector_labels = config.label_layers(world.as_deref())?;
     let masks = config.mask_layers(world.as_deref())?;
-    let region = rt.block_on(open_by_region(config, &catalog, &points, &windows))?;
-    let (samples, scenes, mut report) = (region.samples, region.scenes, region.report);
-    if samples.is_empty() {
-        return Err(config.error("sampler", format!("no sample left: {report}")));
-    }
+    // The reader exists before the search: Zarr items without a grid take
+    // their stores' (metadata kept in its cache for the loads).
     let mut client = HttpRangeClient::new(RetryConfig::default())?;
     if let Some(signer) = config.signer()? {
         client = client.with_signer(signer);
     }
     let reader = CogReader::new(client, TileCache::new(config.loader.cache_bytes));
+    let region = rt.block_on(open_by_region(
+        config,
+        &catalog,
+        &points,
+        &windows,
+        &zarr_reader(&reader),
+    ))?;
+    let (samples, scenes, mut report) = (region.samples, region.scenes, region.report);
+    if samples.is_empty() {
+        return Err(config.error("sampler", format!("no sample left: {report}")));
+    }
     let (mut inputs, mut input_servers) = (Vec::new(), Vec::new());
     for (k, input) in config.inputs.iter().enumerate() {
         let at = label(k + 1, &input.name);
@@ -679,6 +688,7 @@ fn open_one(
                 at,
                 InputSource::Catalog(&catalog),
                 samples,
+                &zarr_reader(reader),
             ))?;
             Ok((opened, server))
         }
@@ -697,6 +707,7 @@ fn open_one(
                 at,
                 InputSource::Raster(scene),
                 samples,
+                &zarr_reader(reader),
             ))?;
             Ok((opened, Server::default()))
         }

@@ -10,7 +10,7 @@
 //!
 //! A snapshot (items in memory) is the table itself: nothing is searched.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::NaiveDate;
 use futures::StreamExt;
@@ -24,11 +24,12 @@ use crate::error::{Error, Result, Warning};
 use crate::geo::grid::GridSpec;
 use crate::stac::catalog::Catalog;
 use crate::stac::scene::Scene;
-use crate::stack::load::search_request;
+use crate::stack::load::{scenes_with_zarr_grids, search_request};
 use crate::stack::plan::{
     TimeBounds, bin_members, check_memory, memory_for, pick_scenes_in, time_bounds,
 };
 use crate::stack::request::StackRequest;
+use crate::zarr::ZarrReader;
 
 /// The side of a search cell, in degrees of longitude and latitude: a
 /// month of Sentinel-2 over one cell is a page or two of a STAC search.
@@ -89,12 +90,37 @@ enum Slot {
 }
 
 impl Table {
-    /// Adds `item` (once per id); its slot.
-    fn add(&mut self, item: &stac::Item, read_bands: &[crate::units::BandName]) -> Result<Slot> {
-        if let Some(&slot) = self.by_id.get(&item.id) {
-            return Ok(slot);
+    /// Adds the items of `items` the table does not hold yet (each id
+    /// once; Zarr items without a grid take their stores' grids, see
+    /// [`scenes_with_zarr_grids`]); every item's slot, in order.
+    async fn add_all(
+        &mut self,
+        items: &[stac::Item],
+        read_bands: &[crate::units::BandName],
+        zarr: &ZarrReader,
+    ) -> Result<Vec<Slot>> {
+        let mut seen = HashSet::new();
+        let fresh: Vec<&stac::Item> = items
+            .iter()
+            .filter(|it| !self.by_id.contains_key(&it.id) && seen.insert(it.id.as_str()))
+            .collect();
+        let scenes = scenes_with_zarr_grids(&fresh, read_bands, zarr).await;
+        for (item, scene) in fresh.into_iter().zip(scenes) {
+            self.insert(item, scene)?;
         }
-        let slot = match Scene::from_item(item, read_bands) {
+        items
+            .iter()
+            .map(|it| {
+                self.by_id.get(&it.id).copied().ok_or_else(|| {
+                    Error::internal("dataset", "an item missing from the scene table")
+                })
+            })
+            .collect()
+    }
+
+    /// Adds `item` as `scene` (or as the item that did not convert).
+    fn insert(&mut self, item: &stac::Item, scene: Result<Scene>) -> Result<()> {
+        let slot = match scene {
             Ok(scene) => {
                 let k = u32::try_from(self.scenes.len()).map_err(|_| {
                     Error::invalid("catalog", "more than 4 billion scenes in one dataset")
@@ -110,7 +136,7 @@ impl Table {
             }
         };
         self.by_id.insert(item.id.clone(), slot);
-        Ok(slot)
+        Ok(())
     }
 }
 
@@ -124,18 +150,21 @@ struct Group {
 
 /// Places the samples (`points` × `windows`), searches by region, picks
 /// each sample's scenes and applies the filters. Nothing but the catalog
-/// is read.
+/// is read, and for Zarr items that declare no grid their stores'
+/// metadata, once per store, through `zarr` (the dataset's reader).
 ///
 /// # Errors
 /// The first bad request in sampler order (naming the config key), a
-/// search error naming the URL, an item that does not convert (naming it)
-/// where a sample's search would have returned it, a stack over
+/// search error naming the URL, an item that does not convert (naming it;
+/// a Zarr item without a grid whose store gives none names the store and
+/// array too) where a sample's search would have returned it, a stack over
 /// `max_bytes`.
 pub(crate) async fn open_by_region(
     config: &DatasetConfig,
     catalog: &Catalog,
     points: &[SamplePoint],
     windows: &[(NaiveDate, NaiveDate)],
+    zarr: &ZarrReader,
 ) -> Result<Region> {
     let mut warnings: Vec<String> = Vec::new();
     let mut query = config
@@ -197,12 +226,14 @@ pub(crate) async fn open_by_region(
                 .first()
                 .map(|r| r.read_bands())
                 .unwrap_or_default();
+            let mut seen = HashSet::new();
             for it in items {
-                if table.by_id.contains_key(&it.id) {
+                if !seen.insert(it.id.as_str()) {
                     tracing::warn!(warning = %Warning::DuplicateItem { id: it.id.clone(), page: 0 }, "catalog");
-                    continue;
                 }
-                if let Slot::Failed(k) = table.add(it, &read_bands)? {
+            }
+            for slot in table.add_all(items, &read_bands, zarr).await? {
+                if let Slot::Failed(k) = slot {
                     // a snapshot's items all went to every sample's plan
                     return Err(table.failed.swap_remove(k).1);
                 }
@@ -240,8 +271,8 @@ pub(crate) async fn open_by_region(
                     tracing::warn!(warning = %w, "catalog");
                     push_warning(&mut report, w.to_string());
                 }
-                for it in &res.items {
-                    match table.add(it, &read_bands)? {
+                for slot in table.add_all(&res.items, &read_bands, zarr).await? {
+                    match slot {
                         Slot::Scene(k) => g.scenes.push(k),
                         Slot::Failed(k) => g.failed.push(k),
                     }

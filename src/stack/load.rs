@@ -934,6 +934,44 @@ pub async fn fill_zarr_grids(
     Ok(filled)
 }
 
+/// Items converted at once while a dataset opens, at most (each a store's
+/// metadata fetch where its Zarr assets declare no grid).
+const GRIDS_IN_FLIGHT: usize = 16;
+
+/// [`Scene::from_item`] of each of `items`, in order; an item that fails
+/// only because Zarr assets of `bands` declare no grid (EOPF's Sample
+/// Service items) is converted again with the grids its stores declare
+/// ([`fill_zarr_grids`], through `zarr`: its metadata cache keeps each
+/// store's grid, fetched once however many samples use the item). Items
+/// that convert as they are fetch nothing and cost nothing more. What a
+/// dataset's scene tables do (a dataset plans each sample from its table,
+/// without the stack path's [`plan_stack_with`]).
+///
+/// # Errors
+/// Per item: [`Scene::from_item`]'s error, or [`fill_zarr_grids`]'s
+/// (naming the item, the asset, and the store and array).
+pub(crate) async fn scenes_with_zarr_grids(
+    items: &[&stac::Item],
+    bands: &[BandName],
+    zarr: &ZarrReader,
+) -> Vec<Result<Scene>> {
+    futures::stream::iter(items.iter().map(|&item| async move {
+        let err = match Scene::from_item(item, bands) {
+            Ok(scene) => return Ok(scene),
+            Err(e) => e,
+        };
+        if zarr_assets_without_grid(item, bands).is_empty() {
+            return Err(err);
+        }
+        let mut filled = item.clone();
+        fill_zarr_grids(std::slice::from_mut(&mut filled), bands, zarr).await?;
+        Scene::from_item(&filled, bands)
+    }))
+    .buffered(GRIDS_IN_FLIGHT)
+    .collect()
+    .await
+}
+
 /// Search (or take items) and plan a stack without reading anything: the
 /// plan and the catalog's items. [`StackPlan::load`] then reads it, as often
 /// as wanted (a dataset keeps plans and loads one per sample).

@@ -131,6 +131,14 @@ fn regular(v: &[f64], what: &str) -> std::result::Result<(f64, f64), String> {
     Ok((v[0] - step / 2.0, step))
 }
 
+/// A coordinate array, as a georeference needs it: its length and, when
+/// its values are regular, the first and the step (or why not).
+#[derive(Debug, Clone)]
+pub(crate) struct Axis {
+    len: usize,
+    regular: std::result::Result<(f64, f64), String>,
+}
+
 impl ZarrReader {
     /// The georeference of the array at `href`, in this order: its
     /// `spatial:transform`/`proj:transform` attribute; the `GeoTransform`
@@ -266,8 +274,8 @@ impl ZarrReader {
                 .unwrap_or_else(|| default.to_string())
         };
         let (yname, xname) = (in_group(&dim(nd - 2, "y")), in_group(&dim(nd - 1, "x")));
-        let xs = self.coordinates(meta, &xname).await?;
-        let ys = self.coordinates(meta, &yname).await?;
+        let xs = self.axis(meta, &xname).await?;
+        let ys = self.axis(meta, &yname).await?;
         let (Some(xs), Some(ys)) = (xs, ys) else {
             return Err(meta.error(format!(
                 "no georeference: no spatial:transform/proj:transform attribute, no grid_mapping \
@@ -278,15 +286,15 @@ impl ZarrReader {
             (&xs, meta.shape[nd - 1], &xname),
             (&ys, meta.shape[nd - 2], &yname),
         ] {
-            if v.len() as u64 != n {
+            if v.len as u64 != n {
                 return Err(meta.error(format!(
                     "coordinate array {name} has {} values for {n} pixels",
-                    v.len()
+                    v.len
                 )));
             }
         }
-        let (x0, dx) = regular(&xs, &xname).map_err(|m| meta.error(m))?;
-        let (y0, dy) = regular(&ys, &yname).map_err(|m| meta.error(m))?;
+        let (x0, dx) = xs.regular.map_err(|m| meta.error(m))?;
+        let (y0, dy) = ys.regular.map_err(|m| meta.error(m))?;
         if dx < 0.0 || dy > 0.0 {
             return Err(meta.error(format!(
                 "coordinates {xname} step {dx}, {yname} step {dy}: not north-up (x must ascend, y descend)"
@@ -301,6 +309,24 @@ impl ZarrReader {
     /// The values of the 1-D array at `path` of the array's store as f64
     /// (no nodata masking: coordinates are values), `None` when there is
     /// no such array.
+    /// The coordinate array `path` of `of`'s store as an axis (`None`:
+    /// there is none), read once per reader: the arrays of a group share
+    /// their `x`/`y`.
+    async fn axis(&self, of: &ArrayMeta, path: &str) -> Result<Option<Axis>> {
+        let cell = {
+            let mut m = self.axes.lock().unwrap_or_else(|p| p.into_inner());
+            m.entry(join(&of.store, path)).or_default().clone()
+        };
+        cell.get_or_try_init(|| async {
+            Ok(self.coordinates(of, path).await?.map(|v| Axis {
+                len: v.len(),
+                regular: regular(&v, path),
+            }))
+        })
+        .await
+        .cloned()
+    }
+
     async fn coordinates(&self, of: &ArrayMeta, path: &str) -> Result<Option<Vec<f64>>> {
         let href = join(&of.store, path);
         let Some(meta) = self.load_array(&href).await? else {

@@ -128,6 +128,13 @@ pub struct ZarrReader {
     stores: Arc<Mutex<HashMap<String, Cell<Arc<Consolidated>>>>>,
     shards: Arc<Mutex<ShardIndexes>>,
     georefs: Arc<Mutex<HashMap<String, Cell<ZarrGeo>>>>,
+    /// Coordinate arrays read for a georeference, by href (`None`: none
+    /// there): read once however many arrays of their group ask.
+    axes: Arc<Mutex<HashMap<String, Cell<Option<georef::Axis>>>>>,
+    /// Attributes of nodes read outside consolidated metadata, by href
+    /// (`None`: no such node): a group's `spatial_ref` read once however
+    /// many of its arrays ask.
+    nodes: Arc<Mutex<HashMap<String, Cell<Option<Arc<Map<String, Value>>>>>>>,
 }
 
 /// Shard indexes read, by shard URL (`None`: a shard that does not exist,
@@ -238,6 +245,8 @@ impl ZarrReader {
             arrays: Arc::default(),
             stores: Arc::default(),
             georefs: Arc::default(),
+            axes: Arc::default(),
+            nodes: Arc::default(),
             shards: Arc::new(Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(SHARD_INDEXES).unwrap_or(std::num::NonZeroUsize::MIN),
             ))),
@@ -387,13 +396,28 @@ impl ZarrReader {
         }
         let base = join(store, path);
         let base = base.trim_end_matches('/');
-        if let Some(doc) = self.get_json(&join(base, "zarr.json"), store, path).await? {
-            return Ok(doc.get("attributes").and_then(Value::as_object).cloned());
-        }
-        Ok(self
-            .get_json(&join(base, ".zattrs"), store, path)
-            .await?
-            .and_then(|v| v.as_object().cloned()))
+        let cell = {
+            let mut m = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+            m.entry(base.to_string()).or_default().clone()
+        };
+        let attrs = cell
+            .get_or_try_init(|| async {
+                if let Some(doc) = self.get_json(&join(base, "zarr.json"), store, path).await? {
+                    return Ok::<_, Error>(
+                        doc.get("attributes")
+                            .and_then(Value::as_object)
+                            .cloned()
+                            .map(Arc::new),
+                    );
+                }
+                Ok(self
+                    .get_json(&join(base, ".zattrs"), store, path)
+                    .await?
+                    .and_then(|v| v.as_object().cloned())
+                    .map(Arc::new))
+            })
+            .await?;
+        Ok(attrs.as_deref().cloned())
     }
 
     /// The `width × height` window at `(col_off, row_off)` of a 2-D array,

@@ -872,6 +872,31 @@ fn real_eopf_items_plan_with_no_headers() {
     );
 }
 
+/// `items` as EOPF's Sample Service publishes its items: no
+/// `proj:transform`/`proj:shape` (item or asset), `proj:bbox` in degrees
+/// (the item's bbox), `proj:code` kept.
+fn without_grids(items: &[stac::Item]) -> Vec<stac::Item> {
+    items
+        .iter()
+        .map(|it| {
+            let mut v = serde_json::to_value(it).unwrap();
+            let bbox = v["bbox"].clone();
+            let props = v["properties"].as_object_mut().unwrap();
+            for k in ["proj:transform", "proj:shape"] {
+                props.remove(k);
+            }
+            props.insert("proj:bbox".into(), bbox);
+            for a in v["assets"].as_object_mut().unwrap().values_mut() {
+                let a = a.as_object_mut().unwrap();
+                for k in ["proj:transform", "proj:shape", "proj:bbox"] {
+                    a.remove(k);
+                }
+            }
+            serde_json::from_value(v).unwrap()
+        })
+        .collect()
+}
+
 /// EOPF's Sample Service items declare no grid (proj:code only, proj:bbox
 /// in degrees). The demo world's Zarr items stripped the same way stack
 /// from their stores' grids (v2: the x/y coordinate arrays of pixel
@@ -891,25 +916,7 @@ async fn zarr_items_without_a_grid_take_their_stores_grid() {
             .await
             .unwrap();
         assert!(!items.is_empty());
-        let stripped: Vec<stac::Item> = items
-            .iter()
-            .map(|it| {
-                let mut v = serde_json::to_value(it).unwrap();
-                let bbox = v["bbox"].clone();
-                let props = v["properties"].as_object_mut().unwrap();
-                for k in ["proj:transform", "proj:shape"] {
-                    props.remove(k);
-                }
-                props.insert("proj:bbox".into(), bbox);
-                for a in v["assets"].as_object_mut().unwrap().values_mut() {
-                    let a = a.as_object_mut().unwrap();
-                    for k in ["proj:transform", "proj:shape", "proj:bbox"] {
-                        a.remove(k);
-                    }
-                }
-                serde_json::from_value(v).unwrap()
-            })
-            .collect();
+        let stripped = without_grids(&items);
         let e = tilestack::plan_stack(&Catalog::Items(stripped.clone()), &req)
             .await
             .unwrap_err()
@@ -1080,4 +1087,169 @@ prefetch_batches = 2
             }
         }
     }
+}
+
+/// A dataset of Zarr items that declare no grid (EOPF's Sample Service
+/// items: the demo world's Zarr items stripped, in a snapshot, as first
+/// input and as a second input) opens, its scenes taking the grids their
+/// stores declare, each store's metadata fetched once however many
+/// samples use it; every sample then loads bit for bit as from the COG
+/// items. A store that gives no grid is an error naming the item, the
+/// asset and the store.
+#[test]
+fn a_dataset_of_zarr_items_without_a_grid_takes_their_stores_grids() {
+    use tilestack::{DatasetConfig, TileDataset};
+    let world = small_zarr_world();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(WorldServer::start(world)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let points = [
+        [-122.365, 37.805],
+        [-122.346, 37.808],
+        [-122.330, 37.810],
+        [-122.262, 37.810],
+    ];
+    let csv: String = std::iter::once("lon,lat,id\n".to_string())
+        .chain(
+            points
+                .iter()
+                .enumerate()
+                .map(|(i, p)| format!("{},{},p{i}\n", p[0], p[1])),
+        )
+        .collect();
+    std::fs::write(dir.path().join("points.csv"), csv).unwrap();
+    let config = |name: &str, catalog: &str, second: Option<&str>| {
+        let mut text = format!(
+            r#"seed = 3
+[catalog]
+{catalog}
+[stack]
+bands = ["B04", "B08", "SCL"]
+tile_size = 32
+[time]
+range = "2019-08-01/2019-08-12"
+[sampler]
+kind = "points"
+file = "points.csv"
+"#
+        );
+        if let Some(c) = second {
+            text.push_str(&format!(
+                "[[inputs]]\nname = \"again\"\ncatalog = {{ {c} }}\n\
+                 stack = {{ bands = [\"B11\"] }}\ntime = {{ nearest = 1 }}\n"
+            ));
+        }
+        let p = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&p, text).unwrap();
+        DatasetConfig::from_file(&p).unwrap()
+    };
+    let stac = |c: &str| format!("stac = {:?}\ncollection = {c:?}", server.stac_url());
+    let bits = |v: &ndarray::Array4<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    let load_all = |ds: &TileDataset| {
+        (0..ds.len())
+            .map(|i| {
+                let s = rt
+                    .block_on(ds.load(i))
+                    .unwrap_or_else(|e| panic!("sample {i}: {}", e.chain()));
+                let inputs = rt.block_on(ds.load_inputs(i)).unwrap();
+                (s, inputs)
+            })
+            .collect::<Vec<_>>()
+    };
+    let cog = TileDataset::open(&config(
+        "cog",
+        &stac("sentinel-2-l2a"),
+        Some(&stac("sentinel-2-l2a").replace('\n', ", ")),
+    ))
+    .unwrap();
+    let cog_loads = load_all(&cog);
+    assert!(cog.len() >= 3);
+    for layout in ["zarr-v2", "zarr-v3"] {
+        let collection = format!("sentinel-2-l2a-{layout}");
+        let req = StackRequest::new(
+            [-122.33, 37.81],
+            BandName::parse_list("B04,B08,B11,SCL").unwrap(),
+            day(1),
+            day(12),
+        )
+        .unwrap();
+        let mut items = Vec::new();
+        for centre in [[-122.33, 37.81], [-122.262, 37.81]] {
+            let mut r = req.clone();
+            r.centroid = centre;
+            items.extend(
+                rt.block_on(tilestack::stack::search_items(
+                    &Catalog::stac(&server.stac_url(), &collection).unwrap(),
+                    &r,
+                ))
+                .unwrap(),
+            );
+        }
+        items.sort_by(|a, b| a.id.cmp(&b.id));
+        items.dedup_by(|a, b| a.id == b.id);
+        let stripped = without_grids(&items);
+        let snap = dir.path().join(format!("{layout}.json"));
+        tilestack::stac::save_snapshot(&stripped, &snap).unwrap();
+        let snapshot = format!("snapshot = {snap:?}");
+        server.stats().reset();
+        let ds = TileDataset::open(&config(layout, &snapshot, Some(&snapshot)))
+            .unwrap_or_else(|e| panic!("{layout}: {}", e.chain()));
+        // each store's metadata once: no document fetched twice
+        let log = server.stats().log();
+        let mut docs: Vec<String> = log
+            .iter()
+            .map(|r| format!("{} {:?}", r.path, r.range))
+            .collect();
+        assert!(!docs.is_empty(), "{layout}: the stores' metadata was read");
+        let n = docs.len();
+        docs.sort();
+        docs.dedup();
+        assert_eq!(docs.len(), n, "{layout}: a request made twice: {log:?}");
+        let stores: std::collections::HashSet<&str> = log
+            .iter()
+            .filter_map(|r| r.path.split(".zarr").next())
+            .collect();
+        assert!(stores.len() <= stripped.len(), "{layout}: {stores:?}");
+        assert_eq!(ds.len(), cog.len(), "{layout}");
+        for (i, ((c, ci), (z, zi))) in cog_loads.iter().zip(load_all(&ds)).enumerate() {
+            let what = format!("{layout} sample {i}");
+            assert_eq!(c.days, z.days, "{what}");
+            assert_eq!(c.items, z.items, "{what}");
+            assert_eq!(bits(&c.data), bits(&z.data), "{what}: stack");
+            assert_eq!(ci.len(), zi.len(), "{what}");
+            for (a, b) in ci.iter().zip(&zi) {
+                assert_eq!(
+                    bits(&a.stack.data),
+                    bits(&b.stack.data),
+                    "{what}: input {}",
+                    a.name
+                );
+            }
+        }
+    }
+    // A store without a grid: the error names the item, the asset and the store.
+    let (_, items) = world
+        .zarr_catalog(tilestack::demo::ZarrLayout::EopfV2)
+        .unwrap()
+        .unwrap();
+    let mut broken = without_grids(&items);
+    for it in &mut broken {
+        for a in it.assets.values_mut() {
+            if let Some(rel) = a.href.strip_prefix("../") {
+                a.href = format!("{}/{rel}", server.url()).replace("eopf-v2.zarr", "missing.zarr");
+            }
+        }
+    }
+    let snap = dir.path().join("broken.json");
+    tilestack::stac::save_snapshot(&broken, &snap).unwrap();
+    let e = TileDataset::open(&config("broken", &format!("snapshot = {snap:?}"), None))
+        .err()
+        .expect("no grid to be had")
+        .chain();
+    assert!(
+        broken.iter().any(|i| e.contains(&i.id))
+            && e.contains("missing.zarr")
+            && e.contains("grid"),
+        "{e}"
+    );
 }
