@@ -49,6 +49,13 @@ def tiffs(only=""):
         ("u8-rgba-jpeg", "uint8", 4, dict(tiled=True, blockxsize=16, blockysize=16, compress="jpeg", photometric="rgb", alpha="YES")),
         ("u8-jpeg-grey-striped", "uint8", 1, dict(tiled=False, blockysize=16, compress="jpeg")),
         ("i8-cmyk", "int8", 4, dict(tiled=True, blockxsize=16, blockysize=16, compress="deflate", photometric="cmyk")),
+        # YCbCr JPEG strips (4:2:0 MCUs cut by a short last strip), RGB JPEG
+        # without the YCbCr conversion, and 4-band JPEG (GDAL makes the
+        # fourth band alpha) in 32 px tiles with an overview (added last:
+        # the seeds above keep their data)
+        ("u8-jpeg-ycbcr-striped", "uint8", 3, dict(tiled=False, blockysize=16, compress="jpeg", photometric="ycbcr")),
+        ("u8-3band-jpeg-rgb", "uint8", 3, dict(tiled=True, blockxsize=16, blockysize=16, compress="jpeg", photometric="rgb")),
+        ("u8-4band-jpeg-overview", "uint8", 4, dict(tiled=True, blockxsize=32, blockysize=32, compress="jpeg", jpeg_quality=60)),
     ]
     for name, dtype, bands, opts in cases:
         data = (rng.random((bands, 40, 40)) * 200).astype(dtype)
@@ -60,7 +67,7 @@ def tiffs(only=""):
             crs="EPSG:32610", transform=from_origin(565000, 4185000, 10, 10), nodata=0, **opts,
         ) as ds:
             ds.write(data)
-            if name.startswith("u16-deflate"):
+            if name.startswith("u16-deflate") or name.endswith("-overview"):
                 ds.build_overviews([2], rasterio.enums.Resampling.nearest)
 
 

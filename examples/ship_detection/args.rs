@@ -37,6 +37,10 @@ pub(crate) struct Opts {
     /// ship F1 on the training days
     #[arg(long)]
     pub(crate) no_calibration: bool,
+    /// predicted ships smaller than this many pixels are noise, not ships
+    /// (every detector alike)
+    #[arg(long, value_name = "N", default_value_t = crate::metrics::MIN_SHIP_PX)]
+    pub(crate) min_ship_px: usize,
     /// outputs: model.bpk, metrics.json, heldout.png
     #[arg(long, value_name = "DIR", default_value = "ship-detection-out")]
     pub(crate) out: PathBuf,
@@ -200,6 +204,7 @@ mod tests {
         assert!(!o.no_metadata && !o.no_mask_attention);
         assert!(o.with_input.is_none() && o.eval_world.is_none());
         assert!(o.eval_unet.is_none() && !o.no_calibration);
+        assert_eq!(o.min_ship_px, crate::metrics::MIN_SHIP_PX);
 
         let o = parse(&[
             "--config",
@@ -250,6 +255,8 @@ mod tests {
             "--eval-unet",
             "u.bpk",
             "--no-calibration",
+            "--min-ship-px",
+            "3",
         ])
         .expect("every flag");
         assert_eq!(o.epochs, 5, "a repeated flag keeps its last value");
@@ -269,6 +276,7 @@ mod tests {
         assert_eq!(o.eval_world, Some(PathBuf::from("w.toml")));
         assert_eq!(o.eval_unet, Some(PathBuf::from("u.bpk")));
         assert!(o.no_calibration);
+        assert_eq!(o.min_ship_px, 3);
 
         assert_eq!(
             parse(&["--crop", "0"]).expect("--crop 0").crop,

@@ -125,7 +125,9 @@ pub(crate) fn baseline(l: &Loaders) -> Res<(Baseline, Vec<NaiveDate>, Vec<NaiveD
         for s in sequences(&hb, |r| hb.keep(r, Split::Heldout), |_| true) {
             let p = s.h * s.w;
             let scores = [brightness(&s, &l.info), median_diff(&s, &l.info)];
-            for i in 0..s.len() {
+            // the days the optical input observed (another input's own
+            // days have no optical pixel)
+            for i in (0..s.len()).filter(|&i| s.optical[i]) {
                 let split = l.info.split(s.days[i]);
                 let k = usize::from(split == Split::Heldout);
                 if k == 0 {

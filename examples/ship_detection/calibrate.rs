@@ -7,13 +7,9 @@
 //! is best — the baselines' thresholds are tuned on the same days. The
 //! held-out days are never looked at.
 
-use burn::tensor::Device;
-
-use crate::data::{HostBatch, Loaders, Split};
-use crate::metrics::Scorer;
+use crate::data::{DataInfo, Split};
+use crate::metrics::{EvalSet, Scored, Scorer};
 use crate::predict::Predictor;
-use crate::temporal::sequences;
-use crate::{Res, dbg_err};
 
 /// The logits tried: −3 to 5 in steps of 0.25.
 pub(crate) fn grid() -> Vec<f32> {
@@ -59,55 +55,42 @@ impl Calibration {
 }
 
 /// The logit threshold of `pred` (a model; its own threshold is ignored)
-/// with the best ship F1 on the training days of `l`'s evaluation places.
+/// with the best ship F1 on the training days of `set`'s places, from
+/// `scored` (`set` scored by `pred`'s model).
 pub(crate) fn calibrate(
     pred: &Predictor,
-    l: &Loaders,
-    micro: usize,
-    device: &Device,
-) -> Res<Calibration> {
-    Ok(Calibration::best(sweep(
-        pred,
-        l,
-        Split::Train,
-        micro,
-        device,
-    )?))
+    set: &EvalSet,
+    scored: &Scored,
+    info: &DataInfo,
+) -> Calibration {
+    Calibration::best(sweep(pred, set, scored, info, Split::Train))
 }
 
 /// `(logit, ship F1, pixel F1)` of `pred` cut at each logit of [`grid`],
-/// on the days of `split` of `l`'s evaluation places.
+/// on the days of `split` of `set`'s places.
 pub(crate) fn sweep(
     pred: &Predictor,
-    l: &Loaders,
+    set: &EvalSet,
+    scored: &Scored,
+    info: &DataInfo,
     split: Split,
-    micro: usize,
-    device: &Device,
-) -> Res<Vec<(f32, f64, f64)>> {
-    let info = &l.info;
+) -> Vec<(f32, f64, f64)> {
     let grid = grid();
-    let mut scorers: Vec<Scorer> = grid.iter().map(|_| Scorer::default()).collect();
-    let want = |d| info.split(d) == split;
-    for batch in burn::data::dataloader::DataLoader::iter(&l.eval) {
-        let hb = HostBatch::new(&batch.map_err(dbg_err)?, info)?;
-        let seqs = sequences(&hb, |r| hb.keep(r, Split::Heldout), |_| true);
-        let scores = pred.scores(&seqs, &want, info, micro, device)?;
-        for (s, days) in seqs.iter().zip(&scores) {
-            for (i, z) in days {
-                for (sc, &t) in scorers.iter_mut().zip(&grid) {
-                    sc.add(s, *i, &pred.cut(s, *i, z, t), info);
-                }
+    let mut scorers: Vec<Scorer> = grid.iter().map(|_| set.scorer(false)).collect();
+    for (s, i, z) in set.place_days(scored) {
+        if info.split(s.days[i]) == split && s.optical[i] {
+            for (sc, &t) in scorers.iter_mut().zip(&grid) {
+                sc.score(pred, s, i, z, t, info);
             }
         }
     }
-    Ok(grid
-        .into_iter()
+    grid.into_iter()
         .zip(scorers)
         .map(|(t, sc)| {
             let ev = sc.finish();
             (t, ev.ships.f1(), ev.counts.f1())
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]

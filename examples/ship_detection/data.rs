@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use chrono::NaiveDate;
-use tilestack::dataset::{AugmentConfig, SamplerConfig};
+use tilestack::dataset::{AugmentConfig, SamplerConfig, TimeRule};
 use tilestack::loader::SampleStatus;
 use tilestack::shard::ShardOptions;
 use tilestack::{BatchLoader, DatasetConfig, ShardSet, StackDataLoader, TileBatch, TileDataset};
@@ -38,6 +38,15 @@ pub(crate) struct DataInfo {
     /// `--with-input`: another input of the dataset fed to the temporal
     /// model beside the bands.
     pub(crate) extra: Option<String>,
+    /// The planes `--with-input`'s input adds per day (its bands and its
+    /// validity; 0 without it).
+    pub(crate) extra_planes: usize,
+    /// Whether that input is read on its own acquisition days (`time =
+    /// "daily"`): then a step it has data on is a day it observed, and a
+    /// day only it observed joins the temporal model's sequence. With
+    /// `nearest`, a step's scene may be another day's: only the optical
+    /// days are sequenced.
+    pub(crate) extra_own_days: bool,
     /// The near-infrared band (`B08`/`nir`), if any.
     pub(crate) nir: Option<usize>,
 }
@@ -142,6 +151,23 @@ pub(crate) fn loaders(o: &Opts, device: &Device) -> Res<Loaders> {
         find(["b03", "green"], 1),
         find(["b02", "blue"], 2),
     ];
+    let (extra_planes, extra_own_days) = match &o.with_input {
+        None => (0, false),
+        Some(name) => {
+            let layouts = match (train.batches().dataset(), train.batches().shards()) {
+                (Some(ds), _) => ds.input_layouts().to_vec(),
+                (None, Some(set)) => set.index().inputs.clone(),
+                (None, None) => Vec::new(),
+            };
+            let layout = layouts.iter().find(|i| i.name == *name).ok_or_else(|| {
+                format!(
+                    "--with-input {name:?}: the dataset's inputs after the first are {:?}",
+                    layouts.iter().map(|i| &i.name).collect::<Vec<_>>()
+                )
+            })?;
+            (layout.bands.len() + 1, layout.rule == TimeRule::Daily)
+        }
+    };
     let holdout_from = match o.holdout_from {
         Some(d) => d,
         None => {
@@ -165,6 +191,8 @@ pub(crate) fn loaders(o: &Opts, device: &Device) -> Res<Loaders> {
             std: cfg.normalize.std.clone(),
             holdout_from,
             extra: o.with_input.clone(),
+            extra_planes,
+            extra_own_days,
             nir: names.iter().position(|n| n == "b08" || n == "nir"),
         },
     })
@@ -235,6 +263,8 @@ pub(crate) struct HostBatch {
     /// `--with-input`'s input: `[B, T, E, H, W]` values, `[B, T, H, W]`
     /// validity, and `E`.
     pub(crate) extra: Option<(Vec<f32>, Vec<f32>, usize)>,
+    /// [`DataInfo::extra_own_days`].
+    pub(crate) extra_own_days: bool,
 }
 
 impl HostBatch {
@@ -288,6 +318,7 @@ impl HostBatch {
             ids: batch.ids.clone(),
             status: batch.status.clone(),
             extra,
+            extra_own_days: info.extra_own_days,
         })
     }
 

@@ -9,7 +9,7 @@ use chrono::NaiveDate;
 
 use crate::data::{DataInfo, HostBatch, Loaders, Split};
 use crate::picture::Shown;
-use crate::predict::Predictor;
+use crate::predict::{DayScores, Predictor};
 use crate::ships::{Matches, Ship, day_matches, event_matches, events, ships};
 use crate::temporal::{Seq, sequences};
 use crate::{Res, dbg_err};
@@ -52,12 +52,13 @@ impl Counts {
     }
 }
 
-/// Predicted ships smaller than this (pixels, 0.1 ha at 10 m) are noise,
-/// not ships: the smallest ship of the demo worlds is 150 × 30 m (45 px),
-/// a real harbour's tugs and pilot boats ~30 × 10 m. Applied to every
+/// The default of `--min-ship-px`: predicted ships smaller than this
+/// (pixels, 0.1 ha at 10 m) are noise, not ships: the smallest ship of the
+/// demo worlds is 150 × 30 m (45 px), a real harbour's tugs and pilot boats ~30 × 10 m. Applied to every
 /// detector alike. (It was 3 px; raised to 10 after a run showed the
 /// temporal model's ship precision lost to fragments its pixel F1 did not
-/// count — see the README's figures for both.)
+/// count — see the README's figures for both; `--min-ship-px 3` gives the
+/// old ones.)
 pub(crate) const MIN_SHIP_PX: usize = 10;
 
 /// A terminal on one day: its ships, true and predicted, where the day
@@ -127,7 +128,12 @@ pub(crate) struct Scorer {
     tracks: BTreeMap<String, Track>,
     shown: BTreeMap<NaiveDate, Shown>,
     /// Keep the tiles for `heldout.png`.
-    pub(crate) keep_shown: bool,
+    keep_shown: bool,
+    /// Predicted ships smaller than this (pixels) are not counted.
+    min_ship_px: usize,
+    /// Score the pixels some input observed ([`Seq::seen`]) rather than
+    /// the optical input's valid ones.
+    by_seen: bool,
 }
 
 /// The pixels of the component of `mask` holding the tile's centre (or the
@@ -151,9 +157,32 @@ pub(crate) fn centre_component(mask: &[f32], w: usize) -> Vec<bool> {
 }
 
 impl Scorer {
+    /// The pixels of day `i` of `s` this scorer counts.
+    fn validity<'a>(&self, s: &'a Seq, i: usize) -> &'a [f32] {
+        if self.by_seen {
+            s.seen_of(i)
+        } else {
+            s.valid_of(i)
+        }
+    }
+
+    /// Day `i` of place `s`, scored `z` by `pred`, cut at `thr` and counted.
+    pub(crate) fn score(
+        &mut self,
+        pred: &Predictor,
+        s: &Seq,
+        i: usize,
+        z: &[f32],
+        thr: f32,
+        info: &DataInfo,
+    ) {
+        let mask = pred.cut(z, self.validity(s, i), thr);
+        self.add(s, i, &mask, info);
+    }
+
     /// Day `i` of place `s` predicted as `pred`: scored on its valid pixels.
     pub(crate) fn add(&mut self, s: &Seq, i: usize, pred: &[bool], info: &DataInfo) {
-        let (lv, ly) = (s.valid_of(i), s.label_of(i));
+        let (lv, ly) = (self.validity(s, i), s.label_of(i));
         let day = s.days[i];
         let today = self.ev.per_day.entry(day).or_default();
         let mut ship_px = 0;
@@ -169,7 +198,7 @@ impl Scorer {
             .zip(lv)
             .map(|(&y, &v)| v >= 0.5 && y > 0.5)
             .collect();
-        let pred_ships = ships(pred, s.w, MIN_SHIP_PX);
+        let pred_ships = ships(pred, s.w, self.min_ship_px);
         let true_ships = ships(&truth, s.w, 1);
         self.ev
             .ships_per_day
@@ -181,7 +210,10 @@ impl Scorer {
             day,
             (2 * valid >= lv.len()).then_some((pred_ships, true_ships)),
         );
-        if self.keep_shown && self.shown.get(&day).is_none_or(|t| t.ships < ship_px) {
+        // the tile with the most ship pixels; ties: the first place id (the
+        // loader's order changes between passes)
+        let shows_more = |t: &Shown| (ship_px, &t.id) > (t.ships, &s.place);
+        if self.keep_shown && self.shown.get(&day).is_none_or(shows_more) {
             self.shown.insert(
                 day,
                 Shown {
@@ -231,7 +263,7 @@ impl Scorer {
         let ships_of = (2 * seen >= on && on > 0).then(|| {
             (
                 on_terminal(ships(&truth, s.w, 1)),
-                on_terminal(ships(pred, s.w, MIN_SHIP_PX)),
+                on_terminal(ships(pred, s.w, self.min_ship_px)),
             )
         });
         self.ev
@@ -270,50 +302,184 @@ impl Scorer {
     }
 }
 
-/// A detector on the held-out days of the evaluation places (pixels, ships,
-/// events), and on every observed day of each terminal's own place.
+/// A world's evaluation places, read from the loaders once and scored by
+/// every detector: per loader batch, its places' observed days; per
+/// terminal place (its own loader), its days and each day's tile cloud
+/// fraction. [`EvalSet::score`] runs a detector over every day once;
+/// [`evaluate`] and [`crate::calibrate::sweep`] count from those scores.
+pub(crate) struct EvalSet {
+    /// Per loader batch (the temporal model's forward passes follow them).
+    places: Vec<Vec<Seq>>,
+    /// Per terminal-loader batch: its places, and per place each day's
+    /// tile cloud fraction.
+    terminals: Vec<(Vec<Seq>, Vec<Vec<f32>>)>,
+    /// Predicted ships smaller than this (pixels) are noise, not ships.
+    pub(crate) min_ship_px: usize,
+}
+
+/// A detector's per-pixel scores of every day of an [`EvalSet`], in its order.
+pub(crate) struct Scored {
+    places: Vec<Vec<DayScores>>,
+    terminals: Vec<Vec<DayScores>>,
+}
+
+impl EvalSet {
+    /// One pass over `l`'s evaluation and terminal loaders.
+    pub(crate) fn read(l: &Loaders, min_ship_px: usize) -> Res<EvalSet> {
+        let info = &l.info;
+        let mut places = Vec::new();
+        for batch in burn::data::dataloader::DataLoader::iter(&l.eval) {
+            let hb = HostBatch::new(&batch.map_err(dbg_err)?, info)?;
+            places.push(sequences(&hb, |r| hb.keep(r, Split::Heldout), |_| true));
+        }
+        let mut terminals = Vec::new();
+        if let Some(terms) = &l.terminals {
+            for batch in burn::data::dataloader::DataLoader::iter(terms) {
+                let hb = HostBatch::new(&batch.map_err(dbg_err)?, info)?;
+                let seqs = sequences(&hb, |r| hb.keep(r, Split::Heldout), |_| true);
+                let clouds = seqs
+                    .iter()
+                    .map(|s| {
+                        let row = hb.ids.iter().position(|id| *id == s.place).unwrap_or(0);
+                        s.days
+                            .iter()
+                            .map(|day| {
+                                let t = hb.days[row].iter().position(|d| d == day).unwrap_or(0);
+                                hb.tile_cloud_fraction[row * hb.shape[1] + t]
+                            })
+                            .collect()
+                    })
+                    .collect();
+                terminals.push((seqs, clouds));
+            }
+        }
+        Ok(EvalSet {
+            places,
+            terminals,
+            min_ship_px,
+        })
+    }
+
+    /// `pred`'s scores of every observed day (one forward pass per batch).
+    pub(crate) fn score(
+        &self,
+        pred: &Predictor,
+        info: &DataInfo,
+        micro: usize,
+        device: &Device,
+    ) -> Res<Scored> {
+        let run = |seqs: &[Seq]| pred.scores(seqs, info, micro, device);
+        Ok(Scored {
+            places: self.places.iter().map(|b| run(b)).collect::<Res<_>>()?,
+            terminals: self
+                .terminals
+                .iter()
+                .map(|(b, _)| run(b))
+                .collect::<Res<_>>()?,
+        })
+    }
+
+    /// Every evaluation place's days with their scores: `(place, day index
+    /// in its Seq, [H, W] scores)`.
+    pub(crate) fn place_days<'a>(
+        &'a self,
+        scored: &'a Scored,
+    ) -> impl Iterator<Item = (&'a Seq, usize, &'a [f32])> + 'a {
+        self.places
+            .iter()
+            .zip(&scored.places)
+            .flat_map(|(seqs, scores)| seqs.iter().zip(scores))
+            .flat_map(|(s, days)| days.iter().map(move |(i, z)| (s, *i, z.as_slice())))
+    }
+
+    /// A counter of ships as this set counts them.
+    pub(crate) fn scorer(&self, keep_shown: bool) -> Scorer {
+        Scorer {
+            keep_shown,
+            min_ship_px: self.min_ship_px,
+            ..Scorer::default()
+        }
+    }
+}
+
+/// `pred` cut at its threshold on the held-out days of the evaluation
+/// places (pixels, ships, events), and on every observed day of each
+/// terminal's own place. `scored` is `set` scored by `pred`'s detector.
 pub(crate) fn evaluate(
     pred: &Predictor,
-    l: &Loaders,
-    micro: usize,
-    device: &Device,
+    set: &EvalSet,
+    scored: &Scored,
+    info: &DataInfo,
     keep_shown: bool,
-) -> Res<Evaluation> {
-    let info = &l.info;
+) -> Evaluation {
+    let thr = pred.threshold();
+    let mut sc = set.scorer(keep_shown);
+    for (s, i, z) in set.place_days(scored) {
+        if info.split(s.days[i]) == Split::Heldout && s.optical[i] {
+            sc.score(pred, s, i, z, thr, info);
+        }
+    }
+    for ((seqs, clouds), scores) in set.terminals.iter().zip(&scored.terminals) {
+        for ((s, cloud), days) in seqs.iter().zip(clouds).zip(scores) {
+            for (i, z) in days.iter().filter(|(i, _)| s.optical[*i]) {
+                let heldout = info.split(s.days[*i]) == Split::Heldout;
+                let mask = pred.cut(z, s.valid_of(*i), thr);
+                sc.add_terminal(s, *i, &mask, heldout, cloud[*i]);
+            }
+        }
+    }
+    sc.finish()
+}
+
+/// The held-out days the optical input cannot see at a place but another
+/// input (`--with-input`, read on its own days) observes — no optical scene, or the berths (the
+/// tile's terminals-mask pixels; the whole tile where it has none) under
+/// half seen through opaque cloud — with `pred` cut at its threshold and
+/// scored on the pixels the other input observed. The days scored (place
+/// and day) come with it; `None` when no day is such.
+pub(crate) fn evaluate_unseen_by_optical(
+    pred: &Predictor,
+    set: &EvalSet,
+    scored: &Scored,
+    info: &DataInfo,
+) -> Option<(Evaluation, Vec<(String, NaiveDate)>)> {
+    if !info.extra_own_days {
+        return None;
+    }
+    let thr = pred.threshold();
     let mut sc = Scorer {
-        keep_shown,
-        ..Scorer::default()
+        by_seen: true,
+        ..set.scorer(false)
     };
-    for batch in burn::data::dataloader::DataLoader::iter(&l.eval) {
-        let hb = HostBatch::new(&batch.map_err(dbg_err)?, info)?;
-        let seqs = sequences(&hb, |r| hb.keep(r, Split::Heldout), |_| true);
-        let heldout = |d: NaiveDate| info.split(d) == Split::Heldout;
-        let masks = pred.predict(&seqs, &heldout, info, micro, device)?;
-        for (s, m) in seqs.iter().zip(&masks) {
-            for (i, mask) in m {
-                sc.add(s, *i, mask, info);
-            }
+    let mut days = Vec::new();
+    for (s, i, z) in set.place_days(scored) {
+        if info.split(s.days[i]) != Split::Heldout || !optical_blind(s, i) {
+            continue;
         }
+        sc.score(pred, s, i, z, thr, info);
+        days.push((s.place.clone(), s.days[i]));
     }
-    if let Some(terms) = &l.terminals {
-        for batch in burn::data::dataloader::DataLoader::iter(terms) {
-            let hb = HostBatch::new(&batch.map_err(dbg_err)?, info)?;
-            let seqs = sequences(&hb, |r| hb.keep(r, Split::Heldout), |_| true);
-            let masks = pred.predict(&seqs, &|_| true, info, micro, device)?;
-            for (s, m) in seqs.iter().zip(&masks) {
-                let row = hb.ids.iter().position(|id| *id == s.place).unwrap_or(0);
-                for (i, mask) in m {
-                    let t = hb.days[row]
-                        .iter()
-                        .position(|d| *d == s.days[*i])
-                        .unwrap_or(0);
-                    let cloud = hb.tile_cloud_fraction[row * hb.shape[1] + t];
-                    sc.add_terminal(s, *i, mask, info.split(s.days[*i]) == Split::Heldout, cloud);
-                }
-            }
-        }
-    }
-    Ok(sc.finish())
+    (!days.is_empty()).then(|| (sc.finish(), days))
+}
+
+/// Whether on day `i` of `s` the optical input sees under half of the
+/// berths (see [`evaluate_unseen_by_optical`]) while the other input
+/// observes at least half of the tile.
+pub(crate) fn optical_blind(s: &Seq, i: usize) -> bool {
+    let Some(other) = s.other_valid_of(i) else {
+        return false;
+    };
+    let v = s.valid_of(i);
+    let half = |n: usize, of: usize| of > 0 && 2 * n >= of;
+    let berths: Vec<usize> = (0..v.len()).filter(|&q| s.mask[q] >= 0.5).collect();
+    let area: Vec<usize> = if berths.is_empty() {
+        (0..v.len()).collect()
+    } else {
+        berths
+    };
+    let optical = area.iter().filter(|&&q| v[q] >= 0.5).count();
+    let observed = other.iter().filter(|&&x| x >= 0.5).count();
+    !half(optical, area.len()) && half(observed, other.len())
 }
 
 /// The held-out figures per day, one line each.

@@ -5,15 +5,11 @@
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use chrono::NaiveDate;
 
 use crate::Res;
 use crate::data::{DataInfo, host};
 use crate::model::ShipNet;
 use crate::temporal::{Seq, TemporalNet, temporal_median, tensors};
-
-/// A place's ship masks: `(day index in its Seq, [H, W] mask)`.
-pub(crate) type DayMasks = Vec<(usize, Vec<bool>)>;
 
 /// A detector: a per-pixel score and the threshold it is cut at.
 pub(crate) enum Predictor<'a> {
@@ -75,54 +71,26 @@ impl Predictor<'_> {
         }
     }
 
-    /// Ship masks (`[H, W]`, on valid pixels only) of the days of each place
-    /// that `want` takes: per place, `(day index in the Seq, mask)`.
-    /// `micro` bounds the places (temporal) or days (UNet) per forward pass.
-    pub(crate) fn predict(
-        &self,
-        seqs: &[Seq],
-        want: &dyn Fn(NaiveDate) -> bool,
-        info: &DataInfo,
-        micro: usize,
-        device: &Device,
-    ) -> Res<Vec<DayMasks>> {
-        let thr = self.threshold();
-        let scores = self.scores(seqs, want, info, micro, device)?;
-        Ok(seqs
-            .iter()
-            .zip(scores)
-            .map(|(s, days)| {
-                days.into_iter()
-                    .map(|(i, z)| (i, self.cut(s, i, &z, thr)))
-                    .collect()
-            })
-            .collect())
-    }
-
-    /// Day `i` of `s` scored `z`, cut at `thr` on its valid pixels.
-    pub(crate) fn cut(&self, s: &Seq, i: usize, z: &[f32], thr: f32) -> Vec<bool> {
+    /// A day tile scored `z`, cut at `thr` on its pixels `valid`.
+    pub(crate) fn cut(&self, z: &[f32], valid: &[f32], thr: f32) -> Vec<bool> {
         z.iter()
-            .zip(s.valid_of(i))
+            .zip(valid)
             .map(|(&z, &v)| v >= 0.5 && self.is_ship(z, thr))
             .collect()
     }
 
-    /// The per-pixel scores (logits or DN) of the days of each place that
-    /// `want` takes.
+    /// The per-pixel scores (logits or DN) of every day of each place.
+    /// `micro` bounds the places (temporal) or days (UNet) per forward pass.
     pub(crate) fn scores(
         &self,
         seqs: &[Seq],
-        want: &dyn Fn(NaiveDate) -> bool,
         info: &DataInfo,
         micro: usize,
         device: &Device,
     ) -> Res<Vec<DayScores>> {
-        let wanted =
-            |s: &Seq| -> Vec<usize> { (0..s.len()).filter(|&i| want(s.days[i])).collect() };
         let per_day = |s: &Seq, score: &[f32]| -> DayScores {
             let p = s.h * s.w;
-            wanted(s)
-                .into_iter()
+            (0..s.len())
                 .map(|i| (i, score[i * p..(i + 1) * p].to_vec()))
                 .collect()
         };
@@ -155,7 +123,7 @@ impl Predictor<'_> {
                 let mut out = Vec::with_capacity(seqs.len());
                 for s in seqs {
                     let (p, c) = (s.h * s.w, s.c);
-                    let days = wanted(s);
+                    let days: Vec<usize> = (0..s.len()).collect();
                     let mut scores = Vec::with_capacity(days.len());
                     for chunk in days.chunks(micro.max(1)) {
                         let n = chunk.len();

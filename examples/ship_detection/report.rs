@@ -62,6 +62,10 @@ pub(crate) struct Report {
     pub(crate) step_losses: Vec<f32>,
     /// The model on the held-out days.
     pub(crate) model: Evaluation,
+    /// With `--with-input`: the model on the held-out days the optical
+    /// input cannot see at a place and the other input observes, scored on
+    /// the other input's pixels, with those (place, day)s.
+    pub(crate) unseen_by_optical: Option<(Evaluation, Vec<(String, NaiveDate)>)>,
     /// `--eval-world`'s scores.
     pub(crate) other_world: Option<WorldReport>,
     pub(crate) model_path: Option<PathBuf>,
@@ -95,6 +99,7 @@ pub(crate) fn report_json(r: &Report, o: &Opts) -> serde_json::Value {
         "config": o.config, "shards": o.shards, "device": o.device, "model_kind": o.model,
         "epochs": o.epochs, "unet_epochs": o.unet_epochs, "lr": o.lr, "width": o.width,
         "micro_batch": o.micro_batch, "places_per_step": o.places_per_step, "seed": o.seed,
+        "min_ship_px": o.min_ship_px,
         "ablations": { "no_metadata": o.no_metadata, "no_mask_attention": o.no_mask_attention },
         "train_days": days(&r.train_days), "heldout_days": days(&r.heldout_days),
         "trained_days": days(&r.trained_days), "evaluated_days": days(&r.evaluated_days),
@@ -116,6 +121,10 @@ pub(crate) fn report_json(r: &Report, o: &Opts) -> serde_json::Value {
             "seconds": e.seconds, "steps": e.steps,
         })).collect::<Vec<_>>(),
         "model": evaluation_json(&r.model),
+        "model_where_only_the_other_input_sees": r.unseen_by_optical.as_ref().map(|(e, days)| serde_json::json!({
+            "place_days": days.iter().map(|(p, d)| serde_json::json!([p, d.to_string()])).collect::<Vec<_>>(),
+            "evaluation": evaluation_json(e),
+        })),
         "brightness_baseline": evaluation_json(&r.brightness),
         "temporal_median_baseline": evaluation_json(&r.median),
         "unet_baseline": r.unet.as_ref().map(evaluation_json),

@@ -19,7 +19,10 @@
 //!   days (the static background: container stacks, roofs and quays cancel,
 //!   a moored ship does not unless it stays most of the month), validity,
 //!   and the terminals mask; with `--with-input`, another input's bands on
-//!   that day (Sentinel-1 in dB) and its validity.
+//!   that day (Sentinel-1 in dB) and its validity. A day only that input
+//!   observed (a radar pass on a day without an optical scene) is in the
+//!   sequence too, and the loss covers every pixel some input observed, so
+//!   the model learns to find ships under cloud.
 //! - **A per-day encoder shared across days**: the UNet's two 2× levels.
 //! - **Metadata** (the step's valid fraction, `eo_cloud_cover`, `pct_nans`,
 //!   `tile_cloud_fraction`, and whether the scene declared a cloud cover)
@@ -95,8 +98,9 @@ pub(crate) struct TemporalNet {
 pub(crate) struct SeqTensors {
     /// `[G·K, 2C + 2 + E, H, W]` per-day input features (the mask last).
     pub(crate) feats: Tensor<4>,
-    /// `[G·K, 1, H, W]` validity (0 on padding days).
-    pub(crate) valid: Tensor<4>,
+    /// `[G·K, 1, H, W]` pixels some input observed (0 on padding days):
+    /// the loss's mask and the attention's keys.
+    pub(crate) seen: Tensor<4>,
     /// `[G·K, 1, H, W]` targets.
     pub(crate) label: Tensor<4>,
     /// `[G·K, 1, H, W]` the terminals mask, repeated per day.
@@ -190,9 +194,10 @@ impl TemporalNet {
             self.v.forward(tokens),
         );
         let scores = q.matmul(key.swap_dims(1, 2)) / (d as f64).sqrt();
-        // keys without data at the cell may not be attended to
-        // min-pool to the bottleneck: a cell is valid when all of it is
-        let valid4 = pool(pool(s.valid.clone().neg())).neg();
+        // keys without data at the cell (no input observed it) may not be
+        // attended to; min-pool to the bottleneck: a cell is valid when all
+        // of it is
+        let valid4 = pool(pool(s.seen.clone().neg())).neg();
         let mut bias = (valid4 - 1.0) * 1e4; // [n, 1, h4, w4]
         if self.parts.metadata {
             let kb = self.key_bias.forward(meta).reshape([n, 1, 1, 1]);
@@ -240,8 +245,17 @@ pub(crate) struct Seq {
     pub(crate) w: usize,
     /// `[K, C, H, W]` the batch's (normalized) inputs.
     pub(crate) x: Vec<f32>,
-    /// `[K, H, W]`.
+    /// `[K, H, W]` where the optical input (the first) has data.
     pub(crate) valid: Vec<f32>,
+    /// `[K, H, W]` where some input has data: the optical validity, or
+    /// `--with-input`'s where it has data (radar sees through cloud). The
+    /// loss, and the days the model's attention may consult, follow it; it
+    /// equals `valid` without another input.
+    pub(crate) seen: Vec<f32>,
+    /// Per day: whether the optical input observed it (under 99 % no
+    /// data). Without another input every day of a `Seq` is; with one, a
+    /// day only that input observed is in the `Seq` too.
+    pub(crate) optical: Vec<bool>,
     /// `[K, H, W]`.
     pub(crate) label: Vec<f32>,
     /// `[H, W]` the terminals mask (zeros without a mask layer).
@@ -269,6 +283,18 @@ impl Seq {
         &self.valid[i * self.plane()..(i + 1) * self.plane()]
     }
 
+    /// Day `i`'s pixels some input observed, `[H, W]` (see [`Seq::seen`]).
+    pub(crate) fn seen_of(&self, i: usize) -> &[f32] {
+        &self.seen[i * self.plane()..(i + 1) * self.plane()]
+    }
+
+    /// Day `i`'s validity of `--with-input`'s input (the last plane of
+    /// its features), `[H, W]`; `None` without one.
+    pub(crate) fn other_valid_of(&self, i: usize) -> Option<&[f32]> {
+        let p = self.plane();
+        (self.e > 0).then(|| &self.extra[((i + 1) * self.e - 1) * p..(i + 1) * self.e * p])
+    }
+
     /// Day `i`'s label, `[H, W]`.
     pub(crate) fn label_of(&self, i: usize) -> &[f32] {
         &self.label[i * self.plane()..(i + 1) * self.plane()]
@@ -287,6 +313,8 @@ impl Seq {
             days: keep.iter().map(|&i| self.days[i]).collect(),
             x: Vec::with_capacity(keep.len() * self.c * p),
             valid: Vec::with_capacity(keep.len() * p),
+            seen: Vec::with_capacity(keep.len() * p),
+            optical: keep.iter().map(|&i| self.optical[i]).collect(),
             label: Vec::with_capacity(keep.len() * p),
             meta: keep.iter().map(|&i| self.meta[i]).collect(),
             ..self.clone_empty()
@@ -296,6 +324,7 @@ impl Seq {
                 .extend_from_slice(&self.extra[i * self.e * p..(i + 1) * self.e * p]);
             s.x.extend_from_slice(&self.x[i * self.c * p..(i + 1) * self.c * p]);
             s.valid.extend_from_slice(self.valid_of(i));
+            s.seen.extend_from_slice(self.seen_of(i));
             s.label.extend_from_slice(self.label_of(i));
         }
         s
@@ -310,6 +339,8 @@ impl Seq {
             w: self.w,
             x: Vec::new(),
             valid: Vec::new(),
+            seen: Vec::new(),
+            optical: Vec::new(),
             label: Vec::new(),
             mask: self.mask.clone(),
             e: self.e,
@@ -410,6 +441,8 @@ pub(crate) fn sequences(
             w,
             x: Vec::new(),
             valid: Vec::new(),
+            seen: Vec::new(),
+            optical: Vec::new(),
             label: Vec::new(),
             mask: hb
                 .mask
@@ -422,12 +455,25 @@ pub(crate) fn sequences(
         for (ti, &day) in hb.days[row].iter().enumerate().take(t) {
             let f = row * t + ti;
             let pct = hb.pct_nans[f];
-            if !pick(day) || pct.is_nan() || pct >= 99.0 {
+            let optical = !pct.is_nan() && pct < 99.0;
+            // the other input's validity this day, when it observed it
+            let own_days = hb.extra.as_ref().filter(|_| hb.extra_own_days);
+            let other = own_days.and_then(|(_, valid, _)| {
+                let v = &valid[f * p..(f + 1) * p];
+                (v.iter().filter(|&&x| x >= 0.5).count() * 100 >= p).then_some(v)
+            });
+            if !pick(day) || !(optical || other.is_some()) {
                 continue;
             }
             s.days.push(day);
+            s.optical.push(optical);
             s.x.extend_from_slice(&hb.inputs[f * c * p..(f + 1) * c * p]);
-            s.valid.extend_from_slice(&hb.valid[f * p..(f + 1) * p]);
+            let v = &hb.valid[f * p..(f + 1) * p];
+            s.valid.extend_from_slice(v);
+            match other {
+                Some(o) => s.seen.extend(v.iter().zip(o).map(|(&a, &b)| a.max(b))),
+                None => s.seen.extend_from_slice(v),
+            }
             s.label.extend_from_slice(&hb.label[f * p..(f + 1) * p]);
             if let Some((values, valid, e)) = &hb.extra {
                 s.extra.extend(extra_features(
@@ -439,6 +485,7 @@ pub(crate) fn sequences(
             let eo = hb.eo_cloud_cover[f];
             let tcf = hb.tile_cloud_fraction[f];
             let nz = |v: f32| if v.is_finite() { v } else { 0.0 };
+            let pct = if pct.is_finite() { pct } else { 100.0 };
             s.meta.push([
                 1.0 - pct / 100.0,
                 nz(eo) / 100.0,
@@ -492,7 +539,7 @@ pub(crate) fn tensors(group: &[&Seq], device: &Device) -> SeqTensors {
     let p = h * w;
     let f = 2 * c + 2 + e;
     let mut feats = vec![0.0f32; g * k * f * p];
-    let mut valid = vec![0.0f32; g * k * p];
+    let mut seen = vec![0.0f32; g * k * p];
     let mut label = vec![0.0f32; g * k * p];
     let mut mask = vec![0.0f32; g * k * p];
     let mut meta = vec![0.0f32; g * k * META];
@@ -506,7 +553,7 @@ pub(crate) fn tensors(group: &[&Seq], device: &Device) -> SeqTensors {
                 continue; // padding: no data, no label
             }
             let v = s.valid_of(i);
-            valid[n * p..(n + 1) * p].copy_from_slice(v);
+            seen[n * p..(n + 1) * p].copy_from_slice(s.seen_of(i));
             label[n * p..(n + 1) * p].copy_from_slice(s.label_of(i));
             meta[n * META..(n + 1) * META].copy_from_slice(&s.meta[i]);
             let out = &mut feats[n * f * p..(n + 1) * f * p];
@@ -533,7 +580,7 @@ pub(crate) fn tensors(group: &[&Seq], device: &Device) -> SeqTensors {
     };
     SeqTensors {
         feats: t4(feats, f),
-        valid: t4(valid, 1),
+        seen: t4(seen, 1),
         label: t4(label, 1),
         mask: t4(mask, 1),
         meta: Tensor::<3>::from_data(TensorData::new(meta, [g, k, META]), device),
@@ -556,6 +603,86 @@ mod tests {
         assert_eq!(median(&mut []), 0.0);
         // no valid day: 0
         assert_eq!(temporal_median(&[4.0], &[0.0], 1, 1), vec![0.0]);
+    }
+
+    /// One place, 2×2 px, three days: optical on day 0 (all valid), no
+    /// optical scene on day 1, the optical tile fully cloudy on day 2
+    /// (pct_nans 100); the other input observes day 1 fully, day 2's left
+    /// column, and nothing on day 0.
+    fn batch_with_other_input() -> HostBatch {
+        let day = |d| NaiveDate::from_ymd_opt(2019, 8, d).expect("a day");
+        let p = 4;
+        HostBatch {
+            shape: [1, 3, 1, 2, 2],
+            inputs: vec![0.5; 3 * p],
+            valid: [vec![1.0; p], vec![0.0; p], vec![0.0; p]].concat(),
+            label: vec![0.0; 3 * p],
+            mask: Some(vec![1.0, 0.0, 1.0, 0.0]),
+            eo_cloud_cover: vec![10.0, f32::NAN, 100.0],
+            pct_nans: vec![0.0, f32::NAN, 100.0],
+            tile_cloud_fraction: vec![0.0, f32::NAN, 1.0],
+            days: vec![vec![day(1), day(2), day(3)]],
+            ids: vec!["a".into()],
+            status: vec![tilestack::loader::SampleStatus::Ok],
+            extra: Some((
+                vec![1.0; 3 * p],
+                [vec![0.0; p], vec![1.0; p], vec![1.0, 0.0, 1.0, 0.0]].concat(),
+                1,
+            )),
+            extra_own_days: true,
+        }
+    }
+
+    #[test]
+    fn days_only_another_input_observed_join_the_sequence_and_its_loss() {
+        let hb = batch_with_other_input();
+        let s = &sequences(&hb, |_| true, |_| true)[0];
+        assert_eq!(
+            s.len(),
+            3,
+            "the optical day and the two the other input observed"
+        );
+        assert_eq!(s.optical, [true, false, false]);
+        assert_eq!(s.seen_of(0), &[1.0; 4], "day 0: the optical pixels");
+        assert_eq!(s.seen_of(1), &[1.0; 4], "day 1: the other input's");
+        assert_eq!(s.seen_of(2), &[1.0, 0.0, 1.0, 0.0]);
+        assert_eq!(s.valid_of(1), &[0.0; 4], "no optical pixel on day 1");
+        assert!(
+            s.meta.iter().flatten().all(|m| m.is_finite()),
+            "{:?}",
+            s.meta
+        );
+        assert_eq!(s.other_valid_of(2), Some(&[1.0, 0.0, 1.0, 0.0][..]));
+        // the berths (mask column 0): day 0 the optical input sees them;
+        // day 1 it has no scene and the radar sees the tile; day 2 the
+        // radar sees only half of the tile (still half: counted)
+        let blind: Vec<bool> = (0..3)
+            .map(|i| crate::metrics::optical_blind(s, i))
+            .collect();
+        assert_eq!(blind, [false, true, true]);
+        // the tensors' loss mask is the seen pixels, the validity channel
+        // (after the C bands and their C differences) the optical one
+        let t = tensors(&[s], &crate::args::device("cpu").expect("the CPU device"));
+        let seen = t.seen.into_data().try_to_vec::<f32>().expect("f32");
+        assert_eq!(seen, [[1.0; 4], [1.0; 4], [1.0, 0.0, 1.0, 0.0]].concat());
+        let feats = t.feats.into_data().try_to_vec::<f32>().expect("f32");
+        let f = feats.len() / (3 * 4);
+        let valid: Vec<f32> = (0..3)
+            .flat_map(|i| feats[(i * f + 2) * 4..(i * f + 3) * 4].to_vec())
+            .collect();
+        assert_eq!(valid, [[1.0; 4], [0.0; 4], [0.0; 4]].concat());
+
+        // read by `nearest` (its steps may hold another day's scene), or
+        // without the other input: only the optical day, seen = valid
+        let nearest = HostBatch {
+            extra_own_days: false,
+            ..hb.clone()
+        };
+        for hb in [nearest, HostBatch { extra: None, ..hb }] {
+            let s = &sequences(&hb, |_| true, |_| true)[0];
+            assert_eq!((s.len(), s.optical.clone()), (1, vec![true]));
+            assert_eq!(s.seen, s.valid);
+        }
     }
 
     #[test]

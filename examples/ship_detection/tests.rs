@@ -96,6 +96,10 @@ fn shortened_temporal_training_learns_on_train_days_and_scores_held_out_days_onl
         r.evaluated_days
     );
     assert!(r.evaluated_days.iter().all(|d| r.heldout_days.contains(d)));
+    assert!(
+        r.unseen_by_optical.is_none(),
+        "no other input, no such days"
+    );
     // Held-out pixels only: the model's counts cover exactly the pixels
     // the baselines were scored on (their held-out histograms).
     let c = r.model.counts;
@@ -191,28 +195,51 @@ fn shortened_unet_training_and_ablations_run_and_learn() {
     .expect("the ablated temporal model");
     assert_eq!(a.step_losses.len(), 4, "2 epochs × 2 steps of two places");
     assert!(a.step_losses.iter().all(|l| l.is_finite()));
-    // with Sentinel-1 as an extra input
+    // with Sentinel-1 as an extra input, on its own days
     let s1 = run(&Opts {
         with_input: Some("s1".into()),
         places_per_step: 2,
         ..short(
-            small_config_of(dir.path(), "oakland-ships-s1.toml"),
+            small_config_of(dir.path(), "oakland-ships-s1-daily.toml"),
             dir.path().join("s1"),
         )
     })
     .expect("the temporal model with Sentinel-1");
     assert_eq!(s1.step_losses.len(), 4);
     assert!(s1.step_losses.iter().all(|l| l.is_finite()));
+    // radar-only days train too (the loss covers what some input saw), the
+    // optical scores stay on optical days, and the held-out days the
+    // optical input cannot see are scored on the radar's pixels
+    assert!(
+        s1.trained_days.iter().any(|d| !s1.train_days.contains(d)),
+        "a day without an optical scene trained: {:?} vs {:?}",
+        s1.trained_days,
+        s1.train_days
+    );
+    assert!(
+        s1.evaluated_days
+            .iter()
+            .all(|d| s1.heldout_days.contains(d))
+    );
+    let (blind, days) = s1
+        .unseen_by_optical
+        .as_ref()
+        .expect("held-out days only the radar sees (08-20 and 08-29 have no S2 scene)");
+    assert!(!days.is_empty());
+    let last_train = *s1.train_days.last().expect("training days");
+    assert!(days.iter().all(|(_, d)| *d > last_train), "{days:?}");
+    let no_s2 = NaiveDate::from_ymd_opt(2019, 8, 20).expect("a day");
+    assert!(days.iter().any(|(_, d)| *d == no_s2), "{days:?}");
+    assert!(blind.counts.tp + blind.counts.fp + blind.counts.fn_ + blind.counts.tn > 0);
     let e = run(&Opts {
         with_input: Some("s3".into()),
-        ..short(config_path(dir.path()), dir.path().join("bad"))
+        ..short(
+            small_config_of(dir.path(), "oakland-ships-s1.toml"),
+            dir.path().join("bad"),
+        )
     })
     .expect_err("an input the dataset lacks");
     assert!(e.to_string().contains("--with-input \"s3\""), "{e}");
-}
-
-fn config_path(dir: &Path) -> PathBuf {
-    dir.join("small-oakland-ships-s1.toml")
 }
 
 #[test]

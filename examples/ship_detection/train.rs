@@ -177,9 +177,9 @@ pub(crate) fn temporal(
                     &mut e.train,
                     &host(logits.clone())?,
                     &host(t.label.clone())?,
-                    &host(t.valid.clone())?,
+                    &host(t.seen.clone())?,
                 );
-                let loss = masked_loss(logits, t.label.clone(), t.valid.clone(), o.pos_weight);
+                let loss = masked_loss(logits, t.label.clone(), t.seen.clone(), o.pos_weight);
                 let lv = loss.clone().into_scalar::<f32>();
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
                 model = optim.step(rate(o.lr, step, total), model, grads);

@@ -48,6 +48,7 @@ use header_store::StoredHeader;
 pub use header_store::{HeaderStore, cache_root};
 use ndarray::{Array2, Array3, Axis};
 pub use scan::{MAX_IFD_ENTRIES, MAX_TAG_VALUES};
+
 use source::HttpFile;
 pub use tile::{Samples, Tile, TileData, TileKey};
 pub use window::TileWindow;
@@ -58,6 +59,32 @@ use crate::geo::grid::PixelWindow;
 
 /// First header read, in bytes; later reads double (async-tiff readahead).
 const HEADER_READAHEAD: u64 = 8 * 1024;
+
+/// One LERC chunk (tile or strip) of `width × rows` pixels of `samples`
+/// values, decoded as the reader decodes it (pixel-interleaved f32);
+/// `params` is the IFD's LercParameters tag (`[version, 0|1|2]`: none,
+/// DEFLATE or ZSTD around the LERC blob). Not an API: `bench/decode-harness` (`lerc_blobs`)
+/// times it against Esri's C++ library on the same blobs
+/// (`bench/lerc_vs_cpp.py`), where [`decode_tile`]'s hand-off to a
+/// blocking thread would swamp a 32×32 tile.
+#[doc(hidden)]
+pub fn decode_lerc_chunk(
+    bytes: &[u8],
+    params: Option<&[u32]>,
+    width: usize,
+    rows: usize,
+    samples: usize,
+    sample_type: SampleType,
+) -> std::result::Result<Vec<f32>, Box<dyn std::error::Error + Send + Sync>> {
+    Ok(lerc::decode_chunk(
+        bytes,
+        params,
+        width,
+        rows,
+        samples,
+        sample_type,
+    )?)
+}
 
 type HeaderCell = Arc<tokio::sync::OnceCell<Arc<CogHeader>>>;
 

@@ -283,6 +283,42 @@ fn s2_cogs_are_unchanged_by_the_other_sensors() {
     assert_eq!(hex, S2_COGS_SHA256);
 }
 
+/// The Sentinel-1 passes draw from streams of their own: the small world
+/// generated without them has the same S2 COGs, byte for byte (and no S1
+/// collection).
+#[test]
+fn s2_cogs_are_the_same_with_and_without_sentinel_1() {
+    let with = small_world();
+    let mut recipe = crate::util::small_recipe();
+    assert!(
+        !recipe.s1_passes.is_empty(),
+        "the small world has S1 passes"
+    );
+    recipe.s1_passes.clear();
+    let dir = tempfile::tempdir().unwrap();
+    let without = tilestack::demo::World::generate(&recipe, dir.path()).unwrap();
+    assert!(without.collection_like("sentinel-1-rtc").is_none());
+    assert_eq!(
+        with.manifest().scenes.len(),
+        without.manifest().scenes.len()
+    );
+    let mut files = 0;
+    for s in &with.manifest().scenes {
+        for b in ["B02", "B03", "B04", "B08", "B11", "SCL"] {
+            let rel = std::path::Path::new("data")
+                .join(&s.id)
+                .join(format!("{b}.tif"));
+            let (a, b) = (
+                std::fs::read(with.dir().join(&rel)).unwrap(),
+                std::fs::read(without.dir().join(&rel)).unwrap(),
+            );
+            assert!(a == b, "{} differs without S1", rel.display());
+            files += 1;
+        }
+    }
+    assert!(files >= 6, "{files} files compared");
+}
+
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/stac")

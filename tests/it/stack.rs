@@ -295,6 +295,91 @@ async fn categorical_bands_keep_their_classes_under_every_resampling() {
     assert!(blended(2, 3) > 100, "B04 is averaged under average");
 }
 
+/// A grid at least twice as coarse as the COG reads an overview, as
+/// gdalwarp does by default: the average stack at 30 m and at 40 m from the
+/// 10 m B04 (overviews 2× and 4×) equals GDAL's average warp of the overview
+/// gdalwarp picks (tests/py/overview_reference.py: the 2× one for 30 m, the
+/// 4× one for 40 m), and differs from the warp of the full resolution.
+#[tokio::test]
+async fn a_coarse_average_stack_reads_the_overview_gdalwarp_reads() {
+    let py = python();
+    let mut req = oakland("B04");
+    req.resampling = Resampling::Average;
+    req.tile_size = 48;
+    for (res, factor) in [(30.0, 2.0), (40.0, 4.0)] {
+        req.resolution = tilestack::Resolution::new(res).unwrap();
+        let (b, server) = stack(&req, None).await;
+        server.shutdown().await;
+        let s = &b.stack;
+        // a day of one scene (no fusion between granules)
+        let t = (0..s.days.len())
+            .find(|&t| s.items[t].len() == 1)
+            .expect("a day with one scene");
+        let cog = small_world()
+            .dir()
+            .join("data")
+            .join(&s.items[t][0])
+            .join("B04.tif");
+        let g = &s.grid.transform;
+        let out = std::process::Command::new(py)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/py/overview_reference.py"
+            ))
+            .arg(&cog)
+            .arg(s.grid.epsg.code().to_string())
+            .arg(format!("{},{},0,{},0,{}", g.x0, g.dx, g.y0, g.dy))
+            .args([s.grid.width.to_string(), s.grid.height.to_string()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["factor"].as_f64(), Some(factor), "{res} m: {}", r["gdal"]);
+        let want = |key: &str| -> Vec<f32> {
+            r[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().map_or(f32::NAN, |x| x as f32))
+                .collect()
+        };
+        let got: Vec<f32> = s
+            .data
+            .slice(ndarray::s![t, 0, .., ..])
+            .iter()
+            .copied()
+            .collect();
+        let (ovr, full) = (want("values"), want("full_resolution"));
+        assert_eq!(got.len(), ovr.len());
+        let mut valid = 0;
+        for (i, (&a, &b)) in got.iter().zip(&ovr).enumerate() {
+            assert_eq!(
+                a.is_nan(),
+                b.is_nan(),
+                "{res} m, pixel {i}: {a} vs GDAL {b}"
+            );
+            if !a.is_nan() {
+                valid += 1;
+                assert!(
+                    ((a - b) / b).abs() <= 1e-6,
+                    "{res} m, pixel {i}: {a} vs GDAL's {b} from the overview"
+                );
+            }
+        }
+        assert!(valid > got.len() / 2, "{res} m: {valid} valid pixels");
+        let apart = got
+            .iter()
+            .zip(&full)
+            .filter(|(a, b)| !a.is_nan() && !b.is_nan() && ((*a - *b) / *b).abs() > 1e-4)
+            .count();
+        assert!(apart > 0, "{res} m: the overview made no difference");
+    }
+}
+
 #[tokio::test]
 async fn a_centroid_outside_every_scene_is_an_all_nan_stack_with_a_warning() {
     let mut req = oakland("B04");
