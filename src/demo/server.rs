@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use axum::serve::ListenerExt;
 use stac::api::TransactionClient;
 use stac_server::{Api, MemoryBackend};
 
@@ -550,6 +551,15 @@ impl WorldServer {
             ))
             .layer(middleware::from_fn_with_state(stats.clone(), count));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        // TCP_NODELAY on every connection: with Nagle's algorithm a
+        // response's body waits behind its headers for the client's
+        // delayed ACK (up to 40 ms on Linux), which would make every round
+        // trip on loopback look like one to another continent.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set on a demo-server connection");
+            }
+        });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async {
