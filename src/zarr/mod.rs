@@ -134,8 +134,11 @@ pub struct ZarrReader {
     /// Attributes of nodes read outside consolidated metadata, by href
     /// (`None`: no such node): a group's `spatial_ref` read once however
     /// many of its arrays ask.
-    nodes: Arc<Mutex<HashMap<String, Cell<Option<Arc<Map<String, Value>>>>>>>,
+    nodes: Arc<Mutex<HashMap<String, Cell<Option<Attributes>>>>>,
 }
+
+/// A node's attributes, shared.
+type Attributes = Arc<Map<String, Value>>;
 
 /// Shard indexes read, by shard URL (`None`: a shard that does not exist,
 /// all fill value), least recently used dropped first.
