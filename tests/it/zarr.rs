@@ -1243,8 +1243,7 @@ file = "points.csv"
     let snap = dir.path().join("broken.json");
     tilestack::stac::save_snapshot(&broken, &snap).unwrap();
     let e = TileDataset::open(&config("broken", &format!("snapshot = {snap:?}"), None))
-        .err()
-        .expect("no grid to be had")
+        .expect_err("no grid to be had")
         .chain();
     assert!(
         broken.iter().any(|i| e.contains(&i.id))
