@@ -24,9 +24,13 @@ and input whatever else the machine does): the totals, their ratio, and
 the functions whose own instruction counts differ most between the first
 old binary and the new one (`callgrind_annotate`, symbols demangled).
 With --build-only: build (or reuse) the binaries and stop.
-With --outputs: `tilestack demo`'s stack.safetensors and `tilestack
-materialize --config datasets/oakland-ships.toml` (shards and index) from
-both binaries, sha256 of each file, and whether they are equal.
+Every run: the sha256 of each binary's last timed stack.safetensors (the
+same world and request for all: equal unless the output changed).
+With --outputs: `tilestack demo`'s stack.safetensors (each binary's own
+embedded world, which changes with the world generator) and `tilestack
+materialize --config datasets/oakland-ships.toml` (shards and index; from
+the binaries that have `materialize`) from every binary, sha256 of each
+file, and whether they are equal wherever written.
 
 Builds go to target/compare/ (a worktree per commit, one shared target
 folder, CARGO_TARGET_DIR when set, so dependencies build once); the working
@@ -172,17 +176,23 @@ def outputs(binary, tag):
     shutil.rmtree(base, ignore_errors=True)
     os.makedirs(base)
     sh([binary, "demo", "--out", os.path.join(base, "demo")], stdout=subprocess.DEVNULL, cwd=ROOT)
-    sh([binary, "materialize", "--config", os.path.join(ROOT, "datasets", "oakland-ships.toml"),
-        "--out", os.path.join(base, "shards")], stdout=subprocess.DEVNULL, cwd=ROOT)
     got = {}
     for d in ("demo/stack.safetensors",):
         got[d] = sha256(os.path.join(base, d))
+    # `materialize` is younger than some commits compared (879d593 has none)
+    has = subprocess.run([binary, "materialize", "--help"], capture_output=True).returncode == 0
+    if not has:
+        return got
+    sh([binary, "materialize", "--config", os.path.join(ROOT, "datasets", "oakland-ships.toml"),
+        "--out", os.path.join(base, "shards")], stdout=subprocess.DEVNULL, cwd=ROOT)
     shards = os.path.join(base, "shards")
-    config_hash = json.load(open(os.path.join(shards, "index.json"), encoding="utf-8"))["config_hash"]
+    index = os.path.join(shards, "index.json")
+    config_hash = json.load(open(index, encoding="utf-8")).get("config_hash") if os.path.exists(index) else None
     for f in sorted(os.listdir(shards)):
         got["shards/" + f] = sha256(os.path.join(shards, f))
-        data = open(os.path.join(shards, f), "rb").read().replace(config_hash.encode(), b"H" * 64)
-        got["shards/" + f + " (config hash blanked)"] = hashlib.sha256(data).hexdigest()
+        if config_hash:
+            data = open(os.path.join(shards, f), "rb").read().replace(config_hash.encode(), b"H" * 64)
+            got["shards/" + f + " (config hash blanked)"] = hashlib.sha256(data).hexdigest()
     return got
 
 
@@ -226,6 +236,10 @@ def main():
             "new_over_old_stack": {t: med["new"][0] / med[t][0] for t in olds},
             "new_over_old_process": {t: med["new"][1] / med[t][1] for t in olds},
             "binary_mb": {t: os.path.getsize(b) / 1e6 for t, b in bins},
+            # the last timed stack of each binary: the same world and request,
+            # so the same bytes unless the code's output changed
+            "stack_sha256_same_world": {t: sha256(os.path.join(WORK, "run-" + t, "stack.safetensors"))
+                                        for t in tags},
         }
         if a.callgrind:
             counted = {t: callgrind(b, url, world, centroid, t) for t, b in bins}
@@ -239,9 +253,12 @@ def main():
                 {"function": f, "old": old_funcs.get(f, 0), "new": new_funcs.get(f, 0), "diff": d}
                 for d, f in diffs[:25]]
         if a.outputs:
-            o, n = outputs(bins[0][1], "old"), outputs(new, "new")
-            result["outputs"] = {k: {"old": o.get(k), "new": n.get(k), "same": o.get(k) == n.get(k)}
-                                 for k in sorted(set(o) | set(n))}
+            # every binary's files; "same": equal wherever a binary wrote the file
+            got = {t: outputs(b, t) for t, b in bins}
+            keys = sorted(set().union(*got.values()))
+            result["outputs"] = {k: {**{t: got[t].get(k) for t in tags},
+                                     "same": len({got[t][k] for t in tags if k in got[t]}) == 1}
+                                 for k in keys}
         print(json.dumps(result, indent=1))
     finally:
         server.send_signal(signal.SIGINT)

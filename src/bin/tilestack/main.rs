@@ -14,6 +14,33 @@ use std::time::Instant;
 use args::{Cli, Cmd};
 use clap::Parser;
 
+/// One glibc malloc arena per core (glibc's default is eight per core).
+/// Every thread that allocates gets an arena of its own up to that bound —
+/// tokio's workers, the blocking threads that decode and fuse — and memory
+/// freed in one arena is not reused by another, so a cold stack faulted in
+/// ~15 % more fresh pages than it needed (68.8 k against 58.4 k page faults
+/// in the Oakland cold stack; its CPU time 0.68 s against 0.63 s, as much as
+/// 879d593's, which ran fewer threads). The same without code:
+/// `GLIBC_TUNABLES=glibc.malloc.arena_max=N`, which overrides this.
+#[allow(unsafe_code)] // mallopt, below
+fn bound_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        if std::env::var_os("GLIBC_TUNABLES")
+            .is_some_and(|t| t.to_string_lossy().contains("arena_max"))
+        {
+            return;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let n = i32::try_from(cores).unwrap_or(i32::MAX);
+        // SAFETY: mallopt only sets a bound of glibc's allocator; it is
+        // called first in `main`, before any other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, n);
+        }
+    }
+}
+
 /// Log events to stderr: `RUST_LOG` when set, else the level `-v` asks for.
 fn install_tracing(level: tracing::level_filters::LevelFilter) {
     let filter = tracing_subscriber::EnvFilter::builder()
@@ -44,6 +71,7 @@ async fn run(cli: Cli, started: Instant) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let started = Instant::now();
+    bound_malloc_arenas();
     let cli = Cli::parse();
     install_tracing(cli.log_level());
     let rt = match tokio::runtime::Runtime::new() {
