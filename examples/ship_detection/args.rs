@@ -116,6 +116,11 @@ pub(crate) struct Opts {
     /// only the final line
     #[arg(long)]
     pub(crate) quiet: bool,
+    /// leave glibc's mmap and trim thresholds as they are (the example
+    /// raises them: burn's CPU backend frees and reallocates tensors of
+    /// megabytes every step; see `keep_freed_memory` in main.rs)
+    #[arg(long)]
+    pub(crate) keep_glibc_defaults: bool,
 }
 
 impl Opts {
@@ -245,7 +250,7 @@ mod tests {
         assert_eq!(o.device, default_device());
         assert!(o.shards.is_none() && o.eval.is_none() && o.label.is_none());
         assert!(o.holdout_from.is_none() && o.crop.is_none() && o.max_steps.is_none());
-        assert!(!o.quiet);
+        assert!(!o.quiet && !o.keep_glibc_defaults);
         assert_eq!(
             (o.model.as_str(), o.unet_epochs, o.places_per_step),
             ("temporal", 0, 1)
@@ -314,6 +319,7 @@ mod tests {
             "--no-calibration",
             "--min-ship-px",
             "3",
+            "--keep-glibc-defaults",
         ])
         .expect("every flag");
         assert_eq!(o.epochs, 5, "a repeated flag keeps its last value");
@@ -358,6 +364,7 @@ mod tests {
         assert_eq!(o.eval_unet, Some(PathBuf::from("u.bpk")));
         assert!(o.no_calibration);
         assert_eq!(o.min_ship_px, 3);
+        assert!(o.keep_glibc_defaults);
 
         assert_eq!(
             parse(&["--crop", "0"]).expect("--crop 0").crop,

@@ -81,8 +81,11 @@ fn dbg_err(e: impl std::fmt::Debug) -> Box<dyn std::error::Error + Send + Sync> 
 }
 
 fn main() -> ExitCode {
-    keep_freed_memory();
+    // parsing the command line starts no thread: mallopt still comes first
     let o = Opts::from_args();
+    if !o.keep_glibc_defaults {
+        keep_freed_memory();
+    }
     match run(&o) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
@@ -100,13 +103,14 @@ fn main() -> ExitCode {
 /// blocks up to 32 MiB from the heap and keeping what is freed there cut
 /// the minor page faults of a shortened run from 4.7–5.0 M to 1.3 M and its
 /// system time from 14–15 s to 5–6 s (wall 111 s to 97–100 s, the same
-/// losses). The same effect without code:
+/// losses; `--keep-glibc-defaults` runs without it). The same effect
+/// without code:
 /// `GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=2147483647`.
 #[allow(unsafe_code)] // mallopt, above
 fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets two of glibc's allocation thresholds; it is
-    // called first in `main`, before any other thread exists.
+    // called at the start of `main`, before any other thread exists.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
