@@ -11,7 +11,7 @@ use tilestack::demo::WorldServer;
 use tilestack::loader::BatchLoader;
 use tilestack::{DatasetConfig, TileDataset, TileStack};
 
-use crate::util::{python, small_world};
+use crate::util::{python, python_script, small_world};
 
 /// A place in the small world's western granule.
 const PLACE: [f64; 2] = [-122.36, 37.81];
@@ -698,18 +698,18 @@ fn raster_labels_are_classes_on_the_samples_grid_as_gdal_warps_them() {
     let (_, items) = world.other_collection(cover).unwrap();
     let cog = world.dir().join("items").join(&items[0].assets["map"].href);
     let g = stack.grid.transform.to_gdal();
-    let o = std::process::Command::new(python())
-        .arg("tests/py/label_reference.py")
-        .arg(&cog)
-        .arg(stack.grid.epsg.code().to_string())
-        .arg(g.map(|v| v.to_string()).join(","))
-        .arg(wd.to_string())
-        .arg(h.to_string())
-        .arg("80,50,10,30")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let want: Vec<f32> = serde_json::from_slice::<Vec<u8>>(&o.stdout)
+    let stdout = python_script(
+        "label_reference.py",
+        [
+            cog.display().to_string(),
+            stack.grid.epsg.code().to_string(),
+            g.map(|v| v.to_string()).join(","),
+            wd.to_string(),
+            h.to_string(),
+            "80,50,10,30".into(),
+        ],
+    );
+    let want: Vec<f32> = serde_json::from_slice::<Vec<u8>>(&stdout)
         .unwrap()
         .into_iter()
         .map(f32::from)

@@ -23,7 +23,7 @@ use tilestack::geo::Transformer;
 use tilestack::stac::{Scene, load_snapshot};
 use tilestack::{BandName, Catalog, Epsg, Resolution, StackRequest, TileStack, build};
 
-use crate::util::{cog_reader, python};
+use crate::util::cog_reader;
 
 /// Side of the window of the item's grid written as a COG, in pixels.
 const WINDOW: usize = 128;
@@ -192,17 +192,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    let out = std::process::Command::new(python())
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py/real_items.py"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    crate::util::python_script("real_items.py", args)
 }
 
 /// A reflectance-like digital number, never 0 (the nodata).

@@ -9,7 +9,7 @@ use tilestack::{
     BandName, Catalog, CogReader, Epsg, HttpRangeClient, StackRequest, TileStack, build,
 };
 
-use crate::util::{cog_reader, day, python, small_world};
+use crate::util::{cog_reader, day, python_script, small_world};
 
 fn oakland(bands: &str) -> StackRequest {
     StackRequest::new(
@@ -36,32 +36,27 @@ struct Reference {
 
 /// Runs tests/py/reference_stack.py on the small world.
 fn reference(req: &StackRequest, mask: Option<&std::path::Path>) -> Reference {
-    let py = python();
     let dir = tempfile::tempdir().unwrap();
     let prefix = dir.path().join("ref");
     let bands: Vec<String> = req.bands.iter().map(|b| b.to_string()).collect();
-    let mut cmd = std::process::Command::new(py);
-    cmd.arg(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/py/reference_stack.py"
-    ))
-    .arg(small_world().dir())
-    .args([req.centroid[0].to_string(), req.centroid[1].to_string()])
-    .args([req.start.to_string(), req.end.to_string(), bands.join(",")])
-    .arg(&prefix)
-    .args(["--tile", &req.tile_size.to_string()]);
+    let mut args: Vec<std::ffi::OsString> = vec![
+        small_world().dir().into(),
+        req.centroid[0].to_string().into(),
+        req.centroid[1].to_string().into(),
+        req.start.to_string().into(),
+        req.end.to_string().into(),
+        bands.join(",").into(),
+        prefix.clone().into(),
+        "--tile".into(),
+        req.tile_size.to_string().into(),
+    ];
     if let Some(e) = req.epsg {
-        cmd.args(["--epsg", &e.code().to_string()]);
+        args.extend(["--epsg".into(), e.code().to_string().into()]);
     }
     if let Some(m) = mask {
-        cmd.arg("--mask").arg(m);
+        args.extend(["--mask".into(), m.into()]);
     }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    python_script("reference_stack.py", args);
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(prefix.with_extension("json")).unwrap())
             .unwrap();
@@ -302,7 +297,6 @@ async fn categorical_bands_keep_their_classes_under_every_resampling() {
 /// 4× one for 40 m), and differs from the warp of the full resolution.
 #[tokio::test]
 async fn a_coarse_average_stack_reads_the_overview_gdalwarp_reads() {
-    let py = python();
     let mut req = oakland("B04");
     req.resampling = Resampling::Average;
     req.tile_size = 48;
@@ -321,23 +315,17 @@ async fn a_coarse_average_stack_reads_the_overview_gdalwarp_reads() {
             .join(&s.items[t][0])
             .join("B04.tif");
         let g = &s.grid.transform;
-        let out = std::process::Command::new(py)
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/py/overview_reference.py"
-            ))
-            .arg(&cog)
-            .arg(s.grid.epsg.code().to_string())
-            .arg(format!("{},{},0,{},0,{}", g.x0, g.dx, g.y0, g.dy))
-            .args([s.grid.width.to_string(), s.grid.height.to_string()])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let stdout = python_script(
+            "overview_reference.py",
+            [
+                cog.display().to_string(),
+                s.grid.epsg.code().to_string(),
+                format!("{},{},0,{},0,{}", g.x0, g.dx, g.y0, g.dy),
+                s.grid.width.to_string(),
+                s.grid.height.to_string(),
+            ],
         );
-        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let r: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
         assert_eq!(r["factor"].as_f64(), Some(factor), "{res} m: {}", r["gdal"]);
         let want = |key: &str| -> Vec<f32> {
             r[key]

@@ -77,17 +77,34 @@ pub(crate) fn cog_reader() -> tilestack::CogReader {
     )
 }
 
+/// Runs the reference script `script` (a path under `tests/py/`) with
+/// [`python`] and `args`; its standard output, once it has exited 0 (else
+/// the test fails with its output and errors).
+pub(crate) fn python_script<I, S>(script: &str, args: I) -> Vec<u8>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/py")
+        .join(script);
+    let o = std::process::Command::new(python())
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        o.status.success(),
+        "{script} failed:\n{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o.stdout
+}
+
 /// Runs tests/py/check_shard.py over the shards at `out` against the
 /// reference stacks in `refs` (what the Rust side read back); its output,
 /// once it has passed.
 pub(crate) fn check_shards_in_python(out: &std::path::Path, refs: &std::path::Path) -> String {
-    let o = std::process::Command::new(python())
-        .arg("tests/py/check_shard.py")
-        .arg(out)
-        .arg(refs)
-        .output()
-        .expect("python3 runs");
-    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{text}");
-    text
+    String::from_utf8_lossy(&python_script("check_shard.py", [out, refs])).to_string()
 }

@@ -4,13 +4,11 @@
 //! source pixels) and shifted off the source's pixel edges and over its
 //! edges, and a 10 m source in zone 11 onto a 30 m grid in zone 10.
 
-use std::process::Command;
-
 use ndarray::Array2;
 use tilestack::geo::{GeoTransform, GridSpec, Resampling, warp};
 use tilestack::{Epsg, Resolution};
 
-use crate::util::python;
+use crate::util::python_script;
 
 /// A value in `[0, 1)` drawn from `(r, c, salt)`, the same on every run.
 fn noise(r: usize, c: usize, salt: u64) -> f64 {
@@ -73,17 +71,21 @@ fn gdal(case: &Case, src: &Array2<f32>, method: &str) -> (Array2<f32>, String, u
     let bytes: Vec<u8> = src.iter().flat_map(|v| v.to_le_bytes()).collect();
     std::fs::write(&path, bytes).unwrap();
     let gt = |t: &GeoTransform| t.to_gdal().map(|v| v.to_string()).join(",");
-    let o = Command::new(python())
-        .arg("tests/py/footprint_reference.py")
-        .arg(&path)
-        .args([case.rows.to_string(), case.cols.to_string()])
-        .args([case.src_epsg.code().to_string(), gt(&case.src_transform)])
-        .args([case.dst.epsg.code().to_string(), gt(&case.dst.transform)])
-        .args([case.dst.width.to_string(), case.dst.height.to_string()])
-        .arg(method)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = python_script(
+        "footprint_reference.py",
+        [
+            path.display().to_string(),
+            case.rows.to_string(),
+            case.cols.to_string(),
+            case.src_epsg.code().to_string(),
+            gt(&case.src_transform),
+            case.dst.epsg.code().to_string(),
+            gt(&case.dst.transform),
+            case.dst.width.to_string(),
+            case.dst.height.to_string(),
+            method.to_string(),
+        ],
+    );
     #[derive(serde::Deserialize)]
     struct Reference {
         gdal: String,
@@ -91,7 +93,7 @@ fn gdal(case: &Case, src: &Array2<f32>, method: &str) -> (Array2<f32>, String, u
         approx_moved: u64,
         autoscale_max_rel: f64,
     }
-    let r: Reference = serde_json::from_slice(&o.stdout).unwrap();
+    let r: Reference = serde_json::from_slice(&stdout).unwrap();
     let values = r
         .values
         .iter()

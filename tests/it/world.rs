@@ -1,23 +1,14 @@
 //! The demo world: valid COGs (checked by GDAL/rio-cogeo), determinism, labels.
 
-use std::process::Command;
-
 use tilestack::demo::{Recipe, World};
 
-use crate::util::{python, small_world};
+use crate::util::{python_script, small_world};
 
 #[test]
 fn cogs_are_valid_and_match_item_metadata() {
     let w = small_world();
-    let py = python();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/check_world.py");
-    let out = Command::new(py).arg(script).arg(w.dir()).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = python_script("check_world.py", [w.dir()]);
+    let stdout = String::from_utf8_lossy(&stdout);
     let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     // 18 S2 scenes of 6 bands, 10 S1 passes of 2, the DEM and the land cover
     assert_eq!(report["checked"], 18 * 6 + 10 * 2 + 2, "{report}");
