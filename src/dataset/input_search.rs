@@ -7,7 +7,7 @@
 //! not plans. A snapshot is the table itself; a single raster (`href`) is a
 //! table of one scene, its grid and CRS from its header.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use futures::StreamExt;
@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::geo::grid::GridSpec;
 use crate::stac::catalog::Catalog;
 use crate::stac::scene::{Scene, SceneAsset};
-use crate::stack::load::{scenes_with_zarr_grids, search_request};
+use crate::stack::load::{new_scenes, search_request, table_entries};
 use crate::stack::plan::{TimeBounds, pick_scenes_in, time_bounds};
 use crate::stack::request::StackRequest;
 use crate::zarr::ZarrReader;
@@ -221,7 +221,7 @@ impl Table {
 
     /// Adds the items of `items` the table does not hold yet (each id
     /// once; Zarr items without a grid take their stores' grids, see
-    /// [`scenes_with_zarr_grids`]); every item's index, in order.
+    /// [`new_scenes`]); every item's index, in order.
     ///
     /// # Errors
     /// The first item that does not convert, in order.
@@ -231,13 +231,8 @@ impl Table {
         read_bands: &[crate::units::BandName],
         zarr: &ZarrReader,
     ) -> Result<Vec<u32>> {
-        let mut seen = HashSet::new();
-        let fresh: Vec<&stac::Item> = items
-            .iter()
-            .filter(|it| !self.by_id.contains_key(&it.id) && seen.insert(it.id.as_str()))
-            .collect();
-        let scenes = scenes_with_zarr_grids(&fresh, read_bands, zarr).await;
-        for (item, scene) in fresh.into_iter().zip(scenes) {
+        let known = |id: &str| self.by_id.contains_key(id);
+        for (item, scene) in new_scenes(items, known, read_bands, zarr).await {
             if self.scenes.len() >= u32::MAX as usize {
                 return Err(Error::invalid(
                     "catalog",
@@ -246,14 +241,7 @@ impl Table {
             }
             self.push(scene?, SceneMeta::of(item));
         }
-        items
-            .iter()
-            .map(|it| {
-                self.by_id.get(&it.id).copied().ok_or_else(|| {
-                    Error::internal("dataset", "an item missing from the scene table")
-                })
-            })
-            .collect()
+        table_entries(items, &self.by_id)
     }
 }
 

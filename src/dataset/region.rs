@@ -24,7 +24,7 @@ use crate::error::{Error, Result, Warning};
 use crate::geo::grid::GridSpec;
 use crate::stac::catalog::Catalog;
 use crate::stac::scene::Scene;
-use crate::stack::load::{scenes_with_zarr_grids, search_request};
+use crate::stack::load::{new_scenes, search_request, table_entries};
 use crate::stack::plan::{
     TimeBounds, bin_members, check_memory, memory_for, pick_scenes_in, time_bounds,
 };
@@ -92,30 +92,18 @@ enum Slot {
 impl Table {
     /// Adds the items of `items` the table does not hold yet (each id
     /// once; Zarr items without a grid take their stores' grids, see
-    /// [`scenes_with_zarr_grids`]); every item's slot, in order.
+    /// [`new_scenes`]); every item's slot, in order.
     async fn add_all(
         &mut self,
         items: &[stac::Item],
         read_bands: &[crate::units::BandName],
         zarr: &ZarrReader,
     ) -> Result<Vec<Slot>> {
-        let mut seen = HashSet::new();
-        let fresh: Vec<&stac::Item> = items
-            .iter()
-            .filter(|it| !self.by_id.contains_key(&it.id) && seen.insert(it.id.as_str()))
-            .collect();
-        let scenes = scenes_with_zarr_grids(&fresh, read_bands, zarr).await;
-        for (item, scene) in fresh.into_iter().zip(scenes) {
+        let known = |id: &str| self.by_id.contains_key(id);
+        for (item, scene) in new_scenes(items, known, read_bands, zarr).await {
             self.insert(item, scene)?;
         }
-        items
-            .iter()
-            .map(|it| {
-                self.by_id.get(&it.id).copied().ok_or_else(|| {
-                    Error::internal("dataset", "an item missing from the scene table")
-                })
-            })
-            .collect()
+        table_entries(items, &self.by_id)
     }
 
     /// Adds `item` as `scene` (or as the item that did not convert).

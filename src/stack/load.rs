@@ -938,24 +938,32 @@ pub async fn fill_zarr_grids(
 /// metadata fetch where its Zarr assets declare no grid).
 const GRIDS_IN_FLIGHT: usize = 16;
 
-/// [`Scene::from_item`] of each of `items`, in order; an item that fails
-/// only because Zarr assets of `bands` declare no grid (EOPF's Sample
-/// Service items) is converted again with the grids its stores declare
+/// The items of `items` that are not `known` yet (each id once, in
+/// order), each with its [`Scene::from_item`]; an item that fails only
+/// because Zarr assets of `bands` declare no grid (EOPF's Sample Service
+/// items) is converted again with the grids its stores declare
 /// ([`fill_zarr_grids`], through `zarr`: its metadata cache keeps each
 /// store's grid, fetched once however many samples use the item). Items
 /// that convert as they are fetch nothing and cost nothing more. What a
-/// dataset's scene tables do (a dataset plans each sample from its table,
-/// without the stack path's [`plan_stack_with`]).
+/// dataset's scene tables do as they grow (a dataset plans each sample
+/// from its table, without the stack path's [`plan_stack_with`]); their
+/// entries for `items` then come from [`table_entries`].
 ///
 /// # Errors
 /// Per item: [`Scene::from_item`]'s error, or [`fill_zarr_grids`]'s
 /// (naming the item, the asset, and the store and array).
-pub(crate) async fn scenes_with_zarr_grids(
-    items: &[&stac::Item],
+pub(crate) async fn new_scenes<'a>(
+    items: &'a [stac::Item],
+    known: impl Fn(&str) -> bool,
     bands: &[BandName],
     zarr: &ZarrReader,
-) -> Vec<Result<Scene>> {
-    futures::stream::iter(items.iter().map(|&item| async move {
+) -> Vec<(&'a stac::Item, Result<Scene>)> {
+    let mut seen = std::collections::HashSet::new();
+    let fresh: Vec<&stac::Item> = items
+        .iter()
+        .filter(|it| !known(&it.id) && seen.insert(it.id.as_str()))
+        .collect();
+    let scenes: Vec<Result<Scene>> = futures::stream::iter(fresh.iter().map(|&item| async move {
         let err = match Scene::from_item(item, bands) {
             Ok(scene) => return Ok(scene),
             Err(e) => e,
@@ -969,7 +977,28 @@ pub(crate) async fn scenes_with_zarr_grids(
     }))
     .buffered(GRIDS_IN_FLIGHT)
     .collect()
-    .await
+    .await;
+    fresh.into_iter().zip(scenes).collect()
+}
+
+/// Each of `items`' entry in a scene table's `by_id`, in order (after
+/// [`new_scenes`] has added those it did not hold).
+///
+/// # Errors
+/// [`Error::Internal`] for an item the table does not hold.
+pub(crate) fn table_entries<V: Copy>(
+    items: &[stac::Item],
+    by_id: &std::collections::HashMap<String, V>,
+) -> Result<Vec<V>> {
+    items
+        .iter()
+        .map(|it| {
+            by_id
+                .get(&it.id)
+                .copied()
+                .ok_or_else(|| Error::internal("dataset", "an item missing from the scene table"))
+        })
+        .collect()
 }
 
 /// Search (or take items) and plan a stack without reading anything: the
