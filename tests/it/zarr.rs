@@ -963,6 +963,19 @@ async fn zarr_items_without_a_grid_take_their_stores_grid() {
     }
 }
 
+/// `points` (lon, lat) as a sampler's points CSV, ids `p0`, `p1`, …
+fn write_points(path: &Path, points: &[[f64; 2]]) {
+    let csv: String = std::iter::once("lon,lat,id\n".to_string())
+        .chain(
+            points
+                .iter()
+                .enumerate()
+                .map(|(i, p)| format!("{},{},p{i}\n", p[0], p[1])),
+        )
+        .collect();
+    std::fs::write(path, csv).unwrap();
+}
+
 /// A `BatchLoader` epoch over the demo world's Zarr collections (EOPF-like
 /// v2, sharded GeoZarr v3) equals the epoch over its COG collection bit for
 /// bit, same seed: the same samples in the same order, inputs, validity,
@@ -983,15 +996,7 @@ fn a_batch_loader_epoch_over_zarr_items_equals_the_cog_epoch() {
         [-122.330, 37.810],
         [-122.262, 37.810],
     ];
-    let csv: String = std::iter::once("lon,lat,id\n".to_string())
-        .chain(
-            points
-                .iter()
-                .enumerate()
-                .map(|(i, p)| format!("{},{},p{i}\n", p[0], p[1])),
-        )
-        .collect();
-    std::fs::write(dir.path().join("points.csv"), csv).unwrap();
+    write_points(&dir.path().join("points.csv"), &points);
     let config = |collection: &str| {
         let text = format!(
             r#"seed = 7
@@ -1109,15 +1114,7 @@ fn a_dataset_of_zarr_items_without_a_grid_takes_their_stores_grids() {
         [-122.330, 37.810],
         [-122.262, 37.810],
     ];
-    let csv: String = std::iter::once("lon,lat,id\n".to_string())
-        .chain(
-            points
-                .iter()
-                .enumerate()
-                .map(|(i, p)| format!("{},{},p{i}\n", p[0], p[1])),
-        )
-        .collect();
-    std::fs::write(dir.path().join("points.csv"), csv).unwrap();
+    write_points(&dir.path().join("points.csv"), &points);
     let config = |name: &str, catalog: &str, second: Option<&str>| {
         let mut text = format!(
             r#"seed = 3
