@@ -46,8 +46,8 @@ WORK = os.path.join(ROOT, "target", "codec-compare")
 HARNESS = os.path.join("bench", "decode-harness")
 
 
-def sh(cmd, **kw):
-    return subprocess.run(cmd, check=True, **kw)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare_commits import sh, short_name, worktree  # noqa: E402  (one worktree rule for both)
 
 
 def build(rev):
@@ -56,11 +56,8 @@ def build(rev):
     if rev == ".":
         src, name = ROOT, "worktree"
     else:
-        name = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", rev], check=True,
-                              capture_output=True, text=True).stdout.strip()
-        src = os.path.join(WORK, "src-" + name)
-        if not os.path.isdir(src):
-            sh(["git", "-C", ROOT, "worktree", "add", "--detach", src, rev])
+        name = short_name(rev)
+        src = worktree(name, rev, WORK)
         # the harness as it is in this tree (the old commit has none)
         shutil.rmtree(os.path.join(src, HARNESS), ignore_errors=True)
         shutil.copytree(os.path.join(ROOT, HARNESS), os.path.join(src, HARNESS),

@@ -58,6 +58,20 @@ def sh(cmd, **kw):
     return subprocess.run(cmd, check=True, **kw)
 
 
+def short_name(rev):
+    """`rev`'s short commit hash."""
+    return subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", rev], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def worktree(name, rev, work):
+    """A detached worktree of `rev` at `work`/src-`name`, made once; its path."""
+    src = os.path.join(work, "src-" + name)
+    if not os.path.isdir(src):
+        sh(["git", "-C", ROOT, "worktree", "add", "--detach", src, rev])
+    return src
+
+
 def build(rev):
     """The release binary of `rev` ('.' = the working tree), copied to
     target/compare/bin/tilestack-<name>; returns its path."""
@@ -65,16 +79,13 @@ def build(rev):
     if rev == ".":
         src, name = ROOT, "worktree"
     else:
-        name = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", rev], check=True,
-                              capture_output=True, text=True).stdout.strip()
+        name = short_name(rev)
         out = os.path.join(WORK, "bin", "tilestack-" + name)
         if os.path.exists(out):
             # a commit's binary does not change: built once, kept in target/compare/bin
             print(f"reusing {out}", flush=True)
             return out
-        src = os.path.join(WORK, "src-" + name)
-        if not os.path.isdir(src):
-            sh(["git", "-C", ROOT, "worktree", "add", "--detach", src, rev])
+        src = worktree(name, rev, WORK)
     toml = open(os.path.join(src, "Cargo.toml"), encoding="utf-8").read()
     features = [] if re.search(r'^default\s*=\s*\[[^\]]*"cli"', toml, re.M) else ["--features", "cli"]
     # One target folder for both (CARGO_TARGET_DIR if set): dependencies build once.
