@@ -61,6 +61,11 @@ pub(crate) struct Opts {
     /// a baseline in the same run (0: no UNet baseline)
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub(crate) unet_epochs: usize,
+    /// train and score the per-day UNet baseline, and open the unseen
+    /// world, one after the other on both cores, instead of each beside the
+    /// rest on a core of its own (the same work, slower on a CPU)
+    #[arg(long)]
+    pub(crate) sequential: bool,
     /// ablation: the temporal model without its metadata inputs
     #[arg(long)]
     pub(crate) no_metadata: bool,
@@ -250,7 +255,7 @@ mod tests {
         assert_eq!(o.device, default_device());
         assert!(o.shards.is_none() && o.eval.is_none() && o.label.is_none());
         assert!(o.holdout_from.is_none() && o.crop.is_none() && o.max_steps.is_none());
-        assert!(!o.quiet && !o.keep_glibc_defaults);
+        assert!(!o.quiet && !o.keep_glibc_defaults && !o.sequential);
         assert_eq!(
             (o.model.as_str(), o.unet_epochs, o.places_per_step),
             ("temporal", 0, 1)
@@ -320,6 +325,7 @@ mod tests {
             "--min-ship-px",
             "3",
             "--keep-glibc-defaults",
+            "--sequential",
         ])
         .expect("every flag");
         assert_eq!(o.epochs, 5, "a repeated flag keeps its last value");
@@ -364,7 +370,7 @@ mod tests {
         assert_eq!(o.eval_unet, Some(PathBuf::from("u.bpk")));
         assert!(o.no_calibration);
         assert_eq!(o.min_ship_px, 3);
-        assert!(o.keep_glibc_defaults);
+        assert!(o.keep_glibc_defaults && o.sequential);
 
         assert_eq!(
             parse(&["--crop", "0"]).expect("--crop 0").crop,

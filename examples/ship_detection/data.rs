@@ -118,11 +118,36 @@ pub(crate) struct Loaders {
     /// shards (whose places are fixed).
     pub(crate) terminals: Option<StackDataLoader>,
     pub(crate) info: DataInfo,
-    /// The device the loaders deliver to.
+    /// The device the models train on. The loaders deliver to the host
+    /// (burn's CPU device): every batch is read there ([`HostBatch`],
+    /// [`gather`]) and only a step's own inputs go to this device, once —
+    /// on a GPU, a batch is never uploaded to be read back.
     pub(crate) device: Device,
 }
 
+impl Loaders {
+    /// A second training loader over the same samples (and the same chunk
+    /// cache) with an epoch count of its own, whose first `iter()` is epoch
+    /// `first_epoch`: a training beside another one draws the epochs it
+    /// would have drawn after it, whichever thread asks first.
+    pub(crate) fn twin(&self, first_epoch: u64) -> Res<StackDataLoader> {
+        let b = self.train.batches();
+        let batches = match (b.dataset(), b.shards()) {
+            (Some(ds), _) => BatchLoader::new(ds.clone(), b.options().clone())?,
+            (None, Some(set)) => BatchLoader::from_shards(set.clone(), b.options().clone())?,
+            (None, None) => {
+                return Err("the training loader has neither a dataset nor shards".into());
+            }
+        };
+        batches.resume(first_epoch, 0);
+        Ok(StackDataLoader::from_batches(batches, &Device::flex()))
+    }
+}
+
+/// The loaders of `o`'s dataset (or shards), delivering to the host, for
+/// models on `device`.
 pub(crate) fn loaders(o: &Opts, device: &Device) -> Res<Loaders> {
+    let host = Device::flex();
     let mut cfg = DatasetConfig::from_file(&o.config)?;
     let mut ecfg = cfg.clone();
     ecfg.augment = AugmentConfig::default();
@@ -140,20 +165,20 @@ pub(crate) fn loaders(o: &Opts, device: &Device) -> Res<Loaders> {
                     },
                 )?);
                 let batches = BatchLoader::from_shards(set, c.loader.clone())?;
-                Ok(StackDataLoader::from_batches(batches, device))
+                Ok(StackDataLoader::from_batches(batches, &host))
             };
             (open(&cfg)?, open(&ecfg)?)
         }
         None => {
             let open = |c: &DatasetConfig| -> Res<StackDataLoader> {
                 let ds = Arc::new(TileDataset::open(c)?);
-                Ok(StackDataLoader::new(ds, c.loader.clone(), device)?)
+                Ok(StackDataLoader::new(ds, c.loader.clone(), &host)?)
             };
             (open(&cfg)?, open(&ecfg)?)
         }
     };
     let terminals = match (&o.shards, eval.batches().dataset()) {
-        (None, Some(ds)) => terminal_loader(&ecfg, ds, &o.out, device)?,
+        (None, Some(ds)) => terminal_loader(&ecfg, ds, &o.out, &host)?,
         _ => None,
     };
     let label = match &o.label {
@@ -420,7 +445,8 @@ pub(crate) fn slices(
     Ok(out)
 }
 
-/// The day slices `idx` of a batch: inputs `[n, C, H, W]`, label and valid `[n, 1, H, W]`.
+/// The day slices `idx` of a batch: inputs `[n, C, H, W]`, label and valid
+/// `[n, 1, H, W]`, on the batch's device (the host).
 pub(crate) fn gather(batch: &TileBatch, info: &DataInfo, idx: &[usize]) -> Res<[Tensor<4>; 3]> {
     let [b, t, c, h, w] = batch.inputs.dims();
     let dev = batch.inputs.device();

@@ -36,6 +36,14 @@
 //!
 //! **Backends.** CPU (`flex`) by default; `--features cuda` or
 //! `--features wgpu` select burn's GPU backends (`--device cuda|wgpu|cpu`).
+//! The loaders deliver to the host; a step uploads only its own inputs.
+//!
+//! **Side by side.** With `--unet-epochs N` the per-day UNet baseline
+//! trains and scores on a thread and a one-thread rayon pool of its own
+//! beside the model, and `--eval-world` opens its world beside the rest
+//! (`beside.rs`: one training leaves a third of this 2-core machine idle);
+//! `--sequential` does the same work one thing after another, with the
+//! same figures bit for bit.
 //!
 //! Outputs, in `--out` (default `ship-detection-out/`): `model.bpk` (burn's
 //! burnpack record), `metrics.json`, `heldout.png` (held-out days: RGB,
@@ -44,6 +52,7 @@
 
 mod args; // the command line; the burn device `--device` names
 mod baseline; // the threshold baselines to beat
+mod beside; // work on a thread and a one-thread rayon pool of its own
 mod calibrate; // a model's threshold, chosen on the training days
 mod data; // the loaders; the day slices of a batch each pass uses
 mod metrics; // pixel counts, ships, events, terminals: a detector scored
@@ -64,7 +73,7 @@ use args::{Opts, device};
 use baseline::baseline;
 use burn::module::Module;
 use chrono::NaiveDate;
-use data::loaders;
+use data::{Loaders, loaders};
 use metrics::{EvalSet, Evaluation, Scored, evaluate, per_day_table, ship_line};
 use model::ShipNet;
 use picture::{month_chart, picture};
@@ -153,10 +162,46 @@ fn fmt_days(d: &[NaiveDate]) -> String {
         .join(" ")
 }
 
+/// The unseen world's loaders and held-out days (`--eval-world`).
+type World = (Loaders, EvalSet);
+
 /// The whole run: data, the baselines, training (or `--eval`'s scoring of
-/// a saved model), the scores, the outputs.
+/// a saved model), the scores, the outputs. The unseen world is opened
+/// (generated, the first time: ~40 s) beside the rest, on a core of its own.
 fn run(o: &Opts) -> Res<Report> {
     let t_start = Instant::now();
+    std::thread::scope(|s| {
+        let world = match &o.eval_world {
+            Some(cfg) => {
+                // a config that does not parse fails the run now, not after the training
+                tilestack::DatasetConfig::from_file(cfg)?;
+                let oo = Opts {
+                    config: cfg.clone(),
+                    shards: None,
+                    holdout_from: None,
+                    out: o.out.join("eval-world"),
+                    ..o.clone()
+                };
+                let device = device(&o.device)?.autodiff();
+                Some(beside::beside(
+                    s,
+                    "eval-world",
+                    o.sequential,
+                    move || -> Res<World> {
+                        let lw = loaders(&oo, &device)?;
+                        let wset = EvalSet::read(&lw, oo.min_ship_px)?;
+                        Ok((lw, wset))
+                    },
+                )?)
+            }
+            None => None,
+        };
+        run_with(o, t_start, world)
+    })
+}
+
+/// [`run`], given the unseen world being opened.
+fn run_with(o: &Opts, t_start: Instant, world: Option<beside::Pending<'_, World>>) -> Res<Report> {
     let device = device(&o.device)?;
     device.seed(o.seed);
     let ad = device.clone().autodiff();
@@ -238,33 +283,71 @@ fn run(o: &Opts) -> Res<Report> {
             )),
         };
     } else {
-        trained = match trained {
-            Trained::Temporal(m) => {
-                Trained::Temporal(Box::new(train::temporal(o, &l, *m, &mut log)?))
-            }
-            Trained::Unet(m) => Trained::Unet(Box::new(train::unet(
-                o,
-                &l,
-                *m,
-                o.epochs,
-                train_slices,
-                &mut log,
-            )?)),
-        };
-        if o.model == "temporal" && o.unet_epochs > 0 && unet_model.is_none() {
+        // The per-day UNet baseline trains beside the model (`beside.rs`).
+        let with_unet = o.model == "temporal" && o.unet_epochs > 0 && unet_model.is_none();
+        if with_unet {
             say(
                 o,
-                format!("the per-day UNet baseline, {} epochs:", o.unet_epochs),
+                format!(
+                    "the per-day UNet baseline, {} epochs, trains {}:",
+                    o.unet_epochs,
+                    if o.sequential {
+                        "first (--sequential)"
+                    } else {
+                        "beside the model"
+                    }
+                ),
             );
-            let mut ulog = train::Log::default();
-            let u = train::unet(
-                o,
-                &l,
-                ShipNet::new(l.info.bands, o.width, &ad),
-                o.unet_epochs,
-                train_slices,
-                &mut ulog,
-            )?;
+        }
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let main_lane = train::Lane {
+            name: "",
+            train: &l.train,
+            stop: &stop,
+        };
+        // Its epochs are those it drew when it trained after the model.
+        let twin = match with_unet {
+            true => Some(l.twin(o.epochs as u64)?),
+            false => None,
+        };
+        let unet_init = with_unet.then(|| ShipNet::new(l.info.bands, o.width, &ad));
+        let (l, stop) = (&l, &stop);
+        let unet = unet_init.zip(twin.as_ref()).map(|(init, twin)| {
+            move || {
+                let lane = train::Lane {
+                    name: "per-day UNet ",
+                    train: twin,
+                    stop,
+                };
+                let mut ulog = train::Log::default();
+                lane.end(train::unet(
+                    o,
+                    l,
+                    init,
+                    o.unet_epochs,
+                    train_slices,
+                    lane,
+                    &mut ulog,
+                ))
+            }
+        });
+        let (t, u) = beside::both(
+            "unet-baseline",
+            o.sequential,
+            || {
+                main_lane.end(match trained {
+                    Trained::Temporal(m) => train::temporal(o, l, *m, main_lane, &mut log)
+                        .map(|m| Trained::Temporal(Box::new(m))),
+                    Trained::Unet(m) => {
+                        train::unet(o, l, *m, o.epochs, train_slices, main_lane, &mut log)
+                            .map(|m| Trained::Unet(Box::new(m)))
+                    }
+                })
+            },
+            unet,
+        )?;
+        trained = t;
+        if let Some(u) = u {
             let p = o.out.join("unet.bpk");
             std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
             u.clone()
@@ -277,7 +360,14 @@ fn run(o: &Opts) -> Res<Report> {
     // training days), the sensitivity check and the evaluation (the
     // held-out days) all count from these scores.
     let t_eval = Instant::now();
-    let scores = set.score(&trained.predictor(0.0), &l.info, micro, &device)?;
+    let (scores, unet_scores) = beside::both(
+        "unet-scores",
+        o.sequential,
+        || set.score(&trained.predictor(0.0), &l.info, micro, &device),
+        unet_model
+            .as_ref()
+            .map(|u| || set.score(&Predictor::Unet(u, 0.0), &l.info, micro, &device)),
+    )?;
     let cal = threshold(o, "model", &trained.predictor(0.0), &set, &scores, &l.info);
     let thr = cal.as_ref().map_or(0.0, |c| c.threshold);
     // How much the choice matters: the held-out ship F1 at every logit
@@ -307,13 +397,17 @@ fn run(o: &Opts) -> Res<Report> {
     say(
         o,
         format!(
-            "evaluation (one forward pass over every day, threshold, scores): {:.1} s",
+            "evaluation (one forward pass over every day{}; threshold, scores): {:.1} s",
+            match (&unet_model, o.sequential) {
+                (None, _) => "",
+                (Some(_), false) => ", the per-day UNet's beside it",
+                (Some(_), true) => ", the per-day UNet's before it",
+            },
             t_eval.elapsed().as_secs_f64()
         ),
     );
-    let (unet_cal, unet_base) = match &unet_model {
-        Some(u) => {
-            let scores = set.score(&Predictor::Unet(u, 0.0), &l.info, micro, &device)?;
+    let (unet_cal, unet_base) = match (&unet_model, unet_scores) {
+        (Some(u), Some(scores)) => {
             let c = threshold(
                 o,
                 "per-day UNet",
@@ -326,7 +420,7 @@ fn run(o: &Opts) -> Res<Report> {
             let ev = evaluate(&Predictor::Unet(u, t), &set, &scores, &l.info, false);
             (c, Some((ev, t)))
         }
-        None => (None, None),
+        _ => (None, None),
     };
     say(o, per_day_table(&ev));
     say(o, terminal_table(&ev));
@@ -369,28 +463,20 @@ fn run(o: &Opts) -> Res<Report> {
 
     // another world, never trained on
     let mut other = None;
-    if let Some(cfg) = &o.eval_world {
-        let oo = Opts {
-            config: cfg.clone(),
-            shards: None,
-            holdout_from: None,
-            out: o.out.join("eval-world"),
-            ..o.clone()
-        };
-        let lw = loaders(&oo, &ad)?;
-        let wset = EvalSet::read(&lw, o.min_ship_px)?;
-        let model = scored(&trained.predictor(thr), &wset, &lw.info, micro, &device)?;
+    if let (Some(cfg), Some(world)) = (&o.eval_world, world) {
+        let (lw, wset) = world.join()?;
+        let (model, unet) = beside::both(
+            "unet-scores",
+            o.sequential,
+            || scored(&trained.predictor(thr), &wset, &lw.info, micro, &device),
+            unet_model
+                .as_ref()
+                .zip(unet_base.as_ref())
+                .map(|(u, (_, t))| {
+                    || scored(&Predictor::Unet(u, *t), &wset, &lw.info, micro, &device)
+                }),
+        )?;
         let (b, m) = thresholds(&base, &wset, &lw.info, micro, &device)?;
-        let unet = match (&unet_model, &unet_base) {
-            (Some(u), Some((_, t))) => Some(scored(
-                &Predictor::Unet(u, *t),
-                &wset,
-                &lw.info,
-                micro,
-                &device,
-            )?),
-            _ => None,
-        };
         say(
             o,
             format!(

@@ -1,7 +1,7 @@
 //! The model and its loss: a small UNet over one day tile (its bands plus
 //! the validity mask), and a masked loss that never sees pixels without data.
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
 use burn::tensor::activation::{relu, sigmoid};
@@ -61,7 +61,7 @@ impl ShipNet {
                 .with_stride([2, 2])
                 .init(device)
         };
-        ShipNet {
+        drawn_now(ShipNet {
             enc1: Block::new(bands + 1, w, device),
             enc2: Block::new(w, 2 * w, device),
             mid: Block::new(2 * w, 4 * w, device),
@@ -70,7 +70,7 @@ impl ShipNet {
             up1: up(2 * w, w),
             dec1: Block::new(2 * w, w, device),
             head: Conv2dConfig::new([w, 1], [1, 1]).init(device),
-        }
+        })
     }
 
     /// `[N, C, H, W]` inputs and `[N, 1, H, W]` validity (H, W multiples
@@ -98,6 +98,27 @@ impl ShipNet {
         // Ships are rare: start from "no ship" (p ≈ 0.12), not 0.5.
         self.head.forward(d1) - 2.0
     }
+}
+
+/// `m` with every parameter drawn now, in the order of its fields.
+///
+/// burn draws a parameter from the device's seeded RNG at its first use,
+/// not when the module is made: two models made one after the other and
+/// trained side by side would interleave their draws as their threads
+/// happen to run, and a model made before another one trains would take
+/// draws meant for it. Drawn here, a model's initial weights depend on the
+/// seed and the order the models are made in only. The field order is the
+/// order of first use in both models' forward passes, so the weights are
+/// those the lazy draws gave (runs before this change reproduce).
+pub(crate) fn drawn_now<M: Module>(m: M) -> M {
+    struct Draw;
+    impl ModuleVisitor for Draw {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            let _ = p.val();
+        }
+    }
+    m.visit(&mut Draw);
+    m
 }
 
 /// Weighted binary cross-entropy plus soft Dice, both over valid pixels only.

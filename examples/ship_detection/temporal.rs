@@ -81,10 +81,10 @@ pub(crate) struct TemporalNet {
     enc2: Block,
     mid: Block,
     film: Linear,
-    key_bias: Linear,
     q: Linear,
     k: Linear,
     v: Linear,
+    key_bias: Linear,
     fuse: Block,
     up2: ConvTranspose2d,
     dec2: Block,
@@ -131,15 +131,15 @@ impl TemporalNet {
         };
         let d = 4 * w;
         let lin = |i, o| LinearConfig::new(i, o).init(device);
-        TemporalNet {
+        crate::model::drawn_now(TemporalNet {
             enc1: Block::new(2 * bands + 2 + extra, w, device),
             enc2: Block::new(w, 2 * w, device),
             mid: Block::new(2 * w, d, device),
             film: lin(META, 2 * d),
-            key_bias: lin(META, 1),
             q: lin(d, d),
             k: lin(d, d),
             v: lin(d, d),
+            key_bias: lin(META, 1),
             fuse: Block::new(3 * d, d, device),
             up2: up(d, 2 * w),
             dec2: Block::new(4 * w, 2 * w, device),
@@ -149,7 +149,7 @@ impl TemporalNet {
             gate_b: Param::from_tensor(Tensor::<1>::zeros([w], device)),
             head: Conv2dConfig::new([w, 1], [1, 1]).init(device),
             parts,
-        }
+        })
     }
 
     /// Logits `[G·K, 1, H, W]` of every day of every place in `s`.

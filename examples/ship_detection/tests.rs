@@ -316,3 +316,129 @@ fn shards_feed_the_trainer_the_online_batches_in_the_online_order() {
     assert_eq!(scores(&online.model), scores(&offline.model));
     assert_eq!(online.trained_days, offline.trained_days);
 }
+
+/// The per-day UNet baseline trains and scores beside the model (and the
+/// unseen world opens beside both) without touching the model's training:
+/// the same steps, bit for bit, as `--sequential`. The UNet draws the
+/// epochs it drew when it trained after the model, its saved record
+/// reloads to the same scores, and a stopped lane trains nothing.
+#[test]
+fn the_unet_beside_the_model_leaves_the_model_as_the_sequential_run() {
+    use std::sync::atomic::AtomicBool;
+
+    use crate::train::{Lane, Log};
+
+    let _one = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = small_config(dir.path());
+    let with_unet = |out: &str, sequential: bool| Opts {
+        unet_epochs: 2,
+        eval_world: Some(config.clone()),
+        sequential,
+        ..short(config.clone(), dir.path().join(out))
+    };
+    let beside = run(&with_unet("beside", false)).expect("the UNet beside the model");
+    let after = run(&with_unet("after", true)).expect("--sequential");
+    assert_eq!(beside.step_losses, after.step_losses);
+    assert_eq!(scores(&beside.model), scores(&after.model));
+    let unet = |r: &crate::report::Report| scores(r.unet.as_ref().expect("the UNet scored"));
+    let world = |r: &crate::report::Report| {
+        let w = r.other_world.as_ref().expect("the unseen world scored");
+        (scores(&w.model), w.unet.as_ref().map(scores))
+    };
+    // the UNet too: its own pool's one thread computes what two did
+    assert_eq!(unet(&beside), unet(&after));
+    assert_eq!(world(&beside), world(&after));
+    assert!(
+        world(&beside).1.is_some(),
+        "the UNet scored on the unseen world"
+    );
+    assert!(
+        beside
+            .unet
+            .as_ref()
+            .is_some_and(|u| u.ships.tp + u.ships.fn_ > 0)
+    );
+
+    // the saved UNet reloads to the scores it had
+    let out = dir.path().join("beside");
+    let again = run(&Opts {
+        eval: Some(out.join("model.bpk")),
+        eval_unet: Some(out.join("unet.bpk")),
+        ..with_unet("again", false)
+    })
+    .expect("both saved models, evaluated");
+    assert_eq!(unet(&again), unet(&beside));
+    assert_eq!(world(&again), world(&beside));
+
+    // its loader: the training loader's epochs from `--epochs` on
+    let o = short(config.clone(), dir.path().join("lanes"));
+    let device = burn::tensor::Device::flex().autodiff();
+    let l = crate::data::loaders(&o, &device).expect("the loaders");
+    let twin = l.twin(2).expect("a second training loader");
+    assert_eq!(twin.batches().next_epoch(), 2);
+    for e in 2..4 {
+        assert_eq!(
+            twin.batches().epoch_order(e),
+            l.train.batches().epoch_order(e)
+        );
+    }
+    assert_ne!(
+        l.train.batches().epoch_order(0),
+        l.train.batches().epoch_order(2)
+    );
+
+    // a lane whose flag is set trains nothing; an error sets the flag
+    let stop = AtomicBool::new(false);
+    let lane = Lane {
+        name: "",
+        train: &twin,
+        stop: &stop,
+    };
+    assert!(lane.end::<()>(Err("the other loop failed".into())).is_err());
+    let (.., slices) = crate::baseline::baseline(&l).expect("the day split");
+    let mut log = Log::default();
+    let m = crate::model::ShipNet::new(l.info.bands, o.width, &device);
+    crate::train::unet(&o, &l, m, 2, slices, lane, &mut log).expect("a stopped training");
+    assert!(log.epochs.is_empty() && log.losses.is_empty());
+}
+
+/// A model's initial weights depend on the seed and the order models are
+/// made in, not on which one is first used: burn draws lazily, the models
+/// draw when made ([`crate::model::drawn_now`]).
+#[test]
+fn models_draw_their_weights_when_made_not_when_first_used() {
+    use burn::module::{Module, ModuleVisitor, Param};
+    use burn::tensor::Tensor;
+
+    use crate::model::ShipNet;
+
+    struct Weights(Vec<Vec<f32>>);
+    impl ModuleVisitor for Weights {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            let v = p.val().into_data().try_to_vec::<f32>().expect("f32 weights");
+            self.0.push(v);
+        }
+    }
+    let weights = |m: &ShipNet| {
+        let mut w = Weights(Vec::new());
+        m.visit(&mut w);
+        w.0
+    };
+    let _one = serial();
+    let device = burn::tensor::Device::flex();
+    let made = |second_first: bool| {
+        device.seed(11);
+        let a = ShipNet::new(4, 4, &device);
+        let b = ShipNet::new(4, 4, &device);
+        if second_first {
+            let wb = weights(&b);
+            (weights(&a), wb)
+        } else {
+            (weights(&a), weights(&b))
+        }
+    };
+    let (a, b) = made(false);
+    assert_ne!(a, b, "two models, two draws");
+    assert_eq!(made(true), (a, b));
+}

@@ -2,9 +2,11 @@
 //! each with a random subset of its training days) and the per-day UNet (a
 //! step is a micro-batch of day tiles). Both: forward, masked loss,
 //! backward, Adam with a cosine-decayed rate; the loader's data wait timed.
-//! Both see the same sun-glint augmentation ([`glint`]).
+//! Both see the same sun-glint augmentation ([`glint`]). The UNet baseline
+//! may train on a thread of its own beside the temporal model ([`Lane`]).
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::optim::{AdamConfig, GradientsParams};
@@ -12,6 +14,8 @@ use chrono::NaiveDate;
 
 use crate::args::Opts;
 use burn::tensor::{Tensor, TensorData};
+
+use tilestack::StackDataLoader;
 
 use crate::data::{HostBatch, Loaders, Mix, Split, gather, glint, host, slices};
 use crate::metrics::Counts;
@@ -28,6 +32,31 @@ pub(crate) struct Log {
     pub(crate) losses: Vec<f32>,
     /// Days the training steps saw.
     pub(crate) trained_days: BTreeSet<NaiveDate>,
+}
+
+/// Where a training loop runs: the loader it draws its epochs from, the
+/// prefix of its epoch lines, and a flag that ends it at its next step (set
+/// when the loop beside it failed, so the run's error is not kept waiting
+/// for a training nobody will read).
+#[derive(Clone, Copy)]
+pub(crate) struct Lane<'a> {
+    pub(crate) name: &'static str,
+    pub(crate) train: &'a StackDataLoader,
+    pub(crate) stop: &'a AtomicBool,
+}
+
+impl Lane<'_> {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// `r`, having set the flag if it is an error.
+    pub(crate) fn end<T>(&self, r: Res<T>) -> Res<T> {
+        if r.is_err() {
+            self.stop.store(true, Ordering::Relaxed);
+        }
+        r
+    }
 }
 
 /// Cosine decay to 5 % of `lr` over `total` steps.
@@ -68,7 +97,7 @@ impl Epoch {
     }
 
     /// The epoch's report, printed and logged.
-    fn finish(self, o: &Opts, epoch: usize, of: usize, log: &mut Log) {
+    fn finish(self, o: &Opts, lane: Lane, epoch: usize, of: usize, log: &mut Log) {
         let seconds = self.t0.elapsed().as_secs_f64();
         let r = EpochReport {
             epoch,
@@ -78,16 +107,16 @@ impl Epoch {
             seconds,
             steps: self.steps,
         };
-        epoch_line(o, &r, of, &self.train);
+        epoch_line(o, lane.name, &r, of, &self.train);
         log.epochs.push(r);
     }
 }
 
-fn epoch_line(o: &Opts, r: &EpochReport, of: usize, train: &Counts) {
+fn epoch_line(o: &Opts, name: &str, r: &EpochReport, of: usize, train: &Counts) {
     say(
         o,
         format!(
-            "epoch {:>2}/{}  loss {:.4}  train pixel F1 {:.3}  data wait {:.1} %  {:.1} day tiles/s  ({:.1} s)",
+            "{name}epoch {:>2}/{}  loss {:.4}  train pixel F1 {:.3}  data wait {:.1} %  {:.1} day tiles/s  ({:.1} s)",
             r.epoch + 1,
             of,
             r.loss,
@@ -121,18 +150,22 @@ pub(crate) fn temporal(
     o: &Opts,
     l: &Loaders,
     mut model: TemporalNet,
+    lane: Lane,
     log: &mut Log,
 ) -> Res<TemporalNet> {
     let mut optim = AdamConfig::new().init();
-    let places = l.train.batches().num_items();
+    let places = lane.train.batches().num_items();
     let per_epoch = places.div_ceil(o.places_per_step);
     let total = o.epochs * o.max_steps.map_or(per_epoch, |m| m.min(per_epoch));
     let mut mix = Mix(o.seed);
     let device = l.device.clone();
     let mut step = 0usize;
     for epoch in 0..o.epochs {
+        if lane.stopped() {
+            break;
+        }
         let mut e = Epoch::start();
-        let mut it = burn::data::dataloader::DataLoader::iter(&l.train);
+        let mut it = burn::data::dataloader::DataLoader::iter(lane.train);
         'epoch: loop {
             let tw = Instant::now();
             let Some(batch) = it.next() else { break };
@@ -166,7 +199,7 @@ pub(crate) fn temporal(
                 seqs.swap(i, (mix.next() % (i as u64 + 1)) as usize);
             }
             for group in seqs.chunks(o.places_per_step) {
-                if o.max_steps.is_some_and(|m| e.steps >= m) {
+                if o.max_steps.is_some_and(|m| e.steps >= m) || lane.stopped() {
                     break 'epoch;
                 }
                 let refs: Vec<&Seq> = group.iter().collect();
@@ -193,31 +226,36 @@ pub(crate) fn temporal(
             }
         }
         drop(it);
-        e.finish(o, epoch, o.epochs, log);
+        e.finish(o, lane, epoch, o.epochs, log);
     }
     Ok(model)
 }
 
-/// Trains the per-day UNet on the training days' tiles, `epochs` epochs.
+/// Trains the per-day UNet on the training days' tiles, `epochs` epochs,
+/// drawn from the lane's loader.
 pub(crate) fn unet(
     o: &Opts,
     l: &Loaders,
     mut model: ShipNet,
     epochs: usize,
     train_slices: usize,
+    lane: Lane,
     log: &mut Log,
 ) -> Res<ShipNet> {
     let mut optim = AdamConfig::new().init();
     // Steps per epoch: each batch's training slices in micro-batches.
-    let per_epoch = train_slices.div_ceil(o.micro_batch) + l.train.batches().num_batches();
+    let per_epoch = train_slices.div_ceil(o.micro_batch) + lane.train.batches().num_batches();
     let total = epochs * o.max_steps.map_or(per_epoch, |m| m.min(per_epoch));
     let mut mix = Mix(o.seed);
     let mut step = 0usize;
     for epoch in 0..epochs {
+        if lane.stopped() {
+            break;
+        }
         let mut e = Epoch::start();
-        let mut it = burn::data::dataloader::DataLoader::iter(&l.train);
+        let mut it = burn::data::dataloader::DataLoader::iter(lane.train);
         loop {
-            if o.max_steps.is_some_and(|m| e.steps >= m) {
+            if o.max_steps.is_some_and(|m| e.steps >= m) || lane.stopped() {
                 break;
             }
             let tw = Instant::now();
@@ -230,14 +268,14 @@ pub(crate) fn unet(
                 sl.swap(i, (mix.next() % (i as u64 + 1)) as usize);
             }
             for chunk in sl.chunks(o.micro_batch) {
-                if o.max_steps.is_some_and(|m| e.steps >= m) {
+                if o.max_steps.is_some_and(|m| e.steps >= m) || lane.stopped() {
                     break;
                 }
                 let idx: Vec<usize> = chunk.iter().map(|s| s.0).collect();
                 log.trained_days.extend(chunk.iter().map(|s| s.1));
+                // read on the host, glint added, uploaded once to the model's device
                 let [x, y, v] = gather(&batch, &l.info, &idx)?;
                 let [n, c, h, w] = x.dims();
-                let dev = x.device();
                 let mut xs = host(x)?;
                 for i in 0..n {
                     glint(
@@ -249,15 +287,14 @@ pub(crate) fn unet(
                         &mut mix,
                     );
                 }
-                let x = Tensor::<4>::from_data(TensorData::new(xs, [n, c, h, w]), &dev);
-                let logits = model.forward(x, v.clone());
-                count(
-                    &mut e.train,
-                    &host(logits.clone())?,
-                    &host(y.clone())?,
-                    &host(v.clone())?,
-                );
-                let loss = masked_loss(logits, y, v, o.pos_weight);
+                let (ys, vs) = (host(y)?, host(v)?);
+                let up = |d: Vec<f32>, ch| {
+                    Tensor::<4>::from_data(TensorData::new(d, [n, ch, h, w]), &l.device)
+                };
+                let v = up(vs.clone(), 1);
+                let logits = model.forward(up(xs, c), v.clone());
+                count(&mut e.train, &host(logits.clone())?, &ys, &vs);
+                let loss = masked_loss(logits, up(ys, 1), v, o.pos_weight);
                 let lv = loss.clone().into_scalar::<f32>();
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
                 model = optim.step(rate(o.lr, step, total), model, grads);
@@ -269,7 +306,7 @@ pub(crate) fn unet(
             }
         }
         drop(it);
-        e.finish(o, epoch, epochs, log);
+        e.finish(o, lane, epoch, epochs, log);
     }
     Ok(model)
 }
