@@ -4,14 +4,16 @@
 //!
 //! **Why.** burn's CPU backend keeps this 2-core machine only ~70 % busy
 //! with one training: about half of a step is serial (autodiff
-//! bookkeeping, element-wise kernels, allocation), and a step on two rayon
-//! threads is only 1.3× faster than on one. Two trainings, each in a pool
-//! of its own, fill the machine: measured on the per-day UNet (8 tiles of
-//! 128 × 128), one step took 1.40 s alone on the two-thread global pool,
-//! and 1.45 s each with two running side by side in one-thread pools,
-//! nearly twice the work done. Two trainings sharing the global pool slow
-//! each other down instead (1.9 s each). The caller keeps the global pool.
-//! `--sequential` runs the same work one after the other, as before.
+//! bookkeeping, element-wise kernels, allocation). 12 steps of the per-day
+//! UNet took 15.8 s on one rayon thread and 12.2 s on two
+//! (`RAYON_NUM_THREADS=1`, `--model unet --epochs 1 --max-steps 12`):
+//! 1.3×. Two trainings, each in a pool of its own, fill the machine (two
+//! on the one global pool, an earlier attempt not kept, slowed each other
+//! down nearly as much as they gained). The caller keeps the global pool.
+//! `--sequential` runs the same work one thing after another,
+//! with the same figures bit for bit: `--epochs 3 --unet-epochs 3
+//! --eval-world datasets/second-port-ships.toml` took 251 s that way and
+//! 180 s side by side (BENCHMARKS.md).
 
 use std::thread::{Scope, ScopedJoinHandle};
 
