@@ -140,7 +140,7 @@ impl Loaders {
             }
         };
         batches.resume(first_epoch, 0);
-        Ok(StackDataLoader::from_batches(batches, &Device::flex()))
+        Ok(StackDataLoader::from_batches(batches, self.train.device()))
     }
 }
 
