@@ -305,18 +305,21 @@ fn run_with(o: &Opts, t_start: Instant, world: Option<beside::Pending<'_, World>
             train: &l.train,
             stop: &stop,
         };
-        // Its epochs are those it drew when it trained after the model.
-        let twin = match with_unet {
-            true => Some(l.twin(o.epochs as u64)?),
+        // Made here, after the model: its weights are drawn in that order,
+        // and its epochs are those it drew when it trained after the model.
+        let unet_start = match with_unet {
+            true => Some((
+                l.twin(o.epochs as u64)?,
+                ShipNet::new(l.info.bands, o.width, &ad),
+            )),
             false => None,
         };
-        let unet_init = with_unet.then(|| ShipNet::new(l.info.bands, o.width, &ad));
         let (l, stop) = (&l, &stop);
-        let unet = unet_init.zip(twin.as_ref()).map(|(init, twin)| {
+        let unet = unet_start.map(|(twin, init)| {
             move || {
                 let lane = train::Lane {
                     name: "per-day UNet ",
-                    train: twin,
+                    train: &twin,
                     stop,
                 };
                 let mut ulog = train::Log::default();

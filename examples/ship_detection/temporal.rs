@@ -107,6 +107,10 @@ pub(crate) struct SeqTensors {
     pub(crate) seen: Tensor<4>,
     /// `[G·K, 1, H, W]` targets.
     pub(crate) label: Tensor<4>,
+    /// `seen` and `label` as built on the host, for the step's counts
+    /// (not read back from the device).
+    pub(crate) host_seen: Vec<f32>,
+    pub(crate) host_label: Vec<f32>,
     /// `[G·K, 1, H, W]` the terminals mask, repeated per day.
     pub(crate) mask: Tensor<4>,
     /// `[G, K, META]` per-day metadata.
@@ -648,8 +652,10 @@ pub(crate) fn tensors(group: &[&Seq], device: &Device) -> SeqTensors {
     };
     SeqTensors {
         feats: t4(feats, f),
-        seen: t4(seen, 1),
-        label: t4(label, 1),
+        seen: t4(seen.clone(), 1),
+        label: t4(label.clone(), 1),
+        host_seen: seen,
+        host_label: label,
         mask: t4(mask, 1),
         meta: Tensor::<3>::from_data(TensorData::new(meta, [g, k, META]), device),
         groups: g,

@@ -211,8 +211,8 @@ pub(crate) fn temporal(
                 count(
                     &mut e.train,
                     &host(logits.clone())?,
-                    &host(t.label.clone())?,
-                    &host(t.seen.clone())?,
+                    &t.host_label,
+                    &t.host_seen,
                 );
                 let loss = masked_loss(logits, t.label.clone(), t.seen.clone(), o.pos_weight);
                 let lv = loss.clone().into_scalar::<f32>();

@@ -15,7 +15,7 @@ use tilestack::demo::WorldServer;
 use tilestack::loader::{HostBatch, SampleStatus};
 use tilestack::{BatchLoader, Catalog, DatasetConfig, StackDataLoader, TileDataset, build};
 
-use crate::util::{cog_reader, small_world};
+use crate::util::{cog_reader, small_world, write_points};
 
 /// Five places west of the centroid (covered by granule A only) and, with
 /// `far`, one far east (granule B only).
@@ -54,15 +54,7 @@ impl Fixture {
         catalog: Option<&str>,
         extra: &str,
     ) -> DatasetConfig {
-        let csv: String = std::iter::once("lon,lat,id\n".to_string())
-            .chain(
-                points
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| format!("{},{},p{i}\n", p[0], p[1])),
-            )
-            .collect();
-        std::fs::write(self.dir.path().join("points.csv"), csv).unwrap();
+        write_points(&self.dir.path().join("points.csv"), points);
         let catalog = catalog.map(str::to_string).unwrap_or_else(|| {
             format!(
                 "stac = {:?}\ncollection = \"sentinel-2-l2a\"",

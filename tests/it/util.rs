@@ -108,3 +108,16 @@ where
 pub(crate) fn check_shards_in_python(out: &std::path::Path, refs: &std::path::Path) -> String {
     String::from_utf8_lossy(&python_script("check_shard.py", [out, refs])).to_string()
 }
+
+/// `points` (lon, lat) as a sampler's points CSV, ids `p0`, `p1`, …
+pub(crate) fn write_points(path: &std::path::Path, points: &[[f64; 2]]) {
+    let csv: String = std::iter::once("lon,lat,id\n".to_string())
+        .chain(
+            points
+                .iter()
+                .enumerate()
+                .map(|(i, p)| format!("{},{},p{i}\n", p[0], p[1])),
+        )
+        .collect();
+    std::fs::write(path, csv).unwrap();
+}

@@ -374,7 +374,7 @@ use tilestack::stac::{AssetFormat, CfUse};
 use tilestack::stack::Fusion;
 use tilestack::{BandName, Catalog, StackRequest, TileStack, build};
 
-use crate::util::{cog_reader, day, small_zarr_world};
+use crate::util::{cog_reader, day, small_zarr_world, write_points};
 
 fn zarr_request(bands: &str) -> StackRequest {
     StackRequest::new(
@@ -961,19 +961,6 @@ async fn zarr_items_without_a_grid_take_their_stores_grid() {
             0.0,
         );
     }
-}
-
-/// `points` (lon, lat) as a sampler's points CSV, ids `p0`, `p1`, …
-fn write_points(path: &Path, points: &[[f64; 2]]) {
-    let csv: String = std::iter::once("lon,lat,id\n".to_string())
-        .chain(
-            points
-                .iter()
-                .enumerate()
-                .map(|(i, p)| format!("{},{},p{i}\n", p[0], p[1])),
-        )
-        .collect();
-    std::fs::write(path, csv).unwrap();
 }
 
 /// A `BatchLoader` epoch over the demo world's Zarr collections (EOPF-like
